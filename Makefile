@@ -1,0 +1,58 @@
+# ngx_http_registry_module: build, run and test against Debian 12's nginx.
+
+SHELL     := /bin/bash
+NGINX_SRC ?= /usr/share/nginx/src
+NGINX     ?= /usr/sbin/nginx
+REPO      := $(abspath .)
+BUILD     := $(REPO)/build
+MODULE    := $(BUILD)/ngx_http_registry_module.so
+PORT      ?= 5000
+DATA      ?= $(REPO)/data
+RUNDIR    := $(REPO)/run
+
+# Build tools and libraries; test clients come from .ci/run and `make deps-test`.
+BUILD_PKGS := nginx nginx-dev libjansson-dev libssl-dev build-essential
+TEST_PKGS  := curl skopeo umoci docker-registry
+
+SRCS := config $(wildcard src/*.c src/*.h)
+
+.PHONY: all deps deps-test run test clean
+
+all: $(MODULE)
+
+$(BUILD)/Makefile: config
+	cd $(NGINX_SRC) && . ./conf_flags && ./configure \
+	    --with-cc-opt="-O2 -fPIC" --with-ld-opt=-fPIC "$${NGX_CONF_FLAGS[@]}" \
+	    --add-dynamic-module=$(REPO) --builddir=$(BUILD) >$(REPO)/build.log 2>&1 \
+	    || { cat $(REPO)/build.log; exit 1; }
+
+$(MODULE): $(BUILD)/Makefile $(SRCS)
+	$(MAKE) -f $(BUILD)/Makefile -C $(NGINX_SRC) modules
+
+# Install whatever is missing (needs root, or sudo).
+deps:
+	@missing=$$(for p in $(BUILD_PKGS); do \
+	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	    echo "installing: $$missing"; \
+	    SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	    $$SUDO apt-get update && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y $$missing; \
+	fi
+
+deps-test:
+	@$(MAKE) --no-print-directory deps BUILD_PKGS="$(BUILD_PKGS) $(TEST_PKGS)"
+
+# nginx in the foreground on 127.0.0.1:$(PORT), store in $(DATA).
+run: deps $(MODULE)
+	mkdir -p $(DATA) $(RUNDIR)
+	sed -e 's|@MODULE@|$(MODULE)|g' -e 's|@PORT@|$(PORT)|g' \
+	    -e 's|@DATA@|$(abspath $(DATA))|g' -e 's|@RUNDIR@|$(RUNDIR)|g' \
+	    -e "s|@USER@|$$(id -un)|g" \
+	    conf-examples/local.conf > $(RUNDIR)/nginx.conf
+	$(NGINX) -p $(RUNDIR) -c $(RUNDIR)/nginx.conf -g 'daemon off;'
+
+test: deps-test $(MODULE)
+	prove -r t/
+
+clean:
+	rm -rf $(BUILD) $(RUNDIR) build.log

@@ -1,0 +1,137 @@
+
+/*
+ * ngx_http_registry_module: streaming request bodies.
+ *
+ * Bodies are read unbuffered (as proxy_request_buffering off does): every
+ * buffer nginx receives is handed to the endpoint's chunk callback (which
+ * hashes it and writes it where it belongs) and given back to nginx at
+ * once, so a worker holds one client_body_buffer_size buffer per upload
+ * whatever the body's size, and nothing is read twice.  When the body is
+ * complete the done callback sends the response and finalizes.
+ */
+
+
+#include "ngx_http_registry.h"
+
+
+static void ngx_http_registry_body_post(ngx_http_request_t *r);
+static void ngx_http_registry_body_read(ngx_http_request_t *r);
+static void ngx_http_registry_body_consume(ngx_http_request_t *r);
+
+
+/* returns what a content handler returns */
+
+ngx_int_t
+ngx_http_registry_read_body(ngx_http_request_t *r,
+    ngx_http_registry_chunk_pt chunk, ngx_http_registry_done_pt done)
+{
+    ngx_int_t                 rc;
+    ngx_http_registry_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_registry_module);
+
+    ctx->chunk = chunk;
+    ctx->done = done;
+    ctx->received = 0;
+
+    r->request_body_no_buffering = 1;
+
+    rc = ngx_http_read_client_request_body(r, ngx_http_registry_body_post);
+
+    if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
+        return rc;
+    }
+
+    return NGX_DONE;
+}
+
+
+/*
+ * Called once by nginx: when the whole body has arrived, or as soon as a
+ * read would block (r->reading_body is set then).
+ */
+
+static void
+ngx_http_registry_body_post(ngx_http_request_t *r)
+{
+    r->read_event_handler = ngx_http_registry_body_read;
+
+    ngx_http_registry_body_consume(r);
+}
+
+
+static void
+ngx_http_registry_body_read(ngx_http_request_t *r)
+{
+    ngx_int_t  rc;
+
+    rc = ngx_http_read_unbuffered_request_body(r);
+
+    if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
+        r->read_event_handler = ngx_http_block_reading;
+        ngx_http_finalize_request(r, rc);
+        return;
+    }
+
+    ngx_http_registry_body_consume(r);
+}
+
+
+static void
+ngx_http_registry_body_consume(ngx_http_request_t *r)
+{
+    size_t                    len;
+    ngx_int_t                 rc;
+    ngx_buf_t                *b;
+    ngx_chain_t              *cl, *ln;
+    ngx_http_registry_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_registry_module);
+
+    for ( ;; ) {
+
+        for (cl = r->request_body->bufs; cl; /* void */) {
+            b = cl->buf;
+            len = b->last - b->pos;
+
+            if (len) {
+                if (ctx->chunk(r, b->pos, len) != NGX_OK) {
+                    /* the callback has sent an error, ctx->rc is the result */
+                    r->read_event_handler = ngx_http_block_reading;
+                    ngx_http_finalize_request(r, ctx->rc);
+                    return;
+                }
+
+                ctx->received += len;
+                b->pos = b->last;
+            }
+
+            /* chain links come from the pool: give them back for reuse */
+            ln = cl;
+            cl = cl->next;
+            ngx_free_chain(r->pool, ln);
+        }
+
+        r->request_body->bufs = NULL;
+
+        if (!r->reading_body) {
+            break;
+        }
+
+        rc = ngx_http_read_unbuffered_request_body(r);
+
+        if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
+            r->read_event_handler = ngx_http_block_reading;
+            ngx_http_finalize_request(r, rc);
+            return;
+        }
+
+        if (r->request_body->bufs == NULL && r->reading_body) {
+            return;     /* wait for the next read event */
+        }
+    }
+
+    r->read_event_handler = ngx_http_block_reading;
+
+    ctx->done(r);
+}

@@ -1,0 +1,174 @@
+
+/*
+ * ngx_http_registry_module: digests, parsed and computed incrementally.
+ */
+
+
+#include "ngx_http_registry.h"
+
+
+typedef struct {
+    ngx_str_t    name;
+    size_t       hex_len;
+} ngx_http_registry_alg_t;
+
+
+/* indexed by NGX_HTTP_REGISTRY_SHA256 and NGX_HTTP_REGISTRY_SHA512 */
+
+static ngx_http_registry_alg_t  ngx_http_registry_algs[] = {
+    { ngx_string("sha256"), SHA256_DIGEST_LENGTH * 2 },
+    { ngx_string("sha512"), SHA512_DIGEST_LENGTH * 2 },
+};
+
+
+ngx_int_t
+ngx_http_registry_alg_by_name(ngx_str_t *name)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < sizeof(ngx_http_registry_algs)
+                    / sizeof(ngx_http_registry_alg_t); i++)
+    {
+        if (name->len == ngx_http_registry_algs[i].name.len
+            && ngx_strncmp(name->data, ngx_http_registry_algs[i].name.data,
+                           name->len) == 0)
+        {
+            return i;
+        }
+    }
+
+    return NGX_ERROR;
+}
+
+
+ngx_str_t *
+ngx_http_registry_alg_name(ngx_uint_t alg)
+{
+    return &ngx_http_registry_algs[alg].name;
+}
+
+
+/*
+ * Accepts "<alg>:<hex>" with a supported algorithm and exactly its length
+ * of lowercase hex, the only form that may become part of a path.
+ */
+
+ngx_int_t
+ngx_http_registry_parse_digest(ngx_str_t *text,
+    ngx_http_registry_digest_t *digest)
+{
+    u_char     *colon, *p, *last;
+    ngx_str_t   name;
+    ngx_int_t   alg;
+
+    colon = ngx_strlchr(text->data, text->data + text->len, ':');
+    if (colon == NULL) {
+        return NGX_ERROR;
+    }
+
+    name.data = text->data;
+    name.len = colon - text->data;
+
+    alg = ngx_http_registry_alg_by_name(&name);
+    if (alg == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    p = colon + 1;
+    last = text->data + text->len;
+
+    if ((size_t) (last - p) != ngx_http_registry_algs[alg].hex_len) {
+        return NGX_ERROR;
+    }
+
+    for ( /* void */ ; p < last; p++) {
+        if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f'))) {
+            return NGX_ERROR;
+        }
+    }
+
+    digest->alg = alg;
+    digest->text = *text;
+    digest->hex.data = colon + 1;
+    digest->hex.len = last - (colon + 1);
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_registry_digest_equal(ngx_http_registry_digest_t *a,
+    ngx_http_registry_digest_t *b)
+{
+    return a->text.len == b->text.len
+           && ngx_strncmp(a->text.data, b->text.data, a->text.len) == 0;
+}
+
+
+void
+ngx_http_registry_hash_init(ngx_http_registry_hash_t *hash, ngx_uint_t alg)
+{
+    hash->alg = alg;
+
+    if (alg == NGX_HTTP_REGISTRY_SHA512) {
+        SHA512_Init(&hash->u.sha512);
+
+    } else {
+        SHA256_Init(&hash->u.sha256);
+    }
+}
+
+
+void
+ngx_http_registry_hash_update(ngx_http_registry_hash_t *hash, u_char *data,
+    size_t len)
+{
+    if (hash->alg == NGX_HTTP_REGISTRY_SHA512) {
+        SHA512_Update(&hash->u.sha512, data, len);
+
+    } else {
+        SHA256_Update(&hash->u.sha256, data, len);
+    }
+}
+
+
+/* finishes the hash into a digest whose text is allocated in the pool */
+
+ngx_int_t
+ngx_http_registry_hash_final(ngx_http_registry_hash_t *hash, ngx_pool_t *pool,
+    ngx_http_registry_digest_t *digest)
+{
+    u_char      *p;
+    size_t       len;
+    ngx_str_t   *name;
+    u_char       md[SHA512_DIGEST_LENGTH];
+
+    if (hash->alg == NGX_HTTP_REGISTRY_SHA512) {
+        SHA512_Final(md, &hash->u.sha512);
+        len = SHA512_DIGEST_LENGTH;
+
+    } else {
+        SHA256_Final(md, &hash->u.sha256);
+        len = SHA256_DIGEST_LENGTH;
+    }
+
+    name = &ngx_http_registry_algs[hash->alg].name;
+
+    p = ngx_pnalloc(pool, name->len + 1 + 2 * len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    digest->alg = hash->alg;
+    digest->text.data = p;
+
+    p = ngx_cpymem(p, name->data, name->len);
+    *p++ = ':';
+    digest->hex.data = p;
+    p = ngx_hex_dump(p, md, len);
+
+    digest->hex.len = p - digest->hex.data;
+    digest->text.len = p - digest->text.data;
+
+    return NGX_OK;
+}

@@ -1,0 +1,928 @@
+
+/*
+ * ngx_http_registry_module: the store, CNCF distribution's filesystem
+ * layout (see shared/design/store-layout.md).  This file maps names and
+ * digests to paths and does the file work; it knows nothing of HTTP.
+ *
+ * Every write goes to a temporary file under <store>/_ngx_tmp, which
+ * distribution never looks at, and is published with rename(2), so no
+ * reader ever sees a half-written blob, link or upload state.  Names and
+ * digests reaching this file have been validated by the router.
+ */
+
+
+#include "ngx_http_registry.h"
+
+#include <openssl/rand.h>
+
+
+#define NGX_HTTP_REGISTRY_PATH_EXTRA   1024
+#define NGX_HTTP_REGISTRY_TMP_DIR      "_ngx_tmp"
+#define NGX_HTTP_REGISTRY_STATE_FILE   "ngx_registry_state"
+#define NGX_HTTP_REGISTRY_MAX_DEPTH    128
+
+
+/*
+ * An upload's hash state as saved between chunks: the raw OpenSSL context,
+ * so it is only readable by the same build on the same architecture; the
+ * magic and the size check turn anything else into "unknown upload".
+ */
+
+typedef struct {
+    u_char                            magic[8];
+    ngx_http_registry_upload_state_t  state;
+} ngx_http_registry_state_file_t;
+
+static u_char  ngx_http_registry_state_magic[8] = "NGXREG1\n";
+
+
+static ngx_int_t ngx_http_registry_store_temp_file(
+    ngx_http_registry_store_t *st, ngx_file_t *file);
+static ngx_int_t ngx_http_registry_store_write_all(ngx_file_t *file,
+    u_char *data, size_t len);
+static ngx_int_t ngx_http_registry_store_walk_repositories(
+    ngx_http_registry_store_t *st, ngx_str_t *dir, size_t prefix,
+    ngx_array_t *names, ngx_uint_t depth);
+static ngx_int_t ngx_http_registry_store_is_dir(ngx_str_t *path);
+static ngx_int_t ngx_http_registry_store_delete_file(ngx_tree_ctx_t *ctx,
+    ngx_str_t *path);
+static ngx_int_t ngx_http_registry_store_delete_dir(ngx_tree_ctx_t *ctx,
+    ngx_str_t *path);
+static ngx_int_t ngx_http_registry_store_noop(ngx_tree_ctx_t *ctx,
+    ngx_str_t *path);
+static int ngx_libc_cdecl ngx_http_registry_cmp_names(const void *one,
+    const void *two);
+
+
+/*
+ * Builds "<store>/<fmt...>" NUL-terminated in the pool; out->len excludes
+ * the NUL.  Formats are ngx_sprintf()'s.
+ */
+
+u_char *
+ngx_http_registry_store_path(ngx_http_registry_store_t *st, ngx_str_t *out,
+    const char *fmt, ...)
+{
+    u_char   *p, *last;
+    size_t    size;
+    va_list   args;
+
+    size = st->root.len + NGX_HTTP_REGISTRY_PATH_EXTRA;
+
+    p = ngx_pnalloc(st->pool, size);
+    if (p == NULL) {
+        return NULL;
+    }
+
+    out->data = p;
+    last = p + size - 1;
+
+    p = ngx_cpymem(p, st->root.data, st->root.len);
+    *p++ = '/';
+
+    va_start(args, fmt);
+    p = ngx_vslprintf(p, last, fmt, args);
+    va_end(args);
+
+    if (p == last) {
+        return NULL;
+    }
+
+    *p = '\0';
+    out->len = p - out->data;
+
+    return out->data;
+}
+
+
+u_char *
+ngx_http_registry_store_blob_path(ngx_http_registry_store_t *st,
+    ngx_str_t *out, ngx_http_registry_digest_t *digest)
+{
+    return ngx_http_registry_store_path(st, out, "blobs/%V/%*s/%V/data",
+                                   ngx_http_registry_alg_name(digest->alg),
+                                   (size_t) 2, digest->hex.data, &digest->hex);
+}
+
+
+u_char *
+ngx_http_registry_store_layer_link(ngx_http_registry_store_t *st,
+    ngx_str_t *out, ngx_str_t *name, ngx_http_registry_digest_t *digest)
+{
+    return ngx_http_registry_store_path(st, out,
+                                   "repositories/%V/_layers/%V/%V/link", name,
+                                   ngx_http_registry_alg_name(digest->alg),
+                                   &digest->hex);
+}
+
+
+u_char *
+ngx_http_registry_store_revision_link(ngx_http_registry_store_t *st,
+    ngx_str_t *out, ngx_str_t *name, ngx_http_registry_digest_t *digest)
+{
+    return ngx_http_registry_store_path(st, out,
+                                   "repositories/%V/_manifests/revisions/%V/%V"
+                                   "/link", name,
+                                   ngx_http_registry_alg_name(digest->alg),
+                                   &digest->hex);
+}
+
+
+u_char *
+ngx_http_registry_store_upload_dir(ngx_http_registry_store_t *st,
+    ngx_str_t *out, ngx_str_t *name, ngx_str_t *id)
+{
+    return ngx_http_registry_store_path(st, out, "repositories/%V/_uploads/%V",
+                                        name, id);
+}
+
+
+ngx_int_t
+ngx_http_registry_store_exists(ngx_str_t *path)
+{
+    ngx_file_info_t  fi;
+
+    if (ngx_file_info(path->data, &fi) == NGX_FILE_ERROR) {
+        return (ngx_errno == NGX_ENOENT || ngx_errno == NGX_ENOTDIR)
+               ? NGX_DECLINED : NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * Reads a whole small file into the pool.  NGX_DECLINED: it does not
+ * exist; NGX_ERROR: it could not be read or is larger than max.
+ */
+
+ngx_int_t
+ngx_http_registry_store_read_small(ngx_http_registry_store_t *st,
+    ngx_str_t *path, size_t max, ngx_str_t *content)
+{
+    off_t            size;
+    ssize_t          n;
+    ngx_fd_t         fd;
+    ngx_err_t        err;
+    ngx_int_t        rc;
+    ngx_file_info_t  fi;
+
+    fd = ngx_open_file(path->data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+
+    if (fd == NGX_INVALID_FILE) {
+        err = ngx_errno;
+
+        if (err == NGX_ENOENT || err == NGX_ENOTDIR) {
+            return NGX_DECLINED;
+        }
+
+        ngx_log_error(NGX_LOG_CRIT, st->log, err,
+                      ngx_open_file_n " \"%s\" failed", path->data);
+        return NGX_ERROR;
+    }
+
+    rc = NGX_ERROR;
+
+    if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR) {
+        ngx_log_error(NGX_LOG_CRIT, st->log, ngx_errno,
+                      ngx_fd_info_n " \"%s\" failed", path->data);
+        goto done;
+    }
+
+    size = ngx_file_size(&fi);
+
+    if (size > (off_t) max) {
+        ngx_log_error(NGX_LOG_ERR, st->log, 0,
+                      "\"%s\" is larger than %uz bytes", path->data, max);
+        goto done;
+    }
+
+    content->data = ngx_pnalloc(st->pool, size + 1);
+    if (content->data == NULL) {
+        goto done;
+    }
+
+    n = ngx_read_fd(fd, content->data, size + 1);
+
+    if (n == -1) {
+        ngx_log_error(NGX_LOG_CRIT, st->log, ngx_errno,
+                      ngx_read_fd_n " \"%s\" failed", path->data);
+        goto done;
+    }
+
+    if (n != size) {
+        ngx_log_error(NGX_LOG_CRIT, st->log, 0,
+                      "\"%s\" changed while being read", path->data);
+        goto done;
+    }
+
+    content->len = n;
+    rc = NGX_OK;
+
+done:
+
+    if (ngx_close_file(fd) == NGX_FILE_ERROR) {
+        ngx_log_error(NGX_LOG_ALERT, st->log, ngx_errno,
+                      ngx_close_file_n " \"%s\" failed", path->data);
+    }
+
+    return rc;
+}
+
+
+/* NGX_DECLINED: no such link; NGX_ERROR: unreadable or not a digest */
+
+ngx_int_t
+ngx_http_registry_store_read_link(ngx_http_registry_store_t *st,
+    ngx_str_t *path, ngx_http_registry_digest_t *digest)
+{
+    ngx_int_t  rc;
+    ngx_str_t  content;
+
+    rc = ngx_http_registry_store_read_small(st, path,
+                                         NGX_HTTP_REGISTRY_DIGEST_MAX_LEN + 1,
+                                         &content);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    if (ngx_http_registry_parse_digest(&content, digest) != NGX_OK) {
+        ngx_log_error(NGX_LOG_ERR, st->log, 0,
+                      "link \"%s\" holds no valid digest", path->data);
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_registry_store_write_link(ngx_http_registry_store_t *st,
+    ngx_str_t *path, ngx_http_registry_digest_t *digest)
+{
+    return ngx_http_registry_store_write_file(st, path, digest->text.data,
+                                              digest->text.len);
+}
+
+
+/* writes a small file in full, durably, then renames it into place */
+
+ngx_int_t
+ngx_http_registry_store_write_file(ngx_http_registry_store_t *st,
+    ngx_str_t *path, u_char *data, size_t len)
+{
+    ngx_err_t   err;
+    ngx_int_t   rc;
+    ngx_file_t  file;
+
+    if (ngx_http_registry_store_temp_file(st, &file) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    rc = ngx_http_registry_store_write_all(&file, data, len);
+
+    if (rc == NGX_OK && fsync(file.fd) == -1) {
+        ngx_log_error(NGX_LOG_CRIT, st->log, ngx_errno,
+                      "fsync() \"%s\" failed", file.name.data);
+        rc = NGX_ERROR;
+    }
+
+    if (ngx_close_file(file.fd) == NGX_FILE_ERROR) {
+        ngx_log_error(NGX_LOG_ALERT, st->log, ngx_errno,
+                      ngx_close_file_n " \"%s\" failed", file.name.data);
+        rc = NGX_ERROR;
+    }
+
+    if (rc == NGX_OK) {
+        rc = ngx_http_registry_store_publish(st, &file.name, path);
+    }
+
+    if (rc != NGX_OK) {
+        err = ngx_errno;
+        (void) ngx_delete_file(file.name.data);
+        ngx_set_errno(err);
+    }
+
+    return rc;
+}
+
+
+/* renames a finished file into place, creating its directories */
+
+ngx_int_t
+ngx_http_registry_store_publish(ngx_http_registry_store_t *st,
+    ngx_str_t *from, ngx_str_t *to)
+{
+    ngx_err_t  err;
+
+    if (ngx_rename_file(from->data, to->data) != NGX_FILE_ERROR) {
+        return NGX_OK;
+    }
+
+    err = ngx_errno;
+
+    if (err == NGX_ENOENT) {
+        if (ngx_create_full_path(to->data, 0755) != 0) {
+            err = ngx_errno;
+            ngx_log_error(NGX_LOG_CRIT, st->log, err,
+                          ngx_create_dir_n " for \"%s\" failed", to->data);
+            ngx_set_errno(err);
+            return NGX_ERROR;
+        }
+
+        if (ngx_rename_file(from->data, to->data) != NGX_FILE_ERROR) {
+            return NGX_OK;
+        }
+
+        err = ngx_errno;
+    }
+
+    ngx_log_error(NGX_LOG_CRIT, st->log, err,
+                  ngx_rename_file_n " \"%s\" to \"%s\" failed",
+                  from->data, to->data);
+    ngx_set_errno(err);
+
+    return NGX_ERROR;
+}
+
+
+/* removes a link and its directory, which holds nothing else */
+
+ngx_int_t
+ngx_http_registry_store_delete_link(ngx_http_registry_store_t *st,
+    ngx_str_t *path)
+{
+    u_char  *slash;
+
+    if (ngx_delete_file(path->data) == NGX_FILE_ERROR) {
+        if (ngx_errno == NGX_ENOENT || ngx_errno == NGX_ENOTDIR) {
+            return NGX_DECLINED;
+        }
+
+        ngx_log_error(NGX_LOG_CRIT, st->log, ngx_errno,
+                      ngx_delete_file_n " \"%s\" failed", path->data);
+        return NGX_ERROR;
+    }
+
+    for (slash = path->data + path->len; slash > path->data; slash--) {
+        if (*slash == '/') {
+            break;
+        }
+    }
+
+    *slash = '\0';
+    (void) ngx_delete_dir(path->data);
+    *slash = '/';
+
+    return NGX_OK;
+}
+
+
+/* NGX_DECLINED: the tree did not exist */
+
+ngx_int_t
+ngx_http_registry_store_delete_tree(ngx_http_registry_store_t *st,
+    ngx_str_t *path)
+{
+    ngx_tree_ctx_t  tree;
+
+    if (ngx_http_registry_store_exists(path) == NGX_DECLINED) {
+        return NGX_DECLINED;
+    }
+
+    tree.init_handler = NULL;
+    tree.file_handler = ngx_http_registry_store_delete_file;
+    tree.pre_tree_handler = ngx_http_registry_store_noop;
+    tree.post_tree_handler = ngx_http_registry_store_delete_dir;
+    tree.spec_handler = ngx_http_registry_store_delete_file;
+    tree.data = NULL;
+    tree.alloc = 0;
+    tree.log = st->log;
+
+    if (ngx_walk_tree(&tree, path) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_delete_dir(path->data) == NGX_FILE_ERROR
+        && ngx_errno != NGX_ENOENT)
+    {
+        ngx_log_error(NGX_LOG_CRIT, st->log, ngx_errno,
+                      ngx_delete_dir_n " \"%s\" failed", path->data);
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_registry_store_delete_file(ngx_tree_ctx_t *ctx, ngx_str_t *path)
+{
+    if (ngx_delete_file(path->data) == NGX_FILE_ERROR
+        && ngx_errno != NGX_ENOENT)
+    {
+        ngx_log_error(NGX_LOG_CRIT, ctx->log, ngx_errno,
+                      ngx_delete_file_n " \"%s\" failed", path->data);
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_registry_store_delete_dir(ngx_tree_ctx_t *ctx, ngx_str_t *path)
+{
+    if (ngx_delete_dir(path->data) == NGX_FILE_ERROR
+        && ngx_errno != NGX_ENOENT)
+    {
+        ngx_log_error(NGX_LOG_CRIT, ctx->log, ngx_errno,
+                      ngx_delete_dir_n " \"%s\" failed", path->data);
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_registry_store_noop(ngx_tree_ctx_t *ctx, ngx_str_t *path)
+{
+    return NGX_OK;
+}
+
+
+/*
+ * Lists a directory's entries (not "." files) into an array of ngx_str_t.
+ * NGX_DECLINED: the directory does not exist.
+ */
+
+ngx_int_t
+ngx_http_registry_store_list_dir(ngx_http_registry_store_t *st,
+    ngx_str_t *path, ngx_array_t *names)
+{
+    size_t      len;
+    ngx_err_t   err;
+    ngx_dir_t   dir;
+    ngx_str_t  *name;
+
+    if (ngx_open_dir(path, &dir) == NGX_ERROR) {
+        err = ngx_errno;
+
+        if (err == NGX_ENOENT || err == NGX_ENOTDIR) {
+            return NGX_DECLINED;
+        }
+
+        ngx_log_error(NGX_LOG_CRIT, st->log, err,
+                      ngx_open_dir_n " \"%s\" failed", path->data);
+        return NGX_ERROR;
+    }
+
+    for ( ;; ) {
+        ngx_set_errno(0);
+
+        if (ngx_read_dir(&dir) == NGX_ERROR) {
+            err = ngx_errno;
+
+            if (err != NGX_ENOMOREFILES) {
+                ngx_log_error(NGX_LOG_CRIT, st->log, err,
+                              ngx_read_dir_n " \"%s\" failed", path->data);
+                (void) ngx_close_dir(&dir);
+                return NGX_ERROR;
+            }
+
+            break;
+        }
+
+        len = ngx_de_namelen(&dir);
+
+        if (ngx_de_name(&dir)[0] == '.') {
+            continue;
+        }
+
+        name = ngx_array_push(names);
+        if (name == NULL) {
+            (void) ngx_close_dir(&dir);
+            return NGX_ERROR;
+        }
+
+        name->len = len;
+        name->data = ngx_pnalloc(st->pool, len);
+        if (name->data == NULL) {
+            (void) ngx_close_dir(&dir);
+            return NGX_ERROR;
+        }
+
+        ngx_memcpy(name->data, ngx_de_name(&dir), len);
+    }
+
+    if (ngx_close_dir(&dir) == NGX_ERROR) {
+        ngx_log_error(NGX_LOG_ALERT, st->log, ngx_errno,
+                      ngx_close_dir_n " \"%s\" failed", path->data);
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * A directory under repositories/ is a repository when it holds _layers,
+ * _manifests or _uploads; a mere parent ("a" of "a/b") is not.
+ */
+
+ngx_int_t
+ngx_http_registry_store_is_repository(ngx_http_registry_store_t *st,
+    ngx_str_t *name)
+{
+    ngx_int_t    rc;
+    ngx_str_t    path;
+    ngx_uint_t   i;
+
+    static char  *marks[] = { "_manifests", "_layers", "_uploads" };
+
+    for (i = 0; i < sizeof(marks) / sizeof(marks[0]); i++) {
+        if (ngx_http_registry_store_path(st, &path, "repositories/%V/%s",
+                                         name, marks[i])
+            == NULL)
+        {
+            return NGX_ERROR;
+        }
+
+        rc = ngx_http_registry_store_exists(&path);
+
+        if (rc != NGX_DECLINED) {
+            return rc;
+        }
+    }
+
+    return NGX_DECLINED;
+}
+
+
+/*
+ * Walks repositories/ for repository names: a directory is a repository
+ * when it holds _layers, _manifests or _uploads, and repositories nest
+ * ("a" and "a/b" may both exist), so the walk goes on below them, skipping
+ * the "_" directories, which no repository name component can start with.
+ */
+
+ngx_int_t
+ngx_http_registry_store_list_repositories(ngx_http_registry_store_t *st,
+    ngx_array_t *names)
+{
+    ngx_str_t  dir;
+
+    if (ngx_http_registry_store_path(st, &dir, "repositories") == NULL) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_registry_store_walk_repositories(st, &dir, dir.len + 1,
+                                                     names, 0);
+}
+
+
+static ngx_int_t
+ngx_http_registry_store_walk_repositories(ngx_http_registry_store_t *st,
+    ngx_str_t *dir, size_t prefix, ngx_array_t *names, ngx_uint_t depth)
+{
+    u_char       *p;
+    ngx_int_t     rc;
+    ngx_str_t    *name, sub, *entry;
+    ngx_uint_t    i, is_repository;
+    ngx_array_t   entries;
+
+    if (depth > NGX_HTTP_REGISTRY_MAX_DEPTH) {
+        return NGX_OK;
+    }
+
+    if (ngx_array_init(&entries, st->pool, 16, sizeof(ngx_str_t)) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    rc = ngx_http_registry_store_list_dir(st, dir, &entries);
+    if (rc != NGX_OK) {
+        return (rc == NGX_DECLINED) ? NGX_OK : NGX_ERROR;
+    }
+
+    entry = entries.elts;
+    is_repository = 0;
+
+    for (i = 0; i < entries.nelts; i++) {
+        if (entry[i].data[0] != '_') {
+            continue;
+        }
+
+        if ((entry[i].len == 7
+             && ngx_strncmp(entry[i].data, "_layers", 7) == 0)
+            || (entry[i].len == 10
+                && ngx_strncmp(entry[i].data, "_manifests", 10) == 0)
+            || (entry[i].len == 8
+                && ngx_strncmp(entry[i].data, "_uploads", 8) == 0))
+        {
+            is_repository = 1;
+        }
+    }
+
+    if (is_repository && dir->len > prefix) {
+        name = ngx_array_push(names);
+        if (name == NULL) {
+            return NGX_ERROR;
+        }
+
+        name->data = dir->data + prefix;
+        name->len = dir->len - prefix;
+    }
+
+    for (i = 0; i < entries.nelts; i++) {
+        if (entry[i].data[0] == '_') {
+            continue;
+        }
+
+        sub.len = dir->len + 1 + entry[i].len;
+        sub.data = ngx_pnalloc(st->pool, sub.len + 1);
+        if (sub.data == NULL) {
+            return NGX_ERROR;
+        }
+
+        p = ngx_cpymem(sub.data, dir->data, dir->len);
+        *p++ = '/';
+        p = ngx_cpymem(p, entry[i].data, entry[i].len);
+        *p = '\0';
+
+        rc = ngx_http_registry_store_is_dir(&sub);
+
+        if (rc == NGX_ERROR) {
+            return NGX_ERROR;
+        }
+
+        if (rc == NGX_DECLINED) {
+            continue;
+        }
+
+        if (ngx_http_registry_store_walk_repositories(st, &sub, prefix, names,
+                                                      depth + 1)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_registry_store_is_dir(ngx_str_t *path)
+{
+    ngx_file_info_t  fi;
+
+    if (ngx_file_info(path->data, &fi) == NGX_FILE_ERROR) {
+        return (ngx_errno == NGX_ENOENT) ? NGX_DECLINED : NGX_ERROR;
+    }
+
+    return ngx_is_dir(&fi) ? NGX_OK : NGX_DECLINED;
+}
+
+
+void
+ngx_http_registry_sort_names(ngx_array_t *names)
+{
+    ngx_qsort(names->elts, names->nelts, sizeof(ngx_str_t),
+              ngx_http_registry_cmp_names);
+}
+
+
+static int ngx_libc_cdecl
+ngx_http_registry_cmp_names(const void *one, const void *two)
+{
+    ngx_int_t         rc;
+    const ngx_str_t  *a = one, *b = two;
+
+    rc = ngx_memn2cmp(a->data, b->data, a->len, b->len);
+
+    return (rc < 0) ? -1 : (rc > 0);
+}
+
+
+/* ---- uploads ---- */
+
+/*
+ * Creates _uploads/<id>/ with an empty data file, startedat (distribution's
+ * upload purge reads it) and the initial state, written last: an upload
+ * exists for this module once its state does.
+ */
+
+ngx_int_t
+ngx_http_registry_store_create_upload(ngx_http_registry_store_t *st,
+    ngx_str_t *dir, ngx_http_registry_upload_state_t *state)
+{
+    u_char     *p;
+    ngx_fd_t    fd;
+    ngx_str_t   path;
+    ngx_tm_t    tm;
+    u_char      startedat[sizeof("1970-01-01T00:00:00Z")];
+
+    if (ngx_create_full_path(dir->data, 0755) != 0
+        || (ngx_create_dir(dir->data, 0755) == NGX_FILE_ERROR
+            && ngx_errno != NGX_EEXIST))
+    {
+        ngx_log_error(NGX_LOG_CRIT, st->log, ngx_errno,
+                      ngx_create_dir_n " \"%s\" failed", dir->data);
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_registry_store_in_dir(st, &path, dir, NGX_HTTP_REGISTRY_UPLOAD_DATA)
+        == NULL)
+    {
+        return NGX_ERROR;
+    }
+
+    fd = ngx_open_file(path.data, NGX_FILE_WRONLY, NGX_FILE_CREATE_OR_OPEN,
+                       NGX_FILE_DEFAULT_ACCESS);
+    if (fd == NGX_INVALID_FILE) {
+        ngx_log_error(NGX_LOG_CRIT, st->log, ngx_errno,
+                      ngx_open_file_n " \"%s\" failed", path.data);
+        return NGX_ERROR;
+    }
+
+    (void) ngx_close_file(fd);
+
+    ngx_gmtime(ngx_time(), &tm);
+    p = ngx_sprintf(startedat, "%4d-%02d-%02dT%02d:%02d:%02dZ",
+                    tm.ngx_tm_year, tm.ngx_tm_mon, tm.ngx_tm_mday,
+                    tm.ngx_tm_hour, tm.ngx_tm_min, tm.ngx_tm_sec);
+
+    if (ngx_http_registry_store_in_dir(st, &path, dir, "startedat")
+        == NULL
+        || ngx_http_registry_store_write_file(st, &path, startedat,
+                                              p - startedat)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_registry_store_save_state(st, dir, state);
+}
+
+
+ngx_int_t
+ngx_http_registry_store_save_state(ngx_http_registry_store_t *st,
+    ngx_str_t *dir, ngx_http_registry_upload_state_t *state)
+{
+    ngx_str_t                        path;
+    ngx_http_registry_state_file_t   file;
+
+    if (ngx_http_registry_store_in_dir(st, &path, dir, NGX_HTTP_REGISTRY_STATE_FILE)
+        == NULL)
+    {
+        return NGX_ERROR;
+    }
+
+    ngx_memzero(&file, sizeof(ngx_http_registry_state_file_t));
+    ngx_memcpy(file.magic, ngx_http_registry_state_magic, sizeof(file.magic));
+    file.state = *state;
+
+    return ngx_http_registry_store_write_file(st, &path, (u_char *) &file,
+                                              sizeof(file));
+}
+
+
+/* NGX_DECLINED: no such upload, or one this build cannot resume */
+
+ngx_int_t
+ngx_http_registry_store_load_state(ngx_http_registry_store_t *st,
+    ngx_str_t *dir, ngx_http_registry_upload_state_t *state)
+{
+    ngx_int_t                        rc;
+    ngx_str_t                        path, content;
+    ngx_http_registry_state_file_t   file;
+
+    if (ngx_http_registry_store_in_dir(st, &path, dir, NGX_HTTP_REGISTRY_STATE_FILE)
+        == NULL)
+    {
+        return NGX_ERROR;
+    }
+
+    rc = ngx_http_registry_store_read_small(st, &path, sizeof(file),
+                                            &content);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    if (content.len != sizeof(file)) {
+        return NGX_DECLINED;
+    }
+
+    ngx_memcpy(&file, content.data, sizeof(file));
+
+    if (ngx_memcmp(file.magic, ngx_http_registry_state_magic,
+                   sizeof(file.magic))
+        != 0
+        || file.state.alg > NGX_HTTP_REGISTRY_SHA512
+        || file.state.hash.alg != file.state.alg)
+    {
+        return NGX_DECLINED;
+    }
+
+    *state = file.state;
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_registry_store_random_hex(u_char *buf, size_t bytes)
+{
+    u_char  raw[32];
+
+    if (bytes > sizeof(raw) || RAND_bytes(raw, bytes) != 1) {
+        return NGX_ERROR;
+    }
+
+    ngx_hex_dump(buf, raw, bytes);
+
+    return NGX_OK;
+}
+
+
+/* "<dir>/<file>", NUL-terminated */
+
+u_char *
+ngx_http_registry_store_in_dir(ngx_http_registry_store_t *st, ngx_str_t *out,
+    ngx_str_t *dir, const char *file)
+{
+    u_char  *p;
+    size_t   len;
+
+    len = ngx_strlen(file);
+
+    out->len = dir->len + 1 + len;
+    out->data = ngx_pnalloc(st->pool, out->len + 1);
+    if (out->data == NULL) {
+        return NULL;
+    }
+
+    p = ngx_cpymem(out->data, dir->data, dir->len);
+    *p++ = '/';
+    p = ngx_cpymem(p, file, len);
+    *p = '\0';
+
+    return out->data;
+}
+
+
+/* ---- temporary files ---- */
+
+static ngx_int_t
+ngx_http_registry_store_temp_file(ngx_http_registry_store_t *st,
+    ngx_file_t *file)
+{
+    ngx_err_t  err;
+    u_char     id[32];
+
+    if (ngx_http_registry_store_random_hex(id, 16) != NGX_OK
+        || ngx_http_registry_store_path(st, &file->name,
+                                        NGX_HTTP_REGISTRY_TMP_DIR "/%*s",
+                                        sizeof(id), id)
+           == NULL)
+    {
+        return NGX_ERROR;
+    }
+
+    file->offset = 0;
+    file->sys_offset = 0;
+    file->log = st->log;
+
+    file->fd = ngx_open_file(file->name.data, NGX_FILE_WRONLY,
+                             NGX_FILE_CREATE_OR_OPEN | O_EXCL,
+                             NGX_FILE_DEFAULT_ACCESS);
+
+    if (file->fd == NGX_INVALID_FILE && ngx_errno == NGX_ENOENT) {
+        (void) ngx_create_full_path(file->name.data, 0755);
+
+        file->fd = ngx_open_file(file->name.data, NGX_FILE_WRONLY,
+                                 NGX_FILE_CREATE_OR_OPEN | O_EXCL,
+                                 NGX_FILE_DEFAULT_ACCESS);
+    }
+
+    if (file->fd == NGX_INVALID_FILE) {
+        err = ngx_errno;
+        ngx_log_error(NGX_LOG_CRIT, st->log, err,
+                      ngx_open_file_n " \"%s\" failed", file->name.data);
+        ngx_set_errno(err);
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_registry_store_write_all(ngx_file_t *file, u_char *data,
+    size_t len)
+{
+    if (len == 0) {
+        return NGX_OK;
+    }
+
+    return (ngx_write_file(file, data, len, 0) == (ssize_t) len)
+           ? NGX_OK : NGX_ERROR;
+}

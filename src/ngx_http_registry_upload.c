@@ -1,0 +1,677 @@
+
+/*
+ * ngx_http_registry_module: blob uploads.
+ *
+ * An upload lives on disk under _uploads/<id>/: its data file and its
+ * state (offset and hash state at that offset), so its chunks may reach
+ * any worker, any nginx sharing the store, or an nginx restarted since.
+ * Each body is written to the data file and hashed as it arrives; the
+ * state is saved when a chunk is complete, so a chunk cut short leaves the
+ * upload where it was (its stray bytes are truncated by the next chunk).
+ * On PUT the digest is checked and the data file renamed into blobs/.
+ */
+
+
+#include "ngx_http_registry.h"
+
+#include <sys/file.h>
+
+
+typedef struct {
+    ngx_http_registry_store_t  *store;
+    ngx_str_t                   dir;
+    ngx_uint_t                  published;
+} ngx_http_registry_upload_cleanup_t;
+
+
+static ngx_int_t ngx_http_registry_upload_open(ngx_http_request_t *r,
+    ngx_http_registry_ctx_t *ctx);
+static ngx_int_t ngx_http_registry_upload_receive(ngx_http_request_t *r,
+    ngx_http_registry_ctx_t *ctx);
+static ngx_int_t ngx_http_registry_upload_range(ngx_http_request_t *r,
+    ngx_http_registry_ctx_t *ctx);
+static ngx_int_t ngx_http_registry_upload_expect(ngx_http_request_t *r,
+    ngx_http_registry_ctx_t *ctx);
+static ngx_int_t ngx_http_registry_upload_chunk(ngx_http_request_t *r,
+    u_char *data, size_t len);
+static void ngx_http_registry_upload_done(ngx_http_request_t *r);
+static ngx_int_t ngx_http_registry_upload_publish(ngx_http_request_t *r,
+    ngx_http_registry_ctx_t *ctx);
+static ngx_int_t ngx_http_registry_upload_headers(ngx_http_request_t *r,
+    ngx_http_registry_ctx_t *ctx);
+static ngx_int_t ngx_http_registry_upload_new_id(ngx_http_request_t *r,
+    ngx_str_t *id);
+static ngx_int_t ngx_http_registry_upload_dir(ngx_http_registry_ctx_t *ctx);
+static void ngx_http_registry_upload_unlock(ngx_http_registry_ctx_t *ctx);
+static void ngx_http_registry_upload_cleanup(void *data);
+
+
+/* POST /v2/<name>/blobs/uploads/[?digest=] */
+
+ngx_int_t
+ngx_http_registry_upload_start(ngx_http_request_t *r)
+{
+    ngx_int_t                            rc;
+    ngx_pool_cleanup_t                  *cln;
+    ngx_http_registry_ctx_t             *ctx;
+    ngx_http_registry_upload_cleanup_t  *uc;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_registry_module);
+
+    rc = ngx_http_registry_upload_expect(r, ctx);
+    if (rc == NGX_ERROR) {
+        return ngx_http_registry_error(r, NGX_HTTP_REGISTRY_DIGEST_INVALID,
+                                       "invalid digest parameter");
+    }
+
+    ctx->finish = (rc == NGX_OK);
+
+    if (ngx_http_registry_upload_new_id(r, &ctx->route.reference) != NGX_OK
+        || ngx_http_registry_upload_dir(ctx) != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->upload.alg = ctx->finish ? ctx->expected.alg
+                                  : NGX_HTTP_REGISTRY_SHA256;
+    ctx->upload.offset = 0;
+    ngx_http_registry_hash_init(&ctx->upload.hash, ctx->upload.alg);
+
+    if (ngx_http_registry_store_create_upload(&ctx->store, &ctx->upload_dir,
+                                              &ctx->upload)
+        != NGX_OK)
+    {
+        return ngx_http_registry_errno_error(r, ngx_errno);
+    }
+
+    if (!ctx->finish) {
+        if (ngx_http_registry_upload_headers(r, ctx) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        return ngx_http_registry_send_empty(r, NGX_HTTP_ACCEPTED);
+    }
+
+    /* a monolithic upload's session is invisible: never leave it behind */
+
+    cln = ngx_pool_cleanup_add(r->pool,
+                               sizeof(ngx_http_registry_upload_cleanup_t));
+    if (cln == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    uc = cln->data;
+    uc->store = &ctx->store;
+    uc->dir = ctx->upload_dir;
+    uc->published = 0;
+
+    cln->handler = ngx_http_registry_upload_cleanup;
+
+    if (ngx_http_registry_upload_open(r, ctx) != NGX_OK) {
+        return ctx->rc;
+    }
+
+    return ngx_http_registry_upload_receive(r, ctx);
+}
+
+
+/* GET <location>: where the upload stands */
+
+ngx_int_t
+ngx_http_registry_upload_status(ngx_http_request_t *r)
+{
+    ngx_int_t                 rc;
+    ngx_http_registry_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_registry_module);
+
+    if (ngx_http_registry_upload_dir(ctx) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    rc = ngx_http_registry_store_load_state(&ctx->store, &ctx->upload_dir,
+                                            &ctx->upload);
+
+    if (rc == NGX_DECLINED) {
+        return ngx_http_registry_error(r,
+                                       NGX_HTTP_REGISTRY_BLOB_UPLOAD_UNKNOWN,
+                                       NULL);
+    }
+
+    if (rc != NGX_OK || ngx_http_registry_upload_headers(r, ctx) != NGX_OK) {
+        return ngx_http_registry_error(r, NGX_HTTP_REGISTRY_INTERNAL, NULL);
+    }
+
+    return ngx_http_registry_send_empty(r, NGX_HTTP_NO_CONTENT);
+}
+
+
+/* PATCH <location>: append a chunk */
+
+ngx_int_t
+ngx_http_registry_upload_patch(ngx_http_request_t *r)
+{
+    ngx_http_registry_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_registry_module);
+
+    if (ngx_http_registry_upload_dir(ctx) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (ngx_http_registry_upload_open(r, ctx) != NGX_OK) {
+        return ctx->rc;
+    }
+
+    return ngx_http_registry_upload_receive(r, ctx);
+}
+
+
+/* PUT <location>?digest=: an optional last chunk, then publish */
+
+ngx_int_t
+ngx_http_registry_upload_put(ngx_http_request_t *r)
+{
+    ngx_http_registry_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_registry_module);
+
+    if (ngx_http_registry_upload_expect(r, ctx) != NGX_OK) {
+        return ngx_http_registry_error(r, NGX_HTTP_REGISTRY_DIGEST_INVALID,
+                                       "a valid digest parameter is needed");
+    }
+
+    ctx->finish = 1;
+
+    if (ngx_http_registry_upload_dir(ctx) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (ngx_http_registry_upload_open(r, ctx) != NGX_OK) {
+        return ctx->rc;
+    }
+
+    if (ctx->expected.alg != ctx->upload.alg) {
+        if (ctx->upload.offset != 0) {
+            return ngx_http_registry_error(r, NGX_HTTP_REGISTRY_DIGEST_INVALID,
+                                   "digest algorithm differs from the one "
+                                   "the upload is hashed with");
+        }
+
+        /* nothing hashed yet: hash with the algorithm the client chose */
+        ctx->upload.alg = ctx->expected.alg;
+        ngx_http_registry_hash_init(&ctx->upload.hash, ctx->upload.alg);
+    }
+
+    return ngx_http_registry_upload_receive(r, ctx);
+}
+
+
+/* DELETE <location>: cancel */
+
+ngx_int_t
+ngx_http_registry_upload_cancel(ngx_http_request_t *r)
+{
+    ngx_int_t                 rc;
+    ngx_http_registry_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_registry_module);
+
+    if (ngx_http_registry_upload_dir(ctx) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    rc = ngx_http_registry_store_load_state(&ctx->store, &ctx->upload_dir,
+                                            &ctx->upload);
+    if (rc == NGX_OK) {
+        rc = ngx_http_registry_store_delete_tree(&ctx->store,
+                                                 &ctx->upload_dir);
+    }
+
+    if (rc == NGX_DECLINED) {
+        return ngx_http_registry_error(r,
+                                       NGX_HTTP_REGISTRY_BLOB_UPLOAD_UNKNOWN,
+                                       NULL);
+    }
+
+    if (rc != NGX_OK) {
+        return ngx_http_registry_error(r, NGX_HTTP_REGISTRY_INTERNAL, NULL);
+    }
+
+    return ngx_http_registry_send_empty(r, NGX_HTTP_NO_CONTENT);
+}
+
+
+/*
+ * Opens the upload's data file and takes it for this request: an flock()
+ * (held until the pool closes the file) keeps two requests from writing
+ * one upload at once, in one worker or across workers and hosts.  The
+ * state is read under the lock, so it is the latest.
+ */
+
+static ngx_int_t
+ngx_http_registry_upload_open(ngx_http_request_t *r,
+    ngx_http_registry_ctx_t *ctx)
+{
+    ngx_fd_t                   fd;
+    ngx_err_t                  err;
+    ngx_int_t                  rc;
+    ngx_str_t                  path;
+    ngx_pool_cleanup_t        *cln;
+    ngx_pool_cleanup_file_t   *clnf;
+
+    if (ngx_http_registry_store_in_dir(&ctx->store, &path, &ctx->upload_dir,
+                                       NGX_HTTP_REGISTRY_UPLOAD_DATA)
+        == NULL)
+    {
+        return ngx_http_registry_fail(r, NGX_HTTP_REGISTRY_INTERNAL, NULL);
+    }
+
+    cln = ngx_pool_cleanup_add(r->pool, sizeof(ngx_pool_cleanup_file_t));
+    if (cln == NULL) {
+        return ngx_http_registry_fail(r, NGX_HTTP_REGISTRY_INTERNAL, NULL);
+    }
+
+    fd = ngx_open_file(path.data, NGX_FILE_WRONLY, NGX_FILE_OPEN, 0);
+
+    if (fd == NGX_INVALID_FILE) {
+        err = ngx_errno;
+
+        if (err == NGX_ENOENT || err == NGX_ENOTDIR) {
+            return ngx_http_registry_fail(r,
+                                       NGX_HTTP_REGISTRY_BLOB_UPLOAD_UNKNOWN,
+                                       NULL);
+        }
+
+        ngx_log_error(NGX_LOG_CRIT, r->connection->log, err,
+                      ngx_open_file_n " \"%s\" failed", path.data);
+        return ngx_http_registry_fail_errno(r, err);
+    }
+
+    cln->handler = ngx_pool_cleanup_file;
+    clnf = cln->data;
+    clnf->fd = fd;
+    clnf->name = path.data;
+    clnf->log = r->pool->log;
+
+    ctx->upload_file.fd = fd;
+    ctx->upload_file.name = path;
+    ctx->upload_file.log = r->connection->log;
+
+    if (flock(fd, LOCK_EX | LOCK_NB) == -1) {
+        err = ngx_errno;
+
+        if (err != NGX_EAGAIN) {
+            ngx_log_error(NGX_LOG_CRIT, r->connection->log, err,
+                          "flock(\"%s\") failed", path.data);
+            return ngx_http_registry_fail(r, NGX_HTTP_REGISTRY_INTERNAL,
+                                           NULL);
+        }
+
+        return ngx_http_registry_fail(r, NGX_HTTP_REGISTRY_BLOB_UPLOAD_INVALID,
+                                       "another request is writing to this "
+                                       "upload");
+    }
+
+    rc = ngx_http_registry_store_load_state(&ctx->store, &ctx->upload_dir,
+                                            &ctx->upload);
+
+    if (rc == NGX_DECLINED) {
+        return ngx_http_registry_fail(r,
+                                       NGX_HTTP_REGISTRY_BLOB_UPLOAD_UNKNOWN,
+                                       NULL);
+    }
+
+    if (rc != NGX_OK) {
+        return ngx_http_registry_fail(r, NGX_HTTP_REGISTRY_INTERNAL, NULL);
+    }
+
+    return NGX_OK;
+}
+
+
+/* checks the declared range, drops stray bytes, and streams the body in */
+
+static ngx_int_t
+ngx_http_registry_upload_receive(ngx_http_request_t *r,
+    ngx_http_registry_ctx_t *ctx)
+{
+    if (ngx_http_registry_upload_range(r, ctx) != NGX_OK) {
+        return ctx->rc;
+    }
+
+    if (ftruncate(ctx->upload_file.fd, ctx->upload.offset) == -1) {
+        ngx_log_error(NGX_LOG_CRIT, r->connection->log, ngx_errno,
+                      "ftruncate(\"%V\") failed", &ctx->upload_file.name);
+        return ngx_http_registry_errno_error(r, ngx_errno);
+    }
+
+    return ngx_http_registry_read_body(r, ngx_http_registry_upload_chunk,
+                                       ngx_http_registry_upload_done);
+}
+
+
+/*
+ * Content-Range "<start>-<end>" (inclusive; "bytes=" or "bytes " may come
+ * first) must start at the upload's offset and agree with Content-Length.
+ * Without it the body is simply appended.
+ */
+
+static ngx_int_t
+ngx_http_registry_upload_range(ngx_http_request_t *r,
+    ngx_http_registry_ctx_t *ctx)
+{
+    u_char     *p, *dash, *last;
+    off_t       start, end;
+    ngx_str_t   value;
+
+    ctx->declared = -1;
+
+    if (ngx_http_registry_header_in(r, "Content-Range", &value) != NGX_OK) {
+        return NGX_OK;
+    }
+
+    p = value.data;
+    last = value.data + value.len;
+
+    if (value.len > 6 && ngx_strncasecmp(p, (u_char *) "bytes", 5) == 0
+        && (p[5] == '=' || p[5] == ' '))
+    {
+        p += 6;
+    }
+
+    dash = ngx_strlchr(p, last, '-');
+
+    start = (dash == NULL) ? NGX_ERROR : ngx_atoof(p, dash - p);
+    end = (dash == NULL) ? NGX_ERROR : ngx_atoof(dash + 1, last - dash - 1);
+
+    if (start == NGX_ERROR || end == NGX_ERROR) {
+        return ngx_http_registry_fail(r, NGX_HTTP_REGISTRY_BLOB_UPLOAD_INVALID,
+                                       "malformed Content-Range");
+    }
+
+    if (start != (off_t) ctx->upload.offset || end < start) {
+        if (ngx_http_registry_upload_headers(r, ctx) != NGX_OK) {
+            return ngx_http_registry_fail(r, NGX_HTTP_REGISTRY_INTERNAL, NULL);
+        }
+
+        return ngx_http_registry_fail(r, NGX_HTTP_REGISTRY_RANGE_INVALID,
+                                       "chunk does not start at the upload's "
+                                       "next byte");
+    }
+
+    ctx->declared = end - start + 1;
+
+    if (r->headers_in.content_length_n >= 0
+        && r->headers_in.content_length_n != ctx->declared)
+    {
+        return ngx_http_registry_fail(r, NGX_HTTP_REGISTRY_BLOB_UPLOAD_INVALID,
+                                       "Content-Length disagrees with "
+                                       "Content-Range");
+    }
+
+    return NGX_OK;
+}
+
+
+/* NGX_OK: a valid ?digest=; NGX_DECLINED: none; NGX_ERROR: invalid */
+
+static ngx_int_t
+ngx_http_registry_upload_expect(ngx_http_request_t *r,
+    ngx_http_registry_ctx_t *ctx)
+{
+    ngx_int_t  rc;
+    ngx_str_t  value;
+
+    rc = ngx_http_registry_arg(r, "digest", &value);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    return ngx_http_registry_parse_digest(&value, &ctx->expected);
+}
+
+
+static ngx_int_t
+ngx_http_registry_upload_chunk(ngx_http_request_t *r, u_char *data,
+    size_t len)
+{
+    ssize_t                   n;
+    ngx_http_registry_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_registry_module);
+
+    if (ctx->declared >= 0 && ctx->received + (off_t) len > ctx->declared) {
+        return ngx_http_registry_fail(r, NGX_HTTP_REGISTRY_BLOB_UPLOAD_INVALID,
+                                      "body is longer than Content-Range");
+    }
+
+    n = ngx_write_file(&ctx->upload_file, data, len,
+                       ctx->upload.offset + ctx->received);
+
+    if (n != (ssize_t) len) {
+        return ngx_http_registry_fail_errno(r, ngx_errno);
+    }
+
+    ngx_http_registry_hash_update(&ctx->upload.hash, data, len);
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_registry_upload_done(ngx_http_request_t *r)
+{
+    ngx_int_t                 rc;
+    ngx_http_registry_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_registry_module);
+
+    if (ctx->declared >= 0 && ctx->received != ctx->declared) {
+        rc = ngx_http_registry_error(r, NGX_HTTP_REGISTRY_BLOB_UPLOAD_INVALID,
+                                     "body is shorter than Content-Range");
+        ngx_http_finalize_request(r, rc);
+        return;
+    }
+
+    ctx->upload.offset += ctx->received;
+
+    if (ctx->finish) {
+        ngx_http_finalize_request(r, ngx_http_registry_upload_publish(r, ctx));
+        return;
+    }
+
+    if (ngx_http_registry_store_save_state(&ctx->store, &ctx->upload_dir,
+                                           &ctx->upload)
+        != NGX_OK)
+    {
+        ngx_http_finalize_request(r,
+                                  ngx_http_registry_errno_error(r, ngx_errno));
+        return;
+    }
+
+    if (ngx_http_registry_upload_headers(r, ctx) != NGX_OK) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    ngx_http_registry_upload_unlock(ctx);
+
+    ngx_http_finalize_request(r,
+                        ngx_http_registry_send_empty(r, NGX_HTTP_ACCEPTED));
+}
+
+
+/*
+ * The upload is complete: check the digest, make the data durable, rename
+ * it into blobs/ (identical bytes if another push got there first), link
+ * it into the repository, and drop what is left of the upload.
+ */
+
+static ngx_int_t
+ngx_http_registry_upload_publish(ngx_http_request_t *r,
+    ngx_http_registry_ctx_t *ctx)
+{
+    ngx_str_t                    blob, link;
+    ngx_pool_cleanup_t          *cln;
+    ngx_http_registry_digest_t   actual;
+
+    if (ngx_http_registry_hash_final(&ctx->upload.hash, r->pool, &actual)
+        != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (!ngx_http_registry_digest_equal(&actual, &ctx->expected)) {
+        (void) ngx_http_registry_store_delete_tree(&ctx->store,
+                                                   &ctx->upload_dir);
+        return ngx_http_registry_error(r, NGX_HTTP_REGISTRY_DIGEST_INVALID,
+                                       (char *) ngx_pstrdup(r->pool,
+                                                            &actual.text));
+    }
+
+    if (fsync(ctx->upload_file.fd) == -1) {
+        ngx_log_error(NGX_LOG_CRIT, r->connection->log, ngx_errno,
+                      "fsync(\"%V\") failed", &ctx->upload_file.name);
+        return ngx_http_registry_errno_error(r, ngx_errno);
+    }
+
+    if (ngx_http_registry_store_blob_path(&ctx->store, &blob, &actual) == NULL
+        || ngx_http_registry_store_layer_link(&ctx->store, &link,
+                                              &ctx->route.name, &actual)
+           == NULL)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (ngx_http_registry_store_publish(&ctx->store, &ctx->upload_file.name,
+                                        &blob)
+        != NGX_OK
+        || ngx_http_registry_store_write_link(&ctx->store, &link, &actual)
+           != NGX_OK)
+    {
+        return ngx_http_registry_errno_error(r, ngx_errno);
+    }
+
+    (void) ngx_http_registry_store_delete_tree(&ctx->store, &ctx->upload_dir);
+    ngx_http_registry_upload_unlock(ctx);
+
+    for (cln = r->pool->cleanup; cln; cln = cln->next) {
+        if (cln->handler == ngx_http_registry_upload_cleanup) {
+            ((ngx_http_registry_upload_cleanup_t *) cln->data)->published = 1;
+        }
+    }
+
+    if (ngx_http_registry_location(r, "blobs", &actual.text) != NGX_OK
+        || ngx_http_registry_digest_headers(r, &actual) != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_http_registry_send_empty(r, NGX_HTTP_CREATED);
+}
+
+
+/* Location, Docker-Upload-UUID and the Range received so far */
+
+static ngx_int_t
+ngx_http_registry_upload_headers(ngx_http_request_t *r,
+    ngx_http_registry_ctx_t *ctx)
+{
+    ngx_str_t  range;
+
+    range.data = ngx_pnalloc(r->pool, sizeof("0-") - 1 + NGX_OFF_T_LEN);
+    if (range.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    range.len = ngx_sprintf(range.data, "0-%uL",
+                            ctx->upload.offset ? ctx->upload.offset - 1 : 0)
+                - range.data;
+
+    if (ngx_http_registry_location(r, "blobs/uploads", &ctx->route.reference)
+        != NGX_OK
+        || ngx_http_registry_add_header(r, "Docker-Upload-UUID",
+                                        &ctx->route.reference)
+           == NULL
+        || ngx_http_registry_add_header(r, "Range", &range) == NULL)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/* a random (version 4) UUID, the form distribution hands out too */
+
+static ngx_int_t
+ngx_http_registry_upload_new_id(ngx_http_request_t *r, ngx_str_t *id)
+{
+    u_char  *p;
+    u_char   hex[32];
+
+    if (ngx_http_registry_store_random_hex(hex, 16) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    hex[12] = '4';
+    hex[16] = "89ab"[hex[16] & 3];
+
+    id->data = ngx_pnalloc(r->pool, 36);
+    if (id->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_cpymem(id->data, hex, 8);
+    *p++ = '-';
+    p = ngx_cpymem(p, hex + 8, 4);
+    *p++ = '-';
+    p = ngx_cpymem(p, hex + 12, 4);
+    *p++ = '-';
+    p = ngx_cpymem(p, hex + 16, 4);
+    *p++ = '-';
+    p = ngx_cpymem(p, hex + 20, 12);
+
+    id->len = p - id->data;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_registry_upload_dir(ngx_http_registry_ctx_t *ctx)
+{
+    return ngx_http_registry_store_upload_dir(&ctx->store, &ctx->upload_dir,
+                                              &ctx->route.name,
+                                              &ctx->route.reference)
+           ? NGX_OK : NGX_ERROR;
+}
+
+
+/*
+ * The lock goes before the answer does: a client may send its next chunk
+ * the moment it reads the answer, before this request's pool (which
+ * closes the file) is gone.
+ */
+
+static void
+ngx_http_registry_upload_unlock(ngx_http_registry_ctx_t *ctx)
+{
+    if (flock(ctx->upload_file.fd, LOCK_UN) == -1) {
+        ngx_log_error(NGX_LOG_ALERT, ctx->store.log, ngx_errno,
+                      "flock(\"%V\", LOCK_UN) failed",
+                      &ctx->upload_file.name);
+    }
+}
+
+
+static void
+ngx_http_registry_upload_cleanup(void *data)
+{
+    ngx_http_registry_upload_cleanup_t  *uc = data;
+
+    if (!uc->published) {
+        (void) ngx_http_registry_store_delete_tree(uc->store, &uc->dir);
+    }
+}
