@@ -38,6 +38,7 @@ static ngx_int_t ngx_http_registry_validate_route(ngx_http_request_t *r,
     ngx_http_registry_route_t *route);
 static ngx_int_t ngx_http_registry_valid_component(u_char *p, u_char *last);
 static ngx_int_t ngx_http_registry_valid_upload_id(ngx_str_t *id);
+static void ngx_http_registry_end_body(ngx_http_request_t *r);
 static ngx_int_t ngx_http_registry_segment_is(u_char *start, u_char *end,
     const char *word);
 
@@ -693,14 +694,28 @@ ngx_http_registry_arg(ngx_http_request_t *r, const char *name,
 }
 
 
+/*
+ * Before any answer: a body nobody read is discarded, so the connection
+ * may be kept alive; one whose reading was cut short by an error is not
+ * read further, and the connection closes after the answer (nginx lingers
+ * on it long enough for the client to read the answer).
+ */
+
+static void
+ngx_http_registry_end_body(ngx_http_request_t *r)
+{
+    if (r->reading_body || ngx_http_discard_request_body(r) != NGX_OK) {
+        r->keepalive = 0;
+    }
+}
+
+
 /* a bodiless response; returns what a content handler returns */
 
 ngx_int_t
 ngx_http_registry_send_empty(ngx_http_request_t *r, ngx_uint_t status)
 {
-    if (ngx_http_discard_request_body(r) != NGX_OK) {
-        r->keepalive = 0;
-    }
+    ngx_http_registry_end_body(r);
 
     r->headers_out.status = status;
     r->headers_out.content_length_n = 0;
@@ -717,9 +732,7 @@ ngx_http_registry_send_body(ngx_http_request_t *r, ngx_uint_t status,
     ngx_int_t    rc;
     ngx_chain_t  out;
 
-    if (ngx_http_discard_request_body(r) != NGX_OK) {
-        r->keepalive = 0;
-    }
+    ngx_http_registry_end_body(r);
 
     r->headers_out.status = status;
     r->headers_out.content_length_n = b->last - b->pos;

@@ -403,15 +403,7 @@ ngx_http_registry_store_delete_tree(ngx_http_registry_store_t *st,
         return NGX_ERROR;
     }
 
-    if (ngx_delete_dir(path->data) == NGX_FILE_ERROR
-        && ngx_errno != NGX_ENOENT)
-    {
-        ngx_log_error(NGX_LOG_CRIT, st->log, ngx_errno,
-                      ngx_delete_dir_n " \"%s\" failed", path->data);
-        return NGX_ERROR;
-    }
-
-    return NGX_OK;
+    return ngx_http_registry_store_delete_dir(&tree, path);
 }
 
 
@@ -437,6 +429,7 @@ ngx_http_registry_store_delete_dir(ngx_tree_ctx_t *ctx, ngx_str_t *path)
     {
         ngx_log_error(NGX_LOG_CRIT, ctx->log, ngx_errno,
                       ngx_delete_dir_n " \"%s\" failed", path->data);
+        return NGX_ERROR;
     }
 
     return NGX_OK;

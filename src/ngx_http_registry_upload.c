@@ -24,6 +24,8 @@ typedef struct {
 } ngx_http_registry_upload_cleanup_t;
 
 
+static ngx_int_t ngx_http_registry_upload_find(ngx_http_request_t *r,
+    ngx_http_registry_ctx_t *ctx);
 static ngx_int_t ngx_http_registry_upload_open(ngx_http_request_t *r,
     ngx_http_registry_ctx_t *ctx);
 static ngx_int_t ngx_http_registry_upload_receive(ngx_http_request_t *r,
@@ -120,26 +122,16 @@ ngx_http_registry_upload_start(ngx_http_request_t *r)
 ngx_int_t
 ngx_http_registry_upload_status(ngx_http_request_t *r)
 {
-    ngx_int_t                 rc;
     ngx_http_registry_ctx_t  *ctx;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_registry_module);
 
-    if (ngx_http_registry_upload_dir(ctx) != NGX_OK) {
+    if (ngx_http_registry_upload_find(r, ctx) != NGX_OK) {
+        return ctx->rc;
+    }
+
+    if (ngx_http_registry_upload_headers(r, ctx) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    rc = ngx_http_registry_store_load_state(&ctx->store, &ctx->upload_dir,
-                                            &ctx->upload);
-
-    if (rc == NGX_DECLINED) {
-        return ngx_http_registry_error(r,
-                                       NGX_HTTP_REGISTRY_BLOB_UPLOAD_UNKNOWN,
-                                       NULL);
-    }
-
-    if (rc != NGX_OK || ngx_http_registry_upload_headers(r, ctx) != NGX_OK) {
-        return ngx_http_registry_error(r, NGX_HTTP_REGISTRY_INTERNAL, NULL);
     }
 
     return ngx_http_registry_send_empty(r, NGX_HTTP_NO_CONTENT);
@@ -154,10 +146,6 @@ ngx_http_registry_upload_patch(ngx_http_request_t *r)
     ngx_http_registry_ctx_t  *ctx;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_registry_module);
-
-    if (ngx_http_registry_upload_dir(ctx) != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
 
     if (ngx_http_registry_upload_open(r, ctx) != NGX_OK) {
         return ctx->rc;
@@ -182,10 +170,6 @@ ngx_http_registry_upload_put(ngx_http_request_t *r)
     }
 
     ctx->finish = 1;
-
-    if (ngx_http_registry_upload_dir(ctx) != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
 
     if (ngx_http_registry_upload_open(r, ctx) != NGX_OK) {
         return ctx->rc;
@@ -212,33 +196,50 @@ ngx_http_registry_upload_put(ngx_http_request_t *r)
 ngx_int_t
 ngx_http_registry_upload_cancel(ngx_http_request_t *r)
 {
-    ngx_int_t                 rc;
     ngx_http_registry_ctx_t  *ctx;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_registry_module);
 
+    if (ngx_http_registry_upload_find(r, ctx) != NGX_OK) {
+        return ctx->rc;
+    }
+
+    if (ngx_http_registry_store_delete_tree(&ctx->store, &ctx->upload_dir)
+        == NGX_ERROR)
+    {
+        return ngx_http_registry_errno_error(r, ngx_errno);
+    }
+
+    return ngx_http_registry_send_empty(r, NGX_HTTP_NO_CONTENT);
+}
+
+
+/* the upload's saved state, or BLOB_UPLOAD_UNKNOWN */
+
+static ngx_int_t
+ngx_http_registry_upload_find(ngx_http_request_t *r,
+    ngx_http_registry_ctx_t *ctx)
+{
+    ngx_int_t  rc;
+
     if (ngx_http_registry_upload_dir(ctx) != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return ngx_http_registry_fail(r, NGX_HTTP_REGISTRY_INTERNAL, NULL);
     }
 
     rc = ngx_http_registry_store_load_state(&ctx->store, &ctx->upload_dir,
                                             &ctx->upload);
-    if (rc == NGX_OK) {
-        rc = ngx_http_registry_store_delete_tree(&ctx->store,
-                                                 &ctx->upload_dir);
-    }
 
     if (rc == NGX_DECLINED) {
-        return ngx_http_registry_error(r,
-                                       NGX_HTTP_REGISTRY_BLOB_UPLOAD_UNKNOWN,
-                                       NULL);
+        return ngx_http_registry_fail(r,
+                                      NGX_HTTP_REGISTRY_BLOB_UPLOAD_UNKNOWN,
+                                      NULL);
     }
 
     if (rc != NGX_OK) {
-        return ngx_http_registry_error(r, NGX_HTTP_REGISTRY_INTERNAL, NULL);
+        return ngx_http_registry_fail(r, NGX_HTTP_REGISTRY_INTERNAL, NULL);
     }
 
-    return ngx_http_registry_send_empty(r, NGX_HTTP_NO_CONTENT);
+    return NGX_OK;
 }
 
 
@@ -255,14 +256,14 @@ ngx_http_registry_upload_open(ngx_http_request_t *r,
 {
     ngx_fd_t                   fd;
     ngx_err_t                  err;
-    ngx_int_t                  rc;
     ngx_str_t                  path;
     ngx_pool_cleanup_t        *cln;
     ngx_pool_cleanup_file_t   *clnf;
 
-    if (ngx_http_registry_store_in_dir(&ctx->store, &path, &ctx->upload_dir,
-                                       NGX_HTTP_REGISTRY_UPLOAD_DATA)
-        == NULL)
+    if (ngx_http_registry_upload_dir(ctx) != NGX_OK
+        || ngx_http_registry_store_in_dir(&ctx->store, &path, &ctx->upload_dir,
+                                          NGX_HTTP_REGISTRY_UPLOAD_DATA)
+           == NULL)
     {
         return ngx_http_registry_fail(r, NGX_HTTP_REGISTRY_INTERNAL, NULL);
     }
@@ -313,20 +314,7 @@ ngx_http_registry_upload_open(ngx_http_request_t *r,
                                        "upload");
     }
 
-    rc = ngx_http_registry_store_load_state(&ctx->store, &ctx->upload_dir,
-                                            &ctx->upload);
-
-    if (rc == NGX_DECLINED) {
-        return ngx_http_registry_fail(r,
-                                       NGX_HTTP_REGISTRY_BLOB_UPLOAD_UNKNOWN,
-                                       NULL);
-    }
-
-    if (rc != NGX_OK) {
-        return ngx_http_registry_fail(r, NGX_HTTP_REGISTRY_INTERNAL, NULL);
-    }
-
-    return NGX_OK;
+    return ngx_http_registry_upload_find(r, ctx);
 }
 
 
@@ -639,9 +627,15 @@ ngx_http_registry_upload_new_id(ngx_http_request_t *r, ngx_str_t *id)
 }
 
 
+/* _uploads/<id> of the route's repository, computed once */
+
 static ngx_int_t
 ngx_http_registry_upload_dir(ngx_http_registry_ctx_t *ctx)
 {
+    if (ctx->upload_dir.len) {
+        return NGX_OK;
+    }
+
     return ngx_http_registry_store_upload_dir(&ctx->store, &ctx->upload_dir,
                                               &ctx->route.name,
                                               &ctx->route.reference)
