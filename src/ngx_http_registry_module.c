@@ -113,7 +113,8 @@ ngx_http_registry_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_http_registry_loc_conf_t *prev = parent;
     ngx_http_registry_loc_conf_t *conf = child;
 
-    u_char  *p;
+    u_char                    *p;
+    ngx_http_core_loc_conf_t  *clcf;
 
     ngx_conf_merge_value(conf->enable, prev->enable, 0);
     ngx_conf_merge_value(conf->delete, prev->delete, 0);
@@ -123,6 +124,17 @@ ngx_http_registry_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     if (!conf->enable) {
         return NGX_CONF_OK;
+    }
+
+    /*
+     * limit_except is a nested location that inherits "registry on" but
+     * not the content handler its directive set; proxy_pass does the same
+     */
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+    if (clcf->lmt_excpt && clcf->handler == NULL) {
+        clcf->handler = ngx_http_registry_handler;
     }
 
     if (conf->root.len == 0) {
