@@ -1,0 +1,271 @@
+#!/usr/bin/perl
+
+# The shipped configurations work as documented:
+# - conf-examples/local.conf rendered as `make run` does: nginx -t, then it
+#   serves a push and a pull;
+# - conf-examples/production-tls.conf with a self-signed certificate, its
+#   paths moved into a temp dir: nginx -t, HTTPS + HTTP/2, anonymous pulls,
+#   pushes only with credentials (curl and skopeo), the port-80 redirect;
+# - docker/nginx.conf: nginx -t.
+
+use strict;
+use warnings;
+
+use Test::More;
+use File::Temp qw(tempdir);
+use File::Path qw(make_path);
+use MIME::Base64 qw(encode_base64);
+use Digest::SHA qw(sha1);
+
+use lib 't/lib';
+use RegTest;
+use RegTools qw(run_cmd skopeo skopeo_ok slurp spew free_port start_nginx
+                stop_nginx build_oci_image json_decode);
+
+my $NGINX = $ENV{REGTEST_NGINX} || '/usr/sbin/nginx';
+my $MODULE = $RegTest::MODULE;
+my $REPO = $RegTest::REPO;
+my $USER = getpwuid($>) // 'root';
+
+my $tmp = tempdir('confex-XXXXXXXX', TMPDIR => 1, CLEANUP => !$ENV{REGTEST_LEAVE});
+
+sub have { my ($p) = @_; return grep { -x "$_/$p" } split /:/, $ENV{PATH} }
+
+sub nginx_t {
+    my ($conf, $prefix, $name) = @_;
+    my ($rc, $out) = run_cmd([$NGINX, '-t', '-p', "$prefix/", '-c', $conf]);
+    is($rc, 0, "$name: nginx -t") or diag($out);
+    return $rc == 0;
+}
+
+sub no_alerts {
+    my ($log, $name) = @_;
+    my $text = -f $log ? slurp($log) : '';
+    is(join("\n", grep { /\[(?:alert|emerg|crit)\]|exited on signal/ }
+                  split /\n/, $text), '', "$name: no alerts in error.log");
+}
+
+sub curl {
+    my (@args) = @_;
+    return run_cmd(['curl', '-sS', @args]);
+}
+
+###############################################################################
+# local.conf, rendered like `make run`
+
+SKIP: {
+    skip 'no curl', 8 unless have('curl');
+
+    my $run = "$tmp/local/run";
+    my $data = "$tmp/local/data";
+    make_path($run, $data);
+
+    my $port = free_port();
+    (my $conf = slurp("$REPO/conf-examples/local.conf"))
+        =~ s/\@MODULE\@/$MODULE/g;
+    $conf =~ s/\@PORT\@/$port/g;
+    $conf =~ s/\@DATA\@/$data/g;
+    $conf =~ s/\@RUNDIR\@/$run/g;
+    $conf =~ s/\@USER\@/$USER/g;
+
+    unlike($conf, qr/\@[A-Z]+\@/, 'local.conf: every placeholder rendered');
+
+    # in the foreground, nginx would also log to stderr: keep it in a file
+    spew("$run/nginx.conf", $conf);
+
+    skip 'local.conf does not pass nginx -t', 7
+        unless nginx_t("$run/nginx.conf", $run, 'local.conf');
+
+    my $n = start_nginx("$run/nginx.conf", $run, $port);
+    my $base = "http://127.0.0.1:$port";
+
+    my ($rc, $out) = curl('-i', "$base/v2/");
+    like($out, qr{^HTTP/1\.1 200}, 'local.conf: GET /v2/');
+
+    my $blob = "local blob\n";
+    spew("$tmp/local/blob", $blob);
+    my $d = RegTest::digest($blob);
+
+    ($rc, $out) = curl('-o', '/dev/null', '-w', '%{http_code}', '-X', 'POST',
+                       '--data-binary', "\@$tmp/local/blob",
+                       "$base/v2/local/test/blobs/uploads/?digest=$d");
+    is($out, '201', 'local.conf: monolithic push');
+
+    ($rc, $out) = curl("$base/v2/local/test/blobs/$d");
+    is($out, $blob, 'local.conf: blob pull');
+
+    ok(-f "$data/docker/registry/v2/blobs/sha256/" . substr($d, 7, 2) . '/'
+       . substr($d, 7) . '/data', 'local.conf: the store is @DATA@');
+
+    ($rc, $out) = curl('-o', '/dev/null', '-w', '%{http_code}', '-X', 'DELETE',
+                       "$base/v2/local/test/blobs/$d");
+    is($out, '202', 'local.conf: registry_delete is on');
+
+    stop_nginx($n);
+    no_alerts("$run/error.log", 'local.conf');
+}
+
+###############################################################################
+# production-tls.conf
+
+SKIP: {
+    skip 'no openssl or curl', 1 unless have('openssl') && have('curl');
+
+    my $p = "$tmp/prod";
+    make_path("$p/store", "$p/logs", "$p/tls");
+
+    my ($rc, $out) = run_cmd(['openssl', 'req', '-x509', '-newkey', 'rsa:2048',
+                              '-nodes', '-days', '2', '-subj', '/CN=localhost',
+                              '-keyout', "$p/tls/key.pem",
+                              '-out', "$p/tls/cert.pem"]);
+    is($rc, 0, 'self-signed certificate') or diag($out);
+
+    # {SHA} scheme: base64 of the SHA-1 of the password
+    spew("$p/htpasswd", 'alice:{SHA}' . encode_base64(sha1('s3cret'), '') . "\n");
+
+    my $https = free_port();
+    my $http = free_port();
+
+    my $conf = slurp("$REPO/conf-examples/production-tls.conf");
+
+    my @subst = (
+        [qr{^load_module \S+;}m, "load_module $MODULE;"],
+        [qr{^user www-data;}m, "user $USER;"],
+        [qr{^pid \S+;}m, "pid $p/nginx.pid;"],
+        [qr{^error_log \S+}m, "error_log $p/logs/error.log"],
+        [qr{access_log /var/log/nginx/registry\.access\.log}, "access_log $p/logs/access.log"],
+        [qr{listen 80;}, "listen 127.0.0.1:$http;"],
+        [qr{listen 443 ssl http2;}, "listen 127.0.0.1:$https ssl http2;"],
+        [qr{/etc/nginx/tls/registry\.example\.com\.crt}, "$p/tls/cert.pem"],
+        [qr{/etc/nginx/tls/registry\.example\.com\.key}, "$p/tls/key.pem"],
+        [qr{/etc/nginx/registry\.htpasswd}, "$p/htpasswd"],
+        [qr{/var/lib/registry}, "$p/store"],
+        [qr{^http \{}m, "http {\n    client_body_temp_path $p/body;\n"
+             . "    proxy_temp_path $p/proxy;\n    fastcgi_temp_path $p/fastcgi;\n"
+             . "    uwsgi_temp_path $p/uwsgi;\n    scgi_temp_path $p/scgi;\n"],
+    );
+
+    for my $s (@subst) {
+        my ($re, $to) = @$s;
+        ok($conf =~ s/$re/$to/g, "production-tls.conf has $re");
+    }
+
+    $conf =~ s/^\s*listen \[::\]:\d+.*\n//mg;
+
+    # raising the descriptor limit needs privileges a CI container may lack
+    $conf =~ s/^worker_rlimit_nofile \d+;\n//m;
+    spew("$p/nginx.conf", $conf);
+
+    last unless nginx_t("$p/nginx.conf", $p, 'production-tls.conf');
+
+    my $n = start_nginx("$p/nginx.conf", $p, $https);
+    my $base = "https://127.0.0.1:$https";
+
+    ($rc, $out) = curl('-k', '--http2', '-o', '/dev/null',
+                       '-w', '%{http_code} %{http_version}', "$base/v2/");
+    is($out, '401 2', 'TLS: /v2/ asks for credentials, over HTTP/2');
+
+    ($rc, $out) = curl('-k', '--http2', '-u', 'alice:s3cret', '-o', '/dev/null',
+                       '-w', '%{http_code} %{http_version}', "$base/v2/");
+    is($out, '200 2', 'TLS: /v2/ with credentials');
+
+    ($rc, $out) = curl('-o', '/dev/null', '-w', '%{http_code} %{redirect_url}',
+                       "http://127.0.0.1:$http/v2/");
+    like($out, qr{^301 https://127\.0\.0\.1/v2/}, 'port 80 redirects to https');
+
+    # push over HTTP/2: refused anonymously, accepted with credentials
+
+    my $blob = join('', map { chr($_ % 251) } 1 .. 3 * 1024 * 1024);
+    spew("$p/blob", $blob);
+    my $d = RegTest::digest($blob);
+    my $url = "$base/v2/prod/img/blobs/uploads/?digest=$d";
+
+    ($rc, $out) = curl('-k', '--http2', '-o', '/dev/null', '-w', '%{http_code}',
+                       '-X', 'POST', '--data-binary', "\@$p/blob", $url);
+    is($out, '401', 'TLS: anonymous push refused');
+
+    ($rc, $out) = curl('-k', '--http2', '-u', 'alice:s3cret', '-o', '/dev/null',
+                       '-w', '%{http_code} %{http_version}',
+                       '-X', 'POST', '--data-binary', "\@$p/blob", $url);
+    is($out, '201 2', 'TLS: 3 MiB monolithic push over HTTP/2 with credentials');
+
+    # a streamed PATCH over HTTP/2 (no Content-Length: DATA frames only)
+
+    ($rc, $out) = curl('-k', '--http2', '-u', 'alice:s3cret', '-i', '-X', 'POST',
+                       "$base/v2/prod/img/blobs/uploads/");
+    my ($loc) = $out =~ /^location:\s*(\S+)/mi;
+    ok($loc, 'TLS: upload session opened');
+    $loc //= '/none';
+    $loc =~ s{^https?://[^/]+}{};
+
+    ($rc, $out) = run_cmd(['sh', '-c',
+        "cat '$p/blob' | curl -sS -k --http2 -u alice:s3cret -o /dev/null "
+        . "-w '%{http_code}' -X PATCH -T - '$base$loc'"]);
+    is($out, '202', 'TLS: streamed PATCH over HTTP/2');
+
+    ($rc, $out) = curl('-k', '--http2', '-u', 'alice:s3cret', '-o', '/dev/null',
+                       '-w', '%{http_code}', '-X', 'PUT', "$base$loc?digest=$d");
+    is($out, '201', 'TLS: PUT ?digest= completes it');
+
+    # pull anonymously
+
+    ($rc, $out) = curl('-k', '--http2', "$base/v2/prod/img/blobs/$d",
+                       '-o', "$p/pulled");
+    ok(-f "$p/pulled" && slurp("$p/pulled") eq $blob, 'TLS: anonymous pull');
+
+    # skopeo: push with credentials, pull without
+
+    if (have('skopeo') && have('umoci')) {
+        build_oci_image("$p/oci", 'latest');
+
+        my ($src) = ("oci:$p/oci:latest");
+        my $dst = "docker://127.0.0.1:$https/prod/skopeo:v1";
+
+        my ($src_rc) = skopeo('copy', '--dest-tls-verify=false', $src, $dst);
+        isnt($src_rc, 0, 'skopeo push without credentials fails');
+
+        skopeo_ok('skopeo push with credentials (TLS, HTTP/2)',
+                  'copy', '--dest-tls-verify=false',
+                  '--dest-creds', 'alice:s3cret', $src, $dst);
+
+        skopeo_ok('skopeo anonymous pull',
+                  'copy', '--src-tls-verify=false', $dst, "dir:$p/pulled-img");
+
+        my $json = skopeo_ok('skopeo list-tags anonymously', 'list-tags',
+                             '--tls-verify=false',
+                             "docker://127.0.0.1:$https/prod/skopeo");
+        is_deeply((json_decode($json) || {})->{Tags}, ['v1'], 'tags');
+
+        my ($del_rc) = skopeo('delete', '--tls-verify=false', $dst);
+        isnt($del_rc, 0, 'skopeo delete without credentials fails');
+
+        skopeo_ok('skopeo delete with credentials', 'delete',
+                  '--tls-verify=false', '--creds', 'alice:s3cret', $dst);
+    }
+
+    stop_nginx($n);
+
+    like(slurp("$p/logs/access.log"), qr{"POST /v2/prod/img/blobs/uploads/\S* HTTP/2\.0" 201 .* in=\d+ t=},
+         'TLS: access log in the registry format');
+    no_alerts("$p/logs/error.log", 'production-tls.conf');
+}
+
+###############################################################################
+# docker/nginx.conf: syntax and directives
+
+{
+    my $p = "$tmp/docker";
+    make_path("$p/store", "$p/logs");
+
+    my $conf = slurp("$REPO/docker/nginx.conf");
+    $conf =~ s{^load_module \S+;}{load_module $MODULE;}m;
+    $conf =~ s{^user root;}{user $USER;}m;
+    $conf =~ s{^pid \S+;}{pid $p/nginx.pid;}m;
+    $conf =~ s{/var/lib/registry}{$p/store}g;
+    $conf =~ s/^http \{/http {\n    client_body_temp_path $p\/body;/m;
+    spew("$p/nginx.conf", $conf);
+
+    nginx_t("$p/nginx.conf", $p, 'docker/nginx.conf');
+}
+
+done_testing();
