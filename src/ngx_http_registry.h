@@ -185,6 +185,7 @@ typedef struct {
     ngx_http_registry_digest_t expected;
     off_t                      declared;    /* Content-Range length or -1 */
     unsigned                   finish:1;    /* PUT: publish after body */
+    unsigned                   published:1;
 
     /* manifests */
     ngx_buf_t                 *manifest;

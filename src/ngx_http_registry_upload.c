@@ -17,13 +17,6 @@
 #include <sys/file.h>
 
 
-typedef struct {
-    ngx_http_registry_store_t  *store;
-    ngx_str_t                   dir;
-    ngx_uint_t                  published;
-} ngx_http_registry_upload_cleanup_t;
-
-
 static ngx_int_t ngx_http_registry_upload_find(ngx_http_request_t *r,
     ngx_http_registry_ctx_t *ctx);
 static ngx_int_t ngx_http_registry_upload_open(ngx_http_request_t *r,
@@ -53,10 +46,9 @@ static void ngx_http_registry_upload_cleanup(void *data);
 ngx_int_t
 ngx_http_registry_upload_start(ngx_http_request_t *r)
 {
-    ngx_int_t                            rc;
-    ngx_pool_cleanup_t                  *cln;
-    ngx_http_registry_ctx_t             *ctx;
-    ngx_http_registry_upload_cleanup_t  *uc;
+    ngx_int_t                 rc;
+    ngx_pool_cleanup_t       *cln;
+    ngx_http_registry_ctx_t  *ctx;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_registry_module);
 
@@ -72,6 +64,18 @@ ngx_http_registry_upload_start(ngx_http_request_t *r)
         || ngx_http_registry_upload_dir(ctx) != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (ctx->finish) {
+        /* a monolithic upload's session is invisible: never leave it */
+
+        cln = ngx_pool_cleanup_add(r->pool, 0);
+        if (cln == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        cln->handler = ngx_http_registry_upload_cleanup;
+        cln->data = ctx;
     }
 
     ctx->upload.alg = ctx->finish ? ctx->expected.alg
@@ -93,21 +97,6 @@ ngx_http_registry_upload_start(ngx_http_request_t *r)
 
         return ngx_http_registry_send_empty(r, NGX_HTTP_ACCEPTED);
     }
-
-    /* a monolithic upload's session is invisible: never leave it behind */
-
-    cln = ngx_pool_cleanup_add(r->pool,
-                               sizeof(ngx_http_registry_upload_cleanup_t));
-    if (cln == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    uc = cln->data;
-    uc->store = &ctx->store;
-    uc->dir = ctx->upload_dir;
-    uc->published = 0;
-
-    cln->handler = ngx_http_registry_upload_cleanup;
 
     if (ngx_http_registry_upload_open(r, ctx) != NGX_OK) {
         return ctx->rc;
@@ -500,8 +489,8 @@ static ngx_int_t
 ngx_http_registry_upload_publish(ngx_http_request_t *r,
     ngx_http_registry_ctx_t *ctx)
 {
+    u_char                      *detail;
     ngx_str_t                    blob, link;
-    ngx_pool_cleanup_t          *cln;
     ngx_http_registry_digest_t   actual;
 
     if (ngx_http_registry_hash_final(&ctx->upload.hash, r->pool, &actual)
@@ -513,9 +502,16 @@ ngx_http_registry_upload_publish(ngx_http_request_t *r,
     if (!ngx_http_registry_digest_equal(&actual, &ctx->expected)) {
         (void) ngx_http_registry_store_delete_tree(&ctx->store,
                                                    &ctx->upload_dir);
+
+        detail = ngx_pnalloc(r->pool, actual.text.len + 1);
+        if (detail == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        ngx_cpystrn(detail, actual.text.data, actual.text.len + 1);
+
         return ngx_http_registry_error(r, NGX_HTTP_REGISTRY_DIGEST_INVALID,
-                                       (char *) ngx_pstrdup(r->pool,
-                                                            &actual.text));
+                                       (char *) detail);
     }
 
     if (fsync(ctx->upload_file.fd) == -1) {
@@ -541,14 +537,10 @@ ngx_http_registry_upload_publish(ngx_http_request_t *r,
         return ngx_http_registry_errno_error(r, ngx_errno);
     }
 
+    ctx->published = 1;
+
     (void) ngx_http_registry_store_delete_tree(&ctx->store, &ctx->upload_dir);
     ngx_http_registry_upload_unlock(ctx);
-
-    for (cln = r->pool->cleanup; cln; cln = cln->next) {
-        if (cln->handler == ngx_http_registry_upload_cleanup) {
-            ((ngx_http_registry_upload_cleanup_t *) cln->data)->published = 1;
-        }
-    }
 
     if (ngx_http_registry_location(r, "blobs", &actual.text) != NGX_OK
         || ngx_http_registry_digest_headers(r, &actual) != NGX_OK)
@@ -660,12 +652,15 @@ ngx_http_registry_upload_unlock(ngx_http_registry_ctx_t *ctx)
 }
 
 
+/* runs before the pool's memory goes, so the ctx is still there */
+
 static void
 ngx_http_registry_upload_cleanup(void *data)
 {
-    ngx_http_registry_upload_cleanup_t  *uc = data;
+    ngx_http_registry_ctx_t  *ctx = data;
 
-    if (!uc->published) {
-        (void) ngx_http_registry_store_delete_tree(uc->store, &uc->dir);
+    if (!ctx->published && ctx->upload_dir.len) {
+        (void) ngx_http_registry_store_delete_tree(&ctx->store,
+                                                   &ctx->upload_dir);
     }
 }
