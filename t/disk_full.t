@@ -27,7 +27,7 @@ system('mount', '-t', 'tmpfs', '-o', 'size=4m', 'tmpfs', $mnt) == 0
 END { system('umount', $mnt) if $mnt && -d $mnt; }
 
 my $t = RegTest->new(root => "$mnt/store",
-                     expect_crit => qr/No space left on device/);
+                     expect_in_log => qr/\[crit\].*No space left on device/);
 my $v2 = "$mnt/store/docker/registry/v2";
 
 sub bytes { my ($seed, $len) = @_; substr(sha256_hex($seed) x ($len / 64 + 1), 0, $len) }

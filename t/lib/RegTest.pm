@@ -24,7 +24,8 @@ package RegTest;
 #                           are relative to DIR)
 #   http_extra => '...'     raw directives inside http
 #   listen_extra => '...'   parameters of listen, e.g. 'reuseport'
-#   expect_crit => qr/.../    [crit] lines a test provokes on purpose
+#   expect_in_log => qr/.../ [crit] lines or crashed workers a test
+#                           provokes on purpose (a full disk, a kill -9)
 #
 # $t->port, $t->root, $t->dir, $t->url($path)
 # $t->req($method, $path, headers => {...}, content => $bytes | $coderef)
@@ -111,7 +112,7 @@ sub new {
         server_extra   => $opts{server_extra} || '',
         http_extra     => $opts{http_extra} || '',
         listen_extra   => $opts{listen_extra} || '',
-        expect_crit    => $opts{expect_crit},
+        expect_in_log  => $opts{expect_in_log},
         owner    => $$,
     }, $class;
 
@@ -328,11 +329,11 @@ sub stop {
     }
 
     my $log = $self->error_log;
-    # expect_crit: a pattern for the [crit] lines a test provokes on
-    # purpose (a full disk); every other one still fails
-    my $expected = $self->{expect_crit};
+    # expect_in_log: the lines a test provokes on purpose (a full disk, a
+    # killed worker); every other one still fails
+    my $expected = $self->{expect_in_log};
     my @bad = grep { /\[(?:alert|emerg|crit)\]|exited on signal/
-                     && !($expected && /\[crit\]/ && /$expected/) }
+                     && !($expected && /$expected/) }
               split /\n/, $log;
 
     my $name = 'no alerts, crits or crashes in error.log';
