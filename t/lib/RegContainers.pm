@@ -44,6 +44,8 @@ use File::Temp ();
 use IO::Uncompress::Gunzip qw(gunzip $GunzipError);
 use POSIX ();
 
+use RegTools qw(run3);   # re-exported: the one command runner
+
 our @EXPORT_OK = qw(run3 gunzip_digest uploads_in_log log_since
                     processes_mentioning upload_sessions);
 
@@ -169,49 +171,6 @@ sub podman {
                 env => $self->{env});
 }
 
-# Runs a command; returns (exit status, stdout, stderr).  env => {...} adds
-# to the environment; timeout => seconds (default 120; the command is killed
-# and 255 returned).
-
-sub run3 {
-    my ($cmd, %opts) = @_;
-
-    my $out = File::Temp->new(UNLINK => 1);
-    my $err = File::Temp->new(UNLINK => 1);
-
-    my $pid = fork();
-    die "fork: $!\n" unless defined $pid;
-
-    if ($pid == 0) {
-        open STDIN, '<', '/dev/null';
-        open STDOUT, '>&', $out;
-        open STDERR, '>&', $err;
-        @ENV{keys %{ $opts{env} }} = values %{ $opts{env} } if $opts{env};
-        exec(@$cmd) or POSIX::_exit(127);
-    }
-
-    my $rc;
-    my $timeout = $opts{timeout} || 120;
-
-    eval {
-        local $SIG{ALRM} = sub { die "timeout\n" };
-        alarm($timeout);
-        waitpid($pid, 0);
-        $rc = $? >> 8;
-        alarm(0);
-    };
-
-    alarm(0);
-
-    if ($@) {
-        kill 'KILL', $pid;
-        waitpid($pid, 0);
-        return (255, _slurp("$out"),
-                "timeout after ${timeout}s: @$cmd\n" . _slurp("$err"));
-    }
-
-    return ($rc, _slurp("$out"), _slurp("$err"));
-}
 
 # "sha256:<hex>" of the gunzipped bytes, '' when they are not gzip
 

@@ -21,7 +21,7 @@ use JSON::PP ();
 use POSIX qw(WNOHANG);
 use Test::More ();
 
-our @EXPORT_OK = qw(need_tools run_cmd skopeo skopeo_ok build_oci_image
+our @EXPORT_OK = qw(need_tools run3 run_cmd skopeo skopeo_ok build_oci_image
                     add_oci_index oci_manifest dir_image slurp spew sha256_file
                     start_distribution stop_distribution free_port
                     start_nginx stop_nginx json_decode);
@@ -75,17 +75,23 @@ sub sha256_file {
 # Run a command with its output (stdout and stderr together) captured.
 # Returns (exit status, output).  %env entries are added to the environment.
 
-sub run_cmd {
+# Runs a command, stdin from /dev/null; returns (exit status, stdout,
+# stderr).  env => {...} adds to the environment; timeout => seconds
+# (default 120; the command is killed and 255 returned); merge => 1 sends
+# stderr into stdout, interleaved as it came.
+sub run3 {
     my ($cmd, %opts) = @_;
 
     my $out = File::Temp->new(UNLINK => 1);
+    my $err = File::Temp->new(UNLINK => 1);
+
     my $pid = fork();
     die "fork: $!\n" unless defined $pid;
 
     if ($pid == 0) {
         open STDIN, '<', '/dev/null';
         open STDOUT, '>&', $out;
-        open STDERR, '>&', \*STDOUT;
+        open STDERR, '>&', $opts{merge} ? \*STDOUT : $err;
         @ENV{keys %{ $opts{env} }} = values %{ $opts{env} } if $opts{env};
         exec(@$cmd) or POSIX::_exit(127);
     }
@@ -106,10 +112,20 @@ sub run_cmd {
     if ($@) {
         kill 'KILL', $pid;
         waitpid($pid, 0);
-        return (255, "timeout after ${timeout}s: @$cmd\n" . slurp("$out"));
+        return (255, slurp("$out"),
+                "timeout after ${timeout}s: @$cmd\n" . slurp("$err"));
     }
 
-    return ($rc, slurp("$out"));
+    return ($rc, slurp("$out"), slurp("$err"));
+}
+
+# run3 with stderr merged: the exit code and everything the command said
+sub run_cmd {
+    my ($cmd, %opts) = @_;
+
+    my ($rc, $out, $err) = run3($cmd, %opts, merge => 1);
+
+    return ($rc, $err =~ /^timeout after/ ? $err . $out : $out);
 }
 
 # skopeo with a private HOME, XDG dirs and blob-info cache.
