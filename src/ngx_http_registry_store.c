@@ -38,6 +38,8 @@ static u_char  ngx_http_registry_state_magic[8] = "NGXREG1\n";
 
 static ngx_int_t ngx_http_registry_store_temp_file(
     ngx_http_registry_store_t *st, ngx_file_t *file);
+static ngx_int_t ngx_http_registry_store_sync_dirs(
+    ngx_http_registry_store_t *st, ngx_str_t *path, ngx_uint_t up_to_root);
 static ngx_int_t ngx_http_registry_store_write_all(ngx_file_t *file,
     u_char *data, size_t len);
 static ngx_int_t ngx_http_registry_store_walk_repositories(
@@ -307,42 +309,107 @@ ngx_http_registry_store_write_file(ngx_http_registry_store_t *st,
 }
 
 
-/* renames a finished file into place, creating its directories */
+/*
+ * Renames a finished file into place, creating its directories, and makes
+ * the new name durable: a 201 must survive a power cut, so the directory
+ * that holds the name is synced, and so is every directory above it up to
+ * the store's root when some of them had to be created.
+ */
 
 ngx_int_t
 ngx_http_registry_store_publish(ngx_http_registry_store_t *st,
     ngx_str_t *from, ngx_str_t *to)
 {
-    ngx_err_t  err;
+    ngx_err_t   err;
+    ngx_uint_t  created;
 
-    if (ngx_rename_file(from->data, to->data) != NGX_FILE_ERROR) {
-        return NGX_OK;
-    }
+    created = 0;
 
-    err = ngx_errno;
+    if (ngx_rename_file(from->data, to->data) == NGX_FILE_ERROR) {
+        err = ngx_errno;
 
-    if (err == NGX_ENOENT) {
-        if (ngx_create_full_path(to->data, 0755) != 0) {
-            err = ngx_errno;
+        if (err == NGX_ENOENT) {
+            if (ngx_create_full_path(to->data, 0755) != 0) {
+                err = ngx_errno;
+                ngx_log_error(NGX_LOG_CRIT, st->log, err,
+                              ngx_create_dir_n " for \"%s\" failed",
+                              to->data);
+                ngx_set_errno(err);
+                return NGX_ERROR;
+            }
+
+            created = 1;
+
+            if (ngx_rename_file(from->data, to->data) != NGX_FILE_ERROR) {
+                err = 0;
+
+            } else {
+                err = ngx_errno;
+            }
+        }
+
+        if (err) {
             ngx_log_error(NGX_LOG_CRIT, st->log, err,
-                          ngx_create_dir_n " for \"%s\" failed", to->data);
+                          ngx_rename_file_n " \"%s\" to \"%s\" failed",
+                          from->data, to->data);
             ngx_set_errno(err);
             return NGX_ERROR;
         }
-
-        if (ngx_rename_file(from->data, to->data) != NGX_FILE_ERROR) {
-            return NGX_OK;
-        }
-
-        err = ngx_errno;
     }
 
-    ngx_log_error(NGX_LOG_CRIT, st->log, err,
-                  ngx_rename_file_n " \"%s\" to \"%s\" failed",
-                  from->data, to->data);
-    ngx_set_errno(err);
+    return ngx_http_registry_store_sync_dirs(st, to, created);
+}
 
-    return NGX_ERROR;
+
+/* fsync()s the directory holding path, and its parents up to the root */
+
+static ngx_int_t
+ngx_http_registry_store_sync_dirs(ngx_http_registry_store_t *st,
+    ngx_str_t *path, ngx_uint_t up_to_root)
+{
+    u_char     *slash, *end;
+    ngx_fd_t    fd;
+    ngx_err_t   err;
+    ngx_int_t   rc;
+
+    rc = NGX_OK;
+    end = path->data + path->len;
+
+    for ( ;; ) {
+        for (slash = end - 1; slash > path->data && *slash != '/'; slash--) {
+            /* void */
+        }
+
+        if (slash < path->data + st->root.len) {
+            break;
+        }
+
+        *slash = '\0';
+
+        fd = ngx_open_file(path->data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+
+        if (fd == NGX_INVALID_FILE || fsync(fd) == -1) {
+            err = ngx_errno;
+            ngx_log_error(NGX_LOG_CRIT, st->log, err,
+                          "fsync() of directory \"%s\" failed", path->data);
+            ngx_set_errno(err);
+            rc = NGX_ERROR;
+        }
+
+        if (fd != NGX_INVALID_FILE) {
+            (void) ngx_close_file(fd);
+        }
+
+        *slash = '/';
+
+        if (rc != NGX_OK || !up_to_root) {
+            break;
+        }
+
+        end = slash;
+    }
+
+    return rc;
 }
 
 
