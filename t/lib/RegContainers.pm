@@ -44,27 +44,12 @@ use File::Temp ();
 use IO::Uncompress::Gunzip qw(gunzip $GunzipError);
 use POSIX ();
 
+require RegTest;         # slurp, spew
 use RegTools qw(run3);   # re-exported: the one command runner
 
 our @EXPORT_OK = qw(run3 gunzip_digest uploads_in_log log_since
                     processes_mentioning upload_sessions);
 
-sub _spew {
-    my ($file, $data) = @_;
-    open(my $fh, '>', $file) or die "$file: $!\n";
-    binmode $fh;
-    print $fh $data;
-    close $fh or die "$file: $!\n";
-}
-
-sub _slurp {
-    my ($file) = @_;
-    open(my $fh, '<', $file) or return '';
-    binmode $fh;
-    local $/;
-    my $data = <$fh>;
-    return defined $data ? $data : '';
-}
 
 sub new {
     my ($class, $dir) = @_;
@@ -75,14 +60,14 @@ sub new {
     make_path(map { "$home/$_" }
               qw(.config/containers data config run tmp podman-tmp netconf));
 
-    _spew("$home/.config/containers/policy.json",
+    RegTest::spew("$home/.config/containers/policy.json",
           '{"default":[{"type":"insecureAcceptAnything"}]}' . "\n");
-    _spew("$dir/registries.conf", "# empty: fully qualified names only\n");
-    _spew("$dir/storage.conf",
+    RegTest::spew("$dir/registries.conf", "# empty: fully qualified names only\n");
+    RegTest::spew("$dir/storage.conf",
           "[storage]\ndriver = \"vfs\"\n"
           . "graphroot = \"$dir/storage-default\"\n"
           . "runroot = \"$dir/rd\"\n");
-    _spew("$dir/containers.conf",
+    RegTest::spew("$dir/containers.conf",
           "[engine]\nevents_logger = \"none\"\n"
           . "cgroup_manager = \"cgroupfs\"\n");
 
@@ -188,7 +173,7 @@ sub gunzip_digest {
 sub log_since {
     my ($file, $offset) = @_;
 
-    my $log = _slurp($file);
+    my $log = RegTest::slurp($file);
     return length($log) >= $offset ? substr($log, $offset) : $log;
 }
 
@@ -255,8 +240,8 @@ sub processes_mentioning {
 
     for my $p (grep { /^\d+$/ } readdir $dh) {
         next if $p == $$;
-        my $cmd = _slurp("/proc/$p/cmdline");
-        my $env = _slurp("/proc/$p/environ");
+        my $cmd = RegTest::slurp("/proc/$p/cmdline");
+        my $env = RegTest::slurp("/proc/$p/environ");
         next unless index($cmd, $marker) >= 0 || index($env, $marker) >= 0;
         $cmd =~ tr/\0/ /;
         push @found, "$p: $cmd";

@@ -128,7 +128,7 @@ sub new {
 
         return $self->_register() if $self->_start();
 
-        my $log = $self->error_log . _slurp("$self->{dir}/stderr.log");
+        my $log = $self->error_log . slurp("$self->{dir}/stderr.log");
 
         next if $log =~ /Address already in use/;
 
@@ -211,7 +211,7 @@ $self->{location_extra}
 }
 EOF
 
-    _spew("$d/nginx.conf", $conf);
+    spew("$d/nginx.conf", $conf);
 }
 
 sub _start {
@@ -283,7 +283,7 @@ sub pids_of_workers {
     opendir(my $dh, '/proc') or return ();
 
     for my $p (grep { /^\d+$/ } readdir $dh) {
-        my $stat = _slurp("/proc/$p/stat");
+        my $stat = slurp("/proc/$p/stat");
         next unless $stat =~ /^\d+ \(.*\) \S+ (\d+)/s;
         push @pids, $p + 0 if $1 == $master;
     }
@@ -383,7 +383,7 @@ END {
 
 sub error_log {
     my ($self) = @_;
-    return _slurp("$self->{dir}/error.log");
+    return slurp("$self->{dir}/error.log");
 }
 
 sub _http {
@@ -536,7 +536,8 @@ sub push_image {
     return \%img;
 }
 
-sub _slurp {
+# the whole file's bytes, '' when it does not exist (a log not yet written)
+sub slurp {
     my ($file) = @_;
     open(my $fh, '<', $file) or return '';
     binmode $fh;
@@ -545,7 +546,7 @@ sub _slurp {
     return defined $data ? $data : '';
 }
 
-sub _spew {
+sub spew {
     my ($file, $data) = @_;
     open(my $fh, '>', $file) or die "$file: $!\n";
     binmode $fh;

@@ -21,6 +21,8 @@ use JSON::PP ();
 use POSIX qw(WNOHANG);
 use Test::More ();
 
+require RegTest;
+
 our @EXPORT_OK = qw(need_tools run3 run_cmd skopeo skopeo_ok build_oci_image
                     add_oci_index oci_manifest dir_image slurp spew sha256_file
                     start_distribution stop_distribution free_port
@@ -48,22 +50,14 @@ sub need_tools {
         if @missing;
 }
 
+# RegTest::slurp, but a missing file is an error here
 sub slurp {
     my ($file) = @_;
-    open(my $fh, '<', $file) or die "$file: $!\n";
-    binmode $fh;
-    local $/;
-    my $data = <$fh>;
-    return defined $data ? $data : '';
+    -e $file or die "$file: $!\n";
+    return RegTest::slurp($file);
 }
 
-sub spew {
-    my ($file, $data) = @_;
-    open(my $fh, '>', $file) or die "$file: $!\n";
-    binmode $fh;
-    print $fh $data;
-    close $fh or die "$file: $!\n";
-}
+sub spew { RegTest::spew(@_) }
 
 sub sha256_file {
     my ($file) = @_;
