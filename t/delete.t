@@ -13,13 +13,7 @@ use RegTest;
 
 my $API = 'registry/2.0';
 
-sub check_error {
-    my ($r, $status, $code, $name) = @_;
-    is($r->{status}, $status, "$name status");
-    is(RegTest::error_code($r), $code, "$name code");
-    is($r->{headers}{'docker-distribution-api-version'}, $API,
-       "$name api version");
-}
+sub check_error { RegTest::check_error(@_) }
 
 sub tags {
     my ($t, $name) = @_;

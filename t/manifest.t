@@ -52,13 +52,7 @@ sub oci_manifest {
     };
 }
 
-sub check_error {
-    my ($r, $status, $code, $name) = @_;
-    is($r->{status}, $status, "$name status");
-    is(RegTest::error_code($r), $code, "$name code");
-    is($r->{headers}{'docker-distribution-api-version'}, $API,
-       "$name api version");
-}
+sub check_error { RegTest::check_error(@_) }
 
 sub check_get {
     my ($name, $ref, $bytes, $type, $what) = @_;

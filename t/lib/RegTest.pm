@@ -123,7 +123,7 @@ sub new {
     make_path($self->{root}, "$self->{dir}/temp");
 
     for my $try (1 .. 10) {
-        $self->{port} = _free_port();
+        $self->{port} = free_port();
         $self->_write_conf();
 
         return $self->_register() if $self->_start();
@@ -156,7 +156,8 @@ sub url {
     return "http://127.0.0.1:$self->{port}$path";
 }
 
-sub _free_port {
+# a port of 127.0.0.1 nobody listens on right now
+sub free_port {
     my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0,
                                   Proto => 'tcp', Listen => 1, ReuseAddr => 1)
         or die "cannot bind: $!\n";
@@ -474,6 +475,16 @@ sub error_code {
                      && ref $j->{errors}[0] eq 'HASH';
 
     return $j->{errors}[0]{code} // '';
+}
+
+# one assertion each for an error answer's status, JSON code and API
+# version header
+sub check_error {
+    my ($r, $status, $code, $name) = @_;
+    Test::More::is($r->{status}, $status, "$name status");
+    Test::More::is(error_code($r), $code, "$name code");
+    Test::More::is($r->{headers}{'docker-distribution-api-version'},
+                   'registry/2.0', "$name api version");
 }
 
 # pushes a config blob, layer blobs and an image manifest; returns a hash:

@@ -303,14 +303,7 @@ sub dir_image {
     return $m;
 }
 
-sub free_port {
-    my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0,
-                                  Proto => 'tcp', Listen => 1, ReuseAddr => 1)
-        or die "cannot bind: $!\n";
-    my $port = $s->sockport;
-    close $s;
-    return $port;
-}
+sub free_port { RegTest::free_port() }
 
 # CNCF distribution on the store $root (its `rootdirectory`), on a free port.
 # Returns a hashref {pid, port, url, config, log}; stop it with
