@@ -320,41 +320,33 @@ ngx_int_t
 ngx_http_registry_store_publish(ngx_http_registry_store_t *st,
     ngx_str_t *from, ngx_str_t *to)
 {
+    ngx_int_t   rc;
     ngx_err_t   err;
     ngx_uint_t  created;
 
     created = 0;
+    rc = ngx_rename_file(from->data, to->data);
 
-    if (ngx_rename_file(from->data, to->data) == NGX_FILE_ERROR) {
-        err = ngx_errno;
-
-        if (err == NGX_ENOENT) {
-            if (ngx_create_full_path(to->data, 0755) != 0) {
-                err = ngx_errno;
-                ngx_log_error(NGX_LOG_CRIT, st->log, err,
-                              ngx_create_dir_n " for \"%s\" failed",
-                              to->data);
-                ngx_set_errno(err);
-                return NGX_ERROR;
-            }
-
-            created = 1;
-
-            if (ngx_rename_file(from->data, to->data) != NGX_FILE_ERROR) {
-                err = 0;
-
-            } else {
-                err = ngx_errno;
-            }
-        }
-
-        if (err) {
+    if (rc == NGX_FILE_ERROR && ngx_errno == NGX_ENOENT) {
+        if (ngx_create_full_path(to->data, 0755) != 0) {
+            err = ngx_errno;
             ngx_log_error(NGX_LOG_CRIT, st->log, err,
-                          ngx_rename_file_n " \"%s\" to \"%s\" failed",
-                          from->data, to->data);
+                          ngx_create_dir_n " for \"%s\" failed", to->data);
             ngx_set_errno(err);
             return NGX_ERROR;
         }
+
+        created = 1;
+        rc = ngx_rename_file(from->data, to->data);
+    }
+
+    if (rc == NGX_FILE_ERROR) {
+        err = ngx_errno;
+        ngx_log_error(NGX_LOG_CRIT, st->log, err,
+                      ngx_rename_file_n " \"%s\" to \"%s\" failed",
+                      from->data, to->data);
+        ngx_set_errno(err);
+        return NGX_ERROR;
     }
 
     return ngx_http_registry_store_sync_dirs(st, to, created);
