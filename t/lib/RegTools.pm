@@ -384,23 +384,7 @@ EOF
     die "docker-registry: no free port\n";
 }
 
-sub stop_distribution {
-    my ($d) = @_;
-
-    return unless $d && $d->{owner} == $$;
-
-    my $pid = delete $d->{pid} or return;
-
-    kill 'TERM', $pid;
-
-    for (1 .. 100) {
-        return if waitpid($pid, WNOHANG) != 0;
-        select undef, undef, undef, 0.05;
-    }
-
-    kill 'KILL', $pid;
-    waitpid($pid, 0);
-}
+sub stop_distribution { _stop_child($_[0], 'TERM', 5) }
 
 # nginx with a config of our own (not RegTest's): in the foreground, prefix
 # $prefix; waits until 127.0.0.1:$port answers.  Returns {pid, log} or dies
@@ -448,16 +432,19 @@ sub start_nginx {
     die "nginx did not answer on $port:\n" . slurp($n->{log});
 }
 
-sub stop_nginx {
-    my ($n) = @_;
+sub stop_nginx { _stop_child($_[0], 'QUIT', 10) }
 
-    return unless $n && $n->{owner} == $$;
+# stops a server this process started: $signal, then KILL after $seconds
+sub _stop_child {
+    my ($h, $signal, $seconds) = @_;
 
-    my $pid = delete $n->{pid} or return;
+    return unless $h && $h->{owner} == $$;
 
-    kill 'QUIT', $pid;
+    my $pid = delete $h->{pid} or return;
 
-    for (1 .. 200) {
+    kill $signal, $pid;
+
+    for (1 .. $seconds * 20) {
         return if waitpid($pid, WNOHANG) != 0;
         select undef, undef, undef, 0.05;
     }
