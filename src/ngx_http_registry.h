@@ -122,6 +122,23 @@ ngx_int_t ngx_http_registry_store_save_state(ngx_http_registry_store_t *st,
     ngx_str_t *dir, ngx_http_registry_upload_state_t *state);
 ngx_int_t ngx_http_registry_store_load_state(ngx_http_registry_store_t *st,
     ngx_str_t *dir, ngx_http_registry_upload_state_t *state);
+ngx_int_t ngx_http_registry_store_upload_expired(
+    ngx_http_registry_store_t *st, ngx_str_t *dir, time_t expire);
+ngx_int_t ngx_http_registry_store_purge_uploads(ngx_http_registry_store_t *st,
+    time_t expire);
+ngx_int_t ngx_http_registry_store_purge_upload(ngx_http_registry_store_t *st,
+    ngx_str_t *dir);
+u_char *ngx_http_registry_store_referrers_dir(ngx_http_registry_store_t *st,
+    ngx_str_t *out, ngx_str_t *name, ngx_http_registry_digest_t *subject);
+u_char *ngx_http_registry_store_referrer_entry(ngx_http_registry_store_t *st,
+    ngx_str_t *out, ngx_str_t *name, ngx_http_registry_digest_t *subject,
+    ngx_http_registry_digest_t *referrer);
+ngx_int_t ngx_http_registry_store_referrers_current(
+    ngx_http_registry_store_t *st, ngx_str_t *name, struct timespec *asof);
+ngx_int_t ngx_http_registry_store_referrers_stamp(
+    ngx_http_registry_store_t *st, ngx_str_t *name, struct timespec *asof);
+ngx_int_t ngx_http_registry_store_list_revisions(ngx_http_registry_store_t *st,
+    ngx_str_t *name, ngx_array_t *digests);
 ngx_int_t ngx_http_registry_store_random_hex(u_char *buf, size_t bytes);
 void ngx_http_registry_sort_names(ngx_array_t *names);
 
@@ -136,7 +153,29 @@ typedef struct {
     ngx_str_t                  root;     /* registry_root as configured */
     ngx_str_t                  store;    /* root + /docker/registry/v2 */
     size_t                     manifest_max_size;
+    size_t                     chunk_min_length;
+    ngx_uint_t                 auto_mount;
+    time_t                     upload_expire;
 } ngx_http_registry_loc_conf_t;
+
+
+#define NGX_HTTP_REGISTRY_AUTO_MOUNT_OFF        0
+#define NGX_HTTP_REGISTRY_AUTO_MOUNT_ON         1
+#define NGX_HTTP_REGISTRY_AUTO_MOUNT_ANONYMOUS  2
+
+
+/* one per store: the periodic purge of its stale uploads */
+
+typedef struct {
+    ngx_str_t                  store;
+    time_t                     expire;
+    ngx_event_t                event;
+} ngx_http_registry_sweep_t;
+
+
+typedef struct {
+    ngx_array_t                sweeps;   /* of ngx_http_registry_sweep_t */
+} ngx_http_registry_main_conf_t;
 
 
 typedef enum {
@@ -146,7 +185,8 @@ typedef enum {
     NGX_HTTP_REGISTRY_ROUTE_MANIFEST,
     NGX_HTTP_REGISTRY_ROUTE_BLOB,
     NGX_HTTP_REGISTRY_ROUTE_UPLOADS,     /* .../blobs/uploads/ */
-    NGX_HTTP_REGISTRY_ROUTE_UPLOAD       /* .../blobs/uploads/<id> */
+    NGX_HTTP_REGISTRY_ROUTE_UPLOAD,      /* .../blobs/uploads/<id> */
+    NGX_HTTP_REGISTRY_ROUTE_REFERRERS    /* .../referrers/<digest> */
 } ngx_http_registry_route_e;
 
 
@@ -189,6 +229,8 @@ typedef struct {
 
     /* manifests */
     ngx_buf_t                 *manifest;
+
+    size_t                     warned;      /* bytes of Warning headers */
 } ngx_http_registry_ctx_t;
 
 
@@ -215,6 +257,7 @@ typedef enum {
     NGX_HTTP_REGISTRY_TAG_INVALID,
     NGX_HTTP_REGISTRY_PAGINATION_NUMBER_INVALID,
     NGX_HTTP_REGISTRY_RANGE_INVALID,
+    NGX_HTTP_REGISTRY_RANGE_NOT_SATISFIABLE,
     NGX_HTTP_REGISTRY_NOT_FOUND,
     NGX_HTTP_REGISTRY_INTERNAL,
     NGX_HTTP_REGISTRY_STORAGE_FULL
@@ -253,6 +296,7 @@ ngx_int_t ngx_http_registry_location(ngx_http_request_t *r,
     const char *kind, ngx_str_t *reference);
 ngx_int_t ngx_http_registry_arg(ngx_http_request_t *r, const char *name,
     ngx_str_t *value);
+ngx_int_t ngx_http_registry_warning(ngx_http_request_t *r, const char *text);
 ngx_int_t ngx_http_registry_valid_tag(ngx_str_t *tag);
 ngx_int_t ngx_http_registry_valid_name(ngx_str_t *name);
 
@@ -280,6 +324,18 @@ ngx_int_t ngx_http_registry_manifest_delete(ngx_http_request_t *r);
 
 ngx_int_t ngx_http_registry_tags_list(ngx_http_request_t *r);
 ngx_int_t ngx_http_registry_catalog(ngx_http_request_t *r);
+ngx_int_t ngx_http_registry_referrers_list(ngx_http_request_t *r);
+
+ngx_int_t ngx_http_registry_referrer_descriptor(ngx_pool_t *pool,
+    ngx_str_t *manifest, ngx_http_registry_digest_t *digest,
+    ngx_http_registry_digest_t *subject, ngx_str_t *descriptor);
+ngx_uint_t ngx_http_registry_referrers_tracked(ngx_http_registry_store_t *st,
+    ngx_str_t *name);
+void ngx_http_registry_referrers_restamp(ngx_http_registry_store_t *st,
+    ngx_str_t *name);
+ngx_int_t ngx_http_registry_referrers_add(ngx_http_registry_store_t *st,
+    ngx_str_t *name, ngx_http_registry_digest_t *subject,
+    ngx_http_registry_digest_t *referrer, ngx_str_t *descriptor);
 
 
 #endif /* _NGX_HTTP_REGISTRY_H_INCLUDED_ */

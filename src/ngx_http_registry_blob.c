@@ -17,6 +17,11 @@
 static ngx_int_t ngx_http_registry_blob_owned(ngx_http_registry_ctx_t *ctx);
 static ngx_int_t ngx_http_registry_blob_open(ngx_http_request_t *r,
     ngx_str_t *path, ngx_open_file_info_t *of);
+static ngx_int_t ngx_http_registry_range_applies(ngx_http_request_t *r);
+static ngx_int_t ngx_http_registry_range_unsatisfiable(ngx_http_request_t *r,
+    off_t size);
+static ngx_int_t ngx_http_registry_range_error(ngx_http_request_t *r,
+    off_t size);
 
 
 ngx_int_t
@@ -69,6 +74,10 @@ ngx_http_registry_blob_get(ngx_http_request_t *r)
     }
 
     r->allow_ranges = 1;
+
+    if (ngx_http_registry_range_unsatisfiable(r, of.size)) {
+        return ngx_http_registry_range_error(r, of.size);
+    }
 
     /* we need to allocate all before the header would be sent */
 
@@ -220,4 +229,190 @@ ngx_http_registry_blob_open(ngx_http_request_t *r, ngx_str_t *path,
     }
 
     return NGX_OK;
+}
+
+
+/*
+ * nginx's range filter answers an unsatisfiable Range with its own HTML
+ * page; the registry answers it here first, with a JSON error.  These two
+ * functions decide exactly as ngx_http_range_header_filter() and
+ * ngx_http_range_parse() do, so every other Range is left to the filter.
+ */
+
+static ngx_int_t
+ngx_http_registry_range_unsatisfiable(ngx_http_request_t *r, off_t size)
+{
+    u_char                    *p;
+    off_t                      start, end, total, cutoff, cutlim;
+    ngx_uint_t                 ranges, found, suffix;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    if (!ngx_http_registry_range_applies(r)) {
+        return 0;
+    }
+
+    cutoff = NGX_MAX_OFF_T_VALUE / 10;
+    cutlim = NGX_MAX_OFF_T_VALUE % 10;
+
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+    ranges = r->single_range ? 1 : clcf->max_ranges;
+    p = r->headers_in.range->value.data + 6;
+    found = 0;
+    total = 0;
+
+    for ( ;; ) {
+        start = 0;
+        end = 0;
+        suffix = 0;
+
+        while (*p == ' ') { p++; }
+
+        if (*p != '-') {
+            if (*p < '0' || *p > '9') {
+                return 1;
+            }
+
+            while (*p >= '0' && *p <= '9') {
+                if (start >= cutoff && (start > cutoff || *p - '0' > cutlim)) {
+                    return 1;
+                }
+
+                start = start * 10 + (*p++ - '0');
+            }
+
+            while (*p == ' ') { p++; }
+
+            if (*p++ != '-') {
+                return 1;
+            }
+
+            while (*p == ' ') { p++; }
+
+            if (*p == ',' || *p == '\0') {
+                end = size;
+                goto found;
+            }
+
+        } else {
+            suffix = 1;
+            p++;
+        }
+
+        if (*p < '0' || *p > '9') {
+            return 1;
+        }
+
+        while (*p >= '0' && *p <= '9') {
+            if (end >= cutoff && (end > cutoff || *p - '0' > cutlim)) {
+                return 1;
+            }
+
+            end = end * 10 + (*p++ - '0');
+        }
+
+        while (*p == ' ') { p++; }
+
+        if (*p != ',' && *p != '\0') {
+            return 1;
+        }
+
+        if (suffix) {
+            start = (end < size) ? size - end : 0;
+            end = size - 1;
+        }
+
+        end = (end >= size) ? size : end + 1;
+
+    found:
+
+        if (start < end) {
+            found++;
+
+            if (total > NGX_MAX_OFF_T_VALUE - (end - start)) {
+                return 1;
+            }
+
+            total += end - start;
+
+            if (ranges-- == 0) {
+                return 0;
+            }
+
+        } else if (start == 0) {
+            return 0;
+        }
+
+        if (*p++ != ',') {
+            break;
+        }
+    }
+
+    return found == 0;
+}
+
+
+/* the conditions under which nginx's range filter parses Range at all */
+
+static ngx_int_t
+ngx_http_registry_range_applies(ngx_http_request_t *r)
+{
+    ngx_str_t                 *if_range, *etag;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+    if (r->http_version < NGX_HTTP_VERSION_10
+        || r != r->main
+        || clcf->max_ranges == 0
+        || r->headers_in.if_none_match       /* not_modified filter first */
+        || r->headers_in.range == NULL
+        || r->headers_in.range->value.len < 7
+        || ngx_strncasecmp(r->headers_in.range->value.data,
+                           (u_char *) "bytes=", 6) != 0)
+    {
+        return 0;
+    }
+
+    if (r->headers_in.if_range == NULL) {
+        return 1;
+    }
+
+    if_range = &r->headers_in.if_range->value;
+
+    if (if_range->len >= 2 && if_range->data[if_range->len - 1] == '"') {
+        etag = &r->headers_out.etag->value;
+
+        return if_range->len == etag->len
+               && ngx_strncmp(if_range->data, etag->data, etag->len) == 0;
+    }
+
+    return ngx_parse_http_time(if_range->data, if_range->len)
+           == r->headers_out.last_modified_time;
+}
+
+
+/* 416 with a JSON error and Content-Range: bytes, star, slash, size */
+
+static ngx_int_t
+ngx_http_registry_range_error(ngx_http_request_t *r, off_t size)
+{
+    ngx_str_t  value;
+
+    value.data = ngx_pnalloc(r->pool, sizeof("bytes */") - 1 + NGX_OFF_T_LEN);
+    if (value.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    value.len = ngx_sprintf(value.data, "bytes */%O", size) - value.data;
+
+    r->headers_out.etag = NULL;
+    r->headers_out.last_modified_time = -1;
+
+    if (ngx_http_registry_add_header(r, "Content-Range", &value) == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_http_registry_error(r, NGX_HTTP_REGISTRY_RANGE_NOT_SATISFIABLE,
+                                   NULL);
 }

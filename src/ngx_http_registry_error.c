@@ -78,6 +78,9 @@ static ngx_http_registry_error_t  ngx_http_registry_errors[] = {
     { ngx_string("BLOB_UPLOAD_INVALID"), NGX_HTTP_RANGE_NOT_SATISFIABLE,
       ngx_string("requested range is not the upload's next byte") },
 
+    { ngx_string("SIZE_INVALID"), NGX_HTTP_RANGE_NOT_SATISFIABLE,
+      ngx_string("requested range not satisfiable") },
+
     { ngx_string("NOT_FOUND"), NGX_HTTP_NOT_FOUND,
       ngx_string("no such endpoint") },
 

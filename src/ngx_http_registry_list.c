@@ -1,13 +1,17 @@
 
 /*
- * ngx_http_registry_module: listings, tags/list and _catalog.
+ * ngx_http_registry_module: listings, tags/list, _catalog and referrers.
  *
- * Both are sorted byte-wise and paginated with n and last; when more
- * entries remain, an RFC 8288 Link header names the next page.
+ * Tags and the catalog are sorted byte-wise and paginated with n and last;
+ * when more entries remain, an RFC 8288 Link header names the next page.
+ * Referrers come from an index kept beside the repository (see store.c),
+ * so a listing is one directory read, not a scan of the manifests.
  */
 
 
 #include "ngx_http_registry.h"
+
+#include <jansson.h>
 
 
 typedef ngx_int_t (*ngx_http_registry_valid_pt)(ngx_str_t *entry);
@@ -26,6 +30,13 @@ static ngx_int_t ngx_http_registry_paginate(ngx_http_request_t *r,
     ngx_http_registry_page_t *page);
 static ngx_int_t ngx_http_registry_send_list(ngx_http_request_t *r,
     ngx_str_t *head, ngx_http_registry_page_t *page, ngx_str_t *next);
+static ngx_int_t ngx_http_registry_referrers_rebuild(ngx_http_request_t *r,
+    ngx_http_registry_ctx_t *ctx, struct timespec *asof);
+static ngx_int_t ngx_http_registry_referrers_collect(ngx_http_request_t *r,
+    ngx_http_registry_ctx_t *ctx, ngx_str_t *filter, json_t *list);
+static ngx_int_t ngx_http_registry_referrers_send(ngx_http_request_t *r,
+    json_t *list, ngx_uint_t filtered);
+static void ngx_http_registry_json_free(void *data);
 
 
 ngx_int_t
@@ -229,4 +240,341 @@ ngx_http_registry_send_list(ngx_http_request_t *r, ngx_str_t *head,
     }
 
     return ngx_http_registry_send_body(r, NGX_HTTP_OK, "application/json", b);
+}
+
+
+/* ---- referrers ---- */
+
+/*
+ * GET /v2/<name>/referrers/<digest>[?artifactType=]: an image index of
+ * the repository's manifests whose subject is <digest>; never a 404, an
+ * unknown subject or repository has no referrers.
+ */
+
+ngx_int_t
+ngx_http_registry_referrers_list(ngx_http_request_t *r)
+{
+    json_t                   *list;
+    ngx_int_t                 rc;
+    ngx_str_t                 filter;
+    struct timespec           asof;
+    ngx_pool_cleanup_t       *cln;
+    ngx_http_registry_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_registry_module);
+
+    rc = ngx_http_registry_arg(r, "artifactType", &filter);
+    if (rc == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (rc == NGX_DECLINED) {
+        ngx_str_null(&filter);
+    }
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    list = json_array();
+
+    if (cln == NULL || list == NULL) {
+        json_decref(list);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    cln->handler = ngx_http_registry_json_free;
+    cln->data = list;
+
+    rc = ngx_http_registry_store_referrers_current(&ctx->store,
+                                                   &ctx->route.name, &asof);
+
+    if (rc == NGX_DECLINED
+        && ngx_http_registry_store_is_repository(&ctx->store,
+                                                 &ctx->route.name) == NGX_OK)
+    {
+        rc = ngx_http_registry_referrers_rebuild(r, ctx, &asof);
+    }
+
+    if (rc == NGX_ERROR
+        || ngx_http_registry_referrers_collect(r, ctx, &filter, list)
+           != NGX_OK)
+    {
+        return ngx_http_registry_error(r, NGX_HTTP_REGISTRY_INTERNAL, NULL);
+    }
+
+    return ngx_http_registry_referrers_send(r, list, filter.data != NULL);
+}
+
+
+/*
+ * Reads every manifest of the repository and adds the index entries that
+ * are missing, then stamps the index with the revisions' state read
+ * before (a revision added meanwhile makes it stale again).  Runs once
+ * per repository, and again only after another program changed it.
+ */
+
+static ngx_int_t
+ngx_http_registry_referrers_rebuild(ngx_http_request_t *r,
+    ngx_http_registry_ctx_t *ctx, struct timespec *asof)
+{
+    ngx_str_t                      path, body, descriptor;
+    ngx_uint_t                     i;
+    ngx_array_t                    revisions;
+    ngx_http_registry_digest_t    *digest, subject;
+    ngx_http_registry_loc_conf_t  *rlcf;
+
+    rlcf = ngx_http_get_module_loc_conf(r, ngx_http_registry_module);
+
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                  "registry: rebuilding the referrers index of \"%V\"",
+                  &ctx->route.name);
+
+    if (ngx_array_init(&revisions, r->pool, 64,
+                       sizeof(ngx_http_registry_digest_t))
+        != NGX_OK
+        || ngx_http_registry_store_list_revisions(&ctx->store,
+                                                  &ctx->route.name,
+                                                  &revisions)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    digest = revisions.elts;
+
+    for (i = 0; i < revisions.nelts; i++) {
+        if (ngx_http_registry_store_blob_path(&ctx->store, &path, &digest[i])
+            == NULL)
+        {
+            return NGX_ERROR;
+        }
+
+        if (ngx_http_registry_store_read_small(&ctx->store, &path,
+                                               rlcf->manifest_max_size, &body)
+            != NGX_OK
+            || ngx_http_registry_referrer_descriptor(r->pool, &body,
+                                                     &digest[i], &subject,
+                                                     &descriptor)
+               != NGX_OK)
+        {
+            continue;
+        }
+
+        if (ngx_http_registry_store_referrer_entry(&ctx->store, &path,
+                                                   &ctx->route.name, &subject,
+                                                   &digest[i])
+            == NULL)
+        {
+            return NGX_ERROR;
+        }
+
+        if (ngx_http_registry_store_exists(&path) == NGX_DECLINED
+            && ngx_http_registry_store_write_file(&ctx->store, &path,
+                                                  descriptor.data,
+                                                  descriptor.len)
+               != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    return ngx_http_registry_store_referrers_stamp(&ctx->store,
+                                                   &ctx->route.name, asof);
+}
+
+
+/* the subject's entries whose revision still exists, by digest order */
+
+static ngx_int_t
+ngx_http_registry_referrers_collect(ngx_http_request_t *r,
+    ngx_http_registry_ctx_t *ctx, ngx_str_t *filter, json_t *list)
+{
+    u_char                        *dash;
+    json_t                        *desc, *type;
+    ngx_str_t                      dir, path, text, content, *entry;
+    ngx_uint_t                     i;
+    ngx_array_t                    entries;
+    ngx_http_registry_digest_t     referrer;
+    ngx_http_registry_loc_conf_t  *rlcf;
+
+    rlcf = ngx_http_get_module_loc_conf(r, ngx_http_registry_module);
+
+    if (ngx_array_init(&entries, r->pool, 16, sizeof(ngx_str_t)) != NGX_OK
+        || ngx_http_registry_store_referrers_dir(&ctx->store, &dir,
+                                                 &ctx->route.name,
+                                                 &ctx->route.digest)
+           == NULL
+        || ngx_http_registry_store_list_dir(&ctx->store, &dir, &entries)
+           == NGX_ERROR)
+    {
+        return NGX_ERROR;
+    }
+
+    ngx_http_registry_sort_names(&entries);
+
+    entry = entries.elts;
+
+    for (i = 0; i < entries.nelts; i++) {
+
+        /* "<alg>-<hex>" names the referrer "<alg>:<hex>" */
+
+        dash = ngx_strlchr(entry[i].data, entry[i].data + entry[i].len, '-');
+        if (dash == NULL) {
+            continue;
+        }
+
+        text.len = entry[i].len;
+        text.data = ngx_pnalloc(r->pool, text.len);
+        if (text.data == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_memcpy(text.data, entry[i].data, text.len);
+        text.data[dash - entry[i].data] = ':';
+
+        if (ngx_http_registry_parse_digest(&text, &referrer) != NGX_OK
+            || ngx_http_registry_store_revision_link(&ctx->store, &path,
+                                                     &ctx->route.name,
+                                                     &referrer)
+               == NULL
+            || ngx_http_registry_store_exists(&path) != NGX_OK
+            || ngx_http_registry_store_referrer_entry(&ctx->store, &path,
+                                                      &ctx->route.name,
+                                                      &ctx->route.digest,
+                                                      &referrer)
+               == NULL
+            || ngx_http_registry_store_read_small(&ctx->store, &path,
+                                                  rlcf->manifest_max_size,
+                                                  &content)
+               != NGX_OK)
+        {
+            continue;
+        }
+
+        desc = json_loadb((char *) content.data, content.len, 0, NULL);
+        if (desc == NULL) {
+            continue;
+        }
+
+        type = json_object_get(desc, "artifactType");
+
+        if (filter->data
+            && (!json_is_string(type)
+                || json_string_length(type) != filter->len
+                || ngx_strncmp(json_string_value(type), filter->data,
+                               filter->len) != 0))
+        {
+            json_decref(desc);
+            continue;
+        }
+
+        if (json_array_append_new(list, desc) != 0) {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_registry_referrers_send(ngx_http_request_t *r, json_t *list,
+    ngx_uint_t filtered)
+{
+    char        *dump;
+    json_t      *index;
+    ngx_buf_t   *b;
+    ngx_str_t    applied;
+
+    index = json_pack("{s:i, s:s, s:O}", "schemaVersion", 2,
+                      "mediaType", "application/vnd.oci.image.index.v1+json",
+                      "manifests", list);
+    if (index == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    dump = json_dumps(index, JSON_COMPACT);
+    json_decref(index);
+
+    if (dump == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    b = ngx_create_temp_buf(r->pool, ngx_strlen(dump));
+    if (b == NULL) {
+        free(dump);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    b->last = ngx_cpymem(b->last, dump, b->end - b->start);
+    free(dump);
+
+    if (filtered) {
+        ngx_str_set(&applied, "artifactType");
+
+        if (ngx_http_registry_add_header(r, "OCI-Filters-Applied", &applied)
+            == NULL)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    return ngx_http_registry_send_body(r, NGX_HTTP_OK,
+                                       "application/vnd.oci.image.index.v1+json",
+                                       b);
+}
+
+
+/* the index entry of a manifest just pushed */
+
+ngx_int_t
+ngx_http_registry_referrers_add(ngx_http_registry_store_t *st,
+    ngx_str_t *name, ngx_http_registry_digest_t *subject,
+    ngx_http_registry_digest_t *referrer, ngx_str_t *descriptor)
+{
+    ngx_str_t  path;
+
+    if (ngx_http_registry_store_referrer_entry(st, &path, name, subject,
+                                               referrer)
+        == NULL)
+    {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_registry_store_write_file(st, &path, descriptor->data,
+                                              descriptor->len);
+}
+
+
+/* whether the repository's index is complete, before a revision changes */
+
+ngx_uint_t
+ngx_http_registry_referrers_tracked(ngx_http_registry_store_t *st,
+    ngx_str_t *name)
+{
+    struct timespec  asof;
+
+    return ngx_http_registry_store_referrers_current(st, name, &asof)
+           == NGX_OK;
+}
+
+
+/* after our own revision change, a complete index is still complete */
+
+void
+ngx_http_registry_referrers_restamp(ngx_http_registry_store_t *st,
+    ngx_str_t *name)
+{
+    struct timespec  asof;
+
+    if (ngx_http_registry_store_referrers_current(st, name, &asof)
+        == NGX_DECLINED)
+    {
+        (void) ngx_http_registry_store_referrers_stamp(st, name, &asof);
+    }
+}
+
+
+static void
+ngx_http_registry_json_free(void *data)
+{
+    json_decref(data);
 }

@@ -21,6 +21,8 @@
     "application/vnd.oci.image.manifest.v1+json"
 #define NGX_HTTP_REGISTRY_OCI_INDEX                                          \
     "application/vnd.oci.image.index.v1+json"
+#define NGX_HTTP_REGISTRY_SCHEMA1                                            \
+    "application/vnd.docker.distribution.manifest.v1+"
 
 
 typedef struct {
@@ -71,6 +73,15 @@ static ngx_int_t ngx_http_registry_manifest_linked(ngx_http_request_t *r,
     ngx_http_registry_ctx_t *ctx, json_t *desc, ngx_uint_t manifest);
 static ngx_int_t ngx_http_registry_manifest_store(ngx_http_request_t *r,
     ngx_http_registry_ctx_t *ctx, ngx_http_registry_digest_t *digest);
+static ngx_int_t ngx_http_registry_manifest_tag(ngx_http_request_t *r,
+    ngx_http_registry_ctx_t *ctx, ngx_str_t *tag,
+    ngx_http_registry_digest_t *digest);
+static ngx_int_t ngx_http_registry_manifest_query_tags(ngx_http_request_t *r,
+    ngx_array_t *tags);
+static ngx_int_t ngx_http_registry_manifest_referrer(ngx_http_request_t *r,
+    ngx_http_registry_ctx_t *ctx, ngx_http_registry_digest_t *digest);
+static ngx_int_t ngx_http_registry_manifest_unrefer(ngx_http_request_t *r,
+    ngx_http_registry_ctx_t *ctx, ngx_http_registry_digest_t *digest);
 static ngx_int_t ngx_http_registry_manifest_untag_all(ngx_http_request_t *r,
     ngx_http_registry_ctx_t *ctx, ngx_http_registry_digest_t *digest);
 static const char *ngx_http_registry_served_type(ngx_pool_t *pool,
@@ -87,6 +98,7 @@ ngx_http_registry_manifest_get(ngx_http_request_t *r)
     ngx_int_t                      rc;
     ngx_buf_t                     *b;
     ngx_str_t                      path, body;
+    const char                    *type;
     ngx_http_registry_ctx_t       *ctx;
     ngx_http_registry_digest_t     digest;
     ngx_http_registry_loc_conf_t  *rlcf;
@@ -125,14 +137,23 @@ ngx_http_registry_manifest_get(ngx_http_request_t *r)
     b->last = body.data + body.len;
     b->memory = 1;
 
+    type = ngx_http_registry_served_type(r->pool, &body);
+
     if (ngx_http_registry_digest_headers(r, &digest) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    return ngx_http_registry_send_body(r, NGX_HTTP_OK,
-                                       ngx_http_registry_served_type(r->pool,
-                                                                     &body),
-                                       b);
+    if (ngx_strncmp(type, NGX_HTTP_REGISTRY_SCHEMA1,
+                    sizeof(NGX_HTTP_REGISTRY_SCHEMA1) - 1) == 0
+        && ngx_http_registry_warning(r, "Docker schema1 manifests are "
+                                     "deprecated; this one is served read-only"
+                                     ", push it again as schema2 or OCI")
+           != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_http_registry_send_body(r, NGX_HTTP_OK, type, b);
 }
 
 
@@ -230,7 +251,12 @@ ngx_http_registry_served_type(ngx_pool_t *pool, ngx_str_t *body)
         type = NGX_HTTP_REGISTRY_OCI_INDEX;
 
     } else if (json_object_get(root, "signatures")) {
-        type = "application/vnd.docker.distribution.manifest.v1+prettyjws";
+        type = NGX_HTTP_REGISTRY_SCHEMA1 "prettyjws";
+
+    } else if (json_integer_value(json_object_get(root, "schemaVersion"))
+               == 1)
+    {
+        type = NGX_HTTP_REGISTRY_SCHEMA1 "json";
 
     } else if (json_object_get(root, "config")) {
         type = NGX_HTTP_REGISTRY_OCI_MANIFEST;
@@ -339,9 +365,10 @@ ngx_http_registry_manifest_accept(ngx_http_request_t *r,
     ngx_http_registry_ctx_t *ctx)
 {
     json_t                      *root;
-    ngx_str_t                    body;
-    ngx_uint_t                   kind;
+    ngx_str_t                    body, *tag;
+    ngx_uint_t                   kind, i, tracked;
     const char                  *invalid;
+    ngx_array_t                  tags;
     json_error_t                 jerr;
     ngx_pool_cleanup_t          *cln;
     ngx_http_registry_hash_t     hash;
@@ -366,6 +393,10 @@ ngx_http_registry_manifest_accept(ngx_http_request_t *r,
                                       "manifest bytes hash differently");
     }
 
+    if (ngx_http_registry_manifest_query_tags(r, &tags) != NGX_OK) {
+        return NGX_ABORT;
+    }
+
     cln = ngx_pool_cleanup_add(r->pool, 0);
     if (cln == NULL) {
         return ngx_http_registry_fail(r, NGX_HTTP_REGISTRY_INTERNAL, NULL);
@@ -386,10 +417,42 @@ ngx_http_registry_manifest_accept(ngx_http_request_t *r,
                                       invalid);
     }
 
-    if (ngx_http_registry_manifest_references(r, ctx, root, kind) != NGX_OK
+    if (ngx_http_registry_manifest_references(r, ctx, root, kind) != NGX_OK) {
+        return NGX_ABORT;
+    }
+
+    /*
+     * A referrers index entry goes before the revision link (an entry
+     * without its revision is not listed), and an index that was complete
+     * is restamped after it, so our own write does not look foreign.
+     */
+
+    tracked = ngx_http_registry_referrers_tracked(&ctx->store,
+                                                  &ctx->route.name);
+
+    if (ngx_http_registry_manifest_referrer(r, ctx, &digest) != NGX_OK
         || ngx_http_registry_manifest_store(r, ctx, &digest) != NGX_OK)
     {
         return NGX_ABORT;
+    }
+
+    if (tracked) {
+        ngx_http_registry_referrers_restamp(&ctx->store, &ctx->route.name);
+    }
+
+    tag = tags.elts;
+
+    for (i = 0; i < tags.nelts; i++) {
+        if (ngx_http_registry_manifest_tag(r, ctx, &tag[i], &digest)
+            != NGX_OK)
+        {
+            return NGX_ABORT;
+        }
+
+        if (ngx_http_registry_add_header(r, "OCI-Tag", &tag[i]) == NULL) {
+            return ngx_http_registry_fail(r, NGX_HTTP_REGISTRY_INTERNAL,
+                                          NULL);
+        }
     }
 
     if (ngx_http_registry_location(r, "manifests", &digest.text) != NGX_OK
@@ -401,6 +464,203 @@ ngx_http_registry_manifest_accept(ngx_http_request_t *r,
     ctx->rc = ngx_http_registry_send_empty(r, NGX_HTTP_CREATED);
 
     return NGX_OK;
+}
+
+
+/*
+ * The "tag" query arguments of a push (OCI 1.1), all valid or none taken;
+ * nginx's ngx_http_arg() finds only the first of a repeated argument.
+ */
+
+static ngx_int_t
+ngx_http_registry_manifest_query_tags(ngx_http_request_t *r,
+    ngx_array_t *tags)
+{
+    u_char     *p, *last, *amp, *src, *dst;
+    ngx_str_t  *tag;
+
+    if (ngx_array_init(tags, r->pool, 4, sizeof(ngx_str_t)) != NGX_OK) {
+        return ngx_http_registry_fail(r, NGX_HTTP_REGISTRY_INTERNAL, NULL);
+    }
+
+    p = r->args.data;
+    last = r->args.data + r->args.len;
+
+    for ( /* void */ ; p < last; p = amp + 1) {
+        amp = ngx_strlchr(p, last, '&');
+        if (amp == NULL) {
+            amp = last;
+        }
+
+        if (amp - p < 4 || ngx_strncmp(p, "tag=", 4) != 0) {
+            continue;
+        }
+
+        tag = ngx_array_push(tags);
+        if (tag == NULL) {
+            return ngx_http_registry_fail(r, NGX_HTTP_REGISTRY_INTERNAL, NULL);
+        }
+
+        tag->data = ngx_pnalloc(r->pool, amp - p);
+        if (tag->data == NULL) {
+            return ngx_http_registry_fail(r, NGX_HTTP_REGISTRY_INTERNAL, NULL);
+        }
+
+        src = p + 4;
+        dst = tag->data;
+        ngx_unescape_uri(&dst, &src, amp - p - 4, 0);
+        tag->len = dst - tag->data;
+
+        if (ngx_http_registry_valid_tag(tag) != NGX_OK) {
+            return ngx_http_registry_fail(r, NGX_HTTP_REGISTRY_TAG_INVALID,
+                                          "invalid tag argument");
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/* a manifest with a subject: OCI-Subject, and its referrers index entry */
+
+static ngx_int_t
+ngx_http_registry_manifest_referrer(ngx_http_request_t *r,
+    ngx_http_registry_ctx_t *ctx, ngx_http_registry_digest_t *digest)
+{
+    ngx_int_t                    rc;
+    ngx_str_t                    body, descriptor;
+    ngx_http_registry_digest_t   subject;
+
+    body.data = ctx->manifest->pos;
+    body.len = ctx->manifest->last - ctx->manifest->pos;
+
+    rc = ngx_http_registry_referrer_descriptor(r->pool, &body, digest,
+                                               &subject, &descriptor);
+    if (rc == NGX_DECLINED) {
+        return NGX_OK;
+    }
+
+    if (rc != NGX_OK
+        || ngx_http_registry_referrers_add(&ctx->store, &ctx->route.name,
+                                           &subject, digest, &descriptor)
+           != NGX_OK)
+    {
+        return ngx_http_registry_fail_errno(r, ngx_errno);
+    }
+
+    if (ngx_http_registry_add_header(r, "OCI-Subject", &subject.text)
+        == NULL)
+    {
+        return ngx_http_registry_fail(r, NGX_HTTP_REGISTRY_INTERNAL, NULL);
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * What the referrers API lists for a manifest with a subject: its media
+ * type, digest and size, its artifactType (else, for an image manifest,
+ * its config's media type) and its annotations.  NGX_DECLINED: the
+ * manifest has no (valid) subject.
+ */
+
+ngx_int_t
+ngx_http_registry_referrer_descriptor(ngx_pool_t *pool, ngx_str_t *manifest,
+    ngx_http_registry_digest_t *digest, ngx_http_registry_digest_t *subject,
+    ngx_str_t *descriptor)
+{
+    char        *dump;
+    json_t      *root, *desc, *field, *artifact;
+    ngx_int_t    rc;
+    ngx_str_t    text;
+    const char  *type;
+
+    root = json_loadb((char *) manifest->data, manifest->len, 0, NULL);
+    if (root == NULL) {
+        return NGX_DECLINED;
+    }
+
+    rc = NGX_DECLINED;
+    desc = NULL;
+    dump = NULL;
+
+    field = json_object_get(root, "subject");
+
+    if (!json_is_object(root)
+        || ngx_http_registry_descriptor_invalid(field) != NULL)
+    {
+        goto done;
+    }
+
+    text.len = json_string_length(json_object_get(field, "digest"));
+    text.data = ngx_pnalloc(pool, text.len);
+    if (text.data == NULL) {
+        rc = NGX_ERROR;
+        goto done;
+    }
+
+    ngx_memcpy(text.data, json_string_value(json_object_get(field, "digest")),
+               text.len);
+
+    if (ngx_http_registry_parse_digest(&text, subject) != NGX_OK) {
+        goto done;
+    }
+
+    field = json_object_get(root, "mediaType");
+    type = json_is_string(field)
+           ? json_string_value(field)
+           : (json_object_get(root, "manifests") ? NGX_HTTP_REGISTRY_OCI_INDEX
+                                                 : NGX_HTTP_REGISTRY_OCI_MANIFEST);
+
+    artifact = json_object_get(root, "artifactType");
+
+    if (!json_is_string(artifact) || json_string_length(artifact) == 0) {
+        artifact = json_object_get(json_object_get(root, "config"),
+                                   "mediaType");
+    }
+
+    desc = json_pack("{s:s, s:s%, s:I}", "mediaType", type,
+                     "digest", digest->text.data, digest->text.len,
+                     "size", (json_int_t) manifest->len);
+    if (desc == NULL) {
+        rc = NGX_ERROR;
+        goto done;
+    }
+
+    if (json_is_string(artifact) && json_string_length(artifact)) {
+        json_object_set(desc, "artifactType", artifact);
+    }
+
+    field = json_object_get(root, "annotations");
+
+    if (json_is_object(field)) {
+        json_object_set(desc, "annotations", field);
+    }
+
+    dump = json_dumps(desc, JSON_COMPACT);
+    if (dump == NULL) {
+        rc = NGX_ERROR;
+        goto done;
+    }
+
+    descriptor->len = ngx_strlen(dump);
+    descriptor->data = ngx_pnalloc(pool, descriptor->len);
+    if (descriptor->data == NULL) {
+        rc = NGX_ERROR;
+        goto done;
+    }
+
+    ngx_memcpy(descriptor->data, dump, descriptor->len);
+    rc = NGX_OK;
+
+done:
+
+    free(dump);
+    json_decref(desc);
+    json_decref(root);
+
+    return rc;
 }
 
 
@@ -715,11 +975,9 @@ ngx_http_registry_manifest_store(ngx_http_request_t *r,
 {
     ngx_int_t   rc;
     ngx_str_t   path;
-    ngx_str_t  *name, *tag, *alg;
+    ngx_str_t  *name;
 
     name = &ctx->route.name;
-    tag = &ctx->route.reference;
-    alg = ngx_http_registry_alg_name(digest->alg);
 
     if (ngx_http_registry_store_blob_path(&ctx->store, &path, digest) == NULL) {
         return ngx_http_registry_fail(r, NGX_HTTP_REGISTRY_INTERNAL, NULL);
@@ -746,6 +1004,24 @@ ngx_http_registry_manifest_store(ngx_http_request_t *r,
     if (ctx->route.by_digest) {
         return NGX_OK;
     }
+
+    return ngx_http_registry_manifest_tag(r, ctx, &ctx->route.reference,
+                                          digest);
+}
+
+
+/* the tag's history entry first, then its current link */
+
+static ngx_int_t
+ngx_http_registry_manifest_tag(ngx_http_request_t *r,
+    ngx_http_registry_ctx_t *ctx, ngx_str_t *tag,
+    ngx_http_registry_digest_t *digest)
+{
+    ngx_str_t   path;
+    ngx_str_t  *name, *alg;
+
+    name = &ctx->route.name;
+    alg = ngx_http_registry_alg_name(digest->alg);
 
     if (ngx_http_registry_store_path(&ctx->store, &path,
                                      "repositories/%V/_manifests/tags/%V/"
@@ -779,6 +1055,7 @@ ngx_http_registry_manifest_delete(ngx_http_request_t *r)
 {
     ngx_int_t                 rc;
     ngx_str_t                 path;
+    ngx_uint_t                tracked;
     ngx_http_registry_ctx_t  *ctx;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_registry_module);
@@ -795,14 +1072,24 @@ ngx_http_registry_manifest_delete(ngx_http_request_t *r)
         rc = ngx_http_registry_store_exists(&path);
 
         if (rc == NGX_OK) {
-            if (ngx_http_registry_manifest_untag_all(r, ctx,
-                                                     &ctx->route.digest)
-                != NGX_OK)
+            tracked = ngx_http_registry_referrers_tracked(&ctx->store,
+                                                          &ctx->route.name);
+
+            if (ngx_http_registry_manifest_unrefer(r, ctx, &ctx->route.digest)
+                != NGX_OK
+                || ngx_http_registry_manifest_untag_all(r, ctx,
+                                                        &ctx->route.digest)
+                   != NGX_OK)
             {
                 return ctx->rc;
             }
 
             rc = ngx_http_registry_store_delete_link(&ctx->store, &path);
+
+            if (rc == NGX_OK && tracked) {
+                ngx_http_registry_referrers_restamp(&ctx->store,
+                                                    &ctx->route.name);
+            }
         }
 
     } else {
@@ -828,6 +1115,58 @@ ngx_http_registry_manifest_delete(ngx_http_request_t *r)
     }
 
     return ngx_http_registry_send_empty(r, NGX_HTTP_ACCEPTED);
+}
+
+
+/* a deleted referrer leaves the referrers index */
+
+static ngx_int_t
+ngx_http_registry_manifest_unrefer(ngx_http_request_t *r,
+    ngx_http_registry_ctx_t *ctx, ngx_http_registry_digest_t *digest)
+{
+    ngx_int_t                      rc;
+    ngx_str_t                      path, body, descriptor;
+    ngx_http_registry_digest_t     subject;
+    ngx_http_registry_loc_conf_t  *rlcf;
+
+    rlcf = ngx_http_get_module_loc_conf(r, ngx_http_registry_module);
+
+    if (ngx_http_registry_store_blob_path(&ctx->store, &path, digest) == NULL)
+    {
+        return ngx_http_registry_fail(r, NGX_HTTP_REGISTRY_INTERNAL, NULL);
+    }
+
+    rc = ngx_http_registry_store_read_small(&ctx->store, &path,
+                                            rlcf->manifest_max_size, &body);
+    if (rc != NGX_OK) {
+        /* no bytes (collected): no entry can be listed either */
+        return NGX_OK;
+    }
+
+    if (ngx_http_registry_referrer_descriptor(r->pool, &body, digest,
+                                              &subject, &descriptor)
+        != NGX_OK)
+    {
+        return NGX_OK;
+    }
+
+    if (ngx_http_registry_store_referrer_entry(&ctx->store, &path,
+                                               &ctx->route.name, &subject,
+                                               digest)
+        == NULL)
+    {
+        return ngx_http_registry_fail(r, NGX_HTTP_REGISTRY_INTERNAL, NULL);
+    }
+
+    if (ngx_delete_file(path.data) == NGX_FILE_ERROR
+        && ngx_errno != NGX_ENOENT)
+    {
+        ngx_log_error(NGX_LOG_CRIT, r->connection->log, ngx_errno,
+                      ngx_delete_file_n " \"%s\" failed", path.data);
+        return ngx_http_registry_fail_errno(r, ngx_errno);
+    }
+
+    return NGX_OK;
 }
 
 

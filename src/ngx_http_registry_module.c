@@ -10,11 +10,25 @@
 #define NGX_HTTP_REGISTRY_STORE_SUFFIX  "/docker/registry/v2"
 
 
+static void *ngx_http_registry_create_main_conf(ngx_conf_t *cf);
 static void *ngx_http_registry_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_registry_merge_loc_conf(ngx_conf_t *cf,
     void *parent, void *child);
 static char *ngx_http_registry(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static ngx_int_t ngx_http_registry_add_sweep(ngx_conf_t *cf,
+    ngx_http_registry_loc_conf_t *rlcf);
+static ngx_int_t ngx_http_registry_init_process(ngx_cycle_t *cycle);
+static ngx_msec_t ngx_http_registry_sweep_interval(time_t expire);
+static void ngx_http_registry_sweep_handler(ngx_event_t *ev);
+
+
+static ngx_conf_enum_t  ngx_http_registry_auto_mount_modes[] = {
+    { ngx_string("off"), NGX_HTTP_REGISTRY_AUTO_MOUNT_OFF },
+    { ngx_string("on"), NGX_HTTP_REGISTRY_AUTO_MOUNT_ON },
+    { ngx_string("anonymous"), NGX_HTTP_REGISTRY_AUTO_MOUNT_ANONYMOUS },
+    { ngx_null_string, 0 }
+};
 
 
 static ngx_command_t  ngx_http_registry_commands[] = {
@@ -47,6 +61,27 @@ static ngx_command_t  ngx_http_registry_commands[] = {
       offsetof(ngx_http_registry_loc_conf_t, manifest_max_size),
       NULL },
 
+    { ngx_string("registry_chunk_min_length"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_registry_loc_conf_t, chunk_min_length),
+      NULL },
+
+    { ngx_string("registry_auto_mount"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_registry_loc_conf_t, auto_mount),
+      &ngx_http_registry_auto_mount_modes },
+
+    { ngx_string("registry_upload_expire"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_sec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_registry_loc_conf_t, upload_expire),
+      NULL },
+
       ngx_null_command
 };
 
@@ -55,7 +90,7 @@ static ngx_http_module_t  ngx_http_registry_module_ctx = {
     NULL,                                  /* preconfiguration */
     NULL,                                  /* postconfiguration */
 
-    NULL,                                  /* create main configuration */
+    ngx_http_registry_create_main_conf,    /* create main configuration */
     NULL,                                  /* init main configuration */
 
     NULL,                                  /* create server configuration */
@@ -73,13 +108,34 @@ ngx_module_t  ngx_http_registry_module = {
     NGX_HTTP_MODULE,                       /* module type */
     NULL,                                  /* init master */
     NULL,                                  /* init module */
-    NULL,                                  /* init process */
+    ngx_http_registry_init_process,        /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
     NULL,                                  /* exit process */
     NULL,                                  /* exit master */
     NGX_MODULE_V1_PADDING
 };
+
+
+static void *
+ngx_http_registry_create_main_conf(ngx_conf_t *cf)
+{
+    ngx_http_registry_main_conf_t  *rmcf;
+
+    rmcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_registry_main_conf_t));
+    if (rmcf == NULL) {
+        return NULL;
+    }
+
+    if (ngx_array_init(&rmcf->sweeps, cf->pool, 1,
+                       sizeof(ngx_http_registry_sweep_t))
+        != NGX_OK)
+    {
+        return NULL;
+    }
+
+    return rmcf;
+}
 
 
 static void *
@@ -102,6 +158,9 @@ ngx_http_registry_create_loc_conf(ngx_conf_t *cf)
     conf->enable = NGX_CONF_UNSET;
     conf->delete = NGX_CONF_UNSET;
     conf->manifest_max_size = NGX_CONF_UNSET_SIZE;
+    conf->chunk_min_length = NGX_CONF_UNSET_SIZE;
+    conf->auto_mount = NGX_CONF_UNSET_UINT;
+    conf->upload_expire = NGX_CONF_UNSET;
 
     return conf;
 }
@@ -121,6 +180,18 @@ ngx_http_registry_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_str_value(conf->root, prev->root, "");
     ngx_conf_merge_size_value(conf->manifest_max_size,
                               prev->manifest_max_size, 4 * 1024 * 1024);
+    ngx_conf_merge_size_value(conf->chunk_min_length,
+                              prev->chunk_min_length, 1024 * 1024);
+    ngx_conf_merge_uint_value(conf->auto_mount, prev->auto_mount,
+                              NGX_HTTP_REGISTRY_AUTO_MOUNT_ANONYMOUS);
+    ngx_conf_merge_sec_value(conf->upload_expire, prev->upload_expire,
+                             24 * 60 * 60);
+
+    if (conf->upload_expire < 1) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"registry_upload_expire\" must be at least 1s");
+        return NGX_CONF_ERROR;
+    }
 
     if (!conf->enable) {
         return NGX_CONF_OK;
@@ -162,7 +233,125 @@ ngx_http_registry_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_memcpy(p, NGX_HTTP_REGISTRY_STORE_SUFFIX,
                sizeof(NGX_HTTP_REGISTRY_STORE_SUFFIX) - 1);
 
+    if (ngx_http_registry_add_sweep(cf, conf) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
     return NGX_CONF_OK;
+}
+
+
+/*
+ * Every store gets one sweep of stale uploads, with the shortest expiry
+ * any location serving it configured.
+ */
+
+static ngx_int_t
+ngx_http_registry_add_sweep(ngx_conf_t *cf, ngx_http_registry_loc_conf_t *rlcf)
+{
+    ngx_uint_t                      i;
+    ngx_http_registry_sweep_t      *sweep;
+    ngx_http_registry_main_conf_t  *rmcf;
+
+    rmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_registry_module);
+
+    sweep = rmcf->sweeps.elts;
+
+    for (i = 0; i < rmcf->sweeps.nelts; i++) {
+        if (sweep[i].store.len == rlcf->store.len
+            && ngx_strncmp(sweep[i].store.data, rlcf->store.data,
+                           rlcf->store.len) == 0)
+        {
+            sweep[i].expire = ngx_min(sweep[i].expire, rlcf->upload_expire);
+            return NGX_OK;
+        }
+    }
+
+    sweep = ngx_array_push(&rmcf->sweeps);
+    if (sweep == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memzero(sweep, sizeof(ngx_http_registry_sweep_t));
+
+    sweep->store = rlcf->store;
+    sweep->expire = rlcf->upload_expire;
+
+    return NGX_OK;
+}
+
+
+/*
+ * One worker sweeps stale uploads, every half expiry (at most an hour
+ * apart, at least a second).  The timer is cancelable: it never holds up
+ * a graceful shutdown.
+ */
+
+static ngx_int_t
+ngx_http_registry_init_process(ngx_cycle_t *cycle)
+{
+    ngx_uint_t                      i;
+    ngx_http_registry_sweep_t      *sweep;
+    ngx_http_registry_main_conf_t  *rmcf;
+
+    if ((ngx_process != NGX_PROCESS_WORKER && ngx_process != NGX_PROCESS_SINGLE)
+        || ngx_worker != 0)
+    {
+        return NGX_OK;
+    }
+
+    rmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_registry_module);
+    if (rmcf == NULL) {
+        return NGX_OK;
+    }
+
+    sweep = rmcf->sweeps.elts;
+
+    for (i = 0; i < rmcf->sweeps.nelts; i++) {
+        sweep[i].event.handler = ngx_http_registry_sweep_handler;
+        sweep[i].event.data = &sweep[i];
+        sweep[i].event.log = cycle->log;
+        sweep[i].event.cancelable = 1;
+
+        ngx_add_timer(&sweep[i].event, ngx_http_registry_sweep_interval(
+                                                            sweep[i].expire));
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_msec_t
+ngx_http_registry_sweep_interval(time_t expire)
+{
+    return (ngx_msec_t) ngx_max(ngx_min(expire / 2, 3600), 1) * 1000;
+}
+
+
+static void
+ngx_http_registry_sweep_handler(ngx_event_t *ev)
+{
+    ngx_pool_t                 *pool;
+    ngx_http_registry_sweep_t  *sweep;
+    ngx_http_registry_store_t   st;
+
+    sweep = ev->data;
+
+    pool = ngx_create_pool(NGX_DEFAULT_POOL_SIZE, ev->log);
+
+    if (pool) {
+        st.root = sweep->store;
+        st.pool = pool;
+        st.log = ev->log;
+
+        (void) ngx_http_registry_store_purge_uploads(&st, sweep->expire);
+
+        ngx_destroy_pool(pool);
+    }
+
+    if (!ngx_exiting) {
+        ngx_add_timer(ev, ngx_http_registry_sweep_interval(sweep->expire));
+    }
 }
 
 

@@ -15,6 +15,9 @@
 #define NGX_HTTP_REGISTRY_NAME_MAX  255
 #define NGX_HTTP_REGISTRY_TAG_MAX   128
 
+/* the spec's cap on the Warning headers of one response */
+#define NGX_HTTP_REGISTRY_WARNING_MAX  4096
+
 
 typedef ngx_int_t (*ngx_http_registry_endpoint_pt)(ngx_http_request_t *r);
 
@@ -68,6 +71,9 @@ static ngx_http_registry_endpoint_t  ngx_http_registry_endpoints[] = {
 
     { NGX_HTTP_REGISTRY_ROUTE_BLOB, NGX_HTTP_DELETE,
       ngx_http_registry_blob_delete, 1 },
+
+    { NGX_HTTP_REGISTRY_ROUTE_REFERRERS, NGX_HTTP_GET|NGX_HTTP_HEAD,
+      ngx_http_registry_referrers_list, 0 },
 
     { NGX_HTTP_REGISTRY_ROUTE_UPLOADS, NGX_HTTP_POST,
       ngx_http_registry_upload_start, 0 },
@@ -305,6 +311,13 @@ ngx_http_registry_split_route(ngx_str_t *path,
         return NGX_OK;
     }
 
+    if (ngx_http_registry_segment_is(seg[1] + 1, seg[0], "referrers")) {
+        route->kind = NGX_HTTP_REGISTRY_ROUTE_REFERRERS;
+        route->name.data = path->data;
+        route->name.len = seg[1] - path->data;
+        return NGX_OK;
+    }
+
     if (ngx_http_registry_segment_is(seg[1] + 1, seg[0], "blobs")) {
         route->kind = ngx_http_registry_segment_is(seg[0] + 1, last, "uploads")
                       ? NGX_HTTP_REGISTRY_ROUTE_UPLOADS
@@ -380,6 +393,7 @@ ngx_http_registry_validate_route(ngx_http_request_t *r,
         /* fall through */
 
     case NGX_HTTP_REGISTRY_ROUTE_BLOB:
+    case NGX_HTTP_REGISTRY_ROUTE_REFERRERS:
         if (ngx_http_registry_parse_digest(&route->reference, &route->digest)
             != NGX_OK)
         {
@@ -605,6 +619,46 @@ ngx_http_registry_header_in(ngx_http_request_t *r, const char *key,
             return NGX_OK;
         }
     }
+}
+
+
+/*
+ * Warning: 299 - "<text>", the only form the spec allows; the spec also
+ * caps all Warning headers of a response at 4096 bytes, so a warning that
+ * would overflow is dropped (and logged).
+ */
+
+ngx_int_t
+ngx_http_registry_warning(ngx_http_request_t *r, const char *text)
+{
+    ngx_str_t                 value;
+    ngx_http_registry_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_registry_module);
+
+    value.len = sizeof("299 - \"\"") - 1 + ngx_strlen(text);
+
+    if (ctx->warned + value.len > NGX_HTTP_REGISTRY_WARNING_MAX) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "registry: warning not sent, over the spec's limit: %s",
+                      text);
+        return NGX_OK;
+    }
+
+    value.data = ngx_pnalloc(r->pool, value.len);
+    if (value.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_sprintf(value.data, "299 - \"%s\"", text);
+
+    if (ngx_http_registry_add_header(r, "Warning", &value) == NULL) {
+        return NGX_ERROR;
+    }
+
+    ctx->warned += value.len;
+
+    return NGX_OK;
 }
 
 

@@ -14,6 +14,7 @@
 #include "ngx_http_registry.h"
 
 #include <openssl/rand.h>
+#include <sys/file.h>
 
 
 #define NGX_HTTP_REGISTRY_PATH_EXTRA   1024
@@ -54,6 +55,10 @@ static ngx_int_t ngx_http_registry_store_noop(ngx_tree_ctx_t *ctx,
     ngx_str_t *path);
 static int ngx_libc_cdecl ngx_http_registry_cmp_names(const void *one,
     const void *two);
+static ngx_int_t ngx_http_registry_store_purge_temp(
+    ngx_http_registry_store_t *st, time_t expire);
+static ngx_int_t ngx_http_registry_timespec_after(struct timespec *a,
+    struct timespec *b);
 
 
 /*
@@ -977,4 +982,386 @@ ngx_http_registry_store_write_all(ngx_file_t *file, u_char *data,
 
     return (ngx_write_file(file, data, len, 0) == (ssize_t) len)
            ? NGX_OK : NGX_ERROR;
+}
+
+
+/* ---- stale uploads ---- */
+
+/*
+ * An upload is stale when nothing touched it for "expire" seconds: no
+ * byte written to its data, no state saved (distribution's own uploads
+ * have only data and startedat).  NGX_OK: stale; NGX_DECLINED: not.
+ */
+
+ngx_int_t
+ngx_http_registry_store_upload_expired(ngx_http_registry_store_t *st,
+    ngx_str_t *dir, time_t expire)
+{
+    time_t            latest;
+    ngx_str_t         path;
+    ngx_uint_t        i;
+    ngx_file_info_t   fi;
+
+    static char      *files[] = { NGX_HTTP_REGISTRY_UPLOAD_DATA,
+                                  NGX_HTTP_REGISTRY_STATE_FILE, "startedat" };
+
+    latest = 0;
+
+    for (i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+        if (ngx_http_registry_store_in_dir(st, &path, dir, files[i]) == NULL) {
+            return NGX_ERROR;
+        }
+
+        if (ngx_file_info(path.data, &fi) != NGX_FILE_ERROR) {
+            latest = ngx_max(latest, ngx_file_mtime(&fi));
+        }
+    }
+
+    if (latest == 0) {
+        /* half created, or half deleted: the directory's age decides */
+
+        if (ngx_file_info(dir->data, &fi) == NGX_FILE_ERROR) {
+            return NGX_DECLINED;
+        }
+
+        latest = ngx_file_mtime(&fi);
+    }
+
+    return (ngx_time() - latest > expire) ? NGX_OK : NGX_DECLINED;
+}
+
+
+/*
+ * Deletes every stale upload of the store, and temporary files a crash
+ * left behind.  An upload a request is writing right now (its data file
+ * locked) is left alone.
+ */
+
+ngx_int_t
+ngx_http_registry_store_purge_uploads(ngx_http_registry_store_t *st,
+    time_t expire)
+{
+    ngx_str_t    dir, *name, *id;
+    ngx_uint_t   i, j;
+    ngx_array_t  names, ids;
+
+    if (ngx_array_init(&names, st->pool, 16, sizeof(ngx_str_t)) != NGX_OK
+        || ngx_http_registry_store_list_repositories(st, &names) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    name = names.elts;
+
+    for (i = 0; i < names.nelts; i++) {
+        if (ngx_array_init(&ids, st->pool, 4, sizeof(ngx_str_t)) != NGX_OK
+            || ngx_http_registry_store_path(st, &dir, "repositories/%V/_uploads",
+                                            &name[i]) == NULL)
+        {
+            return NGX_ERROR;
+        }
+
+        if (ngx_http_registry_store_list_dir(st, &dir, &ids) == NGX_ERROR) {
+            continue;
+        }
+
+        id = ids.elts;
+
+        for (j = 0; j < ids.nelts; j++) {
+            if (ngx_http_registry_store_upload_dir(st, &dir, &name[i], &id[j])
+                == NULL)
+            {
+                return NGX_ERROR;
+            }
+
+            if (ngx_http_registry_store_upload_expired(st, &dir, expire)
+                == NGX_OK)
+            {
+                (void) ngx_http_registry_store_purge_upload(st, &dir);
+            }
+        }
+    }
+
+    return ngx_http_registry_store_purge_temp(st, expire);
+}
+
+
+/* NGX_DECLINED: a request holds the upload */
+
+ngx_int_t
+ngx_http_registry_store_purge_upload(ngx_http_registry_store_t *st,
+    ngx_str_t *dir)
+{
+    ngx_fd_t    fd;
+    ngx_int_t   rc;
+    ngx_str_t   data;
+
+    if (ngx_http_registry_store_in_dir(st, &data, dir,
+                                       NGX_HTTP_REGISTRY_UPLOAD_DATA)
+        == NULL)
+    {
+        return NGX_ERROR;
+    }
+
+    fd = ngx_open_file(data.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+
+    if (fd != NGX_INVALID_FILE && flock(fd, LOCK_EX | LOCK_NB) == -1) {
+        (void) ngx_close_file(fd);
+        return NGX_DECLINED;
+    }
+
+    ngx_log_error(NGX_LOG_INFO, st->log, 0,
+                  "registry: purging stale upload \"%V\"", dir);
+
+    rc = ngx_http_registry_store_delete_tree(st, dir);
+
+    if (fd != NGX_INVALID_FILE) {
+        (void) ngx_close_file(fd);
+    }
+
+    return (rc == NGX_ERROR) ? NGX_ERROR : NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_registry_store_purge_temp(ngx_http_registry_store_t *st,
+    time_t expire)
+{
+    ngx_str_t         dir, path, *name;
+    ngx_uint_t        i;
+    ngx_array_t       names;
+    ngx_file_info_t   fi;
+
+    if (ngx_array_init(&names, st->pool, 4, sizeof(ngx_str_t)) != NGX_OK
+        || ngx_http_registry_store_path(st, &dir, NGX_HTTP_REGISTRY_TMP_DIR)
+           == NULL)
+    {
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_registry_store_list_dir(st, &dir, &names) != NGX_OK) {
+        return NGX_OK;
+    }
+
+    name = names.elts;
+
+    for (i = 0; i < names.nelts; i++) {
+        if (ngx_http_registry_store_path(st, &path,
+                                         NGX_HTTP_REGISTRY_TMP_DIR "/%V",
+                                         &name[i])
+            == NULL)
+        {
+            return NGX_ERROR;
+        }
+
+        if (ngx_file_info(path.data, &fi) != NGX_FILE_ERROR
+            && ngx_time() - ngx_file_mtime(&fi) > expire)
+        {
+            (void) ngx_delete_file(path.data);
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/* ---- the referrers index ---- */
+
+/*
+ * repositories/<name>/_ngx_referrers/<subject alg>/<subject hex>/ holds one
+ * file per referrer, "<alg>-<hex>", with its descriptor as JSON; distribution
+ * skips "_" directories.  An entry is a fact about immutable manifest bytes,
+ * so it is only ever missing or dangling (its revision deleted), never wrong.
+ * "built" is stamped with the mtime the revisions directories had when the
+ * index was last complete; a later mtime means someone else (distribution)
+ * added or removed revisions, and the index is rebuilt from the manifests.
+ */
+
+u_char *
+ngx_http_registry_store_referrers_dir(ngx_http_registry_store_t *st,
+    ngx_str_t *out, ngx_str_t *name, ngx_http_registry_digest_t *subject)
+{
+    return ngx_http_registry_store_path(st, out,
+                                   "repositories/%V/_ngx_referrers/%V/%V", name,
+                                   ngx_http_registry_alg_name(subject->alg),
+                                   &subject->hex);
+}
+
+
+u_char *
+ngx_http_registry_store_referrer_entry(ngx_http_registry_store_t *st,
+    ngx_str_t *out, ngx_str_t *name, ngx_http_registry_digest_t *subject,
+    ngx_http_registry_digest_t *referrer)
+{
+    return ngx_http_registry_store_path(st, out,
+                                   "repositories/%V/_ngx_referrers/%V/%V/%V-%V",
+                                   name,
+                                   ngx_http_registry_alg_name(subject->alg),
+                                   &subject->hex,
+                                   ngx_http_registry_alg_name(referrer->alg),
+                                   &referrer->hex);
+}
+
+
+/*
+ * NGX_OK: the index covers every revision; NGX_DECLINED: it must be
+ * rebuilt, and *asof is what to stamp it with before the rebuild reads
+ * the revisions.
+ */
+
+ngx_int_t
+ngx_http_registry_store_referrers_current(ngx_http_registry_store_t *st,
+    ngx_str_t *name, struct timespec *asof)
+{
+    ngx_str_t         path;
+    ngx_uint_t        alg;
+    ngx_file_info_t   fi;
+
+    asof->tv_sec = 0;
+    asof->tv_nsec = 0;
+
+    for (alg = NGX_HTTP_REGISTRY_SHA256; alg <= NGX_HTTP_REGISTRY_SHA512; alg++)
+    {
+        if (ngx_http_registry_store_path(st, &path,
+                                         "repositories/%V/_manifests/"
+                                         "revisions/%V", name,
+                                         ngx_http_registry_alg_name(alg))
+            == NULL)
+        {
+            return NGX_ERROR;
+        }
+
+        if (ngx_file_info(path.data, &fi) != NGX_FILE_ERROR
+            && ngx_http_registry_timespec_after(&fi.st_mtim, asof))
+        {
+            *asof = fi.st_mtim;
+        }
+    }
+
+    if (ngx_http_registry_store_path(st, &path,
+                                     "repositories/%V/_ngx_referrers/built",
+                                     name)
+        == NULL)
+    {
+        return NGX_ERROR;
+    }
+
+    if (ngx_file_info(path.data, &fi) == NGX_FILE_ERROR
+        || ngx_http_registry_timespec_after(asof, &fi.st_mtim))
+    {
+        return NGX_DECLINED;
+    }
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_registry_store_referrers_stamp(ngx_http_registry_store_t *st,
+    ngx_str_t *name, struct timespec *asof)
+{
+    ngx_fd_t         fd;
+    ngx_str_t        path;
+    struct timespec  times[2];
+
+    if (ngx_http_registry_store_path(st, &path,
+                                     "repositories/%V/_ngx_referrers/built",
+                                     name)
+        == NULL)
+    {
+        return NGX_ERROR;
+    }
+
+    fd = ngx_open_file(path.data, NGX_FILE_WRONLY, NGX_FILE_CREATE_OR_OPEN,
+                       NGX_FILE_DEFAULT_ACCESS);
+
+    if (fd == NGX_INVALID_FILE && ngx_errno == NGX_ENOENT) {
+        (void) ngx_create_full_path(path.data, 0755);
+
+        fd = ngx_open_file(path.data, NGX_FILE_WRONLY,
+                           NGX_FILE_CREATE_OR_OPEN, NGX_FILE_DEFAULT_ACCESS);
+    }
+
+    if (fd == NGX_INVALID_FILE) {
+        ngx_log_error(NGX_LOG_CRIT, st->log, ngx_errno,
+                      ngx_open_file_n " \"%s\" failed", path.data);
+        return NGX_ERROR;
+    }
+
+    (void) ngx_close_file(fd);
+
+    times[0] = *asof;
+    times[1] = *asof;
+
+    if (utimensat(AT_FDCWD, (char *) path.data, times, 0) == -1) {
+        ngx_log_error(NGX_LOG_CRIT, st->log, ngx_errno,
+                      "utimensat(\"%s\") failed", path.data);
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/* the repository's manifest digests, as revision links name them */
+
+ngx_int_t
+ngx_http_registry_store_list_revisions(ngx_http_registry_store_t *st,
+    ngx_str_t *name, ngx_array_t *digests)
+{
+    u_char                      *p;
+    ngx_str_t                    dir, text, *hex;
+    ngx_uint_t                   alg, i;
+    ngx_array_t                  names;
+    ngx_http_registry_digest_t  *digest;
+
+    for (alg = NGX_HTTP_REGISTRY_SHA256; alg <= NGX_HTTP_REGISTRY_SHA512; alg++)
+    {
+        if (ngx_array_init(&names, st->pool, 16, sizeof(ngx_str_t)) != NGX_OK
+            || ngx_http_registry_store_path(st, &dir,
+                                            "repositories/%V/_manifests/"
+                                            "revisions/%V", name,
+                                            ngx_http_registry_alg_name(alg))
+               == NULL)
+        {
+            return NGX_ERROR;
+        }
+
+        if (ngx_http_registry_store_list_dir(st, &dir, &names) == NGX_ERROR) {
+            return NGX_ERROR;
+        }
+
+        hex = names.elts;
+
+        for (i = 0; i < names.nelts; i++) {
+            text.len = NGX_HTTP_REGISTRY_DIGEST_MAX_LEN + 1;
+            text.data = ngx_pnalloc(st->pool, text.len);
+            if (text.data == NULL) {
+                return NGX_ERROR;
+            }
+
+            p = ngx_slprintf(text.data, text.data + text.len, "%V:%V",
+                             ngx_http_registry_alg_name(alg), &hex[i]);
+            text.len = p - text.data;
+
+            digest = ngx_array_push(digests);
+            if (digest == NULL) {
+                return NGX_ERROR;
+            }
+
+            if (ngx_http_registry_parse_digest(&text, digest) != NGX_OK) {
+                digests->nelts--;
+            }
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_registry_timespec_after(struct timespec *a, struct timespec *b)
+{
+    return a->tv_sec > b->tv_sec
+           || (a->tv_sec == b->tv_sec && a->tv_nsec > b->tv_nsec);
 }

@@ -17,6 +17,12 @@
 #include <sys/file.h>
 
 
+static ngx_int_t ngx_http_registry_upload_mount(ngx_http_request_t *r,
+    ngx_http_registry_ctx_t *ctx);
+static ngx_int_t ngx_http_registry_upload_mountable(ngx_http_request_t *r,
+    ngx_http_registry_ctx_t *ctx, ngx_http_registry_digest_t *digest);
+static ngx_int_t ngx_http_registry_upload_algorithm(ngx_http_request_t *r,
+    ngx_http_registry_ctx_t *ctx);
 static ngx_int_t ngx_http_registry_upload_find(ngx_http_request_t *r,
     ngx_http_registry_ctx_t *ctx);
 static ngx_int_t ngx_http_registry_upload_open(ngx_http_request_t *r,
@@ -41,24 +47,40 @@ static void ngx_http_registry_upload_unlock(ngx_http_registry_ctx_t *ctx);
 static void ngx_http_registry_upload_cleanup(void *data);
 
 
-/* POST /v2/<name>/blobs/uploads/[?digest=] */
+/* POST /v2/<name>/blobs/uploads/[?digest=|?mount=&from=|?digest-algorithm=] */
 
 ngx_int_t
 ngx_http_registry_upload_start(ngx_http_request_t *r)
 {
-    ngx_int_t                 rc;
-    ngx_pool_cleanup_t       *cln;
-    ngx_http_registry_ctx_t  *ctx;
+    ngx_int_t                      rc;
+    ngx_str_t                      value;
+    ngx_pool_cleanup_t            *cln;
+    ngx_http_registry_ctx_t       *ctx;
+    ngx_http_registry_loc_conf_t  *rlcf;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_registry_module);
+    rlcf = ngx_http_get_module_loc_conf(r, ngx_http_registry_module);
 
-    rc = ngx_http_registry_upload_expect(r, ctx);
+    rc = ngx_http_registry_upload_mount(r, ctx);
+    if (rc != NGX_DECLINED) {
+        return (rc == NGX_ABORT) ? ctx->rc : rc;
+    }
+
+    /* a mount that could not be done starts a session, as the spec asks */
+
+    rc = (ngx_http_registry_arg(r, "mount", &value) == NGX_OK)
+         ? NGX_DECLINED : ngx_http_registry_upload_expect(r, ctx);
+
     if (rc == NGX_ERROR) {
         return ngx_http_registry_error(r, NGX_HTTP_REGISTRY_DIGEST_INVALID,
                                        "invalid digest parameter");
     }
 
     ctx->finish = (rc == NGX_OK);
+
+    if (ngx_http_registry_upload_algorithm(r, ctx) != NGX_OK) {
+        return ctx->rc;
+    }
 
     if (ngx_http_registry_upload_new_id(r, &ctx->route.reference) != NGX_OK
         || ngx_http_registry_upload_dir(ctx) != NGX_OK)
@@ -78,8 +100,6 @@ ngx_http_registry_upload_start(ngx_http_request_t *r)
         cln->data = ctx;
     }
 
-    ctx->upload.alg = ctx->finish ? ctx->expected.alg
-                                  : NGX_HTTP_REGISTRY_SHA256;
     ctx->upload.offset = 0;
     ngx_http_registry_hash_init(&ctx->upload.hash, ctx->upload.alg);
 
@@ -95,6 +115,22 @@ ngx_http_registry_upload_start(ngx_http_request_t *r)
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
+        if (rlcf->chunk_min_length) {
+            value.data = ngx_pnalloc(r->pool, NGX_SIZE_T_LEN);
+            if (value.data == NULL) {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
+            value.len = ngx_sprintf(value.data, "%uz", rlcf->chunk_min_length)
+                        - value.data;
+
+            if (ngx_http_registry_add_header(r, "OCI-Chunk-Min-Length", &value)
+                == NULL)
+            {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+        }
+
         return ngx_http_registry_send_empty(r, NGX_HTTP_ACCEPTED);
     }
 
@@ -103,6 +139,158 @@ ngx_http_registry_upload_start(ngx_http_request_t *r)
     }
 
     return ngx_http_registry_upload_receive(r, ctx);
+}
+
+
+/*
+ * ?mount=<digest>[&from=<name>]: links a blob another repository has (or,
+ * without "from", any blob of the store, as registry_auto_mount allows)
+ * and answers 201.  NGX_DECLINED: no mount was asked or it cannot be
+ * done; NGX_ABORT: an error was sent.
+ */
+
+static ngx_int_t
+ngx_http_registry_upload_mount(ngx_http_request_t *r,
+    ngx_http_registry_ctx_t *ctx)
+{
+    ngx_int_t                    rc;
+    ngx_str_t                    value, link;
+    ngx_http_registry_digest_t   digest;
+
+    rc = ngx_http_registry_arg(r, "mount", &value);
+    if (rc != NGX_OK) {
+        return (rc == NGX_DECLINED) ? NGX_DECLINED
+                                    : NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (ngx_http_registry_parse_digest(&value, &digest) != NGX_OK) {
+        return ngx_http_registry_fail(r, NGX_HTTP_REGISTRY_DIGEST_INVALID,
+                                      "invalid mount parameter");
+    }
+
+    rc = ngx_http_registry_upload_mountable(r, ctx, &digest);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    if (ngx_http_registry_store_layer_link(&ctx->store, &link,
+                                           &ctx->route.name, &digest)
+        == NULL)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (ngx_http_registry_store_exists(&link) == NGX_DECLINED
+        && ngx_http_registry_store_write_link(&ctx->store, &link, &digest)
+           != NGX_OK)
+    {
+        return ngx_http_registry_errno_error(r, ngx_errno);
+    }
+
+    if (ngx_http_registry_location(r, "blobs", &digest.text) != NGX_OK
+        || ngx_http_registry_digest_headers(r, &digest) != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_http_registry_send_empty(r, NGX_HTTP_CREATED);
+}
+
+
+/* NGX_OK: the blob's bytes are there and "from" (if any) links them */
+
+static ngx_int_t
+ngx_http_registry_upload_mountable(ngx_http_request_t *r,
+    ngx_http_registry_ctx_t *ctx, ngx_http_registry_digest_t *digest)
+{
+    ngx_int_t                      rc;
+    ngx_str_t                      from, path;
+    ngx_http_registry_loc_conf_t  *rlcf;
+
+    rlcf = ngx_http_get_module_loc_conf(r, ngx_http_registry_module);
+
+    rc = ngx_http_registry_arg(r, "from", &from);
+
+    if (rc == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (rc == NGX_OK) {
+        if (ngx_http_registry_valid_name(&from) != NGX_OK) {
+            return ngx_http_registry_fail(r, NGX_HTTP_REGISTRY_NAME_INVALID,
+                                          "invalid from parameter");
+        }
+
+        if (ngx_http_registry_store_layer_link(&ctx->store, &path, &from,
+                                               digest)
+            == NULL)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        rc = ngx_http_registry_store_exists(&path);
+        if (rc != NGX_OK) {
+            return (rc == NGX_DECLINED) ? NGX_DECLINED
+                                        : NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+    } else if (rlcf->auto_mount == NGX_HTTP_REGISTRY_AUTO_MOUNT_OFF
+               || (rlcf->auto_mount == NGX_HTTP_REGISTRY_AUTO_MOUNT_ANONYMOUS
+                   && r->headers_in.authorization))
+    {
+        return NGX_DECLINED;
+    }
+
+    /* a link whose blob was collected mounts nothing */
+
+    if (ngx_http_registry_store_blob_path(&ctx->store, &path, digest) == NULL)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    rc = ngx_http_registry_store_exists(&path);
+
+    return (rc == NGX_ERROR) ? NGX_HTTP_INTERNAL_SERVER_ERROR : rc;
+}
+
+
+/*
+ * The algorithm the session hashes with: the ?digest= one for a
+ * monolithic upload, else ?digest-algorithm=, else sha256.
+ */
+
+static ngx_int_t
+ngx_http_registry_upload_algorithm(ngx_http_request_t *r,
+    ngx_http_registry_ctx_t *ctx)
+{
+    ngx_int_t  rc, alg;
+    ngx_str_t  value;
+
+    ctx->upload.alg = NGX_HTTP_REGISTRY_SHA256;
+
+    if (ctx->finish) {
+        ctx->upload.alg = ctx->expected.alg;
+        return NGX_OK;
+    }
+
+    rc = ngx_http_registry_arg(r, "digest-algorithm", &value);
+
+    if (rc == NGX_ERROR) {
+        return ngx_http_registry_fail(r, NGX_HTTP_REGISTRY_INTERNAL, NULL);
+    }
+
+    if (rc == NGX_OK) {
+        alg = ngx_http_registry_alg_by_name(&value);
+
+        if (alg == NGX_ERROR) {
+            return ngx_http_registry_fail(r, NGX_HTTP_REGISTRY_DIGEST_INVALID,
+                                          "unsupported digest algorithm");
+        }
+
+        ctx->upload.alg = alg;
+    }
+
+    return NGX_OK;
 }
 
 
@@ -209,10 +397,27 @@ static ngx_int_t
 ngx_http_registry_upload_find(ngx_http_request_t *r,
     ngx_http_registry_ctx_t *ctx)
 {
-    ngx_int_t  rc;
+    ngx_int_t                      rc;
+    ngx_http_registry_loc_conf_t  *rlcf;
+
+    rlcf = ngx_http_get_module_loc_conf(r, ngx_http_registry_module);
 
     if (ngx_http_registry_upload_dir(ctx) != NGX_OK) {
         return ngx_http_registry_fail(r, NGX_HTTP_REGISTRY_INTERNAL, NULL);
+    }
+
+    /* stale: purged now, whether or not the sweep has come by yet */
+
+    if (ngx_http_registry_store_upload_expired(&ctx->store, &ctx->upload_dir,
+                                               rlcf->upload_expire)
+        == NGX_OK)
+    {
+        (void) ngx_http_registry_store_delete_tree(&ctx->store,
+                                                   &ctx->upload_dir);
+
+        return ngx_http_registry_fail(r,
+                                      NGX_HTTP_REGISTRY_BLOB_UPLOAD_UNKNOWN,
+                                      "upload expired");
     }
 
     rc = ngx_http_registry_store_load_state(&ctx->store, &ctx->upload_dir,
