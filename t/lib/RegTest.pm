@@ -44,6 +44,13 @@ package RegTest;
 # RegTest::error_code($r)  first "code" of a JSON error body, or ''
 # $t->error_log            content of DIR/error.log
 # $t->pids_of_workers      worker pids (children of the master, from /proc)
+# $t->reload(wait => 1)    SIGHUP to the master (what `nginx -s reload`
+#                          sends): the configuration is read again and the
+#                          workers replaced; returns the new worker pids once
+#                          every old worker has exited (dies after 10 s);
+#                          wait => 0 returns at once (an old worker still
+#                          serving an open request), call reload_done() later
+# $t->reload_done          waits as reload does; returns the new worker pids
 # $t->stop                 SIGQUIT, wait up to 10 s, then SIGKILL master and
 #                          workers; also done by DESTROY and at END
 #
@@ -292,6 +299,40 @@ sub pids_of_workers {
     closedir $dh;
 
     return sort { $a <=> $b } @pids;
+}
+
+sub reload {
+    my ($self, %opts) = @_;
+
+    my $master = $self->{pid} or die "reload: nginx is not running\n";
+    $self->{old_workers} = { map { $_ => 1 } $self->pids_of_workers };
+
+    kill 'HUP', $master or die "reload: kill HUP $master: $!\n";
+
+    return if defined $opts{wait} && !$opts{wait};
+
+    return $self->reload_done;
+}
+
+sub reload_done {
+    my ($self) = @_;
+
+    my $master = $self->{pid} or die "reload: nginx is not running\n";
+    my %old = %{ delete $self->{old_workers} || {} };
+
+    for (1 .. 200) {
+        die "reload: the master exited\n" . $self->error_log
+            if waitpid($master, WNOHANG) == $master;
+
+        my @now = $self->pids_of_workers;
+        my @new = grep { !$old{$_} } @now;
+
+        return @new if @new && @new == @now;
+
+        select undef, undef, undef, 0.05;
+    }
+
+    die "reload: old workers still running after 10 s\n";
 }
 
 sub stop {
