@@ -3,13 +3,15 @@
 # buildah against the module: an image built locally with buildah (from
 # scratch, two layers, a config with env, labels, ports, working dir) is
 # pushed with `buildah push` as it is, as OCI, as Docker schema 2 and with
-# zstd-compressed layers, each into its own repository; every blob the
-# registry stores is checked against what buildah built (config = image id,
-# gzip layers decompress to the diff ids), and podman pulls each one into a
-# separate, empty storage and must get the same image (podman checks the
-# zstd layers' diff ids itself).  Then a two-platform manifest list
-# (`buildah manifest push --all`), and a second, fresh registry that must
-# receive every blob again although the blob-info cache has seen them all.
+# zstd-compressed layers, each into its own repository (a layer the
+# registry already has in another repository is mounted from there, not
+# sent again); every blob the registry stores is checked against what
+# buildah built (config = image id, gzip layers decompress to the diff
+# ids), and podman pulls each one into a separate, empty storage and must
+# get the same image (podman checks the zstd layers' diff ids itself).
+# Then a two-platform manifest list (`buildah manifest push --all`), and a
+# second, fresh registry that must receive every blob again although the
+# blob-info cache has seen them all.
 
 use strict;
 use warnings;
@@ -22,7 +24,7 @@ use File::Temp qw(tempdir);
 use lib 't/lib';
 use RegTest;
 use RegTools qw(need_tools slurp spew sha256_file json_decode);
-use RegContainers qw(gunzip_digest uploads_in_log log_since
+use RegContainers qw(gunzip_digest uploads_in_log mounts_in_log log_since
                      processes_mentioning upload_sessions);
 
 need_tools(qw(buildah podman));
@@ -138,29 +140,74 @@ my $reg = '127.0.0.1:' . $t->port;
 my $v2 = $t->root . '/docker/registry/v2';
 my $access = $t->dir . '/access.log';
 
+# The zstd push runs with a blob-info cache of its own.  With the shared
+# one, containers/image (buildah 1.28 has no --force-compression) reuses a
+# layer it knows in the registry whatever its compression: it would mount
+# the gzip layers of the earlier pushes into bh/zstd and push a gzip image.
+
 my @pushes = (
-    # name, buildah push options, manifest type, layer media type
+    # name, buildah push options, manifest type, layer media type,
+    # environment
     ['default', [], $OCI_MANIFEST,
-     'application/vnd.oci.image.layer.v1.tar+gzip'],
+     'application/vnd.oci.image.layer.v1.tar+gzip', {}],
     ['oci', ['--format', 'oci'], $OCI_MANIFEST,
-     'application/vnd.oci.image.layer.v1.tar+gzip'],
+     'application/vnd.oci.image.layer.v1.tar+gzip', {}],
     ['v2s2', ['--format', 'v2s2'], $DOCKER_MANIFEST,
-     'application/vnd.docker.image.rootfs.diff.tar.gzip'],
+     'application/vnd.docker.image.rootfs.diff.tar.gzip', {}],
     ['zstd', ['--format', 'oci', '--compression-format', 'zstd'],
-     $OCI_MANIFEST, 'application/vnd.oci.image.layer.v1.tar+zstd'],
+     $OCI_MANIFEST, 'application/vnd.oci.image.layer.v1.tar+zstd',
+     { XDG_DATA_HOME => $c->home . '/data-zstd' }],
 );
 
 my %pushed;    # name => { digest, manifest (parsed), bytes }
+my %stored;    # blob digest => first repository of this registry to hold it
+
+# How the blobs of one push reached $repo, from the access log: a blob no
+# repository of the registry held before is uploaded (a mount could not
+# succeed); a layer another repository holds is mounted
+# (?mount=D&from=<where the blob-info cache saw it>, answered 201) and not
+# sent again; a config goes either way (containers/image looks only in the
+# destination repository for a config, with HEAD, and never mounts one).
+
+sub check_transfer {
+    my ($name, $repo, $log, $config, @layers) = @_;
+
+    my $up = uploads_in_log($log, $repo);
+    my $mnt = mounts_in_log($log, $repo);
+    my $ok = 1;
+
+    for my $d ($config, @layers) {
+        if (!$stored{$d}) {
+            $ok &= ok($up->{$d} && !$mnt->{$d},
+                      "$name: $d, new to the registry, uploaded");
+        } elsif ($d eq $config) {
+            $ok &= ok($up->{$d} || $mnt->{$d},
+                      "$name: config $d uploaded or mounted");
+        } else {
+            $ok &= ok($mnt->{$d} && !$up->{$d},
+                      "$name: $d (in $stored{$d}) mounted, not uploaded");
+        }
+    }
+
+    diag("uploads: @{[ sort keys %$up ]}\nmounts: @{[ sort keys %$mnt ]}")
+        unless $ok;
+
+    $stored{$_} //= $repo for $config, @layers;
+}
 
 for my $p (@pushes) {
-    my ($name, $opts, $type, $layer_type) = @$p;
+    my ($name, $opts, $type, $layer_type, $env) = @$p;
     my $repo = "bh/$name";
 
     my $offset = -s $access;
 
-    ok_run("buildah push ($name)", 'buildah', 'build', 'push', '-q',
-           '--tls-verify=false', '--digestfile', "$tmp/digest-$name", @$opts,
-           'localhost/bh/img:v1', "docker://$reg/$repo:v1");
+    {
+        local @{ $c->env }{keys %$env} = values %$env;
+
+        ok_run("buildah push ($name)", 'buildah', 'build', 'push', '-q',
+               '--tls-verify=false', '--digestfile', "$tmp/digest-$name",
+               @$opts, 'localhost/bh/img:v1', "docker://$reg/$repo:v1");
+    }
 
     my $log = log_since($access, $offset);
     my $digestfile = -f "$tmp/digest-$name" ? slurp("$tmp/digest-$name") : '';
@@ -218,13 +265,10 @@ for my $p (@pushes) {
            "$name: $repo links layer $i");
     }
 
-    # every blob went over the wire in this push, none was assumed there
+    # none was assumed there: each was uploaded or mounted, the layers of
+    # the earlier pushes mounted (the bytes $repo serves are checked above)
 
-    my $up = uploads_in_log($log, $repo);
-
-    for my $d ($image_id, map { $_->{digest} } @layers) {
-        ok($up->{$d}, "$name: access log shows $d uploaded");
-    }
+    check_transfer($name, $repo, $log, $image_id, map { $_->{digest} } @layers);
 
     like($log, qr{"PUT /v2/\Q$repo\E/manifests/v1 HTTP/1\.1" 201 },
          "$name: manifest PUT by tag");
@@ -251,9 +295,18 @@ isnt($pushed{zstd}{manifest}{layers}[0]{digest},
     is_deeply(uploads_in_log($log, 'bh/default'), {},
               'second tag: nothing uploaded');
 
+    # containers/image may try the repository where its blob-info cache saw
+    # a layer last (bh/v2s2) before bh/default itself: the mount of a blob
+    # bh/default already links answers 201 as well
+
+    my $mnt = mounts_in_log($log, 'bh/default');
+
     for my $d ($image_id, map { $_->{digest} } @{ $m->{layers} }) {
-        like($log, qr{"HEAD /v2/bh/default/blobs/\Q$d\E HTTP/1\.1" 200 },
-             "second tag: HEAD $d found it");
+        ok($mnt->{$d}
+           || $log =~ m{"HEAD /v2/bh/default/blobs/\Q$d\E HTTP/1\.1" 200 },
+           "second tag: $d found by HEAD or mounted");
+        is(RegTest::digest($t->req('GET', "/v2/bh/default/blobs/$d")->{content}),
+           $d, "second tag: bh/default serves $d");
     }
 
     my $r = $t->req('GET', '/v2/bh/default/tags/list');
@@ -384,9 +437,15 @@ my $arm_id;
            "list: $arch config is that image's");
 
         for my $d ($m->{config}{digest}, map { $_->{digest} } @{ $m->{layers} }) {
-            is($t->req('HEAD', "/v2/bh/list/blobs/$d")->{status}, 200,
-               "list: $arch blob $d in bh/list");
+            is(RegTest::digest($t->req('GET', "/v2/bh/list/blobs/$d")->{content}),
+               $d, "list: $arch blob $d in bh/list");
         }
+
+        # the amd64 layers are those of the pushes above: mounted; the
+        # arm64 image is new: uploaded
+
+        check_transfer("list: $arch", 'bh/list', $log, $m->{config}{digest},
+                       map { $_->{digest} } @{ $m->{layers} });
     }
 
     for my $arch ('arm64', 'amd64') {
@@ -433,7 +492,8 @@ my $arm_id;
 is(join("\n", processes_mentioning($tmp)), '',
    'no process left with the test directory in its command or environment');
 
-# every upload session was completed or cancelled (mount attempts open one)
+# every upload session was completed or cancelled (a mount attempt answered
+# 202 opens one)
 
 is(join("\n", upload_sessions($t->root)), '', 'no upload session left behind');
 

@@ -7,10 +7,10 @@
 # Docker schema 2, a two-platform OCI index); every byte in containerd's
 # content store must be the source's, and the unpacked snapshot must hold
 # the image's files.  Then `ctr images tag` + `ctr images push` into other
-# repositories (containerd's own upload code: a cross-repository mount
-# attempt, then POST + PUT with the body), an image imported from a tar
-# and pushed (plain POST + PUT), and skopeo pulls back what containerd
-# pushed.
+# repositories (containerd's own upload code: a cross-repository mount from
+# the repository it pulled from, which the module grants, 201, so no blob
+# is sent), an image imported from a tar and pushed (no source to mount
+# from: plain POST + PUT), and skopeo pulls back what containerd pushed.
 
 use strict;
 use warnings;
@@ -26,8 +26,8 @@ use lib 't/lib';
 use RegTest;
 use RegTools qw(need_tools skopeo_ok build_oci_image add_oci_index
                 oci_manifest slurp spew sha256_file json_decode run_cmd);
-use RegContainers qw(run3 uploads_in_log log_since processes_mentioning
-                     upload_sessions);
+use RegContainers qw(run3 uploads_in_log mounts_in_log log_since
+                     processes_mentioning upload_sessions);
 
 need_tools(qw(containerd ctr skopeo umoci));
 
@@ -340,8 +340,12 @@ like($plugins, qr/io\.containerd\.snapshotter\.v1\s+native\s+\S+\s+ok/,
 ###############################################################################
 # tag + push into another repository: the same manifest, the same blobs
 
+# $how: 'mounted' (every blob already in another repository of the
+# registry: a mount answered 201, no upload) or 'uploaded' (an upload
+# answered 201, no mount)
+
 sub check_pushed {
-    my ($name, $repo, $tag, $layout, $m, $log) = @_;
+    my ($name, $repo, $tag, $layout, $m, $log, $how) = @_;
 
     my $r = $t->req('GET', "/v2/$repo/manifests/$tag",
                     headers => { Accept => $ACCEPT });
@@ -351,6 +355,7 @@ sub check_pushed {
        "$name: manifest digest = source digest");
 
     my $up = uploads_in_log($log, $repo);
+    my $mnt = mounts_in_log($log, $repo);
     my %manifests;
 
     for my $d (grep { $_ ne $m->{digest} }
@@ -369,7 +374,12 @@ sub check_pushed {
         $r = $t->req('GET', "/v2/$repo/blobs/$d");
         ok($r->{status} == 200 && $r->{content} eq (blob_of($layout, $d) // ''),
            "$name: $repo serves $d, source bytes");
-        ok($up->{$d}, "$name: $d uploaded");
+
+        if ($how eq 'mounted') {
+            ok($mnt->{$d} && !$up->{$d}, "$name: $d mounted, not uploaded");
+        } else {
+            ok($up->{$d} && !$mnt->{$d}, "$name: $d uploaded, not mounted");
+        }
     }
 }
 
@@ -384,13 +394,16 @@ sub check_pushed {
 
     my $log = log_since($access, $offset);
 
-    check_pushed('push', 'cd/pushed', 'v1', "$tmp/src", $src, $log);
+    # containerd knows where the blobs came from (cd/img, or cd/multi for
+    # a blob both images share) and asks for a mount first; the module
+    # links the blob into cd/pushed (201), so nothing is uploaded
 
-    # containerd knows where the blobs came from and asks for a mount first;
-    # the module opens an upload session instead (202) and containerd uses it
+    check_pushed('push', 'cd/pushed', 'v1', "$tmp/src", $src, $log, 'mounted');
 
-    like($log, qr{"POST /v2/cd/pushed/blobs/uploads/\?mount=sha256:[0-9a-f]{64}&from=cd/img HTTP/1\.1" 202 },
-         'push: mount attempts answered 202');
+    like($log, qr{"POST /v2/cd/pushed/blobs/uploads/\?mount=sha256:[0-9a-f]{64}&from=cd/img HTTP/1\.1" 201 },
+         'push: mounts from cd/img answered 201');
+    unlike($log, qr{"POST /v2/cd/pushed/blobs/uploads/[^"]*" 202 },
+           'push: no upload session opened');
 
     ctr_ok('ctr images tag (index)', 'images', 'tag', "$reg/cd/multi:v1",
            "$reg/cd/multi-copy:v1");
@@ -400,8 +413,15 @@ sub check_pushed {
     ctr_ok('ctr images push (index)', 'images', 'push', '--plain-http',
            "$reg/cd/multi-copy:v1");
 
+    $log = log_since($access, $offset);
+
     check_pushed('push index', 'cd/multi-copy', 'v1', "$tmp/multi", $idx,
-                 log_since($access, $offset));
+                 $log, 'mounted');
+
+    like($log, qr{"POST /v2/cd/multi-copy/blobs/uploads/\?mount=sha256:[0-9a-f]{64}&from=cd/multi HTTP/1\.1" 201 },
+         'push index: mounts from cd/multi answered 201');
+    unlike($log, qr{"POST /v2/cd/multi-copy/blobs/uploads/[^"]*" 202 },
+           'push index: no upload session opened');
 }
 
 ###############################################################################
@@ -428,7 +448,8 @@ sub check_pushed {
 
     my $log = log_since($access, $offset);
 
-    check_pushed('imported', 'cd/imported', 'v5', "$tmp/imp", $imp, $log);
+    check_pushed('imported', 'cd/imported', 'v5', "$tmp/imp", $imp, $log,
+                 'uploaded');
 
     unlike($log, qr{mount=}, 'imported: no mount attempt');
     like($log, qr{"POST /v2/cd/imported/blobs/uploads/ HTTP/1\.1" 202 },
@@ -469,7 +490,8 @@ is(join("\n", processes_mentioning($tmp)), '',
 my $mountinfo = slurp('/proc/self/mountinfo');
 unlike($mountinfo, qr/\Q$tmp\E/, 'nothing left mounted under the test directory');
 
-# every upload session was completed or cancelled (mount attempts open one)
+# every upload session was completed or cancelled (a mount attempt answered
+# 202 opens one)
 
 is(join("\n", upload_sessions($t->root)), '', 'no upload session left behind');
 

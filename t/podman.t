@@ -5,7 +5,8 @@
 # is (OCI) and as Docker schema 2; `podman pull` by tag and by digest into
 # separate, empty storages must give the same image (id, digests, diff ids,
 # config, file bytes); the pulled image is pushed again to a second
-# repository, under a second tag with `podman tag`; `podman search` lists
+# repository (its layers mounted across repositories, not sent again),
+# under a second tag with `podman tag`; `podman search` lists
 # repositories and tags; `podman images` and `podman rmi`, and a pull into
 # an emptied storage fetches every blob again.
 
@@ -20,7 +21,7 @@ use File::Temp qw(tempdir);
 use lib 't/lib';
 use RegTest;
 use RegTools qw(need_tools slurp spew sha256_file json_decode);
-use RegContainers qw(gunzip_digest uploads_in_log log_since
+use RegContainers qw(gunzip_digest uploads_in_log mounts_in_log log_since
                      processes_mentioning upload_sessions);
 
 need_tools(qw(podman));
@@ -268,21 +269,40 @@ is(inspect('(by digest)', 'pull-digest',
 
     my $m = json_decode($r->{content}) || {};
     is($m->{config}{digest}, $id, 'pm/copy: config = image id');
+    is(RegTest::digest($t->req('GET', "/v2/pm/copy/blobs/$id")->{content}),
+       $id, 'pm/copy: config bytes');
 
     my @layers = map { $_->{digest} } @{ $m->{layers} || [] };
     is(scalar @layers, 3, 'pm/copy: three layers');
+    is_deeply(\@layers, [map { $_->{digest} } @{ $pushed{v1}{manifest}{layers} }],
+              'pm/copy: the layer blobs of pm/img');
 
     for my $i (0 .. $#layers) {
         $r = $t->req('GET', "/v2/pm/copy/blobs/$layers[$i]");
+        is(RegTest::digest($r->{content}), $layers[$i],
+           "pm/copy: layer $i bytes");
         is(gunzip_digest($r->{content}), $diff_ids[$i],
            "pm/copy: layer $i gunzips to its diff id");
     }
 
-    # no cross-repository mount in the module: every blob is uploaded to
-    # pm/copy (after podman's mount attempts, which must not break it)
+    # podman pulled the layers from pm/img, so its blob-info cache knows
+    # them there: it asks for a cross-repository mount
+    # (?mount=D&from=pm/img) and the module answers 201, no byte of a layer
+    # is sent again.  The config is written with a plain upload
+    # (containers/image looks only in the destination repository for a
+    # config, with HEAD, and never mounts one); it must get there either
+    # way.
 
     my $up = uploads_in_log($log, 'pm/copy');
-    ok($up->{$_}, "pm/copy: $_ uploaded") for $id, @layers;
+    my $mnt = mounts_in_log($log, 'pm/copy');
+
+    ok($up->{$id} || $mnt->{$id}, "pm/copy: config $id uploaded or mounted");
+
+    for my $d (@layers) {
+        ok($mnt->{$d} && !$up->{$d}, "pm/copy: $d mounted, not uploaded")
+            or diag("uploads: @{[ sort keys %$up ]}\n"
+                    . "mounts: @{[ sort keys %$mnt ]}");
+    }
 
     podman_ok('podman tag', 'pull', 'tag', "$reg/pm/img:v1",
               "$reg/pm/copy:v2");
@@ -347,7 +367,8 @@ ok(-s $c->blob_info_cache, 'the blob-info cache is the private one');
 is(join("\n", processes_mentioning($tmp)), '',
    'no process left with the test directory in its command or environment');
 
-# every upload session was completed or cancelled (mount attempts open one)
+# every upload session was completed or cancelled (a mount attempt answered
+# 202 opens one)
 
 is(join("\n", upload_sessions($t->root)), '', 'no upload session left behind');
 

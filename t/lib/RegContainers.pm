@@ -47,8 +47,8 @@ use POSIX ();
 require RegTest;         # slurp, spew
 use RegTools qw(run3);   # re-exported: the one command runner
 
-our @EXPORT_OK = qw(run3 gunzip_digest uploads_in_log log_since
-                    processes_mentioning upload_sessions);
+our @EXPORT_OK = qw(run3 gunzip_digest uploads_in_log mounts_in_log
+                    log_since processes_mentioning upload_sessions);
 
 
 sub new {
@@ -195,6 +195,30 @@ sub uploads_in_log {
     }
 
     return \%up;
+}
+
+# Blobs of repository $name that the access log $log shows mounted: a
+# cross-repository mount "POST .../blobs/uploads/?mount=D&from=N" (or an
+# automatic one, without from; parameters in any order, the colon of D
+# literal or %3A) answered 201, the blob linked without a byte sent.  A
+# mount attempt answered 202 opened an upload session instead and is not
+# counted (its upload, if any, is in uploads_in_log).  Returns a hash
+# digest => number of mounts.
+
+sub mounts_in_log {
+    my ($log, $name) = @_;
+
+    my %mnt;
+
+    for my $line (split /\n/, $log) {
+        next unless $line =~ m{"POST\ /v2/\Q$name\E/blobs/uploads/
+                                \?(?:[^"\s]*&)?mount=
+                                sha256(?::|%3A)([0-9a-f]{64})
+                                (?:&[^"\s]*)?\ [^"]*"\ 201\ }xi;
+        $mnt{"sha256:$1"}++;
+    }
+
+    return \%mnt;
 }
 
 # Upload sessions left in the store under $root (registry_root): paths of
