@@ -311,6 +311,8 @@ ngx_int_t ngx_http_registry_read_body(ngx_http_request_t *r,
 
 ngx_int_t ngx_http_registry_blob_get(ngx_http_request_t *r);
 ngx_int_t ngx_http_registry_blob_delete(ngx_http_request_t *r);
+ngx_int_t ngx_http_registry_blob_open(ngx_http_request_t *r, ngx_str_t *path,
+    ngx_open_file_info_t *of);
 
 ngx_int_t ngx_http_registry_upload_start(ngx_http_request_t *r);
 ngx_int_t ngx_http_registry_upload_status(ngx_http_request_t *r);

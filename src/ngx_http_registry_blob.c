@@ -15,8 +15,6 @@
 
 
 static ngx_int_t ngx_http_registry_blob_owned(ngx_http_registry_ctx_t *ctx);
-static ngx_int_t ngx_http_registry_blob_open(ngx_http_request_t *r,
-    ngx_str_t *path, ngx_open_file_info_t *of);
 static ngx_int_t ngx_http_registry_range_applies(ngx_http_request_t *r);
 static ngx_int_t ngx_http_registry_range_unsatisfiable(ngx_http_request_t *r,
     off_t size);
@@ -152,7 +150,8 @@ ngx_http_registry_blob_delete(ngx_http_request_t *r)
 /*
  * A blob is readable in a repository that links it as a layer, or, as a
  * convenience distribution does not offer, as a manifest revision.
- * NGX_DECLINED: it is not.
+ * NGX_DECLINED: it is not.  The link is checked uncached, unlike the
+ * blob's bytes: a DELETE must be seen by the very next GET.
  */
 
 static ngx_int_t
@@ -189,7 +188,7 @@ ngx_http_registry_blob_owned(ngx_http_registry_ctx_t *ctx)
 
 /* NGX_DECLINED: linked, but collected or never completed */
 
-static ngx_int_t
+ngx_int_t
 ngx_http_registry_blob_open(ngx_http_request_t *r, ngx_str_t *path,
     ngx_open_file_info_t *of)
 {

@@ -57,6 +57,13 @@ static const char  *ngx_http_registry_nondistributable[] = {
 
 static ngx_int_t ngx_http_registry_manifest_resolve(ngx_http_request_t *r,
     ngx_http_registry_ctx_t *ctx, ngx_http_registry_digest_t *digest);
+static ngx_int_t ngx_http_registry_manifest_read(ngx_http_request_t *r,
+    ngx_str_t *path, ngx_str_t *body);
+static ngx_int_t ngx_http_registry_scan_media_type(ngx_str_t *body,
+    ngx_str_t *type);
+static u_char *ngx_http_registry_json_value_end(u_char *p, u_char *last);
+static u_char *ngx_http_registry_json_string_end(u_char *p, u_char *last);
+static u_char *ngx_http_registry_json_space(u_char *p, u_char *last);
 static ngx_int_t ngx_http_registry_manifest_chunk(ngx_http_request_t *r,
     u_char *data, size_t len);
 static void ngx_http_registry_manifest_done(ngx_http_request_t *r);
@@ -101,10 +108,8 @@ ngx_http_registry_manifest_get(ngx_http_request_t *r)
     const char                    *type;
     ngx_http_registry_ctx_t       *ctx;
     ngx_http_registry_digest_t     digest;
-    ngx_http_registry_loc_conf_t  *rlcf;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_registry_module);
-    rlcf = ngx_http_get_module_loc_conf(r, ngx_http_registry_module);
 
     if (ngx_http_registry_manifest_resolve(r, ctx, &digest) != NGX_OK) {
         return ctx->rc;
@@ -116,8 +121,7 @@ ngx_http_registry_manifest_get(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    rc = ngx_http_registry_store_read_small(&ctx->store, &path,
-                                            rlcf->manifest_max_size, &body);
+    rc = ngx_http_registry_manifest_read(r, &path, &body);
 
     if (rc == NGX_DECLINED) {
         return ngx_http_registry_error(r, NGX_HTTP_REGISTRY_MANIFEST_UNKNOWN,
@@ -154,6 +158,53 @@ ngx_http_registry_manifest_get(ngx_http_request_t *r)
     }
 
     return ngx_http_registry_send_body(r, NGX_HTTP_OK, type, b);
+}
+
+
+/*
+ * The manifest's bytes, through open_file_cache as blobs are (they are
+ * immutable, named by their digest): one pread() when the descriptor is
+ * cached.  NGX_DECLINED: not there.
+ */
+
+static ngx_int_t
+ngx_http_registry_manifest_read(ngx_http_request_t *r, ngx_str_t *path,
+    ngx_str_t *body)
+{
+    ssize_t                        n;
+    ngx_int_t                      rc;
+    ngx_open_file_info_t           of;
+    ngx_http_registry_loc_conf_t  *rlcf;
+
+    rlcf = ngx_http_get_module_loc_conf(r, ngx_http_registry_module);
+
+    rc = ngx_http_registry_blob_open(r, path, &of);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    if (of.size > (off_t) rlcf->manifest_max_size) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "manifest \"%s\" is larger than "
+                      "registry_manifest_max_size", path->data);
+        return NGX_ERROR;
+    }
+
+    body->len = (size_t) of.size;
+    body->data = ngx_pnalloc(r->pool, ngx_max(body->len, 1));
+    if (body->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    n = pread(of.fd, body->data, body->len, 0);
+
+    if (n != (ssize_t) body->len) {
+        ngx_log_error(NGX_LOG_CRIT, r->connection->log, ngx_errno,
+                      "pread() \"%s\" failed or was short", path->data);
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
 }
 
 
@@ -228,7 +279,21 @@ ngx_http_registry_served_type(ngx_pool_t *pool, ngx_str_t *body)
     u_char      *copy;
     size_t       len;
     json_t      *root, *mt;
+    ngx_str_t    scanned;
     const char  *type;
+
+    if (ngx_http_registry_scan_media_type(body, &scanned) == NGX_OK) {
+        copy = ngx_pnalloc(pool, scanned.len + 1);
+        if (copy == NULL) {
+            return "application/json";
+        }
+
+        (void) ngx_cpystrn(copy, scanned.data, scanned.len + 1);
+
+        return (char *) copy;
+    }
+
+    /* no plain mediaType: the slow way, from the manifest's shape */
 
     root = json_loadb((char *) body->data, body->len, 0, NULL);
     if (root == NULL) {
@@ -268,6 +333,181 @@ ngx_http_registry_served_type(ngx_pool_t *pool, ngx_str_t *body)
     json_decref(root);
 
     return type ? type : "application/json";
+}
+
+
+/*
+ * The top-level "mediaType" string of a manifest, found without building
+ * a JSON tree: the hot path of every manifest GET.  The other top-level
+ * values are skipped through; the last "mediaType" wins, as in jansson
+ * and Go.  NGX_DECLINED: none, one with escapes, or not a JSON object,
+ * which the caller leaves to jansson.
+ */
+
+static ngx_int_t
+ngx_http_registry_scan_media_type(ngx_str_t *body, ngx_str_t *type)
+{
+    u_char     *p, *last, *key, *end;
+    ngx_int_t   rc;
+
+    p = body->data;
+    last = body->data + body->len;
+    rc = NGX_DECLINED;
+
+    p = ngx_http_registry_json_space(p, last);
+
+    if (p == last || *p != '{') {
+        return NGX_DECLINED;
+    }
+
+    for ( ;; ) {
+        p = ngx_http_registry_json_space(p + 1, last);
+
+        if (p == last || *p != '"') {
+            return NGX_DECLINED;
+        }
+
+        key = p + 1;
+        p = ngx_http_registry_json_string_end(p, last);
+        if (p == NULL) {
+            return NGX_DECLINED;
+        }
+
+        end = p - 1;
+        p = ngx_http_registry_json_space(p, last);
+
+        if (p == last || *p != ':') {
+            return NGX_DECLINED;
+        }
+
+        p = ngx_http_registry_json_space(p + 1, last);
+
+        if (end - key == 9 && ngx_strncmp(key, "mediaType", 9) == 0) {
+            if (p == last || *p != '"') {
+                return NGX_DECLINED;
+            }
+
+            type->data = p + 1;
+            p = ngx_http_registry_json_string_end(p, last);
+            if (p == NULL) {
+                return NGX_DECLINED;
+            }
+
+            type->len = p - 1 - type->data;
+            rc = ngx_strlchr(type->data, p - 1, '\\') ? NGX_DECLINED : NGX_OK;
+
+        } else {
+            p = ngx_http_registry_json_value_end(p, last);
+            if (p == NULL) {
+                return NGX_DECLINED;
+            }
+        }
+
+        p = ngx_http_registry_json_space(p, last);
+
+        if (p == last) {
+            return NGX_DECLINED;
+        }
+
+        if (*p == '}') {
+            return rc;
+        }
+
+        if (*p != ',') {
+            return NGX_DECLINED;
+        }
+    }
+}
+
+
+/* past a JSON value: a string, a nested object or array, or a scalar */
+
+static u_char *
+ngx_http_registry_json_value_end(u_char *p, u_char *last)
+{
+    ngx_uint_t  depth;
+
+    if (p == last) {
+        return NULL;
+    }
+
+    if (*p == '"') {
+        return ngx_http_registry_json_string_end(p, last);
+    }
+
+    if (*p != '{' && *p != '[') {
+        while (p < last && *p != ',' && *p != '}' && *p != ']'
+               && *p != ' ' && *p != '\t' && *p != '\r' && *p != '\n')
+        {
+            p++;
+        }
+
+        return p;
+    }
+
+    depth = 0;
+
+    while (p < last) {
+        switch (*p) {
+
+        case '"':
+            p = ngx_http_registry_json_string_end(p, last);
+            if (p == NULL) {
+                return NULL;
+            }
+
+            continue;
+
+        case '{':
+        case '[':
+            depth++;
+            break;
+
+        case '}':
+        case ']':
+            if (--depth == 0) {
+                return p + 1;
+            }
+
+            break;
+        }
+
+        p++;
+    }
+
+    return NULL;
+}
+
+
+/* p at a string's opening quote: just past its closing one, or NULL */
+
+static u_char *
+ngx_http_registry_json_string_end(u_char *p, u_char *last)
+{
+    for (p++; p < last; p++) {
+        if (*p == '\\') {
+            p++;
+            continue;
+        }
+
+        if (*p == '"') {
+            return p + 1;
+        }
+    }
+
+    return NULL;
+}
+
+
+static u_char *
+ngx_http_registry_json_space(u_char *p, u_char *last)
+{
+    while (p < last && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n'))
+    {
+        p++;
+    }
+
+    return p;
 }
 
 

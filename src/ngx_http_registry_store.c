@@ -243,15 +243,46 @@ ngx_int_t
 ngx_http_registry_store_read_link(ngx_http_registry_store_t *st,
     ngx_str_t *path, ngx_http_registry_digest_t *digest)
 {
-    ngx_int_t  rc;
+    ssize_t    n;
+    ngx_fd_t   fd;
+    ngx_err_t  err;
     ngx_str_t  content;
 
-    rc = ngx_http_registry_store_read_small(st, path,
-                                         NGX_HTTP_REGISTRY_DIGEST_MAX_LEN + 1,
-                                         &content);
-    if (rc != NGX_OK) {
-        return rc;
+    /* a link is tiny: open, one read, close; no fstat() as read_small does */
+
+    fd = ngx_open_file(path->data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+
+    if (fd == NGX_INVALID_FILE) {
+        err = ngx_errno;
+
+        if (err == NGX_ENOENT || err == NGX_ENOTDIR) {
+            return NGX_DECLINED;
+        }
+
+        ngx_log_error(NGX_LOG_CRIT, st->log, err,
+                      ngx_open_file_n " \"%s\" failed", path->data);
+        return NGX_ERROR;
     }
+
+    content.data = ngx_pnalloc(st->pool, NGX_HTTP_REGISTRY_DIGEST_MAX_LEN + 1);
+
+    n = content.data ? ngx_read_fd(fd, content.data,
+                                   NGX_HTTP_REGISTRY_DIGEST_MAX_LEN + 1)
+                     : -1;
+    err = ngx_errno;
+
+    if (ngx_close_file(fd) == NGX_FILE_ERROR) {
+        ngx_log_error(NGX_LOG_ALERT, st->log, ngx_errno,
+                      ngx_close_file_n " \"%s\" failed", path->data);
+    }
+
+    if (n == -1) {
+        ngx_log_error(NGX_LOG_CRIT, st->log, err,
+                      ngx_read_fd_n " \"%s\" failed", path->data);
+        return NGX_ERROR;
+    }
+
+    content.len = n;
 
     if (ngx_http_registry_parse_digest(&content, digest) != NGX_OK) {
         ngx_log_error(NGX_LOG_ERR, st->log, 0,
