@@ -12,7 +12,7 @@ RUNDIR    := $(REPO)/run
 
 # Build tools and libraries; test clients come from .ci/run and `make deps-test`.
 BUILD_PKGS := nginx nginx-dev libjansson-dev libssl-dev build-essential
-TEST_PKGS  := curl skopeo umoci docker-registry podman buildah containerd
+TEST_PKGS  := curl skopeo umoci docker-registry podman buildah containerd strace
 
 SRCS := config $(wildcard src/*.c src/*.h)
 

@@ -225,6 +225,8 @@ typedef struct {
     ngx_http_registry_digest_t expected;
     off_t                      declared;    /* Content-Range length or -1 */
     unsigned                   finish:1;    /* PUT: publish after body */
+    unsigned                   syncing:1;   /* fsync() in a thread pool */
+    ngx_err_t                  sync_err;
     unsigned                   published:1;
 
     /* manifests */

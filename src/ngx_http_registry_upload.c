@@ -38,6 +38,15 @@ static ngx_int_t ngx_http_registry_upload_chunk(ngx_http_request_t *r,
 static void ngx_http_registry_upload_done(ngx_http_request_t *r);
 static ngx_int_t ngx_http_registry_upload_publish(ngx_http_request_t *r,
     ngx_http_registry_ctx_t *ctx);
+static ngx_int_t ngx_http_registry_upload_link(ngx_http_request_t *r,
+    ngx_http_registry_ctx_t *ctx);
+#if (NGX_THREADS)
+static ngx_int_t ngx_http_registry_upload_sync_in_thread(
+    ngx_http_request_t *r, ngx_http_registry_ctx_t *ctx);
+static void ngx_http_registry_fsync_thread(void *data, ngx_log_t *log);
+static void ngx_http_registry_fsync_event(ngx_event_t *ev);
+static void ngx_http_registry_upload_synced(ngx_http_request_t *r);
+#endif
 static ngx_int_t ngx_http_registry_upload_headers(ngx_http_request_t *r,
     ngx_http_registry_ctx_t *ctx);
 static ngx_int_t ngx_http_registry_upload_new_id(ngx_http_request_t *r,
@@ -659,7 +668,12 @@ ngx_http_registry_upload_done(ngx_http_request_t *r)
     ctx->upload.offset += ctx->received;
 
     if (ctx->finish) {
-        ngx_http_finalize_request(r, ngx_http_registry_upload_publish(r, ctx));
+        rc = ngx_http_registry_upload_publish(r, ctx);
+
+        if (rc != NGX_DONE) {      /* NGX_DONE: goes on in a thread */
+            ngx_http_finalize_request(r, rc);
+        }
+
         return;
     }
 
@@ -687,7 +701,9 @@ ngx_http_registry_upload_done(ngx_http_request_t *r)
 /*
  * The upload is complete: check the digest, make the data durable, rename
  * it into blobs/ (identical bytes if another push got there first), link
- * it into the repository, and drop what is left of the upload.
+ * it into the repository, and drop what is left of the upload.  The
+ * fsync() of a big blob may take seconds: with "aio threads" it runs in
+ * nginx's thread pool and the worker serves others meanwhile (NGX_DONE).
  */
 
 static ngx_int_t
@@ -695,7 +711,6 @@ ngx_http_registry_upload_publish(ngx_http_request_t *r,
     ngx_http_registry_ctx_t *ctx)
 {
     u_char                      *detail;
-    ngx_str_t                    blob, link;
     ngx_http_registry_digest_t   actual;
 
     if (ngx_http_registry_hash_final(&ctx->upload.hash, r->pool, &actual)
@@ -719,15 +734,44 @@ ngx_http_registry_upload_publish(ngx_http_request_t *r,
                                        (char *) detail);
     }
 
+#if (NGX_THREADS)
+    switch (ngx_http_registry_upload_sync_in_thread(r, ctx)) {
+
+    case NGX_OK:
+        return NGX_DONE;
+
+    case NGX_ERROR:
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+
+    default: /* NGX_DECLINED: no thread pool here */
+        break;
+    }
+#endif
+
     if (fsync(ctx->upload_file.fd) == -1) {
         ngx_log_error(NGX_LOG_CRIT, r->connection->log, ngx_errno,
                       "fsync(\"%V\") failed", &ctx->upload_file.name);
         return ngx_http_registry_errno_error(r, ngx_errno);
     }
 
-    if (ngx_http_registry_store_blob_path(&ctx->store, &blob, &actual) == NULL
+    return ngx_http_registry_upload_link(r, ctx);
+}
+
+
+/* the data is durable and is the expected digest's: publish and answer */
+
+static ngx_int_t
+ngx_http_registry_upload_link(ngx_http_request_t *r,
+    ngx_http_registry_ctx_t *ctx)
+{
+    ngx_str_t                    blob, link;
+    ngx_http_registry_digest_t  *digest;
+
+    digest = &ctx->expected;
+
+    if (ngx_http_registry_store_blob_path(&ctx->store, &blob, digest) == NULL
         || ngx_http_registry_store_layer_link(&ctx->store, &link,
-                                              &ctx->route.name, &actual)
+                                              &ctx->route.name, digest)
            == NULL)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -736,7 +780,7 @@ ngx_http_registry_upload_publish(ngx_http_request_t *r,
     if (ngx_http_registry_store_publish(&ctx->store, &ctx->upload_file.name,
                                         &blob)
         != NGX_OK
-        || ngx_http_registry_store_write_link(&ctx->store, &link, &actual)
+        || ngx_http_registry_store_write_link(&ctx->store, &link, digest)
            != NGX_OK)
     {
         return ngx_http_registry_errno_error(r, ngx_errno);
@@ -747,14 +791,146 @@ ngx_http_registry_upload_publish(ngx_http_request_t *r,
     (void) ngx_http_registry_store_delete_tree(&ctx->store, &ctx->upload_dir);
     ngx_http_registry_upload_unlock(ctx);
 
-    if (ngx_http_registry_location(r, "blobs", &actual.text) != NGX_OK
-        || ngx_http_registry_digest_headers(r, &actual) != NGX_OK)
+    if (ngx_http_registry_location(r, "blobs", &digest->text) != NGX_OK
+        || ngx_http_registry_digest_headers(r, digest) != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     return ngx_http_registry_send_empty(r, NGX_HTTP_CREATED);
 }
+
+
+#if (NGX_THREADS)
+
+/*
+ * NGX_OK: the fsync() is posted to the location's "aio threads" pool and
+ * the request waits, blocked as nginx's own thread reads block it;
+ * NGX_DECLINED: the location has no thread pool.
+ */
+
+static ngx_int_t
+ngx_http_registry_upload_sync_in_thread(ngx_http_request_t *r,
+    ngx_http_registry_ctx_t *ctx)
+{
+    ngx_str_t                  name;
+    ngx_thread_task_t         *task;
+    ngx_thread_pool_t         *tp;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+    if (clcf->aio != NGX_HTTP_AIO_THREADS) {
+        return NGX_DECLINED;
+    }
+
+    tp = clcf->thread_pool;
+
+    if (tp == NULL) {
+        if (ngx_http_complex_value(r, clcf->thread_pool_value, &name)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        tp = ngx_thread_pool_get((ngx_cycle_t *) ngx_cycle, &name);
+
+        if (tp == NULL) {
+            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                          "thread pool \"%V\" not found", &name);
+            return NGX_ERROR;
+        }
+    }
+
+    task = ngx_thread_task_alloc(r->pool, 0);
+    if (task == NULL) {
+        return NGX_ERROR;
+    }
+
+    task->ctx = ctx;
+    task->handler = ngx_http_registry_fsync_thread;
+    task->event.data = r;
+    task->event.handler = ngx_http_registry_fsync_event;
+
+    if (ngx_thread_task_post(tp, task) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    ctx->syncing = 1;
+    r->main->blocked++;
+    r->aio = 1;
+    r->write_event_handler = ngx_http_registry_upload_synced;
+
+    return NGX_OK;
+}
+
+
+/* in a thread: touches nothing but the descriptor and an error slot */
+
+static void
+ngx_http_registry_fsync_thread(void *data, ngx_log_t *log)
+{
+    ngx_http_registry_ctx_t  *ctx = data;
+
+    ctx->sync_err = (fsync(ctx->upload_file.fd) == -1) ? ngx_errno : 0;
+}
+
+
+/* back in the worker, the way ngx_http_copy_filter_module comes back */
+
+static void
+ngx_http_registry_fsync_event(ngx_event_t *ev)
+{
+    ngx_connection_t         *c;
+    ngx_http_request_t       *r;
+    ngx_http_registry_ctx_t  *ctx;
+
+    r = ev->data;
+    c = r->connection;
+    ctx = ngx_http_get_module_ctx(r, ngx_http_registry_module);
+
+    ngx_http_set_log_request(c->log, r);
+
+    r->main->blocked--;
+    r->aio = 0;
+    ctx->syncing = 0;
+
+    r->write_event_handler(r);
+    ngx_http_run_posted_requests(c);
+}
+
+
+/*
+ * The request's write handler while the fsync() runs (a write event then
+ * is ignored) and once it is done; a request terminated meanwhile has had
+ * its handler replaced by nginx.
+ */
+
+static void
+ngx_http_registry_upload_synced(ngx_http_request_t *r)
+{
+    ngx_http_registry_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_registry_module);
+
+    if (ctx->syncing) {
+        return;
+    }
+
+    r->write_event_handler = ngx_http_request_empty_handler;
+
+    if (ctx->sync_err) {
+        ngx_log_error(NGX_LOG_CRIT, r->connection->log, ctx->sync_err,
+                      "fsync(\"%V\") failed", &ctx->upload_file.name);
+        ngx_http_finalize_request(r, ngx_http_registry_errno_error(r,
+                                                          ctx->sync_err));
+        return;
+    }
+
+    ngx_http_finalize_request(r, ngx_http_registry_upload_link(r, ctx));
+}
+
+#endif
 
 
 /* Location, Docker-Upload-UUID and the Range received so far */

@@ -1,0 +1,117 @@
+#!/usr/bin/perl
+
+# "aio threads": the fsync() that makes a finished upload durable runs in
+# nginx's thread pool, not in the worker's event loop.  Uploads behave as
+# without threads (monolithic, chunked, digest mismatch, a client gone
+# while the fsync runs), and strace shows the fsync() issued by a thread
+# of the worker, not by the worker's main thread.
+
+use strict;
+use warnings;
+
+use Test::More;
+use IO::Socket::INET;
+
+use lib 't/lib';
+use RegTest;
+
+my $t = RegTest->new(location_extra => 'aio threads;');
+
+# monolithic
+
+my $blob = join '', map { chr(($_ * 7) % 256) } 1 .. 3 * 1024 * 1024;
+my $d = RegTest::digest($blob);
+
+my $r = $t->req('POST', "/v2/th/app/blobs/uploads/?digest=$d", content => $blob);
+is($r->{status}, 201, 'monolithic push with aio threads');
+is($r->{headers}{'docker-content-digest'}, $d, 'monolithic push digest');
+is($r->{headers}{location}, "/v2/th/app/blobs/$d", 'monolithic push location');
+is(RegTest::digest($t->req('GET', "/v2/th/app/blobs/$d")->{content}), $d,
+   'monolithic blob read back');
+
+# chunked, the last chunk in the PUT
+
+my $half = int(length($blob) / 2);
+$r = $t->req('POST', '/v2/th/chunks/blobs/uploads/');
+is($r->{status}, 202, 'session opened');
+my $loc = $r->{headers}{location};
+
+$r = $t->req('PATCH', $loc, content => substr($blob, 0, $half),
+             headers => { 'Content-Range' => '0-' . ($half - 1) });
+is($r->{status}, 202, 'first chunk');
+
+$r = $t->req('PUT', "$loc?digest=$d", content => substr($blob, $half),
+             headers => { 'Content-Range' => "$half-" . (length($blob) - 1) });
+is($r->{status}, 201, 'last chunk in the PUT, published');
+is($t->req('GET', "/v2/th/chunks/blobs/$d")->{content}, $blob,
+   'chunked blob read back');
+is($t->req('GET', $loc)->{status}, 404, 'session gone after publishing');
+
+# a digest mismatch never reaches the fsync, and publishes nothing
+
+my $wrong = RegTest::digest('something else');
+$r = $t->req('POST', "/v2/th/app/blobs/uploads/?digest=$wrong",
+             content => 'not it');
+is($r->{status}, 400, 'digest mismatch refused');
+is(RegTest::error_code($r), 'DIGEST_INVALID', 'digest mismatch code');
+ok(!-e $t->root . '/docker/registry/v2/blobs/sha256/'
+       . substr($wrong, 7, 2) . '/' . substr($wrong, 7) . '/data',
+   'nothing published for the mismatch');
+
+# a client that closes as soon as its body is sent: the push completes
+# (the data was whole and matched), and the worker survives
+
+my $gone = 'gone ' x 200_000;
+my $gd = RegTest::digest($gone);
+my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1:' . $t->port)
+    or die "connect: $!\n";
+print $s "POST /v2/th/gone/blobs/uploads/?digest=$gd HTTP/1.1\r\n"
+    . "Host: localhost\r\nContent-Length: " . length($gone) . "\r\n\r\n" . $gone;
+close $s;
+
+my $published = 0;
+for (1 .. 50) {
+    $published = $t->req('HEAD', "/v2/th/gone/blobs/$gd")->{status} == 200
+        and last;
+    select undef, undef, undef, 0.1;
+}
+ok($published, 'push of a client gone during the fsync is published');
+is($t->req('GET', '/v2/')->{status}, 200, 'worker still serving');
+
+# who calls fsync(): a thread of the worker, not its main thread
+
+{
+    my ($worker) = $t->pids_of_workers;
+    my $trace = $t->dir . '/strace.out';
+    my $pid = fork // die "fork: $!\n";
+
+    if ($pid == 0) {
+        exec '/usr/bin/strace', '-f', '-e', 'trace=fsync', '-o', $trace,
+             '-p', $worker;
+        exit 127;
+    }
+
+    sleep 1;    # strace attaches
+
+    my $traced = 'traced ' x 300_000;
+    my $td = RegTest::digest($traced);
+    is($t->req('POST', "/v2/th/traced/blobs/uploads/?digest=$td",
+               content => $traced)->{status}, 201, 'push under strace');
+
+    kill 'INT', $pid;
+    waitpid $pid, 0;
+
+    my @fsyncs = grep { /fsync\(/ } split /\n/, RegTest::slurp($trace);
+    my @by_threads = grep { /^(\d+)\s/ && $1 != $worker } @fsyncs;
+    my @by_worker = grep { /^(\d+)\s/ && $1 == $worker } @fsyncs;
+
+    ok(scalar @by_threads >= 1, 'the blob fsync() ran in a pool thread')
+        or diag join "\n", @fsyncs;
+    # the small link and directory syncs stay in the worker
+    ok(scalar @fsyncs > scalar @by_threads,
+       'link and directory syncs in the worker, as before')
+        or diag join "\n", @fsyncs;
+}
+
+$t->stop;
+done_testing();
