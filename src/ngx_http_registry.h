@@ -156,6 +156,9 @@ typedef struct {
     size_t                     chunk_min_length;
     ngx_uint_t                 auto_mount;
     time_t                     upload_expire;
+#if (NGX_THREADS)
+    ngx_thread_pool_t         *thread_pool;   /* NULL: fsync() in the loop */
+#endif
 } ngx_http_registry_loc_conf_t;
 
 

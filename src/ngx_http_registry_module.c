@@ -16,6 +16,10 @@ static char *ngx_http_registry_merge_loc_conf(ngx_conf_t *cf,
     void *parent, void *child);
 static char *ngx_http_registry(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+#if (NGX_THREADS)
+static char *ngx_http_registry_thread_pool(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+#endif
 static ngx_int_t ngx_http_registry_add_sweep(ngx_conf_t *cf,
     ngx_http_registry_loc_conf_t *rlcf);
 static ngx_int_t ngx_http_registry_init_process(ngx_cycle_t *cycle);
@@ -81,6 +85,15 @@ static ngx_command_t  ngx_http_registry_commands[] = {
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_registry_loc_conf_t, upload_expire),
       NULL },
+
+#if (NGX_THREADS)
+    { ngx_string("registry_thread_pool"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_registry_thread_pool,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+#endif
 
       ngx_null_command
 };
@@ -161,6 +174,9 @@ ngx_http_registry_create_loc_conf(ngx_conf_t *cf)
     conf->chunk_min_length = NGX_CONF_UNSET_SIZE;
     conf->auto_mount = NGX_CONF_UNSET_UINT;
     conf->upload_expire = NGX_CONF_UNSET;
+#if (NGX_THREADS)
+    conf->thread_pool = NGX_CONF_UNSET_PTR;
+#endif
 
     return conf;
 }
@@ -186,6 +202,9 @@ ngx_http_registry_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                               NGX_HTTP_REGISTRY_AUTO_MOUNT_ANONYMOUS);
     ngx_conf_merge_sec_value(conf->upload_expire, prev->upload_expire,
                              24 * 60 * 60);
+#if (NGX_THREADS)
+    ngx_conf_merge_ptr_value(conf->thread_pool, prev->thread_pool, NULL);
+#endif
 
     if (conf->upload_expire < 1) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -239,6 +258,41 @@ ngx_http_registry_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     return NGX_CONF_OK;
 }
+
+
+#if (NGX_THREADS)
+
+/*
+ * registry_thread_pool <name> | off: the pool a finished upload's fsync()
+ * runs in; nginx creates the pool (32 threads) unless thread_pool defines
+ * it.  A pool of its own, not "aio threads", which would also move every
+ * blob GET's sendfile() into threads.
+ */
+
+static char *
+ngx_http_registry_thread_pool(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_registry_loc_conf_t *rlcf = conf;
+
+    ngx_str_t  *value;
+
+    if (rlcf->thread_pool != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_strcmp(value[1].data, "off") == 0) {
+        rlcf->thread_pool = NULL;
+        return NGX_CONF_OK;
+    }
+
+    rlcf->thread_pool = ngx_thread_pool_add(cf, &value[1]);
+
+    return rlcf->thread_pool ? NGX_CONF_OK : NGX_CONF_ERROR;
+}
+
+#endif
 
 
 /*

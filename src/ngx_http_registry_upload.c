@@ -702,8 +702,8 @@ ngx_http_registry_upload_done(ngx_http_request_t *r)
  * The upload is complete: check the digest, make the data durable, rename
  * it into blobs/ (identical bytes if another push got there first), link
  * it into the repository, and drop what is left of the upload.  The
- * fsync() of a big blob may take seconds: with "aio threads" it runs in
- * nginx's thread pool and the worker serves others meanwhile (NGX_DONE).
+ * fsync() of a big blob may take seconds: with registry_thread_pool it
+ * runs in a thread and the worker serves others meanwhile (NGX_DONE).
  */
 
 static ngx_int_t
@@ -804,42 +804,22 @@ ngx_http_registry_upload_link(ngx_http_request_t *r,
 #if (NGX_THREADS)
 
 /*
- * NGX_OK: the fsync() is posted to the location's "aio threads" pool and
- * the request waits, blocked as nginx's own thread reads block it;
- * NGX_DECLINED: the location has no thread pool.
+ * NGX_OK: the fsync() is posted to registry_thread_pool and the request
+ * waits, blocked as nginx's own thread reads block it; NGX_DECLINED: the
+ * location has no thread pool.
  */
 
 static ngx_int_t
 ngx_http_registry_upload_sync_in_thread(ngx_http_request_t *r,
     ngx_http_registry_ctx_t *ctx)
 {
-    ngx_str_t                  name;
-    ngx_thread_task_t         *task;
-    ngx_thread_pool_t         *tp;
-    ngx_http_core_loc_conf_t  *clcf;
+    ngx_thread_task_t             *task;
+    ngx_http_registry_loc_conf_t  *rlcf;
 
-    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+    rlcf = ngx_http_get_module_loc_conf(r, ngx_http_registry_module);
 
-    if (clcf->aio != NGX_HTTP_AIO_THREADS) {
+    if (rlcf->thread_pool == NULL) {
         return NGX_DECLINED;
-    }
-
-    tp = clcf->thread_pool;
-
-    if (tp == NULL) {
-        if (ngx_http_complex_value(r, clcf->thread_pool_value, &name)
-            != NGX_OK)
-        {
-            return NGX_ERROR;
-        }
-
-        tp = ngx_thread_pool_get((ngx_cycle_t *) ngx_cycle, &name);
-
-        if (tp == NULL) {
-            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                          "thread pool \"%V\" not found", &name);
-            return NGX_ERROR;
-        }
     }
 
     task = ngx_thread_task_alloc(r->pool, 0);
@@ -852,7 +832,7 @@ ngx_http_registry_upload_sync_in_thread(ngx_http_request_t *r,
     task->event.data = r;
     task->event.handler = ngx_http_registry_fsync_event;
 
-    if (ngx_thread_task_post(tp, task) != NGX_OK) {
+    if (ngx_thread_task_post(rlcf->thread_pool, task) != NGX_OK) {
         return NGX_ERROR;
     }
 

@@ -1,7 +1,7 @@
 #!/usr/bin/perl
 
-# "aio threads": the fsync() that makes a finished upload durable runs in
-# nginx's thread pool, not in the worker's event loop.  Uploads behave as
+# registry_thread_pool: the fsync() that makes a finished upload durable
+# runs in nginx's thread pool, not in the worker's event loop.  Uploads behave as
 # without threads (monolithic, chunked, digest mismatch, a client gone
 # while the fsync runs), and strace shows the fsync() issued by a thread
 # of the worker, not by the worker's main thread.
@@ -15,7 +15,7 @@ use IO::Socket::INET;
 use lib 't/lib';
 use RegTest;
 
-my $t = RegTest->new(location_extra => 'aio threads;');
+my $t = RegTest->new(location_extra => 'registry_thread_pool default;');
 
 # monolithic
 
