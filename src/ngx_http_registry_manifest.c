@@ -340,8 +340,8 @@ ngx_http_registry_served_type(ngx_pool_t *pool, ngx_str_t *body)
  * The top-level "mediaType" string of a manifest, found without building
  * a JSON tree: the hot path of every manifest GET.  The other top-level
  * values are skipped through; the last "mediaType" wins, as in jansson
- * and Go.  NGX_DECLINED: none, one with escapes, or not a JSON object,
- * which the caller leaves to jansson.
+ * and Go.  NGX_DECLINED: none, a key or value with escapes, or not a JSON
+ * object, which the caller leaves to jansson.
  */
 
 static ngx_int_t
@@ -374,6 +374,11 @@ ngx_http_registry_scan_media_type(ngx_str_t *body, ngx_str_t *type)
         }
 
         end = p - 1;
+
+        if (ngx_strlchr(key, end, '\\')) {
+            return NGX_DECLINED;    /* an escaped key may spell mediaType */
+        }
+
         p = ngx_http_registry_json_space(p, last);
 
         if (p == last || *p != ':') {
@@ -998,7 +1003,9 @@ ngx_http_registry_manifest_type(ngx_http_request_t *r, json_t *root,
             ct.len = semicolon - ct.data;
         }
 
-        while (ct.len && ct.data[ct.len - 1] == ' ') {
+        while (ct.len && (ct.data[ct.len - 1] == ' '
+                          || ct.data[ct.len - 1] == '\t'))
+        {
             ct.len--;
         }
 

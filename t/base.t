@@ -69,16 +69,29 @@ is(scalar @{ $j->{errors} || [] }, 1, 'one error');
 ok(defined $j->{errors}[0]{message} && !ref $j->{errors}[0]{message},
    'error message is a string');
 
-# unknown routes under /v2/
+# unknown routes under /v2/: 404 with the NOT_FOUND code (distribution's
+# code for a path that is no API route), also for DELETE; HEAD: no body
 
 for my $p ('/v2/foo', '/v2/foo/bar', '/v2/foo/blobs', '/v2/foo/tags',
-           '/v2/foo/whatever/x')
+           '/v2/foo/whatever/x', '/v2/foo/bar/baz', '/v2/foo/manifests',
+           '/v2/foo/blobs/uploads/x/y')
 {
     $r = $t->req('GET', $p);
     is($r->{status}, 404, "GET $p 404");
+    is(RegTest::error_code($r), 'NOT_FOUND', "GET $p code");
+    like($r->{headers}{'content-type'} // '', qr{^application/json\b},
+         "GET $p content-type");
     is($r->{headers}{'docker-distribution-api-version'}, $API,
        "GET $p api version");
 }
+
+$r = $t->req('DELETE', '/v2/foo/bar/baz');
+is($r->{status}, 404, 'DELETE /v2/foo/bar/baz 404');
+is(RegTest::error_code($r), 'NOT_FOUND', 'DELETE /v2/foo/bar/baz code');
+
+$r = $t->req('HEAD', '/v2/foo/bar/baz');
+is($r->{status}, 404, 'HEAD /v2/foo/bar/baz 404');
+is($r->{content}, '', 'HEAD /v2/foo/bar/baz no body');
 
 $t->stop();
 

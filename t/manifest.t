@@ -1,7 +1,8 @@
 #!/usr/bin/perl
 
 # PUT, GET and HEAD of manifests: the four media types, by tag and by
-# digest, and the validation errors.
+# digest, Content-Type parameters, non-distributable layers, the served
+# media type as the top-level scan finds it, and the validation errors.
 
 use strict;
 use warnings;
@@ -220,6 +221,295 @@ my $nested = $json->encode({
 $r = $t->push_manifest('img', 'nested', $nested, $OCI_I);
 is($r->{status}, 201, 'nested index put');
 check_get('img', 'nested', $nested, $OCI_I, 'nested index');
+
+###############################################################################
+# Content-Type with parameters on PUT: ignored (the spec's SHOULD); served
+# without them
+
+{
+    my $n = 0;
+    for my $c ([$OCI_M, "$OCI_M; charset=utf-8", 'oci'],
+               [$OCI_M, "$OCI_M;charset=utf-8", 'oci, no space'],
+               [$OCI_M, "$OCI_M ; charset=\"utf-8\"; x=\"a;b\"",
+                'oci, quoted parameters'],
+               [$DOCKER_M, "$DOCKER_M; charset=utf-8", 'docker'],
+               [$OCI_I, "$OCI_I; charset=utf-8", 'oci index'],
+               [$DOCKER_L, "$DOCKER_L; charset=utf-8", 'docker list'])
+    {
+        my ($type, $ct, $what) = @$c;
+        my $m = $type eq $OCI_I || $type eq $DOCKER_L
+            ? { schemaVersion => 2, mediaType => $type,
+                manifests => [ desc($type eq $OCI_I ? $OCI_M : $DOCKER_M,
+                                    $type eq $OCI_I ? $oci_d : $docker_d,
+                                    length($type eq $OCI_I ? $oci : $docker)) ],
+                annotations => { n => "params $what" } }
+            : $type eq $DOCKER_M
+            ? { %{ decode_json($docker) }, annotations => { n => "params $what" } }
+            : oci_manifest(annotations => { n => "params $what" });
+        my $bytes = $json->encode($m);
+        my $tag = 'params-' . ++$n;
+
+        $r = $t->push_manifest('img', $tag, $bytes, $ct);
+        is($r->{status}, 201, "content-type with parameters, $what: put")
+            or diag($r->{content});
+        is($r->{headers}{'docker-content-digest'}, RegTest::digest($bytes),
+           "content-type with parameters, $what: digest");
+        check_get('img', $tag, $bytes, $type,
+                  "content-type with parameters, $what:");
+    }
+
+    # no mediaType field: the type comes from the header, parameters dropped
+
+    my $bytes = $json->encode({
+        schemaVersion => 2,
+        config => desc('application/vnd.oci.image.config.v1+json', $cd,
+                       length $config),
+        layers => [],
+        annotations => { n => 'params, no mediaType' },
+    });
+    $r = $t->push_manifest('img', 'params-nomt', $bytes,
+                           "$OCI_M; charset=utf-8");
+    is($r->{status}, 201,
+       'content-type with parameters, no mediaType field: put');
+    check_get('img', 'params-nomt', $bytes, $OCI_M,
+              'content-type with parameters, no mediaType field:');
+
+    # parameters do not hide a type that disagrees with mediaType
+
+    $r = $t->push_manifest('img', 'bad', $oci, "$DOCKER_M; charset=utf-8");
+    check_error($r, 400, 'MANIFEST_INVALID',
+                'content-type with parameters, other type:');
+
+    # RFC 9110: OWS before ";" may be a tab, too
+    my $tb = $json->encode(oci_manifest(annotations => { n => 'tab' }));
+    $r = $t->push_manifest('img', 'params-tab', $tb,
+                           "$OCI_M\t; charset=utf-8");
+    is($r->{status}, 201, 'content-type with a tab before parameters: put');
+}
+
+###############################################################################
+# non-distributable (foreign) layers are never pushed: their blobs need not
+# exist.  Every other reference still must.
+
+{
+    my $never = RegTest::digest('a foreign layer nobody pushed');
+    my $never_size = 123456;
+
+    for my $c ([$OCI_M, 'application/vnd.oci.image.layer.nondistributable.v1.tar+gzip'],
+               [$OCI_M, 'application/vnd.oci.image.layer.nondistributable.v1.tar'],
+               [$OCI_M, 'application/vnd.oci.image.layer.nondistributable.v1.tar+zstd'],
+               [$DOCKER_M, 'application/vnd.docker.image.rootfs.foreign.diff.tar.gzip'])
+    {
+        my ($type, $lt) = @$c;
+        my $docker_image = $type eq $DOCKER_M;
+        my $ordinary = $docker_image
+            ? 'application/vnd.docker.image.rootfs.diff.tar.gzip'
+            : 'application/vnd.oci.image.layer.v1.tar+gzip';
+        my $mk = sub {
+            my ($foreign_type) = @_;
+            return $json->encode({
+                schemaVersion => 2,
+                mediaType => $type,
+                config => desc($docker_image
+                               ? 'application/vnd.docker.container.image.v1+json'
+                               : 'application/vnd.oci.image.config.v1+json',
+                               $cd, length $config),
+                layers => [
+                    desc($foreign_type, $never, $never_size,
+                         urls => ['https://example.com/base-layer.tar.gz']),
+                    desc($ordinary, $ld, length $layer),
+                ],
+            });
+        };
+        my $bytes = $mk->($lt);
+        (my $what = $lt) =~ s{^application/vnd\.}{};
+        my $tag = 'foreign-' . RegTest::digest($lt) =~ s/^sha256://r;
+        $tag = substr($tag, 0, 20);
+
+        $r = $t->push_manifest('img', $tag, $bytes, $type);
+        is($r->{status}, 201, "missing $what layer: put") or diag($r->{content});
+        check_get('img', $tag, $bytes, $type, "missing $what layer:");
+        check_error($t->req('GET', "/v2/img/blobs/$never"), 404, 'BLOB_UNKNOWN',
+                    "missing $what layer: the layer itself is not served");
+
+        # the same manifest with the ordinary layer type: refused
+
+        $r = $t->push_manifest('img', 'bad', $mk->($ordinary), $type);
+        check_error($r, 400, 'MANIFEST_BLOB_UNKNOWN',
+                    "missing layer as $ordinary, not $what:");
+    }
+
+    # a config is never exempt, whatever its mediaType says
+
+    $r = $t->push_manifest('img', 'bad', $json->encode(oci_manifest(
+            config => desc('application/vnd.oci.image.layer.nondistributable.v1.tar+gzip',
+                           $never, $never_size))), $OCI_M);
+    check_error($r, 400, 'MANIFEST_BLOB_UNKNOWN',
+                'missing config with a non-distributable type:');
+
+    is($t->req('GET', '/v2/img/manifests/bad')->{status}, 404,
+       'no manifest with a missing ordinary blob was tagged');
+}
+
+###############################################################################
+# the served media type is found by a scan of the top-level keys: nested
+# descriptors carry a mediaType too, strings hold quotes, braces and
+# backslashes, and keys may have any whitespace around them
+
+{
+    my $j = JSON::PP->new->utf8->canonical->allow_nonref;
+    my $pretty = JSON::PP->new->utf8->canonical->pretty;
+
+    my $cfg = $j->encode(desc('application/vnd.oci.image.config.v1+json', $cd,
+                              length $config));
+    my $lyr = $j->encode([ desc('application/vnd.oci.image.layer.v1.tar+gzip',
+                                $ld, length $layer) ]);
+    my $dcfg = $j->encode(desc('application/vnd.docker.container.image.v1+json',
+                               $cd, length $config));
+    my $dlyr = $j->encode([ desc('application/vnd.docker.image.rootfs.diff.tar.gzip',
+                                 $ld, length $layer) ]);
+    my $children = $j->encode([
+        desc($OCI_M, $oci_d, length $oci,
+             platform => { architecture => 'amd64', os => 'linux' },
+             annotations => { q => "\"}]", mediaType => $DOCKER_L }),
+        desc($DOCKER_M, $docker_d, length $docker),
+    ]);
+
+    # annotations whose strings would end a naive scan early or late: an
+    # escaped quote before braces, an escaped backslash before an escaped
+    # quote, a string ending in a backslash, and a fake top-level
+    # "mediaType" inside a string
+    my $tricky = '{"x":"a\\"}{b","y":"[\\\\\\"]","z":"end\\\\",'
+                 . '"w":"}]},\\"mediaType\\":\\"' . $DOCKER_M . '\\",{[",'
+                 . '"mediaType":"' . $DOCKER_L . '"}';
+    my $dt = decode_json($tricky);
+    die "tricky annotations: not the strings meant\n"
+        unless $dt->{x} eq 'a"}{b' && $dt->{y} eq '[\\"]' && $dt->{z} eq 'end\\'
+               && $dt->{w} eq "}]},\"mediaType\":\"$DOCKER_M\",{[";
+
+    my @cases = (
+        ['annotations with escaped quotes and braces before mediaType',
+         qq({"schemaVersion":2,"annotations":$tricky,"config":$cfg,)
+         . qq("layers":$lyr,"mediaType":"$OCI_M"}),
+         $OCI_M, $OCI_M],
+
+        ['whitespace, newlines and tabs around keys',
+         qq(\n\t {\r\n\t"schemaVersion" :\t2 ,\n  "config"\n:\n)
+         . $pretty->encode(decode_json($cfg))
+         . qq( ,\t"layers" : [ \n\t) . $j->encode(decode_json($lyr)->[0])
+         . qq( \n] \r\n,\n\t"annotations"\t:\t$tricky\n,)
+         . qq(\n\t"mediaType"\t:\t"$OCI_M"\r\n}\n\t ),
+         $OCI_M, $OCI_M],
+
+        ['mediaType keys nested in config, layers and annotations first',
+         qq({"config":$cfg,"layers":$lyr,)
+         . qq("annotations":{"mediaType":"$DOCKER_M"},"schemaVersion":2,)
+         . qq("mediaType":"$OCI_M"}),
+         $OCI_M, $OCI_M],
+
+        ['docker manifest, mediaType last',
+         qq({"schemaVersion":2,"config":$dcfg,"layers":$dlyr,)
+         . qq("annotations":$tricky,"mediaType":"$DOCKER_M"}),
+         $DOCKER_M, $DOCKER_M],
+
+        ['index, mediaType after the children',
+         qq({"schemaVersion":2,"manifests":$children,"annotations":$tricky,)
+         . qq("mediaType":"$OCI_I"}),
+         $OCI_I, $OCI_I],
+
+        ['look-alike keys before mediaType',
+         qq({"mediaTypes":"$DOCKER_M","xmediaType":"$DOCKER_M",)
+         . qq("MediaType":"$DOCKER_M","mediatype":"$DOCKER_M",)
+         . qq("media":"$DOCKER_M","schemaVersion":2,"config":$cfg,)
+         . qq("layers":$lyr,"mediaType":"$OCI_M"}),
+         $OCI_M, $OCI_M],
+
+        ['scalars, empty and deep values before mediaType',
+         qq({"schemaVersion":2,"x-num":-1.5e+3,"x-true":true,"x-false":false,)
+         . qq("x-null":null,"x-obj":{},"x-arr":[],)
+         . qq("x-deep":[[{"a":[{}],"b":"]]}}"}],"\\\\"],)
+         . qq("config":$cfg,"layers":$lyr,"mediaType":"$OCI_M"}),
+         $OCI_M, $OCI_M],
+
+        ['mediaType value with an escaped slash',
+         qq({"schemaVersion":2,"config":$cfg,"layers":$lyr,)
+         . qq("mediaType":"application\\/vnd.oci.image.manifest.v1+json"}),
+         $OCI_M, $OCI_M],
+
+        # a scan that counted braces inside strings would end the
+        # annotations early and take their mediaType for the top-level one
+        ['braces in nested strings, then a nested mediaType',
+         qq({"schemaVersion":2,"config":$cfg,"layers":$lyr,)
+         . qq("annotations":{"a":{"b":"}"},"mediaType":"$DOCKER_M","c":"{"},)
+         . qq("mediaType":"$OCI_M"}),
+         $OCI_M, $OCI_M],
+
+        # a scan blind to escapes would end the string at \" and the object
+        # at the brace after it, before the last mediaType
+        ['two top-level mediaType keys, an escaped quote and a brace between',
+         qq({"mediaType":"$DOCKER_M","x":"a\\"}","schemaVersion":2,)
+         . qq("config":$cfg,"layers":$lyr,"mediaType":"$OCI_M"}),
+         $OCI_M, $OCI_M],
+
+        ['two top-level mediaType keys, the last wins',
+         qq({"mediaType":"$DOCKER_M","schemaVersion":2,"config":$cfg,)
+         . qq("layers":$lyr,"mediaType":"$OCI_M"}),
+         $OCI_M, $OCI_M],
+
+        ['the mediaType key spelled with an escape, alone',
+         qq({"schemaVersion":2,"config":$cfg,"layers":$lyr,)
+         . qq("\\u006dediaType":"$OCI_M"}),
+         $OCI_M, $OCI_M],
+
+        ['the mediaType key with an escape first, then plain',
+         qq({"schemaVersion":2,"\\u006dediaType":"$DOCKER_M",)
+         . qq("config":$cfg,"layers":$lyr,"mediaType":"$OCI_M"}),
+         $OCI_M, $OCI_M],
+
+        ['oci manifest without top-level mediaType, nested ones only',
+         qq({"schemaVersion":2,"annotations":$tricky,"config":$cfg,)
+         . qq("layers":$lyr}),
+         $OCI_M, $OCI_M],
+
+        ['oci manifest without mediaType, pushed as application/json',
+         qq({"schemaVersion":2,"config":$cfg,"layers":$lyr,)
+         . qq("annotations":{"n":"as json"}}),
+         'application/json', $OCI_M],
+
+        ['index without top-level mediaType',
+         qq({"schemaVersion":2,"manifests":$children}),
+         $OCI_I, $OCI_I],
+
+        ['index without mediaType, pushed as application/json',
+         qq({"schemaVersion":2,"annotations":$tricky,"manifests":$children}),
+         'application/json', $OCI_I],
+    );
+
+    my $n = 0;
+
+    for my $c (@cases) {
+        my ($what, $bytes, $ct, $served) = @$c;
+        die "$what: not JSON\n" unless eval { decode_json($bytes); 1 };
+        my $tag = 'scan-' . ++$n;
+
+        $r = $t->push_manifest('img', $tag, $bytes, $ct);
+        is($r->{status}, 201, "scan: $what: put") or diag($r->{content});
+        check_get('img', $tag, $bytes, $served, "scan: $what:");
+    }
+
+    # a "mediaType" key spelled with an escape is the same key to a JSON
+    # parser (the push is checked with one): the last one still wins
+    my $bytes = qq({"schemaVersion":2,"mediaType":"$DOCKER_M",)
+                . qq("config":$cfg,"layers":$lyr,)
+                . qq("\\u006dediaType":"$OCI_M"});
+    $r = $t->push_manifest('img', 'scan-escaped-key', $bytes, $OCI_M);
+    is($r->{status}, 201,
+       'scan: an escaped "mediaType" key last: put');
+
+    is($t->req('GET', '/v2/img/manifests/scan-escaped-key')
+           ->{headers}{'content-type'}, $OCI_M,
+       'scan: an escaped "mediaType" key last: served as the parser reads it');
+}
 
 # errors: digest mismatch
 

@@ -140,6 +140,40 @@ sub oci_manifest {
     my $tl = dec($t->req('GET', '/v2/tq/app/tags/list')->{content}) || {};
     is_deeply([ sort @{ $tl->{tags} || [] } ], [qw(a b c)], '?tag=: tags/list');
 
+    # twelve query tags in one PUT (the spec: at least 10 SHOULD work)
+
+    {
+        my @twelve = ('latest', 'v1', 'v1.2', 'v1.2.3', '1.2.3-rc.1', 'stable',
+                      'Release_2024', 'x' x 128, '_under', 'a-b.c_d', 'UPPER',
+                      'z9');
+        my $m12 = oci_manifest('tq/twelve', id => 'twelve tags');
+        my $d12 = RegTest::digest($m12);
+        my $q = join '&', map { "tag=$_" } @twelve;
+
+        my $r12 = $t->req('PUT', "/v2/tq/twelve/manifests/$d12?$q",
+                          headers => { 'Content-Type' => $OCI_M },
+                          content => $m12);
+        is($r12->{status}, 201, '12 query tags: 201');
+        is($r12->{headers}{'docker-content-digest'}, $d12,
+           '12 query tags: digest');
+        my @got = hdrs($r12, 'OCI-Tag');
+        is(scalar @got, 12, '12 query tags: 12 OCI-Tag headers');
+        is_deeply([ sort @got ], [ sort @twelve ],
+                  '12 query tags: one OCI-Tag header per tag');
+
+        my @bad;
+        for my $tag (@twelve) {
+            my $g = get_manifest('tq/twelve', $tag, $OCI_M);
+            push @bad, $tag unless $g->{status} == 200 && $g->{content} eq $m12
+                && ($g->{headers}{'docker-content-digest'} // '') eq $d12;
+        }
+        is("@bad", '', '12 query tags: every tag resolves to the manifest');
+
+        my $tl12 = dec($t->req('GET', '/v2/tq/twelve/tags/list')->{content})
+                   || {};
+        is_deeply($tl12->{tags}, [ sort @twelve ], '12 query tags: tags/list');
+    }
+
     # PUT by tag plus query tags
 
     my $m2 = oci_manifest('tq/app', id => 'path and query');

@@ -3,8 +3,10 @@
 # The OCI 1.1 referrers API: GET|HEAD /v2/<name>/referrers/<digest>, the
 # OCI-Subject header on manifest PUT, the artifactType filter, the on-disk
 # index under _ngx_referrers/ and its rebuild from the manifests alone,
-# a referrer pushed through CNCF distribution on the same store, and a
-# cosign-like signature pushed and listed with nothing but curl.
+# an empty artifactType, a client's referrers tag schema fallback, a
+# listing of 300 referrers, a referrer pushed through CNCF distribution on
+# the same store, and a cosign-like signature pushed and listed with
+# nothing but curl.
 
 use strict;
 use warnings;
@@ -433,6 +435,185 @@ my $early;
     remove_tree($refdir);
     check_listing('ref/app', $img->{digest}, undef, \@app,
                   'by hand: same after a rebuild');
+}
+
+###############################################################################
+# in a repository of their own (the tags of ref/app are counted below)
+
+my $gimg = $t->push_image('ref/gaps', 'v1');
+my $gsubject = desc($gimg->{type}, $gimg->{digest}, length $gimg->{manifest});
+my $gempty_d = $t->push_blob('ref/gaps', '{}');
+my $gcfg_d = $t->push_blob('ref/gaps', $cfg_bytes);
+my $gdata_d = $t->push_blob('ref/gaps', $sbom_bytes);
+my $gchild = $t->push_image('ref/gaps', 'child');
+
+# an image manifest whose artifactType is the empty string: the entry takes
+# the config's mediaType; an index whose artifactType is empty: no
+# artifactType in the entry
+
+my @gaps;
+{
+    my $me = $json->encode({
+        schemaVersion => 2,
+        mediaType => $OCI_M,
+        artifactType => '',
+        config => desc($cfg_type, $gcfg_d, length $cfg_bytes),
+        layers => [ desc('application/vnd.example.data', $gdata_d,
+                         length $sbom_bytes) ],
+        subject => $gsubject,
+        annotations => { kind => 'empty artifactType' },
+    });
+    $r = $t->push_manifest('ref/gaps', RegTest::digest($me), $me, $OCI_M);
+    is($r->{status}, 201, 'empty artifactType: PUT');
+    is($r->{headers}{'oci-subject'}, $gimg->{digest},
+       'empty artifactType: OCI-Subject');
+    push @gaps, entry($me, $OCI_M, $cfg_type,
+                      { kind => 'empty artifactType' });
+
+    my $ie = $json->encode({
+        schemaVersion => 2,
+        mediaType => $OCI_I,
+        artifactType => '',
+        manifests => [ desc($gchild->{type}, $gchild->{digest},
+                            length $gchild->{manifest}) ],
+        subject => $gsubject,
+    });
+    $r = $t->push_manifest('ref/gaps', RegTest::digest($ie), $ie, $OCI_I);
+    is($r->{status}, 201, 'index with empty artifactType: PUT');
+    push @gaps, entry($ie, $OCI_I, undef);
+
+    my $l = check_listing('ref/gaps', $gimg->{digest}, undef, \@gaps,
+                          'empty artifactType');
+    my %by = map { $_->{digest} => $_ }
+             @{ (dec($l->{content}) || {})->{manifests} || [] };
+    is(($by{ RegTest::digest($me) } || {})->{artifactType}, $cfg_type,
+       'empty artifactType: the entry has the config mediaType');
+    ok($by{ RegTest::digest($ie) }
+       && !exists $by{ RegTest::digest($ie) }{artifactType},
+       'index with empty artifactType: no artifactType key');
+
+    check_listing('ref/gaps', $gimg->{digest}, "?artifactType=$cfg_type",
+                  [ $gaps[0] ], 'empty artifactType: filter by config type',
+                  filtered => 1);
+}
+
+# the referrers tag schema, a client's fallback: an index pushed to the tag
+# sha256-<hex of the subject> is a tag like any other
+
+{
+    my $tag = 'sha256-' . hex_of($gimg->{digest});
+    is(length $tag, 71, 'referrers tag: 71 characters');
+
+    # the client starts from an empty index (the tag is unknown) ...
+
+    is($t->req('GET', "/v2/ref/gaps/manifests/$tag")->{status}, 404,
+       'referrers tag: unknown at first');
+
+    my $empty_idx = $json->encode({ schemaVersion => 2, mediaType => $OCI_I,
+                                    manifests => [] });
+    $r = $t->push_manifest('ref/gaps', $tag, $empty_idx, $OCI_I);
+    is($r->{status}, 201, 'referrers tag: empty index PUT');
+
+    # ... then adds the descriptors of the referrers it pushed
+
+    my $listing = dec($t->req('GET', referrers_path('ref/gaps',
+                                                    $gimg->{digest}))
+                      ->{content}) || {};
+    my $fallback = $json->encode({
+        schemaVersion => 2,
+        mediaType => $OCI_I,
+        manifests => $listing->{manifests} || [],
+    });
+    $r = $t->push_manifest('ref/gaps', $tag, $fallback, $OCI_I);
+    is($r->{status}, 201, 'referrers tag: index of the referrers PUT')
+        or diag($r->{content});
+    ok(!exists $r->{headers}{'oci-subject'},
+       'referrers tag: the index has no subject, no OCI-Subject');
+
+    my $g = $t->req('GET', "/v2/ref/gaps/manifests/$tag");
+    is($g->{status}, 200, 'referrers tag: GET');
+    ok($g->{content} eq $fallback, 'referrers tag: GET exact bytes');
+    is($g->{headers}{'content-type'}, $OCI_I, 'referrers tag: GET Content-Type');
+    is($g->{headers}{'docker-content-digest'}, RegTest::digest($fallback),
+       'referrers tag: GET digest');
+    is_deeply((dec($g->{content}) || {})->{manifests}, index_of(@gaps)->{manifests},
+              'referrers tag: the index lists the referrers');
+
+    my $h = $t->req('HEAD', "/v2/ref/gaps/manifests/$tag");
+    is($h->{status}, 200, 'referrers tag: HEAD');
+    is($h->{headers}{'docker-content-digest'}, RegTest::digest($fallback),
+       'referrers tag: HEAD digest');
+
+    my $tl = dec($t->req('GET', '/v2/ref/gaps/tags/list')->{content}) || {};
+    ok(grep({ $_ eq $tag } @{ $tl->{tags} || [] }),
+       'referrers tag: in tags/list');
+
+    # the referrers API is unchanged by it
+
+    check_listing('ref/gaps', $gimg->{digest}, undef, \@gaps,
+                  'referrers tag: the API listing is unchanged');
+
+    # a sha512 subject's tag: the encoded part cut to 64 characters
+
+    my $t512 = 'sha512-' . substr(Digest::SHA::sha512_hex('a subject'), 0, 64);
+    $r = $t->push_manifest('ref/gaps', $t512, $empty_idx, $OCI_I);
+    is($r->{status}, 201, 'referrers tag of a sha512 subject: PUT');
+    is($t->req('GET', "/v2/ref/gaps/manifests/$t512")->{content}, $empty_idx,
+       'referrers tag of a sha512 subject: GET');
+}
+
+# 300 referrers of one subject: one response, every entry, by digest, and
+# no Link (the module never paginates)
+
+{
+    my $subj = $t->push_image('ref/many', 'v1');
+    my $sd = desc($subj->{type}, $subj->{digest}, length $subj->{manifest});
+    my $e = $t->push_blob('ref/many', '{}');
+    my $l = $t->push_blob('ref/many', $sbom_bytes);
+
+    my (@many, @failed);
+
+    for my $i (1 .. 300) {
+        my $type = $i % 2 ? $SBOM : $SIG;
+        my $m = $json->encode({
+            schemaVersion => 2,
+            mediaType => $OCI_M,
+            artifactType => $type,
+            config => desc($EMPTY, $e, 2),
+            layers => [ desc('application/spdx+json', $l, length $sbom_bytes) ],
+            subject => $sd,
+            annotations => { n => "$i" },
+        });
+        my $res = $t->push_manifest('ref/many', RegTest::digest($m), $m, $OCI_M);
+        push @failed, "$i:$res->{status}" unless $res->{status} == 201;
+        push @many, entry($m, $OCI_M, $type, { n => "$i" });
+    }
+
+    is("@failed", '', '300 referrers: all pushed');
+
+    my $res = check_listing('ref/many', $subj->{digest}, undef, \@many,
+                            '300 referrers');
+    my @d = map { $_->{digest} }
+            @{ (dec($res->{content}) || {})->{manifests} || [] };
+    is(scalar @d, 300, '300 referrers: 300 entries in one response');
+    is(join(' ', @d), join(' ', sort map { $_->{digest} } @many),
+       '300 referrers: sorted by digest');
+    ok(!exists $res->{headers}{link}, '300 referrers: no Link');
+
+    $res = check_listing('ref/many', $subj->{digest}, "?artifactType=$SIG",
+                         [ grep { $_->{artifactType} eq $SIG } @many ],
+                         '300 referrers: filter keeps 150', filtered => 1);
+    ok(!exists $res->{headers}{link}, '300 referrers, filtered: no Link');
+
+    $res = $t->req('GET', referrers_path('ref/many', $subj->{digest}));
+    my $h = $t->req('HEAD', referrers_path('ref/many', $subj->{digest}));
+    is($h->{headers}{'content-length'}, length $res->{content},
+       '300 referrers: HEAD Content-Length of the whole listing');
+
+    remove_tree("$v2/repositories/ref/many/_ngx_referrers");
+    $res = check_listing('ref/many', $subj->{digest}, undef, \@many,
+                         '300 referrers, rebuilt');
+    ok(!exists $res->{headers}{link}, '300 referrers, rebuilt: no Link');
 }
 
 ###############################################################################

@@ -82,6 +82,17 @@ is_deeply($j->{tags}, ['1.0'], 'n=1');
 is($r->{headers}{link}, '</v2/lib/app/tags/list?last=1.0&n=1>; rel="next"',
    'n=1 link');
 
+# n=0: an empty list and no Link, though tags remain (also with last)
+
+for my $q ('n=0', 'n=0&last=a', 'last=1.0&n=0') {
+    ($r, $j) = list("/v2/lib/app/tags/list?$q");
+    is($r->{status}, 200, "$q: status");
+    is($j->{name}, 'lib/app', "$q: name");
+    ok(ref $j->{tags} eq 'ARRAY' && !@{ $j->{tags} }, "$q: tags is []")
+        or diag($r->{content});
+    ok(!exists $r->{headers}{link}, "$q: no link");
+}
+
 # last alone; last between and after tags
 
 ($r, $j) = list('/v2/lib/app/tags/list?last=a');

@@ -8,6 +8,7 @@ use warnings;
 
 use Test::More;
 use File::Find;
+use JSON::PP;
 
 use lib 't/lib';
 use RegTest;
@@ -92,6 +93,37 @@ is(RegTest::error_code($r), 'BLOB_UPLOAD_INVALID', 'long body code');
 
 $r = $t->req('GET', $loc);
 is($r->{headers}{'range'}, '0-19', 'rejected chunks wrote nothing');
+
+# malformed Content-Range (not <start>-<end>): 400, not 416, nothing written
+
+sub detail {
+    my ($r) = @_;
+    my $j = eval { JSON::PP->new->decode($r->{content}) } || {};
+    return ref $j->{errors} eq 'ARRAY' ? $j->{errors}[0]{detail} // '' : '';
+}
+
+for my $cr ('abc', '5', '-5', '5-', '20-', '-', '20--29', '20-29x', '20 - 29',
+            'bytes=abc', '')
+{
+    $r = patch($t, $loc, substr($blob, 20, 10), $cr);
+    my $what = "malformed content-range '$cr'";
+    is($r->{status}, 400, "$what status");
+    is(RegTest::error_code($r), 'BLOB_UPLOAD_INVALID', "$what code");
+    like(detail($r), qr/malformed Content-Range/, "$what detail");
+    is($r->{headers}{'docker-distribution-api-version'}, $API,
+       "$what api version");
+}
+
+$r = $t->req('PUT', "$loc?digest=" . RegTest::digest($blob),
+             headers => { 'Content-Range' => '5-' },
+             content => substr($blob, 20));
+is($r->{status}, 400, 'put with malformed content-range status');
+is(RegTest::error_code($r), 'BLOB_UPLOAD_INVALID',
+   'put with malformed content-range code');
+
+$r = $t->req('GET', $loc);
+is($r->{status}, 204, 'malformed ranges: session still open');
+is($r->{headers}{'range'}, '0-19', 'malformed ranges wrote nothing');
 
 # without Content-Range: appended
 
