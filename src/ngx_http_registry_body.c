@@ -8,10 +8,18 @@
  * once, so a worker holds one client_body_buffer_size buffer per upload
  * whatever the body's size, and nothing is read twice.  When the body is
  * complete the done callback sends the response and finalizes.
+ *
+ * A fast client keeps its socket readable: reading on until EAGAIN would
+ * hash a whole blob in one go while the worker's other connections wait.
+ * So a turn takes at most NGX_HTTP_REGISTRY_BODY_TURN bytes, then the read
+ * goes on in the event loop's next iteration (ngx_posted_next_events).
  */
 
 
 #include "ngx_http_registry.h"
+
+
+#define NGX_HTTP_REGISTRY_BODY_TURN  (512 * 1024)
 
 
 static void ngx_http_registry_body_post(ngx_http_request_t *r);
@@ -80,13 +88,15 @@ ngx_http_registry_body_read(ngx_http_request_t *r)
 static void
 ngx_http_registry_body_consume(ngx_http_request_t *r)
 {
-    size_t                    len;
+    size_t                    len, turn;
     ngx_int_t                 rc;
     ngx_buf_t                *b;
     ngx_chain_t              *cl, *ln;
     ngx_http_registry_ctx_t  *ctx;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_registry_module);
+
+    turn = 0;
 
     for ( ;; ) {
 
@@ -103,6 +113,7 @@ ngx_http_registry_body_consume(ngx_http_request_t *r)
                 }
 
                 ctx->received += len;
+                turn += len;
                 b->pos = b->last;
             }
 
@@ -116,6 +127,18 @@ ngx_http_registry_body_consume(ngx_http_request_t *r)
 
         if (!r->reading_body) {
             break;
+        }
+
+        /* HTTP/2 frames come bounded by its flow control anyway */
+
+        if (turn >= NGX_HTTP_REGISTRY_BODY_TURN
+#if (NGX_HTTP_V2)
+            && r->stream == NULL
+#endif
+           )
+        {
+            ngx_post_event(r->connection->read, &ngx_posted_next_events);
+            return;
         }
 
         rc = ngx_http_read_unbuffered_request_body(r);
