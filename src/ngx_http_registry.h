@@ -101,6 +101,8 @@ ngx_int_t ngx_http_registry_store_write_link(ngx_http_registry_store_t *st,
     ngx_str_t *path, ngx_http_registry_digest_t *digest);
 ngx_int_t ngx_http_registry_store_write_file(ngx_http_registry_store_t *st,
     ngx_str_t *path, u_char *data, size_t len);
+ngx_int_t ngx_http_registry_store_open_temp(ngx_http_registry_store_t *st,
+    ngx_file_t *file);
 ngx_int_t ngx_http_registry_store_publish(ngx_http_registry_store_t *st,
     ngx_str_t *from, ngx_str_t *to);
 ngx_int_t ngx_http_registry_store_exists(ngx_str_t *path);

@@ -37,8 +37,7 @@ typedef struct {
 static u_char  ngx_http_registry_state_magic[8] = "NGXREG1\n";
 
 
-static ngx_int_t ngx_http_registry_store_temp_file(
-    ngx_http_registry_store_t *st, ngx_file_t *file);
+
 static ngx_int_t ngx_http_registry_store_sync_dirs(
     ngx_http_registry_store_t *st, ngx_str_t *path, ngx_uint_t up_to_root);
 static ngx_int_t ngx_http_registry_store_write_all(ngx_file_t *file,
@@ -55,6 +54,8 @@ static ngx_int_t ngx_http_registry_store_noop(ngx_tree_ctx_t *ctx,
     ngx_str_t *path);
 static int ngx_libc_cdecl ngx_http_registry_cmp_names(const void *one,
     const void *two);
+static ngx_int_t ngx_http_registry_store_replace_file(
+    ngx_http_registry_store_t *st, ngx_str_t *path, u_char *data, size_t len);
 static ngx_int_t ngx_http_registry_store_purge_temp(
     ngx_http_registry_store_t *st, time_t expire);
 static ngx_int_t ngx_http_registry_timespec_after(struct timespec *a,
@@ -313,7 +314,7 @@ ngx_http_registry_store_write_file(ngx_http_registry_store_t *st,
     ngx_int_t   rc;
     ngx_file_t  file;
 
-    if (ngx_http_registry_store_temp_file(st, &file) != NGX_OK) {
+    if (ngx_http_registry_store_open_temp(st, &file) != NGX_OK) {
         return NGX_ERROR;
     }
 
@@ -435,6 +436,52 @@ ngx_http_registry_store_sync_dirs(ngx_http_registry_store_t *st,
         }
 
         end = slash;
+    }
+
+    return rc;
+}
+
+
+/*
+ * Upload bookkeeping (state, startedat): replaced atomically by rename,
+ * never torn, but not synced, so a chunk costs no journal commit.  A crash
+ * may lose the latest state; load_state() then finds the data file
+ * shorter than the state says and the upload unknown, never corrupt.
+ */
+
+static ngx_int_t
+ngx_http_registry_store_replace_file(ngx_http_registry_store_t *st,
+    ngx_str_t *path, u_char *data, size_t len)
+{
+    ngx_err_t   err;
+    ngx_int_t   rc;
+    ngx_file_t  file;
+
+    if (ngx_http_registry_store_open_temp(st, &file) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    rc = ngx_http_registry_store_write_all(&file, data, len);
+
+    if (ngx_close_file(file.fd) == NGX_FILE_ERROR) {
+        ngx_log_error(NGX_LOG_ALERT, st->log, ngx_errno,
+                      ngx_close_file_n " \"%s\" failed", file.name.data);
+        rc = NGX_ERROR;
+    }
+
+    if (rc == NGX_OK && ngx_rename_file(file.name.data, path->data)
+                        == NGX_FILE_ERROR)
+    {
+        ngx_log_error(NGX_LOG_CRIT, st->log, ngx_errno,
+                      ngx_rename_file_n " \"%s\" to \"%s\" failed",
+                      file.name.data, path->data);
+        rc = NGX_ERROR;
+    }
+
+    if (rc != NGX_OK) {
+        err = ngx_errno;
+        (void) ngx_delete_file(file.name.data);
+        ngx_set_errno(err);
     }
 
     return rc;
@@ -840,8 +887,8 @@ ngx_http_registry_store_create_upload(ngx_http_registry_store_t *st,
 
     if (ngx_http_registry_store_in_dir(st, &path, dir, "startedat")
         == NULL
-        || ngx_http_registry_store_write_file(st, &path, startedat,
-                                              p - startedat)
+        || ngx_http_registry_store_replace_file(st, &path, startedat,
+                                                p - startedat)
            != NGX_OK)
     {
         return NGX_ERROR;
@@ -868,8 +915,8 @@ ngx_http_registry_store_save_state(ngx_http_registry_store_t *st,
     ngx_memcpy(file.magic, ngx_http_registry_state_magic, sizeof(file.magic));
     file.state = *state;
 
-    return ngx_http_registry_store_write_file(st, &path, (u_char *) &file,
-                                              sizeof(file));
+    return ngx_http_registry_store_replace_file(st, &path, (u_char *) &file,
+                                                sizeof(file));
 }
 
 
@@ -881,6 +928,7 @@ ngx_http_registry_store_load_state(ngx_http_registry_store_t *st,
 {
     ngx_int_t                        rc;
     ngx_str_t                        path, content;
+    ngx_file_info_t                  fi;
     ngx_http_registry_state_file_t   file;
 
     if (ngx_http_registry_store_in_dir(st, &path, dir, NGX_HTTP_REGISTRY_STATE_FILE)
@@ -907,6 +955,24 @@ ngx_http_registry_store_load_state(ngx_http_registry_store_t *st,
         || file.state.alg > NGX_HTTP_REGISTRY_SHA512
         || file.state.hash.alg != file.state.alg)
     {
+        return NGX_DECLINED;
+    }
+
+    /* the state was not synced: after a crash it may be ahead of the data */
+
+    if (ngx_http_registry_store_in_dir(st, &path, dir,
+                                       NGX_HTTP_REGISTRY_UPLOAD_DATA)
+        == NULL)
+    {
+        return NGX_ERROR;
+    }
+
+    if (ngx_file_info(path.data, &fi) == NGX_FILE_ERROR
+        || ngx_file_size(&fi) < (off_t) file.state.offset)
+    {
+        ngx_log_error(NGX_LOG_WARN, st->log, 0,
+                      "upload \"%V\": data shorter than its state, dropped",
+                      dir);
         return NGX_DECLINED;
     }
 
@@ -959,8 +1025,10 @@ ngx_http_registry_store_in_dir(ngx_http_registry_store_t *st, ngx_str_t *out,
 
 /* ---- temporary files ---- */
 
-static ngx_int_t
-ngx_http_registry_store_temp_file(ngx_http_registry_store_t *st,
+/* a new file under _ngx_tmp/, open for writing, for a publish by rename */
+
+ngx_int_t
+ngx_http_registry_store_open_temp(ngx_http_registry_store_t *st,
     ngx_file_t *file)
 {
     ngx_err_t  err;

@@ -17,6 +17,8 @@
 #include <sys/file.h>
 
 
+static ngx_int_t ngx_http_registry_upload_monolithic(ngx_http_request_t *r,
+    ngx_http_registry_ctx_t *ctx);
 static ngx_int_t ngx_http_registry_upload_mount(ngx_http_request_t *r,
     ngx_http_registry_ctx_t *ctx);
 static ngx_int_t ngx_http_registry_upload_mountable(ngx_http_request_t *r,
@@ -63,7 +65,6 @@ ngx_http_registry_upload_start(ngx_http_request_t *r)
 {
     ngx_int_t                      rc;
     ngx_str_t                      value;
-    ngx_pool_cleanup_t            *cln;
     ngx_http_registry_ctx_t       *ctx;
     ngx_http_registry_loc_conf_t  *rlcf;
 
@@ -91,26 +92,18 @@ ngx_http_registry_upload_start(ngx_http_request_t *r)
         return ctx->rc;
     }
 
+    ctx->upload.offset = 0;
+    ngx_http_registry_hash_init(&ctx->upload.hash, ctx->upload.alg);
+
+    if (ctx->finish) {
+        return ngx_http_registry_upload_monolithic(r, ctx);
+    }
+
     if (ngx_http_registry_upload_new_id(r, &ctx->route.reference) != NGX_OK
         || ngx_http_registry_upload_dir(ctx) != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
-
-    if (ctx->finish) {
-        /* a monolithic upload's session is invisible: never leave it */
-
-        cln = ngx_pool_cleanup_add(r->pool, 0);
-        if (cln == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        cln->handler = ngx_http_registry_upload_cleanup;
-        cln->data = ctx;
-    }
-
-    ctx->upload.offset = 0;
-    ngx_http_registry_hash_init(&ctx->upload.hash, ctx->upload.alg);
 
     if (ngx_http_registry_store_create_upload(&ctx->store, &ctx->upload_dir,
                                               &ctx->upload)
@@ -119,33 +112,55 @@ ngx_http_registry_upload_start(ngx_http_request_t *r)
         return ngx_http_registry_errno_error(r, ngx_errno);
     }
 
-    if (!ctx->finish) {
-        if (ngx_http_registry_upload_headers(r, ctx) != NGX_OK) {
+    if (ngx_http_registry_upload_headers(r, ctx) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (rlcf->chunk_min_length) {
+        value.data = ngx_pnalloc(r->pool, NGX_SIZE_T_LEN);
+        if (value.data == NULL) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        if (rlcf->chunk_min_length) {
-            value.data = ngx_pnalloc(r->pool, NGX_SIZE_T_LEN);
-            if (value.data == NULL) {
-                return NGX_HTTP_INTERNAL_SERVER_ERROR;
-            }
+        value.len = ngx_sprintf(value.data, "%uz", rlcf->chunk_min_length)
+                    - value.data;
 
-            value.len = ngx_sprintf(value.data, "%uz", rlcf->chunk_min_length)
-                        - value.data;
-
-            if (ngx_http_registry_add_header(r, "OCI-Chunk-Min-Length", &value)
-                == NULL)
-            {
-                return NGX_HTTP_INTERNAL_SERVER_ERROR;
-            }
+        if (ngx_http_registry_add_header(r, "OCI-Chunk-Min-Length", &value)
+            == NULL)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
-
-        return ngx_http_registry_send_empty(r, NGX_HTTP_ACCEPTED);
     }
 
-    if (ngx_http_registry_upload_open(r, ctx) != NGX_OK) {
-        return ctx->rc;
+    return ngx_http_registry_send_empty(r, NGX_HTTP_ACCEPTED);
+}
+
+
+/*
+ * POST ?digest= with the body: a session nobody else can see, so it needs
+ * no bookkeeping; the body goes to a temporary file of the store, renamed
+ * into blobs/ if the digest matches, deleted otherwise.
+ */
+
+static ngx_int_t
+ngx_http_registry_upload_monolithic(ngx_http_request_t *r,
+    ngx_http_registry_ctx_t *ctx)
+{
+    ngx_pool_cleanup_t  *cln;
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
+
+    if (ngx_http_registry_store_open_temp(&ctx->store, &ctx->upload_file)
+        != NGX_OK)
+    {
+        return ngx_http_registry_errno_error(r, ngx_errno);
+    }
+
+    cln->handler = ngx_http_registry_upload_cleanup;
+    cln->data = ctx;
 
     return ngx_http_registry_upload_receive(r, ctx);
 }
@@ -720,8 +735,16 @@ ngx_http_registry_upload_publish(ngx_http_request_t *r,
     }
 
     if (!ngx_http_registry_digest_equal(&actual, &ctx->expected)) {
-        (void) ngx_http_registry_store_delete_tree(&ctx->store,
-                                                   &ctx->upload_dir);
+
+        /* gone before the answer is: the client may look at once */
+
+        if (ctx->upload_dir.len) {
+            (void) ngx_http_registry_store_delete_tree(&ctx->store,
+                                                       &ctx->upload_dir);
+
+        } else {
+            (void) ngx_delete_file(ctx->upload_file.name.data);
+        }
 
         detail = ngx_pnalloc(r->pool, actual.text.len + 1);
         if (detail == NULL) {
@@ -788,8 +811,11 @@ ngx_http_registry_upload_link(ngx_http_request_t *r,
 
     ctx->published = 1;
 
-    (void) ngx_http_registry_store_delete_tree(&ctx->store, &ctx->upload_dir);
-    ngx_http_registry_upload_unlock(ctx);
+    if (ctx->upload_dir.len) {
+        (void) ngx_http_registry_store_delete_tree(&ctx->store,
+                                                   &ctx->upload_dir);
+        ngx_http_registry_upload_unlock(ctx);
+    }
 
     if (ngx_http_registry_location(r, "blobs", &digest->text) != NGX_OK
         || ngx_http_registry_digest_headers(r, digest) != NGX_OK)
@@ -1013,15 +1039,29 @@ ngx_http_registry_upload_unlock(ngx_http_registry_ctx_t *ctx)
 }
 
 
-/* runs before the pool's memory goes, so the ctx is still there */
+/*
+ * A monolithic upload's temporary file: closed, and deleted unless it was
+ * published (or already deleted for a digest mismatch).  Runs before the pool's memory goes, so the ctx is still
+ * there.
+ */
 
 static void
 ngx_http_registry_upload_cleanup(void *data)
 {
     ngx_http_registry_ctx_t  *ctx = data;
 
-    if (!ctx->published && ctx->upload_dir.len) {
-        (void) ngx_http_registry_store_delete_tree(&ctx->store,
-                                                   &ctx->upload_dir);
+    if (ngx_close_file(ctx->upload_file.fd) == NGX_FILE_ERROR) {
+        ngx_log_error(NGX_LOG_ALERT, ctx->store.log, ngx_errno,
+                      ngx_close_file_n " \"%V\" failed",
+                      &ctx->upload_file.name);
+    }
+
+    if (!ctx->published
+        && ngx_delete_file(ctx->upload_file.name.data) == NGX_FILE_ERROR
+        && ngx_errno != NGX_ENOENT)
+    {
+        ngx_log_error(NGX_LOG_CRIT, ctx->store.log, ngx_errno,
+                      ngx_delete_file_n " \"%V\" failed",
+                      &ctx->upload_file.name);
     }
 }

@@ -36,8 +36,10 @@ sub push_half_then_kill {
     my $written = 0;
 
     for (1 .. 100) {
+        # a session's data file, or a monolithic push's temporary file
         $written = grep { -s $_ >= $on_disk }
-                   glob("$v2/repositories/crash/*/_uploads/*/data");
+                   glob("$v2/repositories/crash/*/_uploads/*/data"),
+                   glob("$v2/_ngx_tmp/*");
         last if $written;
         select undef, undef, undef, 0.05;
     }

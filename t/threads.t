@@ -86,6 +86,7 @@ is($t->req('GET', '/v2/')->{status}, 200, 'worker still serving');
     my $pid = fork // die "fork: $!\n";
 
     if ($pid == 0) {
+        open STDERR, '>', '/dev/null';      # "Process N detached" lines
         exec '/usr/bin/strace', '-f', '-e', 'trace=fsync', '-o', $trace,
              '-p', $worker;
         exit 127;
