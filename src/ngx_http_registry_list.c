@@ -17,6 +17,31 @@
 typedef ngx_int_t (*ngx_http_registry_valid_pt)(ngx_str_t *entry);
 
 
+/*
+ * A worker's cache of sorted tag lists, keyed by the tags directory and
+ * its mtime, which adding or removing a tag changes.  A directory changed
+ * less than NGX_HTTP_REGISTRY_RACY seconds ago is not cached: file system
+ * timestamps are coarse, and a second change within the same tick would
+ * not show (what git calls a racy entry).
+ */
+
+#define NGX_HTTP_REGISTRY_TAG_CACHE  32
+#define NGX_HTTP_REGISTRY_RACY       2
+
+
+typedef struct {
+    ngx_pool_t       *pool;      /* NULL: a free slot */
+    ngx_str_t         dir;
+    struct timespec   mtime;
+    ngx_array_t       tags;      /* valid and sorted */
+} ngx_http_registry_tag_cache_t;
+
+
+static ngx_http_registry_tag_cache_t
+    ngx_http_registry_tag_cache[NGX_HTTP_REGISTRY_TAG_CACHE];
+static ngx_uint_t  ngx_http_registry_tag_cache_next;
+
+
 typedef struct {
     ngx_str_t   *first;
     ngx_uint_t   count;
@@ -25,9 +50,16 @@ typedef struct {
 } ngx_http_registry_page_t;
 
 
+static void ngx_http_registry_keep_valid(ngx_array_t *names,
+    ngx_http_registry_valid_pt valid);
+static ngx_int_t ngx_http_registry_tag_names(ngx_http_request_t *r,
+    ngx_http_registry_ctx_t *ctx, ngx_array_t *tags);
+static ngx_int_t ngx_http_registry_cached_tags(ngx_str_t *dir,
+    struct timespec *mtime, ngx_array_t *tags);
+static void ngx_http_registry_cache_tags(ngx_str_t *dir,
+    struct timespec *mtime, ngx_array_t *tags, ngx_log_t *log);
 static ngx_int_t ngx_http_registry_paginate(ngx_http_request_t *r,
-    ngx_array_t *names, ngx_http_registry_valid_pt valid,
-    ngx_http_registry_page_t *page);
+    ngx_array_t *names, ngx_http_registry_page_t *page);
 static ngx_int_t ngx_http_registry_send_list(ngx_http_request_t *r,
     ngx_str_t *head, ngx_http_registry_page_t *page, ngx_str_t *next);
 static ngx_int_t ngx_http_registry_referrers_rebuild(ngx_http_request_t *r,
@@ -43,7 +75,7 @@ ngx_int_t
 ngx_http_registry_tags_list(ngx_http_request_t *r)
 {
     ngx_int_t                  rc;
-    ngx_str_t                  path, head, next;
+    ngx_str_t                  head, next;
     ngx_array_t                tags;
     ngx_http_registry_ctx_t   *ctx;
     ngx_http_registry_page_t   page;
@@ -59,24 +91,12 @@ ngx_http_registry_tags_list(ngx_http_request_t *r)
     }
 
     if (rc != NGX_OK
-        || ngx_array_init(&tags, r->pool, 64, sizeof(ngx_str_t)) != NGX_OK
-        || ngx_http_registry_store_path(&ctx->store, &path,
-                                        "repositories/%V/_manifests/tags",
-                                        &ctx->route.name) == NULL)
+        || ngx_http_registry_tag_names(r, ctx, &tags) != NGX_OK)
     {
         return ngx_http_registry_error(r, NGX_HTTP_REGISTRY_INTERNAL, NULL);
     }
 
-    rc = ngx_http_registry_store_list_dir(&ctx->store, &path, &tags);
-
-    if (rc == NGX_ERROR) {
-        return ngx_http_registry_error(r, NGX_HTTP_REGISTRY_INTERNAL, NULL);
-    }
-
-    if (ngx_http_registry_paginate(r, &tags, ngx_http_registry_valid_tag,
-                                   &page)
-        != NGX_OK)
-    {
+    if (ngx_http_registry_paginate(r, &tags, &page) != NGX_OK) {
         return ctx->rc;
     }
 
@@ -119,10 +139,9 @@ ngx_http_registry_catalog(ngx_http_request_t *r)
         return ngx_http_registry_error(r, NGX_HTTP_REGISTRY_INTERNAL, NULL);
     }
 
-    if (ngx_http_registry_paginate(r, &repos, ngx_http_registry_valid_name,
-                                   &page)
-        != NGX_OK)
-    {
+    ngx_http_registry_keep_valid(&repos, ngx_http_registry_valid_name);
+
+    if (ngx_http_registry_paginate(r, &repos, &page) != NGX_OK) {
         return ctx->rc;
     }
 
@@ -135,12 +154,144 @@ ngx_http_registry_catalog(ngx_http_request_t *r)
  * reach the JSON), sorts them, and picks the page that n and last ask for.
  */
 
+/*
+ * The repository's tags, valid and sorted: from the worker's cache while
+ * the tags directory is unchanged, else read (and cached when settled).
+ */
+
 static ngx_int_t
-ngx_http_registry_paginate(ngx_http_request_t *r, ngx_array_t *names,
-    ngx_http_registry_valid_pt valid, ngx_http_registry_page_t *page)
+ngx_http_registry_tag_names(ngx_http_request_t *r,
+    ngx_http_registry_ctx_t *ctx, ngx_array_t *tags)
 {
-    ngx_str_t   *name, last, n;
-    ngx_uint_t   i, kept, start;
+    ngx_str_t         dir;
+    ngx_file_info_t   fi;
+
+    if (ngx_array_init(tags, r->pool, 64, sizeof(ngx_str_t)) != NGX_OK
+        || ngx_http_registry_store_path(&ctx->store, &dir,
+                                        "repositories/%V/_manifests/tags",
+                                        &ctx->route.name) == NULL)
+    {
+        return NGX_ERROR;
+    }
+
+    if (ngx_file_info(dir.data, &fi) == NGX_FILE_ERROR) {
+        return (ngx_errno == NGX_ENOENT) ? NGX_OK : NGX_ERROR;
+    }
+
+    if (ngx_http_registry_cached_tags(&dir, &fi.st_mtim, tags) == NGX_OK) {
+        return NGX_OK;
+    }
+
+    if (ngx_http_registry_store_list_dir(&ctx->store, &dir, tags)
+        == NGX_ERROR)
+    {
+        return NGX_ERROR;
+    }
+
+    ngx_http_registry_keep_valid(tags, ngx_http_registry_valid_tag);
+
+    if (ngx_time() - fi.st_mtim.tv_sec >= NGX_HTTP_REGISTRY_RACY) {
+        ngx_http_registry_cache_tags(&dir, &fi.st_mtim, tags,
+                                     r->connection->log);
+    }
+
+    return NGX_OK;
+}
+
+
+/* NGX_OK: *tags is the cached list, read-only */
+
+static ngx_int_t
+ngx_http_registry_cached_tags(ngx_str_t *dir, struct timespec *mtime,
+    ngx_array_t *tags)
+{
+    ngx_uint_t                      i;
+    ngx_http_registry_tag_cache_t  *c;
+
+    for (i = 0; i < NGX_HTTP_REGISTRY_TAG_CACHE; i++) {
+        c = &ngx_http_registry_tag_cache[i];
+
+        if (c->pool
+            && c->mtime.tv_sec == mtime->tv_sec
+            && c->mtime.tv_nsec == mtime->tv_nsec
+            && c->dir.len == dir->len
+            && ngx_strncmp(c->dir.data, dir->data, dir->len) == 0)
+        {
+            *tags = c->tags;
+            return NGX_OK;
+        }
+    }
+
+    return NGX_DECLINED;
+}
+
+
+/* a copy of the list in a pool of its own, replacing the oldest entry */
+
+static void
+ngx_http_registry_cache_tags(ngx_str_t *dir, struct timespec *mtime,
+    ngx_array_t *tags, ngx_log_t *log)
+{
+    u_char                         *copy;
+    ngx_str_t                      *src, *dst;
+    ngx_uint_t                      i;
+    ngx_pool_t                     *pool;
+    ngx_http_registry_tag_cache_t  *c;
+
+    pool = ngx_create_pool(NGX_DEFAULT_POOL_SIZE, log);
+    if (pool == NULL) {
+        return;
+    }
+
+    dst = ngx_palloc(pool, ngx_max(tags->nelts, 1) * sizeof(ngx_str_t));
+    copy = ngx_pstrdup(pool, dir);
+
+    if (dst == NULL || copy == NULL) {
+        ngx_destroy_pool(pool);
+        return;
+    }
+
+    src = tags->elts;
+
+    for (i = 0; i < tags->nelts; i++) {
+        dst[i].len = src[i].len;
+        dst[i].data = ngx_pstrdup(pool, &src[i]);
+
+        if (dst[i].data == NULL) {
+            ngx_destroy_pool(pool);
+            return;
+        }
+    }
+
+    c = &ngx_http_registry_tag_cache[ngx_http_registry_tag_cache_next];
+
+    if (c->pool) {
+        ngx_destroy_pool(c->pool);
+    }
+
+    c->pool = pool;
+    c->dir.data = copy;
+    c->dir.len = dir->len;
+    c->mtime = *mtime;
+    c->tags.elts = dst;
+    c->tags.nelts = tags->nelts;
+    c->tags.size = sizeof(ngx_str_t);
+    c->tags.nalloc = ngx_max(tags->nelts, 1);
+    c->tags.pool = pool;
+
+    ngx_http_registry_tag_cache_next = (ngx_http_registry_tag_cache_next + 1)
+                                       % NGX_HTTP_REGISTRY_TAG_CACHE;
+}
+
+
+/* drops the names the spec's grammar does not allow, and sorts the rest */
+
+static void
+ngx_http_registry_keep_valid(ngx_array_t *names,
+    ngx_http_registry_valid_pt valid)
+{
+    ngx_str_t   *name;
+    ngx_uint_t   i, kept;
 
     name = names->elts;
     kept = 0;
@@ -153,6 +304,20 @@ ngx_http_registry_paginate(ngx_http_request_t *r, ngx_array_t *names,
 
     names->nelts = kept;
     ngx_http_registry_sort_names(names);
+}
+
+
+/* n and last over a valid, sorted list, which is left as it is */
+
+static ngx_int_t
+ngx_http_registry_paginate(ngx_http_request_t *r, ngx_array_t *names,
+    ngx_http_registry_page_t *page)
+{
+    ngx_str_t   *name, last, n;
+    ngx_uint_t   start, kept;
+
+    name = names->elts;
+    kept = names->nelts;
 
     page->n = -1;
 

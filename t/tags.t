@@ -178,6 +178,46 @@ $t->push_manifest('a/b/c', 'deeper', $n->{manifest}, $n->{type});
 is($r->{headers}{link}, '</v2/a/b/c/tags/list?last=deep&n=1>; rel="next"',
    'nested repository link');
 
+# the worker caches a tag list once its directory has been unchanged for
+# 2 s: every change after that must still show at once, in every worker
+
+{
+    my $c = RegTest->new(delete => 1, workers => 2);
+    my $ci = $c->push_image('cached', 'a');
+    $c->push_manifest('cached', 'b', $ci->{manifest}, $ci->{type});
+
+    sleep 3;    # settled: the next listings fill the caches
+
+    my $lists = sub {
+        my %seen;
+        for (1 .. 6) {
+            my $r = $c->req('GET', '/v2/cached/tags/list');
+            $seen{ join ',', @{ (eval { JSON::PP::decode_json($r->{content}) }
+                                 || {})->{tags} || [] } }++;
+        }
+        return join ' | ', sort keys %seen;
+    };
+
+    is($lists->(), 'a,b', 'settled tags listed (caches filled)');
+
+    $c->push_manifest('cached', 'c', $ci->{manifest}, $ci->{type});
+    is($lists->(), 'a,b,c', 'a tag added after caching shows at once');
+
+    is($c->req('DELETE', '/v2/cached/manifests/a')->{status}, 202,
+       'tag deleted');
+    is($lists->(), 'b,c', 'a tag deleted after caching is gone at once');
+
+    sleep 3;
+    is($lists->(), 'b,c', 'settled again');
+
+    $c->push_manifest('cached', 'd', $ci->{manifest}, $ci->{type});
+    is($c->req('DELETE', '/v2/cached/manifests/b')->{status}, 202,
+       'tag deleted in the same moment');
+    is($lists->(), 'c,d', 'two changes within one clock tick both show');
+
+    $c->stop();
+}
+
 $t->stop();
 
 done_testing();
