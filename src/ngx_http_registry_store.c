@@ -71,33 +71,33 @@ u_char *
 ngx_http_registry_store_path(ngx_http_registry_store_t *st, ngx_str_t *out,
     const char *fmt, ...)
 {
-    u_char   *p, *last;
-    size_t    size;
+    u_char   *p;
+    size_t    len;
     va_list   args;
+    u_char    rel[NGX_HTTP_REGISTRY_PATH_EXTRA];
 
-    size = st->root.len + NGX_HTTP_REGISTRY_PATH_EXTRA;
-
-    p = ngx_pnalloc(st->pool, size);
-    if (p == NULL) {
-        return NULL;
-    }
-
-    out->data = p;
-    last = p + size - 1;
-
-    p = ngx_cpymem(p, st->root.data, st->root.len);
-    *p++ = '/';
+    /* formatted on the stack first: the pool gets only the bytes needed */
 
     va_start(args, fmt);
-    p = ngx_vslprintf(p, last, fmt, args);
+    p = ngx_vslprintf(rel, rel + sizeof(rel), fmt, args);
     va_end(args);
 
-    if (p == last) {
+    len = p - rel;
+
+    if (len == sizeof(rel)) {
         return NULL;
     }
 
+    out->len = st->root.len + 1 + len;
+    out->data = ngx_pnalloc(st->pool, out->len + 1);
+    if (out->data == NULL) {
+        return NULL;
+    }
+
+    p = ngx_cpymem(out->data, st->root.data, st->root.len);
+    *p++ = '/';
+    p = ngx_cpymem(p, rel, len);
     *p = '\0';
-    out->len = p - out->data;
 
     return out->data;
 }
