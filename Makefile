@@ -13,10 +13,13 @@ RUNDIR    := $(REPO)/run
 # Build tools and libraries; test clients come from .ci/run and `make deps-test`.
 BUILD_PKGS := nginx nginx-dev libjansson-dev libssl-dev build-essential
 TEST_PKGS  := curl skopeo umoci docker-registry podman buildah containerd strace
+# Benchmark clients and the comparison registry (`make bench`); ab, from
+# apache2-utils, measures HEAD (wrk waits for a body after a HEAD answer).
+BENCH_PKGS := wrk nghttp2-client hyperfine apache2-utils curl docker-registry openssl
 
 SRCS := config $(wildcard src/*.c src/*.h)
 
-.PHONY: all deps deps-test run test clean
+.PHONY: all deps deps-test deps-bench run test bench clean
 
 all: $(MODULE)
 
@@ -42,6 +45,9 @@ deps:
 deps-test:
 	@$(MAKE) --no-print-directory deps BUILD_PKGS="$(BUILD_PKGS) $(TEST_PKGS)"
 
+deps-bench:
+	@$(MAKE) --no-print-directory deps BUILD_PKGS="$(BUILD_PKGS) $(BENCH_PKGS)"
+
 # nginx in the foreground on 127.0.0.1:$(PORT), store in $(DATA).
 run: deps $(MODULE)
 	mkdir -p $(DATA) $(RUNDIR)
@@ -51,8 +57,19 @@ run: deps $(MODULE)
 	    conf-examples/local.conf > $(RUNDIR)/nginx.conf
 	$(NGINX) -p $(RUNDIR) -c $(RUNDIR)/nginx.conf -g 'daemon off;'
 
+# The upload tests run twice: bodies hashed and written in the worker, then
+# in registry_thread_pool threads (REGTEST_THREADS, see t/lib/RegTest.pm).
+THREADED_TESTS := t/upload_monolithic.t t/upload_chunked.t t/upload_resume.t \
+                  t/body_length.t t/crash.t t/disk_full.t t/workers.t t/sha512.t
+
 test: deps-test $(MODULE)
 	prove -r t/
+	REGTEST_THREADS=1 prove $(THREADED_TESTS)
+
+# A, B and C side by side on one store (bench/README.md); not part of
+# `make test`.  Options: make bench BENCH_ARGS='--rounds 1 --keep'
+bench: deps-bench $(MODULE)
+	perl bench/run.pl $(BENCH_ARGS)
 
 clean:
 	rm -rf $(BUILD) $(RUNDIR) build.log

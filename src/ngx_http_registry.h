@@ -205,8 +205,9 @@ typedef struct {
 
 
 /*
- * A chunk callback returns NGX_OK, or NGX_ABORT after sending an error
- * response whose result it leaves in ctx->rc.
+ * A chunk callback returns NGX_OK, NGX_AGAIN when a thread takes the
+ * bytes (it calls ngx_http_registry_body_taken() once done), or NGX_ABORT
+ * after sending an error response whose result it leaves in ctx->rc.
  */
 typedef ngx_int_t (*ngx_http_registry_chunk_pt)(ngx_http_request_t *r,
     u_char *data, size_t len);
@@ -232,7 +233,12 @@ typedef struct {
     unsigned                   finish:1;    /* PUT: publish after body */
     unsigned                   syncing:1;   /* fsync() in a thread pool */
     ngx_err_t                  sync_err;
+#if (NGX_THREADS)
+    ngx_thread_task_t         *chunk_task;  /* hash + write in a thread */
+#endif
     unsigned                   published:1;
+    unsigned                   temporary:1; /* monolithic: a _ngx_tmp file */
+    unsigned                   discarded:1;
 
     /* manifests */
     ngx_buf_t                 *manifest;
@@ -312,6 +318,7 @@ ngx_int_t ngx_http_registry_valid_name(ngx_str_t *name);
 
 ngx_int_t ngx_http_registry_read_body(ngx_http_request_t *r,
     ngx_http_registry_chunk_pt chunk, ngx_http_registry_done_pt done);
+void ngx_http_registry_body_taken(ngx_http_request_t *r);
 
 
 /* ---- endpoints ---- */
@@ -326,6 +333,7 @@ ngx_int_t ngx_http_registry_upload_status(ngx_http_request_t *r);
 ngx_int_t ngx_http_registry_upload_patch(ngx_http_request_t *r);
 ngx_int_t ngx_http_registry_upload_put(ngx_http_request_t *r);
 ngx_int_t ngx_http_registry_upload_cancel(ngx_http_request_t *r);
+void ngx_http_registry_upload_discard(ngx_http_request_t *r);
 
 ngx_int_t ngx_http_registry_manifest_get(ngx_http_request_t *r);
 ngx_int_t ngx_http_registry_manifest_put(ngx_http_request_t *r);

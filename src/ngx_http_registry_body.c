@@ -9,6 +9,9 @@
  * whatever the body's size, and nothing is read twice.  When the body is
  * complete the done callback sends the response and finalizes.
  *
+ * A chunk callback may also hand a buffer to a thread (NGX_AGAIN); reading
+ * then waits until ngx_http_registry_body_taken() says the thread is done.
+ *
  * A fast client keeps its socket readable: reading on until EAGAIN would
  * hash a whole blob in one go while the worker's other connections wait.
  * So a turn takes at most NGX_HTTP_REGISTRY_BODY_TURN bytes, then the read
@@ -25,6 +28,7 @@
 static void ngx_http_registry_body_post(ngx_http_request_t *r);
 static void ngx_http_registry_body_read(ngx_http_request_t *r);
 static void ngx_http_registry_body_consume(ngx_http_request_t *r);
+static void ngx_http_registry_body_next(ngx_http_request_t *r);
 
 
 /* returns what a content handler returns */
@@ -91,7 +95,7 @@ ngx_http_registry_body_consume(ngx_http_request_t *r)
     size_t                    len, turn;
     ngx_int_t                 rc;
     ngx_buf_t                *b;
-    ngx_chain_t              *cl, *ln;
+    ngx_chain_t              *cl;
     ngx_http_registry_ctx_t  *ctx;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_registry_module);
@@ -100,12 +104,21 @@ ngx_http_registry_body_consume(ngx_http_request_t *r)
 
     for ( ;; ) {
 
-        for (cl = r->request_body->bufs; cl; /* void */) {
+        while (r->request_body->bufs) {
+            cl = r->request_body->bufs;
             b = cl->buf;
             len = b->last - b->pos;
 
             if (len) {
-                if (ctx->chunk(r, b->pos, len) != NGX_OK) {
+                rc = ctx->chunk(r, b->pos, len);
+
+                if (rc == NGX_AGAIN) {
+                    /* in a thread: ngx_http_registry_body_taken() goes on */
+                    r->read_event_handler = ngx_http_block_reading;
+                    return;
+                }
+
+                if (rc != NGX_OK) {
                     /* the callback has sent an error, ctx->rc is the result */
                     r->read_event_handler = ngx_http_block_reading;
                     ngx_http_finalize_request(r, ctx->rc);
@@ -117,13 +130,8 @@ ngx_http_registry_body_consume(ngx_http_request_t *r)
                 b->pos = b->last;
             }
 
-            /* chain links come from the pool: give them back for reuse */
-            ln = cl;
-            cl = cl->next;
-            ngx_free_chain(r->pool, ln);
+            ngx_http_registry_body_next(r);
         }
-
-        r->request_body->bufs = NULL;
 
         if (!r->reading_body) {
             break;
@@ -157,4 +165,45 @@ ngx_http_registry_body_consume(ngx_http_request_t *r)
     r->read_event_handler = ngx_http_block_reading;
 
     ctx->done(r);
+}
+
+
+/*
+ * The chunk callback's thread has taken the first buffer: it is consumed,
+ * and reading goes on.  Nothing reads into the buffer meanwhile: only
+ * this file asks nginx for more body, and reading is blocked.
+ */
+
+void
+ngx_http_registry_body_taken(ngx_http_request_t *r)
+{
+    ngx_buf_t                *b;
+    ngx_http_registry_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_registry_module);
+
+    b = r->request_body->bufs->buf;
+
+    ctx->received += b->last - b->pos;
+    b->pos = b->last;
+
+    ngx_http_registry_body_next(r);
+
+    r->read_event_handler = ngx_http_registry_body_read;
+
+    ngx_http_registry_body_consume(r);
+}
+
+
+/* drops the first chain link, whose buffer is consumed, for reuse */
+
+static void
+ngx_http_registry_body_next(ngx_http_request_t *r)
+{
+    ngx_chain_t  *cl;
+
+    cl = r->request_body->bufs;
+    r->request_body->bufs = cl->next;
+
+    ngx_free_chain(r->pool, cl);
 }

@@ -119,6 +119,9 @@ ngx_http_registry_error(ngx_http_request_t *r, ngx_http_registry_err_e err,
     ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                   "registry: %V %s", &e->code, detail);
 
+    /* a client may look at the store the moment it reads the error */
+    ngx_http_registry_upload_discard(r);
+
     len = sizeof(head) - 1 + e->code.len + sizeof(msg) - 1
           + e->message.len + sizeof(det) - 1 + 6 * ngx_strlen(detail)
           + sizeof(tail) - 1;

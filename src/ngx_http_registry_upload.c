@@ -17,6 +17,9 @@
 #include <sys/file.h>
 
 
+#define NGX_HTTP_REGISTRY_THREAD_MIN  (64 * 1024)
+
+
 static ngx_int_t ngx_http_registry_upload_monolithic(ngx_http_request_t *r,
     ngx_http_registry_ctx_t *ctx);
 static ngx_int_t ngx_http_registry_upload_mount(ngx_http_request_t *r,
@@ -43,6 +46,12 @@ static ngx_int_t ngx_http_registry_upload_publish(ngx_http_request_t *r,
 static ngx_int_t ngx_http_registry_upload_link(ngx_http_request_t *r,
     ngx_http_registry_ctx_t *ctx);
 #if (NGX_THREADS)
+static ngx_uint_t ngx_http_registry_upload_threaded(ngx_http_request_t *r);
+static ngx_int_t ngx_http_registry_upload_chunk_in_thread(
+    ngx_http_request_t *r, ngx_http_registry_ctx_t *ctx, u_char *data,
+    size_t len);
+static void ngx_http_registry_chunk_thread(void *data, ngx_log_t *log);
+static void ngx_http_registry_chunk_event(ngx_event_t *ev);
 static ngx_int_t ngx_http_registry_upload_sync_in_thread(
     ngx_http_request_t *r, ngx_http_registry_ctx_t *ctx);
 static void ngx_http_registry_fsync_thread(void *data, ngx_log_t *log);
@@ -161,6 +170,7 @@ ngx_http_registry_upload_monolithic(ngx_http_request_t *r,
 
     cln->handler = ngx_http_registry_upload_cleanup;
     cln->data = ctx;
+    ctx->temporary = 1;
 
     return ngx_http_registry_upload_receive(r, ctx);
 }
@@ -652,6 +662,14 @@ ngx_http_registry_upload_chunk(ngx_http_request_t *r, u_char *data,
                                       "body is longer than Content-Range");
     }
 
+#if (NGX_THREADS)
+    if (len >= NGX_HTTP_REGISTRY_THREAD_MIN
+        && ngx_http_registry_upload_threaded(r))
+    {
+        return ngx_http_registry_upload_chunk_in_thread(r, ctx, data, len);
+    }
+#endif
+
     n = ngx_write_file(&ctx->upload_file, data, len,
                        ctx->upload.offset + ctx->received);
 
@@ -663,6 +681,164 @@ ngx_http_registry_upload_chunk(ngx_http_request_t *r, u_char *data,
 
     return NGX_OK;
 }
+
+
+#if (NGX_THREADS)
+
+/*
+ * With registry_thread_pool, an HTTP/1 upload's bytes are hashed and
+ * written by a thread of the pool, so the worker's event loop only moves
+ * bytes and a push costs other requests no CPU-bound wait.  Only buffers
+ * of NGX_HTTP_REGISTRY_THREAD_MIN bytes or more go: a smaller one hashes
+ * in less time than a hand-over to a thread takes (client_body_buffer_size
+ * decides how big they get).  An HTTP/2 stream's buffer is filled by the
+ * connection as frames arrive, so its bytes are taken in the worker.
+ */
+
+static ngx_uint_t
+ngx_http_registry_upload_threaded(ngx_http_request_t *r)
+{
+    ngx_http_registry_loc_conf_t  *rlcf;
+
+    rlcf = ngx_http_get_module_loc_conf(r, ngx_http_registry_module);
+
+#if (NGX_HTTP_V2)
+    if (r->stream) {
+        return 0;
+    }
+#endif
+
+    return rlcf->thread_pool != NULL;
+}
+
+
+typedef struct {
+    ngx_http_registry_ctx_t  *ctx;
+    u_char                   *data;
+    size_t                    len;
+    off_t                     offset;
+    ngx_err_t                 err;
+} ngx_http_registry_chunk_job_t;
+
+
+static ngx_int_t
+ngx_http_registry_upload_chunk_in_thread(ngx_http_request_t *r,
+    ngx_http_registry_ctx_t *ctx, u_char *data, size_t len)
+{
+    ngx_thread_task_t              *task;
+    ngx_http_registry_chunk_job_t  *job;
+    ngx_http_registry_loc_conf_t   *rlcf;
+
+    rlcf = ngx_http_get_module_loc_conf(r, ngx_http_registry_module);
+
+    task = ctx->chunk_task;
+
+    if (task == NULL) {
+        task = ngx_thread_task_alloc(r->pool,
+                                     sizeof(ngx_http_registry_chunk_job_t));
+        if (task == NULL) {
+            return ngx_http_registry_fail(r, NGX_HTTP_REGISTRY_INTERNAL, NULL);
+        }
+
+        task->handler = ngx_http_registry_chunk_thread;
+        task->event.handler = ngx_http_registry_chunk_event;
+        task->event.data = r;
+
+        ctx->chunk_task = task;
+    }
+
+    job = task->ctx;
+    job->ctx = ctx;
+    job->data = data;
+    job->len = len;
+    job->offset = ctx->upload.offset + ctx->received;
+    job->err = 0;
+
+    if (ngx_thread_task_post(rlcf->thread_pool, task) != NGX_OK) {
+        return ngx_http_registry_fail(r, NGX_HTTP_REGISTRY_INTERNAL, NULL);
+    }
+
+    r->main->blocked++;
+    r->aio = 1;
+
+    return NGX_AGAIN;
+}
+
+
+/* in a thread: the job's bytes, the data file and the hash state only */
+
+static void
+ngx_http_registry_chunk_thread(void *data, ngx_log_t *log)
+{
+    ngx_http_registry_chunk_job_t  *job = data;
+
+    u_char   *p, *last;
+    off_t     offset;
+    ssize_t   n;
+
+    p = job->data;
+    last = job->data + job->len;
+    offset = job->offset;
+
+    while (p < last) {
+        n = pwrite(job->ctx->upload_file.fd, p, last - p, offset);
+
+        if (n == -1) {
+            if (ngx_errno == NGX_EINTR) {
+                continue;
+            }
+
+            job->err = ngx_errno;
+            return;
+        }
+
+        p += n;
+        offset += n;
+    }
+
+    ngx_http_registry_hash_update(&job->ctx->upload.hash, job->data,
+                                  job->len);
+}
+
+
+/* back in the worker: the buffer is taken, reading goes on */
+
+static void
+ngx_http_registry_chunk_event(ngx_event_t *ev)
+{
+    ngx_connection_t               *c;
+    ngx_http_request_t             *r;
+    ngx_http_registry_ctx_t        *ctx;
+    ngx_http_registry_chunk_job_t  *job;
+
+    r = ev->data;
+    c = r->connection;
+    ctx = ngx_http_get_module_ctx(r, ngx_http_registry_module);
+    job = ctx->chunk_task->ctx;
+
+    ngx_http_set_log_request(c->log, r);
+
+    r->main->blocked--;
+    r->aio = 0;
+
+    if (c->error) {
+        /* terminated meanwhile: nginx left its finalizer here */
+        r->write_event_handler(r);
+
+    } else if (job->err) {
+        ngx_log_error(NGX_LOG_CRIT, c->log, job->err,
+                      "pwrite() \"%V\" failed", &ctx->upload_file.name);
+        (void) ngx_http_registry_fail_errno(r, job->err);
+        ngx_http_finalize_request(r, ctx->rc);
+
+    } else {
+        ngx_http_registry_body_taken(r);
+    }
+
+    ngx_http_run_posted_requests(c);
+}
+
+#endif
 
 
 static void
@@ -736,14 +912,11 @@ ngx_http_registry_upload_publish(ngx_http_request_t *r,
 
     if (!ngx_http_registry_digest_equal(&actual, &ctx->expected)) {
 
-        /* gone before the answer is: the client may look at once */
+        /* gone before the answer is (a monolithic one's in the error) */
 
         if (ctx->upload_dir.len) {
             (void) ngx_http_registry_store_delete_tree(&ctx->store,
                                                        &ctx->upload_dir);
-
-        } else {
-            (void) ngx_delete_file(ctx->upload_file.name.data);
         }
 
         detail = ngx_pnalloc(r->pool, actual.text.len + 1);
@@ -1040,9 +1213,35 @@ ngx_http_registry_upload_unlock(ngx_http_registry_ctx_t *ctx)
 
 
 /*
+ * A failed monolithic upload's temporary file goes before the error is
+ * sent, not when the pool goes, after the client may have looked.
+ */
+
+void
+ngx_http_registry_upload_discard(ngx_http_request_t *r)
+{
+    ngx_http_registry_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_registry_module);
+
+    if (ctx == NULL || !ctx->temporary || ctx->published || ctx->discarded) {
+        return;
+    }
+
+    if (ngx_delete_file(ctx->upload_file.name.data) == NGX_FILE_ERROR) {
+        ngx_log_error(NGX_LOG_CRIT, r->connection->log, ngx_errno,
+                      ngx_delete_file_n " \"%V\" failed",
+                      &ctx->upload_file.name);
+    }
+
+    ctx->discarded = 1;
+}
+
+
+/*
  * A monolithic upload's temporary file: closed, and deleted unless it was
- * published (or already deleted for a digest mismatch).  Runs before the pool's memory goes, so the ctx is still
- * there.
+ * published or discarded already.  Runs before the pool's memory goes, so
+ * the ctx is still there.
  */
 
 static void
@@ -1057,8 +1256,8 @@ ngx_http_registry_upload_cleanup(void *data)
     }
 
     if (!ctx->published
-        && ngx_delete_file(ctx->upload_file.name.data) == NGX_FILE_ERROR
-        && ngx_errno != NGX_ENOENT)
+        && !ctx->discarded
+        && ngx_delete_file(ctx->upload_file.name.data) == NGX_FILE_ERROR)
     {
         ngx_log_error(NGX_LOG_CRIT, ctx->store.log, ngx_errno,
                       ngx_delete_file_n " \"%V\" failed",

@@ -1,7 +1,8 @@
 #!/usr/bin/perl
 
-# registry_thread_pool: the fsync() that makes a finished upload durable
-# runs in nginx's thread pool, not in the worker's event loop.  Uploads behave as
+# registry_thread_pool: an upload's bytes are hashed and written by pool
+# threads (buffers of 64 KiB and more), and the fsync() that makes a
+# finished upload durable runs there too, not in the worker's event loop.  Uploads behave as
 # without threads (monolithic, chunked, digest mismatch, a client gone
 # while the fsync runs), and strace shows the fsync() issued by a thread
 # of the worker, not by the worker's main thread.
@@ -9,13 +10,16 @@
 use strict;
 use warnings;
 
+use feature 'state';
+
 use Test::More;
 use IO::Socket::INET;
 
 use lib 't/lib';
 use RegTest;
 
-my $t = RegTest->new(location_extra => 'registry_thread_pool default;');
+my $t = RegTest->new(location_extra => 'registry_thread_pool default;',
+                     server_extra => 'client_body_buffer_size 1m;');
 
 # monolithic
 
@@ -46,6 +50,33 @@ is($r->{status}, 201, 'last chunk in the PUT, published');
 is($t->req('GET', "/v2/th/chunks/blobs/$d")->{content}, $blob,
    'chunked blob read back');
 is($t->req('GET', $loc)->{status}, 404, 'session gone after publishing');
+
+# a streamed (chunked transfer encoding) body of many buffers
+
+my $big = join '', map { pack('N', $_ * 2654435761 % 4294967296) } 1 .. 2_000_000;
+my $bd = RegTest::digest($big);
+my $pos = 0;
+$r = $t->req('POST', "/v2/th/stream/blobs/uploads/?digest=$bd",
+             content => sub {
+                 return undef if $pos >= length $big;
+                 my $piece = substr($big, $pos, 300_000);
+                 $pos += length $piece;
+                 return $piece;
+             });
+is($r->{status}, 201, 'streamed 8 MB body published');
+is(RegTest::digest($t->req('GET', "/v2/th/stream/blobs/$bd")->{content}), $bd,
+   'streamed body read back');
+
+# a chunk longer than its Content-Range is refused mid-stream, and the
+# session stays where it was
+
+$r = $t->req('POST', '/v2/th/long/blobs/uploads/');
+my $lloc = $r->{headers}{location};
+$r = $t->req('PATCH', $lloc, headers => { 'Content-Range' => '0-999999' },
+             content => sub { state $n = 0; return $n++ < 8 ? 'y' x 250_000 : undef });
+is($r->{status}, 400, 'chunk longer than its range refused');
+is(RegTest::error_code($r), 'BLOB_UPLOAD_INVALID', 'chunk too long code');
+is($t->req('GET', $lloc)->{headers}{range}, '0-0', 'session still empty');
 
 # a digest mismatch never reaches the fsync, and publishes nothing
 
@@ -87,7 +118,7 @@ is($t->req('GET', '/v2/')->{status}, 200, 'worker still serving');
 
     if ($pid == 0) {
         open STDERR, '>', '/dev/null';      # "Process N detached" lines
-        exec '/usr/bin/strace', '-f', '-e', 'trace=fsync', '-o', $trace,
+        exec '/usr/bin/strace', '-f', '-e', 'trace=fsync,pwrite64', '-o', $trace,
              '-p', $worker;
         exit 127;
     }
@@ -102,7 +133,18 @@ is($t->req('GET', '/v2/')->{status}, 200, 'worker still serving');
     kill 'INT', $pid;
     waitpid $pid, 0;
 
-    my @fsyncs = grep { /fsync\(/ } split /\n/, RegTest::slurp($trace);
+    my @lines = split /\n/, RegTest::slurp($trace);
+    # bytes written by the worker's main thread and by the pool's threads
+    my %by = (worker => 0, threads => 0);
+    for (grep { /pwrite64\(/ } @lines) {
+        my ($tid, $n) = /^(\d+)\s.*=\s+(\d+)\s*$/ or next;
+        $by{ $tid == $worker ? 'worker' : 'threads' } += $n;
+    }
+    cmp_ok($by{threads}, '>=', length($traced) / 2,
+           'most of the body was hashed and written by pool threads')
+        or diag "worker $by{worker} bytes, threads $by{threads} bytes";
+
+    my @fsyncs = grep { /fsync\(/ } @lines;
     my @by_threads = grep { /^(\d+)\s/ && $1 != $worker } @fsyncs;
     my @by_worker = grep { /^(\d+)\s/ && $1 == $worker } @fsyncs;
 

@@ -59,6 +59,10 @@ package RegTest;
 # done_testing(), or count it in the plan.  When it runs after
 # done_testing() or after the planned count (forgotten stop), a bad log
 # fails the file through its exit status instead.
+# REGTEST_THREADS=1 adds "registry_thread_pool default;" and
+# "client_body_buffer_size 1m;" (buffers big enough to go to threads) to
+# every instance, so any test file can run with uploads hashed and written
+# in threads (make test runs the upload tests both ways).
 # REGTEST_LEAVE=1 keeps the temporary directory.  REGTEST_NGINX and
 # REGTEST_MODULE override the nginx binary and the module path.
 
@@ -115,7 +119,12 @@ sub new {
     my $self = bless {
         delete   => $opts{delete} ? 1 : 0,
         workers  => $opts{workers} || 1,
-        location_extra => $opts{location_extra} || '',
+        location_extra => ($opts{location_extra} || '')
+                          . ($ENV{REGTEST_THREADS}
+                             && ($opts{location_extra} || '')
+                                !~ /registry_thread_pool/
+                             ? "\nregistry_thread_pool default;"
+                               . "\nclient_body_buffer_size 1m;" : ''),
         server_extra   => $opts{server_extra} || '',
         http_extra     => $opts{http_extra} || '',
         listen_extra   => $opts{listen_extra} || '',
