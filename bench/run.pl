@@ -1,0 +1,1018 @@
+#!/usr/bin/perl
+
+# The benchmark suite of ngx_http_registry_module: `make bench`, or
+#
+#   perl bench/run.pl [--rounds 3] [--secs 3] [--quick] [--keep]
+#                     [--tmpdir DIR] [--no-save] [--workers N]
+#                     [--only blob,manifest,listing,h2,push,fairness,memory]
+#
+# Starts on 127.0.0.1, on ONE store in a temporary directory:
+#   A  nginx + the module, B  the same nginx serving the store's blob files
+#   as static files, C  docker-registry (distribution 2.8.2);
+# runs every measurement interleaved (A, B, C, A, B, C, ...), and prints a
+# markdown table of medians and ratios against the targets of the issue
+# "Performance", also written to bench/results/.  bench/README.md says what
+# each line measures.  Everything started is stopped and the temporary
+# directory removed at the end, on failure, and on Ctrl-C.
+
+use strict;
+use warnings;
+
+use Cwd qw(abs_path);
+use Digest::SHA ();
+use File::Basename qw(dirname);
+use File::Path qw(make_path);
+use File::Spec;
+use File::Temp qw(tempdir);
+use Getopt::Long;
+use HTTP::Tiny;
+use JSON::PP ();
+use POSIX qw(strftime);
+use Time::HiRes qw(time sleep);
+
+use lib dirname(abs_path(__FILE__)) . '/lib';
+
+use Bench::Big;
+use Bench::Content;
+use Bench::Load;
+use Bench::Noise;
+use Bench::Push;
+use Bench::Report;
+use Bench::Servers;
+use Bench::Util qw(say_step median spew slurp run_cmd spawn_code reap
+                   running stop_all_children);
+
+my $BENCH = dirname(abs_path(__FILE__));
+my $REPO = dirname($BENCH);
+my $MIB = 1024 * 1024;
+my $MB = 1e6;
+my $MAIN_PID = $$;
+
+my $ACCEPT = 'Accept: application/vnd.oci.image.manifest.v1+json, '
+           . 'application/vnd.oci.image.index.v1+json, '
+           . 'application/vnd.docker.distribution.manifest.v2+json, '
+           . 'application/vnd.docker.distribution.manifest.list.v2+json';
+
+my %ST;    # the run: options, temp dir, servers, content, limits, rows
+
+# the measurements, in the order they run (--only picks some)
+my @GROUPS = (
+    [blob => \&blob_rows], [manifest => \&manifest_rows],
+    [listing => \&listing_rows], [h2 => \&h2_rows], [push => \&push_rows],
+    [fairness => \&fairness_rows], [memory => \&memory_rows],
+);
+
+main();
+
+sub main {
+    my $opt = options();
+    $ST{opt} = $opt;
+    $ST{started} = time;
+    $ST{load_start} = loadavg();
+
+    $SIG{$_} = \&on_signal for qw(INT TERM HUP);
+
+    my $ok = eval { run(); 1 };
+    my $err = $@;
+
+    cleanup();
+
+    if (!$ok) {
+        print STDERR "bench: $err";
+        exit 1;
+    }
+}
+
+sub on_signal {
+    my ($sig) = @_;
+    die "interrupted by SIG$sig\n";
+}
+
+END {
+    cleanup() if $$ == $MAIN_PID;
+}
+
+sub options {
+    my %o = (rounds => 3, secs => 3, tmpdir => $ENV{BENCH_TMPDIR}
+             || File::Spec->tmpdir, workers => cpu_count());
+
+    GetOptions('rounds=i' => \$o{rounds}, 'secs=f' => \$o{secs},
+               'quick' => \$o{quick}, 'keep' => \$o{keep},
+               'tmpdir=s' => \$o{tmpdir}, 'save!' => \$o{save},
+               'workers=i' => \$o{workers}, 'only=s' => \$o{only})
+        or die "usage: $0 [--rounds N] [--secs S] [--quick] [--keep] "
+               . "[--tmpdir DIR] [--no-save] [--workers N] "
+               . "[--only GROUP,...]\n";
+
+    if ($o{only}) {
+        my %known = map { $_->[0] => 1 } @GROUPS;
+        my @bad = grep { !$known{$_} } split /,/, $o{only};
+        die "--only: unknown @bad; groups: "
+            . join(',', map { $_->[0] } @GROUPS) . "\n" if @bad;
+    }
+
+    @o{qw(rounds secs)} = (1, 1) if $o{quick};
+
+    # a partial run does not replace the results of a whole one
+    $o{save} //= !$o{only};
+
+    return \%o;
+}
+
+sub loadavg {
+    return join(' ', (split ' ', slurp('/proc/loadavg'))[0 .. 2]);
+}
+
+sub cpu_count {
+    my @cpus = slurp('/proc/cpuinfo') =~ /^processor\s*:/mg;
+    return $ENV{BENCH_WORKERS} || scalar(@cpus) || 2;
+}
+
+# ---- the run ----
+
+sub run {
+    check_tools();
+    setup();
+
+    my @rows;
+    for my $group (@GROUPS) {
+        my ($name, $code) = @$group;
+        push @rows, $code->() if want_group($name);
+    }
+
+    end_phase();
+    $ST{rows} = \@rows;
+    report();
+}
+
+sub want_group {
+    my ($name) = @_;
+    my $only = $ST{opt}{only} or return 1;
+    return grep { $_ eq $name } split /,/, $only;
+}
+
+sub check_tools {
+    my @missing = grep { !Bench::Util::which($_) }
+                  qw(wrk h2load ab hyperfine curl openssl docker-registry dd);
+    die "missing tools: @missing (make deps-bench)\n" if @missing;
+    die "no module: $REPO/build/ngx_http_registry_module.so (make)\n"
+        unless -f "$REPO/build/ngx_http_registry_module.so";
+    die "no nginx: $Bench::Servers::NGINX\n" unless -x $Bench::Servers::NGINX;
+}
+
+sub setup {
+    my $opt = $ST{opt};
+
+    $ST{tmp} = tempdir('ngx-registry-bench-XXXXXX', DIR => $opt->{tmpdir});
+    check_free_space($ST{tmp}, 14);
+    say_step("temp dir $ST{tmp}");
+
+    make_path("$ST{tmp}/work");
+    $ST{store} = "$ST{tmp}/store";
+
+    $ST{big} = Bench::Big->new("$ST{tmp}/work");
+    say_step('1 GiB base file, its 16 MiB chunks and SHA-256 prefix ready');
+
+    $ST{c} = Bench::Content::load($ST{store}, $ST{big});
+
+    my ($crt, $key) = Bench::Servers::make_cert($ST{tmp});
+    $ST{srv} = Bench::Servers::start_all(
+        dir => $ST{tmp}, store => $ST{store}, workers => $opt->{workers},
+        module => "$REPO/build/ngx_http_registry_module.so",
+        cert => $crt, key => $key);
+
+    $ST{rss_start} = worker_rss();
+}
+
+sub check_free_space {
+    my ($dir, $gib) = @_;
+
+    my ($rc, $out) = run_cmd(['df', '-P', '-k', $dir]);
+    my (undef, $line) = split /\n/, $out;
+    my $free = (split ' ', $line // '')[3] // 0;
+
+    die sprintf("%s has %.1f GiB free; the benchmark needs %d GiB\n",
+                $dir, $free / $MIB, $gib)
+        if $free < $gib * $MIB;
+}
+
+# stops every server and child, removes the temp dir; each step is tried
+# even when one before it failed
+sub cleanup {
+    return if $ST{cleaned}++;
+
+    local $SIG{$_} = 'IGNORE' for qw(INT TERM HUP);
+
+    eval { Bench::Servers::stop_all($ST{srv}) if $ST{srv}; 1 }
+        or print STDERR "bench: stopping the servers: $@";
+    eval { stop_all_children(); 1 }
+        or print STDERR "bench: stopping children: $@";
+
+    return unless $ST{tmp} && -d $ST{tmp};
+
+    if ($ST{opt}{keep}) {
+        say_step("kept $ST{tmp}");
+    } else {
+        say_step("removing $ST{tmp}");
+        system('rm', '-rf', '--', $ST{tmp});
+    }
+}
+
+# ---- measurement plumbing ----
+
+# Starts a step of the run: says so, and measures how much CPU other
+# processes used during the previous step (Bench::Noise).
+sub phase {
+    my ($name) = @_;
+
+    end_phase();
+    say_step($name);
+    $ST{phase} = { name => $name, snap => Bench::Noise::snapshot() };
+}
+
+sub end_phase {
+    my $p = delete $ST{phase} or return;
+
+    my $now = Bench::Noise::snapshot();
+    push @{ $ST{noise} }, {
+        name => $p->{name},
+        cpu  => Bench::Noise::foreign_secs($p->{snap}, $now),
+        wall => $now->{at} - $p->{snap}{at},
+    };
+}
+
+# $code->($server, $round) for every round, the servers in turn; a server
+# whose sanity check failed gets that error instead of measurements
+sub interleaved {
+    my ($servers, $check, $code) = @_;
+
+    my %broken = map { $_ => $check ? $check->($_) : '' } @$servers;
+    my %res;
+
+    for my $round (1 .. $ST{opt}{rounds}) {
+        local $ST{round} = $round;
+
+        for my $s (@$servers) {
+            push @{ $res{$s} }, $broken{$s} ? { error => $broken{$s} }
+                                            : $code->($s, $round);
+        }
+    }
+
+    return \%res;
+}
+
+# a table row from interleaved results: the median of $metric (a key, or
+# a sub of a result); any failed run fails the server's cell
+sub make_row {
+    my ($name, $unit, $res, $metric, %o) = @_;
+
+    my $row = { name => $name, unit => $unit, fmt => $o{fmt},
+                target => $o{target}, error => {} };
+
+    for my $s (qw(A B C)) {
+        my $runs = $res->{$s};
+
+        if (!$runs) {
+            $row->{$s} = 'n/a';
+            next;
+        }
+
+        my ($bad) = grep { $_->{error} } @$runs;
+        if ($bad) {
+            $row->{$s} = undef;
+            $row->{error}{$s} = $bad->{error};
+            next;
+        }
+
+        my @values = map { ref $metric ? $metric->($_) : $_->{$metric} }
+                     @$runs;
+        $row->{rounds}{$s} = \@values;
+        $row->{$s} = median(@values);
+    }
+
+    return $row;
+}
+
+sub url {
+    my ($s, $path) = @_;
+    return $ST{srv}{$s}{url} . $path;
+}
+
+# a blob's URL: the registry API on A and C, the static file on B
+sub blob_url {
+    my ($s, $blob, %o) = @_;
+
+    my $hex = $blob->[0];
+    my $base = $o{tls} ? $ST{srv}{$s}{tls_url} : $ST{srv}{$s}{url};
+
+    return "$base/static/sha256/" . substr($hex, 0, 2) . "/$hex/data"
+        if $s eq 'B';
+    return "$base/v2/$ST{c}{repo}/blobs/sha256:$hex";
+}
+
+# GET through HTTP::Tiny: '' when $ok->(response) holds, else the reason
+sub check_get {
+    my ($url, $ok, @headers) = @_;
+
+    my $http = HTTP::Tiny->new(timeout => 120, max_redirect => 0);
+    my %h = map { split /:\s*/, $_, 2 } @headers;
+    my $r = $http->get($url, { headers => \%h });
+
+    return "GET $url: $r->{status} " . substr($r->{content} // '', 0, 200)
+        unless $r->{status} == 200;
+    return $ok->($r) ? '' : "GET $url: unexpected answer";
+}
+
+sub check_blob {
+    my ($s, $blob) = @_;
+    return check_get(blob_url($s, $blob), sub {
+        Digest::SHA::sha256_hex($_[0]{content}) eq $blob->[0];
+    });
+}
+
+# true when a run should be preceded by a warm-up: in the first round
+# (later rounds come after measured runs of the same kind) and outside
+# the rounds
+sub warm_up_now {
+    return !$ST{round} || $ST{round} == 1;
+}
+
+# wrk, after a 1 s warm-up of the same kind where warm_up_now
+sub wrk_run {
+    my ($url, %o) = @_;
+
+    my $secs = delete $o{secs} // $ST{opt}{secs};
+
+    Bench::Load::wrk($url, %o, secs => 1) if warm_up_now();
+    return Bench::Load::wrk($url, %o, secs => $secs);
+}
+
+# targets: each has a text and a check of the row (1, 0, undef: failed)
+sub at_least_times {
+    my ($other, $min) = @_;
+    return {
+        text => "A ≥ $min × $other",
+        check => sub {
+            my $r = Bench::Report::ratio($_[0]{A}, $_[0]{$other});
+            defined $r ? ($r >= $min ? 1 : 0) : undef;
+        },
+    };
+}
+
+sub all_of {
+    my (@t) = @_;
+    return {
+        text => join(' and ', map { $_->{text} } @t),
+        check => sub {
+            my @ok = map { $_->{check}->($_[0]) } @t;
+            return undef if grep { !defined } @ok;
+            return (grep { !$_ } @ok) ? 0 : 1;
+        },
+    };
+}
+
+# ---- blob GETs ----
+
+sub blob_rows {
+    phase('blob GET 1 MiB (wrk, 32 connections)');
+    my $c = $ST{c};
+
+    my $big = interleaved([qw(A B C)], sub { check_blob($_[0], $c->{blob1m}) },
+        sub { wrk_run(blob_url($_[0], $c->{blob1m}), conns => 32) });
+
+    phase('blob GET 4 KiB (wrk, 32 connections)');
+    my $small = interleaved([qw(A B C)],
+        sub { check_blob($_[0], $c->{blob4k}) },
+        sub { wrk_run(blob_url($_[0], $c->{blob4k}), conns => 32) });
+
+    phase('HEAD blob (ab, 2 x 16 connections)');
+    my $head = interleaved([qw(A B C)], undef, sub { ab_run(@_) });
+
+    phase('single-stream GET 1 GiB (curl via hyperfine)');
+    my $one = interleaved([qw(A B C)], \&check_big_blob,
+        sub { hyperfine_run(blob_url($_[0], $c->{blob1g})) });
+
+    return (
+        make_row('blob GET 1 MiB, 32 conns', 'req/s', $big, 'rps',
+                 target => at_least_times('B', 0.95)),
+        make_row('blob GET 1 MiB, 32 conns', 'MB/s', $big,
+                 sub { $_[0]{rps} * $MIB / $MB }),
+        make_row('blob GET 4 KiB, 32 conns', 'req/s', $small, 'rps',
+                 target => at_least_times('B', 0.95)),
+        make_row('blob HEAD (B: HEAD of the file)', 'req/s', $head, 'rps'),
+        make_row('blob GET 1 GiB, one stream (curl)', 'MB/s', $one,
+                 sub { $c->{blob1g}[1] / $_[0]{secs} / $MB }),
+    );
+}
+
+sub ab_run {
+    my ($s) = @_;
+    my $url = blob_url($s, $ST{c}{blob1m});
+
+    Bench::Load::ab_head($url, conns => 32, secs => 1) if warm_up_now();
+    return Bench::Load::ab_head($url, conns => 32, secs => $ST{opt}{secs});
+}
+
+sub check_big_blob {
+    my ($s) = @_;
+    my $r = Bench::Load::curl_get(blob_url($s, $ST{c}{blob1g}),
+                                  bytes => $ST{c}{blob1g}[1]);
+    return $r->{error} // '';
+}
+
+sub hyperfine_run {
+    my ($url) = @_;
+    return Bench::Load::hyperfine_get($url, runs => 2);
+}
+
+# ---- manifests ----
+
+sub manifest_url {
+    my ($s, $ref) = @_;
+    my $hex = $ST{c}{manifest}{hex};
+
+    return url('B', "/static/sha256/" . substr($hex, 0, 2) . "/$hex/data")
+        if $s eq 'B';
+    return url($s, "/v2/$ST{c}{repo}/manifests/$ref");
+}
+
+sub check_manifest {
+    my ($s, $ref) = @_;
+    my $bytes = $ST{c}{manifest}{bytes};
+    return check_get(manifest_url($s, $ref),
+                     sub { $_[0]{content} eq $bytes }, $ACCEPT);
+}
+
+sub manifest_rows {
+    my @rows;
+
+    for my $how (['tag', 'latest'], ['digest', "sha256:$ST{c}{manifest}{hex}"]) {
+        my ($name, $ref) = @$how;
+        phase("manifest GET by $name (wrk, 32 connections)");
+
+        my $res = interleaved([qw(A B C)], sub { check_manifest($_[0], $ref) },
+            sub { wrk_run(manifest_url($_[0], $ref), conns => 32,
+                          headers => [$ACCEPT]) });
+
+        my $size = length $ST{c}{manifest}{bytes};
+        push @rows,
+            make_row("manifest GET by $name ($size B; B: same-size file)",
+                     'req/s', $res, 'rps',
+                     target => $name eq 'tag'
+                         ? all_of(at_least_times('B', 0.8),
+                                  at_least_times('C', 10))
+                         : undef),
+            make_row("manifest GET by $name, p99", 'ms', $res, 'p99_ms',
+                     fmt => '%.2f');
+    }
+
+    return @rows;
+}
+
+# ---- listings ----
+
+sub json_of {
+    my ($r) = @_;
+    return eval { JSON::PP->new->decode($r->{content}) } || {};
+}
+
+sub listing_rows {
+    my $c = $ST{c};
+    my $tags = "/v2/$c->{tags_repo}/tags/list";
+
+    phase('tags/list, 10,000 tags (wrk, 8 connections)');
+    my $tl = interleaved([qw(A C)],
+        sub { check_get(url($_[0], $tags), sub {
+                  @{ json_of($_[0])->{tags} || [] }
+                      == $Bench::Content::TAGS }) },
+        sub { wrk_run(url($_[0], $tags), conns => 8) });
+
+    phase('_catalog, 10,000 repositories (wrk, 8 connections)');
+    my $cat = catalog_series();
+
+    phase('referrers, 1,000 referrers (wrk, 8 connections)');
+    my $ref = "/v2/$c->{ref_repo}/referrers/sha256:$c->{subject}";
+    my $rr = interleaved([qw(A)],
+        sub { check_get(url($_[0], $ref), sub {
+                  @{ json_of($_[0])->{manifests} || [] }
+                      == $Bench::Content::REFERRERS }) },
+        sub { wrk_run(url($_[0], $ref), conns => 8) });
+
+    return (
+        make_row('tags/list, 10,000 tags', 'req/s', $tl, 'rps',
+                 fmt => '%.1f', target => at_least_times('C', 5)),
+        make_row('tags/list, 10,000 tags, p99', 'ms', $tl, 'p99_ms'),
+        make_row("_catalog, $ST{repo_count} repositories, whole list",
+                 'lists/s', $cat, 'lists',
+                 fmt => '%.1f', target => at_least_times('C', 5)),
+        make_row('referrers of one subject, 1,000 referrers', 'req/s', $rr,
+                 'rps', fmt => '%.1f'),
+    );
+}
+
+# The pages a client must GET for the whole catalog: one on A (n = all),
+# pages of 1,000 on C (distribution refuses n > 1000).  Listings/s is
+# requests/s over the number of pages, the pages requested in turn.
+sub catalog_pages {
+    my ($s) = @_;
+
+    my $http = HTTP::Tiny->new(timeout => 120);
+    my $path = $s eq 'A' ? "/v2/_catalog?n=$ST{repo_count}"
+                         : '/v2/_catalog?n=1000';
+    my (@pages, @names);
+
+    while ($path && @pages < 100) {
+        my $r = $http->get(url($s, $path));
+        die "GET $path on $s: $r->{status}\n" unless $r->{status} == 200;
+
+        push @pages, $path;
+        push @names, @{ json_of($r)->{repositories} || [] };
+        ($path) = ($r->{headers}{link} // '') =~ /<([^>]+)>;\s*rel="next"/;
+    }
+
+    return (\@pages, \@names);
+}
+
+sub catalog_series {
+    my %pages;
+
+    # every repository of the store, counted on disk
+    $ST{repo_count} = $Bench::Content::REPOS + 3;
+
+    my $check = sub {
+        my ($s) = @_;
+        my ($pages, $names) = eval { catalog_pages($s) };
+        return $@ if $@;
+        $pages{$s} = $pages;
+        return @$names == $ST{repo_count} ? ''
+             : "catalog of $s lists " . @$names . " of $ST{repo_count}";
+    };
+
+    return interleaved([qw(A C)], $check, sub {
+        my ($s) = @_;
+        my $r = wrk_run(url($s, '/'), conns => 8, paths => $pages{$s});
+        $r->{lists} = $r->{rps} / @{ $pages{$s} } if $r->{rps};
+        return $r;
+    });
+}
+
+# ---- HTTP/2 ----
+
+sub h2_rows {
+    my $c = $ST{c};
+    my $hex = $c->{manifest}{hex};
+    my %man = (
+        A => "$ST{srv}{A}{tls_url}/v2/$c->{repo}/manifests/latest",
+        B => "$ST{srv}{B}{tls_url}/static/sha256/" . substr($hex, 0, 2)
+             . "/$hex/data",
+    );
+
+    phase('HTTP/2 over TLS: manifest GET (h2load -n 20000 -c 32 -m 10)');
+    my $m = interleaved([qw(A B)], undef,
+        sub { h2_run($man{$_[0]}, 20000, 2000) });
+
+    phase('HTTP/2 over TLS: 1 MiB blob GET (h2load -n 2000 -c 32 -m 10)');
+    my $b = interleaved([qw(A B)], undef,
+        sub { h2_run(blob_url($_[0], $c->{blob1m}, tls => 1), 2000, 200) });
+
+    return (
+        make_row('h2 (TLS) manifest GET, 32 conns x 10 streams', 'req/s',
+                 $m, 'rps'),
+        make_row('h2 (TLS) blob GET 1 MiB, 32 conns x 10 streams', 'req/s',
+                 $b, 'rps'),
+    );
+}
+
+sub h2_run {
+    my ($url, $n, $warm) = @_;
+
+    my %o = (conns => 32, streams => 10, headers => [$ACCEPT]);
+    Bench::Load::h2load($url, %o, n => $warm) if warm_up_now();
+    return Bench::Load::h2load($url, %o, n => $n);
+}
+
+# ---- pushes ----
+
+# sequential write speed of the store's disk: dd of 1 GiB, fdatasync
+sub disk_write {
+    my $f = "$ST{store}/dd.tmp";
+    my ($rc, $out, $err) = run_cmd(['dd', 'if=/dev/zero', "of=$f", 'bs=16M',
+                                    'count=64', 'conv=fdatasync']);
+    unlink $f;
+    settle();
+
+    my ($bytes, $secs) = $err =~ /^(\d+) bytes .* copied, ([\d.]+) s/m;
+    return { error => "dd: $err" } if $rc || !$secs;
+    return { mbs => $bytes / $secs / $MB };
+}
+
+# SHA-256 on one core: openssl speed, 16 KiB blocks
+sub sha256_speed {
+    my ($rc, $out, $err) = run_cmd(['openssl', 'speed', '-evp', 'sha256',
+                                    '-bytes', 16384, '-seconds', 3]);
+    my ($k) = $out =~ /^sha256\s+([\d.]+)k\s*$/mi;
+    die "openssl speed: $out$err\n" unless $k;
+    return $k * 1000 / $MB;
+}
+
+# Writes back everything dirty on the store's file system (sync -f), so
+# that a measurement does not pay for the writeback of what came before:
+# distribution's pushes (it does not fsync), copies of the 1 GiB file, and
+# deletes (where the file system discards freed blocks, the next journal
+# commit, and so the next fsync(), waits for that).
+sub settle {
+    my ($rc, $out, $err) = run_cmd(['sync', '-f', $ST{store}], timeout => 600);
+    die "sync -f $ST{store}: $err\n" if $rc;
+}
+
+# removes pushed blobs' bytes from the store (disk space), and settles
+sub drop_blobs {
+    my (@hex) = @_;
+
+    for my $hex (@hex) {
+        my $path = $ST{c}{store}->blob_path($hex);
+        unlink $path;
+        rmdir dirname($path);
+    }
+
+    settle();
+}
+
+sub push_once {
+    my ($s, $kind, $round) = @_;
+
+    my $big = $ST{big};
+    my $label = "$kind-$s-$round";
+    my ($r, $hex);
+
+    settle();
+
+    if ($kind eq 'mono') {
+        $hex = $big->variant($big->base, $label);
+        $r = Bench::Push::monolithic(url($s, ''), 'bench/push', $big->base,
+                                     $hex);
+    } else {
+        $hex = $big->chunks_variant($label);
+        $r = Bench::Push::chunked(url($s, ''), 'bench/push',
+                                  [$big->chunk_files], $hex);
+    }
+
+    $r->{error} ||= verify_pushed($hex);
+    drop_blobs($hex);
+    $r->{mbs} = $r->{bytes} / $r->{secs} / $MB unless $r->{error};
+    return $r;
+}
+
+sub verify_pushed {
+    my ($hex) = @_;
+    my $size = -s $ST{c}{store}->blob_path($hex) // 0;
+    return $size == $ST{big}->size ? '' : "stored blob has $size bytes";
+}
+
+sub push_rows {
+    phase('push limits: openssl speed -evp sha256 (3 s)');
+    $ST{sha_mbs} = sha256_speed();
+
+    phase('push 1 GiB monolithic (POST + PUT -T), interleaved with dd');
+    my $disk = [];
+    my $mono = interleaved([qw(A C)], undef, sub {
+        push @$disk, disk_write() if $_[0] eq 'A';
+        return push_once($_[0], 'mono', $_[1]);
+    });
+
+    $ST{disk_mbs} = median(map { $_->{mbs} } @$disk);
+    $ST{limit} = defined $ST{disk_mbs} && $ST{disk_mbs} < $ST{sha_mbs}
+               ? $ST{disk_mbs} : $ST{sha_mbs};
+
+    phase('push 1 GiB in 16 MiB PATCH chunks');
+    my $chunked = interleaved([qw(A C)], undef,
+                              sub { push_once($_[0], 'chunk', $_[1]) });
+
+    phase('1,000 pushes of 4 KiB blobs (POST + PUT, keep-alive)');
+    my $small = interleaved([qw(A C)], undef, sub {
+        settle();
+        Bench::Push::small_pushes(url($_[0], ''), "bench/small-$_[1]",
+                                  1000, 4096, "small $_[0] $_[1] $$");
+    });
+
+    my $target = all_of(push_limit_target(), at_least_times('C', 2));
+
+    return (
+        make_row('push 1 GiB monolithic', 'MB/s', $mono, 'mbs',
+                 target => $target),
+        make_row('push 1 GiB, 16 MiB PATCH chunks', 'MB/s', $chunked, 'mbs',
+                 target => $target),
+        make_row('push 1,000 blobs of 4 KiB', 'blobs/s', $small,
+                 sub { $_[0]{count} / $_[0]{secs} },
+                 target => at_least_times('C', 2)),
+    );
+}
+
+sub push_limit_target {
+    my $limit = $ST{limit};
+    return {
+        text => sprintf('A ≥ 0.8 × limit (%.0f MB/s)', $limit),
+        check => sub {
+            defined $_[0]{A} && $_[0]{A} ne 'n/a'
+                ? ($_[0]{A} >= 0.8 * $limit ? 1 : 0) : undef;
+        },
+    };
+}
+
+# ---- fairness: GET p99 while big pushes run ----
+
+sub fairness_rows {
+    my $blob = $ST{c}{blob1m};
+    my (%idle, %busy, %pushed);
+
+    for my $s (qw(A C)) {
+        phase("fairness on $s: p99 of 1 MiB GETs idle (wrk, 8 conns, 5 s)");
+        my @files = map { fair_file($s, $_) } 1 .. 4;
+        settle();
+        $idle{$s} = [ wrk_fair($s) ];
+
+        phase("fairness on $s: the same while 4 clients push 1 GiB each");
+        ($busy{$s}, $pushed{$s}) = busy_p99($s, @files);
+        $busy{$s} = [ $busy{$s} ];
+    }
+
+    $ST{fair_push} = \%pushed;
+
+    my $ratio = {};
+    for my $s (qw(A C)) {
+        my ($i, $b) = ($idle{$s}[0], $busy{$s}[0]);
+        $ratio->{$s} = [ $i->{error} || $b->{error}
+            ? { error => $i->{error} || $b->{error} }
+            : { ratio => $b->{p99_ms} / $i->{p99_ms} } ];
+    }
+
+    my $row = make_row('p99 under push / p99 idle', 'x', $ratio, 'ratio',
+                       fmt => '%.2f', target => {
+                           text => 'A ≤ 2',
+                           check => sub { defined $_[0]{A}
+                                          ? ($_[0]{A} <= 2 ? 1 : 0) : undef },
+                       });
+    @$row{qw(ratio_B ratio_C)} = ('n/a', '—');
+
+    return (
+        make_row('p99 blob GET 1 MiB, 8 conns, idle', 'ms', \%idle, 'p99_ms',
+                 fmt => '%.2f'),
+        make_row('p99 blob GET 1 MiB, 8 conns, during 4 x 1 GiB pushes', 'ms',
+                 \%busy, 'p99_ms', fmt => '%.2f'),
+        $row,
+    );
+}
+
+sub wrk_fair {
+    my ($s) = @_;
+    return wrk_run(blob_url($s, $ST{c}{blob1m}), conns => 8, secs => 5,
+                   threads => 2);
+}
+
+# 4 background clients push distinct 1 GiB blobs, again and again until
+# the GETs are over; wrk warms up 1 s after they start and measures 5 s
+sub busy_p99 {
+    my ($s, @files) = @_;
+
+    settle();
+    my $t0 = time;
+    my $until = $t0 + 1 + 1 + 5;
+    my @jobs = map { fair_pusher($s, $_, $until) } @files;
+    sleep 1;
+
+    my $r = wrk_run(blob_url($s, $ST{c}{blob1m}), conns => 8, secs => 5);
+
+    my $early = grep { !running($_->{pid}) } @jobs;
+    my @bad = grep { reap($_->{pid}, 600) != 0 } @jobs;
+    my $secs = time - $t0;
+    my $pushes = 0;
+    $pushes += slurp($_->{result}) || 0 for @jobs;
+
+    drop_blobs(map { $_->{hex} } @jobs);
+
+    $r->{error} ||= scalar(@bad) . ' of the 4 push clients failed' if @bad;
+    $r->{error} ||= "$early of the 4 push clients stopped before the GETs did"
+        if $early;
+
+    return ($r, { secs => $secs, pushes => $pushes,
+                  mbs => $pushes * $ST{big}->size / $secs / $MB });
+}
+
+# the 1 GiB file client $i pushes: a variant of its own
+sub fair_file {
+    my ($s, $i) = @_;
+
+    my $file = "$ST{tmp}/work/fair.$i";
+    my $hex = $ST{big}->variant($file, "fair-$s-$i");
+
+    return { file => $file, hex => $hex, result => "$file.pushes" };
+}
+
+# a child pushing $f->{file} until the time $until has passed (at least
+# once); writes how many pushes it made to $f->{result}
+sub fair_pusher {
+    my ($s, $f, $until) = @_;
+
+    my $base = url($s, '');
+    unlink $f->{result};
+
+    my $pid = spawn_code(sub {
+        my $n = 0;
+
+        do {
+            my $r = Bench::Push::monolithic($base, 'bench/fair', $f->{file},
+                                            $f->{hex});
+            die "push to $s: $r->{error}" if $r->{error};
+            spew($f->{result}, ++$n);
+        } while (time < $until);
+
+        return 1;
+    });
+
+    return { %$f, pid => $pid };
+}
+
+# ---- memory ----
+
+# VmRSS of A's workers, KiB: { sum, max, pids }
+sub worker_rss {
+    my @pids = Bench::Servers::worker_pids($ST{srv}{A}{pid});
+    my @kib = map { (slurp("/proc/$_/status") =~ /^VmRSS:\s+(\d+)/m)[0] // 0 }
+              @pids;
+
+    my ($max) = sort { $b <=> $a } @kib;
+    my $sum = 0;
+    $sum += $_ for @kib;
+
+    return { sum => $sum, max => $max // 0, kib => \@kib };
+}
+
+sub memory_rows {
+    phase('memory: A workers\' RSS around 2 x 1 GiB pushed + 2 x 1 GiB '
+             . 'pulled');
+
+    my $before = worker_rss();
+    my $err = move_4gib();
+    my $after = worker_rss();
+
+    $ST{rss} = { before => $before, after => $after };
+
+    my $growth = ($after->{sum} - $before->{sum}) / 1024;
+    my $row = { name => 'A workers\' RSS growth after moving 4 GiB (sum '
+                        . 'over workers)',
+                unit => 'MiB', A => $err ? undef : $growth, B => 'n/a',
+                C => 'n/a', fmt => '%.2f', error => { A => $err },
+                target => { text => 'A ≤ 4 MiB', check => sub {
+                    defined $_[0]{A} ? ($_[0]{A} <= 4 ? 1 : 0) : undef } } };
+
+    return ($row);
+}
+
+# pushes 1 GiB monolithic and 1 GiB chunked to A and pulls both back;
+# '' or what failed
+sub move_4gib {
+    my @hex;
+
+    settle();
+
+    for my $kind (qw(mono chunk)) {
+        my $big = $ST{big};
+        my $hex = $kind eq 'mono' ? $big->variant($big->base, "mem-$kind")
+                                  : $big->chunks_variant("mem-$kind");
+        my $r = $kind eq 'mono'
+            ? Bench::Push::monolithic(url('A', ''), 'bench/mem', $big->base,
+                                      $hex)
+            : Bench::Push::chunked(url('A', ''), 'bench/mem',
+                                   [$big->chunk_files], $hex);
+        return "push $kind: $r->{error}" if $r->{error};
+        push @hex, $hex;
+    }
+
+    for my $hex (@hex) {
+        my $r = Bench::Load::curl_get(url('A', "/v2/bench/mem/blobs/sha256:$hex"),
+                                      bytes => $ST{big}->size);
+        return "pull: $r->{error}" if $r->{error};
+    }
+
+    drop_blobs(@hex);
+
+    return '';
+}
+
+# ---- report ----
+
+sub report {
+    my $opt = $ST{opt};
+
+    my $text = Bench::Report::header(
+        started => $ST{started}, tmp => $ST{tmp}, repo => $REPO,
+        nginx => $Bench::Servers::NGINX, workers => $opt->{workers},
+        rounds => $opt->{rounds}, secs => $opt->{secs},
+        a_extra => $ST{srv}{A}{extra},
+        load => "$ST{load_start} at the start, " . loadavg() . ' at the end',
+        wall => time - $ST{started});
+
+    $text .= "\n" . limits_text() . "\n" . Bench::Report::table($ST{rows});
+    $text .= Bench::Report::notes($ST{rows}, extra_notes());
+    $text .= Bench::Report::rounds_table($ST{rows});
+
+    print "\n$text";
+    save($text) if $opt->{save};
+}
+
+sub limits_text {
+    my $f = $ST{fair_push} || {};
+    my $rss = $ST{rss} || {};
+
+    my @l = ('MB = 10^6 bytes, MiB = 2^20 bytes.', '');
+
+    push @l, sprintf('Push limit: min(SHA-256 on one core %.0f MB/s, disk '
+                     . 'write %.0f MB/s) = %.0f MB/s (openssl speed -evp '
+                     . 'sha256 16 KiB; dd 1 GiB conv=fdatasync into the '
+                     . 'store, median of the rounds).',
+                     $ST{sha_mbs}, $ST{disk_mbs} // 0, $ST{limit}), ''
+        if defined $ST{limit};
+
+    push @l, sprintf('Fairness: the 4 push clients made %d pushes of 1 GiB '
+                     . 'in %.1f s on A (%.0f MB/s together) and %d in %.1f s '
+                     . 'on C (%.0f MB/s).',
+                     map { $_ ? @$_{qw(pushes secs mbs)} : (0, 0, 0) }
+                     @$f{qw(A C)}), ''
+        if $f->{A};
+
+    push @l, sprintf('A workers\' VmRSS (KiB): at start %s; before the 4 GiB '
+                     . '%s; after %s.',
+                     map { join(' + ', @{ $_->{kib} }) }
+                     $ST{rss_start}, @$rss{qw(before after)}), ''
+        if $rss->{after};
+
+    return join("\n", @l);
+}
+
+sub extra_notes {
+    my @notes = noise_notes();
+
+    for my $s (qw(A B C)) {
+        my $srv = $ST{srv}{$s} or next;
+        my @bad = Bench::Servers::log_problems($srv);
+        push @notes, "- server $s logged " . scalar(@bad)
+                     . " error/crit/alert lines, e.g.: $bad[0]" if @bad;
+    }
+
+    return @notes;
+}
+
+# bench/README.md shows the latest results between two marker lines
+sub update_readme {
+    my ($text) = @_;
+
+    my $file = "$BENCH/README.md";
+    my $readme = slurp($file);
+    my $begin = "<!-- latest results: written by bench/run.pl -->\n";
+    my $end = "<!-- end of latest results -->\n";
+
+    $text =~ s/^# /### /m;
+    $text =~ s/^## /#### /mg;
+
+    return unless $readme =~ s/\Q$begin\E.*?\Q$end\E/$begin\n$text\n$end/s;
+    spew($file, $readme);
+}
+
+# the steps during which other processes used more than 5 % of a core
+sub noise_notes {
+    my ($cpu, $wall) = (0, 0);
+    my @busy;
+
+    for my $n (@{ $ST{noise} || [] }) {
+        $cpu += $n->{cpu};
+        $wall += $n->{wall};
+        push @busy, sprintf('%s (%.0f %%)', $n->{name},
+                            100 * $n->{cpu} / $n->{wall})
+            if $n->{wall} > 0 && $n->{cpu} / $n->{wall} > 0.05;
+    }
+
+    my $line = sprintf('- other processes on the machine used %.1f CPU-s '
+                       . 'during the %.0f s of measurements (%.1f %% of one '
+                       . 'core)', $cpu, $wall, $wall ? 100 * $cpu / $wall : 0);
+    $line .= @busy ? '; steps disturbed by more than 5 % of a core: '
+                     . join(', ', @busy) : '; no step disturbed';
+
+    return ($line);
+}
+
+sub save {
+    my ($text) = @_;
+
+    my $dir = "$BENCH/results";
+    make_path($dir);
+
+    my $host = (POSIX::uname())[1] || 'host';
+    my $name = strftime('%Y-%m-%dT%H%MZ', gmtime($ST{started}))
+             . "-$host.md";
+
+    spew("$dir/$name", $text);
+    spew("$dir/latest.md", $text);
+    update_readme($text);
+    say_step("wrote bench/results/$name and bench/results/latest.md, "
+             . 'updated bench/README.md');
+}
