@@ -231,7 +231,6 @@ typedef struct {
     ngx_http_registry_digest_t expected;
     off_t                      declared;    /* Content-Range length or -1 */
     unsigned                   finish:1;    /* PUT: publish after body */
-    unsigned                   syncing:1;   /* fsync() in a thread pool */
     ngx_err_t                  sync_err;
 #if (NGX_THREADS)
     ngx_thread_task_t         *chunk_task;  /* hash + write in a thread */
@@ -343,6 +342,7 @@ ngx_int_t ngx_http_registry_tags_list(ngx_http_request_t *r);
 ngx_int_t ngx_http_registry_catalog(ngx_http_request_t *r);
 ngx_int_t ngx_http_registry_referrers_list(ngx_http_request_t *r);
 
+void ngx_http_registry_json_cleanup(void *data);
 ngx_int_t ngx_http_registry_referrer_descriptor(ngx_pool_t *pool,
     ngx_str_t *manifest, ngx_http_registry_digest_t *digest,
     ngx_http_registry_digest_t *subject, ngx_str_t *descriptor);

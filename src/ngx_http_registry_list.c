@@ -68,7 +68,6 @@ static ngx_int_t ngx_http_registry_referrers_collect(ngx_http_request_t *r,
     ngx_http_registry_ctx_t *ctx, ngx_str_t *filter, json_t *list);
 static ngx_int_t ngx_http_registry_referrers_send(ngx_http_request_t *r,
     json_t *list, ngx_uint_t filtered);
-static void ngx_http_registry_json_free(void *data);
 
 
 ngx_int_t
@@ -445,7 +444,7 @@ ngx_http_registry_referrers_list(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    cln->handler = ngx_http_registry_json_free;
+    cln->handler = ngx_http_registry_json_cleanup;
     cln->data = list;
 
     rc = ngx_http_registry_store_referrers_current(&ctx->store,
@@ -735,11 +734,4 @@ ngx_http_registry_referrers_restamp(ngx_http_registry_store_t *st,
     {
         (void) ngx_http_registry_store_referrers_stamp(st, name, &asof);
     }
-}
-
-
-static void
-ngx_http_registry_json_free(void *data)
-{
-    json_decref(data);
 }

@@ -86,7 +86,11 @@ static ngx_int_t ngx_http_registry_manifest_tag(ngx_http_request_t *r,
 static ngx_int_t ngx_http_registry_manifest_query_tags(ngx_http_request_t *r,
     ngx_array_t *tags);
 static ngx_int_t ngx_http_registry_manifest_referrer(ngx_http_request_t *r,
-    ngx_http_registry_ctx_t *ctx, ngx_http_registry_digest_t *digest);
+    ngx_http_registry_ctx_t *ctx, json_t *root,
+    ngx_http_registry_digest_t *digest);
+static ngx_int_t ngx_http_registry_referrer_describe(ngx_pool_t *pool,
+    json_t *root, size_t size, ngx_http_registry_digest_t *digest,
+    ngx_http_registry_digest_t *subject, ngx_str_t *descriptor);
 static ngx_int_t ngx_http_registry_manifest_unrefer(ngx_http_request_t *r,
     ngx_http_registry_ctx_t *ctx, ngx_http_registry_digest_t *digest);
 static ngx_int_t ngx_http_registry_manifest_untag_all(ngx_http_request_t *r,
@@ -94,7 +98,6 @@ static ngx_int_t ngx_http_registry_manifest_untag_all(ngx_http_request_t *r,
 static const char *ngx_http_registry_served_type(ngx_pool_t *pool,
     ngx_str_t *body);
 static ngx_uint_t ngx_http_registry_nondistributable_layer(json_t *desc);
-static void ngx_http_registry_json_cleanup(void *data);
 
 
 /* ---- GET and HEAD ---- */
@@ -675,7 +678,7 @@ ngx_http_registry_manifest_accept(ngx_http_request_t *r,
     tracked = ngx_http_registry_referrers_tracked(&ctx->store,
                                                   &ctx->route.name);
 
-    if (ngx_http_registry_manifest_referrer(r, ctx, &digest) != NGX_OK
+    if (ngx_http_registry_manifest_referrer(r, ctx, root, &digest) != NGX_OK
         || ngx_http_registry_manifest_store(r, ctx, &digest) != NGX_OK)
     {
         return NGX_ABORT;
@@ -770,17 +773,17 @@ ngx_http_registry_manifest_query_tags(ngx_http_request_t *r,
 
 static ngx_int_t
 ngx_http_registry_manifest_referrer(ngx_http_request_t *r,
-    ngx_http_registry_ctx_t *ctx, ngx_http_registry_digest_t *digest)
+    ngx_http_registry_ctx_t *ctx, json_t *root,
+    ngx_http_registry_digest_t *digest)
 {
     ngx_int_t                    rc;
-    ngx_str_t                    body, descriptor;
+    ngx_str_t                    descriptor;
     ngx_http_registry_digest_t   subject;
 
-    body.data = ctx->manifest->pos;
-    body.len = ctx->manifest->last - ctx->manifest->pos;
-
-    rc = ngx_http_registry_referrer_descriptor(r->pool, &body, digest,
-                                               &subject, &descriptor);
+    rc = ngx_http_registry_referrer_describe(r->pool, root,
+                                             ctx->manifest->last
+                                             - ctx->manifest->pos,
+                                             digest, &subject, &descriptor);
     if (rc == NGX_DECLINED) {
         return NGX_OK;
     }
@@ -815,16 +818,34 @@ ngx_http_registry_referrer_descriptor(ngx_pool_t *pool, ngx_str_t *manifest,
     ngx_http_registry_digest_t *digest, ngx_http_registry_digest_t *subject,
     ngx_str_t *descriptor)
 {
-    char        *dump;
-    json_t      *root, *desc, *field, *artifact;
-    ngx_int_t    rc;
-    ngx_str_t    text;
-    const char  *type;
+    json_t     *root;
+    ngx_int_t   rc;
 
     root = json_loadb((char *) manifest->data, manifest->len, 0, NULL);
     if (root == NULL) {
         return NGX_DECLINED;
     }
+
+    rc = ngx_http_registry_referrer_describe(pool, root, manifest->len,
+                                             digest, subject, descriptor);
+    json_decref(root);
+
+    return rc;
+}
+
+
+/* the same, from a manifest parsed already */
+
+static ngx_int_t
+ngx_http_registry_referrer_describe(ngx_pool_t *pool, json_t *root,
+    size_t size, ngx_http_registry_digest_t *digest,
+    ngx_http_registry_digest_t *subject, ngx_str_t *descriptor)
+{
+    char        *dump;
+    json_t      *desc, *field, *artifact;
+    ngx_int_t    rc;
+    ngx_str_t    text;
+    const char  *type;
 
     rc = NGX_DECLINED;
     desc = NULL;
@@ -867,7 +888,7 @@ ngx_http_registry_referrer_descriptor(ngx_pool_t *pool, ngx_str_t *manifest,
 
     desc = json_pack("{s:s, s:s%, s:I}", "mediaType", type,
                      "digest", digest->text.data, digest->text.len,
-                     "size", (json_int_t) manifest->len);
+                     "size", (json_int_t) size);
     if (desc == NULL) {
         rc = NGX_ERROR;
         goto done;
@@ -903,7 +924,6 @@ done:
 
     free(dump);
     json_decref(desc);
-    json_decref(root);
 
     return rc;
 }
@@ -1479,7 +1499,9 @@ ngx_http_registry_manifest_untag_all(ngx_http_request_t *r,
 }
 
 
-static void
+/* a pool cleanup that frees a jansson value */
+
+void
 ngx_http_registry_json_cleanup(void *data)
 {
     json_decref(data);

@@ -23,7 +23,7 @@
 static ngx_int_t ngx_http_registry_upload_monolithic(ngx_http_request_t *r,
     ngx_http_registry_ctx_t *ctx);
 static ngx_int_t ngx_http_registry_upload_mount(ngx_http_request_t *r,
-    ngx_http_registry_ctx_t *ctx);
+    ngx_http_registry_ctx_t *ctx, ngx_str_t *mount);
 static ngx_int_t ngx_http_registry_upload_mountable(ngx_http_request_t *r,
     ngx_http_registry_ctx_t *ctx, ngx_http_registry_digest_t *digest);
 static ngx_int_t ngx_http_registry_upload_algorithm(ngx_http_request_t *r,
@@ -52,6 +52,9 @@ static ngx_int_t ngx_http_registry_upload_chunk_in_thread(
     size_t len);
 static void ngx_http_registry_chunk_thread(void *data, ngx_log_t *log);
 static void ngx_http_registry_chunk_event(ngx_event_t *ev);
+static ngx_int_t ngx_http_registry_thread_post(ngx_http_request_t *r,
+    ngx_thread_task_t *task);
+static ngx_http_request_t *ngx_http_registry_thread_back(ngx_event_t *ev);
 static ngx_int_t ngx_http_registry_upload_sync_in_thread(
     ngx_http_request_t *r, ngx_http_registry_ctx_t *ctx);
 static void ngx_http_registry_fsync_thread(void *data, ngx_log_t *log);
@@ -80,15 +83,23 @@ ngx_http_registry_upload_start(ngx_http_request_t *r)
     ctx = ngx_http_get_module_ctx(r, ngx_http_registry_module);
     rlcf = ngx_http_get_module_loc_conf(r, ngx_http_registry_module);
 
-    rc = ngx_http_registry_upload_mount(r, ctx);
-    if (rc != NGX_DECLINED) {
-        return (rc == NGX_ABORT) ? ctx->rc : rc;
+    rc = ngx_http_registry_arg(r, "mount", &value);
+
+    if (rc == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    /* a mount that could not be done starts a session, as the spec asks */
+    if (rc == NGX_OK) {
+        rc = ngx_http_registry_upload_mount(r, ctx, &value);
+        if (rc != NGX_DECLINED) {
+            return (rc == NGX_ABORT) ? ctx->rc : rc;
+        }
 
-    rc = (ngx_http_registry_arg(r, "mount", &value) == NGX_OK)
-         ? NGX_DECLINED : ngx_http_registry_upload_expect(r, ctx);
+        /* a mount that could not be done starts a session, as the spec asks */
+
+    } else {
+        rc = ngx_http_registry_upload_expect(r, ctx);
+    }
 
     if (rc == NGX_ERROR) {
         return ngx_http_registry_error(r, NGX_HTTP_REGISTRY_DIGEST_INVALID,
@@ -179,25 +190,19 @@ ngx_http_registry_upload_monolithic(ngx_http_request_t *r,
 /*
  * ?mount=<digest>[&from=<name>]: links a blob another repository has (or,
  * without "from", any blob of the store, as registry_auto_mount allows)
- * and answers 201.  NGX_DECLINED: no mount was asked or it cannot be
- * done; NGX_ABORT: an error was sent.
+ * and answers 201.  NGX_DECLINED: it cannot be done; NGX_ABORT: an
+ * error was sent.
  */
 
 static ngx_int_t
 ngx_http_registry_upload_mount(ngx_http_request_t *r,
-    ngx_http_registry_ctx_t *ctx)
+    ngx_http_registry_ctx_t *ctx, ngx_str_t *mount)
 {
     ngx_int_t                    rc;
-    ngx_str_t                    value, link;
+    ngx_str_t                    link;
     ngx_http_registry_digest_t   digest;
 
-    rc = ngx_http_registry_arg(r, "mount", &value);
-    if (rc != NGX_OK) {
-        return (rc == NGX_DECLINED) ? NGX_DECLINED
-                                    : NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    if (ngx_http_registry_parse_digest(&value, &digest) != NGX_OK) {
+    if (ngx_http_registry_parse_digest(mount, &digest) != NGX_OK) {
         return ngx_http_registry_fail(r, NGX_HTTP_REGISTRY_DIGEST_INVALID,
                                       "invalid mount parameter");
     }
@@ -727,9 +732,6 @@ ngx_http_registry_upload_chunk_in_thread(ngx_http_request_t *r,
 {
     ngx_thread_task_t              *task;
     ngx_http_registry_chunk_job_t  *job;
-    ngx_http_registry_loc_conf_t   *rlcf;
-
-    rlcf = ngx_http_get_module_loc_conf(r, ngx_http_registry_module);
 
     task = ctx->chunk_task;
 
@@ -754,12 +756,9 @@ ngx_http_registry_upload_chunk_in_thread(ngx_http_request_t *r,
     job->offset = ctx->upload.offset + ctx->received;
     job->err = 0;
 
-    if (ngx_thread_task_post(rlcf->thread_pool, task) != NGX_OK) {
+    if (ngx_http_registry_thread_post(r, task) != NGX_OK) {
         return ngx_http_registry_fail(r, NGX_HTTP_REGISTRY_INTERNAL, NULL);
     }
-
-    r->main->blocked++;
-    r->aio = 1;
 
     return NGX_AGAIN;
 }
@@ -811,15 +810,10 @@ ngx_http_registry_chunk_event(ngx_event_t *ev)
     ngx_http_registry_ctx_t        *ctx;
     ngx_http_registry_chunk_job_t  *job;
 
-    r = ev->data;
+    r = ngx_http_registry_thread_back(ev);
     c = r->connection;
     ctx = ngx_http_get_module_ctx(r, ngx_http_registry_module);
     job = ctx->chunk_task->ctx;
-
-    ngx_http_set_log_request(c->log, r);
-
-    r->main->blocked--;
-    r->aio = 0;
 
     if (c->error) {
         /* terminated meanwhile: nginx left its finalizer here */
@@ -1031,13 +1025,10 @@ ngx_http_registry_upload_sync_in_thread(ngx_http_request_t *r,
     task->event.data = r;
     task->event.handler = ngx_http_registry_fsync_event;
 
-    if (ngx_thread_task_post(rlcf->thread_pool, task) != NGX_OK) {
+    if (ngx_http_registry_thread_post(r, task) != NGX_OK) {
         return NGX_ERROR;
     }
 
-    ctx->syncing = 1;
-    r->main->blocked++;
-    r->aio = 1;
     r->write_event_handler = ngx_http_registry_upload_synced;
 
     return NGX_OK;
@@ -1060,28 +1051,59 @@ ngx_http_registry_fsync_thread(void *data, ngx_log_t *log)
 static void
 ngx_http_registry_fsync_event(ngx_event_t *ev)
 {
-    ngx_connection_t         *c;
-    ngx_http_request_t       *r;
-    ngx_http_registry_ctx_t  *ctx;
+    ngx_http_request_t  *r;
 
-    r = ev->data;
-    c = r->connection;
-    ctx = ngx_http_get_module_ctx(r, ngx_http_registry_module);
-
-    ngx_http_set_log_request(c->log, r);
-
-    r->main->blocked--;
-    r->aio = 0;
-    ctx->syncing = 0;
+    r = ngx_http_registry_thread_back(ev);
 
     r->write_event_handler(r);
-    ngx_http_run_posted_requests(c);
+    ngx_http_run_posted_requests(r->connection);
 }
 
 
 /*
- * The request's write handler while the fsync() runs (a write event then
- * is ignored) and once it is done; a request terminated meanwhile has had
+ * A task for registry_thread_pool: the request waits for it blocked, as
+ * for nginx's own thread reads (r->aio says a task is under way).
+ */
+
+static ngx_int_t
+ngx_http_registry_thread_post(ngx_http_request_t *r, ngx_thread_task_t *task)
+{
+    ngx_http_registry_loc_conf_t  *rlcf;
+
+    rlcf = ngx_http_get_module_loc_conf(r, ngx_http_registry_module);
+
+    if (ngx_thread_task_post(rlcf->thread_pool, task) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    r->main->blocked++;
+    r->aio = 1;
+
+    return NGX_OK;
+}
+
+
+/* a task's completion event: its request, unblocked */
+
+static ngx_http_request_t *
+ngx_http_registry_thread_back(ngx_event_t *ev)
+{
+    ngx_http_request_t  *r;
+
+    r = ev->data;
+
+    ngx_http_set_log_request(r->connection->log, r);
+
+    r->main->blocked--;
+    r->aio = 0;
+
+    return r;
+}
+
+
+/*
+ * The request's write handler while the fsync() runs (a write event then,
+ * with r->aio still set, is ignored) and once it is done; a request terminated meanwhile has had
  * its handler replaced by nginx.
  */
 
@@ -1090,11 +1112,11 @@ ngx_http_registry_upload_synced(ngx_http_request_t *r)
 {
     ngx_http_registry_ctx_t  *ctx;
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_registry_module);
-
-    if (ctx->syncing) {
+    if (r->aio) {
         return;
     }
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_registry_module);
 
     r->write_event_handler = ngx_http_request_empty_handler;
 
