@@ -44,18 +44,6 @@ sub bytes_of {
     return substr($s, 0, $n);
 }
 
-sub blob_path {
-    my ($d) = @_;
-    my ($alg, $hex) = split /:/, $d;
-    return "$v2/blobs/$alg/" . substr($hex, 0, 2) . "/$hex/data";
-}
-
-sub link_path {
-    my ($name, $d) = @_;
-    my ($alg, $hex) = split /:/, $d;
-    return "$v2/repositories/$name/_layers/$alg/$hex/link";
-}
-
 sub blob_files {
     my @f;
     find(sub { push @f, $File::Find::name if -f }, "$v2/blobs") if -d "$v2/blobs";
@@ -70,8 +58,8 @@ sub nothing_published {
     is(blob_files(), $before, "$name: no new file under blobs/");
 
     for my $d (@digests) {
-        ok(!-e blob_path($d), "$name: no blob data for $d");
-        ok(!-e link_path($repo, $d), "$name: no layer link for $d");
+        ok(!-e $t->blob_path($d), "$name: no blob data for $d");
+        ok(!-e $t->layer_link($repo, $d), "$name: no layer link for $d");
         my $r = $t->req('GET', "/v2/$repo/blobs/$d");
         is($r->{status}, 404, "$name: GET $d is 404");
         is(RegTest::error_code($r), 'BLOB_UNKNOWN', "$name: GET $d is BLOB_UNKNOWN");

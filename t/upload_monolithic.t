@@ -18,18 +18,6 @@ my $UUID = qr/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/;
 my $t = RegTest->new();
 my $v2 = $t->root . '/docker/registry/v2';
 
-sub blob_path {
-    my ($d) = @_;
-    my ($alg, $hex) = split /:/, $d;
-    return "$v2/blobs/$alg/" . substr($hex, 0, 2) . "/$hex/data";
-}
-
-sub link_path {
-    my ($name, $d) = @_;
-    my ($alg, $hex) = split /:/, $d;
-    return "$v2/repositories/$name/_layers/$alg/$hex/link";
-}
-
 # monolithic push
 
 my $blob = "hello, registry\n" x 100;
@@ -62,7 +50,7 @@ is($r->{headers}{'location'}, "/v2/lib/mono2/blobs/$d",
    'monolithic push to another repository location');
 is($t->req('GET', "/v2/lib/mono2/blobs/$d")->{content}, $blob,
    'read back from another repository');
-ok(-f link_path('lib/mono', $d) && -f link_path('lib/mono2', $d),
+ok(-f $t->layer_link('lib/mono', $d) && -f $t->layer_link('lib/mono2', $d),
    'linked in both repositories');
 
 # empty blob
@@ -94,7 +82,7 @@ $r = $t->req('POST', "/v2/lib/mono/blobs/uploads/?digest=$bd", content => $big);
 is($r->{status}, 201, '8 MiB monolithic push');
 $r = $t->req('GET', "/v2/lib/mono/blobs/$bd");
 ok($r->{content} eq $big, '8 MiB read back');
-is(-s blob_path($bd), length $big, '8 MiB stored');
+is(-s $t->blob_path($bd), length $big, '8 MiB stored');
 
 # digest mismatch: nothing is published
 
@@ -107,10 +95,10 @@ $r = $t->req('POST', "/v2/lib/bad/blobs/uploads/?digest=$claimed",
 is($r->{status}, 400, 'mismatch');
 is(RegTest::error_code($r), 'DIGEST_INVALID', 'mismatch code');
 is($r->{headers}{'docker-distribution-api-version'}, $API, 'mismatch api version');
-ok(!-e blob_path($claimed), 'mismatch: no blob under the claimed digest');
-ok(!-e blob_path($real), 'mismatch: no blob under the real digest');
-ok(!-e link_path('lib/bad', $claimed), 'mismatch: no link for the claimed digest');
-ok(!-e link_path('lib/bad', $real), 'mismatch: no link for the real digest');
+ok(!-e $t->blob_path($claimed), 'mismatch: no blob under the claimed digest');
+ok(!-e $t->blob_path($real), 'mismatch: no blob under the real digest');
+ok(!-e $t->layer_link('lib/bad', $claimed), 'mismatch: no link for the claimed digest');
+ok(!-e $t->layer_link('lib/bad', $real), 'mismatch: no link for the real digest');
 is($t->req('GET', "/v2/lib/bad/blobs/$claimed")->{status}, 404,
    'mismatch: claimed digest unknown');
 is($t->req('GET', "/v2/lib/bad/blobs/$real")->{status}, 404,
@@ -123,7 +111,7 @@ $r = $t->req('POST', "/v2/lib/bad/blobs/uploads/?digest=$claimed",
              content => sub { shift @parts });
 is($r->{status}, 400, 'chunked mismatch');
 is(RegTest::error_code($r), 'DIGEST_INVALID', 'chunked mismatch code');
-ok(!-e blob_path($claimed) && !-e blob_path(RegTest::digest('abcdef')),
+ok(!-e $t->blob_path($claimed) && !-e $t->blob_path(RegTest::digest('abcdef')),
    'chunked mismatch: nothing stored');
 
 # sha512
@@ -137,7 +125,7 @@ $r = $t->req('GET', "/v2/lib/mono/blobs/$d512");
 is($r->{status}, 200, 'sha512 read back');
 is($r->{content}, $payload, 'sha512 read back body');
 is($r->{headers}{'docker-content-digest'}, $d512, 'sha512 read back digest');
-ok(-f blob_path($d512), 'sha512 stored under blobs/sha512');
+ok(-f $t->blob_path($d512), 'sha512 stored under blobs/sha512');
 
 $r = $t->req('POST', "/v2/lib/mono/blobs/uploads/?digest=sha512:" . ('0' x 128),
              content => $payload);

@@ -28,6 +28,8 @@ package RegTest;
 #                           provokes on purpose (a full disk, a kill -9)
 #
 # $t->port, $t->root, $t->dir, $t->url($path)
+# $t->blob_path($digest)         the blob's data file in the store
+# $t->layer_link($name, $digest) the repository's _layers link file
 # $t->req($method, $path, headers => {...}, content => $bytes | $coderef)
 #     HTTP::Tiny response (status, headers with lower-case names, content
 #     always defined); a new connection per request; a coderef content is
@@ -170,6 +172,20 @@ sub dir  { $_[0]{dir} }
 sub url {
     my ($self, $path) = @_;
     return "http://127.0.0.1:$self->{port}$path";
+}
+
+sub blob_path {
+    my ($self, $digest) = @_;
+    my ($alg, $hex) = split /:/, $digest;
+    return "$self->{root}/docker/registry/v2/blobs/$alg/"
+           . substr($hex, 0, 2) . "/$hex/data";
+}
+
+sub layer_link {
+    my ($self, $name, $digest) = @_;
+    my ($alg, $hex) = split /:/, $digest;
+    return "$self->{root}/docker/registry/v2/repositories/$name/_layers/"
+           . "$alg/$hex/link";
 }
 
 # a port of 127.0.0.1 nobody listens on right now

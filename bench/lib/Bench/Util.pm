@@ -7,11 +7,18 @@ use strict;
 use warnings;
 
 use Config;
+use Cwd qw(abs_path);
 use Exporter qw(import);
+use File::Basename qw(dirname);
 use File::Temp ();
 use IO::Socket::INET;
 use POSIX qw(WNOHANG);
 use Time::HiRes qw(time sleep);
+
+# the test harness's file and port helpers, shared rather than copied;
+# require, not use: its import would plan a test
+use lib dirname(abs_path(__FILE__)) . '/../../../t/lib';
+require RegTest;
 
 our @EXPORT_OK = qw(slurp spew say_step run_cmd spawn spawn_code reap
                     stop_child stop_all_children running free_port wait_port
@@ -19,22 +26,8 @@ our @EXPORT_OK = qw(slurp spew say_step run_cmd spawn spawn_code reap
 
 my @CHILDREN;    # every process spawn() started, until reaped
 
-sub slurp {
-    my ($file) = @_;
-    open(my $fh, '<', $file) or return '';
-    binmode $fh;
-    local $/;
-    my $data = <$fh>;
-    return defined $data ? $data : '';
-}
-
-sub spew {
-    my ($file, $data) = @_;
-    open(my $fh, '>', $file) or die "$file: $!\n";
-    binmode $fh;
-    print $fh $data;
-    close $fh or die "$file: $!\n";
-}
+sub slurp { RegTest::slurp(@_) }
+sub spew { RegTest::spew(@_) }
 
 # a progress line on stderr, with the seconds since the start
 my $T0 = time;
@@ -186,14 +179,7 @@ sub stop_all_children {
     stop_child($_, 'TERM', 5) for @pids;
 }
 
-sub free_port {
-    my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0,
-                                  Proto => 'tcp', Listen => 1, ReuseAddr => 1)
-        or die "cannot bind: $!\n";
-    my $port = $s->sockport;
-    close $s;
-    return $port;
-}
+sub free_port { RegTest::free_port() }
 
 # true once 127.0.0.1:$port accepts connections, while $pid runs
 sub wait_port {
