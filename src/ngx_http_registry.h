@@ -68,10 +68,23 @@ ngx_int_t ngx_http_registry_digest_equal(ngx_http_registry_digest_t *a,
 
 /* ---- the store: CNCF distribution's filesystem layout ---- */
 
+typedef struct ngx_http_registry_link_s  ngx_http_registry_link_t;
+
+typedef struct {
+    ngx_http_registry_link_t  *links;    /* this worker's table, or NULL */
+    ngx_uint_t                 max;
+    ngx_msec_t                 valid;
+} ngx_http_registry_link_cache_t;
+
+
 typedef struct {
     ngx_str_t                  root;     /* <registry_root>/docker/registry/v2 */
     ngx_pool_t                *pool;
     ngx_log_t                 *log;
+
+    /* the link cache; NULL: links are always read from the disk */
+    ngx_http_registry_link_cache_t  *links;
+    ngx_atomic_t              *generation;  /* shared by all workers */
 } ngx_http_registry_store_t;
 
 
@@ -147,6 +160,17 @@ void ngx_http_registry_sort_names(ngx_array_t *names);
 #define NGX_HTTP_REGISTRY_UPLOAD_DATA   "data"
 
 
+/* ---- the link cache: links this worker found, until one may change ---- */
+
+ngx_http_registry_link_cache_t *ngx_http_registry_links_create(
+    ngx_pool_t *pool, ngx_uint_t max, ngx_msec_t valid);
+ngx_int_t ngx_http_registry_links_exist(ngx_http_registry_store_t *st,
+    ngx_str_t *path);
+ngx_int_t ngx_http_registry_links_read(ngx_http_registry_store_t *st,
+    ngx_str_t *path, ngx_http_registry_digest_t *digest);
+void ngx_http_registry_links_changed(ngx_http_registry_store_t *st);
+
+
 /* ---- configuration, routes and the request context ---- */
 
 typedef struct {
@@ -158,6 +182,7 @@ typedef struct {
     size_t                     chunk_min_length;
     ngx_uint_t                 auto_mount;
     time_t                     upload_expire;
+    ngx_http_registry_link_cache_t  *link_cache;  /* NULL: off */
 #if (NGX_THREADS)
     ngx_thread_pool_t         *thread_pool;   /* NULL: fsync() in the loop */
 #endif
@@ -180,6 +205,7 @@ typedef struct {
 
 typedef struct {
     ngx_array_t                sweeps;   /* of ngx_http_registry_sweep_t */
+    ngx_shm_zone_t            *generation;  /* the link cache's counter */
 } ngx_http_registry_main_conf_t;
 
 

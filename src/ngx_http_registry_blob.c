@@ -7,7 +7,8 @@
  * output filters as an in_file buffer, so sendfile, Range, If-None-Match
  * and If-Range are nginx's own.  Blob files never change once published
  * (their name is their digest), so a cached descriptor cannot go stale;
- * the repository's link is checked on every request, uncached.
+ * the repository's link goes through the link cache, which every DELETE
+ * invalidates.
  */
 
 
@@ -134,6 +135,10 @@ ngx_http_registry_blob_delete(ngx_http_request_t *r)
 
     rc = ngx_http_registry_store_delete_link(&ctx->store, &link);
 
+    if (rc != NGX_DECLINED) {
+        ngx_http_registry_links_changed(&ctx->store);
+    }
+
     if (rc == NGX_DECLINED) {
         return ngx_http_registry_error(r, NGX_HTTP_REGISTRY_BLOB_UNKNOWN,
                                        NULL);
@@ -150,8 +155,8 @@ ngx_http_registry_blob_delete(ngx_http_request_t *r)
 /*
  * A blob is readable in a repository that links it as a layer, or, as a
  * convenience distribution does not offer, as a manifest revision.
- * NGX_DECLINED: it is not.  The link is checked uncached, unlike the
- * blob's bytes: a DELETE must be seen by the very next GET.
+ * NGX_DECLINED: it is not.  The link cache answers for links found
+ * before; a DELETE through any worker is seen by the very next GET.
  */
 
 static ngx_int_t
@@ -168,7 +173,7 @@ ngx_http_registry_blob_owned(ngx_http_registry_ctx_t *ctx)
         return NGX_ERROR;
     }
 
-    rc = ngx_http_registry_store_exists(&link);
+    rc = ngx_http_registry_links_exist(&ctx->store, &link);
 
     if (rc != NGX_DECLINED) {
         return rc;
@@ -182,7 +187,7 @@ ngx_http_registry_blob_owned(ngx_http_registry_ctx_t *ctx)
         return NGX_ERROR;
     }
 
-    return ngx_http_registry_store_exists(&link);
+    return ngx_http_registry_links_exist(&ctx->store, &link);
 }
 
 

@@ -236,7 +236,7 @@ ngx_http_registry_manifest_resolve(ngx_http_request_t *r,
             return ngx_http_registry_fail(r, NGX_HTTP_REGISTRY_INTERNAL, NULL);
         }
 
-        rc = ngx_http_registry_store_read_link(&ctx->store, &link, digest);
+        rc = ngx_http_registry_links_read(&ctx->store, &link, digest);
 
         if (rc == NGX_DECLINED) {
             return ngx_http_registry_fail(r,
@@ -256,7 +256,7 @@ ngx_http_registry_manifest_resolve(ngx_http_request_t *r,
         return ngx_http_registry_fail(r, NGX_HTTP_REGISTRY_INTERNAL, NULL);
     }
 
-    rc = ngx_http_registry_store_exists(&link);
+    rc = ngx_http_registry_links_exist(&ctx->store, &link);
 
     if (rc == NGX_DECLINED) {
         return ngx_http_registry_fail(r, NGX_HTTP_REGISTRY_MANIFEST_UNKNOWN,
@@ -1284,6 +1284,7 @@ ngx_http_registry_manifest_tag(ngx_http_request_t *r,
     ngx_http_registry_ctx_t *ctx, ngx_str_t *tag,
     ngx_http_registry_digest_t *digest)
 {
+    ngx_int_t   rc;
     ngx_str_t   path;
     ngx_str_t  *name, *alg;
 
@@ -1298,10 +1299,17 @@ ngx_http_registry_manifest_tag(ngx_http_request_t *r,
            != NGX_OK
         || ngx_http_registry_store_path(&ctx->store, &path,
                                         "repositories/%V/_manifests/tags/%V/"
-                                        "current/link", name, tag) == NULL
-        || ngx_http_registry_store_write_link(&ctx->store, &path, digest)
-           != NGX_OK)
+                                        "current/link", name, tag) == NULL)
     {
+        return ngx_http_registry_fail_errno(r, ngx_errno);
+    }
+
+    rc = ngx_http_registry_store_write_link(&ctx->store, &path, digest);
+
+    /* the tag may have moved: what workers remember of it is stale */
+    ngx_http_registry_links_changed(&ctx->store);
+
+    if (rc != NGX_OK) {
         return ngx_http_registry_fail_errno(r, ngx_errno);
     }
 
@@ -1348,6 +1356,8 @@ ngx_http_registry_manifest_delete(ngx_http_request_t *r)
                                                         &ctx->route.digest)
                    != NGX_OK)
             {
+                /* some tags may be gone already */
+                ngx_http_registry_links_changed(&ctx->store);
                 return ctx->rc;
             }
 
@@ -1376,6 +1386,8 @@ ngx_http_registry_manifest_delete(ngx_http_request_t *r)
         return ngx_http_registry_error(r, NGX_HTTP_REGISTRY_MANIFEST_UNKNOWN,
                                        NULL);
     }
+
+    ngx_http_registry_links_changed(&ctx->store);
 
     if (rc != NGX_OK) {
         return ngx_http_registry_errno_error(r, ngx_errno);

@@ -9,6 +9,9 @@
 
 #define NGX_HTTP_REGISTRY_STORE_SUFFIX  "/docker/registry/v2"
 
+#define NGX_HTTP_REGISTRY_LINKS_MAX     4096
+#define NGX_HTTP_REGISTRY_LINKS_VALID   1000
+
 
 static void *ngx_http_registry_create_main_conf(ngx_conf_t *cf);
 static void *ngx_http_registry_create_loc_conf(ngx_conf_t *cf);
@@ -20,6 +23,11 @@ static char *ngx_http_registry(ngx_conf_t *cf, ngx_command_t *cmd,
 static char *ngx_http_registry_thread_pool(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 #endif
+static char *ngx_http_registry_link_cache(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static ngx_int_t ngx_http_registry_add_generation(ngx_conf_t *cf);
+static ngx_int_t ngx_http_registry_init_generation(ngx_shm_zone_t *shm_zone,
+    void *data);
 static ngx_int_t ngx_http_registry_add_sweep(ngx_conf_t *cf,
     ngx_http_registry_loc_conf_t *rlcf);
 static ngx_int_t ngx_http_registry_init_process(ngx_cycle_t *cycle);
@@ -84,6 +92,13 @@ static ngx_command_t  ngx_http_registry_commands[] = {
       ngx_conf_set_sec_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_registry_loc_conf_t, upload_expire),
+      NULL },
+
+    { ngx_string("registry_link_cache"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE12,
+      ngx_http_registry_link_cache,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
       NULL },
 
 #if (NGX_THREADS)
@@ -174,6 +189,7 @@ ngx_http_registry_create_loc_conf(ngx_conf_t *cf)
     conf->chunk_min_length = NGX_CONF_UNSET_SIZE;
     conf->auto_mount = NGX_CONF_UNSET_UINT;
     conf->upload_expire = NGX_CONF_UNSET;
+    conf->link_cache = NGX_CONF_UNSET_PTR;
 #if (NGX_THREADS)
     conf->thread_pool = NGX_CONF_UNSET_PTR;
 #endif
@@ -205,6 +221,18 @@ ngx_http_registry_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 #if (NGX_THREADS)
     ngx_conf_merge_ptr_value(conf->thread_pool, prev->thread_pool, NULL);
 #endif
+
+    ngx_conf_merge_ptr_value(conf->link_cache, prev->link_cache,
+                             NGX_CONF_UNSET_PTR);
+
+    if (conf->link_cache == NGX_CONF_UNSET_PTR) {
+        conf->link_cache = ngx_http_registry_links_create(cf->pool,
+                                               NGX_HTTP_REGISTRY_LINKS_MAX,
+                                               NGX_HTTP_REGISTRY_LINKS_VALID);
+        if (conf->link_cache == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
 
     if (conf->upload_expire < 1) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -257,6 +285,82 @@ ngx_http_registry_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     }
 
     return NGX_CONF_OK;
+}
+
+
+/*
+ * registry_link_cache off | max=N [valid=time]: how many links each worker
+ * remembers, and for how long at most (see ngx_http_registry_links.c).
+ */
+
+static char *
+ngx_http_registry_link_cache(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_registry_loc_conf_t *rlcf = conf;
+
+    ngx_int_t    max;
+    ngx_str_t   *value, s;
+    ngx_msec_t   valid;
+    ngx_uint_t   i;
+
+    if (rlcf->link_cache != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_strcmp(value[1].data, "off") == 0) {
+        if (cf->args->nelts != 2) {
+            return "takes nothing after \"off\"";
+        }
+
+        rlcf->link_cache = NULL;
+        return NGX_CONF_OK;
+    }
+
+    max = NGX_ERROR;
+    valid = NGX_HTTP_REGISTRY_LINKS_VALID;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "max=", 4) == 0) {
+            max = ngx_atoi(value[i].data + 4, value[i].len - 4);
+            if (max <= 0) {
+                goto invalid;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "valid=", 6) == 0) {
+            s.len = value[i].len - 6;
+            s.data = value[i].data + 6;
+
+            valid = ngx_parse_time(&s, 0);
+            if (valid == (ngx_msec_t) NGX_ERROR || valid == 0) {
+                goto invalid;
+            }
+
+            continue;
+        }
+
+        goto invalid;
+    }
+
+    if (max == NGX_ERROR) {
+        return "needs \"max=\" or \"off\"";
+    }
+
+    rlcf->link_cache = ngx_http_registry_links_create(cf->pool, max, valid);
+
+    return rlcf->link_cache ? NGX_CONF_OK : NGX_CONF_ERROR;
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid \"registry_link_cache\" parameter \"%V\"",
+                       &value[i]);
+    return NGX_CONF_ERROR;
 }
 
 
@@ -427,7 +531,66 @@ ngx_http_registry(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     if (rlcf->enable) {
         clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
         clcf->handler = ngx_http_registry_handler;
+
+        if (ngx_http_registry_add_generation(cf) != NGX_OK) {
+            return NGX_CONF_ERROR;
+        }
     }
 
     return NGX_CONF_OK;
+}
+
+
+/*
+ * The link cache's generation counter: one word of shared memory that
+ * every worker reads and bumps.  Its zone is kept across reloads, so the
+ * old workers still serving and the new ones count together.
+ */
+
+static ngx_int_t
+ngx_http_registry_add_generation(ngx_conf_t *cf)
+{
+    ngx_str_t                       name = ngx_string("registry_links");
+    ngx_http_registry_main_conf_t  *rmcf;
+
+    rmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_registry_module);
+
+    if (rmcf->generation) {
+        return NGX_OK;
+    }
+
+    rmcf->generation = ngx_shared_memory_add(cf, &name, 8 * ngx_pagesize,
+                                             &ngx_http_registry_module);
+    if (rmcf->generation == NULL) {
+        return NGX_ERROR;
+    }
+
+    rmcf->generation->init = ngx_http_registry_init_generation;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_registry_init_generation(ngx_shm_zone_t *shm_zone, void *data)
+{
+    ngx_atomic_t     *generation;
+    ngx_slab_pool_t  *shpool;
+
+    if (data) {
+        shm_zone->data = data;
+        return NGX_OK;
+    }
+
+    shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+
+    generation = ngx_slab_alloc(shpool, sizeof(ngx_atomic_t));
+    if (generation == NULL) {
+        return NGX_ERROR;
+    }
+
+    *generation = 0;
+    shm_zone->data = (void *) generation;
+
+    return NGX_OK;
 }

@@ -98,10 +98,11 @@ static ngx_str_t  ngx_http_registry_api_version = ngx_string("registry/2.0");
 ngx_int_t
 ngx_http_registry_handler(ngx_http_request_t *r)
 {
-    ngx_uint_t                     i, route_known;
-    ngx_http_registry_ctx_t       *ctx;
-    ngx_http_registry_endpoint_t  *ep;
-    ngx_http_registry_loc_conf_t  *rlcf;
+    ngx_uint_t                      i, route_known;
+    ngx_http_registry_ctx_t        *ctx;
+    ngx_http_registry_endpoint_t   *ep;
+    ngx_http_registry_loc_conf_t   *rlcf;
+    ngx_http_registry_main_conf_t  *rmcf;
 
     if (ngx_http_registry_add_header(r, "Docker-Distribution-Api-Version",
                                      &ngx_http_registry_api_version)
@@ -122,6 +123,10 @@ ngx_http_registry_handler(ngx_http_request_t *r)
     ctx->store.root = rlcf->store;
     ctx->store.pool = r->pool;
     ctx->store.log = r->connection->log;
+    ctx->store.links = rlcf->link_cache;
+
+    rmcf = ngx_http_get_module_main_conf(r, ngx_http_registry_module);
+    ctx->store.generation = rmcf->generation->data;
 
     if (ngx_http_registry_parse_route(r, &ctx->route) != NGX_OK) {
         return ctx->rc;
