@@ -15,9 +15,11 @@
 #include "ngx_http_registry.h"
 
 #include <sys/file.h>
+#include <sys/resource.h>
 
 
 #define NGX_HTTP_REGISTRY_THREAD_MIN  (64 * 1024)
+#define NGX_HTTP_REGISTRY_THREAD_NICE  19
 
 
 static ngx_int_t ngx_http_registry_upload_monolithic(ngx_http_request_t *r,
@@ -774,6 +776,15 @@ ngx_http_registry_chunk_thread(void *data, ngx_log_t *log)
     u_char   *p, *last;
     off_t     offset;
     ssize_t   n;
+
+    /*
+     * Hashing is bulk work: the thread takes the lowest CPU priority, so
+     * on a busy machine the event loops serving pulls go first and the
+     * push gets what they leave.  Linux keeps a nice value per thread; an
+     * unprivileged worker cannot raise it back, so the pool's threads stay
+     * at it (give "aio threads" a pool of its own).
+     */
+    (void) setpriority(PRIO_PROCESS, 0, NGX_HTTP_REGISTRY_THREAD_NICE);
 
     p = job->data;
     last = job->data + job->len;

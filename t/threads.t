@@ -2,7 +2,8 @@
 
 # registry_thread_pool: an upload's bytes are hashed and written by pool
 # threads (buffers of 64 KiB and more), and the fsync() that makes a
-# finished upload durable runs there too, not in the worker's event loop.  Uploads behave as
+# finished upload durable runs there too, not in the worker's event loop;
+# the hashing threads run at nice 19.  Uploads behave as
 # without threads (monolithic, chunked, digest mismatch, a client gone
 # while the fsync runs), and strace shows the fsync() issued by a thread
 # of the worker, not by the worker's main thread.
@@ -144,6 +145,17 @@ is($t->req('GET', '/v2/')->{status}, 200, 'worker still serving');
            'most of the body was hashed and written by pool threads')
         or diag "worker $by{worker} bytes, threads $by{threads} bytes";
 
+    # hashing threads yield the CPU to the event loops: nice 19 for the
+    # threads that wrote, the worker's main thread untouched
+    my %writers = map { /^(\d+)\s/ ? ($1 => 1) : () }
+                  grep { /pwrite64\(/ } @lines;
+    delete $writers{$worker};
+    my @nice = map { thread_nice($worker, $_) } sort keys %writers;
+    ok(@nice && !grep({ !defined || $_ != 19 } @nice),
+       'the pool threads that hashed run at nice 19')
+        or diag "nice of the writing threads: @{[ map { $_ // 'gone' } @nice ]}";
+    is(thread_nice($worker, $worker), 0, 'the event loop keeps nice 0');
+
     my @fsyncs = grep { /fsync\(/ } @lines;
     my @by_threads = grep { /^(\d+)\s/ && $1 != $worker } @fsyncs;
     my @by_worker = grep { /^(\d+)\s/ && $1 == $worker } @fsyncs;
@@ -158,3 +170,12 @@ is($t->req('GET', '/v2/')->{status}, 200, 'worker still serving');
 
 $t->stop;
 done_testing();
+
+# a thread's nice value: field 19 of /proc/<pid>/task/<tid>/stat
+sub thread_nice {
+    my ($pid, $tid) = @_;
+    open my $fh, '<', "/proc/$pid/task/$tid/stat" or return undef;
+    my $stat = <$fh>;
+    $stat =~ s/^.*\)\s+//s;       # past "pid (comm) "
+    return (split ' ', $stat)[16];
+}
