@@ -105,6 +105,8 @@ u_char *ngx_http_registry_store_layer_link(ngx_http_registry_store_t *st,
     ngx_str_t *out, ngx_str_t *name, ngx_http_registry_digest_t *digest);
 u_char *ngx_http_registry_store_revision_link(ngx_http_registry_store_t *st,
     ngx_str_t *out, ngx_str_t *name, ngx_http_registry_digest_t *digest);
+u_char *ngx_http_registry_store_tag_link(ngx_http_registry_store_t *st,
+    ngx_str_t *out, ngx_str_t *name, ngx_str_t *tag);
 u_char *ngx_http_registry_store_upload_dir(ngx_http_registry_store_t *st,
     ngx_str_t *out, ngx_str_t *name, ngx_str_t *id);
 

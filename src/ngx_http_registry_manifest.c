@@ -227,10 +227,9 @@ ngx_http_registry_manifest_resolve(ngx_http_request_t *r,
         *digest = ctx->route.digest;
 
     } else {
-        if (ngx_http_registry_store_path(&ctx->store, &link,
-                                    "repositories/%V/_manifests/tags/%V/"
-                                    "current/link", &ctx->route.name,
-                                    &ctx->route.reference)
+        if (ngx_http_registry_store_tag_link(&ctx->store, &link,
+                                             &ctx->route.name,
+                                             &ctx->route.reference)
             == NULL)
         {
             return ngx_http_registry_fail(r, NGX_HTTP_REGISTRY_INTERNAL, NULL);
@@ -1297,9 +1296,8 @@ ngx_http_registry_manifest_tag(ngx_http_request_t *r,
                                      &digest->hex) == NULL
         || ngx_http_registry_store_write_link(&ctx->store, &path, digest)
            != NGX_OK
-        || ngx_http_registry_store_path(&ctx->store, &path,
-                                        "repositories/%V/_manifests/tags/%V/"
-                                        "current/link", name, tag) == NULL)
+        || ngx_http_registry_store_tag_link(&ctx->store, &path, name, tag)
+           == NULL)
     {
         return ngx_http_registry_fail_errno(r, ngx_errno);
     }
@@ -1480,10 +1478,8 @@ ngx_http_registry_manifest_untag_all(ngx_http_request_t *r,
     tag = tags.elts;
 
     for (i = 0; i < tags.nelts; i++) {
-        if (ngx_http_registry_store_path(&ctx->store, &path,
-                                         "repositories/%V/_manifests/tags/%V/"
-                                         "current/link", &ctx->route.name,
-                                         &tag[i])
+        if (ngx_http_registry_store_tag_link(&ctx->store, &path,
+                                             &ctx->route.name, &tag[i])
             == NULL)
         {
             return ngx_http_registry_fail(r, NGX_HTTP_REGISTRY_INTERNAL, NULL);

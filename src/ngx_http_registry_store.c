@@ -136,6 +136,18 @@ ngx_http_registry_store_revision_link(ngx_http_registry_store_t *st,
 }
 
 
+/* the link naming a tag's manifest: its directory is the tag's */
+
+u_char *
+ngx_http_registry_store_tag_link(ngx_http_registry_store_t *st,
+    ngx_str_t *out, ngx_str_t *name, ngx_str_t *tag)
+{
+    return ngx_http_registry_store_path(st, out,
+                                   "repositories/%V/_manifests/tags/%V/"
+                                   "current/link", name, tag);
+}
+
+
 u_char *
 ngx_http_registry_store_upload_dir(ngx_http_registry_store_t *st,
     ngx_str_t *out, ngx_str_t *name, ngx_str_t *id)
