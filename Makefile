@@ -57,14 +57,18 @@ run: deps $(MODULE)
 	    conf-examples/local.conf > $(RUNDIR)/nginx.conf
 	$(NGINX) -p $(RUNDIR) -c $(RUNDIR)/nginx.conf -g 'daemon off;'
 
-# The upload tests run twice: bodies hashed and written in the worker, then
-# in registry_thread_pool threads (REGTEST_THREADS, see t/lib/RegTest.pm).
+# The upload tests run three ways: as configured by default (the store's
+# work in registry_thread_pool threads, small bodies hashed in the worker),
+# with 1m body buffers (bodies hashed in threads too), and with
+# registry_thread_pool off (everything in the event loop); see
+# REGTEST_THREADS in t/lib/RegTest.pm.
 THREADED_TESTS := t/upload_monolithic.t t/upload_chunked.t t/upload_resume.t \
                   t/body_length.t t/crash.t t/disk_full.t t/workers.t t/sha512.t
 
 test: deps-test $(MODULE)
 	prove -r t/
 	REGTEST_THREADS=1 prove $(THREADED_TESTS)
+	REGTEST_THREADS=off prove $(THREADED_TESTS)
 
 # A, B and C side by side on one store (bench/README.md); not part of
 # `make test`.  Options: make bench BENCH_ARGS='--rounds 1 --keep'

@@ -1,21 +1,22 @@
 
 /*
- * ngx_http_registry_module: blob GET, HEAD and DELETE.
+ * ngx_http_registry_module: the blob endpoints, GET, HEAD and DELETE.
  *
  * A blob GET is a static file send, as in ngx_http_static_module: the
- * blob's data file is opened through open_file_cache and handed to the
- * output filters as an in_file buffer, so sendfile, Range, If-None-Match
- * and If-Range are nginx's own.  Blob files never change once published
- * (their name is their digest), so a cached descriptor cannot go stale;
- * the repository's link goes through the link cache, which every DELETE
- * invalidates.
+ * store finds the blob (the repository's link, through the link cache)
+ * and its data file is sent through open_file_cache as an in_file buffer,
+ * so sendfile, Range, If-None-Match and If-Range are nginx's own.  A
+ * DELETE unlinks the blob from the repository, off the event loop.
  */
 
 
 #include "ngx_http_registry.h"
 
 
-static ngx_int_t ngx_http_registry_blob_owned(ngx_http_registry_ctx_t *ctx);
+static ngx_int_t ngx_http_registry_unlink_work(ngx_http_registry_op_t *op,
+    void *data);
+static ngx_int_t ngx_http_registry_blob_unlinked(ngx_http_request_t *r,
+    ngx_int_t rc);
 static ngx_int_t ngx_http_registry_range_applies(ngx_http_request_t *r);
 static ngx_int_t ngx_http_registry_range_unsatisfiable(ngx_http_request_t *r,
     off_t size);
@@ -26,44 +27,31 @@ static ngx_int_t ngx_http_registry_range_error(ngx_http_request_t *r,
 ngx_int_t
 ngx_http_registry_blob_get(ngx_http_request_t *r)
 {
-    ngx_int_t                  rc;
-    ngx_buf_t                 *b;
-    ngx_str_t                  path;
-    ngx_chain_t                out;
-    ngx_open_file_info_t       of;
-    ngx_http_registry_ctx_t   *ctx;
+    ngx_int_t                 rc;
+    ngx_str_t                 path;
+    ngx_open_file_info_t      of;
+    ngx_http_registry_ctx_t  *ctx;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_registry_module);
 
-    rc = ngx_http_registry_blob_owned(ctx);
+    rc = ngx_http_registry_store_blob_find(&ctx->op, &ctx->route.name,
+                                           &ctx->route.digest, &path);
 
     if (rc == NGX_OK) {
-        if (ngx_http_registry_store_blob_path(&ctx->store, &path,
-                                              &ctx->route.digest)
-            == NULL)
-        {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        rc = ngx_http_registry_open_file(r, &path, &of);
+
+        if (rc == NGX_ERROR) {
+            return ngx_http_registry_error(r, NGX_HTTP_REGISTRY_INTERNAL,
+                                           NULL);
         }
-
-        rc = ngx_http_registry_blob_open(r, &path, &of);
-    }
-
-    if (rc == NGX_DECLINED) {
-        return ngx_http_registry_error(r, NGX_HTTP_REGISTRY_BLOB_UNKNOWN,
-                                       NULL);
     }
 
     if (rc != NGX_OK) {
-        return ngx_http_registry_error(r, NGX_HTTP_REGISTRY_INTERNAL, NULL);
-    }
-
-    rc = ngx_http_discard_request_body(r);
-    if (rc != NGX_OK) {
-        return rc;
+        return ngx_http_registry_store_failed(r, &ctx->op, rc,
+                                              NGX_HTTP_REGISTRY_BLOB_UNKNOWN);
     }
 
     r->headers_out.status = NGX_HTTP_OK;
-    r->headers_out.content_length_n = of.size;
     r->headers_out.last_modified_time = of.mtime;
     ngx_str_set(&r->headers_out.content_type, "application/octet-stream");
     r->headers_out.content_type_len = r->headers_out.content_type.len;
@@ -72,167 +60,54 @@ ngx_http_registry_blob_get(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    r->allow_ranges = 1;
-
     if (ngx_http_registry_range_unsatisfiable(r, of.size)) {
         return ngx_http_registry_range_error(r, of.size);
     }
 
-    /* we need to allocate all before the header would be sent */
-
-    b = ngx_calloc_buf(r->pool);
-    if (b == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    b->file = ngx_pcalloc(r->pool, sizeof(ngx_file_t));
-    if (b->file == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    rc = ngx_http_send_header(r);
-
-    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
-        return rc;
-    }
-
-    b->file_pos = 0;
-    b->file_last = of.size;
-
-    b->in_file = b->file_last ? 1 : 0;
-    b->last_buf = (r == r->main) ? 1 : 0;
-    b->last_in_chain = 1;
-    b->sync = (b->last_buf || b->in_file) ? 0 : 1;
-
-    b->file->fd = of.fd;
-    b->file->name = path;
-    b->file->log = r->connection->log;
-    b->file->directio = of.is_directio;
-
-    out.buf = b;
-    out.next = NULL;
-
-    return ngx_http_output_filter(r, &out);
+    return ngx_http_registry_send_file(r, &path, 1, &of);
 }
 
 
 ngx_int_t
 ngx_http_registry_blob_delete(ngx_http_request_t *r)
 {
-    ngx_int_t                 rc;
-    ngx_str_t                 link;
+    if (ngx_http_registry_task_run(r, ngx_http_registry_unlink_work,
+                                   ngx_http_get_module_ctx(r,
+                                                    ngx_http_registry_module),
+                                   ngx_http_registry_blob_unlinked)
+        != NGX_OK)
+    {
+        return ngx_http_registry_error(r, NGX_HTTP_REGISTRY_UNAVAILABLE,
+                                       "no thread for the delete");
+    }
+
+    return NGX_DONE;
+}
+
+
+static ngx_int_t
+ngx_http_registry_unlink_work(ngx_http_registry_op_t *op, void *data)
+{
+    ngx_http_registry_ctx_t *ctx = data;
+
+    return ngx_http_registry_store_blob_unlink(op, &ctx->route.name,
+                                               &ctx->route.digest);
+}
+
+
+static ngx_int_t
+ngx_http_registry_blob_unlinked(ngx_http_request_t *r, ngx_int_t rc)
+{
     ngx_http_registry_ctx_t  *ctx;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_registry_module);
 
-    if (ngx_http_registry_store_layer_link(&ctx->store, &link,
-                                           &ctx->route.name,
-                                           &ctx->route.digest)
-        == NULL)
-    {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    rc = ngx_http_registry_store_delete_link(&ctx->store, &link);
-
-    if (rc != NGX_DECLINED) {
-        ngx_http_registry_links_changed(&ctx->store);
-    }
-
-    if (rc == NGX_DECLINED) {
-        return ngx_http_registry_error(r, NGX_HTTP_REGISTRY_BLOB_UNKNOWN,
-                                       NULL);
-    }
-
     if (rc != NGX_OK) {
-        return ngx_http_registry_errno_error(r, ngx_errno);
+        return ngx_http_registry_store_failed(r, &ctx->task.op, rc,
+                                              NGX_HTTP_REGISTRY_BLOB_UNKNOWN);
     }
 
     return ngx_http_registry_send_empty(r, NGX_HTTP_ACCEPTED);
-}
-
-
-/*
- * A blob is readable in a repository that links it as a layer, or, as a
- * convenience distribution does not offer, as a manifest revision.
- * NGX_DECLINED: it is not.  The link cache answers for links found
- * before; a DELETE through any worker is seen by the very next GET.
- */
-
-static ngx_int_t
-ngx_http_registry_blob_owned(ngx_http_registry_ctx_t *ctx)
-{
-    ngx_int_t   rc;
-    ngx_str_t   link;
-
-    if (ngx_http_registry_store_layer_link(&ctx->store, &link,
-                                           &ctx->route.name,
-                                           &ctx->route.digest)
-        == NULL)
-    {
-        return NGX_ERROR;
-    }
-
-    rc = ngx_http_registry_links_exist(&ctx->store, &link);
-
-    if (rc != NGX_DECLINED) {
-        return rc;
-    }
-
-    if (ngx_http_registry_store_revision_link(&ctx->store, &link,
-                                              &ctx->route.name,
-                                              &ctx->route.digest)
-        == NULL)
-    {
-        return NGX_ERROR;
-    }
-
-    return ngx_http_registry_links_exist(&ctx->store, &link);
-}
-
-
-/* NGX_DECLINED: linked, but collected or never completed */
-
-ngx_int_t
-ngx_http_registry_blob_open(ngx_http_request_t *r, ngx_str_t *path,
-    ngx_open_file_info_t *of)
-{
-    ngx_http_core_loc_conf_t  *clcf;
-
-    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
-
-    ngx_memzero(of, sizeof(ngx_open_file_info_t));
-
-    of->read_ahead = clcf->read_ahead;
-    of->directio = clcf->directio;
-    of->valid = clcf->open_file_cache_valid;
-    of->min_uses = clcf->open_file_cache_min_uses;
-    of->errors = clcf->open_file_cache_errors;
-    of->events = clcf->open_file_cache_events;
-
-    if (ngx_http_set_disable_symlinks(r, clcf, path, of) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    if (ngx_open_cached_file(clcf->open_file_cache, path, of, r->pool)
-        != NGX_OK)
-    {
-        if (of->err == NGX_ENOENT || of->err == NGX_ENOTDIR) {
-            return NGX_DECLINED;
-        }
-
-        ngx_log_error(NGX_LOG_CRIT, r->connection->log, of->err,
-                      "%s \"%s\" failed", of->failed, path->data);
-        return NGX_ERROR;
-    }
-
-    if (!of->is_file) {
-        ngx_log_error(NGX_LOG_CRIT, r->connection->log, 0,
-                      "\"%s\" is not a regular file", path->data);
-        return NGX_ERROR;
-    }
-
-    return NGX_OK;
 }
 
 

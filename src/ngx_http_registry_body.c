@@ -7,10 +7,12 @@
  * hashes it and writes it where it belongs) and given back to nginx at
  * once, so a worker holds one client_body_buffer_size buffer per upload
  * whatever the body's size, and nothing is read twice.  When the body is
- * complete the done callback sends the response and finalizes.
+ * complete, the request is finalized with what the done callback returns.
  *
- * A chunk callback may also hand a buffer to a thread (NGX_AGAIN); reading
- * then waits until ngx_http_registry_body_taken() says the thread is done.
+ * A chunk callback may also hand a buffer to a task (NGX_AGAIN); reading
+ * then waits until ngx_http_registry_body_taken() says the task is done.
+ * Any other result of a callback ends the reading, and the request (see
+ * ngx_http_registry_body_stop()).
  *
  * A fast client keeps its socket readable: reading on until EAGAIN would
  * hash a whole blob in one go while the worker's other connections wait.
@@ -113,15 +115,13 @@ ngx_http_registry_body_consume(ngx_http_request_t *r)
                 rc = ctx->chunk(r, b->pos, len);
 
                 if (rc == NGX_AGAIN) {
-                    /* in a thread: ngx_http_registry_body_taken() goes on */
+                    /* in a task: ngx_http_registry_body_taken() goes on */
                     r->read_event_handler = ngx_http_block_reading;
                     return;
                 }
 
                 if (rc != NGX_OK) {
-                    /* the callback has sent an error, ctx->rc is the result */
-                    r->read_event_handler = ngx_http_block_reading;
-                    ngx_http_finalize_request(r, ctx->rc);
+                    ngx_http_registry_body_stop(r, rc);
                     return;
                 }
 
@@ -162,14 +162,12 @@ ngx_http_registry_body_consume(ngx_http_request_t *r)
         }
     }
 
-    r->read_event_handler = ngx_http_block_reading;
-
-    ctx->done(r);
+    ngx_http_registry_body_stop(r, ctx->done(r));
 }
 
 
 /*
- * The chunk callback's thread has taken the first buffer: it is consumed,
+ * The chunk callback's task has taken the first buffer: it is consumed,
  * and reading goes on.  Nothing reads into the buffer meanwhile: only
  * this file asks nginx for more body, and reading is blocked.
  */
@@ -192,6 +190,28 @@ ngx_http_registry_body_taken(ngx_http_request_t *r)
     r->read_event_handler = ngx_http_registry_body_read;
 
     ngx_http_registry_body_consume(r);
+}
+
+
+/*
+ * Reading stops, and the body lets go of the request: rc is NGX_DONE when
+ * a task of the endpoint's answers, NGX_DECLINED when ctx->fault is the
+ * answer, or what to finalize the request with (a sent answer's result).
+ */
+
+void
+ngx_http_registry_body_stop(ngx_http_request_t *r, ngx_int_t rc)
+{
+    ngx_http_registry_ctx_t  *ctx;
+
+    r->read_event_handler = ngx_http_block_reading;
+
+    if (rc == NGX_DECLINED) {
+        ctx = ngx_http_get_module_ctx(r, ngx_http_registry_module);
+        rc = ngx_http_registry_send_fault(r, &ctx->fault);
+    }
+
+    ngx_http_finalize_request(r, rc);
 }
 
 

@@ -4,7 +4,7 @@
  */
 
 
-#include "ngx_http_registry.h"
+#include "ngx_http_registry_store.h"
 
 
 typedef struct {
@@ -171,4 +171,63 @@ ngx_http_registry_hash_final(ngx_http_registry_hash_t *hash, ngx_pool_t *pool,
     digest->text.len = p - digest->text.data;
 
     return NGX_OK;
+}
+
+
+/*
+ * A hash state read back from disk must be one that hashing exactly
+ * "length" bytes leaves: OpenSSL trusts its byte counts (num indexes its
+ * block buffer), so a state corrupted on disk must never reach an update.
+ */
+
+ngx_int_t
+ngx_http_registry_hash_valid(ngx_http_registry_hash_t *hash, uint64_t length)
+{
+    if (length > ((uint64_t) 1 << 60)) {
+        return NGX_ERROR;
+    }
+
+    if (hash->alg == NGX_HTTP_REGISTRY_SHA256) {
+        return (hash->u.sha256.md_len == SHA256_DIGEST_LENGTH
+                && hash->u.sha256.num == length % SHA256_CBLOCK
+                && hash->u.sha256.Nl == (SHA_LONG) (length << 3)
+                && hash->u.sha256.Nh == (SHA_LONG) (length >> 29))
+               ? NGX_OK : NGX_ERROR;
+    }
+
+    if (hash->alg == NGX_HTTP_REGISTRY_SHA512) {
+        return (hash->u.sha512.md_len == SHA512_DIGEST_LENGTH
+                && hash->u.sha512.num == length % SHA512_CBLOCK
+                && hash->u.sha512.Nl == (SHA_LONG64) (length << 3)
+                && hash->u.sha512.Nh == (SHA_LONG64) (length >> 61))
+               ? NGX_OK : NGX_ERROR;
+    }
+
+    return NGX_ERROR;
+}
+
+
+/* a digest parsed from bytes that are not ours to keep: copied first */
+
+ngx_int_t
+ngx_http_registry_digest_copy(ngx_pool_t *pool, u_char *data, size_t len,
+    ngx_http_registry_digest_t *digest)
+{
+    ngx_str_t  text;
+
+    if (len > NGX_HTTP_REGISTRY_DIGEST_MAX_LEN) {
+        return NGX_DECLINED;
+    }
+
+    text.len = len;
+    text.data = ngx_pnalloc(pool, len + 1);
+    if (text.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(text.data, data, len);
+    text.data[len] = '\0';
+
+    return (ngx_http_registry_parse_digest(&text, digest) == NGX_OK)
+           ? NGX_OK : NGX_DECLINED;
 }

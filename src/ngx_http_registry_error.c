@@ -2,8 +2,9 @@
 /*
  * ngx_http_registry_module: the spec's JSON error bodies.
  *
- * Handlers name an error; this file owns its code, status and message, so
- * every error leaves the registry in the same shape:
+ * Handlers name an error, or hand over the fault a store operation
+ * returned; this file owns its code, status and message, so every error
+ * leaves the registry in the same shape:
  *     {"errors":[{"code":"...","message":"...","detail":"..."}]}
  */
 
@@ -84,6 +85,9 @@ static ngx_http_registry_error_t  ngx_http_registry_errors[] = {
     { ngx_string("NOT_FOUND"), NGX_HTTP_NOT_FOUND,
       ngx_string("no such endpoint") },
 
+    { ngx_string("UNAVAILABLE"), NGX_HTTP_SERVICE_UNAVAILABLE,
+      ngx_string("service unavailable") },
+
     { ngx_string("UNKNOWN"), NGX_HTTP_INTERNAL_SERVER_ERROR,
       ngx_string("unknown error") },
 
@@ -98,7 +102,7 @@ static ngx_http_registry_error_t  ngx_http_registry_errors[] = {
  */
 
 ngx_int_t
-ngx_http_registry_error(ngx_http_request_t *r, ngx_http_registry_err_e err,
+ngx_http_registry_error(ngx_http_request_t *r, ngx_http_registry_err_e code,
     const char *detail)
 {
     size_t                      len;
@@ -110,7 +114,7 @@ ngx_http_registry_error(ngx_http_request_t *r, ngx_http_registry_err_e err,
     static u_char  det[] = "\",\"detail\":\"";
     static u_char  tail[] = "\"}]}\n";
 
-    e = &ngx_http_registry_errors[err];
+    e = &ngx_http_registry_errors[code];
 
     if (detail == NULL) {
         detail = "";
@@ -118,9 +122,6 @@ ngx_http_registry_error(ngx_http_request_t *r, ngx_http_registry_err_e err,
 
     ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                   "registry: %V %s", &e->code, detail);
-
-    /* a client may look at the store the moment it reads the error */
-    ngx_http_registry_upload_discard(r);
 
     len = sizeof(head) - 1 + e->code.len + sizeof(msg) - 1
           + e->message.len + sizeof(det) - 1 + 6 * ngx_strlen(detail)
@@ -144,43 +145,42 @@ ngx_http_registry_error(ngx_http_request_t *r, ngx_http_registry_err_e err,
 }
 
 
-/* maps a failed store operation's errno to the error a client sees */
+/* what a failed operation's fault says, as an answer */
 
 ngx_int_t
-ngx_http_registry_errno_error(ngx_http_request_t *r, ngx_err_t err)
+ngx_http_registry_send_fault(ngx_http_request_t *r,
+    ngx_http_registry_fault_t *fault)
 {
-    if (err == NGX_ENOSPC || err == EDQUOT) {
-        return ngx_http_registry_error(r, NGX_HTTP_REGISTRY_STORAGE_FULL,
-                                       "no space left in the store");
+    const char  *detail;
+
+    detail = fault->detail;
+
+    if (detail == NULL && fault->code == NGX_HTTP_REGISTRY_STORAGE_FULL) {
+        detail = "no space left in the store";
+
+    } else if (detail == NULL && fault->code == NGX_HTTP_REGISTRY_INTERNAL) {
+        detail = "store operation failed";
     }
 
-    return ngx_http_registry_error(r, NGX_HTTP_REGISTRY_INTERNAL,
-                                   "store operation failed");
+    return ngx_http_registry_error(r, fault->code, detail);
 }
 
 
-ngx_int_t
-ngx_http_registry_fail(ngx_http_request_t *r, ngx_http_registry_err_e err,
-    const char *detail)
-{
-    ngx_http_registry_ctx_t  *ctx;
-
-    ctx = ngx_http_get_module_ctx(r, ngx_http_registry_module);
-    ctx->rc = ngx_http_registry_error(r, err, detail);
-
-    return NGX_ABORT;
-}
-
+/*
+ * The answer to a store operation that did not succeed: NGX_DECLINED is
+ * "not_found" (with the op's detail, if any), NGX_ERROR the op's fault.
+ */
 
 ngx_int_t
-ngx_http_registry_fail_errno(ngx_http_request_t *r, ngx_err_t err)
+ngx_http_registry_store_failed(ngx_http_request_t *r,
+    ngx_http_registry_op_t *op, ngx_int_t rc,
+    ngx_http_registry_err_e not_found)
 {
-    ngx_http_registry_ctx_t  *ctx;
+    if (rc == NGX_DECLINED) {
+        return ngx_http_registry_error(r, not_found, op->fault.detail);
+    }
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_registry_module);
-    ctx->rc = ngx_http_registry_errno_error(r, err);
-
-    return NGX_ABORT;
+    return ngx_http_registry_send_fault(r, &op->fault);
 }
 
 

@@ -1,103 +1,38 @@
 
 /*
- * ngx_http_registry_module: manifests, PUT, GET, HEAD and DELETE.
+ * ngx_http_registry_module: the manifest endpoints, GET, HEAD, PUT and
+ * DELETE.
  *
- * A manifest's digest is the hash of the exact bytes received; those bytes
- * are stored as a blob and served unchanged, never re-serialised.  Its
- * media type is read from the manifest itself when serving, as
- * distribution does, so stores written by either are served alike.
+ * A manifest's digest is the hash of the exact bytes received; those
+ * bytes are stored as a blob and served unchanged, never re-serialised,
+ * as a static file is (open_file_cache, sendfile).  Its media type is
+ * read from the manifest itself, as distribution does, and each worker
+ * remembers it.  A PUT checks its ?tag= arguments before reading the
+ * body, then hashes, validates (manifest_json.c) and stores it
+ * (store_manifest.c) in one task off the event loop.
  */
 
 
 #include "ngx_http_registry.h"
 
-#include <jansson.h>
 
-
-#define NGX_HTTP_REGISTRY_IMAGE  1
-#define NGX_HTTP_REGISTRY_INDEX  2
-
-#define NGX_HTTP_REGISTRY_OCI_MANIFEST                                       \
-    "application/vnd.oci.image.manifest.v1+json"
-#define NGX_HTTP_REGISTRY_OCI_INDEX                                          \
-    "application/vnd.oci.image.index.v1+json"
-#define NGX_HTTP_REGISTRY_SCHEMA1                                            \
-    "application/vnd.docker.distribution.manifest.v1+"
-
-
-typedef struct {
-    const char  *name;
-    ngx_uint_t   kind;     /* 0: refused */
-} ngx_http_registry_media_type_t;
-
-
-static ngx_http_registry_media_type_t  ngx_http_registry_media_types[] = {
-    { NGX_HTTP_REGISTRY_OCI_MANIFEST, NGX_HTTP_REGISTRY_IMAGE },
-    { "application/vnd.docker.distribution.manifest.v2+json",
-      NGX_HTTP_REGISTRY_IMAGE },
-    { NGX_HTTP_REGISTRY_OCI_INDEX, NGX_HTTP_REGISTRY_INDEX },
-    { "application/vnd.docker.distribution.manifest.list.v2+json",
-      NGX_HTTP_REGISTRY_INDEX },
-    { "application/vnd.docker.distribution.manifest.v1+json", 0 },
-    { "application/vnd.docker.distribution.manifest.v1+prettyjws", 0 },
-    { NULL, 0 }
-};
-
-
-/* layers that by definition are not pushed (Windows base images) */
-
-static const char  *ngx_http_registry_nondistributable[] = {
-    "application/vnd.oci.image.layer.nondistributable.v1.tar",
-    "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
-    "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd",
-    "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
-    NULL
-};
-
-
-static ngx_int_t ngx_http_registry_manifest_resolve(ngx_http_request_t *r,
-    ngx_http_registry_ctx_t *ctx, ngx_http_registry_digest_t *digest);
-static ngx_int_t ngx_http_registry_manifest_read(ngx_http_request_t *r,
-    ngx_str_t *path, ngx_str_t *body);
-static ngx_int_t ngx_http_registry_scan_media_type(ngx_str_t *body,
-    ngx_str_t *type);
-static u_char *ngx_http_registry_json_value_end(u_char *p, u_char *last);
-static u_char *ngx_http_registry_json_string_end(u_char *p, u_char *last);
-static u_char *ngx_http_registry_json_space(u_char *p, u_char *last);
+static ngx_int_t ngx_http_registry_manifest_tags(ngx_http_request_t *r,
+    ngx_http_registry_ctx_t *ctx);
+static ngx_int_t ngx_http_registry_push_tag(ngx_array_t *tags,
+    ngx_str_t *tag);
+static void ngx_http_registry_manifest_content_type(ngx_http_request_t *r,
+    ngx_http_registry_ctx_t *ctx);
 static ngx_int_t ngx_http_registry_manifest_chunk(ngx_http_request_t *r,
     u_char *data, size_t len);
-static void ngx_http_registry_manifest_done(ngx_http_request_t *r);
-static ngx_int_t ngx_http_registry_manifest_accept(ngx_http_request_t *r,
-    ngx_http_registry_ctx_t *ctx);
-static const char *ngx_http_registry_manifest_validate(ngx_http_request_t *r,
-    json_t *root, ngx_uint_t *kind);
-static const char *ngx_http_registry_manifest_type(ngx_http_request_t *r,
-    json_t *root, ngx_uint_t *kind);
-static const char *ngx_http_registry_descriptor_invalid(json_t *desc);
-static ngx_int_t ngx_http_registry_manifest_references(ngx_http_request_t *r,
-    ngx_http_registry_ctx_t *ctx, json_t *root, ngx_uint_t kind);
-static ngx_int_t ngx_http_registry_manifest_linked(ngx_http_request_t *r,
-    ngx_http_registry_ctx_t *ctx, json_t *desc, ngx_uint_t manifest);
-static ngx_int_t ngx_http_registry_manifest_store(ngx_http_request_t *r,
-    ngx_http_registry_ctx_t *ctx, ngx_http_registry_digest_t *digest);
-static ngx_int_t ngx_http_registry_manifest_tag(ngx_http_request_t *r,
-    ngx_http_registry_ctx_t *ctx, ngx_str_t *tag,
-    ngx_http_registry_digest_t *digest);
-static ngx_int_t ngx_http_registry_manifest_query_tags(ngx_http_request_t *r,
-    ngx_array_t *tags);
-static ngx_int_t ngx_http_registry_manifest_referrer(ngx_http_request_t *r,
-    ngx_http_registry_ctx_t *ctx, json_t *root,
-    ngx_http_registry_digest_t *digest);
-static ngx_int_t ngx_http_registry_referrer_describe(ngx_pool_t *pool,
-    json_t *root, size_t size, ngx_http_registry_digest_t *digest,
-    ngx_http_registry_digest_t *subject, ngx_str_t *descriptor);
-static ngx_int_t ngx_http_registry_manifest_unrefer(ngx_http_request_t *r,
-    ngx_http_registry_ctx_t *ctx, ngx_http_registry_digest_t *digest);
-static ngx_int_t ngx_http_registry_manifest_untag_all(ngx_http_request_t *r,
-    ngx_http_registry_ctx_t *ctx, ngx_http_registry_digest_t *digest);
-static const char *ngx_http_registry_served_type(ngx_pool_t *pool,
-    ngx_str_t *body);
-static ngx_uint_t ngx_http_registry_nondistributable_layer(json_t *desc);
+static ngx_int_t ngx_http_registry_manifest_done(ngx_http_request_t *r);
+static ngx_int_t ngx_http_registry_put_work(ngx_http_registry_op_t *op,
+    void *data);
+static ngx_int_t ngx_http_registry_manifest_stored(ngx_http_request_t *r,
+    ngx_int_t rc);
+static ngx_int_t ngx_http_registry_delete_work(ngx_http_registry_op_t *op,
+    void *data);
+static ngx_int_t ngx_http_registry_manifest_deleted(ngx_http_request_t *r,
+    ngx_int_t rc);
 
 
 /* ---- GET and HEAD ---- */
@@ -106,52 +41,51 @@ ngx_int_t
 ngx_http_registry_manifest_get(ngx_http_request_t *r)
 {
     ngx_int_t                      rc;
-    ngx_buf_t                     *b;
-    ngx_str_t                      path, body;
-    const char                    *type;
+    ngx_str_t                      path, type;
+    ngx_open_file_info_t           of;
     ngx_http_registry_ctx_t       *ctx;
     ngx_http_registry_digest_t     digest;
+    ngx_http_registry_loc_conf_t  *rlcf;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_registry_module);
+    rlcf = ngx_http_get_module_loc_conf(r, ngx_http_registry_module);
 
-    if (ngx_http_registry_manifest_resolve(r, ctx, &digest) != NGX_OK) {
-        return ctx->rc;
+    digest = ctx->route.digest;
+
+    rc = ngx_http_registry_store_manifest_resolve(&ctx->op, &ctx->route.name,
+                                          ctx->route.by_digest
+                                          ? NULL : &ctx->route.reference,
+                                          &digest, &path);
+
+    if (rc == NGX_OK) {
+        rc = ngx_http_registry_store_manifest_type(&ctx->op, &digest,
+                                                   rlcf->manifest_max_size,
+                                                   &type);
     }
 
-    if (ngx_http_registry_store_blob_path(&ctx->store, &path, &digest)
-        == NULL)
-    {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
+    if (rc == NGX_OK) {
+        rc = ngx_http_registry_open_file(r, &path, &of);
 
-    rc = ngx_http_registry_manifest_read(r, &path, &body);
-
-    if (rc == NGX_DECLINED) {
-        return ngx_http_registry_error(r, NGX_HTTP_REGISTRY_MANIFEST_UNKNOWN,
-                                       NULL);
+        if (rc == NGX_ERROR) {
+            return ngx_http_registry_error(r, NGX_HTTP_REGISTRY_INTERNAL,
+                                           NULL);
+        }
     }
 
     if (rc != NGX_OK) {
-        return ngx_http_registry_error(r, NGX_HTTP_REGISTRY_INTERNAL, NULL);
+        return ngx_http_registry_store_failed(r, &ctx->op, rc,
+                                          NGX_HTTP_REGISTRY_MANIFEST_UNKNOWN);
     }
 
-    b = ngx_calloc_buf(r->pool);
-    if (b == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    b->pos = body.data;
-    b->last = body.data + body.len;
-    b->memory = 1;
-
-    type = ngx_http_registry_served_type(r->pool, &body);
+    r->headers_out.status = NGX_HTTP_OK;
+    r->headers_out.content_type = type;
+    r->headers_out.content_type_len = type.len;
 
     if (ngx_http_registry_digest_headers(r, &digest) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (ngx_strncmp(type, NGX_HTTP_REGISTRY_SCHEMA1,
-                    sizeof(NGX_HTTP_REGISTRY_SCHEMA1) - 1) == 0
+    if (ngx_http_registry_manifest_deprecated(&type)
         && ngx_http_registry_warning(r, "Docker schema1 manifests are "
                                      "deprecated; this one is served read-only"
                                      ", push it again as schema2 or OCI")
@@ -160,361 +94,7 @@ ngx_http_registry_manifest_get(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    return ngx_http_registry_send_body(r, NGX_HTTP_OK, type, b);
-}
-
-
-/*
- * The manifest's bytes, through open_file_cache as blobs are (they are
- * immutable, named by their digest): one pread() when the descriptor is
- * cached.  NGX_DECLINED: not there.
- */
-
-static ngx_int_t
-ngx_http_registry_manifest_read(ngx_http_request_t *r, ngx_str_t *path,
-    ngx_str_t *body)
-{
-    ssize_t                        n;
-    ngx_int_t                      rc;
-    ngx_open_file_info_t           of;
-    ngx_http_registry_loc_conf_t  *rlcf;
-
-    rlcf = ngx_http_get_module_loc_conf(r, ngx_http_registry_module);
-
-    rc = ngx_http_registry_blob_open(r, path, &of);
-    if (rc != NGX_OK) {
-        return rc;
-    }
-
-    if (of.size > (off_t) rlcf->manifest_max_size) {
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "manifest \"%s\" is larger than "
-                      "registry_manifest_max_size", path->data);
-        return NGX_ERROR;
-    }
-
-    body->len = (size_t) of.size;
-    body->data = ngx_pnalloc(r->pool, ngx_max(body->len, 1));
-    if (body->data == NULL) {
-        return NGX_ERROR;
-    }
-
-    n = pread(of.fd, body->data, body->len, 0);
-
-    if (n != (ssize_t) body->len) {
-        ngx_log_error(NGX_LOG_CRIT, r->connection->log, ngx_errno,
-                      "pread() \"%s\" failed or was short", path->data);
-        return NGX_ERROR;
-    }
-
-    return NGX_OK;
-}
-
-
-/*
- * The digest a reference names, if the repository holds that manifest:
- * a tag's current link, then the revision link.
- */
-
-static ngx_int_t
-ngx_http_registry_manifest_resolve(ngx_http_request_t *r,
-    ngx_http_registry_ctx_t *ctx, ngx_http_registry_digest_t *digest)
-{
-    ngx_int_t  rc;
-    ngx_str_t  link;
-
-    if (ctx->route.by_digest) {
-        *digest = ctx->route.digest;
-
-    } else {
-        if (ngx_http_registry_store_tag_link(&ctx->store, &link,
-                                             &ctx->route.name,
-                                             &ctx->route.reference)
-            == NULL)
-        {
-            return ngx_http_registry_fail(r, NGX_HTTP_REGISTRY_INTERNAL, NULL);
-        }
-
-        rc = ngx_http_registry_links_read(&ctx->store, &link, digest);
-
-        if (rc == NGX_DECLINED) {
-            return ngx_http_registry_fail(r,
-                                          NGX_HTTP_REGISTRY_MANIFEST_UNKNOWN,
-                                          "unknown tag");
-        }
-
-        if (rc != NGX_OK) {
-            return ngx_http_registry_fail(r, NGX_HTTP_REGISTRY_INTERNAL, NULL);
-        }
-    }
-
-    if (ngx_http_registry_store_revision_link(&ctx->store, &link,
-                                              &ctx->route.name, digest)
-        == NULL)
-    {
-        return ngx_http_registry_fail(r, NGX_HTTP_REGISTRY_INTERNAL, NULL);
-    }
-
-    rc = ngx_http_registry_links_exist(&ctx->store, &link);
-
-    if (rc == NGX_DECLINED) {
-        return ngx_http_registry_fail(r, NGX_HTTP_REGISTRY_MANIFEST_UNKNOWN,
-                                      NULL);
-    }
-
-    if (rc != NGX_OK) {
-        return ngx_http_registry_fail(r, NGX_HTTP_REGISTRY_INTERNAL, NULL);
-    }
-
-    return NGX_OK;
-}
-
-
-/*
- * The media type to serve: the manifest's own mediaType, else what its
- * shape says (an OCI manifest may leave mediaType out; schema1 has none).
- */
-
-static const char *
-ngx_http_registry_served_type(ngx_pool_t *pool, ngx_str_t *body)
-{
-    u_char      *copy;
-    size_t       len;
-    json_t      *root, *mt;
-    ngx_str_t    scanned;
-    const char  *type;
-
-    if (ngx_http_registry_scan_media_type(body, &scanned) == NGX_OK) {
-        copy = ngx_pnalloc(pool, scanned.len + 1);
-        if (copy == NULL) {
-            return "application/json";
-        }
-
-        (void) ngx_cpystrn(copy, scanned.data, scanned.len + 1);
-
-        return (char *) copy;
-    }
-
-    /* no plain mediaType: the slow way, from the manifest's shape */
-
-    root = json_loadb((char *) body->data, body->len, 0, NULL);
-    if (root == NULL) {
-        return "application/json";
-    }
-
-    mt = json_object_get(root, "mediaType");
-
-    if (json_is_string(mt)) {
-        len = json_string_length(mt);
-        copy = ngx_pnalloc(pool, len + 1);
-
-        if (copy) {
-            ngx_memcpy(copy, json_string_value(mt), len + 1);
-        }
-
-        type = (char *) copy;
-
-    } else if (json_object_get(root, "manifests")) {
-        type = NGX_HTTP_REGISTRY_OCI_INDEX;
-
-    } else if (json_object_get(root, "signatures")) {
-        type = NGX_HTTP_REGISTRY_SCHEMA1 "prettyjws";
-
-    } else if (json_integer_value(json_object_get(root, "schemaVersion"))
-               == 1)
-    {
-        type = NGX_HTTP_REGISTRY_SCHEMA1 "json";
-
-    } else if (json_object_get(root, "config")) {
-        type = NGX_HTTP_REGISTRY_OCI_MANIFEST;
-
-    } else {
-        type = NULL;
-    }
-
-    json_decref(root);
-
-    return type ? type : "application/json";
-}
-
-
-/*
- * The top-level "mediaType" string of a manifest, found without building
- * a JSON tree: the hot path of every manifest GET.  The other top-level
- * values are skipped through; the last "mediaType" wins, as in jansson
- * and Go.  NGX_DECLINED: none, a key or value with escapes, or not a JSON
- * object, which the caller leaves to jansson.
- */
-
-static ngx_int_t
-ngx_http_registry_scan_media_type(ngx_str_t *body, ngx_str_t *type)
-{
-    u_char     *p, *last, *key, *end;
-    ngx_int_t   rc;
-
-    p = body->data;
-    last = body->data + body->len;
-    rc = NGX_DECLINED;
-
-    p = ngx_http_registry_json_space(p, last);
-
-    if (p == last || *p != '{') {
-        return NGX_DECLINED;
-    }
-
-    for ( ;; ) {
-        p = ngx_http_registry_json_space(p + 1, last);
-
-        if (p == last || *p != '"') {
-            return NGX_DECLINED;
-        }
-
-        key = p + 1;
-        p = ngx_http_registry_json_string_end(p, last);
-        if (p == NULL) {
-            return NGX_DECLINED;
-        }
-
-        end = p - 1;
-
-        if (ngx_strlchr(key, end, '\\')) {
-            return NGX_DECLINED;    /* an escaped key may spell mediaType */
-        }
-
-        p = ngx_http_registry_json_space(p, last);
-
-        if (p == last || *p != ':') {
-            return NGX_DECLINED;
-        }
-
-        p = ngx_http_registry_json_space(p + 1, last);
-
-        if (end - key == 9 && ngx_strncmp(key, "mediaType", 9) == 0) {
-            if (p == last || *p != '"') {
-                return NGX_DECLINED;
-            }
-
-            type->data = p + 1;
-            p = ngx_http_registry_json_string_end(p, last);
-            if (p == NULL) {
-                return NGX_DECLINED;
-            }
-
-            type->len = p - 1 - type->data;
-            rc = ngx_strlchr(type->data, p - 1, '\\') ? NGX_DECLINED : NGX_OK;
-
-        } else {
-            p = ngx_http_registry_json_value_end(p, last);
-            if (p == NULL) {
-                return NGX_DECLINED;
-            }
-        }
-
-        p = ngx_http_registry_json_space(p, last);
-
-        if (p == last) {
-            return NGX_DECLINED;
-        }
-
-        if (*p == '}') {
-            return rc;
-        }
-
-        if (*p != ',') {
-            return NGX_DECLINED;
-        }
-    }
-}
-
-
-/* past a JSON value: a string, a nested object or array, or a scalar */
-
-static u_char *
-ngx_http_registry_json_value_end(u_char *p, u_char *last)
-{
-    ngx_uint_t  depth;
-
-    if (p == last) {
-        return NULL;
-    }
-
-    if (*p == '"') {
-        return ngx_http_registry_json_string_end(p, last);
-    }
-
-    if (*p != '{' && *p != '[') {
-        while (p < last && *p != ',' && *p != '}' && *p != ']'
-               && *p != ' ' && *p != '\t' && *p != '\r' && *p != '\n')
-        {
-            p++;
-        }
-
-        return p;
-    }
-
-    depth = 0;
-
-    while (p < last) {
-        switch (*p) {
-
-        case '"':
-            p = ngx_http_registry_json_string_end(p, last);
-            if (p == NULL) {
-                return NULL;
-            }
-
-            continue;
-
-        case '{':
-        case '[':
-            depth++;
-            break;
-
-        case '}':
-        case ']':
-            if (--depth == 0) {
-                return p + 1;
-            }
-
-            break;
-        }
-
-        p++;
-    }
-
-    return NULL;
-}
-
-
-/* p at a string's opening quote: just past its closing one, or NULL */
-
-static u_char *
-ngx_http_registry_json_string_end(u_char *p, u_char *last)
-{
-    for (p++; p < last; p++) {
-        if (*p == '\\') {
-            p++;
-            continue;
-        }
-
-        if (*p == '"') {
-            return p + 1;
-        }
-    }
-
-    return NULL;
-}
-
-
-static u_char *
-ngx_http_registry_json_space(u_char *p, u_char *last)
-{
-    while (p < last && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n'))
-    {
-        p++;
-    }
-
-    return p;
+    return ngx_http_registry_send_file(r, &path, 0, &of);
 }
 
 
@@ -524,6 +104,7 @@ ngx_int_t
 ngx_http_registry_manifest_put(ngx_http_request_t *r)
 {
     size_t                         size;
+    ngx_int_t                      rc;
     ngx_http_registry_ctx_t       *ctx;
     ngx_http_registry_loc_conf_t  *rlcf;
 
@@ -535,16 +116,183 @@ ngx_http_registry_manifest_put(ngx_http_request_t *r)
                                        "manifest is too large");
     }
 
+    rc = ngx_http_registry_manifest_tags(r, ctx);
+
+    if (rc == NGX_DECLINED) {
+        return ngx_http_registry_send_fault(r, &ctx->fault);
+    }
+
+    if (rc != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_http_registry_manifest_content_type(r, ctx);
+
     size = (r->headers_in.content_length_n >= 0)
            ? (size_t) r->headers_in.content_length_n : 16384;
 
-    ctx->manifest = ngx_create_temp_buf(r->pool, ngx_max(size, 1));
-    if (ctx->manifest == NULL) {
+    ctx->body = ngx_create_temp_buf(r->pool, ngx_max(size, 1));
+    if (ctx->body == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     return ngx_http_registry_read_body(r, ngx_http_registry_manifest_chunk,
                                        ngx_http_registry_manifest_done);
+}
+
+
+/*
+ * The tags to write: the one in the path, and the "tag" query arguments
+ * (OCI 1.1), distinct, all valid or none taken, at most
+ * NGX_HTTP_REGISTRY_QUERY_TAGS_MAX of them.  nginx's ngx_http_arg() finds
+ * only the first of a repeated argument.  NGX_DECLINED: refused,
+ * ctx->fault says why.
+ */
+
+static ngx_int_t
+ngx_http_registry_manifest_tags(ngx_http_request_t *r,
+    ngx_http_registry_ctx_t *ctx)
+{
+    u_char     *p, *last, *amp, *src, *dst;
+    ngx_int_t   rc;
+    ngx_str_t   tag;
+
+    ctx->query_tags = ngx_array_create(r->pool, 4, sizeof(ngx_str_t));
+    ctx->manifest.tags = ngx_array_create(r->pool, 4, sizeof(ngx_str_t));
+
+    if (ctx->query_tags == NULL || ctx->manifest.tags == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (!ctx->route.by_digest
+        && ngx_http_registry_push_tag(ctx->manifest.tags,
+                                      &ctx->route.reference)
+           == NGX_ERROR)
+    {
+        return NGX_ERROR;
+    }
+
+    ctx->fault.code = NGX_HTTP_REGISTRY_TAG_INVALID;
+
+    p = r->args.data;
+    last = r->args.data + r->args.len;
+
+    for ( /* void */ ; p < last; p = amp + 1) {
+        amp = ngx_strlchr(p, last, '&');
+        if (amp == NULL) {
+            amp = last;
+        }
+
+        if (amp - p < 4 || ngx_strncmp(p, "tag=", 4) != 0) {
+            continue;
+        }
+
+        tag.data = ngx_pnalloc(r->pool, amp - p);
+        if (tag.data == NULL) {
+            return NGX_ERROR;
+        }
+
+        src = p + 4;
+        dst = tag.data;
+        ngx_unescape_uri(&dst, &src, amp - p - 4, 0);
+        tag.len = dst - tag.data;
+
+        if (ngx_http_registry_valid_tag(&tag) != NGX_OK) {
+            ctx->fault.detail = "invalid tag argument";
+            return NGX_DECLINED;
+        }
+
+        rc = ngx_http_registry_push_tag(ctx->query_tags, &tag);
+
+        if (rc == NGX_ERROR) {
+            return NGX_ERROR;
+        }
+
+        if (ctx->query_tags->nelts > NGX_HTTP_REGISTRY_QUERY_TAGS_MAX) {
+            ctx->fault.detail = "at most 32 distinct tag arguments per push";
+            return NGX_DECLINED;
+        }
+
+        if (rc == NGX_OK
+            && ngx_http_registry_push_tag(ctx->manifest.tags, &tag)
+               == NGX_ERROR)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/* NGX_OK: added; NGX_DECLINED: the list has it already */
+
+static ngx_int_t
+ngx_http_registry_push_tag(ngx_array_t *tags, ngx_str_t *tag)
+{
+    ngx_str_t   *t;
+    ngx_uint_t   i;
+
+    t = tags->elts;
+
+    for (i = 0; i < tags->nelts; i++) {
+        if (t[i].len == tag->len
+            && ngx_strncmp(t[i].data, tag->data, tag->len) == 0)
+        {
+            return NGX_DECLINED;
+        }
+    }
+
+    t = ngx_array_push(tags);
+    if (t == NULL) {
+        return NGX_ERROR;
+    }
+
+    *t = *tag;
+
+    return NGX_OK;
+}
+
+
+/*
+ * The Content-Type the manifest came with, less its parameters and the
+ * spaces before them (RFC 9110's OWS); "application/json" or none says
+ * nothing about the kind of manifest, and becomes "".
+ */
+
+static void
+ngx_http_registry_manifest_content_type(ngx_http_request_t *r,
+    ngx_http_registry_ctx_t *ctx)
+{
+    u_char     *semicolon;
+    ngx_str_t  *ct;
+
+    ct = &ctx->content_type;
+    ngx_str_null(ct);
+
+    if (r->headers_in.content_type == NULL) {
+        return;
+    }
+
+    *ct = r->headers_in.content_type->value;
+    semicolon = ngx_strlchr(ct->data, ct->data + ct->len, ';');
+
+    if (semicolon) {
+        ct->len = semicolon - ct->data;
+    }
+
+    while (ct->len && (ct->data[ct->len - 1] == ' '
+                       || ct->data[ct->len - 1] == '\t'))
+    {
+        ct->len--;
+    }
+
+    if (ct->len == sizeof("application/json") - 1
+        && ngx_strncasecmp(ct->data, (u_char *) "application/json", ct->len)
+           == 0)
+    {
+        ct->len = 0;
+    }
 }
 
 
@@ -562,12 +310,13 @@ ngx_http_registry_manifest_chunk(ngx_http_request_t *r, u_char *data,
     ctx = ngx_http_get_module_ctx(r, ngx_http_registry_module);
     rlcf = ngx_http_get_module_loc_conf(r, ngx_http_registry_module);
 
-    b = ctx->manifest;
+    b = ctx->body;
     used = b->last - b->pos;
 
     if (used + len > rlcf->manifest_max_size) {
-        return ngx_http_registry_fail(r, NGX_HTTP_REGISTRY_SIZE_INVALID,
-                                      "manifest is too large");
+        ctx->fault.code = NGX_HTTP_REGISTRY_SIZE_INVALID;
+        ctx->fault.detail = "manifest is too large";
+        return NGX_DECLINED;
     }
 
     if ((size_t) (b->end - b->last) < len) {
@@ -576,12 +325,11 @@ ngx_http_registry_manifest_chunk(ngx_http_request_t *r, u_char *data,
 
         nb = ngx_create_temp_buf(r->pool, size);
         if (nb == NULL) {
-            return ngx_http_registry_fail(r, NGX_HTTP_REGISTRY_INTERNAL,
-                                          NULL);
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
         nb->last = ngx_cpymem(nb->last, b->pos, used);
-        ctx->manifest = nb;
+        ctx->body = nb;
         b = nb;
     }
 
@@ -591,727 +339,115 @@ ngx_http_registry_manifest_chunk(ngx_http_request_t *r, u_char *data,
 }
 
 
-static void
+static ngx_int_t
 ngx_http_registry_manifest_done(ngx_http_request_t *r)
 {
     ngx_http_registry_ctx_t  *ctx;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_registry_module);
 
-    /* success or not, ctx->rc is the result of the response sent */
-    (void) ngx_http_registry_manifest_accept(r, ctx);
+    ctx->manifest.name = ctx->route.name;
+    ctx->manifest.bytes.data = ctx->body->pos;
+    ctx->manifest.bytes.len = ctx->body->last - ctx->body->pos;
 
-    ngx_http_finalize_request(r, ctx->rc);
+    if (ngx_http_registry_task_run(r, ngx_http_registry_put_work, ctx,
+                                   ngx_http_registry_manifest_stored)
+        != NGX_OK)
+    {
+        ctx->fault.code = NGX_HTTP_REGISTRY_UNAVAILABLE;
+        ctx->fault.detail = "no thread for the manifest";
+        return NGX_DECLINED;
+    }
+
+    return NGX_DONE;
 }
 
 
-/* checks the received manifest, stores it, and answers 201 */
+/*
+ * In a thread: the bytes hash to the digest (the one in the path, or a
+ * sha256), are a valid manifest, and are stored with their tags.
+ */
 
 static ngx_int_t
-ngx_http_registry_manifest_accept(ngx_http_request_t *r,
-    ngx_http_registry_ctx_t *ctx)
+ngx_http_registry_put_work(ngx_http_registry_op_t *op, void *data)
 {
-    json_t                      *root;
-    ngx_str_t                    body, *tag;
-    ngx_uint_t                   kind, i, tracked;
-    const char                  *invalid;
-    ngx_array_t                  tags;
-    json_error_t                 jerr;
-    ngx_pool_cleanup_t          *cln;
-    ngx_http_registry_hash_t     hash;
-    ngx_http_registry_digest_t   digest;
+    ngx_http_registry_ctx_t *ctx = data;
 
-    body.data = ctx->manifest->pos;
-    body.len = ctx->manifest->last - ctx->manifest->pos;
+    ngx_int_t                      rc;
+    const char                    *invalid;
+    ngx_http_registry_hash_t       hash;
+    ngx_http_registry_manifest_t  *m;
+
+    m = &ctx->manifest;
 
     ngx_http_registry_hash_init(&hash, ctx->route.by_digest
                                        ? ctx->route.digest.alg
                                        : NGX_HTTP_REGISTRY_SHA256);
-    ngx_http_registry_hash_update(&hash, body.data, body.len);
+    ngx_http_registry_hash_update(&hash, m->bytes.data, m->bytes.len);
 
-    if (ngx_http_registry_hash_final(&hash, r->pool, &digest) != NGX_OK) {
-        return ngx_http_registry_fail(r, NGX_HTTP_REGISTRY_INTERNAL, NULL);
+    if (ngx_http_registry_hash_final(&hash, op->pool, &m->digest) != NGX_OK) {
+        return ngx_http_registry_op_syserr(op, NGX_ENOMEM);
     }
 
     if (ctx->route.by_digest
-        && !ngx_http_registry_digest_equal(&digest, &ctx->route.digest))
+        && !ngx_http_registry_digest_equal(&m->digest, &ctx->route.digest))
     {
-        return ngx_http_registry_fail(r, NGX_HTTP_REGISTRY_DIGEST_INVALID,
-                                      "manifest bytes hash differently");
+        return ngx_http_registry_op_fail(op, NGX_HTTP_REGISTRY_DIGEST_INVALID,
+                                         "manifest bytes hash differently");
     }
 
-    if (ngx_http_registry_manifest_query_tags(r, &tags) != NGX_OK) {
-        return NGX_ABORT;
+    rc = ngx_http_registry_manifest_parse(op->pool, m, &ctx->content_type,
+                                          &invalid);
+
+    if (rc == NGX_DECLINED) {
+        return ngx_http_registry_op_fail(op, NGX_HTTP_REGISTRY_MANIFEST_INVALID,
+                                         invalid);
     }
 
-    cln = ngx_pool_cleanup_add(r->pool, 0);
-    if (cln == NULL) {
-        return ngx_http_registry_fail(r, NGX_HTTP_REGISTRY_INTERNAL, NULL);
+    if (rc != NGX_OK) {
+        return ngx_http_registry_op_syserr(op, NGX_ENOMEM);
     }
 
-    root = json_loadb((char *) body.data, body.len, 0, &jerr);
-    if (root == NULL) {
-        return ngx_http_registry_fail(r, NGX_HTTP_REGISTRY_MANIFEST_INVALID,
-                                      "manifest is not valid JSON");
+    return ngx_http_registry_store_manifest_put(op, m);
+}
+
+
+/* 201: Location, the digest, an OCI-Tag per tag argument, OCI-Subject */
+
+static ngx_int_t
+ngx_http_registry_manifest_stored(ngx_http_request_t *r, ngx_int_t rc)
+{
+    ngx_str_t                     *tag;
+    ngx_uint_t                     i;
+    ngx_http_registry_ctx_t       *ctx;
+    ngx_http_registry_manifest_t  *m;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_registry_module);
+    m = &ctx->manifest;
+
+    if (rc != NGX_OK) {
+        return ngx_http_registry_send_fault(r, &ctx->task.op.fault);
     }
 
-    cln->handler = ngx_http_registry_json_cleanup;
-    cln->data = root;
+    tag = ctx->query_tags->elts;
 
-    invalid = ngx_http_registry_manifest_validate(r, root, &kind);
-    if (invalid) {
-        return ngx_http_registry_fail(r, NGX_HTTP_REGISTRY_MANIFEST_INVALID,
-                                      invalid);
-    }
-
-    if (ngx_http_registry_manifest_references(r, ctx, root, kind) != NGX_OK) {
-        return NGX_ABORT;
-    }
-
-    /*
-     * A referrers index entry goes before the revision link (an entry
-     * without its revision is not listed), and an index that was complete
-     * is restamped after it, so our own write does not look foreign.
-     */
-
-    tracked = ngx_http_registry_referrers_tracked(&ctx->store,
-                                                  &ctx->route.name);
-
-    if (ngx_http_registry_manifest_referrer(r, ctx, root, &digest) != NGX_OK
-        || ngx_http_registry_manifest_store(r, ctx, &digest) != NGX_OK)
-    {
-        return NGX_ABORT;
-    }
-
-    if (tracked) {
-        ngx_http_registry_referrers_restamp(&ctx->store, &ctx->route.name);
-    }
-
-    tag = tags.elts;
-
-    for (i = 0; i < tags.nelts; i++) {
-        if (ngx_http_registry_manifest_tag(r, ctx, &tag[i], &digest)
-            != NGX_OK)
-        {
-            return NGX_ABORT;
-        }
-
+    for (i = 0; i < ctx->query_tags->nelts; i++) {
         if (ngx_http_registry_add_header(r, "OCI-Tag", &tag[i]) == NULL) {
-            return ngx_http_registry_fail(r, NGX_HTTP_REGISTRY_INTERNAL,
-                                          NULL);
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
     }
 
-    if (ngx_http_registry_location(r, "manifests", &digest.text) != NGX_OK
-        || ngx_http_registry_digest_headers(r, &digest) != NGX_OK)
-    {
-        return ngx_http_registry_fail(r, NGX_HTTP_REGISTRY_INTERNAL, NULL);
-    }
-
-    ctx->rc = ngx_http_registry_send_empty(r, NGX_HTTP_CREATED);
-
-    return NGX_OK;
-}
-
-
-/*
- * The "tag" query arguments of a push (OCI 1.1), all valid or none taken;
- * nginx's ngx_http_arg() finds only the first of a repeated argument.
- */
-
-static ngx_int_t
-ngx_http_registry_manifest_query_tags(ngx_http_request_t *r,
-    ngx_array_t *tags)
-{
-    u_char     *p, *last, *amp, *src, *dst;
-    ngx_str_t  *tag;
-
-    if (ngx_array_init(tags, r->pool, 4, sizeof(ngx_str_t)) != NGX_OK) {
-        return ngx_http_registry_fail(r, NGX_HTTP_REGISTRY_INTERNAL, NULL);
-    }
-
-    p = r->args.data;
-    last = r->args.data + r->args.len;
-
-    for ( /* void */ ; p < last; p = amp + 1) {
-        amp = ngx_strlchr(p, last, '&');
-        if (amp == NULL) {
-            amp = last;
-        }
-
-        if (amp - p < 4 || ngx_strncmp(p, "tag=", 4) != 0) {
-            continue;
-        }
-
-        tag = ngx_array_push(tags);
-        if (tag == NULL) {
-            return ngx_http_registry_fail(r, NGX_HTTP_REGISTRY_INTERNAL, NULL);
-        }
-
-        tag->data = ngx_pnalloc(r->pool, amp - p);
-        if (tag->data == NULL) {
-            return ngx_http_registry_fail(r, NGX_HTTP_REGISTRY_INTERNAL, NULL);
-        }
-
-        src = p + 4;
-        dst = tag->data;
-        ngx_unescape_uri(&dst, &src, amp - p - 4, 0);
-        tag->len = dst - tag->data;
-
-        if (ngx_http_registry_valid_tag(tag) != NGX_OK) {
-            return ngx_http_registry_fail(r, NGX_HTTP_REGISTRY_TAG_INVALID,
-                                          "invalid tag argument");
-        }
-    }
-
-    return NGX_OK;
-}
-
-
-/* a manifest with a subject: OCI-Subject, and its referrers index entry */
-
-static ngx_int_t
-ngx_http_registry_manifest_referrer(ngx_http_request_t *r,
-    ngx_http_registry_ctx_t *ctx, json_t *root,
-    ngx_http_registry_digest_t *digest)
-{
-    ngx_int_t                    rc;
-    ngx_str_t                    descriptor;
-    ngx_http_registry_digest_t   subject;
-
-    rc = ngx_http_registry_referrer_describe(r->pool, root,
-                                             ctx->manifest->last
-                                             - ctx->manifest->pos,
-                                             digest, &subject, &descriptor);
-    if (rc == NGX_DECLINED) {
-        return NGX_OK;
-    }
-
-    if (rc != NGX_OK
-        || ngx_http_registry_referrers_add(&ctx->store, &ctx->route.name,
-                                           &subject, digest, &descriptor)
-           != NGX_OK)
-    {
-        return ngx_http_registry_fail_errno(r, ngx_errno);
-    }
-
-    if (ngx_http_registry_add_header(r, "OCI-Subject", &subject.text)
-        == NULL)
-    {
-        return ngx_http_registry_fail(r, NGX_HTTP_REGISTRY_INTERNAL, NULL);
-    }
-
-    return NGX_OK;
-}
-
-
-/*
- * What the referrers API lists for a manifest with a subject: its media
- * type, digest and size, its artifactType (else, for an image manifest,
- * its config's media type) and its annotations.  NGX_DECLINED: the
- * manifest has no (valid) subject.
- */
-
-ngx_int_t
-ngx_http_registry_referrer_descriptor(ngx_pool_t *pool, ngx_str_t *manifest,
-    ngx_http_registry_digest_t *digest, ngx_http_registry_digest_t *subject,
-    ngx_str_t *descriptor)
-{
-    json_t     *root;
-    ngx_int_t   rc;
-
-    root = json_loadb((char *) manifest->data, manifest->len, 0, NULL);
-    if (root == NULL) {
-        return NGX_DECLINED;
-    }
-
-    rc = ngx_http_registry_referrer_describe(pool, root, manifest->len,
-                                             digest, subject, descriptor);
-    json_decref(root);
-
-    return rc;
-}
-
-
-/* the same, from a manifest parsed already */
-
-static ngx_int_t
-ngx_http_registry_referrer_describe(ngx_pool_t *pool, json_t *root,
-    size_t size, ngx_http_registry_digest_t *digest,
-    ngx_http_registry_digest_t *subject, ngx_str_t *descriptor)
-{
-    char        *dump;
-    json_t      *desc, *field, *artifact;
-    ngx_int_t    rc;
-    ngx_str_t    text;
-    const char  *type;
-
-    rc = NGX_DECLINED;
-    desc = NULL;
-    dump = NULL;
-
-    field = json_object_get(root, "subject");
-
-    if (!json_is_object(root)
-        || ngx_http_registry_descriptor_invalid(field) != NULL)
-    {
-        goto done;
-    }
-
-    text.len = json_string_length(json_object_get(field, "digest"));
-    text.data = ngx_pnalloc(pool, text.len);
-    if (text.data == NULL) {
-        rc = NGX_ERROR;
-        goto done;
-    }
-
-    ngx_memcpy(text.data, json_string_value(json_object_get(field, "digest")),
-               text.len);
-
-    if (ngx_http_registry_parse_digest(&text, subject) != NGX_OK) {
-        goto done;
-    }
-
-    field = json_object_get(root, "mediaType");
-    type = json_is_string(field)
-           ? json_string_value(field)
-           : (json_object_get(root, "manifests") ? NGX_HTTP_REGISTRY_OCI_INDEX
-                                                 : NGX_HTTP_REGISTRY_OCI_MANIFEST);
-
-    artifact = json_object_get(root, "artifactType");
-
-    if (!json_is_string(artifact) || json_string_length(artifact) == 0) {
-        artifact = json_object_get(json_object_get(root, "config"),
-                                   "mediaType");
-    }
-
-    desc = json_pack("{s:s, s:s%, s:I}", "mediaType", type,
-                     "digest", digest->text.data, digest->text.len,
-                     "size", (json_int_t) size);
-    if (desc == NULL) {
-        rc = NGX_ERROR;
-        goto done;
-    }
-
-    if (json_is_string(artifact) && json_string_length(artifact)) {
-        json_object_set(desc, "artifactType", artifact);
-    }
-
-    field = json_object_get(root, "annotations");
-
-    if (json_is_object(field)) {
-        json_object_set(desc, "annotations", field);
-    }
-
-    dump = json_dumps(desc, JSON_COMPACT);
-    if (dump == NULL) {
-        rc = NGX_ERROR;
-        goto done;
-    }
-
-    descriptor->len = ngx_strlen(dump);
-    descriptor->data = ngx_pnalloc(pool, descriptor->len);
-    if (descriptor->data == NULL) {
-        rc = NGX_ERROR;
-        goto done;
-    }
-
-    ngx_memcpy(descriptor->data, dump, descriptor->len);
-    rc = NGX_OK;
-
-done:
-
-    free(dump);
-    json_decref(desc);
-
-    return rc;
-}
-
-
-/* NULL, or why the manifest is invalid */
-
-static const char *
-ngx_http_registry_manifest_validate(ngx_http_request_t *r, json_t *root,
-    ngx_uint_t *kind)
-{
-    size_t       i;
-    json_t      *sv, *list, *desc;
-    const char  *invalid, *key;
-
-    if (!json_is_object(root)) {
-        return "manifest is not a JSON object";
-    }
-
-    sv = json_object_get(root, "schemaVersion");
-
-    if (json_is_integer(sv) && json_integer_value(sv) == 1) {
-        return "Docker schema1 manifests are deprecated and not accepted: "
-               "push schema2 or OCI";
-    }
-
-    if (!json_is_integer(sv) || json_integer_value(sv) != 2) {
-        return "schemaVersion must be 2";
-    }
-
-    invalid = ngx_http_registry_manifest_type(r, root, kind);
-    if (invalid) {
-        return invalid;
-    }
-
-    if (*kind == NGX_HTTP_REGISTRY_IMAGE) {
-        invalid = ngx_http_registry_descriptor_invalid(
-                                            json_object_get(root, "config"));
-        if (invalid) {
-            return "config is not a valid descriptor";
-        }
-
-        key = "layers";
-
-    } else {
-        key = "manifests";
-    }
-
-    list = json_object_get(root, key);
-
-    if (!json_is_array(list)) {
-        return (*kind == NGX_HTTP_REGISTRY_IMAGE) ? "layers must be an array"
-                                                 : "manifests must be an "
-                                                   "array";
-    }
-
-    json_array_foreach(list, i, desc) {
-        if (ngx_http_registry_descriptor_invalid(desc)) {
-            return (*kind == NGX_HTTP_REGISTRY_IMAGE)
-                   ? "a layer is not a valid descriptor"
-                   : "a child manifest is not a valid descriptor";
-        }
-    }
-
-    desc = json_object_get(root, "subject");
-
-    if (desc && ngx_http_registry_descriptor_invalid(desc)) {
-        return "subject is not a valid descriptor";
-    }
-
-    return NULL;
-}
-
-
-/*
- * The kind of manifest: its mediaType field, else the Content-Type header,
- * which must agree with the field when both say something specific.
- */
-
-static const char *
-ngx_http_registry_manifest_type(ngx_http_request_t *r, json_t *root,
-    ngx_uint_t *kind)
-{
-    u_char      *semicolon;
-    json_t      *mt;
-    ngx_str_t    ct;
-    ngx_uint_t   i;
-    const char  *type;
-
-    ngx_str_null(&ct);
-
-    if (r->headers_in.content_type) {
-        ct = r->headers_in.content_type->value;
-        semicolon = ngx_strlchr(ct.data, ct.data + ct.len, ';');
-
-        if (semicolon) {
-            ct.len = semicolon - ct.data;
-        }
-
-        while (ct.len && (ct.data[ct.len - 1] == ' '
-                          || ct.data[ct.len - 1] == '\t'))
-        {
-            ct.len--;
-        }
-
-        if (ct.len == sizeof("application/json") - 1
-            && ngx_strncasecmp(ct.data, (u_char *) "application/json",
-                               ct.len) == 0)
-        {
-            ct.len = 0;
-        }
-    }
-
-    mt = json_object_get(root, "mediaType");
-
-    if (mt && !json_is_string(mt)) {
-        return "mediaType must be a string";
-    }
-
-    if (mt && ct.len
-        && (ct.len != json_string_length(mt)
-            || ngx_strncmp(ct.data, json_string_value(mt), ct.len) != 0))
-    {
-        return "mediaType does not match Content-Type";
-    }
-
-    for (i = 0; ngx_http_registry_media_types[i].name; i++) {
-        type = ngx_http_registry_media_types[i].name;
-
-        if (mt ? ngx_strcmp(json_string_value(mt), type) == 0
-               : (ct.len == ngx_strlen(type)
-                  && ngx_strncmp(ct.data, type, ct.len) == 0))
-        {
-            *kind = ngx_http_registry_media_types[i].kind;
-
-            return *kind ? NULL : "Docker schema1 manifests are deprecated "
-                                  "and not accepted: push schema2 or OCI";
-        }
-    }
-
-    if (mt || ct.len) {
-        return "unsupported manifest media type";
-    }
-
-    /* an OCI manifest or index may leave its media type out */
-
-    if (json_object_get(root, "manifests")) {
-        *kind = NGX_HTTP_REGISTRY_INDEX;
-        return NULL;
-    }
-
-    if (json_object_get(root, "config")) {
-        *kind = NGX_HTTP_REGISTRY_IMAGE;
-        return NULL;
-    }
-
-    return "manifest has no media type";
-}
-
-
-static const char *
-ngx_http_registry_descriptor_invalid(json_t *desc)
-{
-    json_t                      *digest, *size, *mt;
-    ngx_str_t                    text;
-    ngx_http_registry_digest_t   parsed;
-
-    if (!json_is_object(desc)) {
-        return "not an object";
-    }
-
-    mt = json_object_get(desc, "mediaType");
-    digest = json_object_get(desc, "digest");
-    size = json_object_get(desc, "size");
-
-    if (!json_is_string(mt)) {
-        return "no mediaType";
-    }
-
-    if (!json_is_integer(size) || json_integer_value(size) < 0) {
-        return "no valid size";
-    }
-
-    if (!json_is_string(digest)) {
-        return "no digest";
-    }
-
-    text.data = (u_char *) json_string_value(digest);
-    text.len = json_string_length(digest);
-
-    if (ngx_http_registry_parse_digest(&text, &parsed) != NGX_OK) {
-        return "invalid digest";
-    }
-
-    return NULL;
-}
-
-
-/*
- * Everything the manifest references must be in the repository: config
- * and layers as blobs (but non-distributable layers, never pushed), an
- * index's children as manifests.  A subject need not exist (OCI 1.1).
- */
-
-static ngx_int_t
-ngx_http_registry_manifest_references(ngx_http_request_t *r,
-    ngx_http_registry_ctx_t *ctx, json_t *root, ngx_uint_t kind)
-{
-    size_t   i;
-    json_t  *desc;
-
-    if (kind == NGX_HTTP_REGISTRY_INDEX) {
-        json_array_foreach(json_object_get(root, "manifests"), i, desc) {
-            if (ngx_http_registry_manifest_linked(r, ctx, desc, 1) != NGX_OK) {
-                return NGX_ABORT;
-            }
-        }
-
-        return NGX_OK;
-    }
-
-    if (ngx_http_registry_manifest_linked(r, ctx,
-                                          json_object_get(root, "config"), 0)
-        != NGX_OK)
-    {
-        return NGX_ABORT;
-    }
-
-    json_array_foreach(json_object_get(root, "layers"), i, desc) {
-        if (!ngx_http_registry_nondistributable_layer(desc)
-            && ngx_http_registry_manifest_linked(r, ctx, desc, 0) != NGX_OK)
-        {
-            return NGX_ABORT;
-        }
-    }
-
-    return NGX_OK;
-}
-
-
-static ngx_int_t
-ngx_http_registry_manifest_linked(ngx_http_request_t *r,
-    ngx_http_registry_ctx_t *ctx, json_t *desc, ngx_uint_t manifest)
-{
-    u_char                      *p;
-    json_t                      *digest;
-    ngx_int_t                    rc;
-    ngx_str_t                    text, link;
-    ngx_http_registry_digest_t   parsed;
-
-    digest = json_object_get(desc, "digest");
-
-    text.len = json_string_length(digest);
-    text.data = ngx_pnalloc(r->pool, text.len + 1);
-    if (text.data == NULL) {
-        return ngx_http_registry_fail(r, NGX_HTTP_REGISTRY_INTERNAL, NULL);
-    }
-
-    p = ngx_cpymem(text.data, json_string_value(digest), text.len);
-    *p = '\0';
-
-    (void) ngx_http_registry_parse_digest(&text, &parsed);
-
-    p = manifest
-        ? ngx_http_registry_store_revision_link(&ctx->store, &link,
-                                                &ctx->route.name, &parsed)
-        : ngx_http_registry_store_layer_link(&ctx->store, &link,
-                                             &ctx->route.name, &parsed);
-    if (p == NULL) {
-        return ngx_http_registry_fail(r, NGX_HTTP_REGISTRY_INTERNAL, NULL);
-    }
-
-    rc = ngx_http_registry_store_exists(&link);
-
-    if (rc == NGX_DECLINED) {
-        return ngx_http_registry_fail(r,
-                                      NGX_HTTP_REGISTRY_MANIFEST_BLOB_UNKNOWN,
-                                      (char *) text.data);
-    }
-
-    if (rc != NGX_OK) {
-        return ngx_http_registry_fail(r, NGX_HTTP_REGISTRY_INTERNAL, NULL);
-    }
-
-    return NGX_OK;
-}
-
-
-static ngx_uint_t
-ngx_http_registry_nondistributable_layer(json_t *desc)
-{
-    ngx_uint_t   i;
-    const char  *mt;
-
-    mt = json_string_value(json_object_get(desc, "mediaType"));
-
-    for (i = 0; ngx_http_registry_nondistributable[i]; i++) {
-        if (ngx_strcmp(mt, ngx_http_registry_nondistributable[i]) == 0) {
-            return 1;
-        }
-    }
-
-    return 0;
-}
-
-
-/*
- * The bytes become a blob, then the repository's revision link; a tag
- * gets its history entry, then its current link, so a tag only ever
- * points at a manifest that is complete.
- */
-
-static ngx_int_t
-ngx_http_registry_manifest_store(ngx_http_request_t *r,
-    ngx_http_registry_ctx_t *ctx, ngx_http_registry_digest_t *digest)
-{
-    ngx_int_t   rc;
-    ngx_str_t   path;
-    ngx_str_t  *name;
-
-    name = &ctx->route.name;
-
-    if (ngx_http_registry_store_blob_path(&ctx->store, &path, digest) == NULL) {
-        return ngx_http_registry_fail(r, NGX_HTTP_REGISTRY_INTERNAL, NULL);
-    }
-
-    rc = ngx_http_registry_store_exists(&path);
-
-    if (rc == NGX_DECLINED) {
-        rc = ngx_http_registry_store_write_file(&ctx->store, &path,
-                                                ctx->manifest->pos,
-                                                ctx->manifest->last
-                                                - ctx->manifest->pos);
-    }
-
-    if (rc != NGX_OK
-        || ngx_http_registry_store_revision_link(&ctx->store, &path, name,
-                                                 digest) == NULL
-        || ngx_http_registry_store_write_link(&ctx->store, &path, digest)
-           != NGX_OK)
-    {
-        return ngx_http_registry_fail_errno(r, ngx_errno);
-    }
-
-    if (ctx->route.by_digest) {
-        return NGX_OK;
-    }
-
-    return ngx_http_registry_manifest_tag(r, ctx, &ctx->route.reference,
-                                          digest);
-}
-
-
-/* the tag's history entry first, then its current link */
-
-static ngx_int_t
-ngx_http_registry_manifest_tag(ngx_http_request_t *r,
-    ngx_http_registry_ctx_t *ctx, ngx_str_t *tag,
-    ngx_http_registry_digest_t *digest)
-{
-    ngx_int_t   rc;
-    ngx_str_t   path;
-    ngx_str_t  *name, *alg;
-
-    name = &ctx->route.name;
-    alg = ngx_http_registry_alg_name(digest->alg);
-
-    if (ngx_http_registry_store_path(&ctx->store, &path,
-                                     "repositories/%V/_manifests/tags/%V/"
-                                     "index/%V/%V/link", name, tag, alg,
-                                     &digest->hex) == NULL
-        || ngx_http_registry_store_write_link(&ctx->store, &path, digest)
+    if ((m->descriptor.len
+         && ngx_http_registry_add_header(r, "OCI-Subject", &m->subject.text)
+            == NULL)
+        || ngx_http_registry_location(r, "manifests", &m->digest.text)
            != NGX_OK
-        || ngx_http_registry_store_tag_link(&ctx->store, &path, name, tag)
-           == NULL)
+        || ngx_http_registry_digest_headers(r, &m->digest) != NGX_OK)
     {
-        return ngx_http_registry_fail_errno(r, ngx_errno);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    rc = ngx_http_registry_store_write_link(&ctx->store, &path, digest);
-
-    /* the tag may have moved: what workers remember of it is stale */
-    ngx_http_registry_links_changed(&ctx->store);
-
-    if (rc != NGX_OK) {
-        return ngx_http_registry_fail_errno(r, ngx_errno);
-    }
-
-    return NGX_OK;
+    return ngx_http_registry_send_empty(r, NGX_HTTP_CREATED);
 }
 
 
@@ -1326,191 +462,47 @@ ngx_http_registry_manifest_tag(ngx_http_request_t *r,
 ngx_int_t
 ngx_http_registry_manifest_delete(ngx_http_request_t *r)
 {
-    ngx_int_t                 rc;
-    ngx_str_t                 path;
-    ngx_uint_t                tracked;
+    if (ngx_http_registry_task_run(r, ngx_http_registry_delete_work,
+                                   ngx_http_get_module_ctx(r,
+                                                    ngx_http_registry_module),
+                                   ngx_http_registry_manifest_deleted)
+        != NGX_OK)
+    {
+        return ngx_http_registry_error(r, NGX_HTTP_REGISTRY_UNAVAILABLE,
+                                       "no thread for the delete");
+    }
+
+    return NGX_DONE;
+}
+
+
+static ngx_int_t
+ngx_http_registry_delete_work(ngx_http_registry_op_t *op, void *data)
+{
+    ngx_http_registry_ctx_t *ctx = data;
+
+    if (ctx->route.by_digest) {
+        return ngx_http_registry_store_manifest_delete(op, &ctx->route.name,
+                                                   &ctx->route.digest,
+                                                   ctx->conf->manifest_max_size);
+    }
+
+    return ngx_http_registry_store_tag_delete(op, &ctx->route.name,
+                                              &ctx->route.reference);
+}
+
+
+static ngx_int_t
+ngx_http_registry_manifest_deleted(ngx_http_request_t *r, ngx_int_t rc)
+{
     ngx_http_registry_ctx_t  *ctx;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_registry_module);
 
-    if (ctx->route.by_digest) {
-        if (ngx_http_registry_store_revision_link(&ctx->store, &path,
-                                                  &ctx->route.name,
-                                                  &ctx->route.digest)
-            == NULL)
-        {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        rc = ngx_http_registry_store_exists(&path);
-
-        if (rc == NGX_OK) {
-            tracked = ngx_http_registry_referrers_tracked(&ctx->store,
-                                                          &ctx->route.name);
-
-            if (ngx_http_registry_manifest_unrefer(r, ctx, &ctx->route.digest)
-                != NGX_OK
-                || ngx_http_registry_manifest_untag_all(r, ctx,
-                                                        &ctx->route.digest)
-                   != NGX_OK)
-            {
-                /* some tags may be gone already */
-                ngx_http_registry_links_changed(&ctx->store);
-                return ctx->rc;
-            }
-
-            rc = ngx_http_registry_store_delete_link(&ctx->store, &path);
-
-            if (rc == NGX_OK && tracked) {
-                ngx_http_registry_referrers_restamp(&ctx->store,
-                                                    &ctx->route.name);
-            }
-        }
-
-    } else {
-        if (ngx_http_registry_store_path(&ctx->store, &path,
-                                         "repositories/%V/_manifests/tags/%V",
-                                         &ctx->route.name,
-                                         &ctx->route.reference)
-            == NULL)
-        {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        rc = ngx_http_registry_store_delete_tree(&ctx->store, &path);
-    }
-
-    if (rc == NGX_DECLINED) {
-        return ngx_http_registry_error(r, NGX_HTTP_REGISTRY_MANIFEST_UNKNOWN,
-                                       NULL);
-    }
-
-    ngx_http_registry_links_changed(&ctx->store);
-
     if (rc != NGX_OK) {
-        return ngx_http_registry_errno_error(r, ngx_errno);
+        return ngx_http_registry_store_failed(r, &ctx->task.op, rc,
+                                          NGX_HTTP_REGISTRY_MANIFEST_UNKNOWN);
     }
 
     return ngx_http_registry_send_empty(r, NGX_HTTP_ACCEPTED);
-}
-
-
-/* a deleted referrer leaves the referrers index */
-
-static ngx_int_t
-ngx_http_registry_manifest_unrefer(ngx_http_request_t *r,
-    ngx_http_registry_ctx_t *ctx, ngx_http_registry_digest_t *digest)
-{
-    ngx_int_t                      rc;
-    ngx_str_t                      path, body, descriptor;
-    ngx_http_registry_digest_t     subject;
-    ngx_http_registry_loc_conf_t  *rlcf;
-
-    rlcf = ngx_http_get_module_loc_conf(r, ngx_http_registry_module);
-
-    if (ngx_http_registry_store_blob_path(&ctx->store, &path, digest) == NULL)
-    {
-        return ngx_http_registry_fail(r, NGX_HTTP_REGISTRY_INTERNAL, NULL);
-    }
-
-    rc = ngx_http_registry_store_read_small(&ctx->store, &path,
-                                            rlcf->manifest_max_size, &body);
-    if (rc != NGX_OK) {
-        /* no bytes (collected): no entry can be listed either */
-        return NGX_OK;
-    }
-
-    if (ngx_http_registry_referrer_descriptor(r->pool, &body, digest,
-                                              &subject, &descriptor)
-        != NGX_OK)
-    {
-        return NGX_OK;
-    }
-
-    if (ngx_http_registry_store_referrer_entry(&ctx->store, &path,
-                                               &ctx->route.name, &subject,
-                                               digest)
-        == NULL)
-    {
-        return ngx_http_registry_fail(r, NGX_HTTP_REGISTRY_INTERNAL, NULL);
-    }
-
-    if (ngx_delete_file(path.data) == NGX_FILE_ERROR
-        && ngx_errno != NGX_ENOENT)
-    {
-        ngx_log_error(NGX_LOG_CRIT, r->connection->log, ngx_errno,
-                      ngx_delete_file_n " \"%s\" failed", path.data);
-        return ngx_http_registry_fail_errno(r, ngx_errno);
-    }
-
-    return NGX_OK;
-}
-
-
-static ngx_int_t
-ngx_http_registry_manifest_untag_all(ngx_http_request_t *r,
-    ngx_http_registry_ctx_t *ctx, ngx_http_registry_digest_t *digest)
-{
-    ngx_int_t                    rc;
-    ngx_str_t                    dir, path, *tag;
-    ngx_uint_t                   i;
-    ngx_array_t                  tags;
-    ngx_http_registry_digest_t   current;
-
-    if (ngx_array_init(&tags, r->pool, 16, sizeof(ngx_str_t)) != NGX_OK
-        || ngx_http_registry_store_path(&ctx->store, &dir,
-                                        "repositories/%V/_manifests/tags",
-                                        &ctx->route.name) == NULL)
-    {
-        return ngx_http_registry_fail(r, NGX_HTTP_REGISTRY_INTERNAL, NULL);
-    }
-
-    rc = ngx_http_registry_store_list_dir(&ctx->store, &dir, &tags);
-
-    if (rc == NGX_DECLINED) {
-        return NGX_OK;
-    }
-
-    if (rc != NGX_OK) {
-        return ngx_http_registry_fail(r, NGX_HTTP_REGISTRY_INTERNAL, NULL);
-    }
-
-    tag = tags.elts;
-
-    for (i = 0; i < tags.nelts; i++) {
-        if (ngx_http_registry_store_tag_link(&ctx->store, &path,
-                                             &ctx->route.name, &tag[i])
-            == NULL)
-        {
-            return ngx_http_registry_fail(r, NGX_HTTP_REGISTRY_INTERNAL, NULL);
-        }
-
-        rc = ngx_http_registry_store_read_link(&ctx->store, &path, &current);
-
-        if (rc != NGX_OK || !ngx_http_registry_digest_equal(&current, digest))
-        {
-            continue;
-        }
-
-        /* the tag's directory: the path less "/current/link" */
-        path.len -= sizeof("/current/link") - 1;
-        path.data[path.len] = '\0';
-
-        if (ngx_http_registry_store_delete_tree(&ctx->store, &path)
-            == NGX_ERROR)
-        {
-            return ngx_http_registry_fail_errno(r, ngx_errno);
-        }
-    }
-
-    return NGX_OK;
-}
-
-
-/* a pool cleanup that frees a jansson value */
-
-void
-ngx_http_registry_json_cleanup(void *data)
-{
-    json_decref(data);
 }

@@ -11,6 +11,18 @@
 
 #define NGX_HTTP_REGISTRY_LINKS_MAX     4096
 #define NGX_HTTP_REGISTRY_LINKS_VALID   1000
+#define NGX_HTTP_REGISTRY_CATALOG_REFRESH  60000
+
+
+/* one per store: the periodic purge of its stale uploads, in one worker */
+
+typedef struct {
+    ngx_http_registry_store_t     *store;
+    ngx_thread_pool_t             *thread_pool;
+    ngx_event_t                    event;
+    ngx_http_registry_detached_t   task;
+    unsigned                       running:1;
+} ngx_http_registry_sweep_t;
 
 
 static void *ngx_http_registry_create_main_conf(ngx_conf_t *cf);
@@ -19,20 +31,21 @@ static char *ngx_http_registry_merge_loc_conf(ngx_conf_t *cf,
     void *parent, void *child);
 static char *ngx_http_registry(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
-#if (NGX_THREADS)
 static char *ngx_http_registry_thread_pool(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
-#endif
 static char *ngx_http_registry_link_cache(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
-static ngx_int_t ngx_http_registry_add_generation(ngx_conf_t *cf);
-static ngx_int_t ngx_http_registry_init_generation(ngx_shm_zone_t *shm_zone,
+static ngx_int_t ngx_http_registry_add_zone(ngx_conf_t *cf);
+static ngx_int_t ngx_http_registry_init_zone(ngx_shm_zone_t *shm_zone,
     void *data);
-static ngx_int_t ngx_http_registry_add_sweep(ngx_conf_t *cf,
+static ngx_int_t ngx_http_registry_add_store(ngx_conf_t *cf,
     ngx_http_registry_loc_conf_t *rlcf);
 static ngx_int_t ngx_http_registry_init_process(ngx_cycle_t *cycle);
 static ngx_msec_t ngx_http_registry_sweep_interval(time_t expire);
 static void ngx_http_registry_sweep_handler(ngx_event_t *ev);
+static ngx_int_t ngx_http_registry_sweep_work(ngx_http_registry_op_t *op,
+    void *data);
+static void ngx_http_registry_sweep_done(ngx_http_registry_detached_t *d);
 
 
 static ngx_conf_enum_t  ngx_http_registry_auto_mount_modes[] = {
@@ -94,6 +107,13 @@ static ngx_command_t  ngx_http_registry_commands[] = {
       offsetof(ngx_http_registry_loc_conf_t, upload_expire),
       NULL },
 
+    { ngx_string("registry_catalog_refresh"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_registry_loc_conf_t, catalog_refresh),
+      NULL },
+
     { ngx_string("registry_link_cache"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE12,
       ngx_http_registry_link_cache,
@@ -101,14 +121,12 @@ static ngx_command_t  ngx_http_registry_commands[] = {
       0,
       NULL },
 
-#if (NGX_THREADS)
     { ngx_string("registry_thread_pool"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_http_registry_thread_pool,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
       NULL },
-#endif
 
       ngx_null_command
 };
@@ -155,8 +173,8 @@ ngx_http_registry_create_main_conf(ngx_conf_t *cf)
         return NULL;
     }
 
-    if (ngx_array_init(&rmcf->sweeps, cf->pool, 1,
-                       sizeof(ngx_http_registry_sweep_t))
+    if (ngx_array_init(&rmcf->stores, cf->pool, 1,
+                       sizeof(ngx_http_registry_served_t))
         != NGX_OK)
     {
         return NULL;
@@ -180,7 +198,7 @@ ngx_http_registry_create_loc_conf(ngx_conf_t *cf)
      * set by ngx_pcalloc():
      *
      *     conf->root = { 0, NULL };
-     *     conf->store = { 0, NULL };
+     *     conf->store = NULL;
      */
 
     conf->enable = NGX_CONF_UNSET;
@@ -189,10 +207,9 @@ ngx_http_registry_create_loc_conf(ngx_conf_t *cf)
     conf->chunk_min_length = NGX_CONF_UNSET_SIZE;
     conf->auto_mount = NGX_CONF_UNSET_UINT;
     conf->upload_expire = NGX_CONF_UNSET;
+    conf->catalog_refresh = NGX_CONF_UNSET_MSEC;
     conf->link_cache = NGX_CONF_UNSET_PTR;
-#if (NGX_THREADS)
     conf->thread_pool = NGX_CONF_UNSET_PTR;
-#endif
 
     return conf;
 }
@@ -204,7 +221,6 @@ ngx_http_registry_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_http_registry_loc_conf_t *prev = parent;
     ngx_http_registry_loc_conf_t *conf = child;
 
-    u_char                    *p;
     ngx_http_core_loc_conf_t  *clcf;
 
     ngx_conf_merge_value(conf->enable, prev->enable, 0);
@@ -215,12 +231,13 @@ ngx_http_registry_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_size_value(conf->chunk_min_length,
                               prev->chunk_min_length, 1024 * 1024);
     ngx_conf_merge_uint_value(conf->auto_mount, prev->auto_mount,
-                              NGX_HTTP_REGISTRY_AUTO_MOUNT_ANONYMOUS);
+                              NGX_HTTP_REGISTRY_AUTO_MOUNT_OFF);
     ngx_conf_merge_sec_value(conf->upload_expire, prev->upload_expire,
                              24 * 60 * 60);
-#if (NGX_THREADS)
-    ngx_conf_merge_ptr_value(conf->thread_pool, prev->thread_pool, NULL);
-#endif
+    ngx_conf_merge_msec_value(conf->catalog_refresh, prev->catalog_refresh,
+                              NGX_HTTP_REGISTRY_CATALOG_REFRESH);
+    ngx_conf_merge_ptr_value(conf->thread_pool, prev->thread_pool,
+                             NGX_CONF_UNSET_PTR);
 
     ngx_conf_merge_ptr_value(conf->link_cache, prev->link_cache,
                              NGX_CONF_UNSET_PTR);
@@ -240,8 +257,33 @@ ngx_http_registry_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         return NGX_CONF_ERROR;
     }
 
+    if (conf->catalog_refresh < 1) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"registry_catalog_refresh\" must be at least "
+                           "1ms");
+        return NGX_CONF_ERROR;
+    }
+
     if (!conf->enable) {
         return NGX_CONF_OK;
+    }
+
+    /*
+     * Off the event loop by default, in nginx's "default" pool (32
+     * threads unless thread_pool says otherwise); its threads that hash
+     * lower their priority for good (see upload.c), so "aio threads"
+     * wants a pool of its own beside it.
+     */
+
+    if (conf->thread_pool == NGX_CONF_UNSET_PTR) {
+#if (NGX_THREADS)
+        conf->thread_pool = ngx_thread_pool_add(cf, NULL);
+        if (conf->thread_pool == NULL) {
+            return NGX_CONF_ERROR;
+        }
+#else
+        conf->thread_pool = NULL;
+#endif
     }
 
     /*
@@ -269,18 +311,7 @@ ngx_http_registry_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         conf->root.len--;
     }
 
-    conf->store.len = conf->root.len + sizeof(NGX_HTTP_REGISTRY_STORE_SUFFIX)
-                      - 1;
-    conf->store.data = ngx_pnalloc(cf->pool, conf->store.len);
-    if (conf->store.data == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    p = ngx_cpymem(conf->store.data, conf->root.data, conf->root.len);
-    ngx_memcpy(p, NGX_HTTP_REGISTRY_STORE_SUFFIX,
-               sizeof(NGX_HTTP_REGISTRY_STORE_SUFFIX) - 1);
-
-    if (ngx_http_registry_add_sweep(cf, conf) != NGX_OK) {
+    if (ngx_http_registry_add_store(cf, conf) != NGX_OK) {
         return NGX_CONF_ERROR;
     }
 
@@ -364,13 +395,11 @@ invalid:
 }
 
 
-#if (NGX_THREADS)
-
 /*
- * registry_thread_pool <name> | off: the pool a finished upload's fsync()
- * runs in; nginx creates the pool (32 threads) unless thread_pool defines
- * it.  A pool of its own, not "aio threads", which would also move every
- * blob GET's sendfile() into threads.
+ * registry_thread_pool <name> | off: the pool the store's blocking work
+ * runs in ("default" when not set, which nginx creates with 32 threads
+ * unless a thread_pool directive defines it); off runs it in the event
+ * loop.
  */
 
 static char *
@@ -391,88 +420,147 @@ ngx_http_registry_thread_pool(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_OK;
     }
 
+#if (NGX_THREADS)
     rlcf->thread_pool = ngx_thread_pool_add(cf, &value[1]);
 
     return rlcf->thread_pool ? NGX_CONF_OK : NGX_CONF_ERROR;
-}
-
+#else
+    return "needs nginx built with thread support";
 #endif
+}
 
 
 /*
- * Every store gets one sweep of stale uploads, with the shortest expiry
- * any location serving it configured.
+ * One store object per registry_root, shared by the locations serving it:
+ * the upload expiry and catalog refresh are the shortest they ask for,
+ * its sweep of stale uploads uses the thread pool of the first.
  */
 
 static ngx_int_t
-ngx_http_registry_add_sweep(ngx_conf_t *cf, ngx_http_registry_loc_conf_t *rlcf)
+ngx_http_registry_add_store(ngx_conf_t *cf, ngx_http_registry_loc_conf_t *rlcf)
 {
+    u_char                         *p;
+    size_t                          len;
     ngx_uint_t                      i;
-    ngx_http_registry_sweep_t      *sweep;
+    ngx_http_registry_served_t     *served;
+    ngx_http_registry_store_t      *st;
     ngx_http_registry_main_conf_t  *rmcf;
 
     rmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_registry_module);
 
-    sweep = rmcf->sweeps.elts;
+    len = rlcf->root.len + sizeof(NGX_HTTP_REGISTRY_STORE_SUFFIX) - 1;
+    served = rmcf->stores.elts;
 
-    for (i = 0; i < rmcf->sweeps.nelts; i++) {
-        if (sweep[i].store.len == rlcf->store.len
-            && ngx_strncmp(sweep[i].store.data, rlcf->store.data,
-                           rlcf->store.len) == 0)
+    for (i = 0; i < rmcf->stores.nelts; i++) {
+        st = served[i].store;
+
+        if (st->root.len == len
+            && ngx_strncmp(st->root.data, rlcf->root.data, rlcf->root.len)
+               == 0)
         {
-            sweep[i].expire = ngx_min(sweep[i].expire, rlcf->upload_expire);
+            st->upload_expire = ngx_min(st->upload_expire,
+                                        rlcf->upload_expire);
+            st->catalog_refresh = ngx_min(st->catalog_refresh,
+                                          rlcf->catalog_refresh);
+            rlcf->store = st;
             return NGX_OK;
         }
     }
 
-    sweep = ngx_array_push(&rmcf->sweeps);
-    if (sweep == NULL) {
+    st = ngx_pcalloc(cf->pool, sizeof(ngx_http_registry_store_t));
+    if (st == NULL) {
         return NGX_ERROR;
     }
 
-    ngx_memzero(sweep, sizeof(ngx_http_registry_sweep_t));
+    st->root.len = len;
+    st->root.data = ngx_pnalloc(cf->pool, len + 1);
+    if (st->root.data == NULL) {
+        return NGX_ERROR;
+    }
 
-    sweep->store = rlcf->store;
-    sweep->expire = rlcf->upload_expire;
+    p = ngx_cpymem(st->root.data, rlcf->root.data, rlcf->root.len);
+    ngx_memcpy(p, NGX_HTTP_REGISTRY_STORE_SUFFIX,
+               sizeof(NGX_HTTP_REGISTRY_STORE_SUFFIX));
+
+    st->id = ngx_hash_key(st->root.data, st->root.len);
+    st->upload_expire = rlcf->upload_expire;
+    st->catalog_refresh = rlcf->catalog_refresh;
+    st->root_fd = NGX_INVALID_FILE;
+
+    served = ngx_array_push(&rmcf->stores);
+    if (served == NULL) {
+        return NGX_ERROR;
+    }
+
+    served->store = st;
+    served->thread_pool = rlcf->thread_pool;
+    rlcf->store = st;
 
     return NGX_OK;
 }
 
 
 /*
- * One worker sweeps stale uploads, every half expiry (at most an hour
- * apart, at least a second).  The timer is cancelable: it never holds up
- * a graceful shutdown.
+ * Each worker opens each store's root and sets up its caches; one worker
+ * sweeps stale uploads, every half expiry (at most an hour apart, at
+ * least a second).  The timer is cancelable: it never holds up a
+ * graceful shutdown.
  */
 
 static ngx_int_t
 ngx_http_registry_init_process(ngx_cycle_t *cycle)
 {
     ngx_uint_t                      i;
+    ngx_http_registry_store_t      *st;
     ngx_http_registry_sweep_t      *sweep;
+    ngx_http_registry_served_t     *served;
     ngx_http_registry_main_conf_t  *rmcf;
 
-    if ((ngx_process != NGX_PROCESS_WORKER && ngx_process != NGX_PROCESS_SINGLE)
-        || ngx_worker != 0)
+    if (ngx_process != NGX_PROCESS_WORKER && ngx_process != NGX_PROCESS_SINGLE)
     {
         return NGX_OK;
     }
 
     rmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_registry_module);
-    if (rmcf == NULL) {
+    if (rmcf == NULL || rmcf->zone == NULL) {
         return NGX_OK;
     }
 
-    sweep = rmcf->sweeps.elts;
+    served = rmcf->stores.elts;
 
-    for (i = 0; i < rmcf->sweeps.nelts; i++) {
-        sweep[i].event.handler = ngx_http_registry_sweep_handler;
-        sweep[i].event.data = &sweep[i];
-        sweep[i].event.log = cycle->log;
-        sweep[i].event.cancelable = 1;
+    for (i = 0; i < rmcf->stores.nelts; i++) {
+        st = served[i].store;
 
-        ngx_add_timer(&sweep[i].event, ngx_http_registry_sweep_interval(
-                                                            sweep[i].expire));
+        st->shared = rmcf->zone->data;
+        st->shpool = (ngx_slab_pool_t *) rmcf->zone->shm.addr;
+
+        /* a store that cannot be opened answers 503, and is logged */
+        (void) ngx_http_registry_store_init_worker(st, cycle->log);
+
+        if (ngx_worker != 0) {
+            continue;
+        }
+
+        sweep = ngx_pcalloc(cycle->pool, sizeof(ngx_http_registry_sweep_t));
+        if (sweep == NULL) {
+            return NGX_ERROR;
+        }
+
+        sweep->store = st;
+        sweep->thread_pool = served[i].thread_pool;
+        sweep->task.op.store = st;
+        sweep->task.op.log = cycle->log;
+        sweep->task.work = ngx_http_registry_sweep_work;
+        sweep->task.data = sweep;
+        sweep->task.done = ngx_http_registry_sweep_done;
+
+        sweep->event.handler = ngx_http_registry_sweep_handler;
+        sweep->event.data = sweep;
+        sweep->event.log = cycle->log;
+        sweep->event.cancelable = 1;
+
+        ngx_add_timer(&sweep->event,
+                      ngx_http_registry_sweep_interval(st->upload_expire));
     }
 
     return NGX_OK;
@@ -486,30 +574,60 @@ ngx_http_registry_sweep_interval(time_t expire)
 }
 
 
+/* the sweep walks the store: a task of the thread pool */
+
 static void
 ngx_http_registry_sweep_handler(ngx_event_t *ev)
 {
-    ngx_pool_t                 *pool;
     ngx_http_registry_sweep_t  *sweep;
-    ngx_http_registry_store_t   st;
 
     sweep = ev->data;
 
-    pool = ngx_create_pool(NGX_DEFAULT_POOL_SIZE, ev->log);
-
-    if (pool) {
-        st.root = sweep->store;
-        st.pool = pool;
-        st.log = ev->log;
-
-        (void) ngx_http_registry_store_purge_uploads(&st, sweep->expire);
-
-        ngx_destroy_pool(pool);
+    if (sweep->running || sweep->store->root_fd == NGX_INVALID_FILE) {
+        goto again;
     }
+
+    sweep->task.op.pool = ngx_create_pool(NGX_DEFAULT_POOL_SIZE, ev->log);
+    if (sweep->task.op.pool == NULL) {
+        goto again;
+    }
+
+    sweep->running = 1;
+
+    if (ngx_http_registry_task_detach(&sweep->task, sweep->thread_pool,
+                                      ngx_cycle->pool)
+        != NGX_OK)
+    {
+        sweep->running = 0;
+        ngx_destroy_pool(sweep->task.op.pool);
+    }
+
+again:
 
     if (!ngx_exiting) {
-        ngx_add_timer(ev, ngx_http_registry_sweep_interval(sweep->expire));
+        ngx_add_timer(ev, ngx_http_registry_sweep_interval(
+                                               sweep->store->upload_expire));
     }
+}
+
+
+static ngx_int_t
+ngx_http_registry_sweep_work(ngx_http_registry_op_t *op, void *data)
+{
+    ngx_http_registry_sweep_t *sweep = data;
+
+    return ngx_http_registry_store_purge_uploads(op,
+                                                 sweep->store->upload_expire);
+}
+
+
+static void
+ngx_http_registry_sweep_done(ngx_http_registry_detached_t *d)
+{
+    ngx_http_registry_sweep_t *sweep = d->data;
+
+    ngx_destroy_pool(d->op.pool);
+    sweep->running = 0;
 }
 
 
@@ -532,7 +650,7 @@ ngx_http_registry(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
         clcf->handler = ngx_http_registry_handler;
 
-        if (ngx_http_registry_add_generation(cf) != NGX_OK) {
+        if (ngx_http_registry_add_zone(cf) != NGX_OK) {
             return NGX_CONF_ERROR;
         }
     }
@@ -542,40 +660,41 @@ ngx_http_registry(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
 
 /*
- * The link cache's generation counter: one word of shared memory that
- * every worker reads and bumps.  Its zone is kept across reloads, so the
- * old workers still serving and the new ones count together.
+ * What the workers share (ngx_http_registry_shared_t): the link cache's
+ * counter and the repositories created lately.  The zone is kept across
+ * reloads, so the old workers still serving and the new ones count
+ * together.
  */
 
 static ngx_int_t
-ngx_http_registry_add_generation(ngx_conf_t *cf)
+ngx_http_registry_add_zone(ngx_conf_t *cf)
 {
-    ngx_str_t                       name = ngx_string("registry_links");
+    ngx_str_t                       name = ngx_string("ngx_http_registry");
     ngx_http_registry_main_conf_t  *rmcf;
 
     rmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_registry_module);
 
-    if (rmcf->generation) {
+    if (rmcf->zone) {
         return NGX_OK;
     }
 
-    rmcf->generation = ngx_shared_memory_add(cf, &name, 8 * ngx_pagesize,
-                                             &ngx_http_registry_module);
-    if (rmcf->generation == NULL) {
+    rmcf->zone = ngx_shared_memory_add(cf, &name, 16 * ngx_pagesize,
+                                       &ngx_http_registry_module);
+    if (rmcf->zone == NULL) {
         return NGX_ERROR;
     }
 
-    rmcf->generation->init = ngx_http_registry_init_generation;
+    rmcf->zone->init = ngx_http_registry_init_zone;
 
     return NGX_OK;
 }
 
 
 static ngx_int_t
-ngx_http_registry_init_generation(ngx_shm_zone_t *shm_zone, void *data)
+ngx_http_registry_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 {
-    ngx_atomic_t     *generation;
-    ngx_slab_pool_t  *shpool;
+    ngx_slab_pool_t             *shpool;
+    ngx_http_registry_shared_t  *shared;
 
     if (data) {
         shm_zone->data = data;
@@ -584,13 +703,12 @@ ngx_http_registry_init_generation(ngx_shm_zone_t *shm_zone, void *data)
 
     shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
 
-    generation = ngx_slab_alloc(shpool, sizeof(ngx_atomic_t));
-    if (generation == NULL) {
+    shared = ngx_slab_calloc(shpool, sizeof(ngx_http_registry_shared_t));
+    if (shared == NULL) {
         return NGX_ERROR;
     }
 
-    *generation = 0;
-    shm_zone->data = (void *) generation;
+    shm_zone->data = shared;
 
     return NGX_OK;
 }

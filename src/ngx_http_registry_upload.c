@@ -1,75 +1,95 @@
 
 /*
- * ngx_http_registry_module: blob uploads.
+ * ngx_http_registry_module: the blob upload endpoints.
  *
- * An upload lives on disk under _uploads/<id>/: its data file and its
- * state (offset and hash state at that offset), so its chunks may reach
- * any worker, any nginx sharing the store, or an nginx restarted since.
- * Each body is written to the data file and hashed as it arrives; the
- * state is saved when a chunk is complete, so a chunk cut short leaves the
- * upload where it was (its stray bytes are truncated by the next chunk).
- * On PUT the digest is checked and the data file renamed into blobs/.
+ * POST opens a session (or mounts a blob, or takes a whole blob with
+ * ?digest=), PATCH appends a chunk, PUT appends an optional last chunk
+ * and commits, GET tells where a session stands, DELETE cancels.  Each
+ * parses and checks what it can before touching the store, then runs the
+ * store's upload operations (store_upload.c) as tasks off the event loop,
+ * and answers once: the session is saved or undone before the answer
+ * goes, so a client that reads it may go on at once, on any worker.
+ *
+ * Bodies are streamed (body.c): each buffer is written and hashed as it
+ * arrives, by a thread of registry_thread_pool when it is big enough to
+ * be worth the hand-over.  A request that ends without saving, for any
+ * reason (an error, a client gone), cuts the session back to its last
+ * saved chunk, or drops a monolithic upload's file.
  */
 
 
 #include "ngx_http_registry.h"
 
-#include <sys/file.h>
 #include <sys/resource.h>
 
 
-#define NGX_HTTP_REGISTRY_THREAD_MIN  (64 * 1024)
+/*
+ * Buffers smaller than this hash in less time than a hand-over to a
+ * thread takes (client_body_buffer_size decides how big they get).
+ */
+#define NGX_HTTP_REGISTRY_THREAD_MIN   (64 * 1024)
 #define NGX_HTTP_REGISTRY_THREAD_NICE  19
 
 
-static ngx_int_t ngx_http_registry_upload_monolithic(ngx_http_request_t *r,
-    ngx_http_registry_ctx_t *ctx);
-static ngx_int_t ngx_http_registry_upload_mount(ngx_http_request_t *r,
-    ngx_http_registry_ctx_t *ctx, ngx_str_t *mount);
-static ngx_int_t ngx_http_registry_upload_mountable(ngx_http_request_t *r,
-    ngx_http_registry_ctx_t *ctx, ngx_http_registry_digest_t *digest);
+static ngx_int_t ngx_http_registry_upload_args(ngx_http_request_t *r,
+    ngx_http_registry_ctx_t *ctx, ngx_http_registry_digest_t *mount);
+static ngx_int_t ngx_http_registry_upload_refuse(ngx_http_registry_ctx_t *ctx,
+    ngx_http_registry_err_e code, const char *detail);
 static ngx_int_t ngx_http_registry_upload_algorithm(ngx_http_request_t *r,
     ngx_http_registry_ctx_t *ctx);
-static ngx_int_t ngx_http_registry_upload_find(ngx_http_request_t *r,
+static ngx_int_t ngx_http_registry_upload_mountable(ngx_http_request_t *r,
     ngx_http_registry_ctx_t *ctx);
-static ngx_int_t ngx_http_registry_upload_open(ngx_http_request_t *r,
-    ngx_http_registry_ctx_t *ctx);
-static ngx_int_t ngx_http_registry_upload_receive(ngx_http_request_t *r,
-    ngx_http_registry_ctx_t *ctx);
-static ngx_int_t ngx_http_registry_upload_range(ngx_http_request_t *r,
+static ngx_int_t ngx_http_registry_mount_work(ngx_http_registry_op_t *op,
+    void *data);
+static ngx_int_t ngx_http_registry_create_work(ngx_http_registry_op_t *op,
+    void *data);
+static ngx_int_t ngx_http_registry_upload_started(ngx_http_request_t *r,
+    ngx_int_t rc);
+static ngx_int_t ngx_http_registry_upload_monolithic(ngx_http_request_t *r,
     ngx_http_registry_ctx_t *ctx);
 static ngx_int_t ngx_http_registry_upload_expect(ngx_http_request_t *r,
     ngx_http_registry_ctx_t *ctx);
+static ngx_int_t ngx_http_registry_open_work(ngx_http_registry_op_t *op,
+    void *data);
+static ngx_int_t ngx_http_registry_upload_opened(ngx_http_request_t *r,
+    ngx_int_t rc);
+static ngx_int_t ngx_http_registry_upload_range(ngx_http_request_t *r,
+    ngx_http_registry_ctx_t *ctx);
+static ngx_int_t ngx_http_registry_upload_receive(ngx_http_request_t *r,
+    ngx_http_registry_ctx_t *ctx);
 static ngx_int_t ngx_http_registry_upload_chunk(ngx_http_request_t *r,
     u_char *data, size_t len);
-static void ngx_http_registry_upload_done(ngx_http_request_t *r);
-static ngx_int_t ngx_http_registry_upload_publish(ngx_http_request_t *r,
-    ngx_http_registry_ctx_t *ctx);
-static ngx_int_t ngx_http_registry_upload_link(ngx_http_request_t *r,
-    ngx_http_registry_ctx_t *ctx);
-#if (NGX_THREADS)
-static ngx_uint_t ngx_http_registry_upload_threaded(ngx_http_request_t *r);
-static ngx_int_t ngx_http_registry_upload_chunk_in_thread(
-    ngx_http_request_t *r, ngx_http_registry_ctx_t *ctx, u_char *data,
-    size_t len);
-static void ngx_http_registry_chunk_thread(void *data, ngx_log_t *log);
-static void ngx_http_registry_chunk_event(ngx_event_t *ev);
-static ngx_int_t ngx_http_registry_thread_post(ngx_http_request_t *r,
-    ngx_thread_task_t *task);
-static ngx_http_request_t *ngx_http_registry_thread_back(ngx_event_t *ev);
-static ngx_int_t ngx_http_registry_upload_sync_in_thread(
-    ngx_http_request_t *r, ngx_http_registry_ctx_t *ctx);
-static void ngx_http_registry_fsync_thread(void *data, ngx_log_t *log);
-static void ngx_http_registry_fsync_event(ngx_event_t *ev);
-static void ngx_http_registry_upload_synced(ngx_http_request_t *r);
-#endif
+static ngx_int_t ngx_http_registry_append_work(ngx_http_registry_op_t *op,
+    void *data);
+static ngx_int_t ngx_http_registry_upload_appended(ngx_http_request_t *r,
+    ngx_int_t rc);
+static ngx_int_t ngx_http_registry_upload_done(ngx_http_request_t *r);
+static ngx_int_t ngx_http_registry_save_work(ngx_http_registry_op_t *op,
+    void *data);
+static ngx_int_t ngx_http_registry_upload_saved(ngx_http_request_t *r,
+    ngx_int_t rc);
+static ngx_int_t ngx_http_registry_commit_work(ngx_http_registry_op_t *op,
+    void *data);
+static ngx_int_t ngx_http_registry_upload_committed(ngx_http_request_t *r,
+    ngx_int_t rc);
+static ngx_int_t ngx_http_registry_cancel_work(ngx_http_registry_op_t *op,
+    void *data);
+static ngx_int_t ngx_http_registry_upload_cancelled(ngx_http_request_t *r,
+    ngx_int_t rc);
+static ngx_int_t ngx_http_registry_upload_fail(ngx_http_request_t *r,
+    ngx_http_registry_err_e code, const char *detail);
+static ngx_int_t ngx_http_registry_abort_work(ngx_http_registry_op_t *op,
+    void *data);
+static ngx_int_t ngx_http_registry_upload_aborted(ngx_http_request_t *r,
+    ngx_int_t rc);
 static ngx_int_t ngx_http_registry_upload_headers(ngx_http_request_t *r,
     ngx_http_registry_ctx_t *ctx);
-static ngx_int_t ngx_http_registry_upload_new_id(ngx_http_request_t *r,
-    ngx_str_t *id);
-static ngx_int_t ngx_http_registry_upload_dir(ngx_http_registry_ctx_t *ctx);
-static void ngx_http_registry_upload_unlock(ngx_http_registry_ctx_t *ctx);
+static ngx_int_t ngx_http_registry_upload_hold(ngx_http_request_t *r,
+    ngx_http_registry_ctx_t *ctx);
 static void ngx_http_registry_upload_cleanup(void *data);
+static ngx_int_t ngx_http_registry_leftover_work(ngx_http_registry_op_t *op,
+    void *data);
+static void ngx_http_registry_leftover_done(ngx_http_registry_detached_t *d);
 
 
 /* POST /v2/<name>/blobs/uploads/[?digest=|?mount=&from=|?digest-algorithm=] */
@@ -77,7 +97,223 @@ static void ngx_http_registry_upload_cleanup(void *data);
 ngx_int_t
 ngx_http_registry_upload_start(ngx_http_request_t *r)
 {
-    ngx_int_t                      rc;
+    ngx_int_t                    rc;
+    ngx_http_registry_ctx_t     *ctx;
+    ngx_http_registry_digest_t   mount;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_registry_module);
+
+    ctx->upload.name = ctx->route.name;
+    ctx->upload.data.fd = NGX_INVALID_FILE;
+
+    rc = ngx_http_registry_upload_args(r, ctx, &mount);
+
+    if (rc == NGX_DECLINED) {
+        return ngx_http_registry_send_fault(r, &ctx->fault);
+    }
+
+    if (rc != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (ctx->finish) {
+        return ngx_http_registry_upload_monolithic(r, ctx);
+    }
+
+    rc = ngx_http_registry_upload_mountable(r, ctx)
+         ? ngx_http_registry_task_run(r, ngx_http_registry_mount_work, ctx,
+                                      ngx_http_registry_upload_started)
+         : ngx_http_registry_task_run(r, ngx_http_registry_create_work, ctx,
+                                      ngx_http_registry_upload_started);
+
+    return (rc == NGX_OK) ? NGX_DONE : NGX_HTTP_INTERNAL_SERVER_ERROR;
+}
+
+
+/*
+ * ?mount= (with ?from=), ?digest= (a monolithic upload), and the session's
+ * algorithm, all checked before the store is touched.  A mount that
+ * cannot be done starts a session, as the spec asks, so ?digest= beside
+ * ?mount= only matters then.  NGX_DECLINED: invalid, ctx->fault says why.
+ */
+
+static ngx_int_t
+ngx_http_registry_upload_args(ngx_http_request_t *r,
+    ngx_http_registry_ctx_t *ctx, ngx_http_registry_digest_t *mount)
+{
+    ngx_int_t  rc;
+    ngx_str_t  value;
+
+    rc = ngx_http_registry_arg(r, "mount", &value);
+
+    if (rc == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    if (rc == NGX_OK) {
+        if (ngx_http_registry_parse_digest(&value, mount) != NGX_OK) {
+            return ngx_http_registry_upload_refuse(ctx,
+                                             NGX_HTTP_REGISTRY_DIGEST_INVALID,
+                                             "invalid mount parameter");
+        }
+
+        ctx->expected = *mount;
+
+        rc = ngx_http_registry_arg(r, "from", &ctx->from);
+
+        if (rc == NGX_ERROR) {
+            return NGX_ERROR;
+        }
+
+        if (rc == NGX_OK && ngx_http_registry_valid_name(&ctx->from) != NGX_OK)
+        {
+            return ngx_http_registry_upload_refuse(ctx,
+                                               NGX_HTTP_REGISTRY_NAME_INVALID,
+                                               "invalid from parameter");
+        }
+
+        if (rc == NGX_DECLINED) {
+            ngx_str_null(&ctx->from);
+        }
+
+        return ngx_http_registry_upload_algorithm(r, ctx);
+    }
+
+    rc = ngx_http_registry_upload_expect(r, ctx);
+
+    if (rc == NGX_ERROR) {
+        return ngx_http_registry_upload_refuse(ctx,
+                                             NGX_HTTP_REGISTRY_DIGEST_INVALID,
+                                             "invalid digest parameter");
+    }
+
+    ctx->finish = (rc == NGX_OK);
+
+    return ngx_http_registry_upload_algorithm(r, ctx);
+}
+
+
+/* why a request is refused before the store is touched: NGX_DECLINED */
+
+static ngx_int_t
+ngx_http_registry_upload_refuse(ngx_http_registry_ctx_t *ctx,
+    ngx_http_registry_err_e code, const char *detail)
+{
+    ctx->fault.code = code;
+    ctx->fault.errnum = 0;
+    ctx->fault.detail = detail;
+
+    return NGX_DECLINED;
+}
+
+
+/*
+ * The algorithm the upload hashes with: the ?digest= one for a
+ * monolithic upload, else ?digest-algorithm=, else sha256.
+ */
+
+static ngx_int_t
+ngx_http_registry_upload_algorithm(ngx_http_request_t *r,
+    ngx_http_registry_ctx_t *ctx)
+{
+    ngx_int_t  rc, alg;
+    ngx_str_t  value;
+
+    ctx->upload.state.alg = NGX_HTTP_REGISTRY_SHA256;
+
+    if (ctx->finish) {
+        ctx->upload.state.alg = ctx->expected.alg;
+        return NGX_OK;
+    }
+
+    rc = ngx_http_registry_arg(r, "digest-algorithm", &value);
+
+    if (rc == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    if (rc == NGX_OK) {
+        alg = ngx_http_registry_alg_by_name(&value);
+
+        if (alg == NGX_ERROR) {
+            return ngx_http_registry_upload_refuse(ctx,
+                                             NGX_HTTP_REGISTRY_DIGEST_INVALID,
+                                             "unsupported digest algorithm");
+        }
+
+        ctx->upload.state.alg = alg;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * A mount is tried with ?from=, or without it as registry_auto_mount
+ * allows: "anonymous" only for requests without credentials, where a
+ * blob of a repository a client may not read cannot be at stake.
+ */
+
+static ngx_int_t
+ngx_http_registry_upload_mountable(ngx_http_request_t *r,
+    ngx_http_registry_ctx_t *ctx)
+{
+    ngx_http_registry_loc_conf_t  *rlcf;
+
+    if (ctx->expected.text.len == 0 || ctx->finish) {
+        return 0;
+    }
+
+    if (ctx->from.data) {
+        return 1;
+    }
+
+    rlcf = ngx_http_get_module_loc_conf(r, ngx_http_registry_module);
+
+    return rlcf->auto_mount == NGX_HTTP_REGISTRY_AUTO_MOUNT_ON
+           || (rlcf->auto_mount == NGX_HTTP_REGISTRY_AUTO_MOUNT_ANONYMOUS
+               && r->headers_in.authorization == NULL);
+}
+
+
+/* a thread: the mount, or a session when it cannot be done */
+
+static ngx_int_t
+ngx_http_registry_mount_work(ngx_http_registry_op_t *op, void *data)
+{
+    ngx_http_registry_ctx_t *ctx = data;
+
+    ngx_int_t  rc;
+
+    rc = ngx_http_registry_store_blob_mount(op, &ctx->route.name,
+                                            ctx->from.data ? &ctx->from : NULL,
+                                            &ctx->expected);
+    if (rc != NGX_DECLINED) {
+        return rc;
+    }
+
+    ctx->expected.text.len = 0;
+
+    return ngx_http_registry_store_upload_create(op, &ctx->upload);
+}
+
+
+static ngx_int_t
+ngx_http_registry_create_work(ngx_http_registry_op_t *op, void *data)
+{
+    ngx_http_registry_ctx_t *ctx = data;
+
+    ctx->expected.text.len = 0;
+
+    return ngx_http_registry_store_upload_create(op, &ctx->upload);
+}
+
+
+/* 201 for a mount, 202 and the new session's Location otherwise */
+
+static ngx_int_t
+ngx_http_registry_upload_started(ngx_http_request_t *r, ngx_int_t rc)
+{
     ngx_str_t                      value;
     ngx_http_registry_ctx_t       *ctx;
     ngx_http_registry_loc_conf_t  *rlcf;
@@ -85,53 +321,19 @@ ngx_http_registry_upload_start(ngx_http_request_t *r)
     ctx = ngx_http_get_module_ctx(r, ngx_http_registry_module);
     rlcf = ngx_http_get_module_loc_conf(r, ngx_http_registry_module);
 
-    rc = ngx_http_registry_arg(r, "mount", &value);
-
-    if (rc == NGX_ERROR) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    if (rc != NGX_OK) {
+        return ngx_http_registry_send_fault(r, &ctx->task.op.fault);
     }
 
-    if (rc == NGX_OK) {
-        rc = ngx_http_registry_upload_mount(r, ctx, &value);
-        if (rc != NGX_DECLINED) {
-            return (rc == NGX_ABORT) ? ctx->rc : rc;
+    if (ctx->expected.text.len) {
+        if (ngx_http_registry_location(r, "blobs", &ctx->expected.text)
+            != NGX_OK
+            || ngx_http_registry_digest_headers(r, &ctx->expected) != NGX_OK)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        /* a mount that could not be done starts a session, as the spec asks */
-
-    } else {
-        rc = ngx_http_registry_upload_expect(r, ctx);
-    }
-
-    if (rc == NGX_ERROR) {
-        return ngx_http_registry_error(r, NGX_HTTP_REGISTRY_DIGEST_INVALID,
-                                       "invalid digest parameter");
-    }
-
-    ctx->finish = (rc == NGX_OK);
-
-    if (ngx_http_registry_upload_algorithm(r, ctx) != NGX_OK) {
-        return ctx->rc;
-    }
-
-    ctx->upload.offset = 0;
-    ngx_http_registry_hash_init(&ctx->upload.hash, ctx->upload.alg);
-
-    if (ctx->finish) {
-        return ngx_http_registry_upload_monolithic(r, ctx);
-    }
-
-    if (ngx_http_registry_upload_new_id(r, &ctx->route.reference) != NGX_OK
-        || ngx_http_registry_upload_dir(ctx) != NGX_OK)
-    {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    if (ngx_http_registry_store_create_upload(&ctx->store, &ctx->upload_dir,
-                                              &ctx->upload)
-        != NGX_OK)
-    {
-        return ngx_http_registry_errno_error(r, ngx_errno);
+        return ngx_http_registry_send_empty(r, NGX_HTTP_CREATED);
     }
 
     if (ngx_http_registry_upload_headers(r, ctx) != NGX_OK) {
@@ -159,193 +361,69 @@ ngx_http_registry_upload_start(ngx_http_request_t *r)
 
 
 /*
- * POST ?digest= with the body: a session nobody else can see, so it needs
- * no bookkeeping; the body goes to a temporary file of the store, renamed
- * into blobs/ if the digest matches, deleted otherwise.
+ * POST ?digest= with the body: an upload nobody else can see, so it needs
+ * no session; the body goes to a temporary file of the store, renamed
+ * into blobs/ if the digest matches.
  */
 
 static ngx_int_t
 ngx_http_registry_upload_monolithic(ngx_http_request_t *r,
     ngx_http_registry_ctx_t *ctx)
 {
-    ngx_pool_cleanup_t  *cln;
-
-    cln = ngx_pool_cleanup_add(r->pool, 0);
-    if (cln == NULL) {
+    if (ngx_http_registry_upload_hold(r, ctx) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (ngx_http_registry_store_open_temp(&ctx->store, &ctx->upload_file)
+    if (ngx_http_registry_store_upload_temp(&ctx->op, &ctx->upload)
         != NGX_OK)
     {
-        return ngx_http_registry_errno_error(r, ngx_errno);
+        return ngx_http_registry_send_fault(r, &ctx->op.fault);
     }
 
-    cln->handler = ngx_http_registry_upload_cleanup;
-    cln->data = ctx;
-    ctx->temporary = 1;
+    ctx->declared = -1;
 
     return ngx_http_registry_upload_receive(r, ctx);
 }
 
 
-/*
- * ?mount=<digest>[&from=<name>]: links a blob another repository has (or,
- * without "from", any blob of the store, as registry_auto_mount allows)
- * and answers 201.  NGX_DECLINED: it cannot be done; NGX_ABORT: an
- * error was sent.
- */
+/* NGX_OK: a valid ?digest=; NGX_DECLINED: none; NGX_ERROR: invalid */
 
 static ngx_int_t
-ngx_http_registry_upload_mount(ngx_http_request_t *r,
-    ngx_http_registry_ctx_t *ctx, ngx_str_t *mount)
+ngx_http_registry_upload_expect(ngx_http_request_t *r,
+    ngx_http_registry_ctx_t *ctx)
 {
-    ngx_int_t                    rc;
-    ngx_str_t                    link;
-    ngx_http_registry_digest_t   digest;
+    ngx_int_t  rc;
+    ngx_str_t  value;
 
-    if (ngx_http_registry_parse_digest(mount, &digest) != NGX_OK) {
-        return ngx_http_registry_fail(r, NGX_HTTP_REGISTRY_DIGEST_INVALID,
-                                      "invalid mount parameter");
-    }
-
-    rc = ngx_http_registry_upload_mountable(r, ctx, &digest);
+    rc = ngx_http_registry_arg(r, "digest", &value);
     if (rc != NGX_OK) {
         return rc;
     }
 
-    if (ngx_http_registry_store_layer_link(&ctx->store, &link,
-                                           &ctx->route.name, &digest)
-        == NULL)
-    {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    if (ngx_http_registry_store_exists(&link) == NGX_DECLINED
-        && ngx_http_registry_store_write_link(&ctx->store, &link, &digest)
-           != NGX_OK)
-    {
-        return ngx_http_registry_errno_error(r, ngx_errno);
-    }
-
-    if (ngx_http_registry_location(r, "blobs", &digest.text) != NGX_OK
-        || ngx_http_registry_digest_headers(r, &digest) != NGX_OK)
-    {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    return ngx_http_registry_send_empty(r, NGX_HTTP_CREATED);
+    return ngx_http_registry_parse_digest(&value, &ctx->expected);
 }
 
 
-/* NGX_OK: the blob's bytes are there and "from" (if any) links them */
-
-static ngx_int_t
-ngx_http_registry_upload_mountable(ngx_http_request_t *r,
-    ngx_http_registry_ctx_t *ctx, ngx_http_registry_digest_t *digest)
-{
-    ngx_int_t                      rc;
-    ngx_str_t                      from, path;
-    ngx_http_registry_loc_conf_t  *rlcf;
-
-    rlcf = ngx_http_get_module_loc_conf(r, ngx_http_registry_module);
-
-    rc = ngx_http_registry_arg(r, "from", &from);
-
-    if (rc == NGX_ERROR) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    if (rc == NGX_OK) {
-        if (ngx_http_registry_valid_name(&from) != NGX_OK) {
-            return ngx_http_registry_fail(r, NGX_HTTP_REGISTRY_NAME_INVALID,
-                                          "invalid from parameter");
-        }
-
-        if (ngx_http_registry_store_layer_link(&ctx->store, &path, &from,
-                                               digest)
-            == NULL)
-        {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        rc = ngx_http_registry_store_exists(&path);
-        if (rc != NGX_OK) {
-            return (rc == NGX_DECLINED) ? NGX_DECLINED
-                                        : NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-    } else if (rlcf->auto_mount == NGX_HTTP_REGISTRY_AUTO_MOUNT_OFF
-               || (rlcf->auto_mount == NGX_HTTP_REGISTRY_AUTO_MOUNT_ANONYMOUS
-                   && r->headers_in.authorization))
-    {
-        return NGX_DECLINED;
-    }
-
-    /* a link whose blob was collected mounts nothing */
-
-    if (ngx_http_registry_store_blob_path(&ctx->store, &path, digest) == NULL)
-    {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    rc = ngx_http_registry_store_exists(&path);
-
-    return (rc == NGX_ERROR) ? NGX_HTTP_INTERNAL_SERVER_ERROR : rc;
-}
-
-
-/*
- * The algorithm the session hashes with: the ?digest= one for a
- * monolithic upload, else ?digest-algorithm=, else sha256.
- */
-
-static ngx_int_t
-ngx_http_registry_upload_algorithm(ngx_http_request_t *r,
-    ngx_http_registry_ctx_t *ctx)
-{
-    ngx_int_t  rc, alg;
-    ngx_str_t  value;
-
-    ctx->upload.alg = NGX_HTTP_REGISTRY_SHA256;
-
-    if (ctx->finish) {
-        ctx->upload.alg = ctx->expected.alg;
-        return NGX_OK;
-    }
-
-    rc = ngx_http_registry_arg(r, "digest-algorithm", &value);
-
-    if (rc == NGX_ERROR) {
-        return ngx_http_registry_fail(r, NGX_HTTP_REGISTRY_INTERNAL, NULL);
-    }
-
-    if (rc == NGX_OK) {
-        alg = ngx_http_registry_alg_by_name(&value);
-
-        if (alg == NGX_ERROR) {
-            return ngx_http_registry_fail(r, NGX_HTTP_REGISTRY_DIGEST_INVALID,
-                                          "unsupported digest algorithm");
-        }
-
-        ctx->upload.alg = alg;
-    }
-
-    return NGX_OK;
-}
-
-
-/* GET <location>: where the upload stands */
+/* GET <location>: where the session stands, read without taking it */
 
 ngx_int_t
 ngx_http_registry_upload_status(ngx_http_request_t *r)
 {
-    ngx_http_registry_ctx_t  *ctx;
+    ngx_int_t                      rc;
+    ngx_http_registry_ctx_t       *ctx;
+    ngx_http_registry_loc_conf_t  *rlcf;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_registry_module);
+    rlcf = ngx_http_get_module_loc_conf(r, ngx_http_registry_module);
 
-    if (ngx_http_registry_upload_find(r, ctx) != NGX_OK) {
-        return ctx->rc;
+    ctx->upload.name = ctx->route.name;
+    ctx->upload.id = ctx->route.reference;
+
+    rc = ngx_http_registry_store_upload_status(&ctx->op, &ctx->upload,
+                                               rlcf->upload_expire);
+    if (rc != NGX_OK) {
+        return ngx_http_registry_store_failed(r, &ctx->op, rc,
+                                      NGX_HTTP_REGISTRY_BLOB_UPLOAD_UNKNOWN);
     }
 
     if (ngx_http_registry_upload_headers(r, ctx) != NGX_OK) {
@@ -356,7 +434,7 @@ ngx_http_registry_upload_status(ngx_http_request_t *r)
 }
 
 
-/* PATCH <location>: append a chunk */
+/* PATCH <location>: a chunk */
 
 ngx_int_t
 ngx_http_registry_upload_patch(ngx_http_request_t *r)
@@ -365,15 +443,19 @@ ngx_http_registry_upload_patch(ngx_http_request_t *r)
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_registry_module);
 
-    if (ngx_http_registry_upload_open(r, ctx) != NGX_OK) {
-        return ctx->rc;
+    if (ngx_http_registry_upload_hold(r, ctx) != NGX_OK
+        || ngx_http_registry_task_run(r, ngx_http_registry_open_work, ctx,
+                                      ngx_http_registry_upload_opened)
+           != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    return ngx_http_registry_upload_receive(r, ctx);
+    return NGX_DONE;
 }
 
 
-/* PUT <location>?digest=: an optional last chunk, then publish */
+/* PUT <location>?digest=: an optional last chunk, then the commit */
 
 ngx_int_t
 ngx_http_registry_upload_put(ngx_http_request_t *r)
@@ -389,195 +471,87 @@ ngx_http_registry_upload_put(ngx_http_request_t *r)
 
     ctx->finish = 1;
 
-    if (ngx_http_registry_upload_open(r, ctx) != NGX_OK) {
-        return ctx->rc;
+    return ngx_http_registry_upload_patch(r);
+}
+
+
+static ngx_int_t
+ngx_http_registry_open_work(ngx_http_registry_op_t *op, void *data)
+{
+    ngx_http_registry_ctx_t *ctx = data;
+
+    return ngx_http_registry_store_upload_open(op, &ctx->upload,
+                                               ctx->op.store->upload_expire);
+}
+
+
+/*
+ * The session is this request's: the chunk must start at its offset.  A
+ * commit with another algorithm than the session's: with no byte hashed
+ * yet, the hash starts anew; a sha256 session (the algorithm of one
+ * opened without digest-algorithm, as clients need not send it) may end
+ * with a sha512 digest, and is hashed again over its file, once; any
+ * other mismatch is the client's contradiction, DIGEST_INVALID.
+ */
+
+static ngx_int_t
+ngx_http_registry_upload_opened(ngx_http_request_t *r, ngx_int_t rc)
+{
+    ngx_http_registry_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_registry_module);
+
+    if (rc != NGX_OK) {
+        return ngx_http_registry_store_failed(r, &ctx->task.op, rc,
+                                      NGX_HTTP_REGISTRY_BLOB_UPLOAD_UNKNOWN);
     }
 
-    if (ctx->expected.alg != ctx->upload.alg) {
-        if (ctx->upload.offset != 0) {
+    if (ctx->finish && ctx->expected.alg != ctx->upload.state.alg) {
+        if (ctx->upload.state.offset == 0) {
+            ctx->upload.state.alg = ctx->expected.alg;
+            ngx_http_registry_hash_init(&ctx->upload.state.hash,
+                                        ctx->expected.alg);
+
+        } else if (ctx->upload.state.alg == NGX_HTTP_REGISTRY_SHA256) {
+            ctx->upload.rehash = 1;
+
+        } else {
+            ngx_http_registry_store_upload_release(&ctx->upload,
+                                                   r->connection->log);
             return ngx_http_registry_error(r, NGX_HTTP_REGISTRY_DIGEST_INVALID,
-                                   "digest algorithm differs from the one "
-                                   "the upload is hashed with");
+                                           "digest algorithm differs from "
+                                           "the one the upload was opened "
+                                           "with");
+        }
+    }
+
+    rc = ngx_http_registry_upload_range(r, ctx);
+
+    if (rc != NGX_OK) {
+        /* nothing written: letting go of the session is enough */
+        ngx_http_registry_store_upload_release(&ctx->upload,
+                                               r->connection->log);
+
+        if (rc == NGX_ERROR
+            || (ctx->fault.code == NGX_HTTP_REGISTRY_RANGE_INVALID
+                && ngx_http_registry_upload_headers(r, ctx) != NGX_OK))
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        /* nothing hashed yet: hash with the algorithm the client chose */
-        ctx->upload.alg = ctx->expected.alg;
-        ngx_http_registry_hash_init(&ctx->upload.hash, ctx->upload.alg);
+        return ngx_http_registry_send_fault(r, &ctx->fault);
     }
 
     return ngx_http_registry_upload_receive(r, ctx);
 }
 
 
-/* DELETE <location>: cancel */
-
-ngx_int_t
-ngx_http_registry_upload_cancel(ngx_http_request_t *r)
-{
-    ngx_http_registry_ctx_t  *ctx;
-
-    ctx = ngx_http_get_module_ctx(r, ngx_http_registry_module);
-
-    if (ngx_http_registry_upload_find(r, ctx) != NGX_OK) {
-        return ctx->rc;
-    }
-
-    if (ngx_http_registry_store_delete_tree(&ctx->store, &ctx->upload_dir)
-        == NGX_ERROR)
-    {
-        return ngx_http_registry_errno_error(r, ngx_errno);
-    }
-
-    return ngx_http_registry_send_empty(r, NGX_HTTP_NO_CONTENT);
-}
-
-
-/* the upload's saved state, or BLOB_UPLOAD_UNKNOWN */
-
-static ngx_int_t
-ngx_http_registry_upload_find(ngx_http_request_t *r,
-    ngx_http_registry_ctx_t *ctx)
-{
-    ngx_int_t                      rc;
-    ngx_http_registry_loc_conf_t  *rlcf;
-
-    rlcf = ngx_http_get_module_loc_conf(r, ngx_http_registry_module);
-
-    if (ngx_http_registry_upload_dir(ctx) != NGX_OK) {
-        return ngx_http_registry_fail(r, NGX_HTTP_REGISTRY_INTERNAL, NULL);
-    }
-
-    /* stale: purged now, whether or not the sweep has come by yet */
-
-    if (ngx_http_registry_store_upload_expired(&ctx->store, &ctx->upload_dir,
-                                               rlcf->upload_expire)
-        == NGX_OK)
-    {
-        (void) ngx_http_registry_store_delete_tree(&ctx->store,
-                                                   &ctx->upload_dir);
-
-        return ngx_http_registry_fail(r,
-                                      NGX_HTTP_REGISTRY_BLOB_UPLOAD_UNKNOWN,
-                                      "upload expired");
-    }
-
-    rc = ngx_http_registry_store_load_state(&ctx->store, &ctx->upload_dir,
-                                            &ctx->upload);
-
-    if (rc == NGX_DECLINED) {
-        return ngx_http_registry_fail(r,
-                                      NGX_HTTP_REGISTRY_BLOB_UPLOAD_UNKNOWN,
-                                      NULL);
-    }
-
-    if (rc != NGX_OK) {
-        return ngx_http_registry_fail(r, NGX_HTTP_REGISTRY_INTERNAL, NULL);
-    }
-
-    return NGX_OK;
-}
-
-
-/*
- * Opens the upload's data file and takes it for this request: an flock()
- * (held until the pool closes the file) keeps two requests from writing
- * one upload at once, in one worker or across workers and hosts.  The
- * state is read under the lock, so it is the latest.
- */
-
-static ngx_int_t
-ngx_http_registry_upload_open(ngx_http_request_t *r,
-    ngx_http_registry_ctx_t *ctx)
-{
-    ngx_fd_t                   fd;
-    ngx_err_t                  err;
-    ngx_str_t                  path;
-    ngx_pool_cleanup_t        *cln;
-    ngx_pool_cleanup_file_t   *clnf;
-
-    if (ngx_http_registry_upload_dir(ctx) != NGX_OK
-        || ngx_http_registry_store_in_dir(&ctx->store, &path, &ctx->upload_dir,
-                                          NGX_HTTP_REGISTRY_UPLOAD_DATA)
-           == NULL)
-    {
-        return ngx_http_registry_fail(r, NGX_HTTP_REGISTRY_INTERNAL, NULL);
-    }
-
-    cln = ngx_pool_cleanup_add(r->pool, sizeof(ngx_pool_cleanup_file_t));
-    if (cln == NULL) {
-        return ngx_http_registry_fail(r, NGX_HTTP_REGISTRY_INTERNAL, NULL);
-    }
-
-    fd = ngx_open_file(path.data, NGX_FILE_WRONLY, NGX_FILE_OPEN, 0);
-
-    if (fd == NGX_INVALID_FILE) {
-        err = ngx_errno;
-
-        if (err == NGX_ENOENT || err == NGX_ENOTDIR) {
-            return ngx_http_registry_fail(r,
-                                       NGX_HTTP_REGISTRY_BLOB_UPLOAD_UNKNOWN,
-                                       NULL);
-        }
-
-        ngx_log_error(NGX_LOG_CRIT, r->connection->log, err,
-                      ngx_open_file_n " \"%s\" failed", path.data);
-        return ngx_http_registry_fail_errno(r, err);
-    }
-
-    cln->handler = ngx_pool_cleanup_file;
-    clnf = cln->data;
-    clnf->fd = fd;
-    clnf->name = path.data;
-    clnf->log = r->pool->log;
-
-    ctx->upload_file.fd = fd;
-    ctx->upload_file.name = path;
-    ctx->upload_file.log = r->connection->log;
-
-    if (flock(fd, LOCK_EX | LOCK_NB) == -1) {
-        err = ngx_errno;
-
-        if (err != NGX_EAGAIN) {
-            ngx_log_error(NGX_LOG_CRIT, r->connection->log, err,
-                          "flock(\"%s\") failed", path.data);
-            return ngx_http_registry_fail(r, NGX_HTTP_REGISTRY_INTERNAL,
-                                           NULL);
-        }
-
-        return ngx_http_registry_fail(r, NGX_HTTP_REGISTRY_BLOB_UPLOAD_INVALID,
-                                       "another request is writing to this "
-                                       "upload");
-    }
-
-    return ngx_http_registry_upload_find(r, ctx);
-}
-
-
-/* checks the declared range, drops stray bytes, and streams the body in */
-
-static ngx_int_t
-ngx_http_registry_upload_receive(ngx_http_request_t *r,
-    ngx_http_registry_ctx_t *ctx)
-{
-    if (ngx_http_registry_upload_range(r, ctx) != NGX_OK) {
-        return ctx->rc;
-    }
-
-    if (ftruncate(ctx->upload_file.fd, ctx->upload.offset) == -1) {
-        ngx_log_error(NGX_LOG_CRIT, r->connection->log, ngx_errno,
-                      "ftruncate(\"%V\") failed", &ctx->upload_file.name);
-        return ngx_http_registry_errno_error(r, ngx_errno);
-    }
-
-    return ngx_http_registry_read_body(r, ngx_http_registry_upload_chunk,
-                                       ngx_http_registry_upload_done);
-}
-
-
 /*
  * Content-Range "<start>-<end>" (inclusive; "bytes=" or "bytes " may come
- * first) must start at the upload's offset and agree with Content-Length.
- * Without it the body is simply appended.
+ * first) must start at the session's offset and agree with
+ * Content-Length; a range no file can have is refused like one out of
+ * order.  Without it the body is simply appended.  NGX_DECLINED: refused,
+ * ctx->fault says why.
  */
 
 static ngx_int_t
@@ -609,18 +583,25 @@ ngx_http_registry_upload_range(ngx_http_request_t *r,
     end = (dash == NULL) ? NGX_ERROR : ngx_atoof(dash + 1, last - dash - 1);
 
     if (start == NGX_ERROR || end == NGX_ERROR) {
-        return ngx_http_registry_fail(r, NGX_HTTP_REGISTRY_BLOB_UPLOAD_INVALID,
-                                       "malformed Content-Range");
+        return ngx_http_registry_upload_refuse(ctx,
+                                         NGX_HTTP_REGISTRY_BLOB_UPLOAD_INVALID,
+                                         "malformed Content-Range");
     }
 
-    if (start != (off_t) ctx->upload.offset || end < start) {
-        if (ngx_http_registry_upload_headers(r, ctx) != NGX_OK) {
-            return ngx_http_registry_fail(r, NGX_HTTP_REGISTRY_INTERNAL, NULL);
-        }
+    /* end + 1 must be a length: the largest off_t is none */
 
-        return ngx_http_registry_fail(r, NGX_HTTP_REGISTRY_RANGE_INVALID,
-                                       "chunk does not start at the upload's "
-                                       "next byte");
+    if (end == NGX_MAX_OFF_T_VALUE) {
+        return ngx_http_registry_upload_refuse(ctx,
+                                               NGX_HTTP_REGISTRY_RANGE_INVALID,
+                                               "Content-Range beyond any "
+                                               "file");
+    }
+
+    if (start != (off_t) ctx->upload.state.offset || end < start) {
+        return ngx_http_registry_upload_refuse(ctx,
+                                               NGX_HTTP_REGISTRY_RANGE_INVALID,
+                                               "chunk does not start at the "
+                                               "upload's next byte");
     }
 
     ctx->declared = end - start + 1;
@@ -628,375 +609,214 @@ ngx_http_registry_upload_range(ngx_http_request_t *r,
     if (r->headers_in.content_length_n >= 0
         && r->headers_in.content_length_n != ctx->declared)
     {
-        return ngx_http_registry_fail(r, NGX_HTTP_REGISTRY_BLOB_UPLOAD_INVALID,
-                                       "Content-Length disagrees with "
-                                       "Content-Range");
+        return ngx_http_registry_upload_refuse(ctx,
+                                         NGX_HTTP_REGISTRY_BLOB_UPLOAD_INVALID,
+                                         "Content-Length disagrees with "
+                                         "Content-Range");
     }
 
     return NGX_OK;
 }
 
 
-/* NGX_OK: a valid ?digest=; NGX_DECLINED: none; NGX_ERROR: invalid */
-
 static ngx_int_t
-ngx_http_registry_upload_expect(ngx_http_request_t *r,
+ngx_http_registry_upload_receive(ngx_http_request_t *r,
     ngx_http_registry_ctx_t *ctx)
 {
-    ngx_int_t  rc;
-    ngx_str_t  value;
-
-    rc = ngx_http_registry_arg(r, "digest", &value);
-    if (rc != NGX_OK) {
-        return rc;
-    }
-
-    return ngx_http_registry_parse_digest(&value, &ctx->expected);
+    return ngx_http_registry_read_body(r, ngx_http_registry_upload_chunk,
+                                       ngx_http_registry_upload_done);
 }
 
+
+/*
+ * A buffer of the body: to a thread when it is big enough (and not an
+ * HTTP/2 stream's, whose buffer the connection fills as frames arrive),
+ * else written and hashed here.
+ */
 
 static ngx_int_t
 ngx_http_registry_upload_chunk(ngx_http_request_t *r, u_char *data,
     size_t len)
 {
-    ssize_t                   n;
     ngx_http_registry_ctx_t  *ctx;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_registry_module);
 
     if (ctx->declared >= 0 && ctx->received + (off_t) len > ctx->declared) {
-        return ngx_http_registry_fail(r, NGX_HTTP_REGISTRY_BLOB_UPLOAD_INVALID,
-                                      "body is longer than Content-Range");
+        return ngx_http_registry_upload_fail(r,
+                                        NGX_HTTP_REGISTRY_BLOB_UPLOAD_INVALID,
+                                        "body is longer than Content-Range");
     }
 
-#if (NGX_THREADS)
     if (len >= NGX_HTTP_REGISTRY_THREAD_MIN
-        && ngx_http_registry_upload_threaded(r))
-    {
-        return ngx_http_registry_upload_chunk_in_thread(r, ctx, data, len);
-    }
+        && ngx_http_registry_task_threaded(r)
+#if (NGX_HTTP_V2)
+        && r->stream == NULL
 #endif
+       )
+    {
+        ctx->pending = data;
+        ctx->pending_len = len;
+        ctx->upload.writeback = 1;
 
-    n = ngx_write_file(&ctx->upload_file, data, len,
-                       ctx->upload.offset + ctx->received);
+        if (ngx_http_registry_task_run(r, ngx_http_registry_append_work, ctx,
+                                       ngx_http_registry_upload_appended)
+            != NGX_OK)
+        {
+            return ngx_http_registry_upload_fail(r,
+                                                NGX_HTTP_REGISTRY_UNAVAILABLE,
+                                                "no thread for the upload");
+        }
 
-    if (n != (ssize_t) len) {
-        return ngx_http_registry_fail_errno(r, ngx_errno);
+        return NGX_AGAIN;
     }
 
-    ngx_http_registry_hash_update(&ctx->upload.hash, data, len);
+    ctx->upload.writeback = 0;
+
+    if (ngx_http_registry_store_upload_append(&ctx->op, &ctx->upload, data,
+                                              len)
+        != NGX_OK)
+    {
+        ctx->fault = ctx->op.fault;
+        return ngx_http_registry_upload_fail(r, ctx->fault.code,
+                                             ctx->fault.detail);
+    }
 
     return NGX_OK;
 }
 
 
-#if (NGX_THREADS)
-
 /*
- * With registry_thread_pool, an HTTP/1 upload's bytes are hashed and
- * written by a thread of the pool, so the worker's event loop only moves
- * bytes and a push costs other requests no CPU-bound wait.  Only buffers
- * of NGX_HTTP_REGISTRY_THREAD_MIN bytes or more go: a smaller one hashes
- * in less time than a hand-over to a thread takes (client_body_buffer_size
- * decides how big they get).  An HTTP/2 stream's buffer is filled by the
- * connection as frames arrive, so its bytes are taken in the worker.
+ * In a thread, at the lowest CPU priority: hashing is bulk work, so on a
+ * busy machine the event loops serving pulls go first and the push gets
+ * what they leave.  Linux keeps a nice value per thread; an unprivileged
+ * worker cannot raise it back, so the pool's threads stay at it (give
+ * "aio threads" a pool of its own).
  */
 
-static ngx_uint_t
-ngx_http_registry_upload_threaded(ngx_http_request_t *r)
-{
-    ngx_http_registry_loc_conf_t  *rlcf;
-
-    rlcf = ngx_http_get_module_loc_conf(r, ngx_http_registry_module);
-
-#if (NGX_HTTP_V2)
-    if (r->stream) {
-        return 0;
-    }
-#endif
-
-    return rlcf->thread_pool != NULL;
-}
-
-
-typedef struct {
-    ngx_http_registry_ctx_t  *ctx;
-    u_char                   *data;
-    size_t                    len;
-    off_t                     offset;
-    ngx_err_t                 err;
-} ngx_http_registry_chunk_job_t;
-
-
 static ngx_int_t
-ngx_http_registry_upload_chunk_in_thread(ngx_http_request_t *r,
-    ngx_http_registry_ctx_t *ctx, u_char *data, size_t len)
+ngx_http_registry_append_work(ngx_http_registry_op_t *op, void *data)
 {
-    ngx_thread_task_t              *task;
-    ngx_http_registry_chunk_job_t  *job;
+    ngx_http_registry_ctx_t *ctx = data;
 
-    task = ctx->chunk_task;
-
-    if (task == NULL) {
-        task = ngx_thread_task_alloc(r->pool,
-                                     sizeof(ngx_http_registry_chunk_job_t));
-        if (task == NULL) {
-            return ngx_http_registry_fail(r, NGX_HTTP_REGISTRY_INTERNAL, NULL);
-        }
-
-        task->handler = ngx_http_registry_chunk_thread;
-        task->event.handler = ngx_http_registry_chunk_event;
-        task->event.data = r;
-
-        ctx->chunk_task = task;
-    }
-
-    job = task->ctx;
-    job->ctx = ctx;
-    job->data = data;
-    job->len = len;
-    job->offset = ctx->upload.offset + ctx->received;
-    job->err = 0;
-
-    if (ngx_http_registry_thread_post(r, task) != NGX_OK) {
-        return ngx_http_registry_fail(r, NGX_HTTP_REGISTRY_INTERNAL, NULL);
-    }
-
-    return NGX_AGAIN;
-}
-
-
-/* in a thread: the job's bytes, the data file and the hash state only */
-
-static void
-ngx_http_registry_chunk_thread(void *data, ngx_log_t *log)
-{
-    ngx_http_registry_chunk_job_t  *job = data;
-
-    u_char   *p, *last;
-    off_t     offset;
-    ssize_t   n;
-
-    /*
-     * Hashing is bulk work: the thread takes the lowest CPU priority, so
-     * on a busy machine the event loops serving pulls go first and the
-     * push gets what they leave.  Linux keeps a nice value per thread; an
-     * unprivileged worker cannot raise it back, so the pool's threads stay
-     * at it (give "aio threads" a pool of its own).
-     */
     (void) setpriority(PRIO_PROCESS, 0, NGX_HTTP_REGISTRY_THREAD_NICE);
 
-    p = job->data;
-    last = job->data + job->len;
-    offset = job->offset;
-
-    while (p < last) {
-        n = pwrite(job->ctx->upload_file.fd, p, last - p, offset);
-
-        if (n == -1) {
-            if (ngx_errno == NGX_EINTR) {
-                continue;
-            }
-
-            job->err = ngx_errno;
-            return;
-        }
-
-        p += n;
-        offset += n;
-    }
-
-    ngx_http_registry_hash_update(&job->ctx->upload.hash, job->data,
-                                  job->len);
+    return ngx_http_registry_store_upload_append(op, &ctx->upload,
+                                                 ctx->pending,
+                                                 ctx->pending_len);
 }
 
 
-/* back in the worker: the buffer is taken, reading goes on */
+/* back from the thread: reading goes on, or ends with the error */
 
-static void
-ngx_http_registry_chunk_event(ngx_event_t *ev)
+static ngx_int_t
+ngx_http_registry_upload_appended(ngx_http_request_t *r, ngx_int_t rc)
 {
-    ngx_connection_t               *c;
-    ngx_http_request_t             *r;
-    ngx_http_registry_ctx_t        *ctx;
-    ngx_http_registry_chunk_job_t  *job;
+    ngx_http_registry_ctx_t  *ctx;
 
-    r = ngx_http_registry_thread_back(ev);
-    c = r->connection;
     ctx = ngx_http_get_module_ctx(r, ngx_http_registry_module);
-    job = ctx->chunk_task->ctx;
 
-    if (c->error) {
-        /* terminated meanwhile: nginx left its finalizer here */
-        r->write_event_handler(r);
-
-    } else if (job->err) {
-        ngx_log_error(NGX_LOG_CRIT, c->log, job->err,
-                      "pwrite() \"%V\" failed", &ctx->upload_file.name);
-        (void) ngx_http_registry_fail_errno(r, job->err);
-        ngx_http_finalize_request(r, ctx->rc);
-
-    } else {
+    if (rc == NGX_OK) {
         ngx_http_registry_body_taken(r);
+        return NGX_DONE;
     }
 
-    ngx_http_run_posted_requests(c);
+    ctx->fault = ctx->task.op.fault;
+
+    ngx_http_registry_body_stop(r, ngx_http_registry_upload_fail(r,
+                                                         ctx->fault.code,
+                                                         ctx->fault.detail));
+    return NGX_DONE;
 }
 
-#endif
 
+/* the whole body is in: a chunk is saved, a last one committed */
 
-static void
+static ngx_int_t
 ngx_http_registry_upload_done(ngx_http_request_t *r)
 {
-    ngx_int_t                 rc;
-    ngx_http_registry_ctx_t  *ctx;
+    ngx_int_t                  rc;
+    ngx_http_registry_ctx_t   *ctx;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_registry_module);
 
     if (ctx->declared >= 0 && ctx->received != ctx->declared) {
-        rc = ngx_http_registry_error(r, NGX_HTTP_REGISTRY_BLOB_UPLOAD_INVALID,
-                                     "body is shorter than Content-Range");
-        ngx_http_finalize_request(r, rc);
-        return;
+        return ngx_http_registry_upload_fail(r,
+                                        NGX_HTTP_REGISTRY_BLOB_UPLOAD_INVALID,
+                                        "body is shorter than Content-Range");
     }
 
-    ctx->upload.offset += ctx->received;
+    rc = ctx->finish
+         ? ngx_http_registry_task_run(r, ngx_http_registry_commit_work, ctx,
+                                      ngx_http_registry_upload_committed)
+         : ngx_http_registry_task_run(r, ngx_http_registry_save_work, ctx,
+                                      ngx_http_registry_upload_saved);
 
-    if (ctx->finish) {
-        rc = ngx_http_registry_upload_publish(r, ctx);
-
-        if (rc != NGX_DONE) {      /* NGX_DONE: goes on in a thread */
-            ngx_http_finalize_request(r, rc);
-        }
-
-        return;
+    if (rc != NGX_OK) {
+        return ngx_http_registry_upload_fail(r, NGX_HTTP_REGISTRY_UNAVAILABLE,
+                                             "no thread for the upload");
     }
 
-    if (ngx_http_registry_store_save_state(&ctx->store, &ctx->upload_dir,
-                                           &ctx->upload)
-        != NGX_OK)
-    {
-        ngx_http_finalize_request(r,
-                                  ngx_http_registry_errno_error(r, ngx_errno));
-        return;
+    return NGX_DONE;
+}
+
+
+static ngx_int_t
+ngx_http_registry_save_work(ngx_http_registry_op_t *op, void *data)
+{
+    ngx_http_registry_ctx_t *ctx = data;
+
+    return ngx_http_registry_store_upload_save(op, &ctx->upload);
+}
+
+
+static ngx_int_t
+ngx_http_registry_upload_saved(ngx_http_request_t *r, ngx_int_t rc)
+{
+    ngx_http_registry_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_registry_module);
+
+    if (rc != NGX_OK) {
+        return ngx_http_registry_send_fault(r, &ctx->task.op.fault);
     }
+
+    ctx->kept = 1;
 
     if (ngx_http_registry_upload_headers(r, ctx) != NGX_OK) {
-        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
-        return;
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    ngx_http_registry_upload_unlock(ctx);
-
-    ngx_http_finalize_request(r,
-                        ngx_http_registry_send_empty(r, NGX_HTTP_ACCEPTED));
+    return ngx_http_registry_send_empty(r, NGX_HTTP_ACCEPTED);
 }
 
 
-/*
- * The upload is complete: check the digest, make the data durable, rename
- * it into blobs/ (identical bytes if another push got there first), link
- * it into the repository, and drop what is left of the upload.  The
- * fsync() of a big blob may take seconds: with registry_thread_pool it
- * runs in a thread and the worker serves others meanwhile (NGX_DONE).
- */
-
 static ngx_int_t
-ngx_http_registry_upload_publish(ngx_http_request_t *r,
-    ngx_http_registry_ctx_t *ctx)
+ngx_http_registry_commit_work(ngx_http_registry_op_t *op, void *data)
 {
-    u_char                      *detail;
-    ngx_http_registry_digest_t   actual;
+    ngx_http_registry_ctx_t *ctx = data;
 
-    if (ngx_http_registry_hash_final(&ctx->upload.hash, r->pool, &actual)
-        != NGX_OK)
-    {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    if (!ngx_http_registry_digest_equal(&actual, &ctx->expected)) {
-
-        /* gone before the answer is (a monolithic one's in the error) */
-
-        if (ctx->upload_dir.len) {
-            (void) ngx_http_registry_store_delete_tree(&ctx->store,
-                                                       &ctx->upload_dir);
-        }
-
-        detail = ngx_pnalloc(r->pool, actual.text.len + 1);
-        if (detail == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        ngx_cpystrn(detail, actual.text.data, actual.text.len + 1);
-
-        return ngx_http_registry_error(r, NGX_HTTP_REGISTRY_DIGEST_INVALID,
-                                       (char *) detail);
-    }
-
-#if (NGX_THREADS)
-    switch (ngx_http_registry_upload_sync_in_thread(r, ctx)) {
-
-    case NGX_OK:
-        return NGX_DONE;
-
-    case NGX_ERROR:
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-
-    default: /* NGX_DECLINED: no thread pool here */
-        break;
-    }
-#endif
-
-    if (fsync(ctx->upload_file.fd) == -1) {
-        ngx_log_error(NGX_LOG_CRIT, r->connection->log, ngx_errno,
-                      "fsync(\"%V\") failed", &ctx->upload_file.name);
-        return ngx_http_registry_errno_error(r, ngx_errno);
-    }
-
-    return ngx_http_registry_upload_link(r, ctx);
+    return ngx_http_registry_store_upload_commit(op, &ctx->upload,
+                                                 &ctx->expected);
 }
 
 
-/* the data is durable and is the expected digest's: publish and answer */
-
 static ngx_int_t
-ngx_http_registry_upload_link(ngx_http_request_t *r,
-    ngx_http_registry_ctx_t *ctx)
+ngx_http_registry_upload_committed(ngx_http_request_t *r, ngx_int_t rc)
 {
-    ngx_str_t                    blob, link;
-    ngx_http_registry_digest_t  *digest;
+    ngx_http_registry_ctx_t  *ctx;
 
-    digest = &ctx->expected;
+    ctx = ngx_http_get_module_ctx(r, ngx_http_registry_module);
 
-    if (ngx_http_registry_store_blob_path(&ctx->store, &blob, digest) == NULL
-        || ngx_http_registry_store_layer_link(&ctx->store, &link,
-                                              &ctx->route.name, digest)
-           == NULL)
-    {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    /* published or undone: either way nothing is left to drop */
+    ctx->kept = 1;
+
+    if (rc != NGX_OK) {
+        return ngx_http_registry_send_fault(r, &ctx->task.op.fault);
     }
 
-    if (ngx_http_registry_store_publish(&ctx->store, &ctx->upload_file.name,
-                                        &blob)
-        != NGX_OK
-        || ngx_http_registry_store_write_link(&ctx->store, &link, digest)
-           != NGX_OK)
-    {
-        return ngx_http_registry_errno_error(r, ngx_errno);
-    }
-
-    ctx->published = 1;
-
-    if (ctx->upload_dir.len) {
-        (void) ngx_http_registry_store_delete_tree(&ctx->store,
-                                                   &ctx->upload_dir);
-        ngx_http_registry_upload_unlock(ctx);
-    }
-
-    if (ngx_http_registry_location(r, "blobs", &digest->text) != NGX_OK
-        || ngx_http_registry_digest_headers(r, digest) != NGX_OK)
+    if (ngx_http_registry_location(r, "blobs", &ctx->expected.text) != NGX_OK
+        || ngx_http_registry_digest_headers(r, &ctx->expected) != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -1005,147 +825,113 @@ ngx_http_registry_upload_link(ngx_http_request_t *r,
 }
 
 
-#if (NGX_THREADS)
+/* DELETE <location>: cancel, under the session's lock */
 
-/*
- * NGX_OK: the fsync() is posted to registry_thread_pool and the request
- * waits, blocked as nginx's own thread reads block it; NGX_DECLINED: the
- * location has no thread pool.
- */
-
-static ngx_int_t
-ngx_http_registry_upload_sync_in_thread(ngx_http_request_t *r,
-    ngx_http_registry_ctx_t *ctx)
-{
-    ngx_thread_task_t             *task;
-    ngx_http_registry_loc_conf_t  *rlcf;
-
-    rlcf = ngx_http_get_module_loc_conf(r, ngx_http_registry_module);
-
-    if (rlcf->thread_pool == NULL) {
-        return NGX_DECLINED;
-    }
-
-    task = ngx_thread_task_alloc(r->pool, 0);
-    if (task == NULL) {
-        return NGX_ERROR;
-    }
-
-    task->ctx = ctx;
-    task->handler = ngx_http_registry_fsync_thread;
-    task->event.data = r;
-    task->event.handler = ngx_http_registry_fsync_event;
-
-    if (ngx_http_registry_thread_post(r, task) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    r->write_event_handler = ngx_http_registry_upload_synced;
-
-    return NGX_OK;
-}
-
-
-/* in a thread: touches nothing but the descriptor and an error slot */
-
-static void
-ngx_http_registry_fsync_thread(void *data, ngx_log_t *log)
-{
-    ngx_http_registry_ctx_t  *ctx = data;
-
-    ctx->sync_err = (fsync(ctx->upload_file.fd) == -1) ? ngx_errno : 0;
-}
-
-
-/* back in the worker, the way ngx_http_copy_filter_module comes back */
-
-static void
-ngx_http_registry_fsync_event(ngx_event_t *ev)
-{
-    ngx_http_request_t  *r;
-
-    r = ngx_http_registry_thread_back(ev);
-
-    r->write_event_handler(r);
-    ngx_http_run_posted_requests(r->connection);
-}
-
-
-/*
- * A task for registry_thread_pool: the request waits for it blocked, as
- * for nginx's own thread reads (r->aio says a task is under way).
- */
-
-static ngx_int_t
-ngx_http_registry_thread_post(ngx_http_request_t *r, ngx_thread_task_t *task)
-{
-    ngx_http_registry_loc_conf_t  *rlcf;
-
-    rlcf = ngx_http_get_module_loc_conf(r, ngx_http_registry_module);
-
-    if (ngx_thread_task_post(rlcf->thread_pool, task) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    r->main->blocked++;
-    r->aio = 1;
-
-    return NGX_OK;
-}
-
-
-/* a task's completion event: its request, unblocked */
-
-static ngx_http_request_t *
-ngx_http_registry_thread_back(ngx_event_t *ev)
-{
-    ngx_http_request_t  *r;
-
-    r = ev->data;
-
-    ngx_http_set_log_request(r->connection->log, r);
-
-    r->main->blocked--;
-    r->aio = 0;
-
-    return r;
-}
-
-
-/*
- * The request's write handler while the fsync() runs (a write event then,
- * with r->aio still set, is ignored) and once it is done; a request terminated meanwhile has had
- * its handler replaced by nginx.
- */
-
-static void
-ngx_http_registry_upload_synced(ngx_http_request_t *r)
+ngx_int_t
+ngx_http_registry_upload_cancel(ngx_http_request_t *r)
 {
     ngx_http_registry_ctx_t  *ctx;
 
-    if (r->aio) {
-        return;
+    ctx = ngx_http_get_module_ctx(r, ngx_http_registry_module);
+
+    if (ngx_http_registry_upload_hold(r, ctx) != NGX_OK
+        || ngx_http_registry_task_run(r, ngx_http_registry_cancel_work, ctx,
+                                      ngx_http_registry_upload_cancelled)
+           != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
+
+    return NGX_DONE;
+}
+
+
+static ngx_int_t
+ngx_http_registry_cancel_work(ngx_http_registry_op_t *op, void *data)
+{
+    ngx_http_registry_ctx_t *ctx = data;
+
+    return ngx_http_registry_store_upload_cancel(op, &ctx->upload);
+}
+
+
+static ngx_int_t
+ngx_http_registry_upload_cancelled(ngx_http_request_t *r, ngx_int_t rc)
+{
+    ngx_http_registry_ctx_t  *ctx;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_registry_module);
 
-    r->write_event_handler = ngx_http_request_empty_handler;
+    ctx->kept = 1;
 
-    if (ctx->sync_err) {
-        ngx_log_error(NGX_LOG_CRIT, r->connection->log, ctx->sync_err,
-                      "fsync(\"%V\") failed", &ctx->upload_file.name);
-        ngx_http_finalize_request(r, ngx_http_registry_errno_error(r,
-                                                          ctx->sync_err));
-        return;
+    if (rc != NGX_OK) {
+        return ngx_http_registry_store_failed(r, &ctx->task.op, rc,
+                                      NGX_HTTP_REGISTRY_BLOB_UPLOAD_UNKNOWN);
     }
 
-    ngx_http_finalize_request(r, ngx_http_registry_upload_link(r, ctx));
+    return ngx_http_registry_send_empty(r, NGX_HTTP_NO_CONTENT);
 }
 
-#endif
+
+/*
+ * An error while the body is read: what the request wrote is dropped
+ * (the session cut back to its last chunk, a monolithic file removed)
+ * before the answer goes, so the space is free and the session can go on
+ * the moment the client reads it.  Returns as a body callback does.
+ */
+
+static ngx_int_t
+ngx_http_registry_upload_fail(ngx_http_request_t *r,
+    ngx_http_registry_err_e code, const char *detail)
+{
+    ngx_http_registry_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_registry_module);
+
+    ctx->fault.code = code;
+    ctx->fault.detail = detail;
+    ctx->kept = 1;
+
+    if (ngx_http_registry_task_run(r, ngx_http_registry_abort_work, ctx,
+                                   ngx_http_registry_upload_aborted)
+        != NGX_OK)
+    {
+        ctx->kept = 0;          /* the cleanup drops it */
+        return NGX_DECLINED;
+    }
+
+    return NGX_DONE;
+}
 
 
-/* Location, Docker-Upload-UUID and the Range received so far */
+static ngx_int_t
+ngx_http_registry_abort_work(ngx_http_registry_op_t *op, void *data)
+{
+    ngx_http_registry_ctx_t *ctx = data;
+
+    return ngx_http_registry_store_upload_abort(op, &ctx->upload);
+}
+
+
+static ngx_int_t
+ngx_http_registry_upload_aborted(ngx_http_request_t *r, ngx_int_t rc)
+{
+    ngx_http_registry_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_registry_module);
+
+    if (ctx->fault.code == NGX_HTTP_REGISTRY_BLOB_UPLOAD_INVALID
+        && ctx->upload.id.len
+        && ngx_http_registry_upload_headers(r, ctx) != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_http_registry_send_fault(r, &ctx->fault);
+}
+
+
+/* Location, Docker-Upload-UUID and the Range saved so far */
 
 static ngx_int_t
 ngx_http_registry_upload_headers(ngx_http_request_t *r,
@@ -1159,13 +945,14 @@ ngx_http_registry_upload_headers(ngx_http_request_t *r,
     }
 
     range.len = ngx_sprintf(range.data, "0-%uL",
-                            ctx->upload.offset ? ctx->upload.offset - 1 : 0)
+                            ctx->upload.state.offset
+                            ? ctx->upload.state.offset - 1 : 0)
                 - range.data;
 
-    if (ngx_http_registry_location(r, "blobs/uploads", &ctx->route.reference)
+    if (ngx_http_registry_location(r, "blobs/uploads", &ctx->upload.id)
         != NGX_OK
         || ngx_http_registry_add_header(r, "Docker-Upload-UUID",
-                                        &ctx->route.reference)
+                                        &ctx->upload.id)
            == NULL
         || ngx_http_registry_add_header(r, "Range", &range) == NULL)
     {
@@ -1176,124 +963,116 @@ ngx_http_registry_upload_headers(ngx_http_request_t *r,
 }
 
 
-/* a random (version 4) UUID, the form distribution hands out too */
+/*
+ * The upload this request works on, and its cleanup: the data file is
+ * closed (which releases the session's lock) when the request goes, and
+ * what it wrote without saving is dropped first, off the event loop.
+ */
 
 static ngx_int_t
-ngx_http_registry_upload_new_id(ngx_http_request_t *r, ngx_str_t *id)
+ngx_http_registry_upload_hold(ngx_http_request_t *r,
+    ngx_http_registry_ctx_t *ctx)
 {
-    u_char  *p;
-    u_char   hex[32];
+    ngx_pool_cleanup_t  *cln;
 
-    if (ngx_http_registry_store_random_hex(hex, 16) != NGX_OK) {
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
         return NGX_ERROR;
     }
 
-    hex[12] = '4';
-    hex[16] = "89ab"[hex[16] & 3];
+    ctx->upload.name = ctx->route.name;
+    ctx->upload.data.fd = NGX_INVALID_FILE;
 
-    id->data = ngx_pnalloc(r->pool, 36);
-    if (id->data == NULL) {
-        return NGX_ERROR;
+    if (ctx->route.kind == NGX_HTTP_REGISTRY_ROUTE_UPLOAD) {
+        ctx->upload.id = ctx->route.reference;
     }
 
-    p = ngx_cpymem(id->data, hex, 8);
-    *p++ = '-';
-    p = ngx_cpymem(p, hex + 8, 4);
-    *p++ = '-';
-    p = ngx_cpymem(p, hex + 12, 4);
-    *p++ = '-';
-    p = ngx_cpymem(p, hex + 16, 4);
-    *p++ = '-';
-    p = ngx_cpymem(p, hex + 20, 12);
-
-    id->len = p - id->data;
+    cln->handler = ngx_http_registry_upload_cleanup;
+    cln->data = ctx;
 
     return NGX_OK;
 }
 
 
-/* _uploads/<id> of the route's repository, computed once */
+typedef struct {
+    ngx_http_registry_detached_t  task;
+    ngx_http_registry_upload_t    upload;
+} ngx_http_registry_leftover_t;
 
-static ngx_int_t
-ngx_http_registry_upload_dir(ngx_http_registry_ctx_t *ctx)
-{
-    if (ctx->upload_dir.len) {
-        return NGX_OK;
-    }
-
-    return ngx_http_registry_store_upload_dir(&ctx->store, &ctx->upload_dir,
-                                              &ctx->route.name,
-                                              &ctx->route.reference)
-           ? NGX_OK : NGX_ERROR;
-}
-
-
-/*
- * The lock goes before the answer does: a client may send its next chunk
- * the moment it reads the answer, before this request's pool (which
- * closes the file) is gone.
- */
-
-static void
-ngx_http_registry_upload_unlock(ngx_http_registry_ctx_t *ctx)
-{
-    if (flock(ctx->upload_file.fd, LOCK_UN) == -1) {
-        ngx_log_error(NGX_LOG_ALERT, ctx->store.log, ngx_errno,
-                      "flock(\"%V\", LOCK_UN) failed",
-                      &ctx->upload_file.name);
-    }
-}
-
-
-/*
- * A failed monolithic upload's temporary file goes before the error is
- * sent, not when the pool goes, after the client may have looked.
- */
-
-void
-ngx_http_registry_upload_discard(ngx_http_request_t *r)
-{
-    ngx_http_registry_ctx_t  *ctx;
-
-    ctx = ngx_http_get_module_ctx(r, ngx_http_registry_module);
-
-    if (ctx == NULL || !ctx->temporary || ctx->published || ctx->discarded) {
-        return;
-    }
-
-    if (ngx_delete_file(ctx->upload_file.name.data) == NGX_FILE_ERROR) {
-        ngx_log_error(NGX_LOG_CRIT, r->connection->log, ngx_errno,
-                      ngx_delete_file_n " \"%V\" failed",
-                      &ctx->upload_file.name);
-    }
-
-    ctx->discarded = 1;
-}
-
-
-/*
- * A monolithic upload's temporary file: closed, and deleted unless it was
- * published or discarded already.  Runs before the pool's memory goes, so
- * the ctx is still there.
- */
 
 static void
 ngx_http_registry_upload_cleanup(void *data)
 {
-    ngx_http_registry_ctx_t  *ctx = data;
+    ngx_http_registry_ctx_t *ctx = data;
 
-    if (ngx_close_file(ctx->upload_file.fd) == NGX_FILE_ERROR) {
-        ngx_log_error(NGX_LOG_ALERT, ctx->store.log, ngx_errno,
-                      ngx_close_file_n " \"%V\" failed",
-                      &ctx->upload_file.name);
+    u_char                        *p;
+    ngx_pool_t                    *pool;
+    ngx_http_registry_upload_t    *up;
+    ngx_http_registry_leftover_t  *lo;
+
+    up = &ctx->upload;
+
+    if (up->data.fd == NGX_INVALID_FILE) {
+        return;
     }
 
-    if (!ctx->published
-        && !ctx->discarded
-        && ngx_delete_file(ctx->upload_file.name.data) == NGX_FILE_ERROR)
+    if (ctx->kept || (up->id.len && up->written == 0)) {
+        ngx_http_registry_store_upload_release(up, ctx->op.log);
+        return;
+    }
+
+    /* the leftover outlives the request: a pool of its own */
+
+    pool = ngx_create_pool(NGX_DEFAULT_POOL_SIZE, ngx_cycle->log);
+    lo = pool ? ngx_pcalloc(pool, sizeof(ngx_http_registry_leftover_t))
+              : NULL;
+    p = lo ? ngx_pnalloc(pool, up->data.path.len + 1) : NULL;
+
+    if (p == NULL) {
+        ngx_http_registry_store_upload_release(up, ctx->op.log);
+        if (pool) {
+            ngx_destroy_pool(pool);
+        }
+        return;
+    }
+
+    lo->upload = *up;
+    lo->upload.data.path.data = p;
+    ngx_memcpy(p, up->data.path.data, up->data.path.len + 1);
+
+    lo->task.op.store = ctx->op.store;
+    lo->task.op.pool = pool;
+    lo->task.op.log = ngx_cycle->log;
+    lo->task.work = ngx_http_registry_leftover_work;
+    lo->task.data = lo;
+    lo->task.done = ngx_http_registry_leftover_done;
+
+    up->data.fd = NGX_INVALID_FILE;
+
+    if (ngx_http_registry_task_detach(&lo->task, ctx->conf->thread_pool, pool)
+        != NGX_OK)
     {
-        ngx_log_error(NGX_LOG_CRIT, ctx->store.log, ngx_errno,
-                      ngx_delete_file_n " \"%V\" failed",
-                      &ctx->upload_file.name);
+        (void) ngx_http_registry_leftover_work(&lo->task.op, lo);
+        ngx_http_registry_leftover_done(&lo->task);
     }
+}
+
+
+static ngx_int_t
+ngx_http_registry_leftover_work(ngx_http_registry_op_t *op, void *data)
+{
+    ngx_http_registry_leftover_t *lo = data;
+
+    (void) ngx_http_registry_store_upload_abort(op, &lo->upload);
+
+    ngx_http_registry_store_upload_release(&lo->upload, op->log);
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_registry_leftover_done(ngx_http_registry_detached_t *d)
+{
+    ngx_destroy_pool(d->op.pool);
 }

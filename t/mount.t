@@ -3,8 +3,9 @@
 # Cross-repository blob mount: POST /v2/<name>/blobs/uploads/?mount=D&from=N
 # links D into <name> without moving bytes (201) when N holds it as a
 # layer, else starts a normal upload session (202).  Without `from`, D is
-# mounted from anywhere in the store under registry_auto_mount (default
-# `anonymous`: only for requests without an Authorization header).
+# mounted from anywhere in the store only under registry_auto_mount on (or
+# `anonymous`: only for requests without an Authorization header); the
+# default, off, never hands out a blob by its digest alone.
 
 use strict;
 use warnings;
@@ -164,20 +165,30 @@ for my $bad ('Src/Repo', 'src//repo', '-src/repo', 'src/repo/', '_x') {
 
 ok(!-e "$v2/repositories/dst/bad", 'invalid mounts created nothing');
 
-# ---- automatic mount (no from), default registry_auto_mount anonymous ----
+# ---- no automatic mount by default: 201 or 202 would tell who has D ----
 
-$r = mount($t, 'auto/one', "mount=$d");
+$r = mount($t, 'default/one', "mount=$d");
+is_session($r, 'default/one', 'default, mount without from');
+ok(!-e layer_link('default/one', $d), 'default, mount without from: no link');
+
+# ---- automatic mount (no from), registry_auto_mount anonymous ----
+
+my $auto = RegTest->new(root => $t->root,
+                        location_extra => 'registry_auto_mount anonymous;');
+
+$r = mount($auto, 'auto/one', "mount=$d");
 is($r->{status}, 201, 'auto mount, blob in the store: 201');
 is($r->{headers}{location}, "/v2/auto/one/blobs/$d", 'auto mount: location');
 is($r->{headers}{'docker-content-digest'}, $d, 'auto mount: digest');
 is(RegTest::slurp(layer_link('auto/one', $d)), $d, 'auto mount: link');
-ok($t->req('GET', "/v2/auto/one/blobs/$d")->{content} eq $blob,
+ok($auto->req('GET', "/v2/auto/one/blobs/$d")->{content} eq $blob,
    'auto mount: blob readable');
 
-$r = mount($t, 'auto/two', "mount=$nowhere");
+$r = mount($auto, 'auto/two', "mount=$nowhere");
 is_session($r, 'auto/two', 'auto mount, blob nowhere');
 
-$r = mount($t, 'auto/three', "mount=$d", Authorization => 'Basic eHh4Onl5eQ==');
+$r = mount($auto, 'auto/three', "mount=$d",
+           Authorization => 'Basic eHh4Onl5eQ==');
 is_session($r, 'auto/three', 'auto mount with Authorization under anonymous');
 ok(!-e layer_link('auto/three', $d),
    'auto mount with Authorization under anonymous: no link');
@@ -187,7 +198,7 @@ $r = mount($t, 'auto/four', "mount=$d&from=src/repo",
            Authorization => 'Basic eHh4Onl5eQ==');
 is($r->{status}, 201, 'mount with from and Authorization: 201');
 
-$r = mount($t, 'auto/bad', 'mount=sha256:xyz');
+$r = mount($auto, 'auto/bad', 'mount=sha256:xyz');
 is($r->{status}, 400, 'auto mount, invalid digest: 400');
 is(RegTest::error_code($r), 'DIGEST_INVALID', 'auto mount, invalid digest: code');
 
@@ -208,8 +219,10 @@ $r = $t->req('GET', "/v2/dst512/blobs/$d512");
 is($r->{status}, 200, 'sha512 mounted blob readable');
 ok($r->{content} eq $b512, 'sha512 mounted blob: same bytes');
 
-$r = mount($t, 'auto512', "mount=$d512");
+$r = mount($auto, 'auto512', "mount=$d512");
 is($r->{status}, 201, 'sha512 auto mount: 201');
+
+$auto->stop();
 
 $r = mount($t, 'dst512b', 'mount=sha512:' . sha512_hex('nowhere') . '&from=src512');
 is_session($r, 'dst512b', 'sha512 digest existing nowhere');

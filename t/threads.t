@@ -1,12 +1,13 @@
 #!/usr/bin/perl
 
 # registry_thread_pool: an upload's bytes are hashed and written by pool
-# threads (buffers of 64 KiB and more), and the fsync() that makes a
-# finished upload durable runs there too, not in the worker's event loop;
-# the hashing threads run at nice 19.  Uploads behave as
-# without threads (monolithic, chunked, digest mismatch, a client gone
-# while the fsync runs), and strace shows the fsync() issued by a thread
-# of the worker, not by the worker's main thread.
+# threads (buffers of 64 KiB and more), and everything that syncs (the
+# blob, its links, the directories, a manifest and its tags) runs there
+# too, never in the worker's event loop; the hashing threads run at nice
+# 19.  Uploads behave as without threads (monolithic, chunked, digest
+# mismatch, a client gone while the fsync runs), and strace shows every
+# fsync() of uploads and manifest pushes issued by a thread of the
+# worker, none by its main thread.
 
 use strict;
 use warnings;
@@ -110,7 +111,7 @@ for (1 .. 50) {
 ok($published, 'push of a client gone during the fsync is published');
 is($t->req('GET', '/v2/')->{status}, 200, 'worker still serving');
 
-# who calls fsync(): a thread of the worker, not its main thread
+# who calls fsync(): threads of the worker, never its main thread
 
 {
     my ($worker) = $t->pids_of_workers;
@@ -119,7 +120,8 @@ is($t->req('GET', '/v2/')->{status}, 200, 'worker still serving');
 
     if ($pid == 0) {
         open STDERR, '>', '/dev/null';      # "Process N detached" lines
-        exec '/usr/bin/strace', '-f', '-e', 'trace=fsync,pwrite64', '-o', $trace,
+        exec '/usr/bin/strace', '-f', '-e',
+             'trace=fsync,fdatasync,sync_file_range,pwrite64', '-o', $trace,
              '-p', $worker;
         exit 127;
     }
@@ -131,10 +133,29 @@ is($t->req('GET', '/v2/')->{status}, 200, 'worker still serving');
     is($t->req('POST', "/v2/th/traced/blobs/uploads/?digest=$td",
                content => $traced)->{status}, 201, 'push under strace');
 
+    my $loc = $t->req('POST', '/v2/th/traced/blobs/uploads/')
+                ->{headers}{location};
+    my $chunked = 'chunked ' x 200_000;
+    my $cd = RegTest::digest($chunked);
+    is($t->req('PATCH', $loc, content => $chunked)->{status}, 202,
+       'chunk under strace');
+    is($t->req('PUT', "$loc?digest=$cd")->{status}, 201,
+       'chunked push committed under strace');
+
+    my $img = $t->push_image('th/traced', 'v1', type => 'oci',
+                             config => '{"os":"linux"}',
+                             layers => [ 'a traced layer' ]);
+    is($img->{response}{status}, 201, 'manifest push under strace');
+    is($t->req('PUT', "/v2/th/traced/manifests/v2?tag=v3&tag=v4",
+               content => $img->{manifest},
+               headers => { 'Content-Type' => $img->{type} })->{status},
+       201, 'manifest push with tag arguments under strace');
+
     kill 'INT', $pid;
     waitpid $pid, 0;
 
     my @lines = split /\n/, RegTest::slurp($trace);
+
     # bytes written by the worker's main thread and by the pool's threads
     my %by = (worker => 0, threads => 0);
     for (grep { /pwrite64\(/ } @lines) {
@@ -146,26 +167,25 @@ is($t->req('GET', '/v2/')->{status}, 200, 'worker still serving');
         or diag "worker $by{worker} bytes, threads $by{threads} bytes";
 
     # hashing threads yield the CPU to the event loops: nice 19 for the
-    # threads that wrote, the worker's main thread untouched
-    my %writers = map { /^(\d+)\s/ ? ($1 => 1) : () }
+    # threads that wrote body buffers, the worker's main thread untouched
+    my %hashers = map { /^(\d+)\s.*=\s+(\d+)\s*$/ && $2 >= 65536
+                            ? ($1 => 1) : () }
                   grep { /pwrite64\(/ } @lines;
-    delete $writers{$worker};
-    my @nice = map { thread_nice($worker, $_) } sort keys %writers;
+    delete $hashers{$worker};
+    my @nice = map { thread_nice($worker, $_) } sort keys %hashers;
     ok(@nice && !grep({ !defined || $_ != 19 } @nice),
        'the pool threads that hashed run at nice 19')
-        or diag "nice of the writing threads: @{[ map { $_ // 'gone' } @nice ]}";
+        or diag "nice of the hashing threads: @{[ map { $_ // 'gone' } @nice ]}";
     is(thread_nice($worker, $worker), 0, 'the event loop keeps nice 0');
 
-    my @fsyncs = grep { /fsync\(/ } @lines;
-    my @by_threads = grep { /^(\d+)\s/ && $1 != $worker } @fsyncs;
-    my @by_worker = grep { /^(\d+)\s/ && $1 == $worker } @fsyncs;
+    my @syncs = grep { /(?:fsync|fdatasync)\(/ } @lines;
+    my @by_worker = grep { /^(\d+)\s/ && $1 == $worker } @syncs;
 
-    ok(scalar @by_threads >= 1, 'the blob fsync() ran in a pool thread')
-        or diag join "\n", @fsyncs;
-    # the small link and directory syncs stay in the worker
-    ok(scalar @fsyncs > scalar @by_threads,
-       'link and directory syncs in the worker, as before')
-        or diag join "\n", @fsyncs;
+    # a blob (data, directory, link) and a manifest with four tags
+    cmp_ok(scalar @syncs, '>=', 3 * 3 + 4 * 2, 'the pushes synced')
+        or diag join "\n", @syncs;
+    is(scalar @by_worker, 0, 'no fsync() in the event loop')
+        or diag join "\n", @by_worker;
 }
 
 $t->stop;

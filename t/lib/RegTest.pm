@@ -61,10 +61,13 @@ package RegTest;
 # done_testing(), or count it in the plan.  When it runs after
 # done_testing() or after the planned count (forgotten stop), a bad log
 # fails the file through its exit status instead.
-# REGTEST_THREADS=1 adds "registry_thread_pool default;" and
-# "client_body_buffer_size 1m;" (buffers big enough to go to threads) to
-# every instance, so any test file can run with uploads hashed and written
-# in threads (make test runs the upload tests both ways).
+# The store's blocking work runs in registry_thread_pool threads by
+# default; upload bodies are hashed there only in buffers of 64 KiB or
+# more.  REGTEST_THREADS=1 adds "client_body_buffer_size 1m;" to every
+# instance, so that upload bodies go to threads too; REGTEST_THREADS=off
+# adds "registry_thread_pool off;", so that everything runs in the event
+# loop (make test runs the upload tests all three ways).  A test that sets
+# registry_thread_pool itself is left alone.
 # REGTEST_LEAVE=1 keeps the temporary directory.  REGTEST_NGINX and
 # REGTEST_MODULE override the nginx binary and the module path.
 
@@ -122,11 +125,7 @@ sub new {
         delete   => $opts{delete} ? 1 : 0,
         workers  => $opts{workers} || 1,
         location_extra => ($opts{location_extra} || '')
-                          . ($ENV{REGTEST_THREADS}
-                             && ($opts{location_extra} || '')
-                                !~ /registry_thread_pool/
-                             ? "\nregistry_thread_pool default;"
-                               . "\nclient_body_buffer_size 1m;" : ''),
+                          . threads_extra($opts{location_extra} || ''),
         server_extra   => $opts{server_extra} || '',
         http_extra     => $opts{http_extra} || '',
         listen_extra   => $opts{listen_extra} || '',
@@ -154,6 +153,16 @@ sub new {
     }
 
     die "nginx failed to start: no free port\n";
+}
+
+# what REGTEST_THREADS adds to a location (see above)
+sub threads_extra {
+    my ($extra) = @_;
+    my $mode = $ENV{REGTEST_THREADS} // '';
+
+    return '' if $mode eq '' || $extra =~ /registry_thread_pool/;
+    return "\nregistry_thread_pool off;" if $mode eq 'off';
+    return "\nclient_body_buffer_size 1m;";
 }
 
 sub _register {

@@ -21,14 +21,16 @@
  *
  * The table is direct-mapped, one answer per slot, allocated by each worker
  * on first use; a collision only costs the system call the cache saves.
- * It knows nothing of HTTP.
+ * Event loop only: a thread's op has no link cache (op->links is NULL),
+ * and only bumps the counter, which is atomic.
  */
 
 
-#include "ngx_http_registry.h"
+#include "ngx_http_registry_store.h"
 
 
 struct ngx_http_registry_link_s {
+    ngx_http_registry_store_t *store;      /* links of several stores mix */
     u_char                    *path;       /* NULL: an empty slot */
     size_t                     len;
     size_t                     size;       /* of the path's allocation */
@@ -40,11 +42,11 @@ struct ngx_http_registry_link_s {
 
 
 static ngx_http_registry_link_t *ngx_http_registry_links_find(
-    ngx_http_registry_store_t *st, ngx_str_t *path);
-static void ngx_http_registry_links_remember(ngx_http_registry_store_t *st,
+    ngx_http_registry_op_t *op, ngx_str_t *path);
+static void ngx_http_registry_links_remember(ngx_http_registry_op_t *op,
     ngx_str_t *path, ngx_atomic_uint_t generation, ngx_str_t *digest);
 static ngx_http_registry_link_t *ngx_http_registry_links_slot(
-    ngx_http_registry_store_t *st, ngx_str_t *path);
+    ngx_http_registry_op_t *op, ngx_str_t *path);
 
 
 ngx_http_registry_link_cache_t *
@@ -67,64 +69,59 @@ ngx_http_registry_links_create(ngx_pool_t *pool, ngx_uint_t max,
 }
 
 
-/* as ngx_http_registry_store_exists(), remembering a link that exists */
+/* as ngx_http_registry_file_exists(), remembering a link that exists */
 
 ngx_int_t
-ngx_http_registry_links_exist(ngx_http_registry_store_t *st, ngx_str_t *path)
+ngx_http_registry_links_exist(ngx_http_registry_op_t *op, ngx_str_t *path)
 {
     ngx_int_t          rc;
     ngx_atomic_uint_t  generation;
 
-    if (ngx_http_registry_links_find(st, path) != NULL) {
+    if (ngx_http_registry_links_find(op, path) != NULL) {
         return NGX_OK;
     }
 
-    generation = st->generation ? *st->generation : 0;
+    generation = op->store->shared->links;
 
-    rc = ngx_http_registry_store_exists(path);
+    rc = ngx_http_registry_file_exists(op, path);
 
     if (rc == NGX_OK) {
-        ngx_http_registry_links_remember(st, path, generation, NULL);
+        ngx_http_registry_links_remember(op, path, generation, NULL);
     }
 
     return rc;
 }
 
 
-/* as ngx_http_registry_store_read_link(), remembering what it read */
+/* as ngx_http_registry_file_read_link(), remembering what it read */
 
 ngx_int_t
-ngx_http_registry_links_read(ngx_http_registry_store_t *st, ngx_str_t *path,
+ngx_http_registry_links_read(ngx_http_registry_op_t *op, ngx_str_t *path,
     ngx_http_registry_digest_t *digest)
 {
     ngx_int_t                  rc;
-    ngx_str_t                  text;
     ngx_atomic_uint_t          generation;
     ngx_http_registry_link_t  *link;
 
-    link = ngx_http_registry_links_find(st, path);
+    link = ngx_http_registry_links_find(op, path);
 
     if (link != NULL && link->digest_len) {
 
         /* a copy: the slot may be taken by another link of this request */
 
-        text.len = link->digest_len;
-        text.data = ngx_pnalloc(st->pool, text.len);
-        if (text.data == NULL) {
-            return NGX_ERROR;
-        }
+        rc = ngx_http_registry_digest_copy(op->pool, link->digest,
+                                           link->digest_len, digest);
 
-        ngx_memcpy(text.data, link->digest, text.len);
-
-        return ngx_http_registry_parse_digest(&text, digest);
+        return (rc == NGX_OK) ? NGX_OK
+                              : ngx_http_registry_op_syserr(op, NGX_ENOMEM);
     }
 
-    generation = st->generation ? *st->generation : 0;
+    generation = op->store->shared->links;
 
-    rc = ngx_http_registry_store_read_link(st, path, digest);
+    rc = ngx_http_registry_file_read_link(op, path, digest);
 
     if (rc == NGX_OK) {
-        ngx_http_registry_links_remember(st, path, generation, &digest->text);
+        ngx_http_registry_links_remember(op, path, generation, &digest->text);
     }
 
     return rc;
@@ -133,30 +130,29 @@ ngx_http_registry_links_read(ngx_http_registry_store_t *st, ngx_str_t *path,
 
 /*
  * Called after a link was removed or rewritten: every worker's answers
- * read before now are stale.
+ * read before now are stale.  Any thread may call it.
  */
 
 void
-ngx_http_registry_links_changed(ngx_http_registry_store_t *st)
+ngx_http_registry_links_changed(ngx_http_registry_op_t *op)
 {
-    if (st->generation) {
-        (void) ngx_atomic_fetch_add(st->generation, 1);
-    }
+    (void) ngx_atomic_fetch_add(&op->store->shared->links, 1);
 }
 
 
 static ngx_http_registry_link_t *
-ngx_http_registry_links_find(ngx_http_registry_store_t *st, ngx_str_t *path)
+ngx_http_registry_links_find(ngx_http_registry_op_t *op, ngx_str_t *path)
 {
     ngx_http_registry_link_t  *link;
 
-    link = ngx_http_registry_links_slot(st, path);
+    link = ngx_http_registry_links_slot(op, path);
 
     if (link == NULL
         || link->path == NULL
+        || link->store != op->store
         || link->len != path->len
-        || link->generation != *st->generation
-        || ngx_current_msec - link->read_at >= st->links->valid
+        || link->generation != op->store->shared->links
+        || ngx_current_msec - link->read_at >= op->links->valid
         || ngx_memcmp(link->path, path->data, path->len) != 0)
     {
         return NULL;
@@ -167,12 +163,12 @@ ngx_http_registry_links_find(ngx_http_registry_store_t *st, ngx_str_t *path)
 
 
 static void
-ngx_http_registry_links_remember(ngx_http_registry_store_t *st,
+ngx_http_registry_links_remember(ngx_http_registry_op_t *op,
     ngx_str_t *path, ngx_atomic_uint_t generation, ngx_str_t *digest)
 {
     ngx_http_registry_link_t  *link;
 
-    link = ngx_http_registry_links_slot(st, path);
+    link = ngx_http_registry_links_slot(op, path);
 
     if (link == NULL) {
         return;
@@ -181,7 +177,7 @@ ngx_http_registry_links_remember(ngx_http_registry_store_t *st,
     if (link->size < path->len) {
         ngx_free(link->path);
 
-        link->path = ngx_alloc(path->len, st->log);
+        link->path = ngx_alloc(path->len, op->log);
         if (link->path == NULL) {
             link->size = 0;
             return;
@@ -190,6 +186,7 @@ ngx_http_registry_links_remember(ngx_http_registry_store_t *st,
         link->size = path->len;
     }
 
+    link->store = op->store;
     link->len = ngx_cpymem(link->path, path->data, path->len) - link->path;
     link->generation = generation;
     link->read_at = ngx_current_msec;
@@ -205,19 +202,19 @@ ngx_http_registry_links_remember(ngx_http_registry_store_t *st,
 /* NULL: the cache is off, or this worker could not allocate its table */
 
 static ngx_http_registry_link_t *
-ngx_http_registry_links_slot(ngx_http_registry_store_t *st, ngx_str_t *path)
+ngx_http_registry_links_slot(ngx_http_registry_op_t *op, ngx_str_t *path)
 {
     ngx_http_registry_link_cache_t  *cache;
 
-    cache = st->links;
+    cache = op->links;
 
-    if (cache == NULL || st->generation == NULL) {
+    if (cache == NULL) {
         return NULL;
     }
 
     if (cache->links == NULL) {
         cache->links = ngx_calloc(cache->max * sizeof(ngx_http_registry_link_t),
-                                  st->log);
+                                  op->log);
         if (cache->links == NULL) {
             return NULL;
         }

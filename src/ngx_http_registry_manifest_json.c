@@ -1,0 +1,766 @@
+
+/*
+ * ngx_http_registry_module: manifests as JSON.
+ *
+ * Pure functions of a manifest's bytes: is it a valid OCI image manifest
+ * or index, Docker manifest or manifest list; what does it reference;
+ * what does the referrers API list for it; which media type is it served
+ * with.  No request and no store: the manifest handler's thread task and
+ * the store call them.
+ */
+
+
+#include "ngx_http_registry_store.h"
+
+#include <jansson.h>
+
+
+#define NGX_HTTP_REGISTRY_IMAGE  1
+#define NGX_HTTP_REGISTRY_INDEX  2
+
+#define NGX_HTTP_REGISTRY_OCI_MANIFEST                                       \
+    "application/vnd.oci.image.manifest.v1+json"
+#define NGX_HTTP_REGISTRY_OCI_INDEX                                          \
+    "application/vnd.oci.image.index.v1+json"
+#define NGX_HTTP_REGISTRY_SCHEMA1                                            \
+    "application/vnd.docker.distribution.manifest.v1+"
+
+
+typedef struct {
+    const char  *name;
+    ngx_uint_t   kind;     /* 0: refused */
+} ngx_http_registry_media_type_t;
+
+
+static ngx_http_registry_media_type_t  ngx_http_registry_media_types[] = {
+    { NGX_HTTP_REGISTRY_OCI_MANIFEST, NGX_HTTP_REGISTRY_IMAGE },
+    { "application/vnd.docker.distribution.manifest.v2+json",
+      NGX_HTTP_REGISTRY_IMAGE },
+    { NGX_HTTP_REGISTRY_OCI_INDEX, NGX_HTTP_REGISTRY_INDEX },
+    { "application/vnd.docker.distribution.manifest.list.v2+json",
+      NGX_HTTP_REGISTRY_INDEX },
+    { "application/vnd.docker.distribution.manifest.v1+json", 0 },
+    { "application/vnd.docker.distribution.manifest.v1+prettyjws", 0 },
+    { NULL, 0 }
+};
+
+
+/* layers that by definition are not pushed (Windows base images) */
+
+static const char  *ngx_http_registry_nondistributable[] = {
+    "application/vnd.oci.image.layer.nondistributable.v1.tar",
+    "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+    "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd",
+    "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
+    NULL
+};
+
+
+
+static const char *ngx_http_registry_manifest_validate(json_t *root,
+    ngx_str_t *ct, ngx_uint_t *kind);
+static const char *ngx_http_registry_manifest_kind(json_t *root,
+    ngx_str_t *ct, ngx_uint_t *kind);
+static const char *ngx_http_registry_descriptor_invalid(json_t *desc);
+static ngx_uint_t ngx_http_registry_nondistributable_layer(json_t *desc);
+static ngx_int_t ngx_http_registry_manifest_references(ngx_pool_t *pool,
+    json_t *root, ngx_uint_t kind, ngx_http_registry_manifest_t *m);
+static ngx_int_t ngx_http_registry_reference(ngx_pool_t *pool, json_t *desc,
+    ngx_uint_t manifest, ngx_array_t *refs);
+static ngx_int_t ngx_http_registry_referrer_describe(ngx_pool_t *pool,
+    json_t *root, size_t size, ngx_http_registry_digest_t *digest,
+    ngx_http_registry_digest_t *subject, ngx_str_t *descriptor);
+static ngx_int_t ngx_http_registry_scan_media_type(ngx_str_t *body,
+    ngx_str_t *type);
+static u_char *ngx_http_registry_json_value_end(u_char *p, u_char *last);
+static u_char *ngx_http_registry_json_string_end(u_char *p, u_char *last);
+static u_char *ngx_http_registry_json_space(u_char *p, u_char *last);
+
+
+/*
+ * Checks a pushed manifest (m->bytes, m->digest) against the spec, with
+ * the Content-Type it came with ("" for none or application/json), and
+ * fills in m->references and, for a manifest with a subject, m->subject
+ * and m->descriptor.  NGX_DECLINED: invalid, *invalid says why.
+ */
+
+ngx_int_t
+ngx_http_registry_manifest_parse(ngx_pool_t *pool,
+    ngx_http_registry_manifest_t *m, ngx_str_t *ct, const char **invalid)
+{
+    json_t      *root;
+    ngx_int_t    rc;
+    ngx_uint_t   kind;
+
+    root = json_loadb((char *) m->bytes.data, m->bytes.len, 0, NULL);
+    if (root == NULL) {
+        *invalid = "manifest is not valid JSON";
+        return NGX_DECLINED;
+    }
+
+    *invalid = ngx_http_registry_manifest_validate(root, ct, &kind);
+
+    if (*invalid) {
+        rc = NGX_DECLINED;
+        goto done;
+    }
+
+    rc = ngx_http_registry_manifest_references(pool, root, kind, m);
+    if (rc != NGX_OK) {
+        goto done;
+    }
+
+    rc = ngx_http_registry_referrer_describe(pool, root, m->bytes.len,
+                                             &m->digest, &m->subject,
+                                             &m->descriptor);
+    if (rc == NGX_DECLINED) {
+        ngx_str_null(&m->descriptor);
+        rc = NGX_OK;
+    }
+
+done:
+
+    json_decref(root);
+
+    return rc;
+}
+
+
+/*
+ * What the referrers API lists for a stored manifest, and its subject.
+ * NGX_DECLINED: it has no (valid) subject, or is not a JSON object.
+ */
+
+ngx_int_t
+ngx_http_registry_manifest_referrer(ngx_pool_t *pool, ngx_str_t *bytes,
+    ngx_http_registry_digest_t *digest, ngx_http_registry_digest_t *subject,
+    ngx_str_t *descriptor)
+{
+    json_t     *root;
+    ngx_int_t   rc;
+
+    root = json_loadb((char *) bytes->data, bytes->len, 0, NULL);
+    if (root == NULL) {
+        return NGX_DECLINED;
+    }
+
+    rc = ngx_http_registry_referrer_describe(pool, root, bytes->len, digest,
+                                             subject, descriptor);
+    json_decref(root);
+
+    return rc;
+}
+
+
+/* a Docker schema1 type: served read-only, with a warning */
+
+ngx_int_t
+ngx_http_registry_manifest_deprecated(ngx_str_t *type)
+{
+    return type->len >= sizeof(NGX_HTTP_REGISTRY_SCHEMA1) - 1
+           && ngx_strncmp(type->data, NGX_HTTP_REGISTRY_SCHEMA1,
+                          sizeof(NGX_HTTP_REGISTRY_SCHEMA1) - 1) == 0;
+}
+
+
+/*
+ * Everything an image references (config and layers, but non-distributable
+ * layers, which are never pushed), or an index's children.  A subject is
+ * not a reference: it need not exist (OCI 1.1).
+ */
+
+static ngx_int_t
+ngx_http_registry_manifest_references(ngx_pool_t *pool, json_t *root,
+    ngx_uint_t kind, ngx_http_registry_manifest_t *m)
+{
+    size_t   i;
+    json_t  *desc;
+
+    m->references = ngx_array_create(pool, 8, sizeof(ngx_http_registry_ref_t));
+    if (m->references == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (kind == NGX_HTTP_REGISTRY_INDEX) {
+        json_array_foreach(json_object_get(root, "manifests"), i, desc) {
+            if (ngx_http_registry_reference(pool, desc, 1, m->references)
+                != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
+        }
+
+        return NGX_OK;
+    }
+
+    if (ngx_http_registry_reference(pool, json_object_get(root, "config"), 0,
+                                    m->references)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    json_array_foreach(json_object_get(root, "layers"), i, desc) {
+        if (!ngx_http_registry_nondistributable_layer(desc)
+            && ngx_http_registry_reference(pool, desc, 0, m->references)
+               != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/* a validated descriptor's digest */
+
+static ngx_int_t
+ngx_http_registry_reference(ngx_pool_t *pool, json_t *desc,
+    ngx_uint_t manifest, ngx_array_t *refs)
+{
+    json_t                   *digest;
+    ngx_http_registry_ref_t  *ref;
+
+    ref = ngx_array_push(refs);
+    if (ref == NULL) {
+        return NGX_ERROR;
+    }
+
+    digest = json_object_get(desc, "digest");
+    ref->manifest = manifest;
+
+    return ngx_http_registry_digest_copy(pool,
+                                     (u_char *) json_string_value(digest),
+                                     json_string_length(digest), &ref->digest);
+}
+
+
+/* NULL, or why the manifest is invalid */
+
+static const char *
+ngx_http_registry_manifest_validate(json_t *root, ngx_str_t *ct,
+    ngx_uint_t *kind)
+{
+    size_t       i;
+    json_t      *sv, *list, *desc;
+    const char  *invalid, *key;
+
+    if (!json_is_object(root)) {
+        return "manifest is not a JSON object";
+    }
+
+    sv = json_object_get(root, "schemaVersion");
+
+    if (json_is_integer(sv) && json_integer_value(sv) == 1) {
+        return "Docker schema1 manifests are deprecated and not accepted: "
+               "push schema2 or OCI";
+    }
+
+    if (!json_is_integer(sv) || json_integer_value(sv) != 2) {
+        return "schemaVersion must be 2";
+    }
+
+    invalid = ngx_http_registry_manifest_kind(root, ct, kind);
+    if (invalid) {
+        return invalid;
+    }
+
+    if (*kind == NGX_HTTP_REGISTRY_IMAGE) {
+        invalid = ngx_http_registry_descriptor_invalid(
+                                            json_object_get(root, "config"));
+        if (invalid) {
+            return "config is not a valid descriptor";
+        }
+
+        key = "layers";
+
+    } else {
+        key = "manifests";
+    }
+
+    list = json_object_get(root, key);
+
+    if (!json_is_array(list)) {
+        return (*kind == NGX_HTTP_REGISTRY_IMAGE) ? "layers must be an array"
+                                                 : "manifests must be an "
+                                                   "array";
+    }
+
+    json_array_foreach(list, i, desc) {
+        if (ngx_http_registry_descriptor_invalid(desc)) {
+            return (*kind == NGX_HTTP_REGISTRY_IMAGE)
+                   ? "a layer is not a valid descriptor"
+                   : "a child manifest is not a valid descriptor";
+        }
+    }
+
+    desc = json_object_get(root, "subject");
+
+    if (desc && ngx_http_registry_descriptor_invalid(desc)) {
+        return "subject is not a valid descriptor";
+    }
+
+    return NULL;
+}
+
+
+/*
+ * The kind of manifest: its mediaType field, else the Content-Type it was
+ * pushed with ("" for none), which must agree with the field when both say
+ * something specific.
+ */
+
+static const char *
+ngx_http_registry_manifest_kind(json_t *root, ngx_str_t *ct,
+    ngx_uint_t *kind)
+{
+    json_t      *mt;
+    ngx_uint_t   i;
+    const char  *type;
+
+    mt = json_object_get(root, "mediaType");
+
+    if (mt && !json_is_string(mt)) {
+        return "mediaType must be a string";
+    }
+
+    if (mt && ct->len
+        && (ct->len != json_string_length(mt)
+            || ngx_strncmp(ct->data, json_string_value(mt), ct->len) != 0))
+    {
+        return "mediaType does not match Content-Type";
+    }
+
+    for (i = 0; ngx_http_registry_media_types[i].name; i++) {
+        type = ngx_http_registry_media_types[i].name;
+
+        if (mt ? ngx_strcmp(json_string_value(mt), type) == 0
+               : (ct->len == ngx_strlen(type)
+                  && ngx_strncmp(ct->data, type, ct->len) == 0))
+        {
+            *kind = ngx_http_registry_media_types[i].kind;
+
+            return *kind ? NULL : "Docker schema1 manifests are deprecated "
+                                  "and not accepted: push schema2 or OCI";
+        }
+    }
+
+    if (mt || ct->len) {
+        return "unsupported manifest media type";
+    }
+
+    /* an OCI manifest or index may leave its media type out */
+
+    if (json_object_get(root, "manifests")) {
+        *kind = NGX_HTTP_REGISTRY_INDEX;
+        return NULL;
+    }
+
+    if (json_object_get(root, "config")) {
+        *kind = NGX_HTTP_REGISTRY_IMAGE;
+        return NULL;
+    }
+
+    return "manifest has no media type";
+}
+
+
+static const char *
+ngx_http_registry_descriptor_invalid(json_t *desc)
+{
+    json_t                      *digest, *size, *mt;
+    ngx_str_t                    text;
+    ngx_http_registry_digest_t   parsed;
+
+    if (!json_is_object(desc)) {
+        return "not an object";
+    }
+
+    mt = json_object_get(desc, "mediaType");
+    digest = json_object_get(desc, "digest");
+    size = json_object_get(desc, "size");
+
+    if (!json_is_string(mt)) {
+        return "no mediaType";
+    }
+
+    if (!json_is_integer(size) || json_integer_value(size) < 0) {
+        return "no valid size";
+    }
+
+    if (!json_is_string(digest)) {
+        return "no digest";
+    }
+
+    text.data = (u_char *) json_string_value(digest);
+    text.len = json_string_length(digest);
+
+    if (ngx_http_registry_parse_digest(&text, &parsed) != NGX_OK) {
+        return "invalid digest";
+    }
+
+    return NULL;
+}
+
+
+static ngx_uint_t
+ngx_http_registry_nondistributable_layer(json_t *desc)
+{
+    ngx_uint_t   i;
+    const char  *mt;
+
+    mt = json_string_value(json_object_get(desc, "mediaType"));
+
+    for (i = 0; ngx_http_registry_nondistributable[i]; i++) {
+        if (ngx_strcmp(mt, ngx_http_registry_nondistributable[i]) == 0) {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+/* the same, from a manifest parsed already */
+
+static ngx_int_t
+ngx_http_registry_referrer_describe(ngx_pool_t *pool, json_t *root,
+    size_t size, ngx_http_registry_digest_t *digest,
+    ngx_http_registry_digest_t *subject, ngx_str_t *descriptor)
+{
+    char        *dump;
+    json_t      *desc, *field, *artifact;
+    ngx_int_t    rc;
+    ngx_str_t    text;
+    const char  *type;
+
+    rc = NGX_DECLINED;
+    desc = NULL;
+    dump = NULL;
+
+    field = json_object_get(root, "subject");
+
+    if (!json_is_object(root)
+        || ngx_http_registry_descriptor_invalid(field) != NULL)
+    {
+        goto done;
+    }
+
+    text.len = json_string_length(json_object_get(field, "digest"));
+    text.data = ngx_pnalloc(pool, text.len);
+    if (text.data == NULL) {
+        rc = NGX_ERROR;
+        goto done;
+    }
+
+    ngx_memcpy(text.data, json_string_value(json_object_get(field, "digest")),
+               text.len);
+
+    if (ngx_http_registry_parse_digest(&text, subject) != NGX_OK) {
+        goto done;
+    }
+
+    field = json_object_get(root, "mediaType");
+    type = json_is_string(field)
+           ? json_string_value(field)
+           : (json_object_get(root, "manifests") ? NGX_HTTP_REGISTRY_OCI_INDEX
+                                                 : NGX_HTTP_REGISTRY_OCI_MANIFEST);
+
+    artifact = json_object_get(root, "artifactType");
+
+    if (!json_is_string(artifact) || json_string_length(artifact) == 0) {
+        artifact = json_object_get(json_object_get(root, "config"),
+                                   "mediaType");
+    }
+
+    desc = json_pack("{s:s, s:s%, s:I}", "mediaType", type,
+                     "digest", digest->text.data, digest->text.len,
+                     "size", (json_int_t) size);
+    if (desc == NULL) {
+        rc = NGX_ERROR;
+        goto done;
+    }
+
+    if (json_is_string(artifact) && json_string_length(artifact)) {
+        json_object_set(desc, "artifactType", artifact);
+    }
+
+    field = json_object_get(root, "annotations");
+
+    if (json_is_object(field)) {
+        json_object_set(desc, "annotations", field);
+    }
+
+    dump = json_dumps(desc, JSON_COMPACT);
+    if (dump == NULL) {
+        rc = NGX_ERROR;
+        goto done;
+    }
+
+    descriptor->len = ngx_strlen(dump);
+    descriptor->data = ngx_pnalloc(pool, descriptor->len);
+    if (descriptor->data == NULL) {
+        rc = NGX_ERROR;
+        goto done;
+    }
+
+    ngx_memcpy(descriptor->data, dump, descriptor->len);
+    rc = NGX_OK;
+
+done:
+
+    free(dump);
+    json_decref(desc);
+
+    return rc;
+}
+
+
+/*
+ * The media type to serve: the manifest's own mediaType, else what its
+ * shape says (an OCI manifest may leave mediaType out; schema1 has none).
+ * The type may point into the body.
+ */
+
+ngx_int_t
+ngx_http_registry_manifest_media_type(ngx_pool_t *pool, ngx_str_t *body,
+    ngx_str_t *type)
+{
+    json_t      *root, *mt;
+    const char  *shape;
+
+    if (ngx_http_registry_scan_media_type(body, type) == NGX_OK) {
+        return NGX_OK;
+    }
+
+    /* no plain mediaType: the slow way, from the manifest's shape */
+
+    root = json_loadb((char *) body->data, body->len, 0, NULL);
+    if (root == NULL) {
+        ngx_str_set(type, "application/json");
+        return NGX_OK;
+    }
+
+    mt = json_object_get(root, "mediaType");
+
+    if (json_is_string(mt)) {
+        type->len = json_string_length(mt);
+        type->data = ngx_pnalloc(pool, type->len);
+
+        if (type->data == NULL) {
+            json_decref(root);
+            return NGX_ERROR;
+        }
+
+        ngx_memcpy(type->data, json_string_value(mt), type->len);
+        json_decref(root);
+
+        return NGX_OK;
+    }
+
+    if (json_object_get(root, "manifests")) {
+        shape = NGX_HTTP_REGISTRY_OCI_INDEX;
+
+    } else if (json_object_get(root, "signatures")) {
+        shape = NGX_HTTP_REGISTRY_SCHEMA1 "prettyjws";
+
+    } else if (json_integer_value(json_object_get(root, "schemaVersion"))
+               == 1)
+    {
+        shape = NGX_HTTP_REGISTRY_SCHEMA1 "json";
+
+    } else if (json_object_get(root, "config")) {
+        shape = NGX_HTTP_REGISTRY_OCI_MANIFEST;
+
+    } else {
+        shape = "application/json";
+    }
+
+    json_decref(root);
+
+    type->data = (u_char *) shape;
+    type->len = ngx_strlen(shape);
+
+    return NGX_OK;
+}
+
+
+/*
+ * The top-level "mediaType" string of a manifest, found without building
+ * a JSON tree: the hot path of every manifest GET.  The other top-level
+ * values are skipped through; the last "mediaType" wins, as in jansson
+ * and Go.  NGX_DECLINED: none, a key or value with escapes, or not a JSON
+ * object, which the caller leaves to jansson.
+ */
+
+static ngx_int_t
+ngx_http_registry_scan_media_type(ngx_str_t *body, ngx_str_t *type)
+{
+    u_char     *p, *last, *key, *end;
+    ngx_int_t   rc;
+
+    p = body->data;
+    last = body->data + body->len;
+    rc = NGX_DECLINED;
+
+    p = ngx_http_registry_json_space(p, last);
+
+    if (p == last || *p != '{') {
+        return NGX_DECLINED;
+    }
+
+    for ( ;; ) {
+        p = ngx_http_registry_json_space(p + 1, last);
+
+        if (p == last || *p != '"') {
+            return NGX_DECLINED;
+        }
+
+        key = p + 1;
+        p = ngx_http_registry_json_string_end(p, last);
+        if (p == NULL) {
+            return NGX_DECLINED;
+        }
+
+        end = p - 1;
+
+        if (ngx_strlchr(key, end, '\\')) {
+            return NGX_DECLINED;    /* an escaped key may spell mediaType */
+        }
+
+        p = ngx_http_registry_json_space(p, last);
+
+        if (p == last || *p != ':') {
+            return NGX_DECLINED;
+        }
+
+        p = ngx_http_registry_json_space(p + 1, last);
+
+        if (end - key == 9 && ngx_strncmp(key, "mediaType", 9) == 0) {
+            if (p == last || *p != '"') {
+                return NGX_DECLINED;
+            }
+
+            type->data = p + 1;
+            p = ngx_http_registry_json_string_end(p, last);
+            if (p == NULL) {
+                return NGX_DECLINED;
+            }
+
+            type->len = p - 1 - type->data;
+            rc = ngx_strlchr(type->data, p - 1, '\\') ? NGX_DECLINED : NGX_OK;
+
+        } else {
+            p = ngx_http_registry_json_value_end(p, last);
+            if (p == NULL) {
+                return NGX_DECLINED;
+            }
+        }
+
+        p = ngx_http_registry_json_space(p, last);
+
+        if (p == last) {
+            return NGX_DECLINED;
+        }
+
+        if (*p == '}') {
+            return rc;
+        }
+
+        if (*p != ',') {
+            return NGX_DECLINED;
+        }
+    }
+}
+
+
+/* past a JSON value: a string, a nested object or array, or a scalar */
+
+static u_char *
+ngx_http_registry_json_value_end(u_char *p, u_char *last)
+{
+    ngx_uint_t  depth;
+
+    if (p == last) {
+        return NULL;
+    }
+
+    if (*p == '"') {
+        return ngx_http_registry_json_string_end(p, last);
+    }
+
+    if (*p != '{' && *p != '[') {
+        while (p < last && *p != ',' && *p != '}' && *p != ']'
+               && *p != ' ' && *p != '\t' && *p != '\r' && *p != '\n')
+        {
+            p++;
+        }
+
+        return p;
+    }
+
+    depth = 0;
+
+    while (p < last) {
+        switch (*p) {
+
+        case '"':
+            p = ngx_http_registry_json_string_end(p, last);
+            if (p == NULL) {
+                return NULL;
+            }
+
+            continue;
+
+        case '{':
+        case '[':
+            depth++;
+            break;
+
+        case '}':
+        case ']':
+            if (--depth == 0) {
+                return p + 1;
+            }
+
+            break;
+        }
+
+        p++;
+    }
+
+    return NULL;
+}
+
+
+/* p at a string's opening quote: just past its closing one, or NULL */
+
+static u_char *
+ngx_http_registry_json_string_end(u_char *p, u_char *last)
+{
+    for (p++; p < last; p++) {
+        if (*p == '\\') {
+            p++;
+            continue;
+        }
+
+        if (*p == '"') {
+            return p + 1;
+        }
+    }
+
+    return NULL;
+}
+
+
+static u_char *
+ngx_http_registry_json_space(u_char *p, u_char *last)
+{
+    while (p < last && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n'))
+    {
+        p++;
+    }
+
+    return p;
+}

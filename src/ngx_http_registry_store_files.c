@@ -1,0 +1,1396 @@
+
+/*
+ * ngx_http_registry_module: the store's files.
+ *
+ * Every path is resolved beneath the store's root directory, opened once
+ * per worker, and never through a symbolic link: openat2() with
+ * RESOLVE_NO_SYMLINKS, or a walk of O_NOFOLLOW opens where the kernel has
+ * no openat2().  A link found in the store is treated as absent and
+ * logged, so a planted link can neither leak another repository's data
+ * nor make a delete remove it, and a link loop cannot make a walk fail.
+ *
+ * Writes go to a temporary file under _ngx_tmp and are published with
+ * rename(2), so no reader ever sees a half-written file; "durable" adds
+ * the fsync() of the file and of each directory that gained a name.
+ * Everything here may run in a thread: it touches only the op's pool and
+ * log and the root's descriptor.
+ */
+
+
+#include "ngx_http_registry_store.h"
+
+#include <dirent.h>
+#include <sys/syscall.h>
+
+#if (NGX_LINUX) && defined(SYS_openat2)
+#include <linux/openat2.h>
+#define NGX_HTTP_REGISTRY_OPENAT2  1
+#endif
+
+
+#define NGX_HTTP_REGISTRY_WALK_DEPTH  128
+
+/* beside NGX_HTTP_REGISTRY_LIST_DIRS and _FILES: an entry never followed */
+#define NGX_HTTP_REGISTRY_LIST_LINK   4
+
+
+static int ngx_http_registry_openat(ngx_http_registry_store_t *st,
+    u_char *path, int flags, mode_t mode);
+static int ngx_http_registry_openat_walk(ngx_http_registry_store_t *st,
+    u_char *path, int flags, mode_t mode);
+static void ngx_http_registry_file_error(ngx_http_registry_op_t *op,
+    ngx_err_t err, const char *call, ngx_str_t *path);
+static ngx_int_t ngx_http_registry_file_absent(ngx_http_registry_op_t *op,
+    ngx_err_t err, ngx_str_t *path);
+static ngx_fd_t ngx_http_registry_open_parent(ngx_http_registry_op_t *op,
+    ngx_str_t *path, u_char **base);
+static ngx_int_t ngx_http_registry_rename(ngx_http_registry_op_t *op,
+    ngx_str_t *from, ngx_str_t *to, ngx_uint_t durable);
+static ngx_int_t ngx_http_registry_remove_at(ngx_http_registry_op_t *op,
+    int at, const char *name, ngx_uint_t depth);
+static ngx_int_t ngx_http_registry_read_entries(ngx_http_registry_op_t *op,
+    int fd, ngx_str_t *path, ngx_uint_t what, ngx_array_t *names,
+    ngx_pool_t *pool);
+static ngx_int_t ngx_http_registry_walk_dir(ngx_http_registry_op_t *op,
+    int fd, ngx_str_t *path, ngx_str_t *sub, size_t size,
+    ngx_http_registry_visit_pt visit, void *data, ngx_uint_t depth);
+static ngx_int_t ngx_http_registry_entry_type(ngx_http_registry_op_t *op,
+    int at, struct dirent *de);
+
+
+/* ---- operations' faults ---- */
+
+ngx_int_t
+ngx_http_registry_op_fail(ngx_http_registry_op_t *op,
+    ngx_http_registry_err_e code, const char *detail)
+{
+    op->fault.code = code;
+    op->fault.errnum = 0;
+    op->fault.detail = detail;
+
+    return NGX_ERROR;
+}
+
+
+/* a failed system call: a full store is the client's 507, the rest 500 */
+
+ngx_int_t
+ngx_http_registry_op_syserr(ngx_http_registry_op_t *op, ngx_err_t err)
+{
+    op->fault.code = (err == NGX_ENOSPC || err == EDQUOT)
+                     ? NGX_HTTP_REGISTRY_STORAGE_FULL
+                     : NGX_HTTP_REGISTRY_INTERNAL;
+    op->fault.errnum = err;
+    op->fault.detail = NULL;
+
+    return NGX_ERROR;
+}
+
+
+/*
+ * A full store is the client's business (ERR, 507), any other failure of
+ * a call that should not fail the operator's (CRIT).
+ */
+
+static void
+ngx_http_registry_file_error(ngx_http_registry_op_t *op, ngx_err_t err,
+    const char *call, ngx_str_t *path)
+{
+    ngx_uint_t  level;
+
+    level = (err == NGX_ENOSPC || err == EDQUOT) ? NGX_LOG_ERR : NGX_LOG_CRIT;
+
+    ngx_log_error(level, op->log, err, "%s \"%V\" failed", call, path);
+}
+
+
+/* ---- resolving paths beneath the root ---- */
+
+/*
+ * The root's descriptor, in each worker before it serves: the store
+ * directory is created if it is missing, as distribution does.
+ */
+
+ngx_int_t
+ngx_http_registry_files_open_root(ngx_http_registry_store_t *st,
+    ngx_log_t *log)
+{
+    u_char  *path;
+
+    path = st->root.data;       /* NUL-terminated */
+
+    st->root_fd = open((char *) path, O_RDONLY|O_DIRECTORY|O_CLOEXEC);
+
+    if (st->root_fd == -1 && ngx_errno == NGX_ENOENT) {
+        if (ngx_create_full_path(path, 0755) != 0
+            || (mkdir((char *) path, 0755) == -1 && ngx_errno != NGX_EEXIST))
+        {
+            ngx_log_error(NGX_LOG_EMERG, log, ngx_errno,
+                          "registry: cannot create the store \"%s\"", path);
+            return NGX_ERROR;
+        }
+
+        st->root_fd = open((char *) path, O_RDONLY|O_DIRECTORY|O_CLOEXEC);
+    }
+
+    if (st->root_fd == -1) {
+        ngx_log_error(NGX_LOG_EMERG, log, ngx_errno,
+                      "registry: cannot open the store \"%s\"", path);
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static int
+ngx_http_registry_openat(ngx_http_registry_store_t *st, u_char *path,
+    int flags, mode_t mode)
+{
+#if (NGX_HTTP_REGISTRY_OPENAT2)
+    long             fd;
+    struct open_how  how;
+
+    /* a kernel without openat2() answers ENOSYS, and always will */
+    static ngx_uint_t  no_openat2;
+
+    if (!no_openat2) {
+        ngx_memzero(&how, sizeof(struct open_how));
+        how.flags = flags | O_NOFOLLOW | O_CLOEXEC;
+        how.mode = (flags & O_CREAT) ? mode : 0;
+        how.resolve = RESOLVE_NO_SYMLINKS | RESOLVE_BENEATH;
+
+        fd = syscall(SYS_openat2, st->root_fd, path, &how, sizeof(how));
+
+        if (fd != -1 || ngx_errno != NGX_ENOSYS) {
+            return (int) fd;
+        }
+
+        no_openat2 = 1;
+    }
+#endif
+
+    return ngx_http_registry_openat_walk(st, path, flags, mode);
+}
+
+
+/* one component at a time, none of them a symbolic link */
+
+static int
+ngx_http_registry_openat_walk(ngx_http_registry_store_t *st, u_char *path,
+    int flags, mode_t mode)
+{
+    int         dirfd, fd;
+    u_char     *p, *slash;
+    ngx_err_t   err;
+    u_char      buf[NGX_MAX_PATH];
+
+    if (ngx_strlen(path) >= sizeof(buf)) {
+        ngx_set_errno(NGX_ENAMETOOLONG);
+        return -1;
+    }
+
+    (void) ngx_cpystrn(buf, path, sizeof(buf));
+
+    dirfd = st->root_fd;
+    p = buf;
+
+    for ( ;; ) {
+        slash = (u_char *) ngx_strchr(p, '/');
+
+        if (slash == NULL) {
+            fd = openat(dirfd, (char *) p, flags | O_NOFOLLOW | O_CLOEXEC,
+                        mode);
+            break;
+        }
+
+        *slash = '\0';
+        fd = openat(dirfd, (char *) p,
+                    O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+
+        if (dirfd != st->root_fd) {
+            err = ngx_errno;
+            (void) close(dirfd);
+            ngx_set_errno(err);
+        }
+
+        if (fd == -1) {
+            return -1;
+        }
+
+        dirfd = fd;
+        p = slash + 1;
+    }
+
+    if (dirfd != st->root_fd) {
+        err = ngx_errno;
+        (void) close(dirfd);
+        ngx_set_errno(err);
+    }
+
+    return fd;
+}
+
+
+ngx_fd_t
+ngx_http_registry_file_open(ngx_http_registry_op_t *op, ngx_str_t *path,
+    int flags, mode_t mode)
+{
+    return ngx_http_registry_openat(op->store, path->data, flags, mode);
+}
+
+
+/*
+ * Whether a failed open means "not there": no such file, or a symbolic
+ * link on the way (ELOOP from O_NOFOLLOW or RESOLVE_NO_SYMLINKS), which
+ * is logged and never followed.
+ */
+
+static ngx_int_t
+ngx_http_registry_file_absent(ngx_http_registry_op_t *op, ngx_err_t err,
+    ngx_str_t *path)
+{
+    if (err == NGX_ENOENT || err == NGX_ENOTDIR) {
+        return 1;
+    }
+
+    if (err == NGX_ELOOP || err == EXDEV) {
+        ngx_log_error(NGX_LOG_WARN, op->log, 0,
+                      "registry: \"%V\" leads through a symbolic link, "
+                      "which the store never follows", path);
+        return 1;
+    }
+
+    return 0;
+}
+
+
+/* NGX_DECLINED: absent (or reached through a symbolic link) */
+
+ngx_int_t
+ngx_http_registry_file_stat(ngx_http_registry_op_t *op, ngx_str_t *path,
+    ngx_file_info_t *fi)
+{
+    ngx_fd_t   fd;
+    ngx_err_t  err;
+
+    fd = ngx_http_registry_openat(op->store, path->data, O_PATH, 0);
+
+    if (fd == -1) {
+        err = ngx_errno;
+
+        if (ngx_http_registry_file_absent(op, err, path)) {
+            return NGX_DECLINED;
+        }
+
+        ngx_log_error(NGX_LOG_CRIT, op->log, err,
+                      "open(\"%V\", O_PATH) failed", path);
+        return ngx_http_registry_op_syserr(op, err);
+    }
+
+    if (ngx_fd_info(fd, fi) == NGX_FILE_ERROR) {
+        err = ngx_errno;
+        (void) close(fd);
+        ngx_log_error(NGX_LOG_CRIT, op->log, err,
+                      ngx_fd_info_n " \"%V\" failed", path);
+        return ngx_http_registry_op_syserr(op, err);
+    }
+
+    (void) close(fd);
+
+    if (S_ISLNK(fi->st_mode)) {
+        return ngx_http_registry_file_absent(op, NGX_ELOOP, path)
+               ? NGX_DECLINED : NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_registry_file_exists(ngx_http_registry_op_t *op, ngx_str_t *path)
+{
+    ngx_file_info_t  fi;
+
+    return ngx_http_registry_file_stat(op, path, &fi);
+}
+
+
+/* ---- reading ---- */
+
+/*
+ * A whole small regular file into the op's pool.  NGX_DECLINED: it does
+ * not exist; NGX_ERROR: unreadable, not a file, or larger than max.
+ */
+
+ngx_int_t
+ngx_http_registry_file_read(ngx_http_registry_op_t *op, ngx_str_t *path,
+    size_t max, ngx_str_t *content)
+{
+    off_t            size;
+    ssize_t          n;
+    ngx_fd_t         fd;
+    ngx_err_t        err;
+    ngx_int_t        rc;
+    ngx_file_info_t  fi;
+
+    fd = ngx_http_registry_openat(op->store, path->data, O_RDONLY, 0);
+
+    if (fd == -1) {
+        err = ngx_errno;
+
+        if (ngx_http_registry_file_absent(op, err, path)) {
+            return NGX_DECLINED;
+        }
+
+        ngx_log_error(NGX_LOG_CRIT, op->log, err,
+                      ngx_open_file_n " \"%V\" failed", path);
+        return ngx_http_registry_op_syserr(op, err);
+    }
+
+    rc = ngx_http_registry_op_fail(op, NGX_HTTP_REGISTRY_INTERNAL, NULL);
+
+    if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR) {
+        ngx_log_error(NGX_LOG_CRIT, op->log, ngx_errno,
+                      ngx_fd_info_n " \"%V\" failed", path);
+        goto done;
+    }
+
+    size = ngx_file_size(&fi);
+
+    if (!ngx_is_file(&fi) || size > (off_t) max) {
+        ngx_log_error(NGX_LOG_ERR, op->log, 0,
+                      "\"%V\" is not a file of at most %uz bytes", path, max);
+        goto done;
+    }
+
+    content->data = ngx_pnalloc(op->pool, size + 1);
+    if (content->data == NULL) {
+        goto done;
+    }
+
+    n = pread(fd, content->data, size + 1, 0);
+
+    if (n == -1) {
+        err = ngx_errno;
+        ngx_log_error(NGX_LOG_CRIT, op->log, err,
+                      "pread() \"%V\" failed", path);
+        rc = ngx_http_registry_op_syserr(op, err);
+        goto done;
+    }
+
+    if (n != size) {
+        ngx_log_error(NGX_LOG_CRIT, op->log, 0,
+                      "\"%V\" changed while being read", path);
+        goto done;
+    }
+
+    content->len = n;
+    rc = NGX_OK;
+
+done:
+
+    (void) close(fd);
+
+    return rc;
+}
+
+
+/* a link: "<alg>:<hex>"; NGX_DECLINED: no such link */
+
+ngx_int_t
+ngx_http_registry_file_read_link(ngx_http_registry_op_t *op, ngx_str_t *path,
+    ngx_http_registry_digest_t *digest)
+{
+    ssize_t    n;
+    ngx_fd_t   fd;
+    ngx_err_t  err;
+    u_char     buf[NGX_HTTP_REGISTRY_DIGEST_MAX_LEN + 1];
+
+    /* a link is tiny: open, one read, close; no fstat() */
+
+    fd = ngx_http_registry_openat(op->store, path->data, O_RDONLY, 0);
+
+    if (fd == -1) {
+        err = ngx_errno;
+
+        if (ngx_http_registry_file_absent(op, err, path)) {
+            return NGX_DECLINED;
+        }
+
+        ngx_log_error(NGX_LOG_CRIT, op->log, err,
+                      ngx_open_file_n " \"%V\" failed", path);
+        return ngx_http_registry_op_syserr(op, err);
+    }
+
+    n = read(fd, buf, sizeof(buf));
+    err = ngx_errno;
+
+    (void) close(fd);
+
+    if (n == -1) {
+        ngx_log_error(NGX_LOG_CRIT, op->log, err,
+                      ngx_read_fd_n " \"%V\" failed", path);
+        return ngx_http_registry_op_syserr(op, err);
+    }
+
+    switch (ngx_http_registry_digest_copy(op->pool, buf, n, digest)) {
+
+    case NGX_OK:
+        return NGX_OK;
+
+    case NGX_DECLINED:
+        ngx_log_error(NGX_LOG_ERR, op->log, 0,
+                      "link \"%V\" holds no valid digest", path);
+        return ngx_http_registry_op_fail(op, NGX_HTTP_REGISTRY_INTERNAL,
+                                         "invalid link in the store");
+
+    default:
+        return ngx_http_registry_op_syserr(op, NGX_ENOMEM);
+    }
+}
+
+
+/* ---- writing ---- */
+
+/* a new file under _ngx_tmp, open for writing, for a publish by rename */
+
+ngx_int_t
+ngx_http_registry_file_temp(ngx_http_registry_op_t *op,
+    ngx_http_registry_file_t *file)
+{
+    ngx_err_t  err;
+    ngx_str_t  id, dir;
+    u_char     hex[32];
+
+    id.data = hex;
+    id.len = sizeof(hex);
+
+    if (ngx_http_registry_random_hex(hex, 16) != NGX_OK) {
+        return ngx_http_registry_op_fail(op, NGX_HTTP_REGISTRY_INTERNAL,
+                                         "no random bytes");
+    }
+
+    if (ngx_http_registry_path_temp(op, &file->path, &id) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    file->fd = ngx_http_registry_openat(op->store, file->path.data,
+                                        O_WRONLY|O_CREAT|O_EXCL,
+                                        NGX_FILE_DEFAULT_ACCESS);
+
+    if (file->fd == -1 && ngx_errno == NGX_ENOENT) {
+        if (ngx_http_registry_path_temp(op, &dir, NULL) != NGX_OK
+            || ngx_http_registry_file_mkdirs(op, &dir, 0) != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        file->fd = ngx_http_registry_openat(op->store, file->path.data,
+                                            O_WRONLY|O_CREAT|O_EXCL,
+                                            NGX_FILE_DEFAULT_ACCESS);
+    }
+
+    if (file->fd == -1) {
+        err = ngx_errno;
+        ngx_log_error(NGX_LOG_CRIT, op->log, err,
+                      ngx_open_file_n " \"%V\" failed", &file->path);
+        return ngx_http_registry_op_syserr(op, err);
+    }
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_registry_file_write_all(ngx_http_registry_op_t *op,
+    ngx_http_registry_file_t *file, u_char *data, size_t len, off_t offset)
+{
+    ssize_t    n;
+    ngx_err_t  err;
+
+    while (len) {
+        n = pwrite(file->fd, data, len, offset);
+
+        if (n == -1) {
+            err = ngx_errno;
+
+            if (err == NGX_EINTR) {
+                continue;
+            }
+
+            ngx_http_registry_file_error(op, err, "pwrite()", &file->path);
+            return ngx_http_registry_op_syserr(op, err);
+        }
+
+        data += n;
+        len -= n;
+        offset += n;
+    }
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_registry_file_sync(ngx_http_registry_op_t *op,
+    ngx_http_registry_file_t *file)
+{
+    ngx_err_t  err;
+
+    if (fsync(file->fd) == -1) {
+        err = ngx_errno;
+        ngx_log_error(NGX_LOG_CRIT, op->log, err,
+                      "fsync() \"%V\" failed", &file->path);
+        return ngx_http_registry_op_syserr(op, err);
+    }
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_registry_file_close(ngx_http_registry_op_t *op,
+    ngx_http_registry_file_t *file)
+{
+    ngx_err_t  err;
+
+    if (file->fd == NGX_INVALID_FILE) {
+        return NGX_OK;
+    }
+
+    if (close(file->fd) == -1) {
+        err = ngx_errno;
+        file->fd = NGX_INVALID_FILE;
+        ngx_log_error(NGX_LOG_ALERT, op->log, err,
+                      ngx_close_file_n " \"%V\" failed", &file->path);
+        return ngx_http_registry_op_syserr(op, err);
+    }
+
+    file->fd = NGX_INVALID_FILE;
+
+    return NGX_OK;
+}
+
+
+/*
+ * mkdir -p beneath the root.  Durable: each new directory's parent is
+ * synced, so the new name survives a power cut.
+ */
+
+ngx_int_t
+ngx_http_registry_file_mkdirs(ngx_http_registry_op_t *op, ngx_str_t *dir,
+    ngx_uint_t durable)
+{
+    int         dirfd, fd;
+    u_char     *p, *slash;
+    ngx_err_t   err;
+    u_char      buf[NGX_MAX_PATH];
+
+    fd = ngx_http_registry_openat(op->store, dir->data, O_PATH|O_DIRECTORY, 0);
+
+    if (fd != -1) {
+        (void) close(fd);
+        return NGX_OK;
+    }
+
+    if (dir->len >= sizeof(buf)) {
+        return ngx_http_registry_op_syserr(op, NGX_ENAMETOOLONG);
+    }
+
+    (void) ngx_cpystrn(buf, dir->data, sizeof(buf));
+
+    dirfd = op->store->root_fd;
+    p = buf;
+
+    for ( ;; ) {
+        slash = (u_char *) ngx_strchr(p, '/');
+
+        if (slash) {
+            *slash = '\0';
+        }
+
+        fd = openat(dirfd, (char *) p,
+                    O_RDONLY|O_DIRECTORY|O_NOFOLLOW|O_CLOEXEC);
+
+        if (fd == -1 && ngx_errno == NGX_ENOENT) {
+            if (mkdirat(dirfd, (char *) p, 0755) == -1
+                && ngx_errno != NGX_EEXIST)
+            {
+                goto failed;
+            }
+
+            if (durable && fsync(dirfd) == -1) {
+                goto failed;
+            }
+
+            fd = openat(dirfd, (char *) p,
+                        O_RDONLY|O_DIRECTORY|O_NOFOLLOW|O_CLOEXEC);
+        }
+
+        if (fd == -1) {
+            goto failed;
+        }
+
+        if (dirfd != op->store->root_fd) {
+            (void) close(dirfd);
+        }
+
+        dirfd = fd;
+
+        if (slash == NULL) {
+            break;
+        }
+
+        p = slash + 1;
+    }
+
+    (void) close(dirfd);
+
+    return NGX_OK;
+
+failed:
+
+    err = ngx_errno;
+
+    if (dirfd != op->store->root_fd) {
+        (void) close(dirfd);
+    }
+
+    if (ngx_http_registry_file_absent(op, err, dir)) {
+        err = NGX_ENOTDIR;
+    }
+
+    ngx_http_registry_file_error(op, err, "mkdir", dir);
+
+    return ngx_http_registry_op_syserr(op, err);
+}
+
+
+/* the directory holding path, open for *at() calls; *base: the last name */
+
+static ngx_fd_t
+ngx_http_registry_open_parent(ngx_http_registry_op_t *op, ngx_str_t *path,
+    u_char **base)
+{
+    int      fd;
+    u_char  *slash;
+
+    slash = (u_char *) ngx_strlchr(path->data, path->data + path->len, '/');
+
+    if (slash == NULL) {
+        *base = path->data;
+        return dup(op->store->root_fd);
+    }
+
+    for (slash = path->data + path->len - 1; *slash != '/'; slash--) {
+        /* void */
+    }
+
+    *slash = '\0';
+    fd = ngx_http_registry_openat(op->store, path->data,
+                                  O_RDONLY|O_DIRECTORY, 0);
+    *slash = '/';
+
+    *base = slash + 1;
+
+    return fd;
+}
+
+
+/*
+ * Renames a finished file into place, creating its directories: a new
+ * name is made durable by syncing the directory that holds it (and the
+ * ones created on the way, see mkdirs).
+ */
+
+ngx_int_t
+ngx_http_registry_file_publish(ngx_http_registry_op_t *op, ngx_str_t *from,
+    ngx_str_t *to, ngx_uint_t durable)
+{
+    u_char     *slash;
+    ngx_int_t   rc;
+    ngx_str_t   dir;
+
+    rc = ngx_http_registry_rename(op, from, to, durable);
+
+    if (rc != NGX_DECLINED) {
+        return rc;
+    }
+
+    /* the target's directory is missing */
+
+    for (slash = to->data + to->len - 1; *slash != '/'; slash--) {
+        /* void */
+    }
+
+    dir.data = to->data;
+    dir.len = slash - to->data;
+
+    *slash = '\0';
+    rc = ngx_http_registry_file_mkdirs(op, &dir, durable);
+    *slash = '/';
+
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    rc = ngx_http_registry_rename(op, from, to, durable);
+
+    if (rc == NGX_DECLINED) {
+        ngx_log_error(NGX_LOG_CRIT, op->log, NGX_ENOENT,
+                      "rename() \"%V\" to \"%V\" failed", from, to);
+        return ngx_http_registry_op_syserr(op, NGX_ENOENT);
+    }
+
+    return rc;
+}
+
+
+/* NGX_DECLINED: the target's directory does not exist */
+
+static ngx_int_t
+ngx_http_registry_rename(ngx_http_registry_op_t *op, ngx_str_t *from,
+    ngx_str_t *to, ngx_uint_t durable)
+{
+    u_char     *from_base, *to_base;
+    ngx_fd_t    from_dir, to_dir;
+    ngx_err_t   err;
+    ngx_int_t   rc;
+
+    from_dir = ngx_http_registry_open_parent(op, from, &from_base);
+
+    if (from_dir == -1) {
+        err = ngx_errno;
+        ngx_log_error(NGX_LOG_CRIT, op->log, err,
+                      "open the directory of \"%V\" failed", from);
+        return ngx_http_registry_op_syserr(op, err);
+    }
+
+    to_dir = ngx_http_registry_open_parent(op, to, &to_base);
+
+    if (to_dir == -1) {
+        err = ngx_errno;
+        (void) close(from_dir);
+
+        if (ngx_http_registry_file_absent(op, err, to)) {
+            return NGX_DECLINED;
+        }
+
+        ngx_log_error(NGX_LOG_CRIT, op->log, err,
+                      "open the directory of \"%V\" failed", to);
+        return ngx_http_registry_op_syserr(op, err);
+    }
+
+    rc = NGX_OK;
+
+    if (renameat(from_dir, (char *) from_base, to_dir, (char *) to_base)
+        == -1)
+    {
+        err = ngx_errno;
+        ngx_log_error(NGX_LOG_CRIT, op->log, err,
+                      "rename() \"%V\" to \"%V\" failed", from, to);
+        rc = ngx_http_registry_op_syserr(op, err);
+
+    } else if (durable && fsync(to_dir) == -1) {
+        err = ngx_errno;
+        ngx_log_error(NGX_LOG_CRIT, op->log, err,
+                      "fsync() of the directory of \"%V\" failed", to);
+        rc = ngx_http_registry_op_syserr(op, err);
+    }
+
+    (void) close(from_dir);
+    (void) close(to_dir);
+
+    return rc;
+}
+
+
+/* writes a small file in full, then renames it into place */
+
+ngx_int_t
+ngx_http_registry_file_write(ngx_http_registry_op_t *op, ngx_str_t *path,
+    u_char *data, size_t len, ngx_uint_t durable)
+{
+    ngx_int_t                 rc;
+    ngx_http_registry_file_t  file;
+
+    if (ngx_http_registry_file_temp(op, &file) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    rc = ngx_http_registry_file_write_all(op, &file, data, len, 0);
+
+    if (rc == NGX_OK && durable) {
+        rc = ngx_http_registry_file_sync(op, &file);
+    }
+
+    if (ngx_http_registry_file_close(op, &file) != NGX_OK) {
+        rc = NGX_ERROR;
+    }
+
+    if (rc == NGX_OK) {
+        rc = ngx_http_registry_file_publish(op, &file.path, path, durable);
+    }
+
+    if (rc != NGX_OK) {
+        (void) ngx_http_registry_file_unlink(op, &file.path, 0);
+    }
+
+    return rc;
+}
+
+
+ngx_int_t
+ngx_http_registry_file_write_link(ngx_http_registry_op_t *op, ngx_str_t *path,
+    ngx_http_registry_digest_t *digest)
+{
+    return ngx_http_registry_file_write(op, path, digest->text.data,
+                                        digest->text.len, 1);
+}
+
+
+/* sets a file's mtime, creating it (empty) if need be */
+
+ngx_int_t
+ngx_http_registry_file_touch(ngx_http_registry_op_t *op, ngx_str_t *path,
+    struct timespec *mtime)
+{
+    u_char           *slash;
+    ngx_fd_t          fd;
+    ngx_err_t         err;
+    ngx_int_t         rc;
+    ngx_str_t         dir;
+    struct timespec   times[2];
+
+    fd = ngx_http_registry_openat(op->store, path->data, O_WRONLY|O_CREAT,
+                                  NGX_FILE_DEFAULT_ACCESS);
+
+    if (fd == -1 && ngx_errno == NGX_ENOENT) {
+        for (slash = path->data + path->len - 1; *slash != '/'; slash--) {
+            /* void */
+        }
+
+        dir.data = path->data;
+        dir.len = slash - path->data;
+
+        *slash = '\0';
+        rc = ngx_http_registry_file_mkdirs(op, &dir, 0);
+        *slash = '/';
+
+        if (rc != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        fd = ngx_http_registry_openat(op->store, path->data, O_WRONLY|O_CREAT,
+                                      NGX_FILE_DEFAULT_ACCESS);
+    }
+
+    if (fd == -1) {
+        err = ngx_errno;
+        ngx_log_error(NGX_LOG_CRIT, op->log, err,
+                      ngx_open_file_n " \"%V\" failed", path);
+        return ngx_http_registry_op_syserr(op, err);
+    }
+
+    times[0] = *mtime;
+    times[1] = *mtime;
+
+    if (futimens(fd, times) == -1) {
+        err = ngx_errno;
+        (void) close(fd);
+        ngx_log_error(NGX_LOG_CRIT, op->log, err,
+                      "futimens() \"%V\" failed", path);
+        return ngx_http_registry_op_syserr(op, err);
+    }
+
+    (void) close(fd);
+
+    return NGX_OK;
+}
+
+
+/* ---- removing ---- */
+
+/*
+ * Removes a file (a link never gets followed: its own name goes), and
+ * with parent_too its directory, if that is empty then (a link's
+ * directory holds only the link).  NGX_DECLINED: it was not there.
+ */
+
+ngx_int_t
+ngx_http_registry_file_unlink(ngx_http_registry_op_t *op, ngx_str_t *path,
+    ngx_uint_t parent_too)
+{
+    u_char     *base;
+    ngx_fd_t    dirfd;
+    ngx_err_t   err;
+    ngx_str_t   parent;
+
+    dirfd = ngx_http_registry_open_parent(op, path, &base);
+
+    if (dirfd == -1) {
+        err = ngx_errno;
+
+        if (ngx_http_registry_file_absent(op, err, path)) {
+            return NGX_DECLINED;
+        }
+
+        ngx_log_error(NGX_LOG_CRIT, op->log, err,
+                      "open the directory of \"%V\" failed", path);
+        return ngx_http_registry_op_syserr(op, err);
+    }
+
+    if (unlinkat(dirfd, (char *) base, 0) == -1) {
+        err = ngx_errno;
+        (void) close(dirfd);
+
+        if (err == NGX_ENOENT) {
+            return NGX_DECLINED;
+        }
+
+        ngx_log_error(NGX_LOG_CRIT, op->log, err,
+                      ngx_delete_file_n " \"%V\" failed", path);
+        return ngx_http_registry_op_syserr(op, err);
+    }
+
+    (void) close(dirfd);
+
+    if (!parent_too || base == path->data) {
+        return NGX_OK;
+    }
+
+    /* the parent: the path less "/<base>", for a moment NUL-terminated */
+
+    parent.data = path->data;
+    parent.len = base - 1 - path->data;
+    path->data[parent.len] = '\0';
+
+    dirfd = ngx_http_registry_open_parent(op, &parent, &base);
+
+    if (dirfd != -1) {
+        (void) unlinkat(dirfd, (char *) base, AT_REMOVEDIR);
+        (void) close(dirfd);
+    }
+
+    path->data[parent.len] = '/';
+
+    return NGX_OK;
+}
+
+
+/*
+ * rm -r beneath the root, never following a link: a link in the tree is
+ * removed itself.  NGX_DECLINED: the tree did not exist.
+ */
+
+ngx_int_t
+ngx_http_registry_file_remove_tree(ngx_http_registry_op_t *op,
+    ngx_str_t *path)
+{
+    u_char     *base;
+    ngx_fd_t    dirfd;
+    ngx_err_t   err;
+    ngx_int_t   rc;
+
+    dirfd = ngx_http_registry_open_parent(op, path, &base);
+
+    if (dirfd == -1) {
+        err = ngx_errno;
+
+        if (ngx_http_registry_file_absent(op, err, path)) {
+            return NGX_DECLINED;
+        }
+
+        ngx_log_error(NGX_LOG_CRIT, op->log, err,
+                      "open the directory of \"%V\" failed", path);
+        return ngx_http_registry_op_syserr(op, err);
+    }
+
+    rc = ngx_http_registry_remove_at(op, dirfd, (char *) base, 0);
+
+    (void) close(dirfd);
+
+    return rc;
+}
+
+
+static ngx_int_t
+ngx_http_registry_remove_at(ngx_http_registry_op_t *op, int at,
+    const char *name, ngx_uint_t depth)
+{
+    int              fd;
+    DIR             *dir;
+    ngx_err_t        err;
+    ngx_int_t        rc;
+    struct dirent   *de;
+
+    if (unlinkat(at, name, 0) == 0) {
+        return NGX_OK;
+    }
+
+    err = ngx_errno;
+
+    if (err == NGX_ENOENT) {
+        return NGX_DECLINED;
+    }
+
+    if (err != EISDIR && err != EPERM) {
+        goto failed;
+    }
+
+    if (depth > NGX_HTTP_REGISTRY_WALK_DEPTH) {
+        err = NGX_ELOOP;
+        goto failed;
+    }
+
+    fd = openat(at, name, O_RDONLY|O_DIRECTORY|O_NOFOLLOW|O_CLOEXEC);
+    if (fd == -1) {
+        err = ngx_errno;
+        goto failed;
+    }
+
+    dir = fdopendir(fd);
+    if (dir == NULL) {
+        err = ngx_errno;
+        (void) close(fd);
+        goto failed;
+    }
+
+    rc = NGX_OK;
+
+    for ( ;; ) {
+        ngx_set_errno(0);
+        de = readdir(dir);
+
+        if (de == NULL) {
+            if (ngx_errno) {
+                err = ngx_errno;
+                rc = NGX_ERROR;
+            }
+
+            break;
+        }
+
+        if (ngx_strcmp(de->d_name, ".") == 0
+            || ngx_strcmp(de->d_name, "..") == 0)
+        {
+            continue;
+        }
+
+        if (ngx_http_registry_remove_at(op, dirfd(dir), de->d_name, depth + 1)
+            == NGX_ERROR)
+        {
+            (void) closedir(dir);
+            return NGX_ERROR;
+        }
+    }
+
+    (void) closedir(dir);
+
+    if (rc == NGX_OK && unlinkat(at, name, AT_REMOVEDIR) == -1) {
+        err = ngx_errno;
+        rc = (err == NGX_ENOENT) ? NGX_OK : NGX_ERROR;
+    }
+
+    if (rc == NGX_OK) {
+        return NGX_OK;
+    }
+
+failed:
+
+    ngx_log_error(NGX_LOG_CRIT, op->log, err, "removing \"%s\" failed", name);
+
+    return ngx_http_registry_op_syserr(op, err);
+}
+
+
+/* ---- listing ---- */
+
+/*
+ * A directory's entries (not "." files) that are directories or files
+ * as "what" asks; links are skipped and logged.  NGX_DECLINED: the
+ * directory does not exist.
+ */
+
+ngx_int_t
+ngx_http_registry_file_list(ngx_http_registry_op_t *op, ngx_str_t *path,
+    ngx_uint_t what, ngx_array_t *names)
+{
+    int        fd;
+    ngx_err_t  err;
+
+    fd = ngx_http_registry_openat(op->store, path->data,
+                                  O_RDONLY|O_DIRECTORY, 0);
+
+    if (fd == -1) {
+        err = ngx_errno;
+
+        if (ngx_http_registry_file_absent(op, err, path)) {
+            return NGX_DECLINED;
+        }
+
+        ngx_log_error(NGX_LOG_CRIT, op->log, err,
+                      ngx_open_dir_n " \"%V\" failed", path);
+        return ngx_http_registry_op_syserr(op, err);
+    }
+
+    return ngx_http_registry_read_entries(op, fd, path, what, names,
+                                          op->pool);
+}
+
+
+/* reads the directory open as fd, which it closes; names in the pool */
+
+static ngx_int_t
+ngx_http_registry_read_entries(ngx_http_registry_op_t *op, int fd,
+    ngx_str_t *path, ngx_uint_t what, ngx_array_t *names, ngx_pool_t *pool)
+{
+    DIR            *dir;
+    size_t          len;
+    ngx_err_t       err;
+    ngx_int_t       type;
+    ngx_str_t      *name;
+    struct dirent  *de;
+
+    dir = fdopendir(fd);
+    if (dir == NULL) {
+        err = ngx_errno;
+        (void) close(fd);
+        return ngx_http_registry_op_syserr(op, err);
+    }
+
+    for ( ;; ) {
+        ngx_set_errno(0);
+        de = readdir(dir);
+
+        if (de == NULL) {
+            err = ngx_errno;
+
+            if (err) {
+                ngx_log_error(NGX_LOG_CRIT, op->log, err,
+                              ngx_read_dir_n " \"%V\" failed", path);
+                (void) closedir(dir);
+                return ngx_http_registry_op_syserr(op, err);
+            }
+
+            break;
+        }
+
+        if (de->d_name[0] == '.') {
+            continue;
+        }
+
+        type = ngx_http_registry_entry_type(op, dirfd(dir), de);
+
+        if (type == NGX_HTTP_REGISTRY_LIST_LINK) {
+            ngx_log_error(NGX_LOG_WARN, op->log, 0,
+                          "registry: symbolic link \"%V/%s\" skipped: the "
+                          "store never follows one", path, de->d_name);
+            continue;
+        }
+
+        if (!(type & what)) {
+            continue;
+        }
+
+        len = ngx_strlen(de->d_name);
+
+        name = ngx_array_push(names);
+        if (name == NULL) {
+            (void) closedir(dir);
+            return ngx_http_registry_op_syserr(op, NGX_ENOMEM);
+        }
+
+        name->len = len;
+        name->data = ngx_pnalloc(pool, len + 1);
+        if (name->data == NULL) {
+            (void) closedir(dir);
+            return ngx_http_registry_op_syserr(op, NGX_ENOMEM);
+        }
+
+        ngx_memcpy(name->data, de->d_name, len + 1);
+    }
+
+    (void) closedir(dir);
+
+    return NGX_OK;
+}
+
+
+/*
+ * Walks the directories under path, depth first, never through a link,
+ * showing each to visit() (see the header).  A directory that cannot be
+ * entered, or lies deeper than any repository name can, is skipped and
+ * logged: one bad corner never hides the rest of the store.  An absent
+ * path has nothing to walk.
+ */
+
+ngx_int_t
+ngx_http_registry_file_walk(ngx_http_registry_op_t *op, ngx_str_t *path,
+    ngx_http_registry_visit_pt visit, void *data)
+{
+    int         fd;
+    ngx_err_t   err;
+    ngx_int_t   rc;
+    ngx_str_t   sub;
+    u_char      buf[NGX_MAX_PATH];
+
+    fd = ngx_http_registry_openat(op->store, path->data,
+                                  O_RDONLY|O_DIRECTORY, 0);
+
+    if (fd == -1) {
+        err = ngx_errno;
+
+        if (ngx_http_registry_file_absent(op, err, path)) {
+            return NGX_OK;
+        }
+
+        ngx_log_error(NGX_LOG_CRIT, op->log, err,
+                      ngx_open_dir_n " \"%V\" failed", path);
+        return ngx_http_registry_op_syserr(op, err);
+    }
+
+    sub.data = buf;
+    sub.len = 0;
+
+    rc = ngx_http_registry_walk_dir(op, fd, path, &sub, sizeof(buf), visit,
+                                    data, 0);
+
+    (void) close(fd);
+
+    return rc;
+}
+
+
+static ngx_int_t
+ngx_http_registry_walk_dir(ngx_http_registry_op_t *op, int fd,
+    ngx_str_t *path, ngx_str_t *sub, size_t size,
+    ngx_http_registry_visit_pt visit, void *data, ngx_uint_t depth)
+{
+    int          dupfd, child;
+    size_t       len;
+    ngx_int_t    rc;
+    ngx_str_t   *dir;
+    ngx_uint_t   i;
+    ngx_pool_t  *pool;
+    ngx_array_t  dirs;
+
+    /* this directory's entries: in a pool of their own, gone after it */
+
+    pool = ngx_create_pool(NGX_DEFAULT_POOL_SIZE, op->log);
+    if (pool == NULL) {
+        return ngx_http_registry_op_syserr(op, NGX_ENOMEM);
+    }
+
+    dupfd = dup(fd);
+
+    if (dupfd == -1
+        || ngx_array_init(&dirs, pool, 8, sizeof(ngx_str_t)) != NGX_OK)
+    {
+        rc = ngx_http_registry_op_syserr(op, ngx_errno);
+        goto done;
+    }
+
+    rc = ngx_http_registry_read_entries(op, dupfd, path,
+                                        NGX_HTTP_REGISTRY_LIST_DIRS, &dirs,
+                                        pool);
+
+    if (rc == NGX_OK) {
+        rc = visit(op, data, sub, &dirs);
+    }
+
+    if (rc != NGX_OK) {
+        goto done;
+    }
+
+    dir = dirs.elts;
+    len = sub->len;
+
+    for (i = 0; i < dirs.nelts; i++) {
+
+        if (depth >= NGX_HTTP_REGISTRY_WALK_DEPTH
+            || len + 1 + dir[i].len >= size)
+        {
+            ngx_log_error(NGX_LOG_WARN, op->log, 0,
+                          "registry: \"%V/%V/%V\" is too deep, skipped",
+                          path, sub, &dir[i]);
+            continue;
+        }
+
+        child = openat(fd, (char *) dir[i].data,
+                       O_RDONLY|O_DIRECTORY|O_NOFOLLOW|O_CLOEXEC);
+
+        if (child == -1) {
+            ngx_log_error(NGX_LOG_WARN, op->log, ngx_errno,
+                          "registry: \"%V/%V/%V\" skipped", path, sub,
+                          &dir[i]);
+            continue;
+        }
+
+        if (len) {
+            sub->data[sub->len++] = '/';
+        }
+
+        sub->len = ngx_cpymem(sub->data + sub->len, dir[i].data, dir[i].len)
+                   - sub->data;
+
+        rc = ngx_http_registry_walk_dir(op, child, path, sub, size, visit,
+                                        data, depth + 1);
+
+        (void) close(child);
+        sub->len = len;
+
+        if (rc != NGX_OK) {
+            break;
+        }
+    }
+
+done:
+
+    ngx_destroy_pool(pool);
+
+    return rc;
+}
+
+
+/*
+ * LIST_DIRS, LIST_FILES, LIST_LINK, or 0 for anything else: d_type when
+ * the file system fills it in.
+ */
+
+static ngx_int_t
+ngx_http_registry_entry_type(ngx_http_registry_op_t *op, int at,
+    struct dirent *de)
+{
+    struct stat  sb;
+
+    switch (de->d_type) {
+
+    case DT_DIR:
+        return NGX_HTTP_REGISTRY_LIST_DIRS;
+
+    case DT_REG:
+        return NGX_HTTP_REGISTRY_LIST_FILES;
+
+    case DT_LNK:
+        return NGX_HTTP_REGISTRY_LIST_LINK;
+
+    case DT_UNKNOWN:
+        break;
+
+    default:
+        return 0;
+    }
+
+    if (fstatat(at, de->d_name, &sb, AT_SYMLINK_NOFOLLOW) == -1) {
+        return 0;
+    }
+
+    if (S_ISLNK(sb.st_mode)) {
+        return NGX_HTTP_REGISTRY_LIST_LINK;
+    }
+
+    return S_ISDIR(sb.st_mode) ? NGX_HTTP_REGISTRY_LIST_DIRS
+           : S_ISREG(sb.st_mode) ? NGX_HTTP_REGISTRY_LIST_FILES : 0;
+}

@@ -1,0 +1,484 @@
+
+/*
+ * ngx_http_registry_module: manifests and tags (distribution's
+ * manifeststore.go and tagstore.go).
+ *
+ * A manifest's bytes are a blob, its revision link says the repository
+ * holds it, and a tag is a directory whose current link names a manifest,
+ * beside an index of every manifest it ever named.  The ordering rules:
+ * the bytes before the revision link, the revision link before any tag,
+ * a tag's history before its current link, so a tag only ever points at a
+ * complete manifest; a referrers index entry before the revision link (an
+ * entry without its revision is not listed).  Every change to a link
+ * bumps the link cache's counter afterwards.
+ */
+
+
+#include "ngx_http_registry_store.h"
+
+
+/*
+ * Each worker remembers the media type of the manifests it served: they
+ * are content-addressed, so an answer never goes stale.  Direct-mapped.
+ */
+
+#define NGX_HTTP_REGISTRY_TYPES     1024
+#define NGX_HTTP_REGISTRY_TYPE_MAX  128
+
+
+typedef struct {
+    u_char                     digest_len;  /* 0: an empty slot */
+    u_char                     type_len;
+    u_char                     digest[NGX_HTTP_REGISTRY_DIGEST_MAX_LEN];
+    u_char                     type[NGX_HTTP_REGISTRY_TYPE_MAX];
+} ngx_http_registry_type_t;
+
+
+struct ngx_http_registry_type_cache_s {
+    ngx_http_registry_type_t   types[NGX_HTTP_REGISTRY_TYPES];
+};
+
+
+static ngx_int_t ngx_http_registry_manifest_check(ngx_http_registry_op_t *op,
+    ngx_http_registry_manifest_t *m);
+static ngx_int_t ngx_http_registry_manifest_write(ngx_http_registry_op_t *op,
+    ngx_http_registry_manifest_t *m);
+static ngx_int_t ngx_http_registry_tag_write(ngx_http_registry_op_t *op,
+    ngx_str_t *name, ngx_str_t *tag, ngx_http_registry_digest_t *digest);
+static ngx_int_t ngx_http_registry_untag_all(ngx_http_registry_op_t *op,
+    ngx_str_t *name, ngx_http_registry_digest_t *digest);
+static ngx_http_registry_type_t *ngx_http_registry_type_slot(
+    ngx_http_registry_op_t *op, ngx_http_registry_digest_t *digest);
+
+
+/*
+ * The digest a tag names (tag != NULL) or *digest, if the repository
+ * holds that manifest: the tag's current link, then the revision link,
+ * both through the link cache; *data is the manifest's file, in full for
+ * open_file_cache.  NGX_DECLINED: it does not (detail says when the tag
+ * is unknown).  Event loop only.
+ */
+
+ngx_int_t
+ngx_http_registry_store_manifest_resolve(ngx_http_registry_op_t *op,
+    ngx_str_t *name, ngx_str_t *tag, ngx_http_registry_digest_t *digest,
+    ngx_str_t *data)
+{
+    ngx_int_t  rc;
+    ngx_str_t  link, path;
+
+    if (tag) {
+        if (ngx_http_registry_path_tag_link(op, &link, name, tag) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        rc = ngx_http_registry_links_read(op, &link, digest);
+
+        if (rc == NGX_DECLINED) {
+            op->fault.detail = "unknown tag";
+        }
+
+        if (rc != NGX_OK) {
+            return rc;
+        }
+    }
+
+    if (ngx_http_registry_path_revision_link(op, &link, name, digest)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    rc = ngx_http_registry_links_exist(op, &link);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    if (ngx_http_registry_path_blob(op, &path, digest) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_registry_path_absolute(op, data, &path);
+}
+
+
+/*
+ * The media type a stored manifest is served with, from this worker's
+ * cache or read from its bytes (at most max of them).  NGX_DECLINED: its
+ * bytes are gone.  Event loop only.
+ */
+
+ngx_int_t
+ngx_http_registry_store_manifest_type(ngx_http_registry_op_t *op,
+    ngx_http_registry_digest_t *digest, size_t max, ngx_str_t *type)
+{
+    ngx_int_t                  rc;
+    ngx_str_t                  path, body, found;
+    ngx_http_registry_type_t  *slot;
+
+    slot = ngx_http_registry_type_slot(op, digest);
+
+    if (slot
+        && slot->digest_len == digest->text.len
+        && ngx_memcmp(slot->digest, digest->text.data, digest->text.len) == 0)
+    {
+        type->len = slot->type_len;
+        type->data = ngx_pnalloc(op->pool, type->len);
+        if (type->data == NULL) {
+            return ngx_http_registry_op_syserr(op, NGX_ENOMEM);
+        }
+
+        ngx_memcpy(type->data, slot->type, type->len);
+        return NGX_OK;
+    }
+
+    if (ngx_http_registry_path_blob(op, &path, digest) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    rc = ngx_http_registry_file_read(op, &path, max, &body);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    if (ngx_http_registry_manifest_media_type(op->pool, &body, &found)
+        != NGX_OK)
+    {
+        return ngx_http_registry_op_syserr(op, NGX_ENOMEM);
+    }
+
+    *type = found;
+
+    if (slot && found.len <= NGX_HTTP_REGISTRY_TYPE_MAX) {
+        slot->digest_len = digest->text.len;
+        ngx_memcpy(slot->digest, digest->text.data, digest->text.len);
+        slot->type_len = found.len;
+        ngx_memcpy(slot->type, found.data, found.len);
+    }
+
+    return NGX_OK;
+}
+
+
+/* NULL: this worker could not allocate its cache */
+
+static ngx_http_registry_type_t *
+ngx_http_registry_type_slot(ngx_http_registry_op_t *op,
+    ngx_http_registry_digest_t *digest)
+{
+    ngx_http_registry_store_t  *st;
+
+    st = op->store;
+
+    if (st->types == NULL) {
+        st->types = ngx_calloc(sizeof(ngx_http_registry_type_cache_t),
+                               op->log);
+        if (st->types == NULL) {
+            return NULL;
+        }
+    }
+
+    return &st->types->types[ngx_hash_key(digest->hex.data, digest->hex.len)
+                             % NGX_HTTP_REGISTRY_TYPES];
+}
+
+
+/*
+ * Stores a checked manifest: everything it references must be in the
+ * repository already, then come its referrers entry, its bytes, its
+ * revision link and its tags, each durable.
+ */
+
+ngx_int_t
+ngx_http_registry_store_manifest_put(ngx_http_registry_op_t *op,
+    ngx_http_registry_manifest_t *m)
+{
+    ngx_int_t    existed;
+    ngx_str_t   *tag;
+    ngx_uint_t   i, tracked;
+
+    if (ngx_http_registry_manifest_check(op, m) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    existed = ngx_http_registry_store_is_repository(op, &m->name);
+    if (existed == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    /* an index that was complete stays so: our own write is not foreign */
+
+    tracked = ngx_http_registry_store_referrers_tracked(op, &m->name);
+
+    if (m->descriptor.len
+        && ngx_http_registry_store_referrers_add(op, &m->name, &m->subject,
+                                                 &m->digest, &m->descriptor)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_registry_manifest_write(op, m) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (tracked) {
+        ngx_http_registry_store_referrers_restamp(op, &m->name);
+    }
+
+    ngx_http_registry_store_created(op, &m->name, existed == NGX_OK);
+
+    tag = m->tags->elts;
+
+    for (i = 0; i < m->tags->nelts; i++) {
+        if (ngx_http_registry_tag_write(op, &m->name, &tag[i], &m->digest)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/* config and layers as blobs, an index's children as manifests */
+
+static ngx_int_t
+ngx_http_registry_manifest_check(ngx_http_registry_op_t *op,
+    ngx_http_registry_manifest_t *m)
+{
+    ngx_int_t                 rc;
+    ngx_str_t                 link;
+    ngx_uint_t                i;
+    ngx_http_registry_ref_t  *ref;
+
+    ref = m->references->elts;
+
+    for (i = 0; i < m->references->nelts; i++) {
+        rc = ref[i].manifest
+             ? ngx_http_registry_path_revision_link(op, &link, &m->name,
+                                                    &ref[i].digest)
+             : ngx_http_registry_path_layer_link(op, &link, &m->name,
+                                                 &ref[i].digest);
+        if (rc != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        rc = ngx_http_registry_file_exists(op, &link);
+
+        if (rc == NGX_DECLINED) {
+            return ngx_http_registry_op_fail(op,
+                                       NGX_HTTP_REGISTRY_MANIFEST_BLOB_UNKNOWN,
+                                       (char *) ref[i].digest.text.data);
+        }
+
+        if (rc != NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/* the bytes as a blob (unless there already), then the revision link */
+
+static ngx_int_t
+ngx_http_registry_manifest_write(ngx_http_registry_op_t *op,
+    ngx_http_registry_manifest_t *m)
+{
+    ngx_int_t  rc;
+    ngx_str_t  path;
+
+    if (ngx_http_registry_path_blob(op, &path, &m->digest) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    rc = ngx_http_registry_file_exists(op, &path);
+
+    if (rc == NGX_DECLINED) {
+        rc = ngx_http_registry_file_write(op, &path, m->bytes.data,
+                                          m->bytes.len, 1);
+    }
+
+    if (rc != NGX_OK
+        || ngx_http_registry_path_revision_link(op, &path, &m->name,
+                                                &m->digest)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_registry_file_write_link(op, &path, &m->digest);
+}
+
+
+/*
+ * The tag's history entry first, then its current link; a tag that
+ * already names the manifest (with its history entry) is left as it is.
+ */
+
+static ngx_int_t
+ngx_http_registry_tag_write(ngx_http_registry_op_t *op, ngx_str_t *name,
+    ngx_str_t *tag, ngx_http_registry_digest_t *digest)
+{
+    ngx_int_t                   rc;
+    ngx_str_t                   history, current;
+    ngx_http_registry_digest_t  now;
+
+    if (ngx_http_registry_path_tag_index(op, &history, name, tag, digest)
+        != NGX_OK
+        || ngx_http_registry_path_tag_link(op, &current, name, tag) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    rc = ngx_http_registry_file_read_link(op, &current, &now);
+
+    if (rc == NGX_OK
+        && ngx_http_registry_digest_equal(&now, digest)
+        && ngx_http_registry_file_exists(op, &history) == NGX_OK)
+    {
+        return NGX_OK;
+    }
+
+    if (ngx_http_registry_file_write_link(op, &history, digest) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    rc = ngx_http_registry_file_write_link(op, &current, digest);
+
+    /* the tag may have moved: what workers remember of it is stale */
+    ngx_http_registry_links_changed(op);
+
+    return rc;
+}
+
+
+/*
+ * The revision goes, with every tag pointing at it and its referrers
+ * entry; the bytes stay until garbage collection, as in distribution.
+ * NGX_DECLINED: the repository has no such manifest.
+ */
+
+ngx_int_t
+ngx_http_registry_store_manifest_delete(ngx_http_registry_op_t *op,
+    ngx_str_t *name, ngx_http_registry_digest_t *digest, size_t max)
+{
+    ngx_int_t   rc;
+    ngx_str_t   link;
+    ngx_uint_t  tracked;
+
+    if (ngx_http_registry_path_revision_link(op, &link, name, digest)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    rc = ngx_http_registry_file_exists(op, &link);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    tracked = ngx_http_registry_store_referrers_tracked(op, name);
+
+    rc = ngx_http_registry_store_referrers_remove(op, name, digest, max);
+
+    if (rc == NGX_OK) {
+        rc = ngx_http_registry_untag_all(op, name, digest);
+    }
+
+    if (rc == NGX_OK) {
+        rc = ngx_http_registry_file_unlink(op, &link, 1);
+    }
+
+    /* some tags may be gone even if something failed */
+    ngx_http_registry_links_changed(op);
+
+    if (rc == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    if (tracked) {
+        ngx_http_registry_store_referrers_restamp(op, name);
+    }
+
+    return NGX_OK;
+}
+
+
+/* the tag only.  NGX_DECLINED: no such tag */
+
+ngx_int_t
+ngx_http_registry_store_tag_delete(ngx_http_registry_op_t *op,
+    ngx_str_t *name, ngx_str_t *tag)
+{
+    ngx_int_t  rc;
+    ngx_str_t  dir;
+
+    if (ngx_http_registry_path_tag(op, &dir, name, tag) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    rc = ngx_http_registry_file_remove_tree(op, &dir);
+
+    if (rc == NGX_OK) {
+        ngx_http_registry_links_changed(op);
+    }
+
+    return rc;
+}
+
+
+/* every tag whose current link names the manifest */
+
+static ngx_int_t
+ngx_http_registry_untag_all(ngx_http_registry_op_t *op, ngx_str_t *name,
+    ngx_http_registry_digest_t *digest)
+{
+    ngx_int_t                   rc;
+    ngx_str_t                   dir, link, *tag;
+    ngx_uint_t                  i;
+    ngx_array_t                 tags;
+    ngx_http_registry_digest_t  current;
+
+    if (ngx_array_init(&tags, op->pool, 16, sizeof(ngx_str_t)) != NGX_OK) {
+        return ngx_http_registry_op_syserr(op, NGX_ENOMEM);
+    }
+
+    if (ngx_http_registry_path_tags(op, &dir, name) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    rc = ngx_http_registry_file_list(op, &dir, NGX_HTTP_REGISTRY_LIST_DIRS,
+                                     &tags);
+    if (rc != NGX_OK) {
+        return (rc == NGX_DECLINED) ? NGX_OK : NGX_ERROR;
+    }
+
+    tag = tags.elts;
+
+    for (i = 0; i < tags.nelts; i++) {
+        if (ngx_http_registry_path_tag_link(op, &link, name, &tag[i])
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        rc = ngx_http_registry_file_read_link(op, &link, &current);
+
+        if (rc != NGX_OK || !ngx_http_registry_digest_equal(&current, digest))
+        {
+            continue;
+        }
+
+        if (ngx_http_registry_path_tag(op, &dir, name, &tag[i]) != NGX_OK
+            || ngx_http_registry_file_remove_tree(op, &dir) == NGX_ERROR)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}

@@ -1,0 +1,338 @@
+
+/*
+ * ngx_http_registry_module: the path table.
+ *
+ * Every path of the store is formatted here and nowhere else, as in
+ * distribution's registry/storage/paths.go (see
+ * shared/design/store-layout.md).  Paths are relative to the store's root
+ * (<registry_root>/docker/registry/v2) and NUL-terminated; store_files.c
+ * resolves them beneath the root without following symbolic links.
+ * Names and digests reaching this file have been validated.
+ */
+
+
+#include "ngx_http_registry_store.h"
+
+
+#define NGX_HTTP_REGISTRY_PATH_MAX  1024
+#define NGX_HTTP_REGISTRY_TMP_DIR   "_ngx_tmp"
+
+
+static ngx_int_t ngx_http_registry_path(ngx_http_registry_op_t *op,
+    ngx_str_t *out, const char *fmt, ...);
+
+
+/* the directories that make a directory a repository */
+
+static ngx_str_t  ngx_http_registry_marks[NGX_HTTP_REGISTRY_MARKS] = {
+    ngx_string("_manifests"),
+    ngx_string("_layers"),
+    ngx_string("_uploads")
+};
+
+
+ngx_int_t
+ngx_http_registry_path_blob(ngx_http_registry_op_t *op, ngx_str_t *out,
+    ngx_http_registry_digest_t *digest)
+{
+    return ngx_http_registry_path(op, out, "blobs/%V/%*s/%V/data",
+                                  ngx_http_registry_alg_name(digest->alg),
+                                  (size_t) 2, digest->hex.data, &digest->hex);
+}
+
+
+ngx_int_t
+ngx_http_registry_path_layer_link(ngx_http_registry_op_t *op, ngx_str_t *out,
+    ngx_str_t *name, ngx_http_registry_digest_t *digest)
+{
+    return ngx_http_registry_path(op, out, "repositories/%V/_layers/%V/%V/link",
+                                  name,
+                                  ngx_http_registry_alg_name(digest->alg),
+                                  &digest->hex);
+}
+
+
+ngx_int_t
+ngx_http_registry_path_revision_link(ngx_http_registry_op_t *op,
+    ngx_str_t *out, ngx_str_t *name, ngx_http_registry_digest_t *digest)
+{
+    return ngx_http_registry_path(op, out,
+                                  "repositories/%V/_manifests/revisions/%V/%V"
+                                  "/link", name,
+                                  ngx_http_registry_alg_name(digest->alg),
+                                  &digest->hex);
+}
+
+
+/* revisions/<alg>: its entries are the hex of the manifests of that alg */
+
+ngx_int_t
+ngx_http_registry_path_revisions(ngx_http_registry_op_t *op, ngx_str_t *out,
+    ngx_str_t *name, ngx_uint_t alg)
+{
+    return ngx_http_registry_path(op, out,
+                                  "repositories/%V/_manifests/revisions/%V",
+                                  name, ngx_http_registry_alg_name(alg));
+}
+
+
+/* tags/: one directory per tag */
+
+ngx_int_t
+ngx_http_registry_path_tags(ngx_http_registry_op_t *op, ngx_str_t *out,
+    ngx_str_t *name)
+{
+    return ngx_http_registry_path(op, out, "repositories/%V/_manifests/tags",
+                                  name);
+}
+
+
+ngx_int_t
+ngx_http_registry_path_tag(ngx_http_registry_op_t *op, ngx_str_t *out,
+    ngx_str_t *name, ngx_str_t *tag)
+{
+    return ngx_http_registry_path(op, out,
+                                  "repositories/%V/_manifests/tags/%V",
+                                  name, tag);
+}
+
+
+/* the link naming the manifest a tag points at */
+
+ngx_int_t
+ngx_http_registry_path_tag_link(ngx_http_registry_op_t *op, ngx_str_t *out,
+    ngx_str_t *name, ngx_str_t *tag)
+{
+    return ngx_http_registry_path(op, out,
+                                  "repositories/%V/_manifests/tags/%V/"
+                                  "current/link", name, tag);
+}
+
+
+/* the tag's history: one link per manifest it ever pointed at */
+
+ngx_int_t
+ngx_http_registry_path_tag_index(ngx_http_registry_op_t *op, ngx_str_t *out,
+    ngx_str_t *name, ngx_str_t *tag, ngx_http_registry_digest_t *digest)
+{
+    return ngx_http_registry_path(op, out,
+                                  "repositories/%V/_manifests/tags/%V/"
+                                  "index/%V/%V/link", name, tag,
+                                  ngx_http_registry_alg_name(digest->alg),
+                                  &digest->hex);
+}
+
+
+ngx_int_t
+ngx_http_registry_path_uploads(ngx_http_registry_op_t *op, ngx_str_t *out,
+    ngx_str_t *name)
+{
+    return ngx_http_registry_path(op, out, "repositories/%V/_uploads", name);
+}
+
+
+/* _uploads/<id>, or a file in it: data, startedat, the module's state */
+
+ngx_int_t
+ngx_http_registry_path_upload(ngx_http_registry_op_t *op, ngx_str_t *out,
+    ngx_str_t *name, ngx_str_t *id, const char *file)
+{
+    if (file == NULL) {
+        return ngx_http_registry_path(op, out, "repositories/%V/_uploads/%V",
+                                      name, id);
+    }
+
+    return ngx_http_registry_path(op, out, "repositories/%V/_uploads/%V/%s",
+                                  name, id, file);
+}
+
+
+/*
+ * The module's referrers index, which distribution skips (a "_"
+ * directory): _ngx_referrers/<subject alg>/<subject hex>/ holds one file
+ * per referrer, "<alg>-<hex>", with its descriptor as JSON.
+ */
+
+ngx_int_t
+ngx_http_registry_path_referrers(ngx_http_registry_op_t *op, ngx_str_t *out,
+    ngx_str_t *name, ngx_http_registry_digest_t *subject)
+{
+    return ngx_http_registry_path(op, out,
+                                  "repositories/%V/_ngx_referrers/%V/%V", name,
+                                  ngx_http_registry_alg_name(subject->alg),
+                                  &subject->hex);
+}
+
+
+ngx_int_t
+ngx_http_registry_path_referrer(ngx_http_registry_op_t *op, ngx_str_t *out,
+    ngx_str_t *name, ngx_http_registry_digest_t *subject,
+    ngx_http_registry_digest_t *referrer)
+{
+    return ngx_http_registry_path(op, out,
+                                  "repositories/%V/_ngx_referrers/%V/%V/%V-%V",
+                                  name,
+                                  ngx_http_registry_alg_name(subject->alg),
+                                  &subject->hex,
+                                  ngx_http_registry_alg_name(referrer->alg),
+                                  &referrer->hex);
+}
+
+
+/* an entry's name "<alg>-<hex>" back to the referrer's digest */
+
+ngx_int_t
+ngx_http_registry_path_parse_referrer(ngx_http_registry_op_t *op,
+    ngx_str_t *entry, ngx_http_registry_digest_t *referrer)
+{
+    u_char     *dash;
+    ngx_str_t   text;
+
+    dash = ngx_strlchr(entry->data, entry->data + entry->len, '-');
+
+    if (dash == NULL || entry->len > NGX_HTTP_REGISTRY_DIGEST_MAX_LEN) {
+        return NGX_DECLINED;
+    }
+
+    text.len = entry->len;
+    text.data = ngx_pnalloc(op->pool, text.len);
+    if (text.data == NULL) {
+        return ngx_http_registry_op_syserr(op, NGX_ENOMEM);
+    }
+
+    ngx_memcpy(text.data, entry->data, text.len);
+    text.data[dash - entry->data] = ':';
+
+    return (ngx_http_registry_parse_digest(&text, referrer) == NGX_OK)
+           ? NGX_OK : NGX_DECLINED;
+}
+
+
+/* stamped with the revisions' state when the index was last complete */
+
+ngx_int_t
+ngx_http_registry_path_referrers_built(ngx_http_registry_op_t *op,
+    ngx_str_t *out, ngx_str_t *name)
+{
+    return ngx_http_registry_path(op, out,
+                                  "repositories/%V/_ngx_referrers/built",
+                                  name);
+}
+
+
+/* repositories/<name>, or one of the directories that make it one */
+
+ngx_int_t
+ngx_http_registry_path_repository(ngx_http_registry_op_t *op, ngx_str_t *out,
+    ngx_str_t *name, ngx_uint_t mark)
+{
+    if (mark >= NGX_HTTP_REGISTRY_MARKS) {
+        return ngx_http_registry_path(op, out, "repositories/%V", name);
+    }
+
+    return ngx_http_registry_path(op, out, "repositories/%V/%V", name,
+                                  &ngx_http_registry_marks[mark]);
+}
+
+
+ngx_int_t
+ngx_http_registry_path_repositories(ngx_http_registry_op_t *op,
+    ngx_str_t *out)
+{
+    return ngx_http_registry_path(op, out, "repositories");
+}
+
+
+/* NGX_OK: a directory of this name makes its parent a repository */
+
+ngx_int_t
+ngx_http_registry_path_is_mark(u_char *name, size_t len)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < NGX_HTTP_REGISTRY_MARKS; i++) {
+        if (len == ngx_http_registry_marks[i].len
+            && ngx_strncmp(name, ngx_http_registry_marks[i].data, len) == 0)
+        {
+            return NGX_OK;
+        }
+    }
+
+    return NGX_DECLINED;
+}
+
+
+/*
+ * The module's temporary files, on the store's file system so that
+ * publishing is a rename(2); distribution never looks at _ngx_tmp.  An
+ * empty id names the directory.
+ */
+
+ngx_int_t
+ngx_http_registry_path_temp(ngx_http_registry_op_t *op, ngx_str_t *out,
+    ngx_str_t *id)
+{
+    if (id == NULL) {
+        return ngx_http_registry_path(op, out, NGX_HTTP_REGISTRY_TMP_DIR);
+    }
+
+    return ngx_http_registry_path(op, out, NGX_HTTP_REGISTRY_TMP_DIR "/%V", id);
+}
+
+
+/* "<root>/<path>": for nginx's open_file_cache, which takes full paths */
+
+ngx_int_t
+ngx_http_registry_path_absolute(ngx_http_registry_op_t *op, ngx_str_t *out,
+    ngx_str_t *path)
+{
+    u_char                     *p;
+    ngx_http_registry_store_t  *st;
+
+    st = op->store;
+
+    out->len = st->root.len + 1 + path->len;
+    out->data = ngx_pnalloc(op->pool, out->len + 1);
+    if (out->data == NULL) {
+        return ngx_http_registry_op_syserr(op, NGX_ENOMEM);
+    }
+
+    p = ngx_cpymem(out->data, st->root.data, st->root.len);
+    *p++ = '/';
+    p = ngx_cpymem(p, path->data, path->len);
+    *p = '\0';
+
+    return NGX_OK;
+}
+
+
+/* formatted on the stack first: the pool gets only the bytes needed */
+
+static ngx_int_t
+ngx_http_registry_path(ngx_http_registry_op_t *op, ngx_str_t *out,
+    const char *fmt, ...)
+{
+    u_char   *p;
+    va_list   args;
+    u_char    buf[NGX_HTTP_REGISTRY_PATH_MAX];
+
+    va_start(args, fmt);
+    p = ngx_vslprintf(buf, buf + sizeof(buf), fmt, args);
+    va_end(args);
+
+    if (p == buf + sizeof(buf)) {
+        return ngx_http_registry_op_fail(op, NGX_HTTP_REGISTRY_INTERNAL,
+                                         "path too long");
+    }
+
+    out->len = p - buf;
+    out->data = ngx_pnalloc(op->pool, out->len + 1);
+    if (out->data == NULL) {
+        return ngx_http_registry_op_syserr(op, NGX_ENOMEM);
+    }
+
+    ngx_memcpy(out->data, buf, out->len);
+    out->data[out->len] = '\0';
+
+    return NGX_OK;
+}
