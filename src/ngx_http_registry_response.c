@@ -270,8 +270,8 @@ ngx_http_registry_send_body(ngx_http_request_t *r, ngx_uint_t status,
  * A blob's (or manifest's) data file, through open_file_cache: blobs never
  * change once published (their name is their digest), so a cached
  * descriptor cannot go stale.  Below the store's root no symbolic link
- * is followed, whatever disable_symlinks says.  NGX_DECLINED: linked, but
- * collected or never completed.
+ * is followed (disable_symlinks on from there, whatever the location
+ * says).  NGX_DECLINED: linked, but collected or never completed.
  */
 
 ngx_int_t
@@ -279,7 +279,9 @@ ngx_http_registry_open_file(ngx_http_request_t *r, ngx_str_t *path,
     ngx_open_file_info_t *of)
 {
     ngx_http_core_loc_conf_t      *clcf;
+#if (NGX_HAVE_OPENAT)
     ngx_http_registry_loc_conf_t  *rlcf;
+#endif
 
     clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
 
@@ -292,16 +294,12 @@ ngx_http_registry_open_file(ngx_http_request_t *r, ngx_str_t *path,
     of->errors = clcf->open_file_cache_errors;
     of->events = clcf->open_file_cache_events;
 
-    if (ngx_http_set_disable_symlinks(r, clcf, path, of) != NGX_OK) {
-        return NGX_ERROR;
-    }
+#if (NGX_HAVE_OPENAT)
+    rlcf = ngx_http_get_module_loc_conf(r, ngx_http_registry_module);
 
-    if (of->disable_symlinks == NGX_DISABLE_SYMLINKS_OFF) {
-        rlcf = ngx_http_get_module_loc_conf(r, ngx_http_registry_module);
-
-        of->disable_symlinks = NGX_DISABLE_SYMLINKS_ON;
-        of->disable_symlinks_from = rlcf->store->root.len;
-    }
+    of->disable_symlinks = NGX_DISABLE_SYMLINKS_ON;
+    of->disable_symlinks_from = rlcf->store->root.len;
+#endif
 
     if (ngx_open_cached_file(clcf->open_file_cache, path, of, r->pool)
         != NGX_OK)

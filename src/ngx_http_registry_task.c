@@ -25,12 +25,14 @@ static ngx_int_t ngx_http_registry_task_prepare(ngx_http_request_t *r,
     ngx_http_registry_task_t *t);
 static void ngx_http_registry_task_pool_cleanup(void *data);
 static void ngx_http_registry_task_hold(ngx_http_request_t *r);
-static void ngx_http_registry_task_handler(void *data, ngx_log_t *log);
-static void ngx_http_registry_task_event(ngx_event_t *ev);
 static void ngx_http_registry_task_back(ngx_http_request_t *r);
 static void ngx_http_registry_task_resume(ngx_http_request_t *r);
+#if (NGX_THREADS)
+static void ngx_http_registry_task_handler(void *data, ngx_log_t *log);
+static void ngx_http_registry_task_event(ngx_event_t *ev);
 static void ngx_http_registry_detached_handler(void *data, ngx_log_t *log);
 static void ngx_http_registry_detached_event(ngx_event_t *ev);
+#endif
 
 
 /*
@@ -170,6 +172,8 @@ ngx_http_registry_task_hold(ngx_http_request_t *r)
 }
 
 
+#if (NGX_THREADS)
+
 /* in a thread: the work only */
 
 static void
@@ -186,6 +190,8 @@ ngx_http_registry_task_event(ngx_event_t *ev)
 {
     ngx_http_registry_task_back(ev->data);
 }
+
+#endif
 
 
 /*
@@ -319,6 +325,8 @@ ngx_http_registry_task_detach(ngx_http_registry_detached_t *d,
 }
 
 
+#if (NGX_THREADS)
+
 static void
 ngx_http_registry_detached_handler(void *data, ngx_log_t *log)
 {
@@ -335,6 +343,8 @@ ngx_http_registry_detached_event(ngx_event_t *ev)
 
     d->done(d);
 }
+
+#endif
 
 
 /* whether this request's tasks go to a thread pool */
