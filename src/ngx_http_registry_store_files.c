@@ -42,6 +42,8 @@ static void ngx_http_registry_file_error(ngx_http_registry_op_t *op,
     ngx_err_t err, const char *call, ngx_str_t *path);
 static ngx_int_t ngx_http_registry_file_absent(ngx_http_registry_op_t *op,
     ngx_err_t err, ngx_str_t *path);
+static ngx_int_t ngx_http_registry_file_link_fault(ngx_http_registry_op_t *op,
+    ngx_str_t *path);
 static ngx_fd_t ngx_http_registry_open_parent(ngx_http_registry_op_t *op,
     ngx_str_t *path, u_char **base);
 static ngx_int_t ngx_http_registry_rename(ngx_http_registry_op_t *op,
@@ -49,8 +51,8 @@ static ngx_int_t ngx_http_registry_rename(ngx_http_registry_op_t *op,
 static ngx_int_t ngx_http_registry_remove_at(ngx_http_registry_op_t *op,
     int at, const char *name, ngx_uint_t depth);
 static ngx_int_t ngx_http_registry_read_entries(ngx_http_registry_op_t *op,
-    int fd, ngx_str_t *path, ngx_uint_t what, ngx_array_t *names,
-    ngx_pool_t *pool);
+    int fd, ngx_str_t *path, ngx_str_t *sub, ngx_uint_t what,
+    ngx_array_t *names, ngx_pool_t *pool);
 static ngx_int_t ngx_http_registry_walk_dir(ngx_http_registry_op_t *op,
     int fd, ngx_str_t *path, ngx_str_t *sub, size_t size,
     ngx_http_registry_visit_pt visit, void *data, ngx_uint_t depth);
@@ -180,10 +182,11 @@ static int
 ngx_http_registry_openat_walk(ngx_http_registry_store_t *st, u_char *path,
     int flags, mode_t mode)
 {
-    int         dirfd, fd;
-    u_char     *p, *slash;
-    ngx_err_t   err;
-    u_char      buf[NGX_MAX_PATH];
+    int           dirfd, fd;
+    u_char       *p, *slash;
+    ngx_err_t     err;
+    struct stat   sb;
+    u_char        buf[NGX_MAX_PATH];
 
     if (ngx_strlen(path) >= sizeof(buf)) {
         ngx_set_errno(NGX_ENAMETOOLONG);
@@ -208,13 +211,23 @@ ngx_http_registry_openat_walk(ngx_http_registry_store_t *st, u_char *path,
         fd = openat(dirfd, (char *) p,
                     O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 
+        /* a link on the way gives ENOTDIR here: ELOOP, as openat2() says */
+
+        err = ngx_errno;
+
+        if (fd == -1 && err == NGX_ENOTDIR
+            && fstatat(dirfd, (char *) p, &sb, AT_SYMLINK_NOFOLLOW) == 0
+            && S_ISLNK(sb.st_mode))
+        {
+            err = NGX_ELOOP;
+        }
+
         if (dirfd != st->root_fd) {
-            err = ngx_errno;
             (void) close(dirfd);
-            ngx_set_errno(err);
         }
 
         if (fd == -1) {
+            ngx_set_errno(err);
             return -1;
         }
 
@@ -582,10 +595,11 @@ ngx_int_t
 ngx_http_registry_file_mkdirs(ngx_http_registry_op_t *op, ngx_str_t *dir,
     ngx_uint_t durable)
 {
-    int         dirfd, fd;
-    u_char     *p, *slash;
-    ngx_err_t   err;
-    u_char      buf[NGX_MAX_PATH];
+    int           dirfd, fd;
+    u_char       *p, *slash;
+    ngx_err_t     err;
+    struct stat   sb;
+    u_char        buf[NGX_MAX_PATH];
 
     fd = ngx_http_registry_openat(op->store, dir->data, O_PATH|O_DIRECTORY, 0);
 
@@ -653,17 +667,44 @@ failed:
 
     err = ngx_errno;
 
+    if ((err == NGX_ENOTDIR || err == NGX_ELOOP)
+        && fstatat(dirfd, (char *) p, &sb, AT_SYMLINK_NOFOLLOW) == 0
+        && S_ISLNK(sb.st_mode))
+    {
+        err = NGX_ELOOP;
+    }
+
     if (dirfd != op->store->root_fd) {
         (void) close(dirfd);
     }
 
-    if (ngx_http_registry_file_absent(op, err, dir)) {
-        err = NGX_ENOTDIR;
+    if (err == NGX_ELOOP) {
+        return ngx_http_registry_file_link_fault(op, dir);
     }
 
     ngx_http_registry_file_error(op, err, "mkdir", dir);
 
     return ngx_http_registry_op_syserr(op, err);
+}
+
+
+/*
+ * A write whose way goes through a symbolic link: never followed, and
+ * never going to be (retrying cannot help), so the request is refused as
+ * DENIED; the operator gets a warning naming the path.
+ */
+
+static ngx_int_t
+ngx_http_registry_file_link_fault(ngx_http_registry_op_t *op,
+    ngx_str_t *path)
+{
+    ngx_log_error(NGX_LOG_WARN, op->log, 0,
+                  "registry: \"%V\" leads through a symbolic link, "
+                  "which the store never follows", path);
+
+    return ngx_http_registry_op_fail(op, NGX_HTTP_REGISTRY_DENIED,
+                                     "the store has a symbolic link on this "
+                                     "path, which it never follows");
 }
 
 
@@ -1135,16 +1176,20 @@ ngx_http_registry_file_list(ngx_http_registry_op_t *op, ngx_str_t *path,
         return ngx_http_registry_op_syserr(op, err);
     }
 
-    return ngx_http_registry_read_entries(op, fd, path, what, names,
+    return ngx_http_registry_read_entries(op, fd, path, NULL, what, names,
                                           op->pool);
 }
 
 
-/* reads the directory open as fd, which it closes; names in the pool */
+/*
+ * Reads the directory open as fd, which it closes; names in the pool.
+ * The directory is path, or path/sub in a walk (for the log).
+ */
 
 static ngx_int_t
 ngx_http_registry_read_entries(ngx_http_registry_op_t *op, int fd,
-    ngx_str_t *path, ngx_uint_t what, ngx_array_t *names, ngx_pool_t *pool)
+    ngx_str_t *path, ngx_str_t *sub, ngx_uint_t what, ngx_array_t *names,
+    ngx_pool_t *pool)
 {
     DIR            *dir;
     size_t          len;
@@ -1152,6 +1197,8 @@ ngx_http_registry_read_entries(ngx_http_registry_op_t *op, int fd,
     ngx_int_t       type;
     ngx_str_t      *name;
     struct dirent  *de;
+
+    static ngx_str_t  empty = ngx_null_string;
 
     dir = fdopendir(fd);
     if (dir == NULL) {
@@ -1169,7 +1216,8 @@ ngx_http_registry_read_entries(ngx_http_registry_op_t *op, int fd,
 
             if (err) {
                 ngx_log_error(NGX_LOG_CRIT, op->log, err,
-                              ngx_read_dir_n " \"%V\" failed", path);
+                              ngx_read_dir_n " \"%V%s%V\" failed", path,
+                              sub && sub->len ? "/" : "", sub ? sub : &empty);
                 (void) closedir(dir);
                 return ngx_http_registry_op_syserr(op, err);
             }
@@ -1185,8 +1233,10 @@ ngx_http_registry_read_entries(ngx_http_registry_op_t *op, int fd,
 
         if (type == NGX_HTTP_REGISTRY_LIST_LINK) {
             ngx_log_error(NGX_LOG_WARN, op->log, 0,
-                          "registry: symbolic link \"%V/%s\" skipped: the "
-                          "store never follows one", path, de->d_name);
+                          "registry: symbolic link \"%V%s%V/%s\" skipped: "
+                          "the store never follows one", path,
+                          sub && sub->len ? "/" : "", sub ? sub : &empty,
+                          de->d_name);
             continue;
         }
 
@@ -1292,7 +1342,7 @@ ngx_http_registry_walk_dir(ngx_http_registry_op_t *op, int fd,
         goto done;
     }
 
-    rc = ngx_http_registry_read_entries(op, dupfd, path,
+    rc = ngx_http_registry_read_entries(op, dupfd, path, sub,
                                         NGX_HTTP_REGISTRY_LIST_DIRS, &dirs,
                                         pool);
 
