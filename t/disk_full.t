@@ -3,8 +3,9 @@
 # A full disk: the store on a 4 MiB tmpfs.  A push that runs out of space
 # gets 507 with a JSON error and leaves nothing behind (no blob, no link,
 # no temp file, no hidden upload); a chunked upload keeps its last
-# complete chunk and finishes once space is back; a manifest that cannot
-# be stored leaves no tag.
+# complete chunk, the bytes of the chunk that failed are cut off at once
+# (their space is free for other pushes), and it finishes once space is
+# back; a manifest that cannot be stored leaves no tag.
 
 use strict;
 use warnings;
@@ -82,18 +83,39 @@ $r = $t->req('PATCH', $loc, content => $c2,
              headers => { 'Content-Range' => '500000-1999999' });
 is($r->{status}, 507, 'second chunk on a full disk: 507');
 
+# the bytes of the failed chunk are cut off at once: the data file is as
+# long as the committed chunk, and their space is free again
+my ($id) = $loc =~ m{/([^/]+)$};
+is(-s "$v2/repositories/full/repo/_uploads/$id/data", 500_000,
+   'after the 507 the data file holds the committed chunk only');
+
 $r = $t->req('GET', $loc);
 is($r->{status}, 204, 'upload still there');
 is($r->{headers}{range}, '0-499999', 'at its last complete chunk');
+
+# 600 kB fit only where the failed chunk's bytes are gone
+my $e = bytes('e', 600_000);
+my $de = RegTest::digest($e);
+$r = $t->req('POST', "/v2/full/other/blobs/uploads/?digest=$de", content => $e);
+is($r->{status}, 201, 'right after the 507 another push of 600 kB fits');
+
+# the session goes on from its committed chunk without any space freed
+$r = $t->req('PATCH', $loc, content => substr($c, 500_000, 100_000),
+             headers => { 'Content-Range' => '500000-599999' });
+is($r->{status}, 202, 'a 100 kB chunk right after the 507: 202');
+is($r->{headers}{range}, '0-599999',
+   'a 100 kB chunk right after the 507: range');
+is(-s "$v2/repositories/full/repo/_uploads/$id/data", 600_000,
+   'the data file holds both chunks');
 
 # space comes back (as a garbage collection would give it)
 (my $ahex = $da) =~ s/^sha256://;
 unlink("$v2/blobs/sha256/" . substr($ahex, 0, 2) . "/$ahex/data")
     or die "unlink: $!";
 
-$r = $t->req('PATCH', $loc, content => $c2,
-             headers => { 'Content-Range' => '500000-1999999' });
-is($r->{status}, 202, 'the same chunk again, with space');
+$r = $t->req('PATCH', $loc, content => substr($c, 600_000),
+             headers => { 'Content-Range' => '600000-1999999' });
+is($r->{status}, 202, 'the rest of the blob, with space');
 
 $r = $t->req('PUT', "$loc?digest=$dc");
 is($r->{status}, 201, 'upload completed');

@@ -12,6 +12,8 @@ use warnings;
 use Test::More;
 use Digest::SHA qw(sha512_hex);
 use File::Path qw(make_path);
+use IO::Select;
+use IO::Socket::INET;
 use JSON::PP;
 
 use lib 't/lib';
@@ -225,6 +227,112 @@ sub oci_manifest {
        'PUT by tag, invalid query tag: path tag not stored');
     ok(!-e revision_link('tq/app', RegTest::digest($mb)),
        'PUT by tag, invalid query tag: no revision');
+
+    # at most 32 distinct query tags in one PUT
+
+    {
+        my @tags32 = map { "t$_" } 1 .. 32;
+        my $m32 = oci_manifest('tq/max', id => '32 tags');
+        my $d32 = RegTest::digest($m32);
+        my $r32 = $t->req('PUT', "/v2/tq/max/manifests/$d32?"
+                                 . join('&', map { "tag=$_" } @tags32),
+                          headers => { 'Content-Type' => $OCI_M },
+                          content => $m32);
+        is($r32->{status}, 201, '32 query tags: 201');
+        my @got = hdrs($r32, 'OCI-Tag');
+        is(scalar @got, 32, '32 query tags: 32 OCI-Tag headers');
+        is_deeply([ sort @got ], [ sort @tags32 ],
+                  '32 query tags: one OCI-Tag header per tag');
+        my @bad = grep {
+            my $g = get_manifest('tq/max', $_, $OCI_M);
+            !($g->{status} == 200 && $g->{content} eq $m32)
+        } @tags32;
+        is("@bad", '', '32 query tags: every tag resolves to the manifest');
+
+        my @tags33 = map { "u$_" } 1 .. 33;
+        my $m33 = oci_manifest('tq/max', id => '33 tags');
+        my $d33 = RegTest::digest($m33);
+        my $r33 = $t->req('PUT', "/v2/tq/max/manifests/$d33?"
+                                 . join('&', map { "tag=$_" } @tags33),
+                          headers => { 'Content-Type' => $OCI_M },
+                          content => $m33);
+        check_error($r33, 400, 'TAG_INVALID', '33 query tags');
+        my $e = dec($r33->{content}) || {};
+        my $err = ref $e->{errors} eq 'ARRAY' ? $e->{errors}[0] || {} : {};
+        like(join(' ', grep { defined && !ref } @$err{qw(message detail)}),
+             qr/\b32\b/, '33 query tags: the error says at most 32');
+        ok(!exists $r33->{headers}{'oci-tag'}, '33 query tags: no OCI-Tag');
+        @bad = grep { get_manifest('tq/max', $_, $OCI_M)->{status} != 404 }
+               @tags33;
+        is("@bad", '', '33 query tags: none of the tags resolves');
+        ok(!grep({ -e "$v2/repositories/tq/max/_manifests/tags/$_" } @tags33),
+           '33 query tags: no tag directory');
+        is(get_manifest('tq/max', $d33, $OCI_M)->{status}, 404,
+           '33 query tags: the manifest digest is unknown');
+        ok(!-e revision_link('tq/max', $d33), '33 query tags: no revision');
+        ok(!-e data_path($d33), '33 query tags: no blob');
+
+        # 33 arguments but 32 distinct tags are 32 tags
+        my $m32d = oci_manifest('tq/max', id => '32 distinct of 33');
+        my $r32d = $t->req('PUT', "/v2/tq/max/manifests/"
+                                  . RegTest::digest($m32d) . '?'
+                                  . join('&', map { "tag=v$_" } 1 .. 32, 1),
+                           headers => { 'Content-Type' => $OCI_M },
+                           content => $m32d);
+        is($r32d->{status}, 201, '33 query tags, 32 distinct: 201');
+        is(scalar(my @h = hdrs($r32d, 'OCI-Tag')), 32,
+           '33 query tags, 32 distinct: 32 OCI-Tag headers');
+    }
+
+    # a tag given twice: one OCI-Tag header for it
+
+    {
+        my $md = oci_manifest('tq/dup', id => 'duplicate tags');
+        my $dd = RegTest::digest($md);
+        my $rd = $t->req('PUT', "/v2/tq/dup/manifests/$dd?tag=a&tag=a&tag=b",
+                         headers => { 'Content-Type' => $OCI_M },
+                         content => $md);
+        is($rd->{status}, 201, '?tag=a&tag=a&tag=b: 201');
+        is_deeply([ sort(hdrs($rd, 'OCI-Tag')) ], [qw(a b)],
+                  '?tag=a&tag=a&tag=b: one OCI-Tag header per distinct tag');
+        for my $tag (qw(a b)) {
+            my $g = get_manifest('tq/dup', $tag, $OCI_M);
+            ok($g->{status} == 200 && $g->{content} eq $md,
+               "?tag=a&tag=a&tag=b: $tag serves the manifest");
+        }
+        my $tl = dec($t->req('GET', '/v2/tq/dup/tags/list')->{content}) || {};
+        is_deeply($tl->{tags}, [qw(a b)], '?tag=a&tag=a&tag=b: tags/list');
+    }
+
+    # the limit is checked before the body is read: the answer comes
+    # while the client still holds its 1000 bytes back
+
+    {
+        my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+                                      PeerPort => $t->port, Proto => 'tcp')
+            or die "connect: $!\n";
+        $s->autoflush(1);
+        my $q = join '&', map { "tag=w$_" } 1 .. 33;
+        print $s "PUT /v2/tq/early/manifests/early?$q HTTP/1.1\r\n"
+                 . "Host: localhost\r\nContent-Type: $OCI_M\r\n"
+                 . "Content-Length: 1000\r\n\r\n";
+        my $reply = '';
+        my $sel = IO::Select->new($s);
+        my $t0 = time;
+        while (time - $t0 < 4 && $sel->can_read(3)) {
+            sysread($s, $reply, 65536, length $reply) or last;
+            my ($head, $body) = split /\r\n\r\n/, $reply, 2;
+            last if defined $body && $head =~ /^Content-Length:\s*(\d+)/mi
+                    && length $body >= $1;
+        }
+        close $s;
+        like($reply, qr{^HTTP/1\.1 400 },
+             '33 query tags, no body sent: 400 at once');
+        like($reply, qr/\r\n\r\n.*TAG_INVALID/s,
+             '33 query tags, no body sent: TAG_INVALID');
+        is(get_manifest('tq/early', 'early', $OCI_M)->{status}, 404,
+           '33 query tags, no body sent: nothing stored');
+    }
 }
 
 ###############################################################################

@@ -2,7 +2,8 @@
 
 # sha512 blobs: upload sessions hashed with sha512 (POST
 # ?digest-algorithm=sha512), PUT ?digest=sha512:..., monolithic pushes,
-# storage under blobs/sha512/<2>/<hex>/data, GET/HEAD by sha512 digest, an
+# storage under blobs/sha512/<2>/<hex>/data, GET/HEAD by sha512 digest, a
+# session opened without digest-algorithm finished with a sha512 digest, an
 # image whose config and layers are sha512 blobs, and a sha512 session
 # resumed after a reload.
 #
@@ -211,6 +212,80 @@ ok(RegTest::slurp(blob_data($t, $ld)) eq $late,
    'plain session, sha512 digest, data in PUT: stored under sha512');
 ok($t->req('GET', "/v2/lib/late/blobs/$ld")->{content} eq $late,
    'plain session, sha512 digest, data in PUT: readable');
+
+# ---- session without digest-algorithm, chunks PATCHed, closed with a
+# sha512 digest: the data is hashed again with sha512 ----
+
+{
+    # bigger than the 1 MiB buffer the data is read back in, cut anywhere
+    my $b = join '', map { sha512_hex("plain session $_") } 1 .. 20_000;
+    my $bd = d512($b);
+    my @at = (0, 77, 1_048_600, length $b);
+
+    my $ploc = start($t, 'lib/plain512');
+    my $ok = 1;
+    for my $i (0 .. $#at - 1) {
+        $r = patch($t, $ploc, substr($b, $at[$i], $at[$i + 1] - $at[$i]), $at[$i]);
+        $ok &&= $r->{status} == 202;
+    }
+    ok($ok, 'plain session, chunks PATCHed: 202 each');
+
+    $r = $t->req('PUT', "$ploc?digest=$bd");
+    is($r->{status}, 201, 'plain session, chunks PATCHed, sha512 PUT: 201')
+        or diag($r->{content});
+    is($r->{headers}{'docker-content-digest'}, $bd,
+       'plain session, chunks PATCHed, sha512 PUT: Docker-Content-Digest');
+    is($r->{headers}{location}, "/v2/lib/plain512/blobs/$bd",
+       'plain session, chunks PATCHed, sha512 PUT: location');
+    ok(RegTest::slurp(blob_data($t, $bd)) eq $b,
+       'plain session, chunks PATCHed, sha512 PUT: stored under sha512');
+    ok(!-e blob_data($t, RegTest::digest($b)),
+       'plain session, chunks PATCHed, sha512 PUT: nothing under sha256');
+    is(RegTest::slurp("$v2/repositories/lib/plain512/_layers/sha512/"
+                      . hex_of($bd) . '/link'), $bd,
+       'plain session, chunks PATCHed, sha512 PUT: layer link');
+    $r = $t->req('GET', "/v2/lib/plain512/blobs/$bd");
+    ok($r->{status} == 200 && $r->{content} eq $b,
+       'plain session, chunks PATCHed, sha512 PUT: readable');
+    is($r->{headers}{'docker-content-digest'}, $bd,
+       'plain session, chunks PATCHed, sha512 PUT: GET digest header');
+    is($t->req('GET', $ploc)->{status}, 404,
+       'plain session, chunks PATCHed, sha512 PUT: session gone');
+
+    # one PATCHed chunk, the last one in the PUT body
+    my $small = 'a chunk PATCHed, then the rest in the PUT';
+    my $sd = d512($small);
+    $ploc = start($t, 'lib/plain512');
+    patch($t, $ploc, substr($small, 0, 10), 0);
+    $r = $t->req('PUT', "$ploc?digest=$sd", content => substr($small, 10),
+                 headers => { 'Content-Type' => 'application/octet-stream',
+                              'Content-Range' => '10-' . (length($small) - 1) });
+    is($r->{status}, 201, 'plain session, PATCH then sha512 PUT with body: 201');
+    is($r->{headers}{'docker-content-digest'}, $sd,
+       'plain session, PATCH then sha512 PUT with body: digest header');
+    ok($t->req('GET', "/v2/lib/plain512/blobs/$sd")->{content} eq $small,
+       'plain session, PATCH then sha512 PUT with body: readable');
+
+    # a wrong sha512 digest: nothing published
+    my $wrong = d512('not these bytes');
+    my $real = d512('these bytes, PATCHed');
+    $ploc = start($t, 'lib/plain512');
+    patch($t, $ploc, 'these bytes, PATCHed', 0);
+    $r = $t->req('PUT', "$ploc?digest=$wrong");
+    is($r->{status}, 400, 'plain session, chunk PATCHed, wrong sha512: 400');
+    is(RegTest::error_code($r), 'DIGEST_INVALID',
+       'plain session, chunk PATCHed, wrong sha512: DIGEST_INVALID');
+    ok(!-e blob_data($t, $wrong) && !-e blob_data($t, $real)
+       && !-e blob_data($t, RegTest::digest('these bytes, PATCHed')),
+       'plain session, chunk PATCHed, wrong sha512: no blob data');
+    ok(!-e "$v2/repositories/lib/plain512/_layers/sha512/" . hex_of($wrong)
+       && !-e "$v2/repositories/lib/plain512/_layers/sha512/" . hex_of($real),
+       'plain session, chunk PATCHed, wrong sha512: no layer link');
+    is($t->req('HEAD', "/v2/lib/plain512/blobs/$wrong")->{status}, 404,
+       'plain session, chunk PATCHed, wrong sha512: claimed digest unknown');
+    is($t->req('HEAD', "/v2/lib/plain512/blobs/$real")->{status}, 404,
+       'plain session, chunk PATCHed, wrong sha512: real digest unknown');
+}
 
 # ---- an image made of sha512 blobs ----
 

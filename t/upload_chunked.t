@@ -125,6 +125,59 @@ $r = $t->req('GET', $loc);
 is($r->{status}, 204, 'malformed ranges: session still open');
 is($r->{headers}{'range'}, '0-19', 'malformed ranges wrote nothing');
 
+# a Content-Range whose end is the largest off_t: its length (end + 1 -
+# start) does not fit, so it is no range to satisfy; nothing is written,
+# whatever the body's framing
+
+{
+    my $oloc = start($t, 'lib/overflow');
+    my ($oid) = $oloc =~ m{/([^/]+)$};
+    my $odata = $t->root
+        . "/docker/registry/v2/repositories/lib/overflow/_uploads/$oid/data";
+    my $twenty = 'twenty bytes of data';
+
+    for my $case (['0-9223372036854775807', 'chunked'],
+                  ['0-9223372036854775807', 'Content-Length'],
+                  ['1-9223372036854775807', 'chunked'])
+    {
+        my ($cr, $framing) = @$case;
+        my $what = "content-range $cr, $framing body, empty session";
+        my @body = ($twenty);
+        $r = $t->req('PATCH', $oloc,
+                     headers => { 'Content-Range' => $cr,
+                                  'Content-Type' => 'application/octet-stream' },
+                     content => $framing eq 'chunked' ? sub { shift @body }
+                                                      : $twenty);
+        is($r->{status}, 416, "$what: 416");
+        is(RegTest::error_code($r), 'BLOB_UPLOAD_INVALID', "$what: code");
+        is($r->{headers}{'docker-distribution-api-version'}, $API,
+           "$what: api version");
+
+        $r = $t->req('GET', $oloc);
+        is($r->{headers}{'range'}, '0-0', "$what: session still empty");
+        is(-s $odata, 0, "$what: nothing in the data file");
+    }
+
+    $r = patch($t, $oloc, $twenty, '0-19');
+    is($r->{status}, 202, 'after the overflowing ranges: a chunk at 0: 202');
+    is($r->{headers}{'range'}, '0-19',
+       'after the overflowing ranges: a chunk at 0: range');
+
+    my @body = ($twenty);
+    $r = $t->req('PATCH', $oloc,
+                 headers => { 'Content-Range' => '20-9223372036854775807' },
+                 content => sub { shift @body });
+    is($r->{status}, 416,
+       'content-range 20-9223372036854775807 after 20 bytes: 416');
+    $r = $t->req('GET', $oloc);
+    is($r->{headers}{'range'}, '0-19',
+       'content-range 20-9223372036854775807 after 20 bytes: nothing written');
+    is(-s $odata, 20,
+       'content-range 20-9223372036854775807 after 20 bytes: data file unchanged');
+
+    $t->req('DELETE', $oloc);
+}
+
 # without Content-Range: appended
 
 $r = patch($t, $loc, substr($blob, 20, 10));
