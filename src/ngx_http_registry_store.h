@@ -529,7 +529,7 @@ ngx_array_t *ngx_http_registry_store_tags_remember(ngx_http_registry_op_t *op,
 struct ngx_http_registry_catalog_s {
     ngx_pool_t                *pool;     /* of names; NULL: never walked */
     ngx_array_t                names;    /* valid, sorted */
-    ngx_msec_t                 walked;   /* when that walk began */
+    ngx_msec_t                 walked;   /* when that walk was installed */
     ngx_atomic_uint_t          created;  /* shared->created then */
     ngx_uint_t                 walking;  /* a walk is under way */
     ngx_queue_t                waiters;  /* requests waiting for a walk */
@@ -540,8 +540,7 @@ struct ngx_http_registry_catalog_s {
 typedef struct {
     ngx_pool_t                *pool;
     ngx_array_t               *names;
-    ngx_msec_t                 started;
-    ngx_atomic_uint_t          created;
+    ngx_atomic_uint_t          created;  /* shared->created at its start */
 } ngx_http_registry_walk_t;
 
 

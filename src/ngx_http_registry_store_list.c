@@ -46,6 +46,8 @@ struct ngx_http_registry_listing_s {
 
 static ngx_http_registry_listing_t *ngx_http_registry_listing_create(
     ngx_uint_t n, ngx_log_t *log);
+static void ngx_http_registry_op_into(ngx_http_registry_op_t *op,
+    ngx_pool_t *pool, ngx_http_registry_op_t *into);
 static ngx_int_t ngx_http_registry_catalog_visit(ngx_http_registry_op_t *op,
     void *data, ngx_str_t *sub, ngx_array_t *dirs);
 static void ngx_http_registry_catalog_learn(ngx_http_registry_op_t *op,
@@ -205,7 +207,6 @@ ngx_http_registry_store_catalog_prepare(ngx_http_registry_op_t *op,
         return ngx_http_registry_op_syserr(op, NGX_ENOMEM);
     }
 
-    walk->started = ngx_current_msec;
     walk->created = op->store->shared->created;
 
     return NGX_OK;
@@ -218,17 +219,16 @@ ngx_int_t
 ngx_http_registry_store_catalog_walk(ngx_http_registry_op_t *op,
     ngx_http_registry_walk_t *walk)
 {
-    ngx_pool_t  *pool;
+    ngx_http_registry_op_t  into;
 
-    pool = op->pool;
-    op->pool = walk->pool;
+    ngx_http_registry_op_into(op, walk->pool, &into);
 
-    if (ngx_http_registry_store_list_repositories(op, walk->names) != NGX_OK) {
-        op->pool = pool;
+    if (ngx_http_registry_store_list_repositories(&into, walk->names)
+        != NGX_OK)
+    {
+        op->fault = into.fault;
         return NGX_ERROR;
     }
-
-    op->pool = pool;
 
     /* a foreign directory must not reach the JSON */
     ngx_http_registry_keep_valid(walk->names, ngx_http_registry_valid_name);
@@ -237,7 +237,26 @@ ngx_http_registry_store_catalog_walk(ngx_http_registry_op_t *op,
 }
 
 
-/* the walk replaces the index; event loop only */
+/*
+ * The op that reads a listing someone keeps: what it reads goes into that
+ * pool (the walk's, the result's), not into the op's own, which goes with
+ * the request.
+ */
+
+static void
+ngx_http_registry_op_into(ngx_http_registry_op_t *op, ngx_pool_t *pool,
+    ngx_http_registry_op_t *into)
+{
+    *into = *op;
+    into->pool = pool;
+}
+
+
+/*
+ * The walk replaces the index, which is as old as of now: a walk that
+ * takes longer than the refresh must not leave the index stale at once.
+ * Event loop only.
+ */
 
 void
 ngx_http_registry_store_catalog_install(ngx_http_registry_op_t *op,
@@ -253,7 +272,7 @@ ngx_http_registry_store_catalog_install(ngx_http_registry_op_t *op,
 
     catalog->pool = walk->pool;
     catalog->names = *walk->names;
-    catalog->walked = walk->started;
+    catalog->walked = ngx_current_msec;
     catalog->created = walk->created;
 
     walk->pool = NULL;
@@ -497,17 +516,21 @@ ngx_int_t
 ngx_http_registry_store_tags_read(ngx_http_registry_op_t *op,
     ngx_str_t *name, ngx_http_registry_result_t *result)
 {
-    ngx_int_t     rc;
-    ngx_array_t  *tags;
+    ngx_int_t                rc;
+    ngx_array_t             *tags;
+    ngx_http_registry_op_t   into;
 
     tags = ngx_array_create(result->pool, 64, sizeof(ngx_str_t));
     if (tags == NULL) {
         return ngx_http_registry_op_syserr(op, NGX_ENOMEM);
     }
 
-    rc = ngx_http_registry_file_list(op, &result->key,
+    ngx_http_registry_op_into(op, result->pool, &into);
+
+    rc = ngx_http_registry_file_list(&into, &result->key,
                                      NGX_HTTP_REGISTRY_LIST_DIRS, tags);
     if (rc == NGX_ERROR) {
+        op->fault = into.fault;
         return NGX_ERROR;
     }
 
