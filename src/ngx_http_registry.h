@@ -226,6 +226,8 @@ void ngx_http_registry_body_stop(ngx_http_request_t *r, ngx_int_t rc);
 
 /* ---- tasks (task.c) ---- */
 
+ngx_int_t ngx_http_registry_task_init(ngx_http_request_t *r,
+    ngx_http_registry_task_t *t);
 ngx_int_t ngx_http_registry_task_run(ngx_http_request_t *r,
     ngx_http_registry_work_pt work, void *data,
     ngx_http_registry_resume_pt resume);

@@ -109,6 +109,10 @@ ngx_http_registry_handler(ngx_http_request_t *r)
 
     ngx_http_set_ctx(r, ctx, ngx_http_registry_module);
 
+    if (ngx_http_registry_task_init(r, &ctx->task) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
     rlcf = ngx_http_get_module_loc_conf(r, ngx_http_registry_module);
 
     ctx->conf = rlcf;

@@ -113,7 +113,6 @@ static ngx_int_t
 ngx_http_registry_task_prepare(ngx_http_request_t *r,
     ngx_http_registry_task_t *t)
 {
-    ngx_pool_cleanup_t       *cln;
     ngx_http_registry_ctx_t  *ctx;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_registry_module);
@@ -123,18 +122,10 @@ ngx_http_registry_task_prepare(ngx_http_request_t *r,
     t->log.data = NULL;
 
     if (t->op.pool == NULL) {
-        cln = ngx_pool_cleanup_add(r->pool, 0);
-        if (cln == NULL) {
-            return NGX_ERROR;
-        }
-
         t->op.pool = ngx_create_pool(NGX_DEFAULT_POOL_SIZE, &t->log);
         if (t->op.pool == NULL) {
             return NGX_ERROR;
         }
-
-        cln->handler = ngx_http_registry_task_pool_cleanup;
-        cln->data = t->op.pool;
     }
 
     t->op.store = ctx->op.store;
@@ -148,10 +139,38 @@ ngx_http_registry_task_prepare(ngx_http_request_t *r,
 }
 
 
+/*
+ * What tasks leave in their pool (paths, listings, details) is used until
+ * the request's very end, by the other cleanups too: so the pool goes
+ * last, its cleanup being the request's first (cleanups run in reverse).
+ */
+
+ngx_int_t
+ngx_http_registry_task_init(ngx_http_request_t *r,
+    ngx_http_registry_task_t *t)
+{
+    ngx_pool_cleanup_t  *cln;
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        return NGX_ERROR;
+    }
+
+    cln->handler = ngx_http_registry_task_pool_cleanup;
+    cln->data = t;
+
+    return NGX_OK;
+}
+
+
 static void
 ngx_http_registry_task_pool_cleanup(void *data)
 {
-    ngx_destroy_pool(data);
+    ngx_http_registry_task_t *t = data;
+
+    if (t->op.pool) {
+        ngx_destroy_pool(t->op.pool);
+    }
 }
 
 
