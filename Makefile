@@ -6,6 +6,10 @@ NGINX     ?= /usr/sbin/nginx
 REPO      := $(abspath .)
 BUILD     := $(REPO)/build
 MODULE    := $(BUILD)/ngx_http_registry_module.so
+# The module with AddressSanitizer and UBSan (`make asan`, `make test-asan`).
+ASAN_BUILD  := $(REPO)/build-asan
+ASAN_MODULE := $(ASAN_BUILD)/ngx_http_registry_module.so
+ASAN_CFLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined
 PORT      ?= 5000
 DATA      ?= $(REPO)/data
 RUNDIR    := $(REPO)/run
@@ -19,7 +23,7 @@ BENCH_PKGS := wrk nghttp2-client hyperfine apache2-utils curl docker-registry op
 
 SRCS := config $(wildcard src/*.c src/*.h)
 
-.PHONY: all deps deps-test deps-bench run test bench clean
+.PHONY: all asan deps deps-test deps-bench run test test-asan bench clean
 
 all: $(MODULE)
 
@@ -31,6 +35,24 @@ $(BUILD)/Makefile: config
 
 $(MODULE): $(BUILD)/Makefile $(SRCS)
 	$(MAKE) -f $(BUILD)/Makefile -C $(NGINX_SRC) modules
+
+# The module built with AddressSanitizer and UBSan for `make test-asan`, in
+# a build directory of its own so that build/ is never touched.  The same
+# conf_flags as above: a module configured with other features than the
+# nginx binary is refused by load_module ("not binary compatible"); only
+# the compiler flags differ.
+asan: $(ASAN_MODULE)
+
+$(ASAN_BUILD)/Makefile: config
+	cd $(NGINX_SRC) && . ./conf_flags && ./configure \
+	    --with-cc-opt="$(ASAN_CFLAGS) -fPIC" \
+	    --with-ld-opt="$(ASAN_CFLAGS) -fPIC" "$${NGX_CONF_FLAGS[@]}" \
+	    --add-dynamic-module=$(REPO) --builddir=$(ASAN_BUILD) \
+	    >$(REPO)/build-asan.log 2>&1 \
+	    || { cat $(REPO)/build-asan.log; exit 1; }
+
+$(ASAN_MODULE): $(ASAN_BUILD)/Makefile $(SRCS)
+	$(MAKE) -f $(ASAN_BUILD)/Makefile -C $(NGINX_SRC) modules
 
 # Install whatever is missing (needs root, or sudo).
 deps:
@@ -70,10 +92,22 @@ test: deps-test $(MODULE)
 	REGTEST_THREADS=1 prove $(THREADED_TESTS)
 	REGTEST_THREADS=off prove $(THREADED_TESTS)
 
+# The whole of `make test` against the sanitized module.  Debian's nginx is
+# not instrumented, so the ASan runtime has to be preloaded into it: the
+# harness does that for the nginx it starts, and only for nginx
+# (REGTEST_ASAN in t/lib/RegTest.pm), and fails a test on any sanitizer
+# report.
+test-asan: export REGTEST_ASAN := 1
+test-asan: export REGTEST_MODULE := $(ASAN_MODULE)
+test-asan: deps-test $(ASAN_MODULE)
+	prove -r t/
+	REGTEST_THREADS=1 prove $(THREADED_TESTS)
+	REGTEST_THREADS=off prove $(THREADED_TESTS)
+
 # A, B and C side by side on one store (bench/README.md); not part of
 # `make test`.  Options: make bench BENCH_ARGS='--rounds 1 --keep'
 bench: deps-bench $(MODULE)
 	perl bench/run.pl $(BENCH_ARGS)
 
 clean:
-	rm -rf $(BUILD) $(RUNDIR) build.log
+	rm -rf $(BUILD) $(ASAN_BUILD) $(RUNDIR) build.log build-asan.log

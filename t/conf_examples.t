@@ -33,7 +33,8 @@ sub have { my ($p) = @_; return grep { -x "$_/$p" } split /:/, $ENV{PATH} }
 
 sub nginx_t {
     my ($conf, $prefix, $name) = @_;
-    my ($rc, $out) = run_cmd([$NGINX, '-t', '-p', "$prefix/", '-c', $conf]);
+    my ($rc, $out) = run_cmd([$NGINX, '-t', '-p', "$prefix/", '-c', $conf],
+                             env => { RegTest::nginx_env($prefix) });
     is($rc, 0, "$name: nginx -t") or diag($out);
     return $rc == 0;
 }

@@ -528,7 +528,8 @@ http {
 EOF
 
     return run_cmd([$RegTest::NGINX, '-t', '-p', "$p/", '-e', "$p/error.log",
-                    '-c', "$p/nginx.conf"]);
+                    '-c', "$p/nginx.conf"],
+                   env => { RegTest::nginx_env($p) });
 }
 
 {

@@ -70,6 +70,25 @@ package RegTest;
 # registry_thread_pool itself is left alone.
 # REGTEST_LEAVE=1 keeps the temporary directory.  REGTEST_NGINX and
 # REGTEST_MODULE override the nginx binary and the module path.
+# REGTEST_ASAN=1 (make test-asan, with REGTEST_MODULE a module built with
+# -fsanitize=address,undefined): Debian's nginx is not instrumented, so
+# the ASan and UBSan runtimes (gcc -print-file-name=libasan.so,
+# libubsan.so) are preloaded into it, since ASan must come first among the
+# libraries of a process.  Only nginx gets them: LD_PRELOAD, ASAN_OPTIONS
+# and UBSAN_OPTIONS are set between fork and exec, never in Perl's own
+# %ENV, so curl, skopeo, strace or docker-registry run as they always do.
+# Reports go to DIR/asan.PID and DIR/ubsan.PID.  Leak detection is off:
+# what a server still holds when it exits is no bug, and LeakSanitizer
+# cannot run in a worker that strace is attached to (t/threads.t).  Stacks
+# of allocations and frees are unwound the slow way: nginx is built without
+# frame pointers, and the fast unwinder stops at ngx_destroy_pool, never
+# saying which request freed the memory.  UBSan prints stack traces and
+# goes on.  stop()'s assertion then also fails on any such report, or on an
+# "ERROR: AddressSanitizer" or "runtime error:" in nginx's stderr
+# (DIR/stderr.log), and the reports are printed with diag.  A test that
+# runs nginx itself (nginx -t, RegTools::start_nginx) adds
+# RegTest::nginx_env($dir, $stderr_file) to that nginx's environment: a
+# report in such a $dir fails the file through its exit status at the end.
 
 use strict;
 use warnings;
@@ -92,8 +111,14 @@ our $NGINX = $ENV{REGTEST_NGINX} || '/usr/sbin/nginx';
 our $REPO = abs_path(File::Spec->catdir(dirname(abs_path(__FILE__)), '..', '..'));
 our $MODULE = $ENV{REGTEST_MODULE}
     || "$REPO/build/ngx_http_registry_module.so";
+our $ASAN = $ENV{REGTEST_ASAN} ? 1 : 0;
 
 my @instances;
+
+# REGTEST_ASAN: the runtimes to preload, and the directories (with the
+# stderr files) where nginx processes may have left reports
+my @asan_libs;
+my %sanitized;
 
 sub import {
 
@@ -111,6 +136,78 @@ sub import {
     unless (-f $MODULE) {
         Test::More::plan(skip_all => "module not built: $MODULE");
     }
+
+    # a sanitizer run without its runtimes would test nothing: fail, not skip
+
+    if ($ASAN && !@asan_libs) {
+        for my $lib ('libasan.so', 'libubsan.so') {
+            my $path = `gcc -print-file-name=$lib 2>/dev/null`;
+            chomp $path;
+            die "REGTEST_ASAN: $lib not found (gcc -print-file-name)\n"
+                unless $path =~ m{^/} && -f $path;
+            push @asan_libs, abs_path($path);
+        }
+    }
+}
+
+# What REGTEST_ASAN adds to the environment of an nginx whose reports go to
+# $dir (see above), as a list of pairs; () without REGTEST_ASAN.  Options
+# already in ASAN_OPTIONS or UBSAN_OPTIONS come first, so ours win.
+sub nginx_env {
+    my ($dir, @stderr) = @_;
+
+    return () unless $ASAN;
+
+    my $s = $sanitized{$dir} ||= { stderr => [] };
+    my %seen;
+    $s->{stderr} = [ grep { !$seen{$_}++ } @{ $s->{stderr} }, @stderr ];
+
+    return (
+        LD_PRELOAD => join(' ', @asan_libs, $ENV{LD_PRELOAD} // ()),
+        ASAN_OPTIONS => join(':', $ENV{ASAN_OPTIONS} // (),
+                             'detect_leaks=0', 'fast_unwind_on_malloc=0',
+                             "log_path=$dir/asan"),
+        UBSAN_OPTIONS => join(':', $ENV{UBSAN_OPTIONS} // (),
+                              'print_stacktrace=1', "log_path=$dir/ubsan"),
+    );
+}
+
+# The sanitizer reports of the nginx processes nginx_env($dir) was given
+# to: every DIR/asan.PID and DIR/ubsan.PID file, and each stderr file from
+# its first report line on; '' when there is none
+sub sanitizer_reports {
+    my ($dir) = @_;
+
+    my $s = $sanitized{$dir} or return '';
+    my $reports = '';
+
+    if (opendir(my $dh, $dir)) {
+        for my $f (sort grep { /^(?:asan|ubsan)\.\d+$/ } readdir $dh) {
+            $reports .= "==> $dir/$f <==\n" . slurp("$dir/$f");
+        }
+        closedir $dh;
+    }
+
+    for my $f (@{ $s->{stderr} }) {
+        my $log = slurp($f);
+        next unless $log
+            =~ /^[^\n]*(?:ERROR: AddressSanitizer|runtime error:)/m;
+        $reports .= "==> $f <==\n" . substr($log, $-[0]);
+    }
+
+    return $reports;
+}
+
+# the first line of each report: what stop() names in its assertion
+sub _report_summary {
+    my ($reports) = @_;
+
+    return () if $reports eq '';
+
+    my @first = grep { /ERROR: \w+Sanitizer|runtime error:/ }
+                split /\n/, $reports;
+
+    return @first ? @first : ('a sanitizer report (see above)');
 }
 
 sub digest {
@@ -145,7 +242,8 @@ sub new {
 
         return $self->_register() if $self->_start();
 
-        my $log = $self->error_log . slurp("$self->{dir}/stderr.log");
+        my $log = $self->error_log . slurp("$self->{dir}/stderr.log")
+                  . sanitizer_reports($self->{dir});
 
         next if $log =~ /Address already in use/;
 
@@ -263,6 +361,8 @@ sub _start {
 
     unlink "$d/error.log", "$d/stderr.log", "$d/nginx.pid";
 
+    my %env = nginx_env($d, "$d/stderr.log");
+
     my $pid = fork();
     die "fork: $!\n" unless defined $pid;
 
@@ -270,6 +370,9 @@ sub _start {
         open STDOUT, '>', "$d/stderr.log";
         open STDERR, '>&', \*STDOUT;
         open STDIN, '<', '/dev/null';
+
+        # REGTEST_ASAN: the sanitizer runtimes for nginx alone
+        @ENV{keys %env} = values %env;
 
         # if the test is killed, nginx gets SIGTERM (prctl PR_SET_PDEATHSIG)
 
@@ -301,6 +404,16 @@ sub _start {
             if (waitpid($pid, WNOHANG) == $pid) {
                 delete $self->{pid};
                 return 0;
+            }
+
+            # the port answers as soon as the master listens; a slow fork
+            # (REGTEST_ASAN, a loaded machine) may not have started every
+            # worker yet: wait for them too (up to 10 s)
+
+            for (1 .. 200) {
+                my @workers = $self->pids_of_workers;
+                last if @workers >= $self->{workers};
+                select undef, undef, undef, 0.05;
             }
 
             return 1;
@@ -414,6 +527,17 @@ sub stop {
 
     my $name = 'no alerts, crits or crashes in error.log';
 
+    # REGTEST_ASAN: a sanitizer report fails the same assertion, whatever
+    # expect_in_log says; its first lines name it, diag prints it whole
+
+    if ($ASAN) {
+        my $reports = sanitizer_reports($self->{dir});
+        delete $sanitized{ $self->{dir} };
+        push @bad, _report_summary($reports);
+        Test::More::diag("RegTest: sanitizer reports:\n$reports") if $reports;
+        $name = 'no alerts, crits, crashes or sanitizer reports';
+    }
+
     if (_test_open()) {
         Test::More::is(join("\n", @bad), '', $name);
 
@@ -454,6 +578,18 @@ END {
         next unless $t && $t->{owner} == $$ && !$t->{stopped};
         local $t->{in_end} = 1;
         $t->stop();
+    }
+
+    # REGTEST_ASAN: reports of the nginx processes a test ran itself (nginx
+    # -t, RegTools::start_nginx: RegTools, loaded after RegTest, has stopped
+    # its servers by now) fail the file through its exit status, like a
+    # forgotten stop()
+
+    for my $dir (sort keys %sanitized) {
+        my $reports = sanitizer_reports($dir) or next;
+        Test::More::diag("not ok - no sanitizer reports in $dir:\n$reports");
+        Test::More->builder->is_passing(0);
+        $? = 255;
     }
 }
 

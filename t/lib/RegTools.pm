@@ -388,7 +388,8 @@ sub stop_distribution { _stop_child($_[0], 'TERM', 5) }
 
 # nginx with a config of our own (not RegTest's): in the foreground, prefix
 # $prefix; waits until 127.0.0.1:$port answers.  Returns {pid, log} or dies
-# with the output of nginx.
+# with the output of nginx.  Under REGTEST_ASAN it gets the sanitizer
+# runtimes, its reports go to $prefix (RegTest::nginx_env).
 
 my @NGINXES;
 
@@ -397,6 +398,7 @@ sub start_nginx {
 
     my $nginx = $ENV{REGTEST_NGINX} || '/usr/sbin/nginx';
     my $n = { log => "$prefix/nginx.out", owner => $$ };
+    my %env = RegTest::nginx_env($prefix, $n->{log});   # REGTEST_ASAN
 
     my $pid = fork();
     die "fork: $!\n" unless defined $pid;
@@ -405,6 +407,7 @@ sub start_nginx {
         open STDIN, '<', '/dev/null';
         open STDOUT, '>', $n->{log};
         open STDERR, '>&', \*STDOUT;
+        @ENV{keys %env} = values %env;
         exec($nginx, '-p', "$prefix/", '-c', $conf, '-g', 'daemon off;')
             or POSIX::_exit(127);
     }
