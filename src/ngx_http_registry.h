@@ -167,7 +167,9 @@ typedef struct {
 
     /* listings */
     ngx_http_registry_result_t result;
-    ngx_str_t                  filter;
+    ngx_str_t                  filter;      /* ?artifactType= */
+    ngx_int_t                  n;           /* ?n=, -1 when not given */
+    ngx_str_t                  last;        /* ?last= */
 
     ngx_http_registry_fault_t  fault;       /* the answer, when an error */
     size_t                     warned;      /* bytes of Warning headers */
@@ -229,6 +231,9 @@ void ngx_http_registry_body_stop(ngx_http_request_t *r, ngx_int_t rc);
 ngx_int_t ngx_http_registry_task_init(ngx_http_request_t *r,
     ngx_http_registry_task_t *t);
 ngx_int_t ngx_http_registry_task_run(ngx_http_request_t *r,
+    ngx_http_registry_work_pt work, void *data,
+    ngx_http_registry_resume_pt resume);
+ngx_int_t ngx_http_registry_task_start(ngx_http_request_t *r,
     ngx_http_registry_work_pt work, void *data,
     ngx_http_registry_resume_pt resume);
 ngx_int_t ngx_http_registry_task_wait(ngx_http_request_t *r,

@@ -71,17 +71,10 @@ ngx_http_registry_blob_get(ngx_http_request_t *r)
 ngx_int_t
 ngx_http_registry_blob_delete(ngx_http_request_t *r)
 {
-    if (ngx_http_registry_task_run(r, ngx_http_registry_unlink_work,
-                                   ngx_http_get_module_ctx(r,
+    return ngx_http_registry_task_start(r, ngx_http_registry_unlink_work,
+                                        ngx_http_get_module_ctx(r,
                                                     ngx_http_registry_module),
-                                   ngx_http_registry_blob_unlinked)
-        != NGX_OK)
-    {
-        return ngx_http_registry_error(r, NGX_HTTP_REGISTRY_UNAVAILABLE,
-                                       "no thread for the delete");
-    }
-
-    return NGX_DONE;
+                                        ngx_http_registry_blob_unlinked);
 }
 
 

@@ -231,3 +231,33 @@ ngx_http_registry_digest_copy(ngx_pool_t *pool, u_char *data, size_t len,
     return (ngx_http_registry_parse_digest(&text, digest) == NGX_OK)
            ? NGX_OK : NGX_DECLINED;
 }
+
+
+/* "<alg>:<hex>" from its parts (a directory name); NGX_DECLINED: invalid */
+
+ngx_int_t
+ngx_http_registry_digest_of(ngx_pool_t *pool, ngx_uint_t alg, ngx_str_t *hex,
+    ngx_http_registry_digest_t *digest)
+{
+    u_char     *p;
+    ngx_str_t   text;
+
+    if (hex->len > ngx_http_registry_algs[alg].hex_len) {
+        return NGX_DECLINED;
+    }
+
+    text.data = ngx_pnalloc(pool, NGX_HTTP_REGISTRY_DIGEST_MAX_LEN);
+    if (text.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_cpymem(text.data, ngx_http_registry_algs[alg].name.data,
+                   ngx_http_registry_algs[alg].name.len);
+    *p++ = ':';
+    p = ngx_cpymem(p, hex->data, hex->len);
+
+    text.len = p - text.data;
+
+    return (ngx_http_registry_parse_digest(&text, digest) == NGX_OK)
+           ? NGX_OK : NGX_DECLINED;
+}

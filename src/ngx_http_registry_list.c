@@ -24,7 +24,7 @@ typedef struct {
 
 
 static ngx_int_t ngx_http_registry_page_args(ngx_http_request_t *r,
-    ngx_http_registry_ctx_t *ctx, ngx_int_t *n, ngx_str_t *last);
+    ngx_http_registry_ctx_t *ctx);
 static ngx_int_t ngx_http_registry_tags_read_work(ngx_http_registry_op_t *op,
     void *data);
 static ngx_int_t ngx_http_registry_tags_ready(ngx_http_request_t *r,
@@ -47,9 +47,8 @@ static ngx_int_t ngx_http_registry_referrers_send(ngx_http_request_t *r,
     ngx_str_t *body);
 static ngx_int_t ngx_http_registry_hold_result(ngx_http_request_t *r,
     ngx_http_registry_ctx_t *ctx);
-static ngx_int_t ngx_http_registry_send_list(ngx_http_request_t *r,
-    ngx_str_t *head, ngx_http_registry_page_t *page, ngx_str_t *next,
-    ngx_int_t n);
+static ngx_int_t ngx_http_registry_send_page(ngx_http_request_t *r,
+    ngx_str_t *head, ngx_array_t *names, ngx_str_t *next);
 
 
 /* ---- tags ---- */
@@ -62,6 +61,16 @@ ngx_http_registry_tags_list(ngx_http_request_t *r)
     ngx_http_registry_ctx_t  *ctx;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_registry_module);
+
+    rc = ngx_http_registry_page_args(r, ctx);
+
+    if (rc == NGX_DECLINED) {
+        return ngx_http_registry_send_fault(r, &ctx->fault);
+    }
+
+    if (rc != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
 
     if (ngx_http_registry_hold_result(r, ctx) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -76,15 +85,9 @@ ngx_http_registry_tags_list(ngx_http_request_t *r)
         return ngx_http_registry_tags_send(r, tags);
 
     case NGX_AGAIN:
-        if (ngx_http_registry_task_run(r, ngx_http_registry_tags_read_work,
-                                       ctx, ngx_http_registry_tags_ready)
-            != NGX_OK)
-        {
-            return ngx_http_registry_error(r, NGX_HTTP_REGISTRY_UNAVAILABLE,
-                                           "no thread for the listing");
-        }
-
-        return NGX_DONE;
+        return ngx_http_registry_task_start(r,
+                                            ngx_http_registry_tags_read_work,
+                                            ctx, ngx_http_registry_tags_ready);
 
     case NGX_DECLINED:
 
@@ -136,26 +139,10 @@ ngx_http_registry_tags_ready(ngx_http_request_t *r, ngx_int_t rc)
 static ngx_int_t
 ngx_http_registry_tags_send(ngx_http_request_t *r, ngx_array_t *tags)
 {
-    ngx_int_t                  n;
-    ngx_str_t                  head, next, last;
-    ngx_http_registry_ctx_t   *ctx;
-    ngx_http_registry_page_t   page;
+    ngx_str_t                 head, next;
+    ngx_http_registry_ctx_t  *ctx;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_registry_module);
-
-    switch (ngx_http_registry_page_args(r, ctx, &n, &last)) {
-
-    case NGX_OK:
-        break;
-
-    case NGX_DECLINED:
-        return ngx_http_registry_send_fault(r, &ctx->fault);
-
-    default:
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    ngx_http_registry_store_page(tags, last.data ? &last : NULL, n, &page);
 
     head.len = sizeof("{\"name\":\"\",\"tags\":") - 1 + ctx->route.name.len;
     head.data = ngx_pnalloc(r->pool, head.len);
@@ -173,23 +160,23 @@ ngx_http_registry_tags_send(ngx_http_request_t *r, ngx_array_t *tags)
 
     ngx_sprintf(next.data, "/v2/%V/tags/list", &ctx->route.name);
 
-    return ngx_http_registry_send_list(r, &head, &page, &next, n);
+    return ngx_http_registry_send_page(r, &head, tags, &next);
 }
 
 
 /*
- * n and last.  NGX_DECLINED: n is not a non-negative integer; n is -1
- * when not given, last->data NULL.
+ * n and last, into ctx->n (-1 when not given) and ctx->last (data NULL
+ * when not given).  NGX_DECLINED: n is not a non-negative integer.
  */
 
 static ngx_int_t
 ngx_http_registry_page_args(ngx_http_request_t *r,
-    ngx_http_registry_ctx_t *ctx, ngx_int_t *n, ngx_str_t *last)
+    ngx_http_registry_ctx_t *ctx)
 {
     ngx_int_t  rc;
     ngx_str_t  value;
 
-    *n = -1;
+    ctx->n = -1;
 
     rc = ngx_http_registry_arg(r, "n", &value);
 
@@ -198,23 +185,23 @@ ngx_http_registry_page_args(ngx_http_request_t *r,
     }
 
     if (rc == NGX_OK) {
-        *n = ngx_atoi(value.data, value.len);
+        ctx->n = ngx_atoi(value.data, value.len);
 
-        if (*n == NGX_ERROR) {
+        if (ctx->n == NGX_ERROR) {
             ctx->fault.code = NGX_HTTP_REGISTRY_PAGINATION_NUMBER_INVALID;
             ctx->fault.detail = "n must be a non-negative integer";
             return NGX_DECLINED;
         }
     }
 
-    rc = ngx_http_registry_arg(r, "last", last);
+    rc = ngx_http_registry_arg(r, "last", &ctx->last);
 
     if (rc == NGX_ERROR) {
         return NGX_ERROR;
     }
 
     if (rc == NGX_DECLINED) {
-        ngx_str_null(last);
+        ngx_str_null(&ctx->last);
     }
 
     return NGX_OK;
@@ -234,6 +221,16 @@ ngx_http_registry_catalog(ngx_http_request_t *r)
     ctx = ngx_http_get_module_ctx(r, ngx_http_registry_module);
     st = ctx->op.store;
     catalog = st->catalog;
+
+    rc = ngx_http_registry_page_args(r, ctx);
+
+    if (rc == NGX_DECLINED) {
+        return ngx_http_registry_send_fault(r, &ctx->fault);
+    }
+
+    if (rc != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
 
     rc = ngx_http_registry_store_catalog_state(&ctx->op);
 
@@ -352,10 +349,7 @@ ngx_http_registry_catalog_ready(ngx_http_request_t *r, ngx_int_t rc)
 static ngx_int_t
 ngx_http_registry_catalog_send(ngx_http_request_t *r)
 {
-    ngx_int_t                     n;
-    ngx_str_t                     last;
     ngx_http_registry_ctx_t      *ctx;
-    ngx_http_registry_page_t      page;
     ngx_http_registry_catalog_t  *catalog;
 
     static ngx_str_t  head = ngx_string("{\"repositories\":");
@@ -369,22 +363,7 @@ ngx_http_registry_catalog_send(ngx_http_request_t *r)
                                        "the catalog could not be read");
     }
 
-    switch (ngx_http_registry_page_args(r, ctx, &n, &last)) {
-
-    case NGX_OK:
-        break;
-
-    case NGX_DECLINED:
-        return ngx_http_registry_send_fault(r, &ctx->fault);
-
-    default:
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    ngx_http_registry_store_page(&catalog->names, last.data ? &last : NULL, n,
-                                 &page);
-
-    return ngx_http_registry_send_list(r, &head, &page, &next, n);
+    return ngx_http_registry_send_page(r, &head, &catalog->names, &next);
 }
 
 
@@ -425,16 +404,9 @@ ngx_http_registry_referrers_list(ngx_http_request_t *r)
         return ngx_http_registry_referrers_send(r, &body);
 
     case NGX_AGAIN:
-        if (ngx_http_registry_task_run(r,
-                                       ngx_http_registry_referrers_read_work,
-                                       ctx, ngx_http_registry_referrers_ready)
-            != NGX_OK)
-        {
-            return ngx_http_registry_error(r, NGX_HTTP_REGISTRY_UNAVAILABLE,
-                                           "no thread for the listing");
-        }
-
-        return NGX_DONE;
+        return ngx_http_registry_task_start(r,
+                                        ngx_http_registry_referrers_read_work,
+                                        ctx, ngx_http_registry_referrers_ready);
 
     default:
         return ngx_http_registry_send_fault(r, &ctx->op.fault);
@@ -532,19 +504,31 @@ ngx_http_registry_hold_result(ngx_http_request_t *r,
 }
 
 
+/*
+ * The page of a sorted list that n and last ask for (ctx->n, ctx->last),
+ * as {<head>[...]}, with a Link to the next page when there is one
+ */
+
 static ngx_int_t
-ngx_http_registry_send_list(ngx_http_request_t *r, ngx_str_t *head,
-    ngx_http_registry_page_t *page, ngx_str_t *next, ngx_int_t n)
+ngx_http_registry_send_page(ngx_http_request_t *r, ngx_str_t *head,
+    ngx_array_t *names, ngx_str_t *next)
 {
-    size_t       len;
-    ngx_buf_t   *b;
-    ngx_str_t    link, *last;
-    ngx_uint_t   i;
+    size_t                     len;
+    ngx_buf_t                 *b;
+    ngx_str_t                  link, *last;
+    ngx_uint_t                 i;
+    ngx_http_registry_ctx_t   *ctx;
+    ngx_http_registry_page_t   page;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_registry_module);
+
+    ngx_http_registry_store_page(names, ctx->last.data ? &ctx->last : NULL,
+                                 ctx->n, &page);
 
     len = head->len + sizeof("[]}\n") - 1;
 
-    for (i = 0; i < page->count; i++) {
-        len += page->first[i].len + sizeof("\"\",") - 1;
+    for (i = 0; i < page.count; i++) {
+        len += page.first[i].len + sizeof("\"\",") - 1;
     }
 
     b = ngx_create_temp_buf(r->pool, len);
@@ -555,15 +539,22 @@ ngx_http_registry_send_list(ngx_http_request_t *r, ngx_str_t *head,
     b->last = ngx_cpymem(b->last, head->data, head->len);
     *b->last++ = '[';
 
-    for (i = 0; i < page->count; i++) {
-        b->last = ngx_sprintf(b->last, i ? ",\"%V\"" : "\"%V\"",
-                              &page->first[i]);
+    /* names and tags are of the grammar's characters: nothing to escape */
+
+    for (i = 0; i < page.count; i++) {
+        if (i) {
+            *b->last++ = ',';
+        }
+
+        *b->last++ = '"';
+        b->last = ngx_cpymem(b->last, page.first[i].data, page.first[i].len);
+        *b->last++ = '"';
     }
 
     b->last = ngx_cpymem(b->last, "]}\n", 3);
 
-    if (page->more && page->count) {
-        last = &page->first[page->count - 1];
+    if (page.more && page.count) {
+        last = &page.first[page.count - 1];
 
         link.len = next->len + last->len + NGX_INT_T_LEN
                    + sizeof("<?last=&n=>; rel=\"next\"") - 1;
@@ -573,7 +564,7 @@ ngx_http_registry_send_list(ngx_http_request_t *r, ngx_str_t *head,
         }
 
         link.len = ngx_sprintf(link.data, "<%V?last=%V&n=%i>; rel=\"next\"",
-                               next, last, n)
+                               next, last, ctx->n)
                    - link.data;
 
         if (ngx_http_registry_add_header(r, "Link", &link) == NULL) {

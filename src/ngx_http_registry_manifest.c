@@ -462,17 +462,10 @@ ngx_http_registry_manifest_stored(ngx_http_request_t *r, ngx_int_t rc)
 ngx_int_t
 ngx_http_registry_manifest_delete(ngx_http_request_t *r)
 {
-    if (ngx_http_registry_task_run(r, ngx_http_registry_delete_work,
-                                   ngx_http_get_module_ctx(r,
+    return ngx_http_registry_task_start(r, ngx_http_registry_delete_work,
+                                        ngx_http_get_module_ctx(r,
                                                     ngx_http_registry_module),
-                                   ngx_http_registry_manifest_deleted)
-        != NGX_OK)
-    {
-        return ngx_http_registry_error(r, NGX_HTTP_REGISTRY_UNAVAILABLE,
-                                       "no thread for the delete");
-    }
-
-    return NGX_DONE;
+                                        ngx_http_registry_manifest_deleted);
 }
 
 
@@ -483,8 +476,8 @@ ngx_http_registry_delete_work(ngx_http_registry_op_t *op, void *data)
 
     if (ctx->route.by_digest) {
         return ngx_http_registry_store_manifest_delete(op, &ctx->route.name,
-                                                   &ctx->route.digest,
-                                                   ctx->conf->manifest_max_size);
+                                                &ctx->route.digest,
+                                                ctx->conf->manifest_max_size);
     }
 
     return ngx_http_registry_store_tag_delete(op, &ctx->route.name,

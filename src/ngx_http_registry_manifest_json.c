@@ -464,8 +464,8 @@ ngx_http_registry_referrer_describe(ngx_pool_t *pool, json_t *root,
     field = json_object_get(root, "mediaType");
     type = json_is_string(field)
            ? json_string_value(field)
-           : (json_object_get(root, "manifests") ? NGX_HTTP_REGISTRY_OCI_INDEX
-                                                 : NGX_HTTP_REGISTRY_OCI_MANIFEST);
+           : json_object_get(root, "manifests")
+             ? NGX_HTTP_REGISTRY_OCI_INDEX : NGX_HTTP_REGISTRY_OCI_MANIFEST;
 
     artifact = json_object_get(root, "artifactType");
 

@@ -78,6 +78,8 @@ ngx_int_t ngx_http_registry_digest_equal(ngx_http_registry_digest_t *a,
     ngx_http_registry_digest_t *b);
 ngx_int_t ngx_http_registry_digest_copy(ngx_pool_t *pool, u_char *data,
     size_t len, ngx_http_registry_digest_t *digest);
+ngx_int_t ngx_http_registry_digest_of(ngx_pool_t *pool, ngx_uint_t alg,
+    ngx_str_t *hex, ngx_http_registry_digest_t *digest);
 
 
 /* ---- names, tags and upload ids (names.c) ---- */
@@ -175,7 +177,8 @@ typedef struct {
 
 
 typedef struct {
-    ngx_str_t                  root;     /* <registry_root>/docker/registry/v2 */
+    ngx_str_t                  root;     /* <registry_root>/docker/registry/v2,
+                                            NUL-terminated */
     uint64_t                   id;       /* a hash of root */
     time_t                     upload_expire;   /* shortest of its locations */
     ngx_msec_t                 catalog_refresh; /* shortest of its locations */
@@ -218,6 +221,8 @@ ngx_int_t ngx_http_registry_op_syserr(ngx_http_registry_op_t *op,
 #define NGX_HTTP_REGISTRY_MARKS  3      /* _layers, _manifests, _uploads */
 
 ngx_int_t ngx_http_registry_path_blob(ngx_http_registry_op_t *op,
+    ngx_str_t *out, ngx_http_registry_digest_t *digest);
+ngx_int_t ngx_http_registry_path_blob_file(ngx_http_registry_op_t *op,
     ngx_str_t *out, ngx_http_registry_digest_t *digest);
 ngx_int_t ngx_http_registry_path_layer_link(ngx_http_registry_op_t *op,
     ngx_str_t *out, ngx_str_t *name, ngx_http_registry_digest_t *digest);

@@ -25,7 +25,7 @@ ngx_http_registry_store_blob_find(ngx_http_registry_op_t *op, ngx_str_t *name,
     ngx_http_registry_digest_t *digest, ngx_str_t *data)
 {
     ngx_int_t  rc;
-    ngx_str_t  link, path;
+    ngx_str_t  link;
 
     if (ngx_http_registry_path_layer_link(op, &link, name, digest) != NGX_OK) {
         return NGX_ERROR;
@@ -47,11 +47,7 @@ ngx_http_registry_store_blob_find(ngx_http_registry_op_t *op, ngx_str_t *name,
         return rc;
     }
 
-    if (ngx_http_registry_path_blob(op, &path, digest) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    return ngx_http_registry_path_absolute(op, data, &path);
+    return ngx_http_registry_path_blob_file(op, data, digest);
 }
 
 

@@ -44,6 +44,8 @@ static ngx_int_t ngx_http_registry_file_absent(ngx_http_registry_op_t *op,
     ngx_err_t err, ngx_str_t *path);
 static ngx_int_t ngx_http_registry_file_link_fault(ngx_http_registry_op_t *op,
     ngx_str_t *path);
+static ngx_int_t ngx_http_registry_parent(ngx_http_registry_op_t *op,
+    ngx_str_t *path, ngx_fd_t *dir, u_char **base);
 static ngx_fd_t ngx_http_registry_open_parent(ngx_http_registry_op_t *op,
     ngx_str_t *path, u_char **base);
 static ngx_int_t ngx_http_registry_rename(ngx_http_registry_op_t *op,
@@ -708,7 +710,36 @@ ngx_http_registry_file_link_fault(ngx_http_registry_op_t *op,
 }
 
 
-/* the directory holding path, open for *at() calls; *base: the last name */
+/*
+ * The directory holding path, open as *dir for *at() calls on *base, the
+ * path's last name.  NGX_DECLINED: the directory does not exist (or is
+ * reached through a link).
+ */
+
+static ngx_int_t
+ngx_http_registry_parent(ngx_http_registry_op_t *op, ngx_str_t *path,
+    ngx_fd_t *dir, u_char **base)
+{
+    ngx_err_t  err;
+
+    *dir = ngx_http_registry_open_parent(op, path, base);
+
+    if (*dir != -1) {
+        return NGX_OK;
+    }
+
+    err = ngx_errno;
+
+    if (ngx_http_registry_file_absent(op, err, path)) {
+        return NGX_DECLINED;
+    }
+
+    ngx_log_error(NGX_LOG_CRIT, op->log, err,
+                  "open the directory of \"%V\" failed", path);
+
+    return ngx_http_registry_op_syserr(op, err);
+}
+
 
 static ngx_fd_t
 ngx_http_registry_open_parent(ngx_http_registry_op_t *op, ngx_str_t *path,
@@ -799,31 +830,24 @@ ngx_http_registry_rename(ngx_http_registry_op_t *op, ngx_str_t *from,
     ngx_err_t   err;
     ngx_int_t   rc;
 
-    from_dir = ngx_http_registry_open_parent(op, from, &from_base);
+    rc = ngx_http_registry_parent(op, from, &from_dir, &from_base);
 
-    if (from_dir == -1) {
-        err = ngx_errno;
-        ngx_log_error(NGX_LOG_CRIT, op->log, err,
-                      "open the directory of \"%V\" failed", from);
-        return ngx_http_registry_op_syserr(op, err);
+    if (rc == NGX_DECLINED) {
+        ngx_log_error(NGX_LOG_CRIT, op->log, NGX_ENOENT,
+                      "the directory of \"%V\", to publish, is gone", from);
+        return ngx_http_registry_op_syserr(op, NGX_ENOENT);
     }
 
-    to_dir = ngx_http_registry_open_parent(op, to, &to_base);
+    if (rc != NGX_OK) {
+        return NGX_ERROR;
+    }
 
-    if (to_dir == -1) {
-        err = ngx_errno;
+    rc = ngx_http_registry_parent(op, to, &to_dir, &to_base);
+
+    if (rc != NGX_OK) {
         (void) close(from_dir);
-
-        if (ngx_http_registry_file_absent(op, err, to)) {
-            return NGX_DECLINED;
-        }
-
-        ngx_log_error(NGX_LOG_CRIT, op->log, err,
-                      "open the directory of \"%V\" failed", to);
-        return ngx_http_registry_op_syserr(op, err);
+        return rc;
     }
-
-    rc = NGX_OK;
 
     if (renameat(from_dir, (char *) from_base, to_dir, (char *) to_base)
         == -1)
@@ -966,20 +990,12 @@ ngx_http_registry_file_unlink(ngx_http_registry_op_t *op, ngx_str_t *path,
     u_char     *base;
     ngx_fd_t    dirfd;
     ngx_err_t   err;
+    ngx_int_t   rc;
     ngx_str_t   parent;
 
-    dirfd = ngx_http_registry_open_parent(op, path, &base);
-
-    if (dirfd == -1) {
-        err = ngx_errno;
-
-        if (ngx_http_registry_file_absent(op, err, path)) {
-            return NGX_DECLINED;
-        }
-
-        ngx_log_error(NGX_LOG_CRIT, op->log, err,
-                      "open the directory of \"%V\" failed", path);
-        return ngx_http_registry_op_syserr(op, err);
+    rc = ngx_http_registry_parent(op, path, &dirfd, &base);
+    if (rc != NGX_OK) {
+        return rc;
     }
 
     if (unlinkat(dirfd, (char *) base, 0) == -1) {
@@ -1031,21 +1047,11 @@ ngx_http_registry_file_remove_tree(ngx_http_registry_op_t *op,
 {
     u_char     *base;
     ngx_fd_t    dirfd;
-    ngx_err_t   err;
     ngx_int_t   rc;
 
-    dirfd = ngx_http_registry_open_parent(op, path, &base);
-
-    if (dirfd == -1) {
-        err = ngx_errno;
-
-        if (ngx_http_registry_file_absent(op, err, path)) {
-            return NGX_DECLINED;
-        }
-
-        ngx_log_error(NGX_LOG_CRIT, op->log, err,
-                      "open the directory of \"%V\" failed", path);
-        return ngx_http_registry_op_syserr(op, err);
+    rc = ngx_http_registry_parent(op, path, &dirfd, &base);
+    if (rc != NGX_OK) {
+        return rc;
     }
 
     rc = ngx_http_registry_remove_at(op, dirfd, (char *) base, 0);

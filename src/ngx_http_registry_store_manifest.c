@@ -65,7 +65,7 @@ ngx_http_registry_store_manifest_resolve(ngx_http_registry_op_t *op,
     ngx_str_t *data)
 {
     ngx_int_t  rc;
-    ngx_str_t  link, path;
+    ngx_str_t  link;
 
     if (tag) {
         if (ngx_http_registry_path_tag_link(op, &link, name, tag) != NGX_OK) {
@@ -94,11 +94,7 @@ ngx_http_registry_store_manifest_resolve(ngx_http_registry_op_t *op,
         return rc;
     }
 
-    if (ngx_http_registry_path_blob(op, &path, digest) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    return ngx_http_registry_path_absolute(op, data, &path);
+    return ngx_http_registry_path_blob_file(op, data, digest);
 }
 
 

@@ -41,6 +41,22 @@ ngx_http_registry_path_blob(ngx_http_registry_op_t *op, ngx_str_t *out,
 }
 
 
+/* the same, in full, for nginx's open_file_cache */
+
+ngx_int_t
+ngx_http_registry_path_blob_file(ngx_http_registry_op_t *op, ngx_str_t *out,
+    ngx_http_registry_digest_t *digest)
+{
+    ngx_str_t  path;
+
+    if (ngx_http_registry_path_blob(op, &path, digest) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_registry_path_absolute(op, out, &path);
+}
+
+
 ngx_int_t
 ngx_http_registry_path_layer_link(ngx_http_registry_op_t *op, ngx_str_t *out,
     ngx_str_t *name, ngx_http_registry_digest_t *digest)

@@ -40,6 +40,8 @@ static ngx_int_t ngx_http_registry_referrers_current(ngx_http_registry_op_t *op,
     ngx_str_t *name, struct timespec *asof);
 static ngx_int_t ngx_http_registry_referrers_rebuild(ngx_http_registry_op_t *op,
     ngx_str_t *name, size_t max, struct timespec *asof);
+static ngx_int_t ngx_http_registry_referrers_index(ngx_http_registry_op_t *op,
+    ngx_str_t *name, ngx_uint_t alg, ngx_str_t *hex, size_t max);
 static ngx_int_t ngx_http_registry_referrers_collect(ngx_http_registry_op_t *op,
     ngx_str_t *name, ngx_http_registry_digest_t *subject, size_t max,
     ngx_array_t *list);
@@ -337,11 +339,10 @@ static ngx_int_t
 ngx_http_registry_referrers_rebuild(ngx_http_registry_op_t *op,
     ngx_str_t *name, size_t max, struct timespec *asof)
 {
-    ngx_int_t                   rc;
-    ngx_str_t                   dir, path, body, descriptor, *hex, text;
-    ngx_uint_t                  alg, i;
-    ngx_array_t                 revisions;
-    ngx_http_registry_digest_t  digest, subject;
+    ngx_int_t    rc;
+    ngx_str_t    dir, path, *hex;
+    ngx_uint_t   alg, i;
+    ngx_array_t  revisions;
 
     ngx_log_error(NGX_LOG_INFO, op->log, 0,
                   "registry: rebuilding the referrers index of \"%V\"", name);
@@ -367,38 +368,8 @@ ngx_http_registry_referrers_rebuild(ngx_http_registry_op_t *op,
         hex = revisions.elts;
 
         for (i = 0; i < revisions.nelts; i++) {
-            text.data = ngx_pnalloc(op->pool, NGX_HTTP_REGISTRY_DIGEST_MAX_LEN);
-            if (text.data == NULL) {
-                return ngx_http_registry_op_syserr(op, NGX_ENOMEM);
-            }
-
-            text.len = ngx_slprintf(text.data,
-                                    text.data + NGX_HTTP_REGISTRY_DIGEST_MAX_LEN,
-                                    "%V:%V", ngx_http_registry_alg_name(alg),
-                                    &hex[i])
-                       - text.data;
-
-            if (ngx_http_registry_parse_digest(&text, &digest) != NGX_OK
-                || ngx_http_registry_path_blob(op, &path, &digest) != NGX_OK
-                || ngx_http_registry_file_read(op, &path, max, &body) != NGX_OK
-                || ngx_http_registry_manifest_referrer(op->pool, &body, &digest,
-                                                       &subject, &descriptor)
-                   != NGX_OK)
-            {
-                continue;
-            }
-
-            if (ngx_http_registry_path_referrer(op, &path, name, &subject,
-                                                &digest)
+            if (ngx_http_registry_referrers_index(op, name, alg, &hex[i], max)
                 != NGX_OK)
-            {
-                return NGX_ERROR;
-            }
-
-            if (ngx_http_registry_file_exists(op, &path) == NGX_DECLINED
-                && ngx_http_registry_file_write(op, &path, descriptor.data,
-                                                descriptor.len, 0)
-                   != NGX_OK)
             {
                 return NGX_ERROR;
             }
@@ -410,6 +381,55 @@ ngx_http_registry_referrers_rebuild(ngx_http_registry_op_t *op,
     }
 
     return ngx_http_registry_file_touch(op, &path, asof);
+}
+
+
+/*
+ * The index entry of one revision, if it is a manifest with a subject
+ * and the entry is missing.  A revision whose bytes are gone, or that is
+ * no such manifest, has none.
+ */
+
+static ngx_int_t
+ngx_http_registry_referrers_index(ngx_http_registry_op_t *op,
+    ngx_str_t *name, ngx_uint_t alg, ngx_str_t *hex, size_t max)
+{
+    ngx_int_t                   rc;
+    ngx_str_t                   path, body, descriptor;
+    ngx_http_registry_digest_t  digest, subject;
+
+    rc = ngx_http_registry_digest_of(op->pool, alg, hex, &digest);
+
+    if (rc != NGX_OK) {
+        return (rc == NGX_DECLINED) ? NGX_OK
+                                    : ngx_http_registry_op_syserr(op,
+                                                                  NGX_ENOMEM);
+    }
+
+    if (ngx_http_registry_path_blob(op, &path, &digest) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_registry_file_read(op, &path, max, &body) != NGX_OK
+        || ngx_http_registry_manifest_referrer(op->pool, &body, &digest,
+                                               &subject, &descriptor)
+           != NGX_OK)
+    {
+        return NGX_OK;
+    }
+
+    if (ngx_http_registry_path_referrer(op, &path, name, &subject, &digest)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_registry_file_exists(op, &path) != NGX_DECLINED) {
+        return NGX_OK;
+    }
+
+    return ngx_http_registry_file_write(op, &path, descriptor.data,
+                                        descriptor.len, 0);
 }
 
 

@@ -103,6 +103,26 @@ ngx_http_registry_task_run(ngx_http_request_t *r,
 
 
 /*
+ * The same from a content handler, which returns what this returns:
+ * NGX_DONE, or the 503 answer when no task could be posted (a full
+ * thread pool queue).
+ */
+
+ngx_int_t
+ngx_http_registry_task_start(ngx_http_request_t *r,
+    ngx_http_registry_work_pt work, void *data,
+    ngx_http_registry_resume_pt resume)
+{
+    if (ngx_http_registry_task_run(r, work, data, resume) != NGX_OK) {
+        return ngx_http_registry_error(r, NGX_HTTP_REGISTRY_UNAVAILABLE,
+                                       "no thread for the request");
+    }
+
+    return NGX_DONE;
+}
+
+
+/*
  * The task's own op: a copy of the request's, with a pool the thread may
  * use while the task runs (destroyed with the request, so what the work
  * left there lasts as long as the request), a log without the request's

@@ -32,7 +32,7 @@
 
 
 static ngx_int_t ngx_http_registry_upload_args(ngx_http_request_t *r,
-    ngx_http_registry_ctx_t *ctx, ngx_http_registry_digest_t *mount);
+    ngx_http_registry_ctx_t *ctx);
 static ngx_int_t ngx_http_registry_upload_refuse(ngx_http_registry_ctx_t *ctx,
     ngx_http_registry_err_e code, const char *detail);
 static ngx_int_t ngx_http_registry_upload_algorithm(ngx_http_request_t *r,
@@ -97,16 +97,16 @@ static void ngx_http_registry_leftover_done(ngx_http_registry_detached_t *d);
 ngx_int_t
 ngx_http_registry_upload_start(ngx_http_request_t *r)
 {
-    ngx_int_t                    rc;
-    ngx_http_registry_ctx_t     *ctx;
-    ngx_http_registry_digest_t   mount;
+    ngx_int_t                   rc;
+    ngx_http_registry_ctx_t    *ctx;
+    ngx_http_registry_work_pt   work;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_registry_module);
 
     ctx->upload.name = ctx->route.name;
     ctx->upload.data.fd = NGX_INVALID_FILE;
 
-    rc = ngx_http_registry_upload_args(r, ctx, &mount);
+    rc = ngx_http_registry_upload_args(r, ctx);
 
     if (rc == NGX_DECLINED) {
         return ngx_http_registry_send_fault(r, &ctx->fault);
@@ -120,13 +120,11 @@ ngx_http_registry_upload_start(ngx_http_request_t *r)
         return ngx_http_registry_upload_monolithic(r, ctx);
     }
 
-    rc = ngx_http_registry_upload_mountable(r, ctx)
-         ? ngx_http_registry_task_run(r, ngx_http_registry_mount_work, ctx,
-                                      ngx_http_registry_upload_started)
-         : ngx_http_registry_task_run(r, ngx_http_registry_create_work, ctx,
-                                      ngx_http_registry_upload_started);
+    work = ngx_http_registry_upload_mountable(r, ctx)
+           ? ngx_http_registry_mount_work : ngx_http_registry_create_work;
 
-    return (rc == NGX_OK) ? NGX_DONE : NGX_HTTP_INTERNAL_SERVER_ERROR;
+    return ngx_http_registry_task_start(r, work, ctx,
+                                        ngx_http_registry_upload_started);
 }
 
 
@@ -139,7 +137,7 @@ ngx_http_registry_upload_start(ngx_http_request_t *r)
 
 static ngx_int_t
 ngx_http_registry_upload_args(ngx_http_request_t *r,
-    ngx_http_registry_ctx_t *ctx, ngx_http_registry_digest_t *mount)
+    ngx_http_registry_ctx_t *ctx)
 {
     ngx_int_t  rc;
     ngx_str_t  value;
@@ -151,13 +149,11 @@ ngx_http_registry_upload_args(ngx_http_request_t *r,
     }
 
     if (rc == NGX_OK) {
-        if (ngx_http_registry_parse_digest(&value, mount) != NGX_OK) {
+        if (ngx_http_registry_parse_digest(&value, &ctx->expected) != NGX_OK) {
             return ngx_http_registry_upload_refuse(ctx,
                                              NGX_HTTP_REGISTRY_DIGEST_INVALID,
                                              "invalid mount parameter");
         }
-
-        ctx->expected = *mount;
 
         rc = ngx_http_registry_arg(r, "from", &ctx->from);
 
@@ -443,15 +439,12 @@ ngx_http_registry_upload_patch(ngx_http_request_t *r)
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_registry_module);
 
-    if (ngx_http_registry_upload_hold(r, ctx) != NGX_OK
-        || ngx_http_registry_task_run(r, ngx_http_registry_open_work, ctx,
-                                      ngx_http_registry_upload_opened)
-           != NGX_OK)
-    {
+    if (ngx_http_registry_upload_hold(r, ctx) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    return NGX_DONE;
+    return ngx_http_registry_task_start(r, ngx_http_registry_open_work, ctx,
+                                        ngx_http_registry_upload_opened);
 }
 
 
@@ -834,15 +827,12 @@ ngx_http_registry_upload_cancel(ngx_http_request_t *r)
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_registry_module);
 
-    if (ngx_http_registry_upload_hold(r, ctx) != NGX_OK
-        || ngx_http_registry_task_run(r, ngx_http_registry_cancel_work, ctx,
-                                      ngx_http_registry_upload_cancelled)
-           != NGX_OK)
-    {
+    if (ngx_http_registry_upload_hold(r, ctx) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    return NGX_DONE;
+    return ngx_http_registry_task_start(r, ngx_http_registry_cancel_work, ctx,
+                                        ngx_http_registry_upload_cancelled);
 }
 
 
