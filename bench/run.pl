@@ -4,11 +4,14 @@
 #
 #   perl bench/run.pl [--rounds 3] [--secs 3] [--quick] [--keep]
 #                     [--tmpdir DIR] [--no-save] [--workers N]
-#                     [--only blob,manifest,listing,h2,push,fairness,memory]
+#                     [--only blob,manifest,listing,h2,push,fairness,latency,
+#                             memory]
 #
 # Starts on 127.0.0.1, on ONE store in a temporary directory:
 #   A  nginx + the module, B  the same nginx serving the store's blob files
 #   as static files, C  docker-registry (distribution 2.8.2);
+# and, for the listing and latency groups, a second A and C on a second
+# store of 100,000 repositories (the listings at scale);
 # runs every measurement interleaved (A, B, C, A, B, C, ...), and prints a
 # markdown table of medians and ratios against the targets of the issue
 # "Performance", also written to bench/results/.  bench/README.md says what
@@ -59,7 +62,8 @@ my %ST;    # the run: options, temp dir, servers, content, limits, rows
 my @GROUPS = (
     [blob => \&blob_rows], [manifest => \&manifest_rows],
     [listing => \&listing_rows], [h2 => \&h2_rows], [push => \&push_rows],
-    [fairness => \&fairness_rows], [memory => \&memory_rows],
+    [fairness => \&fairness_rows], [latency => \&latency_rows],
+    [memory => \&memory_rows],
 );
 
 main();
@@ -83,9 +87,16 @@ sub main {
     }
 }
 
+# dies; and, should the die land in an eval of a measurement, the next
+# step or round dies again (interrupted())
 sub on_signal {
     my ($sig) = @_;
+    $ST{signal} = $sig;
     die "interrupted by SIG$sig\n";
+}
+
+sub interrupted {
+    die "interrupted by SIG$ST{signal}\n" if $ST{signal} && !$ST{cleaned};
 }
 
 END {
@@ -164,7 +175,8 @@ sub setup {
     my $opt = $ST{opt};
 
     $ST{tmp} = tempdir('ngx-registry-bench-XXXXXX', DIR => $opt->{tmpdir});
-    check_free_space($ST{tmp}, 14);
+    my $big = want_group('listing') || want_group('latency');
+    check_free_space($ST{tmp}, 14 + (want_group('latency') ? 5 : 0));
     say_step("temp dir $ST{tmp}");
 
     make_path("$ST{tmp}/work");
@@ -181,19 +193,64 @@ sub setup {
         module => "$REPO/build/ngx_http_registry_module.so",
         cert => $crt, key => $key);
 
+    setup_big(crt => $crt, key => $key) if $big;
+
     $ST{rss_start} = worker_rss();
+}
+
+# the second store (Bench::Content::load_big) and its A and C
+sub setup_big {
+    my (%o) = @_;
+
+    my $store = big_store_dir();
+    $ST{bc} = Bench::Content::load_big($store);
+    make_path("$ST{tmp}/big");
+    $ST{big_srv} = Bench::Servers::start_all(
+        dir => "$ST{tmp}/big", store => $store, only => [qw(A C)],
+        workers => $ST{opt}{workers},
+        module => "$REPO/build/ngx_http_registry_module.so",
+        cert => $o{crt}, key => $o{key});
+    settle();
+}
+
+# The second store is 1.2 million files and directories.  On a tmpfs of
+# its own (root, as t/scale.t does) writing it takes seconds and removing
+# it is one umount; on the temp dir's file system removing it can take
+# many minutes (ext4 mounted with discard: 9 min on the 2-core VM).
+# Either way its listings are read from memory (dentry and page caches).
+sub big_store_dir {
+    my $mnt = "$ST{tmp}/big-store";
+    make_path($mnt);
+
+    if ($> == 0 && system('mount', '-t', 'tmpfs', '-o',
+                          'size=4g,nr_inodes=2m', 'tmpfs', $mnt) == 0) {
+        $ST{big_mount} = $mnt;
+        $ST{big_where} = "a tmpfs of its own ($mnt)";
+    } else {
+        say_step('no tmpfs for the second store (not root?): it goes to '
+                 . "$mnt, and removing it at the end can take minutes");
+        check_free_space($ST{tmp}, 14 + 5 + (want_group('latency') ? 5 : 0));
+        $ST{big_where} = "$mnt (the temp dir's file system)";
+    }
+
+    return "$mnt/store";
 }
 
 sub check_free_space {
     my ($dir, $gib) = @_;
 
+    my $free = free_gib($dir);
+    die sprintf("%s has %.1f GiB free; the benchmark needs %d GiB\n",
+                $dir, $free, $gib)
+        if $free < $gib;
+}
+
+sub free_gib {
+    my ($dir) = @_;
+
     my ($rc, $out) = run_cmd(['df', '-P', '-k', $dir]);
     my (undef, $line) = split /\n/, $out;
-    my $free = (split ' ', $line // '')[3] // 0;
-
-    die sprintf("%s has %.1f GiB free; the benchmark needs %d GiB\n",
-                $dir, $free / $MIB, $gib)
-        if $free < $gib * $MIB;
+    return ((split ' ', $line // '')[3] // 0) / $MIB;
 }
 
 # stops every server and child, removes the temp dir; each step is tried
@@ -203,16 +260,25 @@ sub cleanup {
 
     local $SIG{$_} = 'IGNORE' for qw(INT TERM HUP);
 
-    eval { Bench::Servers::stop_all($ST{srv}) if $ST{srv}; 1 }
-        or print STDERR "bench: stopping the servers: $@";
+    for my $srv (grep { $_ } @ST{qw(big_srv srv)}) {
+        eval { Bench::Servers::stop_all($srv); 1 }
+            or print STDERR "bench: stopping the servers: $@";
+    }
     eval { stop_all_children(); 1 }
         or print STDERR "bench: stopping children: $@";
 
     return unless $ST{tmp} && -d $ST{tmp};
 
     if ($ST{opt}{keep}) {
-        say_step("kept $ST{tmp}");
+        say_step("kept $ST{tmp}" . ($ST{big_mount}
+            ? "; the second store is still mounted: umount $ST{big_mount}"
+            : ''));
     } else {
+        if ($ST{big_mount}) {
+            system('umount', $ST{big_mount}) == 0
+                or system('umount', '-l', $ST{big_mount}) == 0
+                or print STDERR "bench: umount $ST{big_mount} failed\n";
+        }
         say_step("removing $ST{tmp}");
         system('rm', '-rf', '--', $ST{tmp});
     }
@@ -225,6 +291,7 @@ sub cleanup {
 sub phase {
     my ($name) = @_;
 
+    interrupted();
     end_phase();
     say_step($name);
     $ST{phase} = { name => $name, snap => Bench::Noise::snapshot() };
@@ -242,23 +309,64 @@ sub end_phase {
 }
 
 # $code->($server, $round) for every round, the servers in turn; a server
-# whose sanity check failed gets that error instead of measurements
+# whose sanity check failed gets that error instead of measurements.
+# %o: once => [servers measured in the first round only], after => a
+# check run again once the rounds are over (a failure fails the server's
+# cell: a wrong answer is caught even when it appears under load).
 sub interleaved {
-    my ($servers, $check, $code) = @_;
+    my ($servers, $check, $code, %o) = @_;
 
     my %broken = map { $_ => $check ? $check->($_) : '' } @$servers;
+    my %once = map { $_ => 1 } @{ $o{once} || [] };
     my %res;
 
     for my $round (1 .. $ST{opt}{rounds}) {
         local $ST{round} = $round;
 
         for my $s (@$servers) {
+            interrupted();
+            next if $once{$s} && $round > 1;
             push @{ $res{$s} }, $broken{$s} ? { error => $broken{$s} }
                                             : $code->($s, $round);
         }
     }
 
+    for my $s (grep { $o{after} && !$broken{$_} } @$servers) {
+        my $err = $o{after}->($s) or next;
+        $_->{error} ||= "after the measurements: $err" for @{ $res{$s} };
+    }
+
     return \%res;
+}
+
+# Waits (at most $max s) until a server has stopped using the CPU: it
+# used less than 5 % of a core over 0.5 s.  Distribution keeps working
+# on the requests a stopped wrk left unanswered (a catalog page at
+# 100,000 repositories takes it seconds), which would weigh on whatever
+# is measured next.
+sub wait_quiet {
+    my ($srv, $max) = @_;
+
+    my @pids = ($srv->{pid}, $srv->{kind} eq 'nginx'
+                             ? Bench::Servers::worker_pids($srv->{pid}) : ());
+    my $ticks = sub {
+        my $t = 0;
+        for my $pid (@pids) {
+            my $stat = slurp("/proc/$pid/stat");
+            my @f = split ' ', ($stat =~ /\) (.*)$/s)[0] // '';
+            $t += ($f[11] // 0) + ($f[12] // 0);
+        }
+        return $t;
+    };
+
+    my $hz = POSIX::sysconf(POSIX::_SC_CLK_TCK()) || 100;
+    my $deadline = time + ($max || 60);
+
+    while (time < $deadline) {
+        my $before = $ticks->();
+        sleep 0.5;
+        return if ($ticks->() - $before) / $hz < 0.025;
+    }
 }
 
 # a table row from interleaved results: the median of $metric (a key, or
@@ -296,6 +404,19 @@ sub make_row {
 sub url {
     my ($s, $path) = @_;
     return $ST{srv}{$s}{url} . $path;
+}
+
+# on the servers of the second store
+sub big_url {
+    my ($s, $path) = @_;
+    return $ST{big_srv}{$s}{url} . $path;
+}
+
+# 100002 -> "100,002"
+sub commify {
+    my ($n) = @_;
+    1 while $n =~ s/^(\d+)(\d{3})/$1,$2/;
+    return $n;
 }
 
 # a blob's URL: the registry API on A and C, the static file on B
@@ -355,6 +476,30 @@ sub at_least_times {
         check => sub {
             my $r = Bench::Report::ratio($_[0]{A}, $_[0]{$other});
             defined $r ? ($r >= $min ? 1 : 0) : undef;
+        },
+    };
+}
+
+# A at most $max (a time): "A ≤ 5 ms"
+sub at_most {
+    my ($max, $unit) = @_;
+    return {
+        text => "A ≤ $max $unit",
+        check => sub {
+            defined $_[0]{A} && $_[0]{A} ne 'n/a'
+                ? ($_[0]{A} <= $max ? 1 : 0) : undef;
+        },
+    };
+}
+
+# A at least $min (a rate): "A ≥ 5,000 req/s"
+sub at_least {
+    my ($min, $unit) = @_;
+    return {
+        text => 'A ≥ ' . commify($min) . " $unit",
+        check => sub {
+            defined $_[0]{A} && $_[0]{A} ne 'n/a'
+                ? ($_[0]{A} >= $min ? 1 : 0) : undef;
         },
     };
 }
@@ -506,9 +651,155 @@ sub listing_rows {
                  'lists/s', $cat, 'lists',
                  fmt => '%.1f', target => at_least_times('C', 5)),
         make_row('referrers of one subject, 1,000 referrers', 'req/s', $rr,
-                 'rps', fmt => '%.1f'),
+                 'rps', fmt => '%.1f', target => at_least(5000, 'req/s')),
+        big_catalog_rows(),
+        big_tags_rows(),
     );
 }
+
+# ---- listings at scale: the second store ----
+
+# A server of the second store until its listing caches are made: the
+# module's first catalog or tags/list answer in each worker waits for the
+# walk of 100,000 directories (seconds), which is not what the lines
+# measure.  wrk on 8 connections (both workers get some), 1 s at a time,
+# until a run's slowest answer takes under 250 ms (at most 60 s).
+sub prime_listing {
+    my ($s, $path) = @_;
+
+    my $t0 = time;
+    while (time - $t0 < 60) {
+        my $r = Bench::Load::wrk(big_url($s, $path), conns => 8, secs => 1,
+                                 timeout => 30);
+        return if !$r->{error} && defined $r->{max_ms} && $r->{max_ms} < 250;
+    }
+}
+
+# one listing page on the second store: wrk (8 connections, for $secs),
+# then, the server idle again, the time of single requests (curl, median
+# of 20, or of 5 when 20 would take over 10 s)
+sub page_run {
+    my ($s, $path, %o) = @_;
+
+    my $url = big_url($s, $path);
+    my $srv = $ST{big_srv}{$s};
+    my $r = Bench::Load::wrk($url, conns => 8, timeout => 60,
+                             secs => $o{secs} || $ST{opt}{secs});
+    wait_quiet($srv);
+    return $r if $r->{error} || !$o{idle};
+
+    my $t = Bench::Load::curl_times($url, count => 20);
+    wait_quiet($srv);
+    return { error => "idle requests: $t->{error}" } if $t->{error};
+
+    $r->{idle_ms} = $t->{median_ms};
+    return $r;
+}
+
+# '' when a listing page holds exactly @$want (under $key; in any order
+# if $o{any_order}) and, if $o{next}, a Link to the next page; $o{times}
+# GETs, each on a connection of its own (so that every worker answers)
+sub check_page {
+    my ($url, $key, $want, %o) = @_;
+
+    my $expect = join ',', $o{any_order} ? sort @$want : @$want;
+
+    for (1 .. $o{times} || 1) {
+        my $link;
+        my $err = check_get($url, sub {
+            $link = $_[0]{headers}{link} // '';
+            my $got = json_of($_[0])->{$key} || [];
+            return join(',', $o{any_order} ? sort @$got : @$got) eq $expect;
+        });
+        return $err if $err;
+        return "GET $url: no Link rel=\"next\"" if $o{next}
+                                                  && $link !~ /rel="next"/;
+    }
+
+    return '';
+}
+
+# _catalog?n=100, a first page and one after a name in the middle, on
+# the 100,002 repositories of the second store.  Distribution walks every
+# repository up to `last` for each page (0.6-1.4 s alone at this size,
+# 3-8 s under 8 connections): its wrk runs last 30 s (wrk counts only the
+# answers that came before its end), and it is measured in the first
+# round only.
+sub big_catalog_rows {
+    my $repos = $ST{bc}{repos};
+    my $count = commify(scalar @$repos);
+    my $mid = int(@$repos / 2);
+    my @rows;
+
+    my @pages = (
+        ['first page', '/v2/_catalog?n=100', [ @$repos[0 .. 99] ]],
+        ['middle page', "/v2/_catalog?n=100&last=$repos->[$mid]",
+         [ @$repos[$mid + 1 .. $mid + 100] ]],
+    );
+
+    for my $p (@pages) {
+        my ($what, $path, $want) = @$p;
+        phase("_catalog $what (n=100) at $count repositories (wrk, 8 "
+              . 'connections; 20 requests idle)');
+
+        my $check = sub { check_page(big_url($_[0], $path), 'repositories',
+                                     $want, next => 1,
+                                     times => $_[0] eq 'A' ? 4 : 1) };
+        prime_listing('A', $path);
+        my $res = interleaved([qw(A C)], $check,
+            sub { page_run($_[0], $path, idle => 1,
+                           secs => $_[0] eq 'C' ? max_of($ST{opt}{secs}, 30)
+                                                : $ST{opt}{secs}) },
+            once => ['C'], after => $check);
+
+        my $name = "_catalog $what (n=100), $count repositories";
+        push @rows,
+            make_row($name, 'req/s', $res, 'rps',
+                     fmt => '%.1f'),
+            make_row("$name, p50", 'ms', $res, 'p50_ms', fmt => '%.2f'),
+            make_row("$name, p99", 'ms', $res, 'p99_ms', fmt => '%.2f'),
+            make_row("$name, one request idle (curl, median of 20)", 'ms',
+                     $res, 'idle_ms', fmt => '%.2f',
+                     target => at_most(5, 'ms'));
+    }
+
+    return @rows;
+}
+
+# tags/list?n=100 and the whole list of the 100,000 tags of the second
+# store.  Distribution 2.8.2 ignores n on tags/list (it answers every
+# tag, unsorted): the page is A's only.
+sub big_tags_rows {
+    my $tags = $ST{bc}{tags};
+    my $count = commify(scalar @$tags);
+    my $list = "/v2/$ST{bc}{tags_repo}/tags/list";
+    my @rows;
+
+    for my $p (['page (n=100)', "$list?n=100", [ @$tags[0 .. 99] ], [qw(A)]],
+               ['whole list', $list, $tags, [qw(A C)]]) {
+        my ($what, $path, $want, $servers) = @$p;
+        phase("tags/list $what at $count tags (wrk, 8 connections)");
+
+        my $check = sub {
+            check_page(big_url($_[0], $path), 'tags', $want, times => 4,
+                       next => ($what =~ /page/ ? 1 : 0),
+                       any_order => $_[0] eq 'C')
+        };
+        prime_listing('A', $path);
+        my $res = interleaved($servers, $check, sub { page_run($_[0], $path) },
+                              after => $check);
+
+        push @rows,
+            make_row("tags/list $what, $count tags", 'req/s', $res, 'rps',
+                     fmt => '%.1f'),
+            make_row("tags/list $what, $count tags, p99", 'ms', $res,
+                     'p99_ms', fmt => '%.2f');
+    }
+
+    return @rows;
+}
+
+sub max_of { $_[0] > $_[1] ? $_[0] : $_[1] }
 
 # The pages a client must GET for the whole catalog: one on A (n = all),
 # pages of 1,000 on C (distribution refuses n > 1000).  Listings/s is
@@ -832,6 +1123,251 @@ sub fair_pusher {
     return { %$f, pid => $pid };
 }
 
+# ---- latency: manifest GET p99 under listings and pushes; the final PUT
+# of a 4 GiB chunked upload ----
+
+sub latency_rows {
+    return (manifest_latency_rows(), final_put_rows());
+}
+
+sub ratio_row {
+    my ($name, $idle, $busy) = @_;
+
+    my $ratio = {};
+    for my $s (qw(A C)) {
+        my ($i, $b) = ($idle->{$s}[0], $busy->{$s}[0]);
+        $ratio->{$s} = [ $i->{error} || $b->{error}
+            ? { error => $i->{error} || $b->{error} }
+            : { ratio => $b->{p99_ms} / $i->{p99_ms} } ];
+    }
+
+    my $row = make_row($name, 'x', $ratio, 'ratio', fmt => '%.2f', target => {
+        text => 'A ≤ 2',
+        check => sub { defined $_[0]{A} ? ($_[0]{A} <= 2 ? 1 : 0) : undef },
+    });
+    @$row{qw(ratio_B ratio_C)} = ('n/a', '—');
+
+    return $row;
+}
+
+# wrk -c 8 for 5 s on a manifest GET by tag, on each server idle and then
+# under load: on the second store's, while 2 clients page through its
+# 100,000-repository catalog; on the main store's (pushes fsync on the
+# disk there, as in every push line), while 2 clients push small images
+sub manifest_latency_rows {
+    my $bc = $ST{bc};
+    my (%idle_big, %cat, %idle, %push);
+
+    for my $s (qw(A C)) {
+        my $url = big_url($s, "/v2/$bc->{repo}/manifests/latest");
+        my $err = check_get($url, sub { $_[0]{content} eq $bc->{manifest}{bytes} },
+                            $ACCEPT);
+        if ($err) {
+            $_->{$s} = [ { error => $err } ] for \%idle_big, \%cat;
+        } else {
+            phase("latency on $s (second store): p99 of manifest GETs by "
+                  . 'tag idle (wrk, 8 conns, 5 s)');
+            settle();
+            $idle_big{$s} = [ wrk_run($url, conns => 8, secs => 5,
+                                      headers => [$ACCEPT]) ];
+
+            phase("latency on $s (second store): the same while 2 clients "
+                  . 'page through the catalog (n=1000)');
+            ($cat{$s}[0], $ST{bg_work}{catalog}{$s})
+                = busy_manifest_p99($s, $url, \&catalog_pager);
+        }
+
+        $url = manifest_url($s, 'latest');
+        $err = check_manifest($s, 'latest');
+        if ($err) {
+            $_->{$s} = [ { error => $err } ] for \%idle, \%push;
+            next;
+        }
+
+        phase("latency on $s: p99 of manifest GETs by tag idle (wrk, 8 "
+              . 'conns, 5 s)');
+        settle();
+        $idle{$s} = [ wrk_run($url, conns => 8, secs => 5,
+                              headers => [$ACCEPT]) ];
+
+        phase("latency on $s: the same while 2 clients push small images");
+        ($push{$s}[0], $ST{bg_work}{push}{$s})
+            = busy_manifest_p99($s, $url, \&image_pusher);
+    }
+
+    my $small = length $bc->{manifest}{bytes};
+    my $size = length $ST{c}{manifest}{bytes};
+    my $count = commify(scalar @{ $bc->{repos} });
+
+    return (
+        make_row("p99 manifest GET by tag ($small B), 8 conns, idle, "
+                 . "$count repositories", 'ms', \%idle_big, 'p99_ms',
+                 fmt => '%.2f'),
+        make_row('p99 manifest GET by tag, 8 conns, during 2 clients paging '
+                 . 'the catalog', 'ms', \%cat, 'p99_ms', fmt => '%.2f'),
+        ratio_row('p99 during catalog paging / p99 idle', \%idle_big, \%cat),
+        make_row("p99 manifest GET by tag ($size B), 8 conns, idle", 'ms',
+                 \%idle, 'p99_ms', fmt => '%.2f'),
+        make_row('p99 manifest GET by tag, 8 conns, during 2 clients pushing '
+                 . 'small images', 'ms', \%push, 'p99_ms', fmt => '%.2f'),
+        ratio_row('p99 during small pushes / p99 idle', \%idle, \%push),
+    );
+}
+
+# 2 background clients ($start->($s, $i, $done) each) working until the
+# GETs are over ($done->() is true); wrk warms up 1 s after they start and
+# measures 5 s.  Returns the wrk result (failed when a client failed or
+# stopped early) and { secs, work => [what each client did] }.
+sub busy_manifest_p99 {
+    my ($s, $url, $start) = @_;
+
+    my $stop = "$ST{tmp}/work/background.stop";
+    unlink $stop;
+
+    settle();
+    my $t0 = time;
+    my $deadline = $t0 + 120;
+    my $done = sub { -e $stop || time > $deadline };
+    my @jobs = map { $start->($s, $_, $done) } 1 .. 2;
+    sleep 1;
+
+    my $r = wrk_run($url, conns => 8, secs => 5, headers => [$ACCEPT]);
+
+    my $early = grep { !running($_->{pid}) } @jobs;
+    spew($stop, '');
+    my @bad = grep { reap($_->{pid}, 120) != 0 } @jobs;
+    my $secs = time - $t0;
+
+    $r->{error} ||= scalar(@bad) . ' of the 2 background clients failed'
+        if @bad;
+    $r->{error} ||= "$early of the 2 background clients stopped before the "
+                    . 'GETs did' if $early;
+
+    return ($r, { secs => $secs,
+                  work => [ map { slurp($_->{result}) || '0 0' } @jobs ] });
+}
+
+# a child listing the second store's catalog in pages of 1,000 (following
+# Link), whole listing after whole listing, until $done->(); then writes
+# "pages listings" to its result file (only then: a file rewritten on
+# ext4 is flushed when closed, which would throttle the client and write
+# to the disk).  A whole listing with a name missing or extra fails it.
+sub catalog_pager {
+    my ($s, $i, $done) = @_;
+
+    my $base = big_url($s, '');
+    my $count = @{ $ST{bc}{repos} };
+    my $result = "$ST{tmp}/work/pager.$s.$i";
+    unlink $result;
+
+    my $pid = spawn_code(sub {
+        my $http = Bench::Push::http();
+        my ($pages, $lists) = (0, 0);
+
+        while (1) {
+            my $path = '/v2/_catalog?n=1000';
+            my $names = 0;
+
+            while ($path) {
+                my $r = $http->get($path =~ m{^https?://} ? $path
+                                                          : "$base$path");
+                die "GET $path on $s: $r->{status}\n"
+                    unless $r->{status} == 200;
+
+                # {"repositories":["a","b",...]}: names have no quotes
+                $names += ($r->{content} =~ tr/"//) / 2 - 1;
+                $pages++;
+                if ($done->()) {
+                    spew($result, "$pages $lists");
+                    return 1;
+                }
+
+                ($path) = ($r->{headers}{link} // '')
+                          =~ /<([^>]+)>;\s*rel="next"/;
+            }
+
+            die "a whole catalog of $s listed $names of $count\n"
+                unless $names == $count;
+            $lists++;
+        }
+    });
+
+    return { pid => $pid, result => $result };
+}
+
+# a child pushing small images (config, layer, manifest with a new tag)
+# into the main store's bench/pull until $done->(); then writes "images 0"
+sub image_pusher {
+    my ($s, $i, $done) = @_;
+
+    my $base = url($s, '');
+    my $result = "$ST{tmp}/work/pusher.$s.$i";
+    unlink $result;
+
+    my $pid = spawn_code(sub {
+        my $http = Bench::Push::http();
+        my $n = 0;
+
+        do {
+            $n++;
+            Bench::Push::small_image($http, $base, $ST{c}{repo},
+                                     "push-$s-$i-$n", "$s $i $n $$");
+        } until $done->();
+
+        spew($result, "$n 0");
+        return 1;
+    });
+
+    return { pid => $pid, result => $result };
+}
+
+# The final PUT of a 4 GiB upload, POST + 64 PATCHes of 64 MiB + PUT
+# ?digest= on one connection (Bench::Push::chunked_stream): A in every
+# round, C in the first (one push of 4 GiB takes it ~25 s)
+sub final_put_rows {
+    phase('4 GiB chunked push (64 x 64 MiB PATCH, one connection): final '
+          . 'PUT latency');
+
+    my %res;
+    for my $round (1 .. $ST{opt}{rounds}) {
+        local $ST{round} = $round;
+        for my $s (qw(A C)) {
+            next if $s eq 'C' && $round > 1;
+            push @{ $res{$s} }, push_4gib($s, $round);
+        }
+    }
+
+    return (
+        make_row('final PUT latency, 4 GiB upload in 64 MiB PATCH chunks '
+                 . '(one connection)', 's', \%res, 'final_secs',
+                 fmt => '%.3f', target => at_most(1, 's')),
+        make_row('push 4 GiB, 64 MiB PATCH chunks, one connection', 'MB/s',
+                 \%res, 'mbs'),
+    );
+}
+
+sub push_4gib {
+    my ($s, $round) = @_;
+
+    my $free = free_gib($ST{store});
+    return { error => sprintf('%.1f GiB free in the store, 5 GiB needed',
+                              $free) } if $free < 5;
+
+    my $stream = $ST{big}->concat(4, "4g-$s-$round");
+    settle();
+
+    my $r = Bench::Push::chunked_stream(url($s, ''), 'bench/push', $stream,
+                                        chunk => 64 * $MIB);
+
+    my $size = -s $ST{c}{store}->blob_path($stream->{hex}) // 0;
+    $r->{error} ||= "stored blob has $size bytes, not $stream->{size}"
+        unless $size == $stream->{size};
+    drop_blobs($stream->{hex});
+
+    $r->{mbs} = $r->{bytes} / $r->{secs} / $MB unless $r->{error};
+    return $r;
+}
+
 # ---- memory ----
 
 # VmRSS of A's workers, KiB: { sum, max, pids }
@@ -909,6 +1445,9 @@ sub report {
         nginx => $Bench::Servers::NGINX, workers => $opt->{workers},
         rounds => $opt->{rounds}, secs => $opt->{secs},
         a_extra => $ST{srv}{A}{extra},
+        second_store => $ST{bc} && commify(scalar @{ $ST{bc}{repos} })
+            . " repositories, a repository of "
+            . commify(scalar @{ $ST{bc}{tags} }) . " tags, on $ST{big_where}",
         load => "$ST{load_start} at the start, " . loadavg() . ' at the end',
         wall => time - $ST{started});
 
@@ -940,6 +1479,8 @@ sub limits_text {
                      @$f{qw(A C)}), ''
         if $f->{A};
 
+    push @l, bg_work_text(), '' if $ST{bg_work};
+
     push @l, sprintf('A workers\' VmRSS (KiB): at start %s; before the 4 GiB '
                      . '%s; after %s.',
                      map { join(' + ', @{ $_->{kib} }) }
@@ -949,14 +1490,45 @@ sub limits_text {
     return join("\n", @l);
 }
 
+# what the background clients of the latency lines did
+sub bg_work_text {
+    my $w = $ST{bg_work};
+    my @parts;
+
+    for my $s (qw(A C)) {
+        my $c = $w->{catalog}{$s};
+        my $p = $w->{push}{$s};
+        my ($pages, $lists, $images) = (0, 0, 0);
+
+        for (@{ $c ? $c->{work} : [] }) {
+            my ($pg, $ls) = split ' ';
+            $pages += $pg;
+            $lists += $ls;
+        }
+        $images += (split ' ')[0] for @{ $p ? $p->{work} : [] };
+
+        push @parts, sprintf('on %s the 2 catalog clients read %d pages of '
+                             . '1,000 (%d whole listings) in %.1f s and the 2 '
+                             . 'push clients pushed %d small images in %.1f s',
+                             $s, $pages, $lists, $c ? $c->{secs} : 0, $images,
+                             $p ? $p->{secs} : 0)
+            if $c || $p;
+    }
+
+    return 'Latency lines: ' . join('; ', @parts) . '.';
+}
+
 sub extra_notes {
     my @notes = noise_notes();
 
-    for my $s (qw(A B C)) {
-        my $srv = $ST{srv}{$s} or next;
-        my @bad = Bench::Servers::log_problems($srv);
-        push @notes, "- server $s logged " . scalar(@bad)
-                     . " error/crit/alert lines, e.g.: $bad[0]" if @bad;
+    for my $set (['', $ST{srv}], [' (second store)', $ST{big_srv}]) {
+        my ($what, $srvs) = @$set;
+        for my $s (qw(A B C)) {
+            my $srv = $srvs && $srvs->{$s} or next;
+            my @bad = Bench::Servers::log_problems($srv);
+            push @notes, "- server $s$what logged " . scalar(@bad)
+                         . " error/crit/alert lines, e.g.: $bad[0]" if @bad;
+        }
     }
 
     return @notes;

@@ -10,6 +10,13 @@ package Bench::Content;
 #                     referrers: manifests with `subject` and `artifactType`
 #
 # load() returns the facts the measurements need (digests, sizes, paths).
+#
+# load_big() writes the second store, the one of the listings at scale:
+#
+#   catalog/r00000 .. catalog/r99999   100,000 repositories, a layer each
+#   bench/tags        one small image and 100,000 tags t00000..t99999
+#   bench/pull        one small image tagged "latest" (the manifest GETs
+#                     of the latency lines under catalog paging)
 
 use strict;
 use warnings;
@@ -23,6 +30,8 @@ use Bench::Util qw(say_step spawn_code reap);
 our $TAGS = 10_000;
 our $REPOS = 10_000;
 our $REFERRERS = 1_000;
+our $BIG_REPOS = 100_000;
+our $BIG_TAGS = 100_000;
 
 my $KIB = 1024;
 my $MIB = 1024 * 1024;
@@ -74,6 +83,41 @@ sub load {
 
     return \%c;
 }
+
+# The second store: 100,000 repositories (and the two of bench/), a
+# repository of 100,000 tags; written by three processes
+sub load_big {
+    my ($store_root) = @_;
+
+    my $st = Bench::Store->new($store_root);
+    my %c = (store => $st, tags_repo => 'bench/tags', repo => 'bench/pull');
+
+    small_parts($st);
+    $c{manifest} = small_image($st, $c{repo}, 'latest');
+
+    my $half = $BIG_REPOS / 2;
+    my @jobs = (
+        spawn_code(sub { load_tags($st, $c{tags_repo}, $BIG_TAGS) }),
+        spawn_code(sub { load_catalog($st, 0, $half) }),
+        spawn_code(sub { load_catalog($st, $half, $BIG_REPOS) }),
+    );
+
+    my @failed = grep { reap($_, 1800) != 0 } @jobs;
+    die "loading the second store failed\n" if @failed;
+
+    # every repository, sorted as both servers list them
+    $c{repos} = [ sort(@c{qw(repo tags_repo)},
+                       map { catalog_name($_) } 0 .. $BIG_REPOS - 1) ];
+    $c{tags} = [ map { tag_name($_) } 0 .. $BIG_TAGS - 1 ];
+
+    say_step("loaded the second store: catalog/* ($BIG_REPOS "
+             . "repositories), bench/tags ($BIG_TAGS tags), bench/pull");
+
+    return \%c;
+}
+
+sub catalog_name { sprintf 'catalog/r%05d', $_[0] }
+sub tag_name { sprintf 't%05d', $_[0] }
 
 sub small_blob {
     my ($st, $repo, $seed, $size) = @_;
@@ -132,8 +176,8 @@ sub small_image {
 }
 
 sub load_tags {
-    my ($st, $repo) = @_;
-    small_image($st, $repo, map { sprintf 't%05d', $_ } 0 .. $TAGS - 1);
+    my ($st, $repo, $count) = @_;
+    small_image($st, $repo, map { tag_name($_) } 0 .. ($count // $TAGS) - 1);
     return 1;
 }
 
@@ -146,7 +190,7 @@ sub load_catalog {
     my ($st, $from, $to) = @_;
 
     my (undef, $layer) = small_parts($st);
-    $st->layer(sprintf('catalog/r%05d', $_), $layer->[0]) for $from .. $to - 1;
+    $st->layer(catalog_name($_), $layer->[0]) for $from .. $to - 1;
 
     return 1;
 }

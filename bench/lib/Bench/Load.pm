@@ -6,14 +6,17 @@ package Bench::Load;
 # speed.
 #
 #   wrk($url, conns => 32, secs => 3, headers => [...], paths => [...])
-#       { rps, p99_ms, requests }; paths: the requests cycle through
-#       these paths (a Lua script), instead of requesting $url's
+#       { rps, p50_ms, p99_ms, max_ms, requests }; paths: the requests
+#       cycle through these paths (a Lua script), instead of $url's
 #   ab_head($url, conns => 32, secs => 3)
 #       { rps }: HEAD requests with ApacheBench, two processes (wrk waits
 #       for a body after a HEAD answer that has a Content-Length)
 #   h2load($url, n => 20000, conns => 32, streams => 10, headers => [...])
 #       { rps }
 #   curl_get($url)   one GET with curl: { status, bytes, secs }
+#   curl_times($url, count => 20)   that many GETs in turn by one curl
+#       (one keep-alive connection; 5 if 20 would take over 10 s):
+#       { median_ms, times_ms }
 #   hyperfine_get($url, bytes => N, runs => 2)   { secs } median of runs
 
 use strict;
@@ -21,6 +24,7 @@ use warnings;
 
 use File::Temp ();
 use JSON::PP ();
+use Time::HiRes ();
 
 use Bench::Util qw(run_cmd spew slurp);
 
@@ -88,6 +92,8 @@ sub parse_wrk {
     ($r{rps}) = $out =~ /^Requests\/sec:\s*([\d.]+)/m;
     $r{p99_ms} = _latency_ms($out =~ /^\s*99%\s+(\S+)/m ? $1 : undef);
     $r{p50_ms} = _latency_ms($out =~ /^\s*50%\s+(\S+)/m ? $1 : undef);
+    $r{max_ms} = _latency_ms($out =~ /^[ \t]*Latency[ \t]+\S+[ \t]+\S+[ \t]+(\S+)/m
+                             ? $1 : undef);
 
     my @errors;
 
@@ -204,6 +210,56 @@ sub curl_get {
         if defined $o{bytes} && $r{bytes} != $o{bytes};
 
     return \%r;
+}
+
+# GETs of $url one after the other, by curl on one kept-alive connection:
+# $o{count} of them (20), or only $o{min} (5) when, at the pace of those,
+# all of them would take over $o{max_secs} (10 s); each one's time_total,
+# and their median (ms)
+sub curl_times {
+    my ($url, %o) = @_;
+
+    my $count = $o{count} || 20;
+    my $min = $o{min} || 5;
+    my $t0 = Time::HiRes::time();
+
+    my $r = _curl_batch($url, $min, %o);
+    return $r if $r->{error};
+    my @ms = @{ $r->{ms} };
+
+    my $pace = (Time::HiRes::time() - $t0) / $min;
+    if ($count > $min && $pace * $count <= ($o{max_secs} || 10)) {
+        $r = _curl_batch($url, $count - $min, %o);
+        return $r if $r->{error};
+        push @ms, @{ $r->{ms} };
+    }
+
+    return { median_ms => Bench::Util::median(@ms), times_ms => \@ms };
+}
+
+sub _curl_batch {
+    my ($url, $count, %o) = @_;
+
+    my @cmd = ('curl', '-sS', '-w', '%{http_code} %{size_download} '
+               . "%{time_total}\\n");
+    push @cmd, '-H', $_ for @{ $o{headers} || [] };
+    push @cmd, map { ('-o', '/dev/null', $url) } 1 .. $count;
+
+    my ($rc, $out, $err) = run_cmd(\@cmd, timeout => 600);
+    return { error => "curl exit $rc: $err" } if $rc;
+
+    my @lines = split /\n/, $out;
+    return { error => 'curl: ' . @lines . " answers of $count" }
+        unless @lines == $count;
+
+    my @ms;
+    for my $line (@lines) {
+        my ($status, $bytes, $secs) = split ' ', $line;
+        return { error => "curl: HTTP $status" } unless $status =~ /^2/;
+        push @ms, $secs * 1000;
+    }
+
+    return { ms => \@ms };
 }
 
 # the median wall time of `curl -f URL` (one warm-up, then $runs runs)

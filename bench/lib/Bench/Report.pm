@@ -77,6 +77,8 @@ sub header {
         "- RAM: " . _ram_gib(),
         "- kernel: " . _cmd_line('uname', '-sr'),
         "- temp dir: $o{tmp} (" . _filesystem($o{tmp}) . ')',
+        ($o{second_store} ? ("- second store (listings at scale): "
+                             . $o{second_store}) : ()),
         "- nginx: " . _cmd_line($o{nginx}, '-v')
             . ", worker_processes $o{workers} for A and B; A's location: "
             . "`registry on; registry_delete on;"

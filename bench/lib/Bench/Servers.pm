@@ -13,6 +13,9 @@ package Bench::Servers;
 #   my $s = Bench::Servers::start_all(dir => $d, store => $root, ...);
 #   $s->{A}{url}, $s->{A}{tls_url}, $s->{A}{pid}
 #   Bench::Servers::stop_all($s);
+#
+# start_all(..., only => ['A', 'C']) starts just those, with the same
+# configurations (the servers of the second store).
 
 use strict;
 use warnings;
@@ -201,24 +204,30 @@ sub start_distribution {
              url => "http://127.0.0.1:$port", log => "$d/distribution.log" };
 }
 
-# starts A, B and C; %o: dir, store, module, workers, cert, key
+# starts A, B and C (or those of $o{only}); %o: dir, store, module,
+# workers, cert, key
 sub start_all {
     my (%o) = @_;
 
     my %s;
+    my %want = map { $_ => 1 } @{ $o{only} || [qw(A B C)] };
     my %tls = (cert => $o{cert}, key => $o{key}, workers => $o{workers},
                nofile => nofile_limit());
 
     my $extra = registry_extra($o{module});
     $s{A} = start_nginx(%tls, name => 'A', dir => "$o{dir}/A",
                         module => $o{module}, extra => $extra,
-                        locations => registry_locations($o{store}, $extra));
+                        locations => registry_locations($o{store}, $extra))
+        if $want{A};
     $s{B} = start_nginx(%tls, name => 'B', dir => "$o{dir}/B",
-                        locations => static_locations($o{store}));
-    $s{C} = start_distribution(dir => "$o{dir}/C", store => $o{store});
+                        locations => static_locations($o{store}))
+        if $want{B};
+    $s{C} = start_distribution(dir => "$o{dir}/C", store => $o{store})
+        if $want{C};
 
-    say_step("servers: A $s{A}{url} ($s{A}{tls_url}), B $s{B}{url} "
-             . "($s{B}{tls_url}), C $s{C}{url}");
+    say_step("servers on $o{store}: " . join(', ', map {
+        "$_ $s{$_}{url}" . ($s{$_}{tls_url} ? " ($s{$_}{tls_url})" : '')
+    } grep { $s{$_} } qw(A B C)));
 
     return \%s;
 }
