@@ -943,9 +943,13 @@ sub push_once {
         $r = Bench::Push::monolithic(url($s, ''), 'bench/push', $big->base,
                                      $hex);
     } else {
-        $hex = $big->chunks_variant($label);
-        $r = Bench::Push::chunked(url($s, ''), 'bench/push',
-                                  [$big->chunk_files], $hex);
+        # PATCHes on one kept-alive connection, as clients push: one curl
+        # process a chunk measured curl's start-up (30 ms each), not this
+        my $stream = $big->concat(1, $label);
+        $hex = $stream->{hex};
+        settle();
+        $r = Bench::Push::chunked_stream(url($s, ''), 'bench/push', $stream,
+                                         chunk => 16 * 1024 * 1024);
     }
 
     $r->{error} ||= verify_pushed($hex);
@@ -964,20 +968,25 @@ sub push_rows {
     phase('push limits: openssl speed -evp sha256 (3 s)');
     $ST{sha_mbs} = sha256_speed();
 
+    # the disk of this VM writes anywhere from 250 to 900 MB/s from one
+    # minute to the next: each push row has the limit dd found beside it
+
     phase('push 1 GiB monolithic (POST + PUT -T), interleaved with dd');
-    my $disk = [];
+    my (@mono_disk, @chunk_disk);
     my $mono = interleaved([qw(A C)], undef, sub {
-        push @$disk, disk_write() if $_[0] eq 'A';
+        push @mono_disk, disk_write() if $_[0] eq 'A';
         return push_once($_[0], 'mono', $_[1]);
     });
 
-    $ST{disk_mbs} = median(map { $_->{mbs} } @$disk);
-    $ST{limit} = defined $ST{disk_mbs} && $ST{disk_mbs} < $ST{sha_mbs}
-               ? $ST{disk_mbs} : $ST{sha_mbs};
+    phase('push 1 GiB in 16 MiB PATCH chunks (one connection), '
+          . 'interleaved with dd');
+    my $chunked = interleaved([qw(A C)], undef, sub {
+        push @chunk_disk, disk_write() if $_[0] eq 'A';
+        return push_once($_[0], 'chunk', $_[1]);
+    });
 
-    phase('push 1 GiB in 16 MiB PATCH chunks');
-    my $chunked = interleaved([qw(A C)], undef,
-                              sub { push_once($_[0], 'chunk', $_[1]) });
+    $ST{disk_mbs} = median(map { $_->{mbs} } @mono_disk, @chunk_disk);
+    $ST{limit} = push_limit(@mono_disk, @chunk_disk);
 
     phase('1,000 pushes of 4 KiB blobs (POST + PUT, keep-alive)');
     my $small = interleaved([qw(A C)], undef, sub {
@@ -986,21 +995,29 @@ sub push_rows {
                                   1000, 4096, "small $_[0] $_[1] $$");
     });
 
-    my $target = all_of(push_limit_target(), at_least_times('C', 2));
-
     return (
         make_row('push 1 GiB monolithic', 'MB/s', $mono, 'mbs',
-                 target => $target),
-        make_row('push 1 GiB, 16 MiB PATCH chunks', 'MB/s', $chunked, 'mbs',
-                 target => $target),
+                 target => all_of(push_limit_target(push_limit(@mono_disk)),
+                                  at_least_times('C', 2))),
+        make_row('push 1 GiB, 16 MiB PATCH chunks, one connection', 'MB/s',
+                 $chunked, 'mbs',
+                 target => all_of(push_limit_target(push_limit(@chunk_disk)),
+                                  at_least_times('C', 2))),
         make_row('push 1,000 blobs of 4 KiB', 'blobs/s', $small,
                  sub { $_[0]{count} / $_[0]{secs} },
                  target => at_least_times('C', 2)),
     );
 }
 
+# min(SHA-256 on one core, the median of these dd runs)
+sub push_limit {
+    my $disk = median(map { $_->{mbs} } grep { !$_->{error} } @_);
+
+    return defined $disk && $disk < $ST{sha_mbs} ? $disk : $ST{sha_mbs};
+}
+
 sub push_limit_target {
-    my $limit = $ST{limit};
+    my ($limit) = @_;
     return {
         text => sprintf('A ≥ 0.8 × limit (%.0f MB/s)', $limit),
         check => sub {
@@ -1468,7 +1485,9 @@ sub limits_text {
     push @l, sprintf('Push limit: min(SHA-256 on one core %.0f MB/s, disk '
                      . 'write %.0f MB/s) = %.0f MB/s (openssl speed -evp '
                      . 'sha256 16 KiB; dd 1 GiB conv=fdatasync into the '
-                     . 'store, median of the rounds).',
+                     . 'store before each of A\'s pushes, median of all; '
+                     . 'each push row\'s target uses the median of the dd '
+                     . 'runs beside its own pushes).',
                      $ST{sha_mbs}, $ST{disk_mbs} // 0, $ST{limit}), ''
         if defined $ST{limit};
 

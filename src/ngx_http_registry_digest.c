@@ -261,3 +261,35 @@ ngx_http_registry_digest_of(ngx_pool_t *pool, ngx_uint_t alg, ngx_str_t *hex,
     return (ngx_http_registry_parse_digest(&text, digest) == NGX_OK)
            ? NGX_OK : NGX_DECLINED;
 }
+
+
+/*
+ * A copy of a digest parsed before (a worker's cache keeps its text):
+ * rebuilt without checking it again.  Its algorithm is the one its name
+ * starts with.
+ */
+
+ngx_int_t
+ngx_http_registry_digest_known(ngx_pool_t *pool, u_char *data, size_t len,
+    ngx_http_registry_digest_t *digest)
+{
+    ngx_uint_t  alg;
+
+    digest->text.data = ngx_pnalloc(pool, len);
+    if (digest->text.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(digest->text.data, data, len);
+    digest->text.len = len;
+
+    alg = (data[3] == '5') ? NGX_HTTP_REGISTRY_SHA512
+                           : NGX_HTTP_REGISTRY_SHA256;
+
+    digest->alg = alg;
+    digest->hex.data = digest->text.data + ngx_http_registry_algs[alg].name.len
+                       + 1;
+    digest->hex.len = ngx_http_registry_algs[alg].hex_len;
+
+    return NGX_OK;
+}

@@ -78,6 +78,8 @@ ngx_int_t ngx_http_registry_digest_equal(ngx_http_registry_digest_t *a,
     ngx_http_registry_digest_t *b);
 ngx_int_t ngx_http_registry_digest_copy(ngx_pool_t *pool, u_char *data,
     size_t len, ngx_http_registry_digest_t *digest);
+ngx_int_t ngx_http_registry_digest_known(ngx_pool_t *pool, u_char *data,
+    size_t len, ngx_http_registry_digest_t *digest);
 ngx_int_t ngx_http_registry_digest_of(ngx_pool_t *pool, ngx_uint_t alg,
     ngx_str_t *hex, ngx_http_registry_digest_t *digest);
 

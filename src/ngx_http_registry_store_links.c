@@ -107,13 +107,19 @@ ngx_http_registry_links_read(ngx_http_registry_op_t *op, ngx_str_t *path,
 
     if (link != NULL && link->digest_len) {
 
-        /* a copy: the slot may be taken by another link of this request */
+        /*
+         * a copy: the slot may be taken by another link of this request;
+         * parsed when it was read, it needs no checking again
+         */
 
-        rc = ngx_http_registry_digest_copy(op->pool, link->digest,
-                                           link->digest_len, digest);
+        if (ngx_http_registry_digest_known(op->pool, link->digest,
+                                           link->digest_len, digest)
+            != NGX_OK)
+        {
+            return ngx_http_registry_op_syserr(op, NGX_ENOMEM);
+        }
 
-        return (rc == NGX_OK) ? NGX_OK
-                              : ngx_http_registry_op_syserr(op, NGX_ENOMEM);
+        return NGX_OK;
     }
 
     generation = op->store->shared->links;
@@ -220,5 +226,6 @@ ngx_http_registry_links_slot(ngx_http_registry_op_t *op, ngx_str_t *path)
         }
     }
 
-    return &cache->links[ngx_hash_key(path->data, path->len) % cache->max];
+    /* murmur: four bytes a step, on every pull's one or two links */
+    return &cache->links[ngx_murmur_hash2(path->data, path->len) % cache->max];
 }
