@@ -21,6 +21,15 @@ static ngx_http_registry_alg_t  ngx_http_registry_algs[] = {
 };
 
 
+/* 0-9 and a-f: every pull checks a digest's 64 or 128 of them */
+
+static u_char  ngx_http_registry_lower_hex[256] = {
+    ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1,
+    ['5'] = 1, ['6'] = 1, ['7'] = 1, ['8'] = 1, ['9'] = 1,
+    ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1
+};
+
+
 ngx_int_t
 ngx_http_registry_alg_by_name(ngx_str_t *name)
 {
@@ -82,7 +91,7 @@ ngx_http_registry_parse_digest(ngx_str_t *text,
     }
 
     for ( /* void */ ; p < last; p++) {
-        if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f'))) {
+        if (!ngx_http_registry_lower_hex[*p]) {
             return NGX_ERROR;
         }
     }

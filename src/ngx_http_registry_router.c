@@ -242,10 +242,26 @@ ngx_http_registry_parse_route(ngx_http_request_t *r,
 static u_char *
 ngx_http_registry_unescape(u_char *dst, u_char *src, u_char *last)
 {
-    ngx_int_t  hi, lo;
+    u_char     *pct;
+    ngx_int_t   hi, lo;
 
     while (src < last) {
-        if (*src == '%' && last - src >= 3) {
+
+        /* the runs between escapes are copied whole: most paths have none */
+
+        pct = memchr(src, '%', last - src);
+        if (pct == NULL) {
+            pct = last;
+        }
+
+        dst = ngx_cpymem(dst, src, pct - src);
+        src = pct;
+
+        if (src == last) {
+            break;
+        }
+
+        if (last - src >= 3) {
             hi = ngx_hextoi(src + 1, 1);
             lo = ngx_hextoi(src + 2, 1);
 
@@ -274,8 +290,8 @@ static ngx_int_t
 ngx_http_registry_split_route(ngx_str_t *path,
     ngx_http_registry_route_t *route)
 {
-    u_char  *p, *last, *seg[3];
-    ngx_int_t   n;
+    u_char      *p, *last, *seg[3];
+    ngx_int_t    n;
 
     last = path->data + path->len;
 
@@ -293,10 +309,13 @@ ngx_http_registry_split_route(ngx_str_t *path,
 
     n = 0;
 
-    for (p = last - 1; p >= path->data && n < 3; p--) {
-        if (*p == '/') {
-            seg[n++] = p;
+    for (p = last; n < 3; n++) {
+        p = memrchr(path->data, '/', p - path->data);
+        if (p == NULL) {
+            break;
         }
+
+        seg[n] = p;
     }
 
     if (n < 2) {

@@ -20,15 +20,12 @@
 
 #include "ngx_http_registry.h"
 
-#include <sys/resource.h>
-
 
 /*
  * Buffers smaller than this hash in less time than a hand-over to a
  * thread takes (client_body_buffer_size decides how big they get).
  */
 #define NGX_HTTP_REGISTRY_THREAD_MIN   (64 * 1024)
-#define NGX_HTTP_REGISTRY_THREAD_NICE  19
 
 
 static ngx_int_t ngx_http_registry_upload_args(ngx_http_request_t *r,
@@ -679,20 +676,12 @@ ngx_http_registry_upload_chunk(ngx_http_request_t *r, u_char *data,
 }
 
 
-/*
- * In a thread, at the lowest CPU priority: hashing is bulk work, so on a
- * busy machine the event loops serving pulls go first and the push gets
- * what they leave.  Linux keeps a nice value per thread; an unprivileged
- * worker cannot raise it back, so the pool's threads stay at it (give
- * "aio threads" a pool of its own).
- */
+/* in a thread: the buffer written and hashed */
 
 static ngx_int_t
 ngx_http_registry_append_work(ngx_http_registry_op_t *op, void *data)
 {
     ngx_http_registry_ctx_t *ctx = data;
-
-    (void) setpriority(PRIO_PROCESS, 0, NGX_HTTP_REGISTRY_THREAD_NICE);
 
     return ngx_http_registry_store_upload_append(op, &ctx->upload,
                                                  ctx->pending,
