@@ -106,6 +106,7 @@ typedef struct {
     ngx_http_registry_resume_pt  resume;
     ngx_queue_t                queue;    /* waiting for a shared task */
     ngx_http_request_t        *request;
+    ngx_event_t                guard;    /* keeps an exiting worker alive */
 } ngx_http_registry_task_t;
 
 

@@ -31,6 +31,7 @@ static void ngx_http_registry_body_post(ngx_http_request_t *r);
 static void ngx_http_registry_body_read(ngx_http_request_t *r);
 static void ngx_http_registry_body_consume(ngx_http_request_t *r);
 static void ngx_http_registry_body_next(ngx_http_request_t *r);
+static void ngx_http_registry_body_pause(ngx_http_request_t *r);
 
 
 /* returns what a content handler returns */
@@ -145,7 +146,7 @@ ngx_http_registry_body_consume(ngx_http_request_t *r)
 #endif
            )
         {
-            ngx_post_event(r->connection->read, &ngx_posted_next_events);
+            ngx_http_registry_body_pause(r);
             return;
         }
 
@@ -163,6 +164,30 @@ ngx_http_registry_body_consume(ngx_http_request_t *r)
     }
 
     ngx_http_registry_body_stop(r, ctx->done(r));
+}
+
+
+/*
+ * The turn ends: reading goes on in the next event loop iteration.  nginx
+ * took the body timer off when its buffer filled up, and a worker told to
+ * quit gracefully exits when no timer is left: the timer goes back on, so
+ * the worker waits for this body (or for client_body_timeout).
+ */
+
+static void
+ngx_http_registry_body_pause(ngx_http_request_t *r)
+{
+    ngx_connection_t          *c;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    c = r->connection;
+
+    if (!c->read->timer_set) {
+        clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+        ngx_add_timer(c->read, clcf->client_body_timeout);
+    }
+
+    ngx_post_event(c->read, &ngx_posted_next_events);
 }
 
 

@@ -20,13 +20,23 @@
 
 #include "ngx_http_registry.h"
 
+#include <sys/resource.h>
+
+
+#define NGX_HTTP_REGISTRY_THREAD_NICE  19
+#define NGX_HTTP_REGISTRY_GUARD_TIME   60000
+
 
 static ngx_int_t ngx_http_registry_task_prepare(ngx_http_request_t *r,
     ngx_http_registry_task_t *t);
+#if (NGX_THREADS)
+static void ngx_http_registry_task_yield(void);
+#endif
 static void ngx_http_registry_task_pool_cleanup(void *data);
 static void ngx_http_registry_task_hold(ngx_http_request_t *r);
 static void ngx_http_registry_task_back(ngx_http_request_t *r);
 static void ngx_http_registry_task_resume(ngx_http_request_t *r);
+static void ngx_http_registry_task_guard(ngx_event_t *ev);
 #if (NGX_THREADS)
 static void ngx_http_registry_task_handler(void *data, ngx_log_t *log);
 static void ngx_http_registry_task_event(ngx_event_t *ev);
@@ -203,11 +213,35 @@ ngx_http_registry_task_pool_cleanup(void *data)
 static void
 ngx_http_registry_task_hold(ngx_http_request_t *r)
 {
+    ngx_http_registry_ctx_t  *ctx;
+
     r->main->count++;
     r->main->blocked++;
     r->aio = 1;
 
     r->write_event_handler = ngx_http_registry_task_resume;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_registry_module);
+
+    ctx->task.guard.handler = ngx_http_registry_task_guard;
+    ctx->task.guard.data = r;
+    ctx->task.guard.log = r->connection->log;
+
+    ngx_add_timer(&ctx->task.guard, NGX_HTTP_REGISTRY_GUARD_TIME);
+}
+
+
+/*
+ * A worker told to quit gracefully exits as soon as no timer but
+ * cancelable ones is left, and a request whose task runs may have none
+ * (its body timer is off while the body waits for the task): this one
+ * keeps the worker, and the connection, until the task is back.
+ */
+
+static void
+ngx_http_registry_task_guard(ngx_event_t *ev)
+{
+    ngx_add_timer(ev, NGX_HTTP_REGISTRY_GUARD_TIME);
 }
 
 
@@ -220,7 +254,25 @@ ngx_http_registry_task_handler(void *data, ngx_log_t *log)
 {
     ngx_http_registry_task_t *t = data;
 
+    ngx_http_registry_task_yield();
+
     t->rc = t->work(&t->op, t->data);
+}
+
+
+/*
+ * A task is bulk work beside the event loops' pulls (hashing, fsync(),
+ * walks, manifest parsing): its thread takes the lowest CPU priority, so
+ * on a busy machine pulls go first and pushes get what they leave.  Linux
+ * keeps a nice value per thread; an unprivileged worker cannot raise it
+ * back, so the pool's threads stay at it (give "aio threads" a pool of
+ * its own).
+ */
+
+static void
+ngx_http_registry_task_yield(void)
+{
+    (void) setpriority(PRIO_PROCESS, 0, NGX_HTTP_REGISTRY_THREAD_NICE);
 }
 
 
@@ -242,11 +294,18 @@ ngx_http_registry_task_event(ngx_event_t *ev)
 static void
 ngx_http_registry_task_back(ngx_http_request_t *r)
 {
-    ngx_connection_t  *c;
+    ngx_connection_t         *c;
+    ngx_http_registry_ctx_t  *ctx;
 
     c = r->connection;
 
     ngx_http_set_log_request(c->log, r);
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_registry_module);
+
+    if (ctx->task.guard.timer_set) {
+        ngx_del_timer(&ctx->task.guard);
+    }
 
     r->main->blocked--;
     r->aio = 0;
@@ -370,6 +429,8 @@ static void
 ngx_http_registry_detached_handler(void *data, ngx_log_t *log)
 {
     ngx_http_registry_detached_t *d = data;
+
+    ngx_http_registry_task_yield();
 
     d->rc = d->work(&d->op, d->data);
 }
