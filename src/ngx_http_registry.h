@@ -22,6 +22,7 @@
 #include <ngx_http.h>
 
 #include "ngx_http_registry_store.h"
+#include "ngx_http_registry_auth.h"
 
 
 /* ---- configuration ---- */
@@ -38,6 +39,9 @@ typedef struct {
     ngx_msec_t                 catalog_refresh;
     ngx_http_registry_link_cache_t  *link_cache;  /* NULL: off */
     ngx_thread_pool_t         *thread_pool;   /* NULL: in the event loop */
+    ngx_http_complex_value_t  *user;          /* registry_user */
+    ngx_array_t               *rules;         /* registry_access; NULL */
+    unsigned                   json_errors:1; /* nginx's own errors too */
 } ngx_http_registry_loc_conf_t;
 
 
@@ -174,6 +178,9 @@ typedef struct {
 
     ngx_http_registry_fault_t  fault;       /* the answer, when an error */
     size_t                     warned;      /* bytes of Warning headers */
+
+    ngx_str_t                  user;        /* as access decided; "": none */
+    ngx_buf_t                 *nginx_error; /* JSON for nginx's own error */
 } ngx_http_registry_ctx_t;
 
 
@@ -217,6 +224,19 @@ ngx_int_t ngx_http_registry_send_fault(ngx_http_request_t *r,
 ngx_int_t ngx_http_registry_store_failed(ngx_http_request_t *r,
     ngx_http_registry_op_t *op, ngx_int_t rc,
     ngx_http_registry_err_e not_found);
+
+
+ngx_int_t ngx_http_registry_error_filters(ngx_conf_t *cf);
+
+
+/* ---- access rules (access.c) ---- */
+
+char *ngx_http_registry_access_rule(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_int_t ngx_http_registry_access_check(ngx_http_request_t *r,
+    ngx_uint_t actions);
+ngx_uint_t ngx_http_registry_access_limited(ngx_http_request_t *r);
+ngx_uint_t ngx_http_registry_access_pulls_all(ngx_http_request_t *r);
 
 
 /* ---- streaming request bodies (body.c) ---- */

@@ -19,8 +19,19 @@ typedef struct {
 } ngx_http_registry_error_t;
 
 
+static ngx_buf_t *ngx_http_registry_error_body(ngx_pool_t *pool,
+    ngx_http_registry_error_t *e, const char *detail);
+static ngx_http_registry_error_t *ngx_http_registry_nginx_error(
+    ngx_uint_t status, const char **detail);
+static ngx_int_t ngx_http_registry_error_header_filter(ngx_http_request_t *r);
+static ngx_int_t ngx_http_registry_error_body_filter(ngx_http_request_t *r,
+    ngx_chain_t *in);
 static u_char *ngx_http_registry_json_escape(u_char *dst, u_char *src,
     size_t len);
+
+
+static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
+static ngx_http_output_body_filter_pt    ngx_http_next_body_filter;
 
 
 /* indexed by ngx_http_registry_err_e */
@@ -105,14 +116,8 @@ ngx_int_t
 ngx_http_registry_error(ngx_http_request_t *r, ngx_http_registry_err_e code,
     const char *detail)
 {
-    size_t                      len;
     ngx_buf_t                  *b;
     ngx_http_registry_error_t  *e;
-
-    static u_char  head[] = "{\"errors\":[{\"code\":\"";
-    static u_char  msg[] = "\",\"message\":\"";
-    static u_char  det[] = "\",\"detail\":\"";
-    static u_char  tail[] = "\"}]}\n";
 
     e = &ngx_http_registry_errors[code];
 
@@ -123,13 +128,34 @@ ngx_http_registry_error(ngx_http_request_t *r, ngx_http_registry_err_e code,
     ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                   "registry: %V %s", &e->code, detail);
 
+    b = ngx_http_registry_error_body(r->pool, e, detail);
+    if (b == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_http_registry_send_body(r, e->status, "application/json", b);
+}
+
+
+static ngx_buf_t *
+ngx_http_registry_error_body(ngx_pool_t *pool, ngx_http_registry_error_t *e,
+    const char *detail)
+{
+    size_t      len;
+    ngx_buf_t  *b;
+
+    static u_char  head[] = "{\"errors\":[{\"code\":\"";
+    static u_char  msg[] = "\",\"message\":\"";
+    static u_char  det[] = "\",\"detail\":\"";
+    static u_char  tail[] = "\"}]}\n";
+
     len = sizeof(head) - 1 + e->code.len + sizeof(msg) - 1
           + e->message.len + sizeof(det) - 1 + 6 * ngx_strlen(detail)
           + sizeof(tail) - 1;
 
-    b = ngx_create_temp_buf(r->pool, len);
+    b = ngx_create_temp_buf(pool, len);
     if (b == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return NULL;
     }
 
     b->last = ngx_cpymem(b->last, head, sizeof(head) - 1);
@@ -141,7 +167,7 @@ ngx_http_registry_error(ngx_http_request_t *r, ngx_http_registry_err_e code,
                                             ngx_strlen(detail));
     b->last = ngx_cpymem(b->last, tail, sizeof(tail) - 1);
 
-    return ngx_http_registry_send_body(r, e->status, "application/json", b);
+    return b;
 }
 
 
@@ -181,6 +207,191 @@ ngx_http_registry_store_failed(ngx_http_request_t *r,
     }
 
     return ngx_http_registry_send_fault(r, &op->fault);
+}
+
+
+/* ---- nginx's own errors ---- */
+
+/*
+ * What nginx answers by itself in a registry location (auth_basic's 401,
+ * deny's 403, client_max_body_size's 413, limit_req's 429 or 503, a 400
+ * or 414 on the request line...) leaves with the spec's JSON body too,
+ * keeping nginx's status and headers (auth_basic's challenge).  nginx's
+ * error pages are what ngx_http_special_response_handler() sends, the
+ * only answers with r->err_status set: a user's error_page is not one,
+ * it redirects first.
+ */
+
+ngx_int_t
+ngx_http_registry_error_filters(ngx_conf_t *cf)
+{
+    ngx_http_next_header_filter = ngx_http_top_header_filter;
+    ngx_http_top_header_filter = ngx_http_registry_error_header_filter;
+
+    ngx_http_next_body_filter = ngx_http_top_body_filter;
+    ngx_http_top_body_filter = ngx_http_registry_error_body_filter;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_registry_error_header_filter(ngx_http_request_t *r)
+{
+    const char                    *detail;
+    ngx_http_registry_ctx_t       *ctx;
+    ngx_http_registry_error_t     *e;
+    ngx_http_registry_loc_conf_t  *rlcf;
+
+    static ngx_str_t  api_version = ngx_string("registry/2.0");
+
+    rlcf = ngx_http_get_module_loc_conf(r, ngx_http_registry_module);
+
+    if (r->err_status < NGX_HTTP_BAD_REQUEST || !rlcf->json_errors
+        || r != r->main)
+    {
+        return ngx_http_next_header_filter(r);
+    }
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_registry_module);
+
+    if (ctx == NULL) {
+        ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_registry_ctx_t));
+        if (ctx == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_http_set_ctx(r, ctx, ngx_http_registry_module);
+
+        /* the router, which adds it, has not run */
+
+        if (ngx_http_registry_add_header(r, "Docker-Distribution-Api-Version",
+                                         &api_version)
+            == NULL)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    e = ngx_http_registry_nginx_error(r->err_status, &detail);
+
+    ctx->nginx_error = ngx_http_registry_error_body(r->pool, e, detail);
+    if (ctx->nginx_error == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_str_set(&r->headers_out.content_type, "application/json");
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
+    r->headers_out.content_type_lowcase = NULL;
+    r->headers_out.charset.len = 0;
+
+    r->headers_out.content_length_n = ctx->nginx_error->last
+                                      - ctx->nginx_error->pos;
+
+    if (r->headers_out.content_length) {
+        r->headers_out.content_length->hash = 0;
+        r->headers_out.content_length = NULL;
+    }
+
+    return ngx_http_next_header_filter(r);
+}
+
+
+/* the HTML page nginx sends is dropped for the JSON, sent once */
+
+static ngx_int_t
+ngx_http_registry_error_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
+{
+    ngx_buf_t                *b;
+    ngx_chain_t               out;
+    ngx_http_registry_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_registry_module);
+
+    if (ctx == NULL || ctx->nginx_error == NULL || r != r->main) {
+        return ngx_http_next_body_filter(r, in);
+    }
+
+    for ( /* void */ ; in; in = in->next) {
+        in->buf->pos = in->buf->last;
+    }
+
+    b = ctx->nginx_error;
+
+    if (b->last_buf) {
+        return NGX_OK;                      /* sent already */
+    }
+
+    b->last_buf = 1;
+
+    out.buf = b;
+    out.next = NULL;
+
+    return ngx_http_next_body_filter(r, &out);
+}
+
+
+static ngx_http_registry_error_t *
+ngx_http_registry_nginx_error(ngx_uint_t status, const char **detail)
+{
+    ngx_http_registry_err_e  code;
+
+    *detail = "";
+
+    switch (status) {
+
+    case NGX_HTTP_UNAUTHORIZED:
+        code = NGX_HTTP_REGISTRY_UNAUTHORIZED;
+        break;
+
+    case NGX_HTTP_FORBIDDEN:
+        code = NGX_HTTP_REGISTRY_DENIED;
+        break;
+
+    case NGX_HTTP_REQUEST_ENTITY_TOO_LARGE:
+        code = NGX_HTTP_REGISTRY_SIZE_INVALID;
+        *detail = "request body too large";
+        break;
+
+    case NGX_HTTP_REQUEST_URI_TOO_LARGE:
+        code = NGX_HTTP_REGISTRY_NAME_INVALID;
+        *detail = "request URI too long";
+        break;
+
+    case NGX_HTTP_TOO_MANY_REQUESTS:
+        code = NGX_HTTP_REGISTRY_TOOMANYREQUESTS;
+        break;
+
+    case NGX_HTTP_SERVICE_UNAVAILABLE:
+        code = NGX_HTTP_REGISTRY_UNAVAILABLE;
+        break;
+
+    case NGX_HTTP_NOT_FOUND:
+        code = NGX_HTTP_REGISTRY_NOT_FOUND;
+        break;
+
+    case NGX_HTTP_NOT_ALLOWED:
+        code = NGX_HTTP_REGISTRY_UNSUPPORTED;
+        break;
+
+    case NGX_HTTPS_CERT_ERROR:
+    case NGX_HTTPS_NO_CERT:
+        code = NGX_HTTP_REGISTRY_UNAUTHORIZED;
+        *detail = "no valid client certificate";
+        break;
+
+    case NGX_HTTP_REQUEST_HEADER_TOO_LARGE:
+        code = NGX_HTTP_REGISTRY_INTERNAL;
+        *detail = "request header too large";
+        break;
+
+    default:
+        code = NGX_HTTP_REGISTRY_INTERNAL;
+        *detail = status < NGX_HTTP_INTERNAL_SERVER_ERROR ? "bad request"
+                                                          : "server error";
+    }
+
+    return &ngx_http_registry_errors[code];
 }
 
 

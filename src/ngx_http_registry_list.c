@@ -39,6 +39,8 @@ static void ngx_http_registry_walk_done(ngx_http_registry_detached_t *d);
 static ngx_int_t ngx_http_registry_catalog_ready(ngx_http_request_t *r,
     ngx_int_t rc);
 static ngx_int_t ngx_http_registry_catalog_send(ngx_http_request_t *r);
+static ngx_int_t ngx_http_registry_catalog_visible(ngx_http_request_t *r,
+    ngx_array_t *names, ngx_array_t *visible);
 static ngx_int_t ngx_http_registry_referrers_read_work(
     ngx_http_registry_op_t *op, void *data);
 static ngx_int_t ngx_http_registry_referrers_ready(ngx_http_request_t *r,
@@ -349,6 +351,7 @@ ngx_http_registry_catalog_ready(ngx_http_request_t *r, ngx_int_t rc)
 static ngx_int_t
 ngx_http_registry_catalog_send(ngx_http_request_t *r)
 {
+    ngx_array_t                   visible;
     ngx_http_registry_ctx_t      *ctx;
     ngx_http_registry_catalog_t  *catalog;
 
@@ -363,7 +366,76 @@ ngx_http_registry_catalog_send(ngx_http_request_t *r)
                                        "the catalog could not be read");
     }
 
-    return ngx_http_registry_send_page(r, &head, &catalog->names, &next);
+    if (!ngx_http_registry_access_limited(r)) {
+        return ngx_http_registry_send_page(r, &head, &catalog->names, &next);
+    }
+
+    if (ngx_http_registry_catalog_visible(r, &catalog->names, &visible)
+        != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_http_registry_send_page(r, &head, &visible, &next);
+}
+
+
+/*
+ * The page's part of the repositories the user may pull: from after
+ * ?last=, n of them and one more (for the Link header to say so).  Each
+ * is a match against the rules; a user who may pull few of many makes
+ * this walk the whole index, a few microseconds per thousand.
+ */
+
+static ngx_int_t
+ngx_http_registry_catalog_visible(ngx_http_request_t *r, ngx_array_t *names,
+    ngx_array_t *visible)
+{
+    ngx_str_t                *name, *v;
+    ngx_uint_t                i, start;
+    ngx_http_registry_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_registry_module);
+
+    if (ngx_array_init(visible, r->pool, ctx->n >= 0 ? ctx->n + 1 : 16,
+                       sizeof(ngx_str_t))
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    start = 0;
+
+    if (ctx->last.data
+        && ngx_http_registry_find_name(names, &ctx->last, &start) == NGX_OK)
+    {
+        start++;
+    }
+
+    name = names->elts;
+
+    for (i = start; i < names->nelts; i++) {
+
+        if (ctx->n >= 0 && visible->nelts > (ngx_uint_t) ctx->n) {
+            break;
+        }
+
+        if (ngx_http_registry_access_allowed(r, &ctx->user, &name[i],
+                                             NGX_HTTP_REGISTRY_PULL)
+            == 0)
+        {
+            continue;
+        }
+
+        v = ngx_array_push(visible);
+        if (v == NULL) {
+            return NGX_ERROR;
+        }
+
+        *v = name[i];
+    }
+
+    return NGX_OK;
 }
 
 

@@ -29,6 +29,10 @@ static void *ngx_http_registry_create_main_conf(ngx_conf_t *cf);
 static void *ngx_http_registry_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_registry_merge_loc_conf(ngx_conf_t *cf,
     void *parent, void *child);
+static ngx_int_t ngx_http_registry_merge_user(ngx_conf_t *cf,
+    ngx_http_registry_loc_conf_t *conf, ngx_http_registry_loc_conf_t *prev);
+static void ngx_http_registry_json_errors(ngx_conf_t *cf,
+    ngx_http_registry_loc_conf_t *conf);
 static char *ngx_http_registry(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_registry_thread_pool(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -121,6 +125,20 @@ static ngx_command_t  ngx_http_registry_commands[] = {
       0,
       NULL },
 
+    { ngx_string("registry_user"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_set_complex_value_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_registry_loc_conf_t, user),
+      NULL },
+
+    { ngx_string("registry_access"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE3,
+      ngx_http_registry_access_rule,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("registry_thread_pool"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_http_registry_thread_pool,
@@ -134,7 +152,7 @@ static ngx_command_t  ngx_http_registry_commands[] = {
 
 static ngx_http_module_t  ngx_http_registry_module_ctx = {
     NULL,                                  /* preconfiguration */
-    NULL,                                  /* postconfiguration */
+    ngx_http_registry_error_filters,       /* postconfiguration */
 
     ngx_http_registry_create_main_conf,    /* create main configuration */
     NULL,                                  /* init main configuration */
@@ -199,6 +217,8 @@ ngx_http_registry_create_loc_conf(ngx_conf_t *cf)
      *
      *     conf->root = { 0, NULL };
      *     conf->store = NULL;
+     *     conf->user = NULL;
+     *     conf->json_errors = 0;
      */
 
     conf->enable = NGX_CONF_UNSET;
@@ -210,6 +230,7 @@ ngx_http_registry_create_loc_conf(ngx_conf_t *cf)
     conf->catalog_refresh = NGX_CONF_UNSET_MSEC;
     conf->link_cache = NGX_CONF_UNSET_PTR;
     conf->thread_pool = NGX_CONF_UNSET_PTR;
+    conf->rules = NGX_CONF_UNSET_PTR;
 
     return conf;
 }
@@ -239,6 +260,12 @@ ngx_http_registry_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_ptr_value(conf->thread_pool, prev->thread_pool,
                              NGX_CONF_UNSET_PTR);
 
+    ngx_conf_merge_ptr_value(conf->rules, prev->rules, NULL);
+
+    if (ngx_http_registry_merge_user(cf, conf, prev) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
     ngx_conf_merge_ptr_value(conf->link_cache, prev->link_cache,
                              NGX_CONF_UNSET_PTR);
 
@@ -267,6 +294,8 @@ ngx_http_registry_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     if (!conf->enable) {
         return NGX_CONF_OK;
     }
+
+    ngx_http_registry_json_errors(cf, conf);
 
     /*
      * Off the event loop by default, in nginx's "default" pool (32
@@ -316,6 +345,68 @@ ngx_http_registry_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     }
 
     return NGX_CONF_OK;
+}
+
+
+/*
+ * registry_user names the user for registry_access: $remote_user unless
+ * set.  nginx fills $remote_user from whatever Basic credentials a client
+ * sends; only auth_basic (or auth_request) in front makes them verified.
+ */
+
+static ngx_int_t
+ngx_http_registry_merge_user(ngx_conf_t *cf,
+    ngx_http_registry_loc_conf_t *conf, ngx_http_registry_loc_conf_t *prev)
+{
+    ngx_http_compile_complex_value_t   ccv;
+
+    static ngx_str_t  remote_user = ngx_string("$remote_user");
+
+    if (conf->user) {
+        return NGX_OK;
+    }
+
+    if (prev->user) {
+        conf->user = prev->user;
+        return NGX_OK;
+    }
+
+    conf->user = ngx_palloc(cf->pool, sizeof(ngx_http_complex_value_t));
+    if (conf->user == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
+
+    ccv.cf = cf;
+    ccv.value = &remote_user;
+    ccv.complex_value = conf->user;
+
+    return ngx_http_compile_complex_value(&ccv);
+}
+
+
+/*
+ * nginx's own errors in a registry location get the spec's JSON bodies
+ * (error.c), and so do those it makes before it knows the location (a
+ * 400 or a 414 on the request line): the server's configuration, which
+ * such requests have, is marked too.  A registry request then gets JSON
+ * even when no location matches it.
+ */
+
+static void
+ngx_http_registry_json_errors(ngx_conf_t *cf,
+    ngx_http_registry_loc_conf_t *conf)
+{
+    ngx_http_core_srv_conf_t      *cscf;
+    ngx_http_registry_loc_conf_t  *server;
+
+    conf->json_errors = 1;
+
+    cscf = ngx_http_conf_get_module_srv_conf(cf, ngx_http_core_module);
+
+    server = cscf->ctx->loc_conf[ngx_http_registry_module.ctx_index];
+    server->json_errors = 1;
 }
 
 

@@ -11,6 +11,10 @@
 #include "ngx_http_registry.h"
 
 
+/* what writing to a repository needs, as distribution asks a token for */
+#define NGX_HTTP_REGISTRY_WRITES (NGX_HTTP_REGISTRY_PUSH|NGX_HTTP_REGISTRY_PULL)
+
+
 typedef ngx_int_t (*ngx_http_registry_endpoint_pt)(ngx_http_request_t *r);
 
 
@@ -18,6 +22,7 @@ typedef struct {
     ngx_http_registry_route_e      kind;
     ngx_uint_t                     methods;
     ngx_http_registry_endpoint_pt  handler;
+    ngx_uint_t                     actions;     /* on the repository */
     unsigned                       deletes:1;   /* needs registry_delete */
 } ngx_http_registry_endpoint_t;
 
@@ -40,46 +45,46 @@ static ngx_int_t ngx_http_registry_segment_is(u_char *start, u_char *end,
 static ngx_http_registry_endpoint_t  ngx_http_registry_endpoints[] = {
 
     { NGX_HTTP_REGISTRY_ROUTE_BASE, NGX_HTTP_GET|NGX_HTTP_HEAD,
-      ngx_http_registry_base, 0 },
+      ngx_http_registry_base, 0, 0 },
 
     { NGX_HTTP_REGISTRY_ROUTE_CATALOG, NGX_HTTP_GET|NGX_HTTP_HEAD,
-      ngx_http_registry_catalog, 0 },
+      ngx_http_registry_catalog, NGX_HTTP_REGISTRY_CATALOG, 0 },
 
     { NGX_HTTP_REGISTRY_ROUTE_TAGS, NGX_HTTP_GET|NGX_HTTP_HEAD,
-      ngx_http_registry_tags_list, 0 },
+      ngx_http_registry_tags_list, NGX_HTTP_REGISTRY_PULL, 0 },
 
     { NGX_HTTP_REGISTRY_ROUTE_MANIFEST, NGX_HTTP_GET|NGX_HTTP_HEAD,
-      ngx_http_registry_manifest_get, 0 },
+      ngx_http_registry_manifest_get, NGX_HTTP_REGISTRY_PULL, 0 },
 
     { NGX_HTTP_REGISTRY_ROUTE_MANIFEST, NGX_HTTP_PUT,
-      ngx_http_registry_manifest_put, 0 },
+      ngx_http_registry_manifest_put, NGX_HTTP_REGISTRY_WRITES, 0 },
 
     { NGX_HTTP_REGISTRY_ROUTE_MANIFEST, NGX_HTTP_DELETE,
-      ngx_http_registry_manifest_delete, 1 },
+      ngx_http_registry_manifest_delete, NGX_HTTP_REGISTRY_DELETE, 1 },
 
     { NGX_HTTP_REGISTRY_ROUTE_BLOB, NGX_HTTP_GET|NGX_HTTP_HEAD,
-      ngx_http_registry_blob_get, 0 },
+      ngx_http_registry_blob_get, NGX_HTTP_REGISTRY_PULL, 0 },
 
     { NGX_HTTP_REGISTRY_ROUTE_BLOB, NGX_HTTP_DELETE,
-      ngx_http_registry_blob_delete, 1 },
+      ngx_http_registry_blob_delete, NGX_HTTP_REGISTRY_DELETE, 1 },
 
     { NGX_HTTP_REGISTRY_ROUTE_REFERRERS, NGX_HTTP_GET|NGX_HTTP_HEAD,
-      ngx_http_registry_referrers_list, 0 },
+      ngx_http_registry_referrers_list, NGX_HTTP_REGISTRY_PULL, 0 },
 
     { NGX_HTTP_REGISTRY_ROUTE_UPLOADS, NGX_HTTP_POST,
-      ngx_http_registry_upload_start, 0 },
+      ngx_http_registry_upload_start, NGX_HTTP_REGISTRY_WRITES, 0 },
 
     { NGX_HTTP_REGISTRY_ROUTE_UPLOAD, NGX_HTTP_GET,
-      ngx_http_registry_upload_status, 0 },
+      ngx_http_registry_upload_status, NGX_HTTP_REGISTRY_WRITES, 0 },
 
     { NGX_HTTP_REGISTRY_ROUTE_UPLOAD, NGX_HTTP_PATCH,
-      ngx_http_registry_upload_patch, 0 },
+      ngx_http_registry_upload_patch, NGX_HTTP_REGISTRY_WRITES, 0 },
 
     { NGX_HTTP_REGISTRY_ROUTE_UPLOAD, NGX_HTTP_PUT,
-      ngx_http_registry_upload_put, 0 },
+      ngx_http_registry_upload_put, NGX_HTTP_REGISTRY_WRITES, 0 },
 
     { NGX_HTTP_REGISTRY_ROUTE_UPLOAD, NGX_HTTP_DELETE,
-      ngx_http_registry_upload_cancel, 0 },
+      ngx_http_registry_upload_cancel, NGX_HTTP_REGISTRY_WRITES, 0 },
 };
 
 
@@ -156,6 +161,16 @@ ngx_http_registry_handler(ngx_http_request_t *r)
         if (ep->deletes && !rlcf->delete) {
             return ngx_http_registry_error(r, NGX_HTTP_REGISTRY_UNSUPPORTED,
                                            "deletes are disabled");
+        }
+
+        rc = ngx_http_registry_access_check(r, ep->actions);
+
+        if (rc == NGX_DECLINED) {
+            return ngx_http_registry_send_fault(r, &ctx->fault);
+        }
+
+        if (rc != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
         return ep->handler(r);

@@ -242,9 +242,12 @@ ngx_http_registry_upload_algorithm(ngx_http_request_t *r,
 
 
 /*
- * A mount is tried with ?from=, or without it as registry_auto_mount
- * allows: "anonymous" only for requests without credentials, where a
- * blob of a repository a client may not read cannot be at stake.
+ * A mount is tried with ?from= (the router checked the user may pull it),
+ * or without it as registry_auto_mount allows: "anonymous" only for
+ * requests without credentials, where a blob of a repository a client may
+ * not read cannot be at stake, and under registry_access rules only for a
+ * user who may pull every repository (201 for a mount says the store
+ * holds the blob).
  */
 
 static ngx_int_t
@@ -262,6 +265,10 @@ ngx_http_registry_upload_mountable(ngx_http_request_t *r,
     }
 
     rlcf = ngx_http_get_module_loc_conf(r, ngx_http_registry_module);
+
+    if (!ngx_http_registry_access_pulls_all(r)) {
+        return 0;
+    }
 
     return rlcf->auto_mount == NGX_HTTP_REGISTRY_AUTO_MOUNT_ON
            || (rlcf->auto_mount == NGX_HTTP_REGISTRY_AUTO_MOUNT_ANONYMOUS
