@@ -16,6 +16,17 @@ package DockerEngine;
 #   $e->login("127.0.0.1:$port", $user, $password);        # for auth tests
 #   ok($e->stop, 'dockerd stopped');   # also done at END
 #
+# DockerEngine->new(dockerd_args => [...], log_level => 'debug'): more
+# dockerd options (--insecure-registry, --registry-mirror, ...), its log
+# level (info).  Dies, after printing both daemons' logs, when dockerd does
+# not answer within 60 s.
+# $e->dir, sock, host ('unix://...'), cli (the docker binary), config_dir,
+# config (parsed config.json: what login stored), logs (the ends of both
+# logs, for diag), pids, ping (GET /_ping), inspect($ref) (`docker image
+# inspect`, {} when absent), remove_all (every container and image;
+# true when none is left).  write_oci_image($dir, $tag, layers => [...])
+# and tar_bytes make images (exported on request).
+#
 # Everything of the engine lives in one directory D, made under /tmp
 # (unix socket paths are limited to 108 bytes):
 #   D/docker.sock     dockerd's API (-H unix://...): only this socket is
