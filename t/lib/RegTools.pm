@@ -66,27 +66,42 @@ sub sha256_file {
     return 'sha256:' . $sha->hexdigest;
 }
 
-# Run a command with its output (stdout and stderr together) captured.
-# Returns (exit status, output).  %env entries are added to the environment.
-
 # Runs a command, stdin from /dev/null; returns (exit status, stdout,
-# stderr).  env => {...} adds to the environment; timeout => seconds
-# (default 120; the command is killed and 255 returned); merge => 1 sends
-# stderr into stdout, interleaved as it came.
+# stderr).  env => {...} adds to the environment (an undef value removes
+# the variable); stdin => $bytes is what the command reads instead of
+# /dev/null; timeout => seconds (default 120; the command is killed and 255
+# returned); merge => 1 sends stderr into stdout, interleaved as it came.
 sub run3 {
     my ($cmd, %opts) = @_;
 
     my $out = File::Temp->new(UNLINK => 1);
     my $err = File::Temp->new(UNLINK => 1);
+    my $in;
+
+    if (defined $opts{stdin}) {
+        $in = File::Temp->new(UNLINK => 1);
+        binmode $in;
+        print $in $opts{stdin};
+        close $in or die "stdin file: $!\n";
+    }
 
     my $pid = fork();
     die "fork: $!\n" unless defined $pid;
 
     if ($pid == 0) {
-        open STDIN, '<', '/dev/null';
+        open STDIN, '<', $in ? "$in" : '/dev/null';
         open STDOUT, '>&', $out;
         open STDERR, '>&', $opts{merge} ? \*STDOUT : $err;
-        @ENV{keys %{ $opts{env} }} = values %{ $opts{env} } if $opts{env};
+
+        for my $k (keys %{ $opts{env} || {} }) {
+            my $v = $opts{env}{$k};
+            if (defined $v) {
+                $ENV{$k} = $v;
+            } else {
+                delete $ENV{$k};
+            }
+        }
+
         exec(@$cmd) or POSIX::_exit(127);
     }
 
