@@ -21,6 +21,7 @@
 #include "ngx_http_registry.h"
 
 #include <sys/resource.h>
+#include <openssl/crypto.h>
 
 
 #define NGX_HTTP_REGISTRY_THREAD_NICE  19
@@ -31,6 +32,7 @@ static ngx_int_t ngx_http_registry_task_prepare(ngx_http_request_t *r,
     ngx_http_registry_task_t *t);
 #if (NGX_THREADS)
 static void ngx_http_registry_task_yield(void);
+static void ngx_http_registry_task_crypto_done(void);
 #endif
 static void ngx_http_registry_task_pool_cleanup(void *data);
 static void ngx_http_registry_task_hold(ngx_http_request_t *r);
@@ -257,6 +259,8 @@ ngx_http_registry_task_handler(void *data, ngx_log_t *log)
     ngx_http_registry_task_yield();
 
     t->rc = t->work(&t->op, t->data);
+
+    ngx_http_registry_task_crypto_done();
 }
 
 
@@ -273,6 +277,21 @@ static void
 ngx_http_registry_task_yield(void)
 {
     (void) setpriority(PRIO_PROCESS, 0, NGX_HTTP_REGISTRY_THREAD_NICE);
+}
+
+
+/*
+ * A thread that hashed has OpenSSL state of its own, which OpenSSL frees
+ * when the thread exits.  nginx's pool threads exit as the worker does,
+ * without being joined: their cleanup would race OpenSSL's own at exit()
+ * (a double free, seen as a worker killed by SIGABRT or SIGSEGV when it
+ * quits).  So the state goes with each task, while the worker waits.
+ */
+
+static void
+ngx_http_registry_task_crypto_done(void)
+{
+    OPENSSL_thread_stop();
 }
 
 
@@ -433,6 +452,8 @@ ngx_http_registry_detached_handler(void *data, ngx_log_t *log)
     ngx_http_registry_task_yield();
 
     d->rc = d->work(&d->op, d->data);
+
+    ngx_http_registry_task_crypto_done();
 }
 
 

@@ -69,7 +69,8 @@ package RegTest;
 # loop (make test runs the upload tests all three ways).  A test that sets
 # registry_thread_pool itself is left alone.
 # REGTEST_LEAVE=1 keeps the temporary directory.  REGTEST_NGINX and
-# REGTEST_MODULE override the nginx binary and the module path.
+# REGTEST_MODULE override the nginx binary and the module path.  REGTEST_CORE=1
+# lets a crashed worker dump DIR/core.
 # REGTEST_ASAN=1 (make test-asan, with REGTEST_MODULE a module built with
 # -fsanitize=address,undefined): Debian's nginx is not instrumented, so
 # the ASan and UBSan runtimes (gcc -print-file-name=libasan.so,
@@ -312,10 +313,15 @@ sub _write_conf {
     my $user = $> == 0 ? "user root;\n" : '';
     my $delete = $self->{delete} ? 'on' : 'off';
 
+    # REGTEST_CORE=1: a crashed worker leaves DIR/core (with REGTEST_LEAVE=1
+    # to keep DIR)
+    my $core = $ENV{REGTEST_CORE}
+               ? "worker_rlimit_core 2g;\nworking_directory $d;\n" : '';
+
     my $conf = <<"EOF";
 load_module $MODULE;
 
-${user}worker_processes $self->{workers};
+${user}${core}worker_processes $self->{workers};
 error_log $d/error.log info;
 pid $d/nginx.pid;
 
