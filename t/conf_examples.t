@@ -28,7 +28,7 @@ use RegTest;
 use RegTools qw(run_cmd skopeo skopeo_ok slurp spew free_port start_nginx
                 stop_nginx build_oci_image json_decode);
 use ConfExample qw(render_example make_ca make_cert htpasswd identity_stub
-                   basic);
+                   basic curl_answer);
 
 my $NGINX = $ENV{REGTEST_NGINX} || '/usr/sbin/nginx';
 my $MODULE = $RegTest::MODULE;
@@ -262,26 +262,6 @@ SKIP: {
 ###############################################################################
 # basic-auth.conf, tls-http2.conf, mtls.conf, auth-request.conf: rendered,
 # nginx -t, started, one request allowed and one refused
-
-# curl's answer: status, HTTP version, lower-case headers, body, JSON code
-sub curl_answer {
-    my (@args) = @_;
-
-    my ($rc, $out) = run_cmd(['curl', '-sS', '-D', '-', '-o', "$tmp/body",
-                              '-w', "\n%{http_version}", @args]);
-    my $body = -f "$tmp/body" ? slurp("$tmp/body") : '';
-    unlink "$tmp/body";
-
-    my ($head, $version) = $out =~ /^(.*)\n([\d.]+)$/s;
-    my ($status) = ($head // '') =~ m{^HTTP/\S+ (\d+)}m;
-    my %h = map { /^([^:]+):\s*(.*?)\r?$/ ? (lc $1 => $2) : () }
-            split /\n/, $head // '';
-    my $r = { status => $status // 0, version => $version // '',
-              headers => \%h, content => $body, out => $out };
-    $r->{code} = RegTest::error_code($r);
-
-    return $r;
-}
 
 # renders conf-examples/$name into $tmp/$name, checks it; nginx -t and a
 # start; $check->($ports) makes its requests; then the error log

@@ -38,6 +38,10 @@ package ConfExample;
 # $dir/$name.crt signed by the CA $dir/$ca.{crt,key} (self-signed when $ca
 # is undef).  Both use the openssl CLI and die on failure.
 #
+# curl_answer(@curl_args): one request with curl -sS; returns { status,
+# version (curl's %{http_version}: 1.1, 2), headers (lower-case names; the
+# last of each), content, code (the JSON error's, '' if none), out }.
+#
 # htpasswd(user => password, ...): htpasswd lines, bcrypt ($2y$, cost 5)
 # through Perl's crypt, as `htpasswd -B` writes them.
 #
@@ -53,12 +57,13 @@ use warnings;
 
 use Exporter qw(import);
 use File::Path qw(make_path);
+use File::Temp ();
 
 require RegTest;
 use RegTools qw(run_cmd);
 
 our @EXPORT_OK = qw(render_example make_ca make_cert htpasswd
-                    identity_stub basic);
+                    identity_stub basic curl_answer);
 
 sub render_example {
     my ($name, $dir, %o) = @_;
@@ -106,6 +111,26 @@ sub render_example {
     }
 
     return ($text, @missing);
+}
+
+sub curl_answer {
+    my (@args) = @_;
+
+    my $body = File::Temp->new(UNLINK => 1);
+    my ($rc, $out) = run_cmd(['curl', '-sS', '-D', '-', '-o', "$body",
+                              '-w', "\n%{http_version}", @args]);
+    my $content = RegTest::slurp("$body");
+
+    my ($head, $version) = $out =~ /^(.*)\n([\d.]+)$/s;
+    ($head) = grep { /\S/ } reverse split /\r?\n\r?\n/, $head // '';  # after 100
+    my ($status) = ($head // '') =~ m{^HTTP/\S+ (\d+)}m;
+    my %h = map { /^([^:]+):\s*(.*?)\r?$/ ? (lc $1 => $2) : () }
+            split /\n/, $head // '';
+    my $r = { status => $status // 0, version => $version // '',
+              headers => \%h, content => $content, out => $out };
+    $r->{code} = RegTest::error_code($r);
+
+    return $r;
 }
 
 my $salt = 0;
