@@ -218,7 +218,8 @@ my $pushed;
     my $blobs = blob_files($basic);
     ($rc, $out, $err) = $e->docker('push', "$reg/public/bob:v1");
     isnt($rc, 0, 'docker push public/bob:v1 as bob fails');
-    like($err, qr/denied/, '... docker says denied') or diag("$out$err");
+    like($err, qr/denied: requested access to the resource is denied/,
+         '... docker says denied') or diag("$out$err");
     ok(!-e v2($basic) . '/repositories/public/bob',
        '... no repository public/bob in the store');
     is(blob_files($basic), $blobs, '... no blob added');
@@ -280,7 +281,8 @@ my $layout = "oci:$tmp/layout:v1";
                          "bob:$pw{bob}", $layout,
                          "docker://$reg/alice/skopeo:bob");
     isnt($rc, 0, 'skopeo push into alice/skopeo as bob fails');
-    like($out, qr/denied/, '... denied');
+    like($out, qr/denied: requested access to the resource is denied/,
+         '... denied');
     is_deeply(tags_of($basic, 'alice/skopeo'), ['v1'], '... no tag added');
 
     ($rc, $out) = skopeo('copy', '--dest-tls-verify=false', '--dest-creds',
@@ -333,7 +335,8 @@ my $layout = "oci:$tmp/layout:v1";
     ($rc, $out, $err) = $c->podman('a', 'push', @o, "$reg/alice/skopeo:v1",
                                    "$reg/public/podman:v1");
     isnt($rc, 0, 'podman push into public/ as alice fails');
-    like($err, qr/denied/, '... denied');
+    like($err, qr/denied: requested access to the resource is denied/,
+         '... denied');
 
     ($rc, $out, $err) = $c->podman('a', 'logout', '--authfile', $auth, $reg);
     is($rc, 0, 'podman logout') or diag("$out$err");
