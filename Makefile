@@ -16,7 +16,7 @@ RUNDIR    := $(REPO)/run
 
 # Build tools and libraries; test clients come from .ci/run and `make deps-test`.
 BUILD_PKGS := nginx nginx-dev libjansson-dev libssl-dev build-essential
-TEST_PKGS  := curl skopeo umoci docker-registry podman buildah containerd strace \
+TEST_PKGS  := curl openssl skopeo umoci docker-registry podman buildah containerd strace \
               docker.io
 # Benchmark clients and the comparison registry (`make bench`); ab, from
 # apache2-utils, measures HEAD (wrk waits for a body after a HEAD answer).

@@ -445,7 +445,7 @@ static ngx_int_t
 ngx_http_registry_access_rules(ngx_http_request_t *r,
     ngx_http_registry_needs_t *needs)
 {
-    ngx_uint_t                     i, anonymous_rule;
+    ngx_uint_t                     i, users_rule;
     ngx_http_registry_ctx_t       *ctx;
     ngx_http_registry_rule_t      *rule;
     ngx_http_registry_need_t      *need;
@@ -473,18 +473,24 @@ ngx_http_registry_access_rules(ngx_http_request_t *r,
         return NGX_OK;
     }
 
-    /* /v2/ asks who the client is: anonymous, unless some rule knows it */
+    /*
+     * /v2/ is where clients learn that credentials are taken: docker,
+     * podman and skopeo send theirs only after its challenge, and a 200
+     * makes "login" succeed with any password.  So an anonymous client is
+     * challenged as soon as some rule grants users anything; only rules
+     * for nobody but anonymous (a public mirror) answer it 200.
+     */
 
     rule = rlcf->rules->elts;
-    anonymous_rule = 0;
+    users_rule = 0;
 
     for (i = 0; i < rlcf->rules->nelts; i++) {
-        if (rule[i].who == NGX_HTTP_REGISTRY_WHO_ANONYMOUS) {
-            anonymous_rule = 1;
+        if (rule[i].who != NGX_HTTP_REGISTRY_WHO_ANONYMOUS) {
+            users_rule = 1;
         }
     }
 
-    return anonymous_rule ? NGX_OK : ngx_http_registry_access_refuse(r);
+    return users_rule ? ngx_http_registry_access_refuse(r) : NGX_OK;
 }
 
 

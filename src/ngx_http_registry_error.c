@@ -23,6 +23,7 @@ static ngx_buf_t *ngx_http_registry_error_body(ngx_pool_t *pool,
     ngx_http_registry_error_t *e, const char *detail);
 static ngx_http_registry_error_t *ngx_http_registry_nginx_error(
     ngx_uint_t status, const char **detail);
+static ngx_uint_t ngx_http_registry_nginx_status(ngx_http_request_t *r);
 static ngx_int_t ngx_http_registry_error_header_filter(ngx_http_request_t *r);
 static ngx_int_t ngx_http_registry_error_body_filter(ngx_http_request_t *r,
     ngx_chain_t *in);
@@ -273,7 +274,8 @@ ngx_http_registry_error_header_filter(ngx_http_request_t *r)
         }
     }
 
-    e = ngx_http_registry_nginx_error(r->err_status, &detail);
+    e = ngx_http_registry_nginx_error(ngx_http_registry_nginx_status(r),
+                                      &detail);
 
     ctx->nginx_error = ngx_http_registry_error_body(r->pool, e, detail);
     if (ctx->nginx_error == NULL) {
@@ -294,6 +296,58 @@ ngx_http_registry_error_header_filter(ngx_http_request_t *r)
     }
 
     return ngx_http_next_header_filter(r);
+}
+
+
+/*
+ * The status nginx meant: its 494, 495, 496 and 497 go out as 400, and
+ * ngx_http_special_response_handler() has set err_status to 400 before
+ * the filters run.  A refused client certificate is told apart as
+ * ngx_http_process_request() decided it: verification failed, or none was
+ * sent to "ssl_verify_client on".
+ */
+
+static ngx_uint_t
+ngx_http_registry_nginx_status(ngx_http_request_t *r)
+{
+#if (NGX_HTTP_SSL)
+    long                      rc;
+    X509                     *cert;
+    ngx_connection_t         *c;
+    ngx_http_ssl_srv_conf_t  *sscf;
+
+    c = r->connection;
+
+    if (r->err_status != NGX_HTTP_BAD_REQUEST || c->ssl == NULL) {
+        return r->err_status;
+    }
+
+    sscf = ngx_http_get_module_srv_conf(r, ngx_http_ssl_module);
+
+    if (sscf == NULL || !sscf->verify) {
+        return r->err_status;
+    }
+
+    rc = SSL_get_verify_result(c->ssl->connection);
+
+    if (rc != X509_V_OK
+        && (sscf->verify != 3 || !ngx_ssl_verify_error_optional(rc)))
+    {
+        return NGX_HTTPS_CERT_ERROR;
+    }
+
+    if (sscf->verify == 1) {
+        cert = SSL_get_peer_certificate(c->ssl->connection);
+
+        if (cert == NULL) {
+            return NGX_HTTPS_NO_CERT;
+        }
+
+        X509_free(cert);
+    }
+#endif
+
+    return r->err_status;
 }
 
 

@@ -73,8 +73,9 @@ my $layer = sub { $img{$_[0]}{layers}[0] };
 
 # (user, method, path, status[, JSON code])
 my @table = (
-    # anonymous: pull of public/* only
-    [undef, 'GET', '/v2/', 200],
+    # anonymous: pull of public/* only; /v2/ challenges, since rules give
+    # users more (clients send credentials only after that challenge)
+    [undef, 'GET', '/v2/', 401, 'UNAUTHORIZED'],
     [undef, 'GET', '/v2/public/a/manifests/v1', 200],
     [undef, 'HEAD', '/v2/public/a/manifests/v1', 200],
     [undef, 'GET', '/v2/public/a/tags/list', 200],
@@ -248,6 +249,22 @@ EOF
     is($h->req('GET', '/v2/')->{status}, 401,
        '/v2/ without any anonymous rule: 401');
     $h->stop();
+}
+
+# rules for nobody but anonymous (a public mirror): /v2/ answers 200, no
+# credentials could get more
+{
+    my $m = RegTest->new(root => $root, location_extra => <<'EOF');
+            registry_access anonymous public/** pull;
+EOF
+    my $r = $m->req('GET', '/v2/');
+    is($r->{status}, 200, 'anonymous rules only: /v2/ 200');
+    ok(!$r->{headers}{'www-authenticate'}, '... no challenge');
+    is($m->req('GET', '/v2/public/a/b/tags/list')->{status}, 200,
+       'anonymous rules only: public/a/b pulled');
+    is($m->req('GET', '/v2/team-a/x/tags/list')->{status}, 401,
+       'anonymous rules only: team-a/x refused, 401');
+    $m->stop();
 }
 
 # configuration errors, refused when nginx starts

@@ -6,6 +6,12 @@
 # - conf-examples/production-tls.conf with a self-signed certificate, its
 #   paths moved into a temp dir: nginx -t, HTTPS + HTTP/2, anonymous pulls,
 #   pushes only with credentials (curl and skopeo), the port-80 redirect;
+# - basic-auth.conf, tls-http2.conf, mtls.conf and auth-request.conf,
+#   rendered with test paths (t/lib/ConfExample.pm), keys and certificates
+#   made with the openssl CLI, bcrypt htpasswd files: nginx -t, then each
+#   runs and curl sees one request allowed and one refused (with the
+#   spec's JSON error), over TLS and HTTP/2 where the example is TLS
+#   (t/auth_clients.t runs docker, podman and skopeo against them);
 # - docker/nginx.conf: nginx -t.
 
 use strict;
@@ -21,6 +27,8 @@ use lib 't/lib';
 use RegTest;
 use RegTools qw(run_cmd skopeo skopeo_ok slurp spew free_port start_nginx
                 stop_nginx build_oci_image json_decode);
+use ConfExample qw(render_example make_ca make_cert htpasswd identity_stub
+                   basic curl_answer);
 
 my $NGINX = $ENV{REGTEST_NGINX} || '/usr/sbin/nginx';
 my $MODULE = $RegTest::MODULE;
@@ -249,6 +257,129 @@ SKIP: {
     like(slurp("$p/logs/access.log"), qr{"POST /v2/prod/img/blobs/uploads/\S* HTTP/2\.0" 201 .* in=\d+ t=},
          'TLS: access log in the registry format');
     no_alerts("$p/logs/error.log", 'production-tls.conf');
+}
+
+###############################################################################
+# basic-auth.conf, tls-http2.conf, mtls.conf, auth-request.conf: rendered,
+# nginx -t, started, one request allowed and one refused
+
+# renders conf-examples/$name into $tmp/$name, checks it; nginx -t and a
+# start; $check->($ports) makes its requests; then the error log
+sub run_example {
+    my ($name, $files, $ports, $check, %o) = @_;
+
+    my $p = "$tmp/$name";
+    my ($text, @missing) = render_example($name, $p,
+                                          ports => $ports, subst => $o{subst});
+    is(join(', ', @missing), '', "$name: rendered with the test's paths");
+
+    for my $f (sort keys %$files) {
+        make_path("$p/etc/" . ($f =~ m{^(.*)/} ? $1 : ''));
+        spew("$p/etc/$f", $files->{$f});
+    }
+
+    spew("$p/nginx.conf", $text);
+
+    SKIP: {
+        skip "$name does not pass nginx -t", 1
+            unless nginx_t("$p/nginx.conf", $p, $name);
+
+        my ($first) = sort { $a <=> $b } keys %$ports;
+        my $n = start_nginx("$p/nginx.conf", $p, $ports->{$first});
+        $check->($ports);
+        stop_nginx($n);
+    }
+
+    no_alerts("$p/log/error.log", $name);
+}
+
+SKIP: {
+    skip 'no openssl or curl', 1 unless have('openssl') && have('curl');
+
+    my $pki = "$tmp/pki";
+    make_ca($pki, 'ca', '/CN=conf_examples.t CA');
+    make_cert($pki, 'server', '/CN=registry.example.com', 'ca',
+              san => 'IP:127.0.0.1,DNS:registry.example.com');
+    make_cert($pki, 'alice', '/O=Example/OU=registry/CN=alice', 'ca');
+
+    my %tls = ('tls/registry.example.com.crt' => slurp("$pki/server.crt"),
+               'tls/registry.example.com.key' => slurp("$pki/server.key"));
+    my %htpasswd = ('registry.htpasswd' => htpasswd(alice => 'pw-alice'));
+    my @ca = ('--cacert', "$pki/ca.crt");
+
+    my $blob = "conf example blob\n";
+    spew("$tmp/blob", $blob);
+    my $d = RegTest::digest($blob);
+    my @push = ('-X', 'POST', '--data-binary', "\@$tmp/blob");
+
+    run_example('basic-auth.conf', \%htpasswd,
+                { 5000 => free_port(), 5001 => free_port() }, sub {
+        my ($port) = @_;
+        my $base = "http://127.0.0.1:$port->{5000}";
+
+        my $r = curl_answer(@push, "$base/v2/public/app/blobs/uploads/?digest=$d");
+        is("$r->{status} $r->{code}", '401 UNAUTHORIZED',
+           'basic-auth.conf: anonymous push refused, JSON');
+        is($r->{headers}{'www-authenticate'}, 'Basic realm="registry"',
+           'basic-auth.conf: ... with the challenge');
+
+        $r = curl_answer('-u', 'alice:pw-alice', @push,
+                         "$base/v2/alice/app/blobs/uploads/?digest=$d");
+        is($r->{status}, 201, 'basic-auth.conf: alice pushes alice/app');
+
+        $r = curl_answer("http://127.0.0.1:$port->{5001}/v2/");
+        is($r->{status}, 200, 'basic-auth.conf: the anonymous server asks nothing');
+    });
+
+    run_example('tls-http2.conf', { %tls, %htpasswd }, { 443 => free_port() }, sub {
+        my ($port) = @_;
+        my $base = "https://127.0.0.1:$port->{443}";
+
+        my $r = curl_answer(@ca, '--http2', '-u', 'alice:pw-alice', @push,
+                            "$base/v2/alice/app/blobs/uploads/?digest=$d");
+        is("$r->{status} $r->{version}", '201 2',
+           'tls-http2.conf: alice pushes alice/app over HTTP/2');
+
+        $r = curl_answer(@ca, '--http2', '-u', 'alice:pw-alice', @push,
+                         "$base/v2/public/app/blobs/uploads/?digest=$d");
+        is("$r->{status} $r->{code} $r->{version}", '403 DENIED 2',
+           'tls-http2.conf: alice may not push public/app: DENIED');
+    });
+
+    run_example('mtls.conf', { %tls, 'tls/clients-ca.crt' => slurp("$pki/ca.crt") },
+                { 443 => free_port() }, sub {
+        my ($port) = @_;
+        my $base = "https://127.0.0.1:$port->{443}";
+
+        my $r = curl_answer(@ca, '--http2', "$base/v2/");
+        is("$r->{status} $r->{code} $r->{version}", '400 UNAUTHORIZED 2',
+           'mtls.conf: no client certificate: 400 UNAUTHORIZED');
+
+        $r = curl_answer(@ca, '--http2', '--cert', "$pki/alice.crt",
+                         '--key', "$pki/alice.key", @push,
+                         "$base/v2/team-a/app/blobs/uploads/?digest=$d");
+        is("$r->{status} $r->{version}", '201 2',
+           "mtls.conf: alice's certificate pushes team-a/app");
+    });
+
+    my $identity = free_port();
+
+    run_example('auth-request.conf', {}, { 5000 => free_port() }, sub {
+        my ($port) = @_;
+        my $base = "http://127.0.0.1:$port->{5000}";
+
+        my $r = curl_answer('-u', 'alice:pw-alice', @push,
+                            "$base/v2/alice/app/blobs/uploads/?digest=$d");
+        is($r->{status}, 201, 'auth-request.conf: alice (the service says) pushes');
+
+        $r = curl_answer('-u', 'alice:wrong', "$base/v2/");
+        is("$r->{status} $r->{code}", '401 UNAUTHORIZED',
+           "auth-request.conf: the service's 401, JSON");
+    }, subst => [
+        [qr/server 127\.0\.0\.1:9000;/, "server 127.0.0.1:$identity;"],
+        [qr/\}\s*\z/, identity_stub($identity,
+                                    basic('alice', 'pw-alice') => 'alice') . "}\n"],
+    ]);
 }
 
 ###############################################################################

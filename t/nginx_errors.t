@@ -4,16 +4,22 @@
 # spec's JSON error body and the API version header, keeping nginx's
 # status and headers: auth_basic's 401 (and its challenge), deny's 403,
 # client_max_body_size's 413, limit_req's 429 and 503, a 414 and a 400
-# on the request line.  Other locations keep nginx's HTML pages.
+# on the request line.  Other locations keep nginx's HTML pages.  Behind
+# ssl_verify_client, nginx's 400 for a missing or refused client
+# certificate (its 496 and 495, sent as 400) is UNAUTHORIZED, while other
+# 400s on such a connection stay UNKNOWN (curl, certificates made with the
+# openssl CLI).
 
 use strict;
 use warnings;
 
 use Test::More;
 use JSON::PP;
+use File::Temp ();
 
 use lib 't/lib';
 use RegTest;
+use RegTools qw(run_cmd);
 
 my $t = RegTest->new(
     http_extra => <<'EOF',
@@ -131,5 +137,91 @@ ok(!$r->{headers}{'docker-distribution-api-version'},
    '... no API version header');
 
 $t->stop();
+
+# ssl_verify_client: a CA, a client certificate it signed, one it did not
+
+SKIP: {
+    my @have = grep { my $p = $_; grep { -x "$_/$p" } split /:/, $ENV{PATH} }
+               qw(openssl curl);
+    skip 'no openssl or curl', 12 unless @have == 2;
+
+    my $d = File::Temp::tempdir('errtls-XXXXXXXX', TMPDIR => 1, CLEANUP => 1);
+    my @ec = ('-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes');
+
+    for my $cmd (
+        ['req', '-x509', @ec, '-days', '2', '-subj', '/CN=test CA',
+         '-keyout', "$d/ca.key", '-out', "$d/ca.pem"],
+        ['req', '-x509', @ec, '-days', '2', '-subj', '/CN=localhost',
+         '-keyout', "$d/srv.key", '-out', "$d/srv.pem"],
+        ['req', @ec, '-subj', '/CN=alice', '-keyout', "$d/alice.key",
+         '-out', "$d/alice.csr"],
+        ['x509', '-req', '-in', "$d/alice.csr", '-CA', "$d/ca.pem",
+         '-CAkey', "$d/ca.key", '-set_serial', '1', '-days', '2',
+         '-out', "$d/alice.pem"],
+        ['req', '-x509', @ec, '-days', '2', '-subj', '/CN=mallory',
+         '-keyout', "$d/mallory.key", '-out', "$d/mallory.pem"]) {
+        my ($rc, $out) = run_cmd(['openssl', @$cmd]);
+        die "openssl @$cmd: $out" if $rc;
+    }
+
+    my $s = RegTest->new(listen_extra => 'ssl http2', server_extra => <<"EOF");
+        ssl_certificate $d/srv.pem;
+        ssl_certificate_key $d/srv.key;
+        ssl_client_certificate $d/ca.pem;
+        ssl_verify_client on;
+EOF
+
+    my $url = 'https://127.0.0.1:' . $s->port . '/v2/';
+
+    sub curl_json {
+        my (@args) = @_;
+        my ($rc, $out) = run_cmd(['curl', '-sS', '-k', '-i', @args]);
+        my ($head, $body) = split /\r\n\r\n/, $out, 2;
+        my ($status) = ($head // '') =~ m{^HTTP/\S+ (\d+)};
+        my %h = map { /^([^:]+):\s*(.*)$/ ? (lc $1 => $2) : () }
+                split /\r\n/, $head // '';
+        return { status => $status // 0, headers => \%h,
+                 content => $body // '' };
+    }
+
+    $r = curl_json($url);
+    is($r->{status}, 400, 'no client certificate: 400');
+    is(RegTest::error_code($r), 'UNAUTHORIZED', '... UNAUTHORIZED');
+    like($r->{content}, qr/no valid client certificate/, '... detail');
+    is($r->{headers}{'docker-distribution-api-version'}, 'registry/2.0',
+       '... API version header');
+
+    $r = curl_json('--http1.1', $url);
+    is(RegTest::error_code($r), 'UNAUTHORIZED',
+       'no client certificate, HTTP/1.1: UNAUTHORIZED');
+
+    $r = curl_json('--cert', "$d/mallory.pem", '--key', "$d/mallory.key", $url);
+    is($r->{status}, 400, 'a certificate of another CA: 400');
+    is(RegTest::error_code($r), 'UNAUTHORIZED', '... UNAUTHORIZED');
+
+    my @alice = ('--cert', "$d/alice.pem", '--key', "$d/alice.key");
+
+    $r = curl_json(@alice, $url);
+    is($r->{status}, 200, "the CA's certificate: 200");
+
+    $r = curl_json(@alice, "${url}NotAName/tags/list");
+    is(RegTest::error_code($r), 'NAME_INVALID',
+       "the CA's certificate: the module's own errors as they are");
+
+    # a 400 of nginx's on a verified connection is no certificate matter
+
+    my ($rc, $out) = run_cmd(['openssl', 's_client', '-quiet', '-ign_eof',
+                              '-connect', '127.0.0.1:' . $s->port,
+                              '-cert', "$d/alice.pem", '-key', "$d/alice.key"],
+                             stdin => "GET /v2/ HTTP/1.1\r\nHost: a\r\n"
+                                      . "Host: b\r\nConnection: close\r\n\r\n",
+                             timeout => 20);
+    my ($status, $body) = $out =~ m{^HTTP/1\.1 (\d+).*?\r\n\r\n(.*)}ms;
+    $r = { status => $status // 0, content => $body // '' };
+    is($r->{status}, 400, 'two Host headers with a good certificate: 400');
+    is(RegTest::error_code($r), 'UNKNOWN', '... UNKNOWN');
+
+    $s->stop();
+}
 
 done_testing();
