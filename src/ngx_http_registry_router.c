@@ -9,6 +9,11 @@
 
 
 #include "ngx_http_registry.h"
+#include "ngx_http_registry_auth.h"
+
+
+/* what writing to a repository needs, as distribution asks a token for */
+#define NGX_HTTP_REGISTRY_WRITES (NGX_HTTP_REGISTRY_PUSH|NGX_HTTP_REGISTRY_PULL)
 
 
 typedef ngx_int_t (*ngx_http_registry_endpoint_pt)(ngx_http_request_t *r);
@@ -18,10 +23,13 @@ typedef struct {
     ngx_http_registry_route_e      kind;
     ngx_uint_t                     methods;
     ngx_http_registry_endpoint_pt  handler;
+    ngx_uint_t                     actions;     /* on the repository */
     unsigned                       deletes:1;   /* needs registry_delete */
 } ngx_http_registry_endpoint_t;
 
 
+static ngx_int_t ngx_http_registry_authorize(ngx_http_request_t *r,
+    ngx_uint_t actions);
 static ngx_int_t ngx_http_registry_base(ngx_http_request_t *r);
 static ngx_int_t ngx_http_registry_parse_route(ngx_http_request_t *r,
     ngx_http_registry_route_t *route, ngx_http_registry_fault_t *fault);
@@ -40,46 +48,46 @@ static ngx_int_t ngx_http_registry_segment_is(u_char *start, u_char *end,
 static ngx_http_registry_endpoint_t  ngx_http_registry_endpoints[] = {
 
     { NGX_HTTP_REGISTRY_ROUTE_BASE, NGX_HTTP_GET|NGX_HTTP_HEAD,
-      ngx_http_registry_base, 0 },
+      ngx_http_registry_base, 0, 0 },
 
     { NGX_HTTP_REGISTRY_ROUTE_CATALOG, NGX_HTTP_GET|NGX_HTTP_HEAD,
-      ngx_http_registry_catalog, 0 },
+      ngx_http_registry_catalog, NGX_HTTP_REGISTRY_CATALOG, 0 },
 
     { NGX_HTTP_REGISTRY_ROUTE_TAGS, NGX_HTTP_GET|NGX_HTTP_HEAD,
-      ngx_http_registry_tags_list, 0 },
+      ngx_http_registry_tags_list, NGX_HTTP_REGISTRY_PULL, 0 },
 
     { NGX_HTTP_REGISTRY_ROUTE_MANIFEST, NGX_HTTP_GET|NGX_HTTP_HEAD,
-      ngx_http_registry_manifest_get, 0 },
+      ngx_http_registry_manifest_get, NGX_HTTP_REGISTRY_PULL, 0 },
 
     { NGX_HTTP_REGISTRY_ROUTE_MANIFEST, NGX_HTTP_PUT,
-      ngx_http_registry_manifest_put, 0 },
+      ngx_http_registry_manifest_put, NGX_HTTP_REGISTRY_WRITES, 0 },
 
     { NGX_HTTP_REGISTRY_ROUTE_MANIFEST, NGX_HTTP_DELETE,
-      ngx_http_registry_manifest_delete, 1 },
+      ngx_http_registry_manifest_delete, NGX_HTTP_REGISTRY_DELETE, 1 },
 
     { NGX_HTTP_REGISTRY_ROUTE_BLOB, NGX_HTTP_GET|NGX_HTTP_HEAD,
-      ngx_http_registry_blob_get, 0 },
+      ngx_http_registry_blob_get, NGX_HTTP_REGISTRY_PULL, 0 },
 
     { NGX_HTTP_REGISTRY_ROUTE_BLOB, NGX_HTTP_DELETE,
-      ngx_http_registry_blob_delete, 1 },
+      ngx_http_registry_blob_delete, NGX_HTTP_REGISTRY_DELETE, 1 },
 
     { NGX_HTTP_REGISTRY_ROUTE_REFERRERS, NGX_HTTP_GET|NGX_HTTP_HEAD,
-      ngx_http_registry_referrers_list, 0 },
+      ngx_http_registry_referrers_list, NGX_HTTP_REGISTRY_PULL, 0 },
 
     { NGX_HTTP_REGISTRY_ROUTE_UPLOADS, NGX_HTTP_POST,
-      ngx_http_registry_upload_start, 0 },
+      ngx_http_registry_upload_start, NGX_HTTP_REGISTRY_WRITES, 0 },
 
     { NGX_HTTP_REGISTRY_ROUTE_UPLOAD, NGX_HTTP_GET,
-      ngx_http_registry_upload_status, 0 },
+      ngx_http_registry_upload_status, NGX_HTTP_REGISTRY_WRITES, 0 },
 
     { NGX_HTTP_REGISTRY_ROUTE_UPLOAD, NGX_HTTP_PATCH,
-      ngx_http_registry_upload_patch, 0 },
+      ngx_http_registry_upload_patch, NGX_HTTP_REGISTRY_WRITES, 0 },
 
     { NGX_HTTP_REGISTRY_ROUTE_UPLOAD, NGX_HTTP_PUT,
-      ngx_http_registry_upload_put, 0 },
+      ngx_http_registry_upload_put, NGX_HTTP_REGISTRY_WRITES, 0 },
 
     { NGX_HTTP_REGISTRY_ROUTE_UPLOAD, NGX_HTTP_DELETE,
-      ngx_http_registry_upload_cancel, 0 },
+      ngx_http_registry_upload_cancel, NGX_HTTP_REGISTRY_WRITES, 0 },
 };
 
 
@@ -158,6 +166,16 @@ ngx_http_registry_handler(ngx_http_request_t *r)
                                            "deletes are disabled");
         }
 
+        rc = ngx_http_registry_authorize(r, ep->actions);
+
+        if (rc == NGX_DECLINED) {
+            return ngx_http_registry_send_fault(r, &ctx->fault);
+        }
+
+        if (rc != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
         return ep->handler(r);
     }
 
@@ -167,6 +185,59 @@ ngx_http_registry_handler(ngx_http_request_t *r)
 
     return ngx_http_registry_error(r, NGX_HTTP_REGISTRY_UNSUPPORTED,
                                    "method not allowed here");
+}
+
+
+/*
+ * Token authentication, before any body is read.  The branch's own call
+ * until the router's single decision point (access.c) asks the token
+ * module: the route's repository with the endpoint's actions, and a
+ * mount's "from" with pull (an invalid one is refused by the upload
+ * later, and never read).  NGX_DECLINED: refused, ctx->fault is the
+ * answer and the challenge is set.
+ */
+
+static ngx_int_t
+ngx_http_registry_authorize(ngx_http_request_t *r, ngx_uint_t actions)
+{
+    ngx_int_t                   rc;
+    ngx_str_t                   user, mount, from;
+    ngx_http_registry_ctx_t    *ctx;
+    ngx_http_registry_needs_t   needs;
+
+    if (!ngx_http_registry_token_enabled(r)) {
+        return NGX_OK;
+    }
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_registry_module);
+
+    needs.n = 0;
+
+    if (actions) {
+        needs.need[0].name = ctx->route.name;
+        needs.need[0].actions = actions;
+        needs.n = 1;
+    }
+
+    if (ctx->route.kind == NGX_HTTP_REGISTRY_ROUTE_UPLOADS
+        && ngx_http_registry_arg(r, "mount", &mount) == NGX_OK
+        && ngx_http_registry_arg(r, "from", &from) == NGX_OK
+        && ngx_http_registry_valid_name(&from) == NGX_OK)
+    {
+        needs.need[1].name = from;
+        needs.need[1].actions = NGX_HTTP_REGISTRY_PULL;
+        needs.n = 2;
+    }
+
+    rc = ngx_http_registry_token_check(r, &needs, &user);
+
+    if (rc == NGX_DECLINED) {
+        ctx->fault.code = NGX_HTTP_REGISTRY_UNAUTHORIZED;
+        ctx->fault.errnum = 0;
+        ctx->fault.detail = "a valid token that grants this is needed";
+    }
+
+    return rc;
 }
 
 
