@@ -17,6 +17,9 @@ package JWT;
 #   JWT::cert($dir, 'int', $root, ca => 1)    # a certificate signed by
 #                                         # $root (self-signed without one):
 #                                         # a key with {pem, der} too
+#   JWT::verify($k, $token)               # the signature, checked by
+#                                         # openssl: ES256/384/512, EdDSA
+#   JWT::decode($token)                   # (header, claims) as hashes
 #   JWT::b64url($bytes), JWT::b64url_decode($text)
 
 use strict;
@@ -204,6 +207,60 @@ sub der_to_raw {
     }
 
     return $raw;
+}
+
+# JWS's R||S as the DER ECDSA-Sig-Value openssl verifies
+sub raw_to_der {
+    my ($raw) = @_;
+
+    my $half = length($raw) / 2;
+    my $body = '';
+
+    # copies: a loop variable would alias substr()'s lvalues into $raw
+    my @ints = (substr($raw, 0, $half), substr($raw, $half));
+
+    for my $int (@ints) {
+        $int =~ s/^\x00+//;
+        $int = "\x00$int" if $int eq '' || ord($int) >= 0x80;
+        $body .= "\x02" . chr(length $int) . $int;
+    }
+
+    my $len = length $body;
+
+    return "\x30" . ($len < 128 ? chr($len) : "\x81" . chr($len)) . $body;
+}
+
+# whether openssl verifies the token's signature with $k's public key
+sub verify {
+    my ($k, $token) = @_;
+
+    my ($head, $payload, $sig) = split /\./, $token;
+    my ($alg) = decode($token)->{alg};
+    my $raw = b64url_decode($sig);
+
+    my ($ifh, $input) = tempfile(UNLINK => 1);
+    my ($sfh, $sigfile) = tempfile(UNLINK => 1);
+    binmode $_ for $ifh, $sfh;
+    print $ifh "$head.$payload";
+    print $sfh $alg eq 'EdDSA' ? $raw : raw_to_der($raw);
+    close $_ for $ifh, $sfh;
+
+    my @cmd = $alg eq 'EdDSA'
+        ? ('pkeyutl', '-verify', '-pubin', '-inkey', $k->{pub}, '-rawin',
+           '-in', $input, '-sigfile', $sigfile)
+        : ('dgst', '-' . $ALG{$alg}[0], '-verify', $k->{pub}, '-signature',
+           $sigfile, $input);
+
+    return eval { openssl(@cmd); 1 } ? 1 : 0;
+}
+
+# the header and the claims of a token, unverified
+sub decode {
+    my ($token) = @_;
+    my ($head, $payload) = split /\./, $token;
+    my $h = JSON::PP->new->decode(b64url_decode($head));
+    my $c = JSON::PP->new->decode(b64url_decode($payload));
+    return wantarray ? ($h, $c) : $h;
 }
 
 # a claim set valid for 5 minutes from now, with what %o adds or replaces
