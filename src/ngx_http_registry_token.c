@@ -320,7 +320,7 @@ ngx_http_registry_token_enabled(ngx_http_request_t *r)
 
     tlcf = ngx_http_get_module_loc_conf(r, ngx_http_registry_token_module);
 
-    return tlcf->realm.len != 0;
+    return tlcf->realm.len != 0 && tlcf->keys != NULL;
 }
 
 
@@ -1929,6 +1929,8 @@ ngx_http_registry_token_merge_loc_conf(ngx_conf_t *cf, void *parent,
     ngx_http_registry_token_loc_conf_t *prev = parent;
     ngx_http_registry_token_loc_conf_t *conf = child;
 
+    ngx_http_registry_loc_conf_t  *rlcf;
+
     ngx_conf_merge_str_value(conf->realm, prev->realm, "");
     ngx_conf_merge_str_value(conf->service, prev->service, "");
     ngx_conf_merge_str_value(conf->issuer, prev->issuer, "");
@@ -1941,7 +1943,14 @@ ngx_http_registry_token_merge_loc_conf(ngx_conf_t *cf, void *parent,
     ngx_conf_merge_str_value(conf->users, prev->users, "");
     ngx_conf_merge_ptr_value(conf->user, prev->user, NULL);
 
-    if (conf->realm.len) {
+    /*
+     * Only the registry checks tokens: a realm inherited by other
+     * locations (the issuer's, one that says 404) needs nothing else.
+     */
+
+    rlcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_registry_module);
+
+    if (conf->realm.len && rlcf->enable) {
         if (conf->service.len == 0 || conf->issuer.len == 0
             || conf->keys == NULL)
         {
