@@ -1152,12 +1152,20 @@ ngx_http_registry_jwt_header(ngx_http_registry_jwt_verify_t *v,
         }
     }
 
+    /* access tokens may leave "typ" out; refresh tokens say what they are */
+
     value = json_object_get(header, "typ");
 
-    if (value == NULL ? ngx_strcmp(v->typ, "JWT") != 0
-        : !json_is_string(value)
-          || ngx_strcasecmp((u_char *) json_string_value(value),
-                            (u_char *) v->typ) != 0)
+    if (value == NULL) {
+        if (ngx_strcmp(v->typ, "JWT") != 0) {
+            *reason = "wrong typ";
+            return NGX_DECLINED;
+        }
+
+    } else if (!json_is_string(value)
+               || ngx_strcasecmp((u_char *) json_string_value(value),
+                                 (u_char *) v->typ)
+                  != 0)
     {
         *reason = "wrong typ";
         return NGX_DECLINED;
@@ -1707,7 +1715,7 @@ ngx_http_registry_jwt_access(json_t *access, ngx_pool_t *pool,
         }
 
         grant->actions = actions;
-        ngx_str_null(&grant->name);
+        ngx_str_set(&grant->name, "");
 
         if (name && ngx_http_registry_jwt_copy(pool, name, &grant->name)
                     != NGX_OK)

@@ -124,6 +124,7 @@ static ngx_int_t ngx_http_registry_token_verified(ngx_http_request_t *r,
     ngx_http_registry_jwt_claims_t *claims, const char **reason);
 static ngx_uint_t ngx_http_registry_token_covers(
     ngx_http_registry_jwt_claims_t *claims, ngx_http_registry_needs_t *needs);
+static ngx_uint_t ngx_http_registry_token_same(ngx_str_t *a, ngx_str_t *b);
 static ngx_int_t ngx_http_registry_token_challenge(ngx_http_request_t *r,
     ngx_http_registry_token_loc_conf_t *tlcf,
     ngx_http_registry_needs_t *needs, const char *error);
@@ -480,11 +481,7 @@ ngx_http_registry_token_covers(ngx_http_registry_jwt_claims_t *claims,
         granted = 0;
 
         for (j = 0; j < claims->access->nelts; j++) {
-            if (grant[j].name.len == need->name.len
-                && ngx_strncmp(grant[j].name.data, need->name.data,
-                               need->name.len)
-                   == 0)
-            {
+            if (ngx_http_registry_token_same(&grant[j].name, &need->name)) {
                 granted |= grant[j].actions;
             }
         }
@@ -495,6 +492,16 @@ ngx_http_registry_token_covers(ngx_http_registry_jwt_claims_t *claims,
     }
 
     return 1;
+}
+
+
+/* the same resource: names equal, the registry's own (the catalog) empty */
+
+static ngx_uint_t
+ngx_http_registry_token_same(ngx_str_t *a, ngx_str_t *b)
+{
+    return a->len == b->len
+           && (a->len == 0 || ngx_strncmp(a->data, b->data, a->len) == 0);
 }
 
 
@@ -1509,7 +1516,7 @@ ngx_http_registry_token_asked(ngx_http_request_t *r, ngx_str_t *scope)
                    && ngx_strncmp(name.data, "catalog", 7) == 0);
 
         if (catalog) {
-            ngx_str_null(&name);
+            ngx_str_set(&name, "");
 
         } else if (!((type.len == 10
                       && ngx_strncmp(type.data, "repository", 10) == 0)
@@ -1590,9 +1597,7 @@ ngx_http_registry_token_want(ngx_http_request_t *r, ngx_str_t *name,
     grant = tr->grants.elts;
 
     for (i = 0; i < tr->grants.nelts; i++) {
-        if (grant[i].name.len == name->len
-            && ngx_strncmp(grant[i].name.data, name->data, name->len) == 0)
-        {
+        if (ngx_http_registry_token_same(&grant[i].name, name)) {
             grant[i].actions |= actions;
             return NGX_OK;
         }
@@ -1988,6 +1993,15 @@ ngx_http_registry_token_merge_server(ngx_conf_t *cf,
 {
     ngx_http_registry_loc_conf_t  *rlcf;
 
+    rlcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_registry_module);
+
+    if (rlcf->enable) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"registry_token_server\" and \"registry\" "
+                           "cannot serve one location");
+        return NGX_CONF_ERROR;
+    }
+
     if (conf->signer == NULL || conf->issuer.len == 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"registry_token_server\" needs "
@@ -2015,8 +2029,6 @@ ngx_http_registry_token_merge_server(ngx_conf_t *cf,
     {
         return NGX_CONF_ERROR;
     }
-
-    rlcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_registry_module);
 
     if (rlcf->thread_pool == NGX_CONF_UNSET_PTR) {
 #if (NGX_THREADS)
