@@ -21,6 +21,7 @@
 #include "ngx_http_registry.h"
 
 #include <sys/resource.h>
+#include <openssl/crypto.h>
 
 
 #define NGX_HTTP_REGISTRY_THREAD_NICE  19
@@ -31,6 +32,7 @@ static ngx_int_t ngx_http_registry_task_prepare(ngx_http_request_t *r,
     ngx_http_registry_task_t *t);
 #if (NGX_THREADS)
 static void ngx_http_registry_task_yield(void);
+static void ngx_http_registry_task_done(void);
 #endif
 static void ngx_http_registry_task_pool_cleanup(void *data);
 static void ngx_http_registry_task_hold(ngx_http_request_t *r);
@@ -257,6 +259,8 @@ ngx_http_registry_task_handler(void *data, ngx_log_t *log)
     ngx_http_registry_task_yield();
 
     t->rc = t->work(&t->op, t->data);
+
+    ngx_http_registry_task_done();
 }
 
 
@@ -273,6 +277,24 @@ static void
 ngx_http_registry_task_yield(void)
 {
     (void) setpriority(PRIO_PROCESS, 0, NGX_HTTP_REGISTRY_THREAD_NICE);
+}
+
+
+/*
+ * A task may leave OpenSSL state in its thread (RAND_bytes() makes a
+ * DRBG per thread).  A worker that exits does not wait for its pool's
+ * threads to end: OPENSSL_cleanup(), run by exit(), then frees that state
+ * while the threads' own exit frees it too, and the worker aborts on a
+ * double free (seen at graceful shutdowns under load: the core has the
+ * main thread in OPENSSL_cleanup() and a pool thread in its exit).  So
+ * each task gives the state back before its thread takes another; the
+ * next one that needs it makes it again, for a few microseconds.
+ */
+
+static void
+ngx_http_registry_task_done(void)
+{
+    OPENSSL_thread_stop();
 }
 
 
@@ -433,6 +455,8 @@ ngx_http_registry_detached_handler(void *data, ngx_log_t *log)
     ngx_http_registry_task_yield();
 
     d->rc = d->work(&d->op, d->data);
+
+    ngx_http_registry_task_done();
 }
 
 
