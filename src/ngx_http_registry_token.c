@@ -105,6 +105,7 @@ typedef struct {
     ngx_array_t                grants;       /* ngx_http_registry_need_t */
     unsigned                   post:1;
     unsigned                   offline:1;    /* a refresh token wanted */
+    unsigned                   refreshed:1;  /* by the refresh grant */
 } ngx_http_registry_token_req_t;
 
 
@@ -526,7 +527,8 @@ ngx_http_registry_token_challenge(ngx_http_request_t *r,
           + (error ? ngx_strlen(error) : 0);
 
     for (i = 0; i < needs->n; i++) {
-        len += sizeof(" repository::pull,push,delete") + needs->need[i].name.len;
+        len += sizeof(" repository::pull,push,delete")
+               + needs->need[i].name.len;
     }
 
     value.data = ngx_pnalloc(r->pool, len);
@@ -1214,6 +1216,7 @@ ngx_http_registry_token_refresh(ngx_http_request_t *r)
     }
 
     tr->user = claims.sub;
+    tr->refreshed = 1;
 
     return ngx_http_registry_token_grant(r);
 }
@@ -1450,7 +1453,7 @@ ngx_http_registry_token_grant(ngx_http_request_t *r)
 
     ngx_str_null(&refresh);
 
-    if (tr->refresh_token.len) {
+    if (tr->refreshed) {
         refresh = tr->refresh_token;
 
     } else if (tr->offline && tr->user.len) {
@@ -1528,7 +1531,7 @@ ngx_http_registry_token_asked(ngx_http_request_t *r, ngx_str_t *scope)
         }
 
         rc = ngx_http_registry_token_want(r, &name,
-                           ngx_http_registry_token_actions(actions, end, catalog));
+                      ngx_http_registry_token_actions(actions, end, catalog));
         if (rc != NGX_OK) {
             return rc;
         }

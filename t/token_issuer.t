@@ -295,6 +295,12 @@ my $refresh;
     $r = get_token("service=$SERVICE&offline_token=true&client_id=test");
     ok(!exists json($r)->{refresh_token}, 'anonymous: no refresh token');
 
+    $r = get_token("service=$SERVICE&refresh_token=made-up",
+                   basic('alice', 'secret'));
+    is($r->{status}, 200, 'a GET with a refresh_token argument: 200');
+    ok(!exists json($r)->{refresh_token},
+       'a GET never echoes a refresh_token it was given');
+
     $r = post_token("grant_type=refresh_token&refresh_token=$refresh"
                     . "&service=$SERVICE&client_id=test"
                     . '&scope=repository:lib/app:pull,push');
