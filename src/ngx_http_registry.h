@@ -235,7 +235,6 @@ char *ngx_http_registry_access_rule(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 ngx_int_t ngx_http_registry_access_check(ngx_http_request_t *r,
     ngx_uint_t actions);
-ngx_uint_t ngx_http_registry_access_limited(ngx_http_request_t *r);
 ngx_uint_t ngx_http_registry_access_pulls_all(ngx_http_request_t *r);
 
 

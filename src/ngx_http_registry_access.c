@@ -54,6 +54,8 @@ static ngx_int_t ngx_http_registry_access_needs(ngx_http_request_t *r,
     ngx_uint_t actions, ngx_http_registry_needs_t *needs);
 static ngx_int_t ngx_http_registry_access_rules(ngx_http_request_t *r,
     ngx_http_registry_needs_t *needs);
+static ngx_int_t ngx_http_registry_access_token(ngx_http_request_t *r,
+    ngx_http_registry_needs_t *needs);
 static ngx_int_t ngx_http_registry_access_refuse(ngx_http_request_t *r);
 
 
@@ -379,7 +381,7 @@ ngx_http_registry_access_check(ngx_http_request_t *r, ngx_uint_t actions)
 
     rlcf = ngx_http_get_module_loc_conf(r, ngx_http_registry_module);
 
-    if (rlcf->rules == NULL) {
+    if (rlcf->rules == NULL && !ngx_http_registry_token_enabled(r)) {
         return NGX_OK;
     }
 
@@ -387,7 +389,57 @@ ngx_http_registry_access_check(ngx_http_request_t *r, ngx_uint_t actions)
         return NGX_ERROR;
     }
 
+    if (ngx_http_registry_token_enabled(r)) {
+        return ngx_http_registry_access_token(r, &needs);
+    }
+
     return ngx_http_registry_access_rules(r, &needs);
+}
+
+
+/*
+ * Under token authentication the token's "access" claim decides, for the
+ * user its "sub" names; rules of the location, if any, must allow it too.
+ */
+
+static ngx_int_t
+ngx_http_registry_access_token(ngx_http_request_t *r,
+    ngx_http_registry_needs_t *needs)
+{
+    ngx_int_t                      rc;
+    ngx_uint_t                     i;
+    ngx_http_registry_ctx_t       *ctx;
+    ngx_http_registry_need_t      *need;
+    ngx_http_registry_loc_conf_t  *rlcf;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_registry_module);
+    rlcf = ngx_http_get_module_loc_conf(r, ngx_http_registry_module);
+
+    rc = ngx_http_registry_token_check(r, needs, &ctx->user);
+
+    if (rc == NGX_DECLINED) {
+        ctx->fault.code = NGX_HTTP_REGISTRY_UNAUTHORIZED;
+        ctx->fault.errnum = 0;
+        ctx->fault.detail = "a valid token that grants this is needed";
+        return NGX_DECLINED;
+    }
+
+    if (rc != NGX_OK || rlcf->rules == NULL) {
+        return rc;
+    }
+
+    for (i = 0; i < needs->n; i++) {
+        need = &needs->need[i];
+
+        if (ngx_http_registry_access_allowed(r, &ctx->user, &need->name,
+                                             need->actions)
+            != need->actions)
+        {
+            return ngx_http_registry_access_refuse(r);
+        }
+    }
+
+    return NGX_OK;
 }
 
 
@@ -548,7 +600,10 @@ ngx_http_registry_access_limited(ngx_http_request_t *r)
 }
 
 
-/* the user may pull every repository: the first rule of theirs says "**" */
+/*
+ * The user may pull every repository: the first rule of theirs says "**".
+ * Never under token authentication, whose tokens name their repositories.
+ */
 
 ngx_uint_t
 ngx_http_registry_access_pulls_all(ngx_http_request_t *r)
@@ -560,6 +615,10 @@ ngx_http_registry_access_pulls_all(ngx_http_request_t *r)
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_registry_module);
     rlcf = ngx_http_get_module_loc_conf(r, ngx_http_registry_module);
+
+    if (ngx_http_registry_token_enabled(r)) {
+        return 0;
+    }
 
     if (rlcf->rules == NULL) {
         return 1;

@@ -56,6 +56,10 @@ typedef struct {
 ngx_uint_t ngx_http_registry_access_allowed(ngx_http_request_t *r,
     ngx_str_t *user, ngx_str_t *repository, ngx_uint_t wanted);
 
+/* access.c: whether the location has registry_access rules */
+
+ngx_uint_t ngx_http_registry_access_limited(ngx_http_request_t *r);
+
 /* access.c: user as "actions" names them, "pull,push" */
 
 u_char *ngx_http_registry_access_format(u_char *p, ngx_uint_t actions);

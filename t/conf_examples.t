@@ -12,6 +12,10 @@
 #   runs and curl sees one request allowed and one refused (with the
 #   spec's JSON error), over TLS and HTTP/2 where the example is TLS
 #   (t/auth_clients.t runs docker, podman and skopeo against them);
+# - conf-examples/token-auth.conf, the issuer and the registry in one
+#   nginx, over TLS + HTTP/2: nginx -t, the challenge, a token from the
+#   realm with credentials (bcrypt), a push and a pull with it (curl and
+#   skopeo);
 # - docker/nginx.conf: nginx -t.
 
 use strict;
@@ -381,6 +385,138 @@ SKIP: {
                                     basic('alice', 'pw-alice') => 'alice') . "}\n"],
     ]);
 }
+
+###############################################################################
+# token-auth.conf
+
+SKIP: {
+    skip 'no openssl or curl', 1 unless have('openssl') && have('curl');
+
+    my $p = "$tmp/token";
+    make_path("$p/store", "$p/logs", "$p/tls");
+
+    my ($rc, $out) = run_cmd(['openssl', 'req', '-x509', '-newkey', 'rsa:2048',
+                              '-nodes', '-days', '2', '-subj', '/CN=localhost',
+                              '-keyout', "$p/tls/key.pem",
+                              '-out', "$p/tls/cert.pem"]);
+    is($rc, 0, 'token-auth.conf: a self-signed certificate') or diag($out);
+
+    # the commands of the file's comment
+    ($rc, $out) = run_cmd(['openssl', 'genpkey', '-algorithm', 'EC', '-pkeyopt',
+                           'ec_paramgen_curve:P-256', '-out', "$p/token.key"]);
+    is($rc, 0, 'token-auth.conf: the signing key') or diag($out);
+    ($rc, $out) = run_cmd(['openssl', 'pkey', '-in', "$p/token.key", '-pubout',
+                           '-out', "$p/token.pub"]);
+    is($rc, 0, 'token-auth.conf: its public half') or diag($out);
+
+    spew("$p/htpasswd", 'alice:' . crypt('s3cret', '$2y$05$abcdefghijklmnopqrstuu')
+                        . "\n");
+
+    my $port = free_port();
+    my $host = "127.0.0.1:$port";
+
+    my $conf = slurp("$REPO/conf-examples/token-auth.conf");
+
+    my @subst = (
+        [qr{^load_module \S+;}m, "load_module $MODULE;"],
+        [qr{^user www-data;}m, "user $USER;"],
+        [qr{^pid \S+;}m, "pid $p/nginx.pid;"],
+        [qr{^error_log \S+}m, "error_log $p/logs/error.log"],
+        [qr{access_log /var/log/nginx/registry\.access\.log}, "access_log $p/logs/access.log"],
+        [qr{listen 443 ssl http2;}, "listen $host ssl http2;"],
+        [qr{/etc/nginx/tls/registry\.example\.com\.crt}, "$p/tls/cert.pem"],
+        [qr{/etc/nginx/tls/registry\.example\.com\.key}, "$p/tls/key.pem"],
+        [qr{/etc/nginx/registry-token\.key}, "$p/token.key"],
+        [qr{/etc/nginx/registry-token\.pub}, "$p/token.pub"],
+        [qr{/etc/nginx/registry\.htpasswd}, "$p/htpasswd"],
+        [qr{https://registry\.example\.com/token}, "https://$host/token"],
+        [qr{/var/lib/registry}, "$p/store"],
+        [qr{^http \{}m, "http {\n    client_body_temp_path $p/body;\n"
+             . "    proxy_temp_path $p/proxy;\n    fastcgi_temp_path $p/fastcgi;\n"
+             . "    uwsgi_temp_path $p/uwsgi;\n    scgi_temp_path $p/scgi;\n"],
+    );
+
+    for my $s (@subst) {
+        my ($re, $to) = @$s;
+        ok($conf =~ s/$re/$to/g, "token-auth.conf has $re");
+    }
+
+    $conf =~ s/^\s*listen \[::\]:\d+.*\n//mg;
+    spew("$p/nginx.conf", $conf);
+
+    last unless nginx_t("$p/nginx.conf", $p, 'token-auth.conf');
+
+    my $n = start_nginx("$p/nginx.conf", $p, $port);
+    my $base = "https://$host";
+
+    ($rc, $out) = curl('-k', '--http2', '-i', "$base/v2/");
+    like($out, qr{^HTTP/2 401}, 'token-auth.conf: /v2/ wants a token');
+    my ($challenge) = $out =~ /^www-authenticate: (.*?)\r?$/mi;
+    is($challenge, "Bearer realm=\"https://$host/token\","
+                   . 'service="registry.example.com"',
+       'token-auth.conf: the challenge');
+
+    my $scope = 'repository:demo/app:pull,push';
+    ($rc, $out) = curl('-k', '--http2', '-u', 'alice:s3cret',
+                       "$base/token?service=registry.example.com&scope=$scope");
+    my $token = (json_decode($out) || {})->{token} // '';
+    ok($token, 'token-auth.conf: alice gets a token');
+
+    ($rc, $out) = curl('-k', '--http2', '-o', '/dev/null', '-w', '%{http_code}',
+                       '-u', 'alice:wrong',
+                       "$base/token?service=registry.example.com&scope=$scope");
+    is($out, '401', 'token-auth.conf: a wrong password gets none');
+
+    my $blob = "token blob\n";
+    spew("$p/blob", $blob);
+    my $d = RegTest::digest($blob);
+
+    ($rc, $out) = curl('-k', '--http2', '-o', '/dev/null', '-w', '%{http_code}',
+                       '-X', 'POST', '--data-binary', "\@$p/blob",
+                       "$base/v2/demo/app/blobs/uploads/?digest=$d");
+    is($out, '401', 'token-auth.conf: no push without a token');
+
+    ($rc, $out) = curl('-k', '--http2', '-o', '/dev/null', '-w', '%{http_code}',
+                       '-H', "Authorization: Bearer $token",
+                       '-X', 'POST', '--data-binary', "\@$p/blob",
+                       "$base/v2/demo/app/blobs/uploads/?digest=$d");
+    is($out, '201', 'token-auth.conf: a push with the token');
+
+    ($rc, $out) = curl('-k', '--http2', '-H', "Authorization: Bearer $token",
+                       "$base/v2/demo/app/blobs/$d");
+    is($out, $blob, 'token-auth.conf: a pull with the token');
+
+    ($rc, $out) = curl('-k', '--http2', "$base/token?service=registry.example.com"
+                       . "&scope=repository:demo/app:pull");
+    my $anon = (json_decode($out) || {})->{token} // '';
+    ($rc, $out) = curl('-k', '--http2', '-o', '/dev/null', '-w', '%{http_code}',
+                       '-H', "Authorization: Bearer $anon",
+                       "$base/v2/demo/app/blobs/$d");
+    is($out, '401', 'token-auth.conf: anonymous tokens grant nothing');
+
+    if (have('skopeo') && have('umoci')) {
+        build_oci_image("$p/oci", 'latest');
+
+        skopeo_ok('token-auth.conf: skopeo push with credentials',
+                  'copy', '--dest-tls-verify=false', '--dest-creds',
+                  'alice:s3cret', "oci:$p/oci:latest",
+                  "docker://$host/demo/skopeo:v1");
+
+        my ($src_rc) = skopeo('copy', '--src-tls-verify=false',
+                              "docker://$host/demo/skopeo:v1",
+                              "dir:$p/anon-pull");
+        isnt($src_rc, 0, 'token-auth.conf: skopeo anonymous pull refused');
+
+        skopeo_ok('token-auth.conf: skopeo pull with credentials',
+                  'copy', '--src-tls-verify=false', '--src-creds',
+                  'alice:s3cret', "docker://$host/demo/skopeo:v1",
+                  "dir:$p/pulled-img");
+    }
+
+    stop_nginx($n);
+    no_alerts("$p/logs/error.log", 'token-auth.conf');
+}
+
 
 ###############################################################################
 # docker/nginx.conf: syntax and directives
