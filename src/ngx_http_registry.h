@@ -7,9 +7,11 @@
  * requests.  Its files: module (directives), router (URI parsing,
  * validation, dispatch), the handlers blob, upload, manifest and list
  * (tags, catalog, referrers), each of which parses, calls the store and
- * sends one response; below them response (headers, Location, bodies),
- * error (the spec's JSON errors), body (streaming a request body) and
- * task (store operations in a thread pool, the request resumed after).
+ * sends one response; access (the one decision before a handler runs)
+ * and rules (registry_access); below them response (headers, Location,
+ * bodies), error (the spec's JSON errors), body (streaming a request
+ * body) and task (store operations in a thread pool, the request resumed
+ * after).
  */
 
 
@@ -229,13 +231,17 @@ ngx_int_t ngx_http_registry_store_failed(ngx_http_request_t *r,
 ngx_int_t ngx_http_registry_error_filters(ngx_conf_t *cf);
 
 
-/* ---- access rules (access.c) ---- */
+/* ---- the decision (access.c) and the rules (rules.c) ---- */
 
-char *ngx_http_registry_access_rule(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf);
 ngx_int_t ngx_http_registry_access_check(ngx_http_request_t *r,
     ngx_uint_t actions);
 ngx_uint_t ngx_http_registry_access_pulls_all(ngx_http_request_t *r);
+
+char *ngx_http_registry_access_rule(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_uint_t ngx_http_registry_rules_pull_all(ngx_http_request_t *r,
+    ngx_str_t *user);
+ngx_uint_t ngx_http_registry_rules_for_users(ngx_http_request_t *r);
 
 
 /* ---- streaming request bodies (body.c) ---- */

@@ -4,11 +4,11 @@
  *
  * The router asks one question before any body is read: may this request
  * do these actions on these repositories?  access.c answers it from the
- * registry_access rules of the location (the user named by registry_user),
- * or asks the token module (token.c: Docker token authentication, JWTs
- * verified with jwt.c) when the location has registry_token_realm.  The
- * token module's issuer (registry_token_server) grants what the
- * registry_access rules of its own location allow.
+ * registry_access rules of the location (rules.c; the user named by
+ * registry_user), or asks the token module (token.c: Docker token
+ * authentication, JWTs verified with jwt.c) when the location has
+ * registry_token_realm.  The token module's issuer (registry_token_server)
+ * grants what the registry_access rules of its own location allow.
  */
 
 
@@ -47,7 +47,7 @@ typedef struct {
 
 
 /*
- * access.c: the actions of "wanted" that the location's registry_access
+ * rules.c: the actions of "wanted" that the location's registry_access
  * rules allow user (NULL or empty: anonymous) on repository (NULL: the
  * registry, where only NGX_HTTP_REGISTRY_CATALOG applies).  A location
  * without rules allows everything.
@@ -56,11 +56,11 @@ typedef struct {
 ngx_uint_t ngx_http_registry_access_allowed(ngx_http_request_t *r,
     ngx_str_t *user, ngx_str_t *repository, ngx_uint_t wanted);
 
-/* access.c: whether the location has registry_access rules */
+/* rules.c: whether the location has registry_access rules */
 
 ngx_uint_t ngx_http_registry_access_limited(ngx_http_request_t *r);
 
-/* access.c: user as "actions" names them, "pull,push" */
+/* rules.c: actions as "pull,push" names them */
 
 u_char *ngx_http_registry_access_format(u_char *p, ngx_uint_t actions);
 

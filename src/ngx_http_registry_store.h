@@ -212,10 +212,36 @@ typedef struct {
 } ngx_http_registry_op_t;
 
 
-ngx_int_t ngx_http_registry_op_fail(ngx_http_registry_op_t *op,
-    ngx_http_registry_err_e code, const char *detail);
-ngx_int_t ngx_http_registry_op_syserr(ngx_http_registry_op_t *op,
-    ngx_err_t err);
+/*
+ * An operation fails with its fault set and NGX_ERROR: every file of the
+ * store says so, so these two live here, beside the op.
+ */
+
+static ngx_inline ngx_int_t
+ngx_http_registry_op_fail(ngx_http_registry_op_t *op,
+    ngx_http_registry_err_e code, const char *detail)
+{
+    op->fault.code = code;
+    op->fault.errnum = 0;
+    op->fault.detail = detail;
+
+    return NGX_ERROR;
+}
+
+
+/* a failed system call: a full store is the client's 507, the rest 500 */
+
+static ngx_inline ngx_int_t
+ngx_http_registry_op_syserr(ngx_http_registry_op_t *op, ngx_err_t err)
+{
+    op->fault.code = (err == NGX_ENOSPC || err == EDQUOT)
+                     ? NGX_HTTP_REGISTRY_STORAGE_FULL
+                     : NGX_HTTP_REGISTRY_INTERNAL;
+    op->fault.errnum = err;
+    op->fault.detail = NULL;
+
+    return NGX_ERROR;
+}
 
 
 /* ---- the path table (store_paths.c): store-relative, NUL-terminated ---- */

@@ -62,35 +62,6 @@ static ngx_int_t ngx_http_registry_entry_type(ngx_http_registry_op_t *op,
     int at, struct dirent *de);
 
 
-/* ---- operations' faults ---- */
-
-ngx_int_t
-ngx_http_registry_op_fail(ngx_http_registry_op_t *op,
-    ngx_http_registry_err_e code, const char *detail)
-{
-    op->fault.code = code;
-    op->fault.errnum = 0;
-    op->fault.detail = detail;
-
-    return NGX_ERROR;
-}
-
-
-/* a failed system call: a full store is the client's 507, the rest 500 */
-
-ngx_int_t
-ngx_http_registry_op_syserr(ngx_http_registry_op_t *op, ngx_err_t err)
-{
-    op->fault.code = (err == NGX_ENOSPC || err == EDQUOT)
-                     ? NGX_HTTP_REGISTRY_STORAGE_FULL
-                     : NGX_HTTP_REGISTRY_INTERNAL;
-    op->fault.errnum = err;
-    op->fault.detail = NULL;
-
-    return NGX_ERROR;
-}
-
-
 /*
  * A full store is the client's business (ERR, 507), any other failure of
  * a call that should not fail the operator's (CRIT).
