@@ -21,7 +21,8 @@
 #   refused with nothing stored (no repository, no blob, no upload
 #   session); without login docker pulls public/hello (an anonymous
 #   token), and not alice/app;
-# - podman with the CA in --cert-dir: login (a wrong password refused),
+# - podman with the CA in --cert-dir (without it, login fails on the
+#   certificate): login (a wrong password refused),
 #   pull, push, pull back into an empty storage (same image id), logout,
 #   an anonymous pull of public/hello;
 # - skopeo --creds: inspect (the pushed digest), copy as bob (a pull),
@@ -290,8 +291,13 @@ my $pushed;
     spew("$certs/ca.crt", slurp("$pki/ca.crt"));
     my @o = ('--cert-dir', $certs, '--authfile', $auth);
 
-    my ($rc, $out, $err) = $c->podman('a', 'login', @o, '-u', 'alice',
-                                      '-p', 'wrong', $reg);
+    my ($rc, $out, $err) = $c->podman('a', 'login', '--authfile', $auth,
+                                      '-u', 'alice', '-p', $pw{alice}, $reg);
+    isnt($rc, 0, 'podman login without the CA fails: podman verifies the server');
+    like($err, qr/x509|certificate/, '... on the certificate') or diag("$out$err");
+
+    ($rc, $out, $err) = $c->podman('a', 'login', @o, '-u', 'alice',
+                                   '-p', 'wrong', $reg);
     isnt($rc, 0, 'podman login with a wrong password fails');
     like($err, qr/invalid username\/password|unauthorized/i, '... refused')
         or diag("$out$err");
