@@ -15,7 +15,10 @@
 # - conf-examples/token-auth.conf, the issuer and the registry in one
 #   nginx, over TLS + HTTP/2: nginx -t, the challenge, a token from the
 #   realm with credentials (bcrypt), a push and a pull with it (curl and
-#   skopeo);
+#   skopeo); the issuer's registry_access rules: a grant they refuse in
+#   part (bob asks to push alice/app: the token's access claim holds pull
+#   only), anonymous pulls of public/** and nothing else (t/token_clients.t
+#   runs docker, podman and skopeo against it);
 # - docker/nginx.conf: nginx -t.
 
 use strict;
@@ -29,6 +32,7 @@ use Digest::SHA qw(sha1);
 
 use lib 't/lib';
 use RegTest;
+use JWT;
 use RegTools qw(run_cmd skopeo skopeo_ok slurp spew free_port start_nginx
                 stop_nginx build_oci_image json_decode);
 use ConfExample qw(render_example make_ca make_cert htpasswd identity_stub
@@ -410,6 +414,7 @@ SKIP: {
     is($rc, 0, 'token-auth.conf: its public half') or diag($out);
 
     spew("$p/htpasswd", 'alice:' . crypt('s3cret', '$2y$05$abcdefghijklmnopqrstuu')
+                        . "\nbob:" . crypt('b0b', '$2y$05$bcdefghijklmnopqrstuvu')
                         . "\n");
 
     my $port = free_port();
@@ -456,7 +461,7 @@ SKIP: {
                    . 'service="registry.example.com"',
        'token-auth.conf: the challenge');
 
-    my $scope = 'repository:demo/app:pull,push';
+    my $scope = 'repository:alice/app:pull,push';
     ($rc, $out) = curl('-k', '--http2', '-u', 'alice:s3cret',
                        "$base/token?service=registry.example.com&scope=$scope");
     my $token = (json_decode($out) || {})->{token} // '';
@@ -473,26 +478,62 @@ SKIP: {
 
     ($rc, $out) = curl('-k', '--http2', '-o', '/dev/null', '-w', '%{http_code}',
                        '-X', 'POST', '--data-binary', "\@$p/blob",
-                       "$base/v2/demo/app/blobs/uploads/?digest=$d");
+                       "$base/v2/alice/app/blobs/uploads/?digest=$d");
     is($out, '401', 'token-auth.conf: no push without a token');
 
     ($rc, $out) = curl('-k', '--http2', '-o', '/dev/null', '-w', '%{http_code}',
                        '-H', "Authorization: Bearer $token",
                        '-X', 'POST', '--data-binary', "\@$p/blob",
-                       "$base/v2/demo/app/blobs/uploads/?digest=$d");
+                       "$base/v2/alice/app/blobs/uploads/?digest=$d");
     is($out, '201', 'token-auth.conf: a push with the token');
 
     ($rc, $out) = curl('-k', '--http2', '-H', "Authorization: Bearer $token",
-                       "$base/v2/demo/app/blobs/$d");
+                       "$base/v2/alice/app/blobs/$d");
     is($out, $blob, 'token-auth.conf: a pull with the token');
 
     ($rc, $out) = curl('-k', '--http2', "$base/token?service=registry.example.com"
-                       . "&scope=repository:demo/app:pull");
+                       . "&scope=repository:alice/app:pull");
     my $anon = (json_decode($out) || {})->{token} // '';
     ($rc, $out) = curl('-k', '--http2', '-o', '/dev/null', '-w', '%{http_code}',
                        '-H', "Authorization: Bearer $anon",
-                       "$base/v2/demo/app/blobs/$d");
+                       "$base/v2/alice/app/blobs/$d");
     is($out, '401', 'token-auth.conf: anonymous tokens grant nothing');
+    is_deeply((JWT::decode($anon))[1]{access}, [],
+              "token-auth.conf: ... the anonymous token's access claim is empty");
+
+    # the issuer's rules: a grant they refuse in part, and anonymous pulls
+    # of public/**
+    my $access = sub {
+        my ($q, @cred) = @_;
+        my ($rc, $out) = curl('-k', '--http2', @cred,
+                              "$base/token?service=registry.example.com&$q");
+        my $t = (json_decode($out) || {})->{token} // '';
+        return $t ? (JWT::decode($t))[1]{access} : "no token: $out";
+    };
+    my $entry = sub { { type => 'repository', name => $_[0],
+                        actions => [@_[1 .. $#_]] } };
+
+    is_deeply($access->('scope=repository:alice/app:pull,push', '-u', 'bob:b0b'),
+              [$entry->('alice/app', 'pull')],
+              'token-auth.conf: bob asks to push alice/app: the token grants pull only');
+    ($rc, $out) = curl('-k', '--http2', '-o', '/dev/null', '-w', '%{http_code}',
+                       '-u', 'bob:b0b', "$base/token?service=registry.example.com"
+                       . "&scope=repository:alice/app:pull,push");
+    is($out, '200', '... an answer, not an error');
+    is_deeply($access->('scope=repository:bob/app:pull,push,delete', '-u', 'bob:b0b'),
+              [$entry->('bob/app', 'pull', 'push', 'delete')],
+              'token-auth.conf: bob owns bob/**');
+    is_deeply($access->('scope=repository:team-a/x:pull,push', '-u', 'alice:s3cret'),
+              [$entry->('team-a/x', 'pull', 'push')],
+              'token-auth.conf: alice pushes team-a/**');
+    is_deeply($access->('scope=repository:team-a/x:pull,push', '-u', 'bob:b0b'),
+              [$entry->('team-a/x', 'pull')],
+              '... bob only pulls there');
+    is_deeply($access->('scope=repository:public/x:pull,push'),
+              [$entry->('public/x', 'pull')],
+              'token-auth.conf: anonymous clients pull public/**, never push');
+    is_deeply($access->('scope=registry:catalog:*'), [],
+              '... and get no catalog');
 
     if (have('skopeo') && have('umoci')) {
         build_oci_image("$p/oci", 'latest');
@@ -500,16 +541,16 @@ SKIP: {
         skopeo_ok('token-auth.conf: skopeo push with credentials',
                   'copy', '--dest-tls-verify=false', '--dest-creds',
                   'alice:s3cret', "oci:$p/oci:latest",
-                  "docker://$host/demo/skopeo:v1");
+                  "docker://$host/alice/skopeo:v1");
 
         my ($src_rc) = skopeo('copy', '--src-tls-verify=false',
-                              "docker://$host/demo/skopeo:v1",
+                              "docker://$host/alice/skopeo:v1",
                               "dir:$p/anon-pull");
         isnt($src_rc, 0, 'token-auth.conf: skopeo anonymous pull refused');
 
         skopeo_ok('token-auth.conf: skopeo pull with credentials',
                   'copy', '--src-tls-verify=false', '--src-creds',
-                  'alice:s3cret', "docker://$host/demo/skopeo:v1",
+                  'alice:s3cret', "docker://$host/alice/skopeo:v1",
                   "dir:$p/pulled-img");
     }
 

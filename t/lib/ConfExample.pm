@@ -1,7 +1,8 @@
 package ConfExample;
 
 # The files of conf-examples/ as tests run them, and the keys and
-# certificates they need (t/conf_examples.t, t/auth_clients.t).
+# certificates they need (t/conf_examples.t, t/auth_clients.t,
+# t/token_clients.t).
 #
 #   use lib 't/lib';
 #   use RegTest;
