@@ -198,6 +198,7 @@ ngx_int_t ngx_http_registry_handler(ngx_http_request_t *r);
 
 ngx_table_elt_t *ngx_http_registry_add_header(ngx_http_request_t *r,
     const char *key, ngx_str_t *value);
+ngx_int_t ngx_http_registry_api_version(ngx_http_request_t *r);
 ngx_int_t ngx_http_registry_header_in(ngx_http_request_t *r,
     const char *key, ngx_str_t *value);
 ngx_int_t ngx_http_registry_arg(ngx_http_request_t *r, const char *name,

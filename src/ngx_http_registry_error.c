@@ -244,8 +244,6 @@ ngx_http_registry_error_header_filter(ngx_http_request_t *r)
     ngx_http_registry_error_t     *e;
     ngx_http_registry_loc_conf_t  *rlcf;
 
-    static ngx_str_t  api_version = ngx_string("registry/2.0");
-
     rlcf = ngx_http_get_module_loc_conf(r, ngx_http_registry_module);
 
     if (r->err_status < NGX_HTTP_BAD_REQUEST || !rlcf->json_errors
@@ -266,10 +264,7 @@ ngx_http_registry_error_header_filter(ngx_http_request_t *r)
 
         /* the router, which adds it, has not run */
 
-        if (ngx_http_registry_add_header(r, "Docker-Distribution-Api-Version",
-                                         &api_version)
-            == NULL)
-        {
+        if (ngx_http_registry_api_version(r) != NGX_OK) {
             return NGX_ERROR;
         }
     }

@@ -391,9 +391,10 @@ static ngx_int_t
 ngx_http_registry_catalog_visible(ngx_http_request_t *r, ngx_array_t *names,
     ngx_array_t *visible)
 {
-    ngx_str_t                *name, *v;
-    ngx_uint_t                i, start;
-    ngx_http_registry_ctx_t  *ctx;
+    ngx_str_t                 *v;
+    ngx_uint_t                 i;
+    ngx_http_registry_ctx_t   *ctx;
+    ngx_http_registry_page_t   rest;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_registry_module);
 
@@ -404,23 +405,18 @@ ngx_http_registry_catalog_visible(ngx_http_request_t *r, ngx_array_t *names,
         return NGX_ERROR;
     }
 
-    start = 0;
+    /* every name after ?last= */
 
-    if (ctx->last.data
-        && ngx_http_registry_find_name(names, &ctx->last, &start) == NGX_OK)
-    {
-        start++;
-    }
+    ngx_http_registry_store_page(names, ctx->last.data ? &ctx->last : NULL,
+                                 -1, &rest);
 
-    name = names->elts;
-
-    for (i = start; i < names->nelts; i++) {
+    for (i = 0; i < rest.count; i++) {
 
         if (ctx->n >= 0 && visible->nelts > (ngx_uint_t) ctx->n) {
             break;
         }
 
-        if (ngx_http_registry_access_allowed(r, &ctx->user, &name[i],
+        if (ngx_http_registry_access_allowed(r, &ctx->user, &rest.first[i],
                                              NGX_HTTP_REGISTRY_PULL)
             == 0)
         {
@@ -432,7 +428,7 @@ ngx_http_registry_catalog_visible(ngx_http_request_t *r, ngx_array_t *names,
             return NGX_ERROR;
         }
 
-        *v = name[i];
+        *v = rest.first[i];
     }
 
     return NGX_OK;

@@ -41,6 +41,24 @@ ngx_http_registry_add_header(ngx_http_request_t *r, const char *key,
 }
 
 
+/* Docker-Distribution-Api-Version, on every answer of the registry */
+
+ngx_int_t
+ngx_http_registry_api_version(ngx_http_request_t *r)
+{
+    static ngx_str_t  version = ngx_string("registry/2.0");
+
+    if (ngx_http_registry_add_header(r, "Docker-Distribution-Api-Version",
+                                     &version)
+        == NULL)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
 /* a request header nginx does not parse for us; NGX_DECLINED if absent */
 
 ngx_int_t

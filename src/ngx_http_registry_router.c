@@ -88,9 +88,6 @@ static ngx_http_registry_endpoint_t  ngx_http_registry_endpoints[] = {
 };
 
 
-static ngx_str_t  ngx_http_registry_api_version = ngx_string("registry/2.0");
-
-
 ngx_int_t
 ngx_http_registry_handler(ngx_http_request_t *r)
 {
@@ -100,10 +97,7 @@ ngx_http_registry_handler(ngx_http_request_t *r)
     ngx_http_registry_endpoint_t  *ep;
     ngx_http_registry_loc_conf_t  *rlcf;
 
-    if (ngx_http_registry_add_header(r, "Docker-Distribution-Api-Version",
-                                     &ngx_http_registry_api_version)
-        == NULL)
-    {
+    if (ngx_http_registry_api_version(r) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 

@@ -266,13 +266,10 @@ ngx_http_registry_upload_mountable(ngx_http_request_t *r,
 
     rlcf = ngx_http_get_module_loc_conf(r, ngx_http_registry_module);
 
-    if (!ngx_http_registry_access_pulls_all(r)) {
-        return 0;
-    }
-
-    return rlcf->auto_mount == NGX_HTTP_REGISTRY_AUTO_MOUNT_ON
-           || (rlcf->auto_mount == NGX_HTTP_REGISTRY_AUTO_MOUNT_ANONYMOUS
-               && r->headers_in.authorization == NULL);
+    return (rlcf->auto_mount == NGX_HTTP_REGISTRY_AUTO_MOUNT_ON
+            || (rlcf->auto_mount == NGX_HTTP_REGISTRY_AUTO_MOUNT_ANONYMOUS
+                && r->headers_in.authorization == NULL))
+           && ngx_http_registry_access_pulls_all(r);
 }
 
 
