@@ -610,4 +610,44 @@ ngx_int_t ngx_http_registry_store_referrers_remember(
     ngx_str_t *body);
 
 
+/* ---- maintenance jobs (store_gc.c, store_fsck.c): long, in a thread ---- */
+
+/*
+ * A job (gc, fsck, purge-uploads) is one store operation that may run for
+ * minutes in a thread of the pool: ngx_int_t work(op, job).  It reports
+ * progress through counters in shared memory, which any worker reads to
+ * answer GET <admin>/jobs/<id>, and fills job->report, a JSON object the
+ * admin layer saves when the job ends.  It checks progress->cancel between
+ * items and stops early when it is set (nginx is exiting).
+ */
+
+typedef struct {
+    ngx_atomic_t               phase;    /* the job's own numbering */
+    ngx_atomic_t               done;     /* items done in this phase */
+    ngx_atomic_t               total;    /* items in this phase, 0: unknown */
+    ngx_atomic_t               cancel;   /* set: stop at the next item */
+} ngx_http_registry_progress_t;
+
+
+typedef struct {
+    ngx_http_registry_progress_t  *progress;  /* never NULL */
+    const char               **phases;   /* names of the phases, NULL-ended */
+    time_t                     grace;    /* gc: blobs younger are kept */
+    off_t                      rehash_rate;   /* fsck: bytes/s, 0: no limit */
+    void                      *report;   /* a jansson json_t object */
+    unsigned                   dry_run:1;
+    unsigned                   delete_untagged:1;
+    unsigned                   repair:1;
+    unsigned                   rehash:1;
+} ngx_http_registry_job_t;
+
+typedef ngx_int_t (*ngx_http_registry_job_pt)(ngx_http_registry_op_t *op,
+    ngx_http_registry_job_t *job);
+
+ngx_int_t ngx_http_registry_store_gc(ngx_http_registry_op_t *op,
+    ngx_http_registry_job_t *job);
+ngx_int_t ngx_http_registry_store_fsck(ngx_http_registry_op_t *op,
+    ngx_http_registry_job_t *job);
+
+
 #endif /* _NGX_HTTP_REGISTRY_STORE_H_INCLUDED_ */
