@@ -258,6 +258,12 @@ ngx_int_t ngx_http_registry_path_revision_link(ngx_http_registry_op_t *op,
     ngx_str_t *out, ngx_str_t *name, ngx_http_registry_digest_t *digest);
 ngx_int_t ngx_http_registry_path_revisions(ngx_http_registry_op_t *op,
     ngx_str_t *out, ngx_str_t *name, ngx_uint_t alg);
+ngx_int_t ngx_http_registry_path_layers(ngx_http_registry_op_t *op,
+    ngx_str_t *out, ngx_str_t *name, ngx_uint_t alg);
+ngx_int_t ngx_http_registry_path_blobs(ngx_http_registry_op_t *op,
+    ngx_str_t *out);
+ngx_int_t ngx_http_registry_path_tombstone(ngx_http_registry_op_t *op,
+    ngx_str_t *out, ngx_uint_t alg, ngx_http_registry_digest_t *digest);
 ngx_int_t ngx_http_registry_path_tags(ngx_http_registry_op_t *op,
     ngx_str_t *out, ngx_str_t *name);
 ngx_int_t ngx_http_registry_path_tag(ngx_http_registry_op_t *op,
@@ -342,6 +348,8 @@ ngx_int_t ngx_http_registry_file_list(ngx_http_registry_op_t *op,
     ngx_str_t *dir, ngx_uint_t what, ngx_array_t *names);
 ngx_int_t ngx_http_registry_file_touch(ngx_http_registry_op_t *op,
     ngx_str_t *path, struct timespec *mtime);
+ngx_int_t ngx_http_registry_file_retime(ngx_http_registry_op_t *op,
+    ngx_str_t *path);
 
 /*
  * visit() sees each directory of a walk, "sub" its path below the walk's
@@ -384,7 +392,7 @@ ngx_int_t ngx_http_registry_store_blob_mount(ngx_http_registry_op_t *op,
     ngx_str_t *name, ngx_str_t *from, ngx_http_registry_digest_t *digest);
 ngx_int_t ngx_http_registry_store_blob_link(ngx_http_registry_op_t *op,
     ngx_str_t *name, ngx_http_registry_digest_t *digest);
-ngx_int_t ngx_http_registry_store_blob_exists(ngx_http_registry_op_t *op,
+ngx_int_t ngx_http_registry_store_blob_refresh(ngx_http_registry_op_t *op,
     ngx_http_registry_digest_t *digest);
 
 

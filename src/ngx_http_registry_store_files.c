@@ -946,6 +946,50 @@ ngx_http_registry_file_touch(ngx_http_registry_op_t *op, ngx_str_t *path,
 }
 
 
+/*
+ * Sets a file's times to now, never creating it: a blob or a link is in
+ * use again, and garbage collection's grace starts over.  NGX_DECLINED:
+ * there is no such file.  A file of another owner (distribution's, on a
+ * shared store) keeps its time: that only makes it look older.
+ */
+
+ngx_int_t
+ngx_http_registry_file_retime(ngx_http_registry_op_t *op, ngx_str_t *path)
+{
+    ngx_fd_t   fd;
+    ngx_err_t  err;
+
+    fd = ngx_http_registry_openat(op->store, path->data, O_RDONLY, 0);
+
+    if (fd == -1) {
+        err = ngx_errno;
+
+        if (ngx_http_registry_file_absent(op, err, path)) {
+            return NGX_DECLINED;
+        }
+
+        ngx_log_error(NGX_LOG_CRIT, op->log, err,
+                      ngx_open_file_n " \"%V\" failed", path);
+        return ngx_http_registry_op_syserr(op, err);
+    }
+
+    if (futimens(fd, NULL) == -1) {
+        err = ngx_errno;
+
+        if (err != NGX_EPERM && err != NGX_EACCES) {
+            (void) close(fd);
+            ngx_log_error(NGX_LOG_CRIT, op->log, err,
+                          "futimens() \"%V\" failed", path);
+            return ngx_http_registry_op_syserr(op, err);
+        }
+    }
+
+    (void) close(fd);
+
+    return NGX_OK;
+}
+
+
 /* ---- removing ---- */
 
 /*

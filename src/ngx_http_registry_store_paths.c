@@ -16,6 +16,7 @@
 
 #define NGX_HTTP_REGISTRY_PATH_MAX  1024
 #define NGX_HTTP_REGISTRY_TMP_DIR   "_ngx_tmp"
+#define NGX_HTTP_REGISTRY_TOMBS_DIR "_ngx_tombstones"
 
 
 static ngx_int_t ngx_http_registry_path(ngx_http_registry_op_t *op,
@@ -77,6 +78,17 @@ ngx_http_registry_path_revision_link(ngx_http_registry_op_t *op,
                                   "/link", name,
                                   ngx_http_registry_alg_name(digest->alg),
                                   &digest->hex);
+}
+
+
+/* _layers/<alg>: its entries are the hex of the blobs the repository links */
+
+ngx_int_t
+ngx_http_registry_path_layers(ngx_http_registry_op_t *op, ngx_str_t *out,
+    ngx_str_t *name, ngx_uint_t alg)
+{
+    return ngx_http_registry_path(op, out, "repositories/%V/_layers/%V",
+                                  name, ngx_http_registry_alg_name(alg));
 }
 
 
@@ -275,6 +287,37 @@ ngx_http_registry_path_is_mark(u_char *name, size_t len)
     }
 
     return NGX_DECLINED;
+}
+
+
+/* blobs/: <alg>/<first two hex digits>/<hex>/data */
+
+ngx_int_t
+ngx_http_registry_path_blobs(ngx_http_registry_op_t *op, ngx_str_t *out)
+{
+    return ngx_http_registry_path(op, out, "blobs");
+}
+
+
+/*
+ * Blobs garbage collection moved aside, <alg>/<hex> (no data file of
+ * their own: the file is the blob).  Distribution never looks at a "_"
+ * directory beside blobs/ and repositories/.  alg's directory when
+ * digest is NULL.
+ */
+
+ngx_int_t
+ngx_http_registry_path_tombstone(ngx_http_registry_op_t *op, ngx_str_t *out,
+    ngx_uint_t alg, ngx_http_registry_digest_t *digest)
+{
+    if (digest == NULL) {
+        return ngx_http_registry_path(op, out, NGX_HTTP_REGISTRY_TOMBS_DIR
+                                      "/%V", ngx_http_registry_alg_name(alg));
+    }
+
+    return ngx_http_registry_path(op, out, NGX_HTTP_REGISTRY_TOMBS_DIR "/%V/%V",
+                                  ngx_http_registry_alg_name(digest->alg),
+                                  &digest->hex);
 }
 
 
