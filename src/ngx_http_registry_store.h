@@ -336,6 +336,8 @@ ngx_int_t ngx_http_registry_file_mkdirs(ngx_http_registry_op_t *op,
     ngx_str_t *dir, ngx_uint_t durable);
 ngx_int_t ngx_http_registry_file_publish(ngx_http_registry_op_t *op,
     ngx_str_t *from, ngx_str_t *to, ngx_uint_t durable);
+ngx_int_t ngx_http_registry_file_move(ngx_http_registry_op_t *op,
+    ngx_str_t *from, ngx_str_t *to, ngx_uint_t durable);
 ngx_int_t ngx_http_registry_file_write(ngx_http_registry_op_t *op,
     ngx_str_t *path, u_char *data, size_t len, ngx_uint_t durable);
 ngx_int_t ngx_http_registry_file_write_link(ngx_http_registry_op_t *op,

@@ -80,13 +80,12 @@ ngx_http_registry_store_blob_refresh(ngx_http_registry_op_t *op,
         return NGX_ERROR;
     }
 
-    rc = ngx_http_registry_file_exists(op, &tomb);
-    if (rc != NGX_OK) {
-        return rc;
-    }
+    /* declined: none, or another op brought it back first */
 
-    /* failed: another op brought it back first, or gc deleted it */
-    (void) ngx_http_registry_file_publish(op, &tomb, &path, 1);
+    rc = ngx_http_registry_file_move(op, &tomb, &path, 1);
+    if (rc == NGX_ERROR) {
+        return NGX_ERROR;
+    }
 
     return ngx_http_registry_file_retime(op, &path);
 }

@@ -40,6 +40,9 @@
  * back.  Distribution writing to the store refreshes nothing: its pushes
  * are safe only when they take less than the grace.
  *
+ * A layer link younger than the grace keeps its blob too: that is a push
+ * in flight, which links its blobs before it puts its manifest.
+ *
  * Links.  A repository's layer link to a blob no live manifest of that
  * repository references goes when older than the grace, but a link to a
  * tombstoned (or young, unreferenced) blob stays as long as the bytes do,
@@ -59,6 +62,7 @@
 #define NGX_HTTP_REGISTRY_GC_LISTED        1000
 #define NGX_HTTP_REGISTRY_GC_MANIFEST_MAX  (16 * 1024 * 1024)
 #define NGX_HTTP_REGISTRY_GC_SET_MIN       1024
+#define NGX_HTTP_REGISTRY_GC_SLACK         1          /* seconds */
 
 #define NGX_HTTP_REGISTRY_GC_MARK        0
 #define NGX_HTTP_REGISTRY_GC_TOMBSTONES  1
@@ -275,8 +279,13 @@ ngx_http_registry_gc_init(ngx_http_registry_gc_t *gc)
         return ngx_http_registry_op_syserr(gc->op, ngx_errno);
     }
 
+    /*
+     * A second more: file times come from the kernel's coarse clock, a
+     * refresh made just after this may carry an earlier time than now.
+     */
+
     gc->cutoff = gc->now;
-    gc->cutoff.tv_sec -= gc->job->grace;
+    gc->cutoff.tv_sec -= gc->job->grace + NGX_HTTP_REGISTRY_GC_SLACK;
 
     gc->removed = json_array();
     gc->tombstoned = json_array();
@@ -921,9 +930,11 @@ ngx_http_registry_gc_unrevision(ngx_http_registry_gc_t *gc,
 
 
 /*
- * The layer links no live manifest of the repository references and
- * older than the grace: candidates, judged once the sweeps know whether
- * their blob stays (gc_unlink_links()).
+ * The layer links no live manifest of the repository references: younger
+ * than the grace, they keep their blob (a push in flight links its blobs
+ * before it puts its manifest; so does distribution's, which refreshes
+ * no blob's time); older, they are candidates, judged once the sweeps
+ * know whether their blob stays (gc_unlink_links()).
  */
 
 static ngx_int_t
@@ -991,6 +1002,11 @@ ngx_http_registry_gc_layers(ngx_http_registry_gc_t *gc,
 
             if (rc == NGX_ERROR) {
                 return NGX_ERROR;
+            }
+
+            if (rc == NGX_OK && !b->marked) {
+                b->marked = 1;                /* a push in flight */
+                gc->blobs_marked++;
             }
 
             if (rc != NGX_ABORT) {
@@ -1116,13 +1132,17 @@ ngx_http_registry_gc_tombstone_sweep(ngx_http_registry_gc_t *gc,
     b = ngx_http_registry_gc_blob(gc, &digest, 0);
 
     if (b && b->marked) {
-        if (!gc->job->dry_run
-            && ngx_http_registry_file_publish(&op, &tomb, &data, 1) != NGX_OK)
-        {
+        rc = gc->job->dry_run ? NGX_OK
+             : ngx_http_registry_file_move(&op, &tomb, &data, 1);
+
+        if (rc == NGX_ERROR) {
             ngx_http_registry_gc_problem(gc, "could not bring back a live "
                                          "blob's tombstone", NULL,
                                          &digest.text);
-            return NGX_OK;
+        }
+
+        if (rc != NGX_OK) {
+            return NGX_OK;                    /* or brought back meanwhile */
         }
 
         gc->blobs_restored++;
@@ -1358,16 +1378,21 @@ ngx_http_registry_gc_bury(ngx_http_registry_gc_t *gc,
         return NGX_ERROR;
     }
 
-    if (ngx_http_registry_file_publish(op, data, &tomb, 0) != NGX_OK) {
-        ngx_http_registry_gc_problem(gc, "cannot move a blob aside", NULL,
-                                     &b->digest.text);
+    rc = ngx_http_registry_file_move(op, data, &tomb, 0);
+
+    if (rc != NGX_OK) {
+        if (rc == NGX_ERROR) {
+            ngx_http_registry_gc_problem(gc, "cannot move a blob aside",
+                                         NULL, &b->digest.text);
+        }
+
         return NGX_OK;
     }
 
     rc = ngx_http_registry_gc_young(gc, op, &tomb, NULL);
 
     if (rc == NGX_OK) {
-        if (ngx_http_registry_file_publish(op, &tomb, data, 1) == NGX_OK) {
+        if (ngx_http_registry_file_move(op, &tomb, data, 1) == NGX_OK) {
             gc->blobs_restored++;
             ngx_http_registry_gc_list(gc, gc->restored, NULL,
                                       &b->digest.text);
