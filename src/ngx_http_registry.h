@@ -32,6 +32,7 @@
 typedef struct {
     ngx_flag_t                 enable;
     ngx_flag_t                 delete;
+    ngx_flag_t                 read_only;   /* maintenance: reads only */
     ngx_str_t                  root;     /* registry_root as configured */
     ngx_http_registry_store_t *store;
     size_t                     manifest_max_size;

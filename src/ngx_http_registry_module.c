@@ -83,6 +83,13 @@ static ngx_command_t  ngx_http_registry_commands[] = {
       offsetof(ngx_http_registry_loc_conf_t, delete),
       NULL },
 
+    { ngx_string("registry_read_only"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_registry_loc_conf_t, read_only),
+      NULL },
+
     { ngx_string("registry_manifest_max_size"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_size_slot,
@@ -223,6 +230,7 @@ ngx_http_registry_create_loc_conf(ngx_conf_t *cf)
 
     conf->enable = NGX_CONF_UNSET;
     conf->delete = NGX_CONF_UNSET;
+    conf->read_only = NGX_CONF_UNSET;
     conf->manifest_max_size = NGX_CONF_UNSET_SIZE;
     conf->chunk_min_length = NGX_CONF_UNSET_SIZE;
     conf->auto_mount = NGX_CONF_UNSET_UINT;
@@ -246,6 +254,7 @@ ngx_http_registry_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     ngx_conf_merge_value(conf->enable, prev->enable, 0);
     ngx_conf_merge_value(conf->delete, prev->delete, 0);
+    ngx_conf_merge_value(conf->read_only, prev->read_only, 0);
     ngx_conf_merge_str_value(conf->root, prev->root, "");
     ngx_conf_merge_size_value(conf->manifest_max_size,
                               prev->manifest_max_size, 4 * 1024 * 1024);
