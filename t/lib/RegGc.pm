@@ -6,8 +6,8 @@ package RegGc;
 #   my $t = RegTest->new(delete => 1, RegGc::options());
 #   my $report = run_gc($t, grace => 0, dry_run => 1, delete_untagged => 1);
 #
-# options() gives RegTest a store of its own and a "location /admin/"
-# with registry_admin on that store; run_gc() POSTs /admin/gc (again
+# options(root => DIR) gives RegTest that store (default: one of its own)
+# and a "location /admin/" with registry_admin on it; run_gc() POSTs /admin/gc (again
 # while another job holds the store: 409), waits for the job to end and
 # returns its report (a hashref), dying unless the job is "done".
 
@@ -24,8 +24,9 @@ our @EXPORT_OK = qw(run_gc gc_job);
 sub options {
     my (%o) = @_;
 
-    my $root = tempdir('regtest-gc-store-XXXXXXXX', TMPDIR => 1,
-                       CLEANUP => 1);
+    my $root = $o{root}
+               // tempdir('regtest-gc-store-XXXXXXXX', TMPDIR => 1,
+                          CLEANUP => 1);
 
     return (root => $root,
             server_extra => "location /admin/ { registry_admin on; "
