@@ -16,6 +16,7 @@ use Time::HiRes qw(sleep);
 use lib 't/lib';
 use RegTest;
 use RegGc;
+use RegTools qw(run_cmd);
 
 my $t = RegTest->new(delete => 1, workers => 2,
                      location_extra => 'registry_gc interval=2s grace=0;',
@@ -90,7 +91,9 @@ http {
     }
 }
 EOF
-    my $out = `$RegTest::NGINX -t -p $dir/ -c $dir/nginx.conf 2>&1`;
+    my (undef, $out) = run_cmd([$RegTest::NGINX, '-t', '-p', "$dir/",
+                                '-c', "$dir/nginx.conf"],
+                               env => { RegTest::nginx_env($dir) });
     like($out, $error, "nginx -t refuses: $directives");
 }
 
