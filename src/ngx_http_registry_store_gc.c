@@ -49,8 +49,11 @@
  * so that a manifest put naming it can bring it back; the run that
  * deletes the bytes finds the link dangling and removes it.
  *
- * What is left to chance: a refresh landing between the last check of a
- * link's (or revision's) time and its unlink, a few system calls apart.
+ * What is left to chance, a few system calls apart each: a refresh
+ * landing between the last check of a link's (or revision's) time and
+ * its unlink; a commit of the very blob being moved aside whose publish
+ * recreates the blob's directory just before gc removes it (the commit
+ * fails, the client retries).
  */
 
 
