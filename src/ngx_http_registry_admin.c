@@ -344,7 +344,6 @@ static void
 ngx_http_registry_admin_started(ngx_http_registry_job_start_t *s,
     ngx_int_t rc)
 {
-    ngx_queue_t                 waiting, *q;
     ngx_http_request_t         *r;
     ngx_http_registry_ctx_t    *ctx;
     ngx_http_registry_admin_t  *adm;
@@ -355,20 +354,7 @@ ngx_http_registry_admin_started(ngx_http_registry_job_start_t *s,
 
     adm->rc = rc;
 
-    /*
-     * The request is woken from a queue of our own: adm->waiting is in
-     * its pool, which the answer may free before the wake is over.
-     */
-
-    ngx_queue_init(&waiting);
-
-    if (!ngx_queue_empty(&adm->waiting)) {
-        q = ngx_queue_head(&adm->waiting);
-        ngx_queue_remove(q);
-        ngx_queue_insert_tail(&waiting, q);
-    }
-
-    ngx_http_registry_task_wake(&waiting);
+    ngx_http_registry_task_wake(&adm->waiting);
 }
 
 
