@@ -125,6 +125,10 @@ typedef struct {
 } ngx_http_registry_fsck_t;
 
 
+static ngx_int_t ngx_http_registry_fsck_report(ngx_http_registry_fsck_t *fsck,
+    ngx_int_t rc);
+static void ngx_http_registry_fsck_phase(ngx_http_registry_fsck_t *fsck,
+    ngx_uint_t phase, ngx_uint_t total);
 static ngx_int_t ngx_http_registry_fsck_cancelled(
     ngx_http_registry_fsck_t *fsck);
 static ngx_int_t ngx_http_registry_fsck_scratch(ngx_http_registry_fsck_t *fsck);
@@ -184,10 +188,6 @@ static ngx_int_t ngx_http_registry_fsck_quarantine(
     ngx_http_registry_digest_t *digest);
 static ngx_int_t ngx_http_registry_fsck_throttle(
     ngx_http_registry_fsck_t *fsck, size_t n);
-static ngx_int_t ngx_http_registry_fsck_report(ngx_http_registry_fsck_t *fsck,
-    ngx_int_t rc);
-static void ngx_http_registry_fsck_phase(ngx_http_registry_fsck_t *fsck,
-    ngx_uint_t phase, ngx_uint_t total);
 
 
 /* the report's names of the kinds, in the order of the enum */
