@@ -103,6 +103,7 @@ enum {
 
 typedef struct {
     ngx_http_registry_op_t     op;       /* the job's, with a scratch pool */
+    ngx_pool_t                *item;     /* one entry's, reset after it */
     ngx_http_registry_job_t   *job;
     json_t                    *problems;
     ngx_str_t                 *name;     /* the repository being checked */
@@ -125,6 +126,10 @@ typedef struct {
 } ngx_http_registry_fsck_t;
 
 
+typedef ngx_int_t (*ngx_http_registry_fsck_item_pt)(
+    ngx_http_registry_fsck_t *fsck, ngx_uint_t alg, ngx_str_t *entry);
+
+
 static ngx_int_t ngx_http_registry_fsck_report(ngx_http_registry_fsck_t *fsck,
     ngx_int_t rc);
 static void ngx_http_registry_fsck_phase(ngx_http_registry_fsck_t *fsck,
@@ -141,37 +146,39 @@ static const char *ngx_http_registry_fsck_errstr(
     ngx_http_registry_fsck_t *fsck, ngx_err_t err);
 static ngx_int_t ngx_http_registry_fsck_list(ngx_http_registry_fsck_t *fsck,
     ngx_str_t *dir, ngx_uint_t what, ngx_array_t *names);
+static ngx_int_t ngx_http_registry_fsck_each(ngx_http_registry_fsck_t *fsck,
+    ngx_array_t *entries, ngx_uint_t alg, ngx_http_registry_fsck_item_pt item);
+static ngx_int_t ngx_http_registry_fsck_dir(ngx_http_registry_fsck_t *fsck,
+    ngx_str_t *dir, ngx_uint_t alg, ngx_http_registry_fsck_item_pt item);
 static ngx_int_t ngx_http_registry_fsck_link(ngx_http_registry_fsck_t *fsck,
     ngx_str_t *path, ngx_http_registry_digest_t *digest);
-static ngx_int_t ngx_http_registry_fsck_revision(
-    ngx_http_registry_fsck_t *fsck, ngx_http_registry_digest_t *digest);
+static ngx_int_t ngx_http_registry_fsck_holds(ngx_http_registry_fsck_t *fsck,
+    ngx_http_registry_digest_t *digest);
 static ngx_int_t ngx_http_registry_fsck_repositories(
     ngx_http_registry_fsck_t *fsck);
 static ngx_int_t ngx_http_registry_fsck_repository(
     ngx_http_registry_fsck_t *fsck);
-static ngx_int_t ngx_http_registry_fsck_layers(ngx_http_registry_fsck_t *fsck,
-    ngx_uint_t alg);
-static ngx_int_t ngx_http_registry_fsck_revisions(
-    ngx_http_registry_fsck_t *fsck, ngx_uint_t alg);
+static ngx_int_t ngx_http_registry_fsck_layer(ngx_http_registry_fsck_t *fsck,
+    ngx_uint_t alg, ngx_str_t *hex);
+static ngx_int_t ngx_http_registry_fsck_revision(
+    ngx_http_registry_fsck_t *fsck, ngx_uint_t alg, ngx_str_t *hex);
 static ngx_int_t ngx_http_registry_fsck_manifest(
     ngx_http_registry_fsck_t *fsck, ngx_str_t *link,
     ngx_http_registry_digest_t *digest);
 static ngx_int_t ngx_http_registry_fsck_references(
     ngx_http_registry_fsck_t *fsck, ngx_str_t *link,
     ngx_http_registry_manifest_t *m);
-static ngx_int_t ngx_http_registry_fsck_tags(ngx_http_registry_fsck_t *fsck);
 static ngx_int_t ngx_http_registry_fsck_tag(ngx_http_registry_fsck_t *fsck,
-    ngx_str_t *tag, ngx_str_t *link, ngx_http_registry_digest_t *digest);
-static ngx_int_t ngx_http_registry_fsck_uploads(ngx_http_registry_fsck_t *fsck);
+    ngx_uint_t alg, ngx_str_t *tag);
 static ngx_int_t ngx_http_registry_fsck_upload(ngx_http_registry_fsck_t *fsck,
-    ngx_str_t *id);
+    ngx_uint_t alg, ngx_str_t *id);
 static time_t ngx_http_registry_fsck_upload_age(ngx_http_registry_fsck_t *fsck,
     ngx_str_t *dir);
-static ngx_int_t ngx_http_registry_fsck_referrers(
-    ngx_http_registry_fsck_t *fsck, ngx_uint_t alg);
 static ngx_int_t ngx_http_registry_fsck_subject(ngx_http_registry_fsck_t *fsck,
     ngx_uint_t alg, ngx_str_t *hex);
 static ngx_int_t ngx_http_registry_fsck_temp(ngx_http_registry_fsck_t *fsck);
+static ngx_int_t ngx_http_registry_fsck_temp_file(
+    ngx_http_registry_fsck_t *fsck, ngx_uint_t alg, ngx_str_t *name);
 static ngx_int_t ngx_http_registry_fsck_symlinks(
     ngx_http_registry_fsck_t *fsck);
 static ngx_int_t ngx_http_registry_fsck_visit(ngx_http_registry_op_t *op,
@@ -179,6 +186,8 @@ static ngx_int_t ngx_http_registry_fsck_visit(ngx_http_registry_op_t *op,
 static ngx_int_t ngx_http_registry_fsck_blobs(ngx_http_registry_fsck_t *fsck);
 static ngx_int_t ngx_http_registry_fsck_prefix(ngx_http_registry_fsck_t *fsck,
     ngx_uint_t alg, ngx_str_t *prefix);
+static ngx_int_t ngx_http_registry_fsck_blob(ngx_http_registry_fsck_t *fsck,
+    ngx_uint_t alg, ngx_str_t *hex);
 static ngx_int_t ngx_http_registry_fsck_rehash(ngx_http_registry_fsck_t *fsck,
     ngx_http_registry_digest_t *digest);
 static ngx_int_t ngx_http_registry_fsck_hash(ngx_http_registry_fsck_t *fsck,
@@ -264,6 +273,10 @@ ngx_http_registry_store_fsck(ngx_http_registry_op_t *op,
 
     if (fsck->op.pool) {
         ngx_destroy_pool(fsck->op.pool);
+    }
+
+    if (fsck->item) {
+        ngx_destroy_pool(fsck->item);
     }
 
     if (rc == NGX_ERROR) {
@@ -518,6 +531,66 @@ ngx_http_registry_fsck_list(ngx_http_registry_fsck_t *fsck, ngx_str_t *dir,
 
 
 /*
+ * Checks each entry of a listing, in the item pool, which is reset after
+ * each: a directory of a million links costs the memory of one.  Stops
+ * at a cancel.
+ */
+
+static ngx_int_t
+ngx_http_registry_fsck_each(ngx_http_registry_fsck_t *fsck,
+    ngx_array_t *entries, ngx_uint_t alg, ngx_http_registry_fsck_item_pt item)
+{
+    ngx_int_t    rc;
+    ngx_str_t   *entry;
+    ngx_uint_t   i;
+    ngx_pool_t  *pool;
+
+    if (fsck->item == NULL) {
+        fsck->item = ngx_create_pool(NGX_DEFAULT_POOL_SIZE, fsck->op.log);
+        if (fsck->item == NULL) {
+            return ngx_http_registry_op_syserr(&fsck->op, NGX_ENOMEM);
+        }
+    }
+
+    pool = fsck->op.pool;
+    entry = entries->elts;
+    rc = NGX_OK;
+
+    for (i = 0; rc == NGX_OK && i < entries->nelts; i++) {
+        rc = ngx_http_registry_fsck_cancelled(fsck);
+
+        if (rc == NGX_OK) {
+            fsck->op.pool = fsck->item;
+            rc = item(fsck, alg, &entry[i]);
+            fsck->op.pool = pool;
+            ngx_reset_pool(fsck->item);
+        }
+    }
+
+    return rc;
+}
+
+
+/* each subdirectory of dir */
+
+static ngx_int_t
+ngx_http_registry_fsck_dir(ngx_http_registry_fsck_t *fsck, ngx_str_t *dir,
+    ngx_uint_t alg, ngx_http_registry_fsck_item_pt item)
+{
+    ngx_array_t  entries;
+
+    if (ngx_http_registry_fsck_list(fsck, dir, NGX_HTTP_REGISTRY_LIST_DIRS,
+                                    &entries)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_registry_fsck_each(fsck, &entries, alg, item);
+}
+
+
+/*
  * A link must hold the digest its path names.  NGX_OK: it does;
  * NGX_DECLINED: no link there (a half-removed link directory, or a
  * symbolic link, which the symlinks phase reports), or a bad one,
@@ -561,7 +634,7 @@ ngx_http_registry_fsck_link(ngx_http_registry_fsck_t *fsck, ngx_str_t *path,
  */
 
 static ngx_int_t
-ngx_http_registry_fsck_revision(ngx_http_registry_fsck_t *fsck,
+ngx_http_registry_fsck_holds(ngx_http_registry_fsck_t *fsck,
     ngx_http_registry_digest_t *digest)
 {
     ngx_int_t  rc;
@@ -666,32 +739,73 @@ ngx_http_registry_fsck_repositories(ngx_http_registry_fsck_t *fsck)
 static ngx_int_t
 ngx_http_registry_fsck_repository(ngx_http_registry_fsck_t *fsck)
 {
-    ngx_uint_t  alg;
+    ngx_int_t                rc;
+    ngx_str_t                dir;
+    ngx_uint_t               alg;
+    ngx_http_registry_op_t  *op;
+
+    op = &fsck->op;
 
     for (alg = NGX_HTTP_REGISTRY_SHA256; alg <= NGX_HTTP_REGISTRY_SHA512; alg++)
     {
-        if (ngx_http_registry_fsck_layers(fsck, alg) != NGX_OK) {
+        if (ngx_http_registry_path_layers(op, &dir, fsck->name, alg) != NGX_OK)
+        {
             return NGX_ERROR;
+        }
+
+        rc = ngx_http_registry_fsck_dir(fsck, &dir, alg,
+                                        ngx_http_registry_fsck_layer);
+        if (rc != NGX_OK) {
+            return rc;
         }
     }
 
     for (alg = NGX_HTTP_REGISTRY_SHA256; alg <= NGX_HTTP_REGISTRY_SHA512; alg++)
     {
-        if (ngx_http_registry_fsck_revisions(fsck, alg) != NGX_OK) {
+        if (ngx_http_registry_path_revisions(op, &dir, fsck->name, alg)
+            != NGX_OK)
+        {
             return NGX_ERROR;
+        }
+
+        rc = ngx_http_registry_fsck_dir(fsck, &dir, alg,
+                                        ngx_http_registry_fsck_revision);
+        if (rc != NGX_OK) {
+            return rc;
         }
     }
 
-    if (ngx_http_registry_fsck_tags(fsck) != NGX_OK
-        || ngx_http_registry_fsck_uploads(fsck) != NGX_OK)
-    {
+    if (ngx_http_registry_path_tags(op, &dir, fsck->name) != NGX_OK) {
         return NGX_ERROR;
     }
 
+    rc = ngx_http_registry_fsck_dir(fsck, &dir, 0, ngx_http_registry_fsck_tag);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    if (ngx_http_registry_path_uploads(op, &dir, fsck->name) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    rc = ngx_http_registry_fsck_dir(fsck, &dir, 0,
+                                    ngx_http_registry_fsck_upload);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
     for (alg = NGX_HTTP_REGISTRY_SHA256; alg <= NGX_HTTP_REGISTRY_SHA512; alg++)
     {
-        if (ngx_http_registry_fsck_referrers(fsck, alg) != NGX_OK) {
+        if (ngx_http_registry_path_referrer_subjects(op, &dir, fsck->name, alg)
+            != NGX_OK)
+        {
             return NGX_ERROR;
+        }
+
+        rc = ngx_http_registry_fsck_dir(fsck, &dir, alg,
+                                        ngx_http_registry_fsck_subject);
+        if (rc != NGX_OK) {
+            return rc;
         }
     }
 
@@ -702,125 +816,91 @@ ngx_http_registry_fsck_repository(ngx_http_registry_fsck_t *fsck)
 /* _layers/<alg>/<hex>/link: the blob's bytes must exist */
 
 static ngx_int_t
-ngx_http_registry_fsck_layers(ngx_http_registry_fsck_t *fsck, ngx_uint_t alg)
+ngx_http_registry_fsck_layer(ngx_http_registry_fsck_t *fsck, ngx_uint_t alg,
+    ngx_str_t *hex)
 {
     ngx_int_t                    rc;
-    ngx_str_t                    dir, link, *hex;
-    ngx_uint_t                   i, repaired;
-    ngx_array_t                  hexes;
+    ngx_str_t                    link;
+    ngx_uint_t                   repaired;
     ngx_http_registry_op_t      *op;
     ngx_http_registry_digest_t   digest;
 
     op = &fsck->op;
 
-    if (ngx_http_registry_path_layers(op, &dir, fsck->name, alg) != NGX_OK
-        || ngx_http_registry_fsck_list(fsck, &dir, NGX_HTTP_REGISTRY_LIST_DIRS,
-                                       &hexes)
-           != NGX_OK)
+    rc = ngx_http_registry_digest_of(op->pool, alg, hex, &digest);
+
+    if (rc != NGX_OK) {
+        return (rc == NGX_DECLINED) ? NGX_OK
+                                    : ngx_http_registry_op_syserr(op,
+                                                                  NGX_ENOMEM);
+    }
+
+    if (ngx_http_registry_path_layer_link(op, &link, fsck->name, &digest)
+        != NGX_OK)
     {
         return NGX_ERROR;
     }
 
-    hex = hexes.elts;
-
-    for (i = 0; i < hexes.nelts; i++) {
-        rc = ngx_http_registry_digest_of(op->pool, alg, &hex[i], &digest);
-
-        if (rc == NGX_DECLINED) {
-            continue;
-        }
-
-        if (rc != NGX_OK
-            || ngx_http_registry_path_layer_link(op, &link, fsck->name,
-                                                 &digest)
-               != NGX_OK)
-        {
-            return ngx_http_registry_op_syserr(op, NGX_ENOMEM);
-        }
-
-        rc = ngx_http_registry_fsck_link(fsck, &link, &digest);
-
-        if (rc == NGX_OK) {
-            rc = ngx_http_registry_store_blob_exists(op, &digest);
-
-            if (rc == NGX_DECLINED) {
-                repaired = fsck->job->repair
-                           && ngx_http_registry_store_blob_unlink(op,
-                                                        fsck->name, &digest)
-                              == NGX_OK;
-
-                rc = ngx_http_registry_fsck_problem(fsck,
-                                   NGX_HTTP_REGISTRY_FSCK_LINK_TO_MISSING_BLOB,
-                                   &link, &digest, repaired, NULL);
-
-            } else if (rc == NGX_ERROR) {
-                rc = ngx_http_registry_fsck_failed(fsck,
-                                             NGX_HTTP_REGISTRY_FSCK_UNREADABLE,
-                                             &link, &digest);
-            }
-        }
-
-        if (rc == NGX_ERROR) {
-            return NGX_ERROR;
-        }
+    rc = ngx_http_registry_fsck_link(fsck, &link, &digest);
+    if (rc != NGX_OK) {
+        return (rc == NGX_DECLINED) ? NGX_OK : NGX_ERROR;
     }
 
-    return NGX_OK;
+    rc = ngx_http_registry_store_blob_exists(op, &digest);
+
+    if (rc == NGX_ERROR) {
+        return ngx_http_registry_fsck_failed(fsck,
+                                             NGX_HTTP_REGISTRY_FSCK_UNREADABLE,
+                                             &link, &digest);
+    }
+
+    if (rc == NGX_OK) {
+        return NGX_OK;
+    }
+
+    repaired = fsck->job->repair
+               && ngx_http_registry_store_blob_unlink(op, fsck->name, &digest)
+                  == NGX_OK;
+
+    return ngx_http_registry_fsck_problem(fsck,
+                                   NGX_HTTP_REGISTRY_FSCK_LINK_TO_MISSING_BLOB,
+                                   &link, &digest, repaired, NULL);
 }
 
 
 /* _manifests/revisions/<alg>/<hex>/link: the bytes, then what they name */
 
 static ngx_int_t
-ngx_http_registry_fsck_revisions(ngx_http_registry_fsck_t *fsck,
-    ngx_uint_t alg)
+ngx_http_registry_fsck_revision(ngx_http_registry_fsck_t *fsck,
+    ngx_uint_t alg, ngx_str_t *hex)
 {
     ngx_int_t                    rc;
-    ngx_str_t                    dir, link, *hex;
-    ngx_uint_t                   i;
-    ngx_array_t                  hexes;
+    ngx_str_t                    link;
     ngx_http_registry_op_t      *op;
     ngx_http_registry_digest_t   digest;
 
     op = &fsck->op;
 
-    if (ngx_http_registry_path_revisions(op, &dir, fsck->name, alg) != NGX_OK
-        || ngx_http_registry_fsck_list(fsck, &dir, NGX_HTTP_REGISTRY_LIST_DIRS,
-                                       &hexes)
-           != NGX_OK)
+    rc = ngx_http_registry_digest_of(op->pool, alg, hex, &digest);
+
+    if (rc != NGX_OK) {
+        return (rc == NGX_DECLINED) ? NGX_OK
+                                    : ngx_http_registry_op_syserr(op,
+                                                                  NGX_ENOMEM);
+    }
+
+    if (ngx_http_registry_path_revision_link(op, &link, fsck->name, &digest)
+        != NGX_OK)
     {
         return NGX_ERROR;
     }
 
-    hex = hexes.elts;
-
-    for (i = 0; i < hexes.nelts; i++) {
-        rc = ngx_http_registry_digest_of(op->pool, alg, &hex[i], &digest);
-
-        if (rc == NGX_DECLINED) {
-            continue;
-        }
-
-        if (rc != NGX_OK
-            || ngx_http_registry_path_revision_link(op, &link, fsck->name,
-                                                    &digest)
-               != NGX_OK)
-        {
-            return ngx_http_registry_op_syserr(op, NGX_ENOMEM);
-        }
-
-        rc = ngx_http_registry_fsck_link(fsck, &link, &digest);
-
-        if (rc == NGX_OK) {
-            rc = ngx_http_registry_fsck_manifest(fsck, &link, &digest);
-        }
-
-        if (rc == NGX_ERROR) {
-            return NGX_ERROR;
-        }
+    rc = ngx_http_registry_fsck_link(fsck, &link, &digest);
+    if (rc != NGX_OK) {
+        return (rc == NGX_DECLINED) ? NGX_OK : NGX_ERROR;
     }
 
-    return NGX_OK;
+    return ngx_http_registry_fsck_manifest(fsck, &link, &digest);
 }
 
 
@@ -916,7 +996,7 @@ ngx_http_registry_fsck_references(ngx_http_registry_fsck_t *fsck,
 
         if (ref[i].manifest) {
             kind = NGX_HTTP_REGISTRY_FSCK_INDEX_TO_MISSING_MANIFEST;
-            rc = ngx_http_registry_fsck_revision(fsck, &ref[i].digest);
+            rc = ngx_http_registry_fsck_holds(fsck, &ref[i].digest);
 
         } else {
             kind = NGX_HTTP_REGISTRY_FSCK_MANIFEST_TO_MISSING_BLOB;
@@ -959,80 +1039,46 @@ ngx_http_registry_fsck_references(ngx_http_registry_fsck_t *fsck,
 }
 
 
+
 /* _manifests/tags/<tag>/current/link: a revision of the repository */
 
 static ngx_int_t
-ngx_http_registry_fsck_tags(ngx_http_registry_fsck_t *fsck)
+ngx_http_registry_fsck_tag(ngx_http_registry_fsck_t *fsck, ngx_uint_t alg,
+    ngx_str_t *tag)
 {
     ngx_int_t                    rc;
-    ngx_str_t                    dir, link, *tag;
-    ngx_uint_t                   i;
-    ngx_array_t                  tags;
+    ngx_str_t                    link;
+    ngx_uint_t                   repaired;
+    const char                  *detail;
     ngx_http_registry_op_t      *op;
     ngx_http_registry_digest_t   digest;
 
     op = &fsck->op;
 
-    if (ngx_http_registry_path_tags(op, &dir, fsck->name) != NGX_OK
-        || ngx_http_registry_fsck_list(fsck, &dir, NGX_HTTP_REGISTRY_LIST_DIRS,
-                                       &tags)
-           != NGX_OK)
+    if (ngx_http_registry_path_tag_link(op, &link, fsck->name, tag)
+        != NGX_OK)
     {
         return NGX_ERROR;
     }
 
-    tag = tags.elts;
+    /* no current link: a tag being written, or a link (symlinks) */
 
-    for (i = 0; i < tags.nelts; i++) {
-        if (ngx_http_registry_path_tag_link(op, &link, fsck->name, &tag[i])
-            != NGX_OK)
-        {
-            return NGX_ERROR;
-        }
+    rc = ngx_http_registry_file_read_link(op, &link, &digest);
 
-        /* no current link: a tag being written, or a link (symlinks) */
-
-        rc = ngx_http_registry_file_read_link(op, &link, &digest);
-
-        if (rc == NGX_OK) {
-            rc = ngx_http_registry_fsck_tag(fsck, &tag[i], &link, &digest);
-
-        } else if (rc == NGX_ERROR) {
-            rc = ngx_http_registry_fsck_failed(fsck,
+    if (rc != NGX_OK) {
+        return (rc == NGX_DECLINED)
+               ? NGX_OK
+               : ngx_http_registry_fsck_failed(fsck,
                                            NGX_HTTP_REGISTRY_FSCK_INVALID_LINK,
                                            &link, NULL);
-        } else {
-            rc = NGX_OK;
-        }
-
-        if (rc != NGX_OK) {
-            return NGX_ERROR;
-        }
     }
 
-    return NGX_OK;
-}
-
-
-/* the revision the tag names must be there, or the tag goes */
-
-static ngx_int_t
-ngx_http_registry_fsck_tag(ngx_http_registry_fsck_t *fsck, ngx_str_t *tag,
-    ngx_str_t *link, ngx_http_registry_digest_t *digest)
-{
-    ngx_int_t                rc;
-    ngx_uint_t               repaired;
-    const char              *detail;
-    ngx_http_registry_op_t  *op;
-
-    op = &fsck->op;
-
-    rc = ngx_http_registry_fsck_revision(fsck, digest);
+    rc = ngx_http_registry_fsck_holds(fsck, &digest);
 
     if (rc == NGX_ERROR) {
         return ngx_http_registry_fsck_failed(fsck,
                                              NGX_HTTP_REGISTRY_FSCK_UNREADABLE,
-                                             link, digest);
+                                             &link, &digest);
     }
 
     if (rc == NGX_OK) {
@@ -1047,40 +1093,13 @@ ngx_http_registry_fsck_tag(ngx_http_registry_fsck_t *fsck, ngx_str_t *tag,
 
     return ngx_http_registry_fsck_problem(fsck,
                                 NGX_HTTP_REGISTRY_FSCK_TAG_TO_MISSING_MANIFEST,
-                                link, digest, repaired, detail);
+                                &link, &digest, repaired, detail);
 }
 
-
-/* _uploads/<id>: stale when untouched for registry_upload_expire */
-
-static ngx_int_t
-ngx_http_registry_fsck_uploads(ngx_http_registry_fsck_t *fsck)
-{
-    ngx_str_t    dir, *id;
-    ngx_uint_t   i;
-    ngx_array_t  ids;
-
-    if (ngx_http_registry_path_uploads(&fsck->op, &dir, fsck->name) != NGX_OK
-        || ngx_http_registry_fsck_list(fsck, &dir, NGX_HTTP_REGISTRY_LIST_DIRS,
-                                       &ids)
-           != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
-
-    id = ids.elts;
-
-    for (i = 0; i < ids.nelts; i++) {
-        if (ngx_http_registry_fsck_upload(fsck, &id[i]) != NGX_OK) {
-            return NGX_ERROR;
-        }
-    }
-
-    return NGX_OK;
-}
 
 
 /*
+ * _uploads/<id>: stale when untouched for registry_upload_expire.
  * Repaired as a request for the session would: store_upload_open() takes
  * its lock and removes it if it is expired.  A session with no data file
  * left (half created or half removed, long ago) has no lock to take, and
@@ -1088,7 +1107,8 @@ ngx_http_registry_fsck_uploads(ngx_http_registry_fsck_t *fsck)
  */
 
 static ngx_int_t
-ngx_http_registry_fsck_upload(ngx_http_registry_fsck_t *fsck, ngx_str_t *id)
+ngx_http_registry_fsck_upload(ngx_http_registry_fsck_t *fsck, ngx_uint_t alg,
+    ngx_str_t *id)
 {
     time_t                       expire;
     ngx_int_t                    rc;
@@ -1187,41 +1207,11 @@ ngx_http_registry_fsck_upload_age(ngx_http_registry_fsck_t *fsck,
 }
 
 
-/* _ngx_referrers/<alg>/<subject hex>/<referrer>: its revision must exist */
-
-static ngx_int_t
-ngx_http_registry_fsck_referrers(ngx_http_registry_fsck_t *fsck,
-    ngx_uint_t alg)
-{
-    ngx_str_t    dir, *hex;
-    ngx_uint_t   i;
-    ngx_array_t  subjects;
-
-    if (ngx_http_registry_path_referrer_subjects(&fsck->op, &dir, fsck->name,
-                                                 alg)
-        != NGX_OK
-        || ngx_http_registry_fsck_list(fsck, &dir, NGX_HTTP_REGISTRY_LIST_DIRS,
-                                       &subjects)
-           != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
-
-    hex = subjects.elts;
-
-    for (i = 0; i < subjects.nelts; i++) {
-        if (ngx_http_registry_fsck_subject(fsck, alg, &hex[i]) != NGX_OK) {
-            return NGX_ERROR;
-        }
-    }
-
-    return NGX_OK;
-}
-
 
 /*
+ * _ngx_referrers/<alg>/<subject hex>/<referrer>: its revision must exist.
  * A push writes a referrer's entry just before its revision link, so only
- * an entry older than that takes is dangling.
+ * an entry older than a push takes is dangling.
  */
 
 static ngx_int_t
@@ -1300,21 +1290,14 @@ ngx_http_registry_fsck_subject(ngx_http_registry_fsck_t *fsck, ngx_uint_t alg,
 }
 
 
-/* ---- the temporary directory ---- */
-
 static ngx_int_t
 ngx_http_registry_fsck_temp(ngx_http_registry_fsck_t *fsck)
 {
-    ngx_str_t                dir, path, *name;
-    ngx_uint_t               i, repaired;
-    ngx_array_t              names;
-    ngx_file_info_t          fi;
-    ngx_http_registry_op_t  *op;
-
-    op = &fsck->op;
+    ngx_str_t    dir;
+    ngx_array_t  names;
 
     if (ngx_http_registry_fsck_scratch(fsck) != NGX_OK
-        || ngx_http_registry_path_temp(op, &dir, NULL) != NGX_OK
+        || ngx_http_registry_path_temp(&fsck->op, &dir, NULL) != NGX_OK
         || ngx_http_registry_fsck_list(fsck, &dir,
                                        NGX_HTTP_REGISTRY_LIST_FILES, &names)
            != NGX_OK)
@@ -1325,39 +1308,40 @@ ngx_http_registry_fsck_temp(ngx_http_registry_fsck_t *fsck)
     ngx_http_registry_fsck_phase(fsck, NGX_HTTP_REGISTRY_FSCK_TEMP,
                                  names.nelts);
 
-    name = names.elts;
+    return ngx_http_registry_fsck_each(fsck, &names, 0,
+                                       ngx_http_registry_fsck_temp_file);
+}
 
-    for (i = 0; i < names.nelts; i++) {
-        if (ngx_http_registry_fsck_cancelled(fsck) != NGX_OK) {
-            return NGX_ABORT;
-        }
 
-        fsck->job->progress->done++;
+static ngx_int_t
+ngx_http_registry_fsck_temp_file(ngx_http_registry_fsck_t *fsck,
+    ngx_uint_t alg, ngx_str_t *name)
+{
+    ngx_str_t                path;
+    ngx_uint_t               repaired;
+    ngx_file_info_t          fi;
+    ngx_http_registry_op_t  *op;
 
-        if (ngx_http_registry_path_temp(op, &path, &name[i]) != NGX_OK) {
-            return NGX_ERROR;
-        }
+    op = &fsck->op;
+    fsck->job->progress->done++;
 
-        if (ngx_http_registry_file_stat(op, &path, &fi) != NGX_OK
-            || ngx_time() - ngx_file_mtime(&fi)
-               <= NGX_HTTP_REGISTRY_FSCK_ORPHAN_AGE)
-        {
-            continue;
-        }
-
-        repaired = fsck->job->repair
-                   && ngx_http_registry_file_unlink(op, &path, 0) == NGX_OK;
-
-        if (ngx_http_registry_fsck_problem(fsck,
-                                    NGX_HTTP_REGISTRY_FSCK_ORPHANED_TEMP_FILE,
-                                    &path, NULL, repaired, NULL)
-            != NGX_OK)
-        {
-            return NGX_ERROR;
-        }
+    if (ngx_http_registry_path_temp(op, &path, name) != NGX_OK) {
+        return NGX_ERROR;
     }
 
-    return NGX_OK;
+    if (ngx_http_registry_file_stat(op, &path, &fi) != NGX_OK
+        || ngx_time() - ngx_file_mtime(&fi)
+           <= NGX_HTTP_REGISTRY_FSCK_ORPHAN_AGE)
+    {
+        return NGX_OK;
+    }
+
+    repaired = fsck->job->repair
+               && ngx_http_registry_file_unlink(op, &path, 0) == NGX_OK;
+
+    return ngx_http_registry_fsck_problem(fsck,
+                                     NGX_HTTP_REGISTRY_FSCK_ORPHANED_TEMP_FILE,
+                                     &path, NULL, repaired, NULL);
 }
 
 
@@ -1545,62 +1529,43 @@ ngx_http_registry_fsck_blobs(ngx_http_registry_fsck_t *fsck)
 }
 
 
-/* blobs/<alg>/<xx>/<hex>/data, for each <hex> beginning with <xx> */
+/* blobs/<alg>/<xx>/<hex>/data, for each <hex> */
 
 static ngx_int_t
 ngx_http_registry_fsck_prefix(ngx_http_registry_fsck_t *fsck, ngx_uint_t alg,
     ngx_str_t *prefix)
 {
-    ngx_int_t                    rc;
-    ngx_str_t                    dir, *hex;
-    ngx_uint_t                   i;
-    ngx_array_t                  hexes;
-    ngx_http_registry_digest_t   digest;
+    ngx_str_t  dir;
 
-    if (ngx_http_registry_path_blobs(&fsck->op, &dir, alg, prefix) != NGX_OK
-        || ngx_http_registry_fsck_list(fsck, &dir, NGX_HTTP_REGISTRY_LIST_DIRS,
-                                       &hexes)
-           != NGX_OK)
-    {
+    if (ngx_http_registry_path_blobs(&fsck->op, &dir, alg, prefix) != NGX_OK) {
         return NGX_ERROR;
     }
 
-    hex = hexes.elts;
+    return ngx_http_registry_fsck_dir(fsck, &dir, alg,
+                                      ngx_http_registry_fsck_blob);
+}
 
-    for (i = 0; i < hexes.nelts; i++) {
-        rc = ngx_http_registry_fsck_cancelled(fsck);
-        if (rc != NGX_OK) {
-            return rc;
-        }
 
-        fsck->job->progress->done++;
+/* a name that is no digest, or misplaced (no such data file), is no blob */
 
-        /* a name that is no digest, or misplaced, is no blob of the store */
+static ngx_int_t
+ngx_http_registry_fsck_blob(ngx_http_registry_fsck_t *fsck, ngx_uint_t alg,
+    ngx_str_t *hex)
+{
+    ngx_int_t                    rc;
+    ngx_http_registry_digest_t   digest;
 
-        if (prefix->len != 2 || hex[i].len < 2
-            || ngx_strncmp(hex[i].data, prefix->data, 2) != 0)
-        {
-            continue;
-        }
+    fsck->job->progress->done++;
 
-        rc = ngx_http_registry_digest_of(fsck->op.pool, alg, &hex[i], &digest);
+    rc = ngx_http_registry_digest_of(fsck->op.pool, alg, hex, &digest);
 
-        if (rc == NGX_DECLINED) {
-            continue;
-        }
-
-        if (rc == NGX_OK) {
-            rc = ngx_http_registry_fsck_rehash(fsck, &digest);
-        }
-
-        if (rc != NGX_OK) {
-            return (rc == NGX_ABORT) ? NGX_ABORT
-                                     : ngx_http_registry_op_syserr(&fsck->op,
+    if (rc != NGX_OK) {
+        return (rc == NGX_DECLINED) ? NGX_OK
+                                    : ngx_http_registry_op_syserr(&fsck->op,
                                                                   NGX_ENOMEM);
-        }
     }
 
-    return NGX_OK;
+    return ngx_http_registry_fsck_rehash(fsck, &digest);
 }
 
 
