@@ -30,6 +30,8 @@
  *
  * Anything else under the store (the gc's _ngx_tombstones, a foreign
  * directory, a name that is no digest) is left alone and not reported.
+ * The jobs' runner runs one job per store at a time (jobs.c's lease), so
+ * no gc sweeps the store while fsck reads or repairs it.
  *
  * Repair removes only what is provably garbage, with the store's own
  * operations, which tell every worker's link cache (store_links.c: the
@@ -48,9 +50,10 @@
  * A blob whose bytes do not hash to its name is moved aside into
  * _ngx_quarantine/<alg>/<hex>, not deleted: serving wrong bytes under a
  * digest is worse than a 404, the next push of the blob stores good
- * bytes, and the operator keeps the evidence.  Links to it are kept (they
- * work again once the blob is pushed again).  nginx's open_file_cache may
- * serve an open descriptor of the old file for open_file_cache_valid.
+ * bytes, and the operator keeps the evidence.  Links to it stay, and serve
+ * again once the blob is pushed again; a later repair removes those whose
+ * bytes are still missing.  nginx's open_file_cache may serve an open
+ * descriptor of the old file for open_file_cache_valid.
  * Everything else is reported and left: a manifest naming a missing blob
  * (the blob may still be pushed), a link that names another digest, a
  * file that cannot be read.
