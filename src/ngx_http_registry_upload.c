@@ -146,11 +146,15 @@ ngx_http_registry_upload_args(ngx_http_request_t *r,
     }
 
     if (rc == NGX_OK) {
+        ctx->operation = NGX_HTTP_REGISTRY_OPERATION_MOUNT;
+
         if (ngx_http_registry_parse_digest(&value, &ctx->expected) != NGX_OK) {
             return ngx_http_registry_upload_refuse(ctx,
                                              NGX_HTTP_REGISTRY_DIGEST_INVALID,
                                              "invalid mount parameter");
         }
+
+        ctx->digest = ctx->expected.text;
 
         rc = ngx_http_registry_arg(r, "from", &ctx->from);
 
@@ -397,7 +401,13 @@ ngx_http_registry_upload_expect(ngx_http_request_t *r,
         return rc;
     }
 
-    return ngx_http_registry_parse_digest(&value, &ctx->expected);
+    if (ngx_http_registry_parse_digest(&value, &ctx->expected) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    ctx->digest = ctx->expected.text;
+
+    return NGX_OK;
 }
 
 
