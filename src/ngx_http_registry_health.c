@@ -262,8 +262,8 @@ ngx_http_registry_health_send(ngx_http_request_t *r, ngx_uint_t status,
     static ngx_str_t  no_store = ngx_string("no-store");
 
     json = (status == NGX_HTTP_OK)
-           ? json_pack("{ss}", "status", "ok")
-           : json_pack("{sss#}", "status", "unhealthy", "reason",
+           ? json_pack("{s:s}", "status", "ok")
+           : json_pack("{s:s, s:s%}", "status", "unhealthy", "reason",
                        reason->data, reason->len);
     if (json == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
