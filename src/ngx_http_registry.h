@@ -86,10 +86,10 @@ typedef enum {
 
 /*
  * What a request does, for the log variables and the metrics
- * (variables.c, metrics.c): the router names it from the endpoint, a
- * handler refines it where one endpoint does two things (a POST with
- * ?mount= is a mount).  An upload session's requests (POST, PATCH, PUT,
- * its GET and DELETE) are all a blob push.  NONE is a request the
+ * (variables.c, metrics.c): the router names it from the endpoint and,
+ * where one endpoint does two things, its arguments (a POST with ?mount=
+ * is a mount).  An upload session's requests (POST, PATCH, PUT, its GET
+ * and DELETE) are all a blob push.  NONE is a request the
  * registry never saw; OTHER one it answered without an endpoint (an
  * unknown route, an invalid name, nginx's own error in its location).
  */
@@ -336,7 +336,7 @@ ngx_int_t ngx_http_registry_referrers_list(ngx_http_request_t *r);
 
 ngx_int_t ngx_http_registry_variables_add(ngx_conf_t *cf);
 ngx_http_registry_operation_e ngx_http_registry_operation(
-    ngx_http_registry_route_e kind, ngx_uint_t method);
+    ngx_http_request_t *r, ngx_http_registry_route_e kind);
 ngx_str_t *ngx_http_registry_operation_name(
     ngx_http_registry_operation_e operation);
 

@@ -135,6 +135,7 @@ ngx_http_registry_health_probe(ngx_http_request_t *r,
 
     h->task.op.store = rlcf->store;
     h->task.op.log = ngx_cycle->log;
+    ngx_memzero(&h->task.op.fault, sizeof(ngx_http_registry_fault_t));
 
     h->task.op.pool = ngx_create_pool(NGX_DEFAULT_POOL_SIZE, ngx_cycle->log);
     if (h->task.op.pool == NULL) {

@@ -20,9 +20,9 @@
  *   registry_http_received_bytes_total{operation}
  *   registry_errors_total{code}         answers with the spec's code
  *   registry_uploads_in_progress        upload requests being served now
- *                                       (POST, PATCH, PUT of blob uploads,
- *                                       mounts included): not sessions,
- *                                       which may wait on disk for days
+ *                                       (POST, PATCH, PUT of blob uploads;
+ *                                       not mounts): not sessions, which
+ *                                       may wait on disk for days
  *   registry_upload_bytes_total         bytes of blob bodies received
  *   registry_manifest_get_duration_seconds   manifest GETs (HEADs have
  *                                       no body and would hide the cost)

@@ -154,7 +154,7 @@ ngx_http_registry_handler(ngx_http_request_t *r)
             continue;
         }
 
-        ctx->operation = ngx_http_registry_operation(ep->kind, r->method);
+        ctx->operation = ngx_http_registry_operation(r, ep->kind);
 
         if (ep->deletes && !rlcf->delete) {
             return ngx_http_registry_error(r, NGX_HTTP_REGISTRY_UNSUPPORTED,

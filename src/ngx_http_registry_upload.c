@@ -146,8 +146,6 @@ ngx_http_registry_upload_args(ngx_http_request_t *r,
     }
 
     if (rc == NGX_OK) {
-        ctx->operation = NGX_HTTP_REGISTRY_OPERATION_MOUNT;
-
         if (ngx_http_registry_parse_digest(&value, &ctx->expected) != NGX_OK) {
             return ngx_http_registry_upload_refuse(ctx,
                                              NGX_HTTP_REGISTRY_DIGEST_INVALID,

@@ -125,11 +125,21 @@ ngx_http_registry_variables_add(ngx_conf_t *cf)
 }
 
 
-/* the operation of the endpoint the router found for kind and method */
+/*
+ * The operation of the endpoint the router found for the route's kind and
+ * the method; a POST with ?mount= is a mount, even one refused or answered
+ * with a session.
+ */
 
 ngx_http_registry_operation_e
-ngx_http_registry_operation(ngx_http_registry_route_e kind, ngx_uint_t method)
+ngx_http_registry_operation(ngx_http_request_t *r,
+    ngx_http_registry_route_e kind)
 {
+    ngx_str_t   mount;
+    ngx_uint_t  method;
+
+    method = r->method;
+
     switch (kind) {
 
     case NGX_HTTP_REGISTRY_ROUTE_BASE:
@@ -157,6 +167,11 @@ ngx_http_registry_operation(ngx_http_registry_route_e kind, ngx_uint_t method)
         return (method == NGX_HTTP_DELETE)
                ? NGX_HTTP_REGISTRY_OPERATION_BLOB_DELETE
                : NGX_HTTP_REGISTRY_OPERATION_BLOB_PULL;
+
+    case NGX_HTTP_REGISTRY_ROUTE_UPLOADS:
+        return (ngx_http_registry_arg(r, "mount", &mount) == NGX_OK)
+               ? NGX_HTTP_REGISTRY_OPERATION_MOUNT
+               : NGX_HTTP_REGISTRY_OPERATION_BLOB_PUSH;
 
     default:
         return NGX_HTTP_REGISTRY_OPERATION_BLOB_PUSH;

@@ -278,12 +278,34 @@ for (1 .. 2) {
 
 # ---- the counts ----
 
-my $after = scrape();
+# a request is counted once its answer has gone, maybe a moment after the
+# client has it, and maybe by the other worker: wait until all are in
+
+my $after;
 
 sub delta {
     my ($k) = @_;
     return ($after->{$k} // 0) - ($before->{$k} // 0);
 }
+
+sub requests_in {
+    my $n = 0;
+    $n += delta($_) for grep { /^registry_http_requests_total/ }
+                        keys %$after;
+    return $n;
+}
+
+my $requests = 0;
+$requests += $want{$_} for grep { /^registry_http_requests_total/ }
+                           keys %want;
+
+for (1 .. 100) {
+    $after = scrape();
+    last if requests_in() >= $requests;
+    select undef, undef, undef, 0.05;
+}
+
+is(requests_in(), $requests, "all $requests requests counted");
 
 my %keys = map { $_ => 1 } keys %$before, keys %$after;
 
