@@ -11,7 +11,8 @@
 # requests of some operations go over raw connections, so that the bytes
 # sent and received are known to the byte.  An upload whose body is
 # still coming is in progress, and no longer once its client has gone.
-# A scrape is not itself counted, and reads the same twice.
+# A scrape is not itself counted, and reads the same twice; a reload
+# keeps the counts.
 
 use strict;
 use warnings;
@@ -418,6 +419,22 @@ is(uploads_become(1), 1, 'a PATCH whose body is coming is in progress');
 close $s;
 
 is(uploads_become(0), 0, 'not once its client has gone');
+
+# a reload keeps the zone: the new workers go on counting from there
+
+my $kept = scrape();
+$t->reload;
+is_deeply(scrape(), $kept, 'after a reload: the same counts');
+
+raw('base', undef, 'GET', '/v2/');
+my $k = req_key('base', 200);
+my $now;
+for (1 .. 100) {
+    $now = scrape();
+    last if $now->{$k} > $kept->{$k};
+    select undef, undef, undef, 0.05;
+}
+is($now->{$k}, $kept->{$k} + 1, '... and one more request counts on them');
 
 $t->stop;
 
