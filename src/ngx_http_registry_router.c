@@ -167,9 +167,18 @@ ngx_http_registry_handler(ngx_http_request_t *r)
             return ngx_http_registry_send_fault(r, &ctx->fault);
         }
 
-        if (rc != NGX_OK
-            || ngx_http_registry_metrics_upload(r) != NGX_OK)
-        {
+        if (rc != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        /* after access: a client refused anyway is told so, not this */
+        if (rlcf->read_only && !(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
+            return ngx_http_registry_error(r, NGX_HTTP_REGISTRY_UNSUPPORTED,
+                                    "the registry is read-only for "
+                                    "maintenance; reads are served");
+        }
+
+        if (ngx_http_registry_metrics_upload(r) != NGX_OK) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
