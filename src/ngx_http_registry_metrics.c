@@ -45,6 +45,7 @@
 /* status codes 0 (none sent) to 599, each counted by itself */
 #define NGX_HTTP_REGISTRY_STATUSES  600
 
+/* the codes of ngx_http_registry_err_e, STORAGE_FULL the last */
 #define NGX_HTTP_REGISTRY_ERRORS    (NGX_HTTP_REGISTRY_STORAGE_FULL + 1)
 
 #define NGX_HTTP_REGISTRY_BUCKETS   15
@@ -239,7 +240,7 @@ ngx_http_registry_metrics_log(ngx_http_request_t *r)
     (void) ngx_atomic_fetch_add(&m->sent[op], r->connection->sent);
     (void) ngx_atomic_fetch_add(&m->received[op], r->request_length);
 
-    if (ctx->failed) {
+    if (ctx->failed && ctx->error < NGX_HTTP_REGISTRY_ERRORS) {
         (void) ngx_atomic_fetch_add(&m->errors[ctx->error], 1);
     }
 
