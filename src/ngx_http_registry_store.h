@@ -673,6 +673,11 @@ ngx_int_t ngx_http_registry_store_referrers_remember(
     ngx_str_t *body);
 
 
+/* ---- health (store_probe.c) ---- */
+
+ngx_int_t ngx_http_registry_store_probe(ngx_http_registry_op_t *op);
+
+
 /* ---- maintenance jobs (store_gc.c, store_fsck.c): long, in a thread ---- */
 
 /*
