@@ -806,6 +806,10 @@ ngx_http_registry_job_done(ngx_http_registry_detached_t *d)
 
     rn->finished = 1;
 
+    ngx_http_registry_metrics_job(&rn->kind->name,
+                                  rn->state == NGX_HTTP_REGISTRY_JOB_DONE,
+                                  rn->job.report);
+
     ngx_http_registry_job_release(rn);
 
     if (rn->tick.timer_set) {

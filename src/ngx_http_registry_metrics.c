@@ -343,7 +343,7 @@ ngx_http_registry_metrics_upload_done(void *data)
 void
 ngx_http_registry_metrics_job(ngx_str_t *kind, ngx_uint_t ok, void *report)
 {
-    json_t                         *dry, *problems;
+    json_t                         *dry;
     ngx_http_registry_metrics_t    *m;
     ngx_http_registry_main_conf_t  *rmcf;
 
@@ -381,12 +381,9 @@ ngx_http_registry_metrics_job(ngx_str_t *kind, ngx_uint_t ok, void *report)
             return;
         }
 
-        problems = json_object_get(report, "problems");
-
-        m->fsck_problems = json_is_array(problems)
-                           ? json_array_size(problems)
-                           : ngx_http_registry_metrics_number(report,
-                                                              "problems");
+        /* the report lists the first problems, and counts them all */
+        m->fsck_problems = ngx_http_registry_metrics_number(report,
+                                                            "problems_total");
     }
 }
 
