@@ -51,6 +51,22 @@ ngx_http_registry_store_blob_find(ngx_http_registry_op_t *op, ngx_str_t *name,
 }
 
 
+/* NGX_OK: the blob's bytes are in the store */
+
+ngx_int_t
+ngx_http_registry_store_blob_exists(ngx_http_registry_op_t *op,
+    ngx_http_registry_digest_t *digest)
+{
+    ngx_str_t  path;
+
+    if (ngx_http_registry_path_blob(op, &path, digest) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_registry_file_exists(op, &path);
+}
+
+
 /*
  * The blob is referenced again (a layer link written, a mount, a manifest
  * naming it): its time is refreshed, so that garbage collection's grace

@@ -138,6 +138,7 @@ typedef struct {
     ngx_http_registry_gc_set_t     blobs;
     ngx_array_t                    links;      /* of gc_link_t: candidates */
     ngx_uint_t                     invalid;    /* remove nothing */
+    ngx_uint_t                     alg;        /* of the blobs walked */
 
     json_t                        *report;
     json_t                        *removed;    /* blobs deleted */
@@ -190,7 +191,6 @@ static ngx_int_t ngx_http_registry_gc_tombstone_sweep(
     ngx_http_registry_gc_t *gc, ngx_pool_t *pool, ngx_uint_t alg,
     ngx_str_t *hex);
 static ngx_int_t ngx_http_registry_gc_blobs(ngx_http_registry_gc_t *gc);
-static ngx_int_t ngx_http_registry_gc_algs(ngx_array_t *dirs);
 static ngx_int_t ngx_http_registry_gc_blob_visit(ngx_http_registry_op_t *op,
     void *data, ngx_str_t *sub, ngx_array_t *dirs);
 static ngx_int_t ngx_http_registry_gc_blob_sweep(ngx_http_registry_gc_t *gc,
@@ -1198,46 +1198,32 @@ ngx_http_registry_gc_blobs(ngx_http_registry_gc_t *gc)
 
     ngx_http_registry_gc_phase(gc, NGX_HTTP_REGISTRY_GC_BLOBS, 0);
 
-    if (ngx_http_registry_path_blobs(gc->op, &dir) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    return ngx_http_registry_file_walk(gc->op, &dir,
-                                       ngx_http_registry_gc_blob_visit, gc);
-}
-
-
-/* blobs/ holds a directory per algorithm, and nothing else is walked */
-
-static ngx_int_t
-ngx_http_registry_gc_algs(ngx_array_t *dirs)
-{
-    ngx_str_t   *dir;
-    ngx_uint_t   i, n;
-
-    dir = dirs->elts;
-    n = 0;
-
-    for (i = 0; i < dirs->nelts; i++) {
-        if (ngx_http_registry_alg_by_name(&dir[i]) != NGX_ERROR) {
-            dir[n++] = dir[i];
+    for (gc->alg = NGX_HTTP_REGISTRY_SHA256;
+         gc->alg <= NGX_HTTP_REGISTRY_SHA512;
+         gc->alg++)
+    {
+        if (ngx_http_registry_path_blobs(gc->op, &dir, gc->alg, NULL)
+            != NGX_OK
+            || ngx_http_registry_file_walk(gc->op, &dir,
+                                           ngx_http_registry_gc_blob_visit, gc)
+               != NGX_OK)
+        {
+            return NGX_ERROR;
         }
     }
-
-    dirs->nelts = n;
 
     return NGX_OK;
 }
 
 
-/* "", "<alg>", "<alg>/<xx>": the last one's directories are blobs */
+/* blobs/<alg>: "" holds the <xx>, whose directories are the blobs */
 
 static ngx_int_t
 ngx_http_registry_gc_blob_visit(ngx_http_registry_op_t *op, void *data,
     ngx_str_t *sub, ngx_array_t *dirs)
 {
-    ngx_int_t                   rc, alg;
-    ngx_str_t                  *hex, name;
+    ngx_int_t                   rc;
+    ngx_str_t                  *hex;
     ngx_uint_t                  i;
     ngx_pool_t                 *pool;
     ngx_http_registry_op_t      bop;
@@ -1248,37 +1234,27 @@ ngx_http_registry_gc_blob_visit(ngx_http_registry_op_t *op, void *data,
     hex = dirs->elts;
 
     if (sub->len == 0) {
-        return ngx_http_registry_gc_algs(dirs);
+        return NGX_OK;
     }
 
-    name.data = sub->data;
-    name.len = 0;
+    /* the blobs of one <xx>: a pool for them all, not one each */
 
-    while (name.len < sub->len && sub->data[name.len] != '/') {
-        name.len++;
+    pool = ngx_create_pool(NGX_DEFAULT_POOL_SIZE, op->log);
+    if (pool == NULL) {
+        return ngx_http_registry_op_syserr(op, NGX_ENOMEM);
     }
 
-    alg = ngx_http_registry_alg_by_name(&name);
-
-    if (name.len == sub->len) {
-        return NGX_OK;                        /* "<alg>": on to its <xx> */
-    }
+    bop = *op;
+    bop.pool = pool;
     rc = NGX_OK;
 
     for (i = 0; i < dirs->nelts && rc == NGX_OK; i++) {
         if (ngx_http_registry_gc_cancelled(gc)) {
-            return NGX_DECLINED;
+            rc = NGX_DECLINED;
+            break;
         }
 
-        pool = ngx_create_pool(NGX_DEFAULT_POOL_SIZE, op->log);
-        if (pool == NULL) {
-            return ngx_http_registry_op_syserr(op, NGX_ENOMEM);
-        }
-
-        bop = *op;
-        bop.pool = pool;
-
-        rc = ngx_http_registry_digest_of(pool, alg, &hex[i], &digest);
+        rc = ngx_http_registry_digest_of(pool, gc->alg, &hex[i], &digest);
 
         if (rc == NGX_OK) {
             gc->blobs_scanned++;
@@ -1288,13 +1264,13 @@ ngx_http_registry_gc_blob_visit(ngx_http_registry_op_t *op, void *data,
         } else if (rc == NGX_DECLINED) {
             rc = NGX_OK;
         }
-
-        if (rc != NGX_OK) {
-            op->fault = bop.fault;
-        }
-
-        ngx_destroy_pool(pool);
     }
+
+    if (rc == NGX_ERROR) {
+        op->fault = bop.fault;
+    }
+
+    ngx_destroy_pool(pool);
 
     dirs->nelts = 0;                          /* nothing below a blob */
 
