@@ -80,11 +80,11 @@ sub post_job {
     return $t->req('POST', "/_registry/$query");
 }
 
-# polls the job until it is no longer running (60 s at most)
+# polls the job until it is no longer running (120 s at most)
 sub wait_job {
     my ($id) = @_;
     my $j = {};
-    for (1 .. 600) {
+    for (1 .. 1200) {
         $j = decode($t->req('GET', "/_registry/jobs/$id"));
         return $j if ($j->{state} // '') ne 'running';
         sleep 0.1;
@@ -317,6 +317,11 @@ is(decode($r)->{errors}[0]{detail}{id}, $slow, '409 names the running job');
 ($rc, undef, $err) = ctl('purge-uploads');
 is($rc, 2, 'registry-ctl while a job runs: exit 2');
 
+my $lease = eval { $JSON->decode(RegTest::slurp("$jobs_dir/lease")) } || {};
+is($lease->{id}, $slow, 'the lease names the running job');
+ok($lease->{host} && $lease->{pid} && $lease->{kind} eq 'purge-uploads',
+   'the lease names its host, pid and kind');
+
 # both workers answer for it while it runs, and after
 
 my %seen;
@@ -374,10 +379,13 @@ for (1 .. 100) {
 }
 ok($bg, 'registry-ctl started a job');
 
-$t->reload();
+# the old worker exits once its job has stopped, and registry-ctl with it
+
+$t->reload(wait => 0);
 
 waitpid($pid, 0);
 is($? >> 8, 1, 'registry-ctl: a cancelled job is exit 1');
+$t->reload_done();
 my $cancelled = eval { $JSON->decode(RegTest::slurp($t->dir . '/ctl.bg')) }
                 || {};
 is($cancelled->{state}, 'cancelled', 'registry-ctl: prints it cancelled');
