@@ -361,6 +361,21 @@ for (1 .. 100) {
 is(scalar keys %seen, 2, 'done: both workers answer');
 is((values %seen)[0], (values %seen)[1], 'done: with the same report');
 
+# on a terminal (script(1) gives it one), registry-ctl shows the progress
+# on one line
+
+my $typescript = $t->dir . '/ctl.tty';
+my $url = $t->url('/_registry');
+system("script -qefc \"'$CTL' --url '$url' purge-uploads\" '$typescript'"
+       . ' >/dev/null </dev/null');
+is($? >> 8, 0, 'registry-ctl on a terminal: exit 0');
+$typescript = RegTest::slurp($typescript);
+like($typescript, qr{\r\d{8}T\d{6}Z-[0-9a-f]{8}\ purge-uploads:
+                      \ (?:repositories|uploads)\ \d+/\d+}x,
+     'registry-ctl on a terminal: a progress line')
+    or diag($typescript);
+like($typescript, qr/"state":"done"/, 'registry-ctl on a terminal: the report');
+
 # ---- a reload cancels the job; its report outlives the reload ----
 
 my $pid = fork();
