@@ -167,6 +167,13 @@ ngx_http_registry_handler(ngx_http_request_t *r)
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
+        /* after access: a client refused anyway is told so, not this */
+        if (rlcf->read_only && !(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
+            return ngx_http_registry_error(r, NGX_HTTP_REGISTRY_UNSUPPORTED,
+                                    "the registry is read-only for "
+                                    "maintenance; reads are served");
+        }
+
         return ep->handler(r);
     }
 

@@ -467,6 +467,26 @@ sub reload {
     return $self->reload_done;
 }
 
+# rewrites the conf with other options (location_extra, server_extra,
+# http_extra, delete) and reloads; reload's options pass through
+sub reconfigure {
+    my ($self, %opts) = @_;
+
+    my %reload = (wait => delete $opts{wait});
+    delete $reload{wait} unless defined $reload{wait};
+
+    for my $k (qw(location_extra server_extra http_extra delete)) {
+        $self->{$k} = $opts{$k} if exists $opts{$k};
+    }
+
+    $self->{location_extra} .= threads_extra($self->{location_extra})
+        if exists $opts{location_extra};
+
+    $self->_write_conf();
+
+    return $self->reload(%reload);
+}
+
 sub reload_done {
     my ($self) = @_;
 
