@@ -84,7 +84,7 @@ run: deps $(MODULE)
 	mkdir -p $(DATA) $(RUNDIR)
 	sed -e 's|@MODULE@|$(MODULE)|g' -e 's|@PORT@|$(PORT)|g' \
 	    -e 's|@DATA@|$(abspath $(DATA))|g' -e 's|@RUNDIR@|$(RUNDIR)|g' \
-	    -e "s|@USER@|$$(id -un)|g" \
+	    -e "s|@USER@|$$(id -un)|g" -e 's|@EXAMPLES@|$(REPO)/conf-examples|g' \
 	    conf-examples/local.conf > $(RUNDIR)/nginx.conf
 	$(NGINX) -p $(RUNDIR) -c $(RUNDIR)/nginx.conf -g 'daemon off;'
 

@@ -118,6 +118,10 @@ static ngx_http_registry_job_kind_t  ngx_http_registry_job_kinds[] = {
     { ngx_string("purge-uploads"), ngx_http_registry_store_purge_job,
       NGX_HTTP_REGISTRY_OPT_OLDER_THAN, ngx_http_registry_purge_phases },
 
+    { ngx_string("fsck"), ngx_http_registry_store_fsck,
+      NGX_HTTP_REGISTRY_OPT_REPAIR | NGX_HTTP_REGISTRY_OPT_REHASH
+      | NGX_HTTP_REGISTRY_OPT_RATE, NULL },
+
     { ngx_null_string, NULL, 0, NULL }
 };
 

@@ -128,7 +128,8 @@ sub cached {
     # everything docker/Dockerfile reads, and the base it starts from
     my $sha = Digest::SHA->new(256);
     my @inputs = ('docker/Dockerfile', 'docker/nginx.conf', '.dockerignore',
-                  'Makefile', 'config', sort glob("$REPO/src/*"));
+                  'conf-examples/registry-log-format.conf', 'Makefile',
+                  'config', sort glob("$REPO/src/*"));
     for my $f (@inputs) {
         (my $rel = $f) =~ s{^\Q$REPO\E/}{};
         $sha->add("$rel\0" . slurp($f =~ m{^/} ? $f : "$REPO/$f") . "\0");
@@ -184,7 +185,8 @@ sub cached {
     like($out, qr{^load_module /usr/lib/nginx/modules/ngx_http_registry_module\.so;}m,
          '... loads the module');
     like($out, qr{^\s*registry_root /var/lib/registry;}m, '... serves /var/lib/registry');
-    like($out, qr{^\s*access_log /dev/stdout;}m, '... access log to stdout');
+    like($out, qr{^\s*access_log /dev/stdout registry;}m,
+         '... access log to stdout, in the registry format');
     like($out, qr{^error_log stderr}m, '... errors to stderr');
 }
 
@@ -289,9 +291,10 @@ sub compose_stop {
 
 END { compose_stop() if $compose{pid} }
 
-# the access log lines of compose's output: "registry_1  | 127.0.0.1 ..."
+# the access log lines of compose's output, in the registry format:
+# 'registry_1  | 127.0.0.1 "-" [02/Dec/2026:03:04:05 +0000] "GET ...'
 sub access_log {
-    return join '', grep { m{^\S+\s+\| \S+ - \S+ \[[^]]+\] "} }
+    return join '', grep { m{^\S+\s+\| \S+ "[^"]*" \[[^]]+\] "} }
                     split /^/, slurp($compose{out});
 }
 
@@ -373,6 +376,9 @@ my $reg = "localhost:$port";
     my $log = access_log();
     like($log, qr{"PUT /v2/my-busybox/manifests/latest HTTP/1\.1" 201 .*$DOCKER_UA}m,
          'compose output: docker PUT the manifest, 201');
+    my $fields = "action=push repo=my-busybox ref=latest digest=$digest error=-";
+    like($log, qr{"PUT /v2/my-busybox/manifests/latest HTTP/1\.1" 201 .* \Q$fields\E }m,
+         '... in the registry format: action, repository, tag, digest');
     for my $b (@blobs) {
         my $q = $b =~ s/:/%3A/r;
         like($log, qr{"PUT /v2/my-busybox/blobs/uploads/\S+\?digest=\Q$q\E HTTP/1\.1" 201 .*$DOCKER_UA}m,

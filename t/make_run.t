@@ -104,6 +104,9 @@ SKIP: {
     like(slurp("$tmp/stdout"), $push, 'stdout: ... the push');
     like(slurp("$tmp/stdout"), $pull, 'stdout: ... the pull');
     like(slurp("$run/access.log"), $pull, 'run/access.log has it too');
+    my $fields = "action=pull repo=seed/app ref=$d digest=$d error=-";
+    like(slurp("$tmp/stdout"), qr{"GET $b/\Q$d\E HTTP/1\.1" 200 .* \Q$fields\E },
+         'stdout: in the registry format');
 
     ok(wait_for(sub { slurp("$tmp/stderr") =~ /\[error\].*no-such-file/ }, 10),
        'stderr: the error');
