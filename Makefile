@@ -3,6 +3,10 @@
 SHELL     := /bin/bash
 NGINX_SRC ?= /usr/share/nginx/src
 NGINX     ?= /usr/sbin/nginx
+# make puts variables given on its command line into the recipes'
+# environment, and nginx reads NGINX there as a list of inherited sockets
+# (`make run NGINX=...` would start with "invalid socket number").
+unexport NGINX
 REPO      := $(abspath .)
 BUILD     := $(REPO)/build
 MODULE    := $(BUILD)/ngx_http_registry_module.so
@@ -16,8 +20,10 @@ RUNDIR    := $(REPO)/run
 
 # Build tools and libraries; test clients come from .ci/run and `make deps-test`.
 BUILD_PKGS := nginx nginx-dev libjansson-dev libssl-dev build-essential
+# t/docker_image.t: mmdebstrap makes the debian:12 base image, busybox-static
+# the image it pushes, docker-compose runs docker/compose.yaml.
 TEST_PKGS  := curl openssl skopeo umoci docker-registry podman buildah containerd strace \
-              docker.io
+              docker.io mmdebstrap docker-compose busybox-static
 # Benchmark clients and the comparison registry (`make bench`); ab, from
 # apache2-utils, measures HEAD (wrk waits for a body after a HEAD answer).
 BENCH_PKGS := wrk nghttp2-client hyperfine apache2-utils curl docker-registry openssl
@@ -71,12 +77,14 @@ deps-test:
 deps-bench:
 	@$(MAKE) --no-print-directory deps BUILD_PKGS="$(BUILD_PKGS) $(BENCH_PKGS)"
 
-# nginx in the foreground on 127.0.0.1:$(PORT), store in $(DATA).
+# nginx in the foreground on 127.0.0.1:$(PORT), store in $(DATA): the access
+# log on stdout, warnings and errors on stderr (and both under $(RUNDIR));
+# Ctrl-C stops it (t/make_run.t).
 run: deps $(MODULE)
 	mkdir -p $(DATA) $(RUNDIR)
 	sed -e 's|@MODULE@|$(MODULE)|g' -e 's|@PORT@|$(PORT)|g' \
 	    -e 's|@DATA@|$(abspath $(DATA))|g' -e 's|@RUNDIR@|$(RUNDIR)|g' \
-	    -e "s|@USER@|$$(id -un)|g" \
+	    -e "s|@USER@|$$(id -un)|g" -e 's|@EXAMPLES@|$(REPO)/conf-examples|g' \
 	    conf-examples/local.conf > $(RUNDIR)/nginx.conf
 	$(NGINX) -p $(RUNDIR) -c $(RUNDIR)/nginx.conf -g 'daemon off;'
 

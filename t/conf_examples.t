@@ -19,6 +19,13 @@
 #   part (bob asks to push alice/app: the token's access claim holds pull
 #   only), anonymous pulls of public/** and nothing else (t/token_clients.t
 #   runs docker, podman and skopeo against it);
+# - existing-server.conf, the registry's `location ^~ /v2/` in a site's
+#   TLS server: the site's files and regex location still served, a push
+#   and a pull through the block over HTTP/2, a tag "v1.png" answered by
+#   the registry, not by the site's .png location;
+# - readonly.conf: a push with registry_read_only off, then (a reload) the
+#   file as it is: pushes and deletes get 405 UNSUPPORTED saying why, the
+#   blob and the catalog are served;
 # - conf-examples/metrics.conf, with registry-log-format.conf where it
 #   includes it: nginx -t, then /health says ok, a push and two pulls
 #   show in /metrics as such, and the access log says who pulled what in
@@ -88,6 +95,7 @@ SKIP: {
     $conf =~ s/\@DATA\@/$data/g;
     $conf =~ s/\@RUNDIR\@/$run/g;
     $conf =~ s/\@USER\@/$USER/g;
+    $conf =~ s/\@EXAMPLES\@/$REPO\/conf-examples/g;
 
     unlike($conf, qr/\@[A-Z]+\@/, 'local.conf: every placeholder rendered');
 
@@ -275,8 +283,10 @@ SKIP: {
 # basic-auth.conf, tls-http2.conf, mtls.conf, auth-request.conf: rendered,
 # nginx -t, started, one request allowed and one refused
 
-# renders conf-examples/$name into $tmp/$name, checks it; nginx -t and a
-# start; $check->($ports) makes its requests; then the error log
+# renders conf-examples/$name into $tmp/$name, checks it; before =>
+# sub { ($prefix, $text) } runs then (files the example needs beyond
+# etc/); nginx -t and a start; $check->($ports, $nginx, $prefix) makes its
+# requests; then the error log
 sub run_example {
     my ($name, $files, $ports, $check, %o) = @_;
 
@@ -291,6 +301,7 @@ sub run_example {
     }
 
     spew("$p/nginx.conf", $text);
+    $o{before}->($p, $text) if $o{before};
 
     SKIP: {
         skip "$name does not pass nginx -t", 1
@@ -298,7 +309,7 @@ sub run_example {
 
         my ($first) = sort { $a <=> $b } keys %$ports;
         my $n = start_nginx("$p/nginx.conf", $p, $ports->{$first});
-        $check->($ports);
+        $check->($ports, $n, $p);
         stop_nginx($n);
     }
 
@@ -392,6 +403,117 @@ SKIP: {
         [qr/\}\s*\z/, identity_stub($identity,
                                     basic('alice', 'pw-alice') => 'alice') . "}\n"],
     ]);
+
+    # existing-server.conf: the registry's block in a site's server; ^~
+    # keeps the site's regex locations off registry requests (a tag
+    # "v1.png" would otherwise be a static file of the site's root)
+
+    run_example('existing-server.conf',
+                { 'tls/www.example.com.crt' => slurp("$pki/server.crt"),
+                  'tls/www.example.com.key' => slurp("$pki/server.key"),
+                  'mime.types' => slurp('/etc/nginx/mime.types') },
+                { 443 => free_port() }, sub {
+        my ($port) = @_;
+        my $base = "https://127.0.0.1:$port->{443}";
+
+        my $r = curl_answer(@ca, '--http2', "$base/index.html");
+        is("$r->{status} $r->{content}", "200 the site\n",
+           'existing-server.conf: the site is served');
+
+        $r = curl_answer(@ca, '--http2', "$base/logo.png");
+        is("$r->{status} $r->{headers}{'cache-control'}", '200 max-age=604800',
+           "existing-server.conf: ... and its regex location");
+
+        $r = curl_answer(@ca, '--http2', @push,
+                         "$base/v2/site/app/blobs/uploads/?digest=$d");
+        is("$r->{status} $r->{version}", '201 2',
+           'existing-server.conf: a push into the block, over HTTP/2');
+
+        $r = curl_answer(@ca, '--http2', "$base/v2/site/app/blobs/$d");
+        is("$r->{status} $r->{content}", "200 $blob",
+           'existing-server.conf: the pull');
+
+        $r = curl_answer(@ca, '--http2', "$base/v2/site/app/manifests/v1.png");
+        is("$r->{status} $r->{code}", '404 MANIFEST_UNKNOWN',
+           'existing-server.conf: tag v1.png is the registry\'s, not the'
+           . ' site\'s .png location');
+
+        ok(-f "$tmp/existing-server.conf/store/docker/registry/v2/blobs/sha256/"
+           . substr($d, 7, 2) . '/' . substr($d, 7) . '/data',
+           'existing-server.conf: the blob is in registry_root');
+    }, subst => [[qr{/var/www/html}, "$tmp/existing-server.conf/www"]],
+       before => sub {
+        my ($p) = @_;
+        make_path("$p/www");
+        spew("$p/www/index.html", "the site\n");
+        spew("$p/www/logo.png", "png\n");
+    });
+}
+
+###############################################################################
+# readonly.conf: rendered with registry_read_only off, a push; then as it
+# is, by a reload (the switch the file describes): pushes refused with 405
+# UNSUPPORTED, the blob pushed before is served
+
+SKIP: {
+    skip 'no curl', 1 unless have('curl');
+
+    my $blob = "read-only blob\n";
+    spew("$tmp/ro-blob", $blob);
+    my $d = RegTest::digest($blob);
+    my @push = ('-X', 'POST', '--data-binary', "\@$tmp/ro-blob");
+
+    # $try->() until it returns true, for up to 10 s (a reload's new
+    # workers take over while the old ones finish)
+    my $until = sub {
+        my ($try) = @_;
+        for (1 .. 100) {
+            return 1 if $try->();
+            select undef, undef, undef, 0.1;
+        }
+        return 0;
+    };
+
+    my $rw;
+
+    run_example('readonly.conf', {}, { 5000 => free_port() }, sub {
+        my ($port, $n, $p) = @_;
+        my $base = "http://127.0.0.1:$port->{5000}";
+        my $url = "$base/v2/team/app/blobs/uploads/?digest=$d";
+
+        my $r = curl_answer(@push, $url);
+        is($r->{status}, 201, 'readonly.conf with read-only off: a push');
+
+        spew("$p/nginx.conf", $rw);
+        kill 'HUP', $n->{pid};
+
+        ok($until->(sub { curl_answer(@push, $url)->{status} == 405 }),
+           'readonly.conf: after the reload, pushes are refused');
+
+        $r = curl_answer(@push, $url);
+        is("$r->{status} $r->{code}", '405 UNSUPPORTED',
+           'readonly.conf: a push is 405 UNSUPPORTED, JSON');
+        like($r->{content}, qr/read-only for maintenance/,
+             '... saying why');
+
+        $r = curl_answer('-X', 'DELETE', "$base/v2/team/app/blobs/$d");
+        is("$r->{status} $r->{code}", '405 UNSUPPORTED',
+           'readonly.conf: a DELETE too (registry_delete is on)');
+        like($r->{content}, qr/read-only for maintenance/, '... saying why');
+
+        $r = curl_answer("$base/v2/team/app/blobs/$d");
+        is("$r->{status} $r->{content}", "200 $blob",
+           'readonly.conf: the blob pushed before is served');
+
+        $r = curl_answer("$base/v2/_catalog");
+        is_deeply((json_decode($r->{content}) || {})->{repositories},
+                  ['team/app'], 'readonly.conf: the catalog is served');
+    }, subst => [[qr/^ {12}registry_read_only on;/m,
+                  ' ' x 12 . 'registry_read_only off;']],
+       before => sub {
+        my ($p, $text) = @_;
+        ($rw = $text) =~ s/^( +)registry_read_only off;/${1}registry_read_only on;/m;
+    });
 }
 
 ###############################################################################
@@ -630,6 +752,8 @@ SKIP: {
     $conf =~ s{^user root;}{user $USER;}m;
     $conf =~ s{^pid \S+;}{pid $p/nginx.pid;}m;
     $conf =~ s{/var/lib/registry}{$p/store}g;
+    $conf =~ s{/etc/nginx/registry-log-format\.conf}
+              {$REPO/conf-examples/registry-log-format.conf};
     $conf =~ s/^http \{/http {\n    client_body_temp_path $p\/body;/m;
     spew("$p/nginx.conf", $conf);
 

@@ -20,7 +20,8 @@ package DockerEngine;
 # dockerd options (--insecure-registry, --registry-mirror, ...), its log
 # level (info).  Dies, after printing both daemons' logs, when dockerd does
 # not answer within 60 s.
-# $e->dir, sock, host ('unix://...'), cli (the docker binary), config_dir,
+# $e->dir, sock, host ('unix://...'), cli (the docker binary), env (the
+# CLI's environment, for other clients such as docker-compose), config_dir,
 # config (parsed config.json: what login stored), logs (the ends of both
 # logs, for diag), pids, ping (GET /_ping), inspect($ref) (`docker image
 # inspect`, {} when absent), remove_all (every container and image;
@@ -61,7 +62,10 @@ package DockerEngine;
 # Stopping (stop(), DESTROY, END): SIGTERM to dockerd, then to containerd,
 # SIGKILL to each after a timeout; then whatever is still mounted under D
 # (dockerd makes its data root a bind mount of its own) is unmounted and D
-# is removed with `rm -rf` (vfs layers are ordinary files, but many).  Both
+# is removed with `rm -rf` (vfs layers are ordinary files, but many);
+# stop() is false when something was left mounted, but for
+# D/exec/netns/default, dockerd's own network namespace, which it leaves
+# mounted once a container ran on the host's network.  Both
 # daemons get SIGTERM from the kernel if the test process dies without
 # running END (PR_SET_PDEATHSIG).  REGTEST_LEAVE=1 keeps D.
 
@@ -185,6 +189,11 @@ sub dir  { $_[0]{dir} }
 sub sock { $_[0]{sock} }
 sub host { "unix://$_[0]{sock}" }
 sub config_dir { "$_[0]{dir}/config" }
+
+# the environment the CLI runs with (DOCKER_CONFIG, HOME, ...; undef:
+# removed), with DOCKER_HOST this engine's socket: for other clients of
+# the engine (docker-compose)
+sub env { +{ %{ $_[0]{env} }, DOCKER_HOST => $_[0]->host } }
 sub cli  { $_[0]{cli} }
 
 # the parsed DOCKER_CONFIG/config.json ({} when it is missing or not JSON)
@@ -372,7 +381,8 @@ sub ping {
 }
 
 # the CLI against this engine: (exit status, stdout, stderr).  Options of
-# RegTools::run3 (stdin, timeout, merge) after a leading hash ref:
+# RegTools::run3 (stdin, timeout, merge, env: added to the engine's) after
+# a leading hash ref:
 #   $e->docker({ stdin => $password }, 'login', ...)
 
 sub docker {
@@ -381,7 +391,8 @@ sub docker {
     my %o = ref $args[0] eq 'HASH' ? %{ shift @args } : ();
 
     return run3([$self->{cli}, '--host', $self->host, @args],
-                timeout => 180, %o, env => $self->{env});
+                timeout => 180, %o,
+                env => { %{ $self->{env} }, %{ $o{env} || {} } });
 }
 
 # docker() as one assertion (exit status 0); returns stdout
@@ -516,6 +527,12 @@ sub stop {
 
     my $clean = $self->_stop_pid('dockerd_pid', 30);
     $clean = $self->_stop_pid('containerd_pid', 15) && $clean;
+
+    # dockerd binds its own network namespace there for containers on the
+    # host's network (--network host) and leaves it when it exits
+    my $host_netns = "$self->{dir}/exec/netns/default";
+    system('umount', $host_netns)
+        if grep { $_ eq $host_netns } mounts_under($self->{dir});
 
     my @mounts = mounts_under($self->{dir});
 
