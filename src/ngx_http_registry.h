@@ -31,6 +31,7 @@
 
 typedef struct {
     ngx_flag_t                 enable;
+    ngx_flag_t                 admin;         /* registry_admin */
     ngx_flag_t                 delete;
     ngx_flag_t                 read_only;   /* maintenance: reads only */
     ngx_str_t                  root;     /* registry_root as configured */
@@ -190,9 +191,10 @@ typedef struct {
 extern ngx_module_t  ngx_http_registry_module;
 
 
-/* ---- the router ---- */
+/* ---- the router, and the admin location's (admin.c) ---- */
 
 ngx_int_t ngx_http_registry_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_registry_admin_handler(ngx_http_request_t *r);
 
 
 /* ---- responses (response.c) ---- */
@@ -270,6 +272,66 @@ void ngx_http_registry_task_wake(ngx_queue_t *queue);
 ngx_int_t ngx_http_registry_task_detach(ngx_http_registry_detached_t *d,
     ngx_thread_pool_t *tp, ngx_pool_t *pool);
 ngx_uint_t ngx_http_registry_task_threaded(ngx_http_request_t *r);
+
+
+/* ---- maintenance jobs (jobs.c): one at a time per store ---- */
+
+/* the options a kind of job accepts */
+#define NGX_HTTP_REGISTRY_OPT_DRY_RUN          0x0001
+#define NGX_HTTP_REGISTRY_OPT_DELETE_UNTAGGED  0x0002
+#define NGX_HTTP_REGISTRY_OPT_GRACE            0x0004
+#define NGX_HTTP_REGISTRY_OPT_REPAIR           0x0008
+#define NGX_HTTP_REGISTRY_OPT_REHASH           0x0010
+#define NGX_HTTP_REGISTRY_OPT_RATE             0x0020
+#define NGX_HTTP_REGISTRY_OPT_OLDER_THAN       0x0040
+
+#define NGX_HTTP_REGISTRY_JOB_GRACE            3600   /* gc's default */
+
+
+typedef struct ngx_http_registry_job_start_s  ngx_http_registry_job_start_t;
+
+typedef void (*ngx_http_registry_job_started_pt)(
+    ngx_http_registry_job_start_t *s, ngx_int_t rc);
+
+
+/* what to start (ngx_http_registry_job_init(), _option()), and its id */
+
+struct ngx_http_registry_job_start_s {
+    ngx_http_registry_store_t *store;
+    ngx_thread_pool_t         *thread_pool;
+    ngx_str_t                  kind;
+    ngx_http_registry_job_t    options;
+    ngx_log_t                 *log;
+    ngx_http_registry_job_started_pt  started;   /* NULL: nobody waits */
+    void                      *data;
+
+    ngx_str_t                  id;      /* the job's, or the running one's */
+    ngx_str_t                  host;    /* the lease's, when another's */
+    u_char                     buf[NGX_HTTP_REGISTRY_JOB_ID_LEN];
+    u_char                     host_buf[NGX_MAXHOSTNAMELEN];
+};
+
+
+/* the running job of a store, as its slot says */
+
+typedef struct {
+    u_char                     id[NGX_HTTP_REGISTRY_JOB_ID_LEN];
+    u_char                     kind[NGX_HTTP_REGISTRY_JOB_KIND_LEN];
+    u_char                     phase[NGX_HTTP_REGISTRY_JOB_PHASE_LEN];
+    time_t                     started;
+    ngx_atomic_uint_t          done;
+    ngx_atomic_uint_t          total;
+} ngx_http_registry_job_info_t;
+
+
+ngx_int_t ngx_http_registry_job_init(ngx_http_registry_job_start_t *s,
+    ngx_http_registry_store_t *st, ngx_thread_pool_t *tp, ngx_str_t *kind,
+    ngx_log_t *log);
+ngx_int_t ngx_http_registry_job_option(ngx_http_registry_job_start_t *s,
+    ngx_str_t *name, ngx_str_t *value);
+ngx_int_t ngx_http_registry_job_start(ngx_http_registry_job_start_t *s);
+ngx_int_t ngx_http_registry_job_running(ngx_http_registry_store_t *st,
+    ngx_http_registry_job_info_t *info);
 
 
 /* ---- endpoints ---- */

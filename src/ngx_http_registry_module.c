@@ -35,6 +35,8 @@ static void ngx_http_registry_json_errors(ngx_conf_t *cf,
     ngx_http_registry_loc_conf_t *conf);
 static char *ngx_http_registry(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_registry_admin(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 static char *ngx_http_registry_thread_pool(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_registry_link_cache(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -67,6 +69,13 @@ static ngx_command_t  ngx_http_registry_commands[] = {
       ngx_http_registry,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_registry_loc_conf_t, enable),
+      NULL },
+
+    { ngx_string("registry_admin"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_http_registry_admin,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_registry_loc_conf_t, admin),
       NULL },
 
     { ngx_string("registry_root"),
@@ -229,6 +238,7 @@ ngx_http_registry_create_loc_conf(ngx_conf_t *cf)
      */
 
     conf->enable = NGX_CONF_UNSET;
+    conf->admin = NGX_CONF_UNSET;
     conf->delete = NGX_CONF_UNSET;
     conf->read_only = NGX_CONF_UNSET;
     conf->manifest_max_size = NGX_CONF_UNSET_SIZE;
@@ -253,6 +263,7 @@ ngx_http_registry_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_http_core_loc_conf_t  *clcf;
 
     ngx_conf_merge_value(conf->enable, prev->enable, 0);
+    ngx_conf_merge_value(conf->admin, prev->admin, 0);
     ngx_conf_merge_value(conf->delete, prev->delete, 0);
     ngx_conf_merge_value(conf->read_only, prev->read_only, 0);
     ngx_conf_merge_str_value(conf->root, prev->root, "");
@@ -300,8 +311,15 @@ ngx_http_registry_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         return NGX_CONF_ERROR;
     }
 
-    if (!conf->enable) {
+    if (!conf->enable && !conf->admin) {
         return NGX_CONF_OK;
+    }
+
+    if (conf->enable && conf->admin) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"registry\" and \"registry_admin\" need "
+                           "locations of their own");
+        return NGX_CONF_ERROR;
     }
 
     ngx_http_registry_json_errors(cf, conf);
@@ -332,12 +350,23 @@ ngx_http_registry_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
 
     if (clcf->lmt_excpt && clcf->handler == NULL) {
-        clcf->handler = ngx_http_registry_handler;
+        clcf->handler = conf->enable ? ngx_http_registry_handler
+                                     : ngx_http_registry_admin_handler;
     }
 
     if (conf->root.len == 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"registry\" needs \"registry_root\"");
+                           "\"%s\" needs \"registry_root\"",
+                           conf->enable ? "registry" : "registry_admin");
+        return NGX_CONF_ERROR;
+    }
+
+    /* a job walks the store for minutes: never in the event loop */
+
+    if (conf->admin && conf->thread_pool == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"registry_admin\" needs a "
+                           "\"registry_thread_pool\"");
         return NGX_CONF_ERROR;
     }
 
@@ -760,10 +789,41 @@ ngx_http_registry(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
 
 /*
+ * "registry_admin on": the maintenance jobs of the location's store
+ * (admin.c); its access is nginx's own (allow, deny, auth_basic).
+ */
+
+static char *
+ngx_http_registry_admin(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_registry_loc_conf_t *rlcf = conf;
+
+    char                      *rv;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    rv = ngx_conf_set_flag_slot(cf, cmd, conf);
+    if (rv != NGX_CONF_OK) {
+        return rv;
+    }
+
+    if (rlcf->admin) {
+        clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+        clcf->handler = ngx_http_registry_admin_handler;
+
+        if (ngx_http_registry_add_zone(cf) != NGX_OK) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/*
  * What the workers share (ngx_http_registry_shared_t): the link cache's
- * counter and the repositories created lately.  The zone is kept across
- * reloads, so the old workers still serving and the new ones count
- * together.
+ * counter, the repositories created lately and the stores' running jobs.
+ * The zone is kept across reloads, so the old workers still serving and
+ * the new ones count together.
  */
 
 static ngx_int_t

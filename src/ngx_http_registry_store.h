@@ -147,6 +147,46 @@ typedef struct {
 } ngx_http_registry_created_t;
 
 
+/*
+ * A job's progress, read by any worker: its own numbering of phases,
+ * items done and to do in the phase (total 0: unknown), and cancel, which
+ * asks the job to stop at its next item (its worker is exiting).
+ */
+
+typedef struct {
+    ngx_atomic_t               phase;
+    ngx_atomic_t               done;
+    ngx_atomic_t               total;
+    ngx_atomic_t               cancel;
+} ngx_http_registry_progress_t;
+
+
+#define NGX_HTTP_REGISTRY_JOB_SLOTS      8   /* stores with a job at once */
+#define NGX_HTTP_REGISTRY_JOB_ID_LEN     25  /* 20261202T022300Z-1a2b3c4d */
+#define NGX_HTTP_REGISTRY_JOB_KIND_LEN   16
+#define NGX_HTTP_REGISTRY_JOB_PHASES     8
+#define NGX_HTTP_REGISTRY_JOB_PHASE_LEN  24
+
+
+/*
+ * The job running on a store: one slot per store (by its id, 0: a free
+ * slot), owned by the worker whose pid it holds (0: no job runs).  A
+ * worker killed on the way leaves its pid, which nobody has any more:
+ * such a slot is free again (jobs.c).
+ */
+
+typedef struct {
+    uint64_t                   store;
+    ngx_pid_t                  pid;
+    time_t                     started;
+    u_char                     id[NGX_HTTP_REGISTRY_JOB_ID_LEN];
+    u_char                     kind[NGX_HTTP_REGISTRY_JOB_KIND_LEN];
+    u_char                     phases[NGX_HTTP_REGISTRY_JOB_PHASES]
+                                     [NGX_HTTP_REGISTRY_JOB_PHASE_LEN];
+    ngx_http_registry_progress_t  progress;
+} ngx_http_registry_job_slot_t;
+
+
 typedef struct {
     /* bumped after any link was removed or rewritten (store_links.c) */
     ngx_atomic_t               links;
@@ -158,6 +198,9 @@ typedef struct {
      */
     ngx_atomic_t               created;
     ngx_http_registry_created_t  recent[NGX_HTTP_REGISTRY_CREATED_MAX];
+
+    /* the maintenance job of each store (jobs.c), under the mutex */
+    ngx_http_registry_job_slot_t  jobs[NGX_HTTP_REGISTRY_JOB_SLOTS];
 } ngx_http_registry_shared_t;
 
 
@@ -284,6 +327,12 @@ ngx_int_t ngx_http_registry_path_repositories(ngx_http_registry_op_t *op,
     ngx_str_t *out);
 ngx_int_t ngx_http_registry_path_temp(ngx_http_registry_op_t *op,
     ngx_str_t *out, ngx_str_t *id);
+ngx_int_t ngx_http_registry_path_jobs(ngx_http_registry_op_t *op,
+    ngx_str_t *out);
+ngx_int_t ngx_http_registry_path_job_report(ngx_http_registry_op_t *op,
+    ngx_str_t *out, ngx_str_t *id);
+ngx_int_t ngx_http_registry_path_job_lease(ngx_http_registry_op_t *op,
+    ngx_str_t *out, ngx_str_t *suffix);
 ngx_int_t ngx_http_registry_path_absolute(ngx_http_registry_op_t *op,
     ngx_str_t *out, ngx_str_t *path);
 ngx_int_t ngx_http_registry_path_is_mark(u_char *name, size_t len);
@@ -621,19 +670,14 @@ ngx_int_t ngx_http_registry_store_referrers_remember(
  * items and stops early when it is set (nginx is exiting).
  */
 
-typedef struct {
-    ngx_atomic_t               phase;    /* the job's own numbering */
-    ngx_atomic_t               done;     /* items done in this phase */
-    ngx_atomic_t               total;    /* items in this phase, 0: unknown */
-    ngx_atomic_t               cancel;   /* set: stop at the next item */
-} ngx_http_registry_progress_t;
-
+/* ngx_http_registry_progress_t: see the shared zone above */
 
 typedef struct {
     ngx_http_registry_progress_t  *progress;  /* never NULL */
     const char               **phases;   /* names of the phases, NULL-ended */
     time_t                     grace;    /* gc: blobs younger are kept */
     off_t                      rehash_rate;   /* fsck: bytes/s, 0: no limit */
+    time_t                     older_than;    /* purge-uploads: stale after */
     void                      *report;   /* a jansson json_t object */
     unsigned                   dry_run:1;
     unsigned                   delete_untagged:1;
@@ -648,6 +692,46 @@ ngx_int_t ngx_http_registry_store_gc(ngx_http_registry_op_t *op,
     ngx_http_registry_job_t *job);
 ngx_int_t ngx_http_registry_store_fsck(ngx_http_registry_op_t *op,
     ngx_http_registry_job_t *job);
+ngx_int_t ngx_http_registry_store_purge_job(ngx_http_registry_op_t *op,
+    ngx_http_registry_job_t *job);
+
+extern const char  *ngx_http_registry_purge_phases[];
+
+
+/* ---- the jobs' lease and reports (store_jobs.c) ---- */
+
+#define NGX_HTTP_REGISTRY_LEASE_REFRESH  5      /* seconds */
+#define NGX_HTTP_REGISTRY_LEASE_STALE    30     /* seconds */
+#define NGX_HTTP_REGISTRY_RFC3339_LEN    (sizeof("1970-01-01T00:00:00Z") - 1)
+
+
+/* who runs a job on the store, as the lease file says */
+
+typedef struct {
+    ngx_str_t                  host;
+    ngx_pid_t                  pid;
+    ngx_str_t                  id;
+    ngx_str_t                  kind;
+    time_t                     started;
+} ngx_http_registry_lease_t;
+
+
+ngx_int_t ngx_http_registry_job_new_id(u_char *id, time_t now);
+ngx_int_t ngx_http_registry_job_valid_id(ngx_str_t *id);
+u_char *ngx_http_registry_rfc3339(u_char *buf, time_t t);
+
+ngx_int_t ngx_http_registry_store_lease_take(ngx_http_registry_op_t *op,
+    ngx_http_registry_lease_t *ours, ngx_http_registry_lease_t *holder);
+ngx_int_t ngx_http_registry_store_lease_refresh(ngx_http_registry_op_t *op,
+    ngx_str_t *id);
+ngx_int_t ngx_http_registry_store_lease_drop(ngx_http_registry_op_t *op,
+    ngx_str_t *id);
+ngx_int_t ngx_http_registry_store_job_save(ngx_http_registry_op_t *op,
+    ngx_str_t *id, void *doc, ngx_uint_t final);
+ngx_int_t ngx_http_registry_store_job_report_file(ngx_http_registry_op_t *op,
+    ngx_str_t *id, ngx_str_t *out);
+ngx_int_t ngx_http_registry_store_jobs_list(ngx_http_registry_op_t *op,
+    ngx_str_t *out);
 
 
 #endif /* _NGX_HTTP_REGISTRY_STORE_H_INCLUDED_ */

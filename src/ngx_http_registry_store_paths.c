@@ -16,6 +16,7 @@
 
 #define NGX_HTTP_REGISTRY_PATH_MAX  1024
 #define NGX_HTTP_REGISTRY_TMP_DIR   "_ngx_tmp"
+#define NGX_HTTP_REGISTRY_JOBS_DIR  "_ngx_jobs"
 
 
 static ngx_int_t ngx_http_registry_path(ngx_http_registry_op_t *op,
@@ -293,6 +294,43 @@ ngx_http_registry_path_temp(ngx_http_registry_op_t *op, ngx_str_t *out,
     }
 
     return ngx_http_registry_path(op, out, NGX_HTTP_REGISTRY_TMP_DIR "/%V", id);
+}
+
+
+/*
+ * The maintenance jobs' directory (jobs.c, store_jobs.c), which
+ * distribution never looks at: _ngx_jobs/<id>.json, the report of each
+ * job, and _ngx_jobs/lease, held by the nginx running a job on the store
+ * (a suffix names the lease for a moment while it is taken over).
+ */
+
+ngx_int_t
+ngx_http_registry_path_jobs(ngx_http_registry_op_t *op, ngx_str_t *out)
+{
+    return ngx_http_registry_path(op, out, NGX_HTTP_REGISTRY_JOBS_DIR);
+}
+
+
+ngx_int_t
+ngx_http_registry_path_job_report(ngx_http_registry_op_t *op, ngx_str_t *out,
+    ngx_str_t *id)
+{
+    return ngx_http_registry_path(op, out,
+                                  NGX_HTTP_REGISTRY_JOBS_DIR "/%V.json", id);
+}
+
+
+ngx_int_t
+ngx_http_registry_path_job_lease(ngx_http_registry_op_t *op, ngx_str_t *out,
+    ngx_str_t *suffix)
+{
+    if (suffix == NULL) {
+        return ngx_http_registry_path(op, out,
+                                      NGX_HTTP_REGISTRY_JOBS_DIR "/lease");
+    }
+
+    return ngx_http_registry_path(op, out, NGX_HTTP_REGISTRY_JOBS_DIR
+                                  "/lease.%V", suffix);
 }
 
 

@@ -23,6 +23,7 @@
 #include "ngx_http_registry_store.h"
 
 #include <sys/file.h>
+#include <jansson.h>
 
 
 #define NGX_HTTP_REGISTRY_REHASH_BUF   (1024 * 1024)
@@ -49,7 +50,27 @@ typedef struct {
 } ngx_http_registry_state_file_t;
 
 
+/*
+ * What a purge removed: counted for a job (purge-uploads), which reports
+ * it; the periodic sweep has no job and counts nothing.
+ */
+
+typedef struct {
+    ngx_http_registry_job_t   *job;       /* NULL: the sweep */
+    json_t                    *uploads;   /* [{repository, id, bytes}] */
+    uint64_t                   bytes;
+    uint64_t                   temp;      /* temporary files removed */
+    uint64_t                   temp_bytes;
+} ngx_http_registry_purge_t;
+
+
 static u_char  ngx_http_registry_state_magic[8] = "NGXREG1\n";
+
+/* the phases of purge-uploads, as the jobs' runner names them */
+
+const char  *ngx_http_registry_purge_phases[] = {
+    "uploads", "temporary files", NULL
+};
 
 
 static ngx_int_t ngx_http_registry_upload_path(ngx_http_registry_op_t *op,
@@ -72,10 +93,16 @@ static ngx_int_t ngx_http_registry_upload_digest(ngx_http_registry_op_t *op,
     ngx_http_registry_digest_t *actual);
 static ngx_int_t ngx_http_registry_upload_remove(ngx_http_registry_op_t *op,
     ngx_http_registry_upload_t *up);
+static ngx_int_t ngx_http_registry_purge(ngx_http_registry_op_t *op,
+    time_t expire, ngx_http_registry_purge_t *purge);
 static ngx_int_t ngx_http_registry_purge_repository(ngx_http_registry_op_t *op,
-    ngx_str_t *name, time_t expire);
+    ngx_str_t *name, time_t expire, ngx_http_registry_purge_t *purge);
+static ngx_int_t ngx_http_registry_purge_upload(ngx_http_registry_op_t *op,
+    ngx_http_registry_upload_t *up, ngx_http_registry_purge_t *purge);
 static ngx_int_t ngx_http_registry_purge_temp(ngx_http_registry_op_t *op,
-    time_t expire);
+    time_t expire, ngx_http_registry_purge_t *purge);
+static ngx_int_t ngx_http_registry_purge_report(ngx_http_registry_op_t *op,
+    ngx_http_registry_purge_t *purge);
 
 
 /*
@@ -799,9 +826,53 @@ ngx_int_t
 ngx_http_registry_store_purge_uploads(ngx_http_registry_op_t *op,
     time_t expire)
 {
-    ngx_str_t   *name;
-    ngx_uint_t   i;
-    ngx_array_t  names;
+    ngx_http_registry_purge_t  purge;
+
+    ngx_memzero(&purge, sizeof(ngx_http_registry_purge_t));
+
+    return ngx_http_registry_purge(op, expire, &purge);
+}
+
+
+/*
+ * The job "purge-uploads": the same for sessions untouched for
+ * job->older_than, with progress (a repository, then a temporary file at
+ * a time) and a report of each session removed and of the bytes freed.
+ */
+
+ngx_int_t
+ngx_http_registry_store_purge_job(ngx_http_registry_op_t *op,
+    ngx_http_registry_job_t *job)
+{
+    ngx_int_t                  rc;
+    ngx_http_registry_purge_t  purge;
+
+    ngx_memzero(&purge, sizeof(ngx_http_registry_purge_t));
+
+    purge.job = job;
+    purge.uploads = json_array();
+    if (purge.uploads == NULL) {
+        return ngx_http_registry_op_syserr(op, NGX_ENOMEM);
+    }
+
+    rc = ngx_http_registry_purge(op, job->older_than, &purge);
+
+    if (ngx_http_registry_purge_report(op, &purge) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return rc;
+}
+
+
+static ngx_int_t
+ngx_http_registry_purge(ngx_http_registry_op_t *op, time_t expire,
+    ngx_http_registry_purge_t *purge)
+{
+    ngx_str_t                     *name;
+    ngx_uint_t                     i;
+    ngx_array_t                    names;
+    ngx_http_registry_progress_t  *progress;
 
     if (ngx_array_init(&names, op->pool, 64, sizeof(ngx_str_t)) != NGX_OK) {
         return ngx_http_registry_op_syserr(op, NGX_ENOMEM);
@@ -811,23 +882,38 @@ ngx_http_registry_store_purge_uploads(ngx_http_registry_op_t *op,
         return NGX_ERROR;
     }
 
+    progress = purge->job ? purge->job->progress : NULL;
+
+    if (progress) {
+        progress->total = names.nelts;
+    }
+
     name = names.elts;
 
     for (i = 0; i < names.nelts; i++) {
-        if (ngx_http_registry_purge_repository(op, &name[i], expire)
+
+        if (progress && progress->cancel) {
+            return NGX_OK;
+        }
+
+        if (ngx_http_registry_purge_repository(op, &name[i], expire, purge)
             == NGX_ERROR)
         {
             return NGX_ERROR;
         }
+
+        if (progress) {
+            progress->done = i + 1;
+        }
     }
 
-    return ngx_http_registry_purge_temp(op, expire);
+    return ngx_http_registry_purge_temp(op, expire, purge);
 }
 
 
 static ngx_int_t
 ngx_http_registry_purge_repository(ngx_http_registry_op_t *op,
-    ngx_str_t *name, time_t expire)
+    ngx_str_t *name, time_t expire, ngx_http_registry_purge_t *purge)
 {
     ngx_int_t                    rc;
     ngx_str_t                    dir, *id;
@@ -866,28 +952,75 @@ ngx_http_registry_purge_repository(ngx_http_registry_op_t *op,
         rc = ngx_http_registry_upload_lock(op, &up);
 
         if (rc != NGX_ERROR) {
-            ngx_log_error(NGX_LOG_INFO, op->log, 0,
-                          "registry: purging stale upload \"%V\" of \"%V\"",
-                          &up.id, &up.name);
-
-            (void) ngx_http_registry_upload_remove(op, &up);
+            rc = ngx_http_registry_purge_upload(op, &up, purge);
         }
 
         ngx_http_registry_store_upload_release(&up, op->log);
+
+        if (rc == NGX_ERROR && op->fault.errnum == NGX_ENOMEM) {
+            return NGX_ERROR;
+        }
     }
 
     return NGX_OK;
 }
 
 
+/* a stale session, locked: its bytes are counted before it goes */
+
 static ngx_int_t
-ngx_http_registry_purge_temp(ngx_http_registry_op_t *op, time_t expire)
+ngx_http_registry_purge_upload(ngx_http_registry_op_t *op,
+    ngx_http_registry_upload_t *up, ngx_http_registry_purge_t *purge)
 {
-    ngx_int_t         rc;
-    ngx_str_t         dir, path, *name;
-    ngx_uint_t        i;
-    ngx_array_t       names;
+    off_t             size;
+    json_t           *entry;
     ngx_file_info_t   fi;
+
+    ngx_log_error(NGX_LOG_INFO, op->log, 0,
+                  "registry: purging stale upload \"%V\" of \"%V\"",
+                  &up->id, &up->name);
+
+    size = 0;
+
+    if (purge->job && up->data.fd != NGX_INVALID_FILE
+        && ngx_fd_info(up->data.fd, &fi) != NGX_FILE_ERROR)
+    {
+        size = ngx_file_size(&fi);
+    }
+
+    if (ngx_http_registry_upload_remove(op, up) != NGX_OK) {
+        return NGX_DECLINED;
+    }
+
+    if (purge->job == NULL) {
+        return NGX_OK;
+    }
+
+    entry = json_pack("{s:s%,s:s%,s:I}",
+                      "repository", up->name.data, up->name.len,
+                      "id", up->id.data, up->id.len,
+                      "bytes", (json_int_t) size);
+
+    if (entry == NULL || json_array_append_new(purge->uploads, entry) != 0) {
+        return ngx_http_registry_op_syserr(op, NGX_ENOMEM);
+    }
+
+    purge->bytes += size;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_registry_purge_temp(ngx_http_registry_op_t *op, time_t expire,
+    ngx_http_registry_purge_t *purge)
+{
+    ngx_int_t                      rc;
+    ngx_str_t                      dir, path, *name;
+    ngx_uint_t                     i;
+    ngx_array_t                    names;
+    ngx_file_info_t                fi;
+    ngx_http_registry_progress_t  *progress;
 
     if (ngx_array_init(&names, op->pool, 4, sizeof(ngx_str_t)) != NGX_OK) {
         return ngx_http_registry_op_syserr(op, NGX_ENOMEM);
@@ -903,18 +1036,69 @@ ngx_http_registry_purge_temp(ngx_http_registry_op_t *op, time_t expire)
         return (rc == NGX_DECLINED) ? NGX_OK : NGX_ERROR;
     }
 
+    progress = purge->job ? purge->job->progress : NULL;
+
+    if (progress) {
+        progress->done = 0;
+        progress->total = names.nelts;
+        progress->phase = 1;
+    }
+
     name = names.elts;
 
     for (i = 0; i < names.nelts; i++) {
+
+        if (progress && progress->cancel) {
+            return NGX_OK;
+        }
+
         if (ngx_http_registry_path_temp(op, &path, &name[i]) != NGX_OK) {
             return NGX_ERROR;
         }
 
         if (ngx_http_registry_file_stat(op, &path, &fi) == NGX_OK
-            && ngx_time() - ngx_file_mtime(&fi) > expire)
+            && ngx_time() - ngx_file_mtime(&fi) > expire
+            && ngx_http_registry_file_unlink(op, &path, 0) == NGX_OK)
         {
-            (void) ngx_http_registry_file_unlink(op, &path, 0);
+            purge->temp++;
+            purge->temp_bytes += ngx_file_size(&fi);
         }
+
+        if (progress) {
+            progress->done = i + 1;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_registry_purge_report(ngx_http_registry_op_t *op,
+    ngx_http_registry_purge_t *purge)
+{
+    json_t  *report;
+
+    report = purge->job->report;
+
+    if (json_object_set_new(report, "older_than",
+                            json_integer(purge->job->older_than))
+        != 0
+        || json_object_set_new(report, "removed",
+                               json_integer(json_array_size(purge->uploads)))
+           != 0
+        || json_object_set_new(report, "bytes",
+                               json_integer((json_int_t) purge->bytes))
+           != 0
+        || json_object_set_new(report, "uploads", purge->uploads) != 0
+        || json_object_set_new(report, "temp_files",
+                               json_integer((json_int_t) purge->temp))
+           != 0
+        || json_object_set_new(report, "temp_bytes",
+                               json_integer((json_int_t) purge->temp_bytes))
+           != 0)
+    {
+        return ngx_http_registry_op_syserr(op, NGX_ENOMEM);
     }
 
     return NGX_OK;
