@@ -29,8 +29,10 @@ package Bench::Gc;
 #   blobs: 10,000 manifests + 10,000 configs + 48,000 own layers + 2,000
 #   base layers + 30,000 orphans = 100,000.
 #
-# Every blob's data file gets an mtime a week old (utime), so that no
-# grace period keeps it.  Contents are a few bytes, named by their
+# Every file written (blob data, links) gets an mtime a week old (utime),
+# so that no grace period keeps it: the module's gc keeps a blob whose
+# layer link is young (a push in flight) and, with delete_untagged, a
+# young untagged revision.  Contents are a few bytes, named by their
 # SHA-256; manifests are valid OCI image manifests (distribution parses
 # them on its mark).  No index, no referrer: distribution 2.8.2 knows no
 # referrers, and with --delete-untagged it deletes the untagged children
@@ -158,16 +160,13 @@ sub model {
              keep => { all => \%keep_all, untagged => \%keep_tagged } };
 }
 
-# a blob stored, its data file made old
 sub _put_blob {
-    my ($st, $blob, $when) = @_;
+    my ($st, $blob) = @_;
     $st->blob($blob->{bytes});
-    utime $when, $when, $st->blob_path($blob->{hex})
-        or die "utime $blob->{hex}: $!\n";
 }
 
 sub _write_repo {
-    my ($st, $repo, $when) = @_;
+    my ($st, $repo) = @_;
 
     my $name = $repo->{name};
     my %linked;
@@ -178,16 +177,16 @@ sub _write_repo {
 
     for my $man (@{ $repo->{manifests} }) {
         for my $blob ($man->{config}, @{ $man->{layers} }) {
-            _put_blob($st, $blob, $when);
+            _put_blob($st, $blob);
             $link->($blob);
         }
-        _put_blob($st, $man, $when);
+        _put_blob($st, $man);
         $st->revision($name, $man->{hex});
         $st->tag($name, $_, $man->{hex}) for @{ $man->{tags} };
         $st->tag_history($name, $_, $man->{hex}) for @{ $man->{history} };
     }
 
-    _put_blob($st, $_, $when) for @{ $repo->{orphans} };
+    _put_blob($st, $_) for @{ $repo->{orphans} };
     $link->($_) for @{ $repo->{linked_orphans} };
 }
 
@@ -197,17 +196,17 @@ sub write_store {
     my ($m, $root, %o) = @_;
 
     my $procs = $o{procs} || 3;
-    my $when = time - $AGE;
     my $st = Bench::Store->new($root);
     my @repos = @{ $m->{repos} };
 
-    _put_blob($st, $_, $when) for @{ $m->{base} };
+    $st->mtime(time - $AGE);
+    _put_blob($st, $_) for @{ $m->{base} };
 
     my @jobs;
     for my $p (0 .. $procs - 1) {
         my @mine = @repos[ grep { $_ % $procs == $p } 0 .. $#repos ];
         push @jobs, spawn_code(sub {
-            _write_repo($st, $_, $when) for @mine;
+            _write_repo($st, $_) for @mine;
             return 1;
         });
     }

@@ -13,6 +13,8 @@ package Bench::Store;
 #   $st->tag($repo, $tag, $hex);            # current + index links
 #   $st->tag_history($repo, $tag, $hex);    # an index link only: what the
 #                                           # tag pointed at before
+#   $st->mtime($when);                      # every file written from now
+#                                           # on gets that mtime (utime)
 
 use strict;
 use warnings;
@@ -65,6 +67,14 @@ sub _file {
     (my $dir = $path) =~ s{/[^/]+$}{};
     $self->_dir($dir);
     spew($path, $bytes);
+
+    my $t = $self->{mtime};
+    utime $t, $t, $path or die "utime $path: $!\n" if defined $t;
+}
+
+sub mtime {
+    my ($self, $when) = @_;
+    $self->{mtime} = $when;
 }
 
 sub blob {
