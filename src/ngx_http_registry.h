@@ -29,6 +29,8 @@
 
 /* ---- configuration ---- */
 
+typedef struct ngx_http_registry_health_s  ngx_http_registry_health_t;
+
 typedef struct {
     ngx_flag_t                 enable;
     ngx_flag_t                 admin;         /* registry_admin */
@@ -45,6 +47,7 @@ typedef struct {
     ngx_thread_pool_t         *thread_pool;   /* NULL: in the event loop */
     ngx_http_complex_value_t  *user;          /* registry_user */
     ngx_array_t               *rules;         /* registry_access; NULL */
+    ngx_http_registry_health_t  *health;      /* registry_health; NULL */
     unsigned                   json_errors:1; /* nginx's own errors too */
 } ngx_http_registry_loc_conf_t;
 
@@ -65,6 +68,7 @@ typedef struct {
 typedef struct {
     ngx_array_t                stores;   /* of ngx_http_registry_served_t */
     ngx_shm_zone_t            *zone;     /* ngx_http_registry_shared_t */
+    ngx_shm_zone_t            *metrics;  /* ngx_http_registry_metrics_t */
 } ngx_http_registry_main_conf_t;
 
 
@@ -80,6 +84,35 @@ typedef enum {
     NGX_HTTP_REGISTRY_ROUTE_UPLOAD,      /* .../blobs/uploads/<id> */
     NGX_HTTP_REGISTRY_ROUTE_REFERRERS    /* .../referrers/<digest> */
 } ngx_http_registry_route_e;
+
+
+/*
+ * What a request does, for the log variables and the metrics
+ * (variables.c, metrics.c): the router names it from the endpoint and,
+ * where one endpoint does two things, its arguments (a POST with ?mount=
+ * is a mount).  An upload session's requests (POST, PATCH, PUT, its GET
+ * and DELETE) are all a blob push.  NONE is a request the
+ * registry never saw; OTHER one it answered without an endpoint (an
+ * unknown route, an invalid name, nginx's own error in its location).
+ */
+
+typedef enum {
+    NGX_HTTP_REGISTRY_OPERATION_NONE = 0,
+    NGX_HTTP_REGISTRY_OPERATION_OTHER,
+    NGX_HTTP_REGISTRY_OPERATION_BASE,
+    NGX_HTTP_REGISTRY_OPERATION_BLOB_PULL,
+    NGX_HTTP_REGISTRY_OPERATION_BLOB_PUSH,
+    NGX_HTTP_REGISTRY_OPERATION_BLOB_DELETE,
+    NGX_HTTP_REGISTRY_OPERATION_MOUNT,
+    NGX_HTTP_REGISTRY_OPERATION_MANIFEST_PULL,
+    NGX_HTTP_REGISTRY_OPERATION_MANIFEST_PUSH,
+    NGX_HTTP_REGISTRY_OPERATION_MANIFEST_DELETE,
+    NGX_HTTP_REGISTRY_OPERATION_TAGS,
+    NGX_HTTP_REGISTRY_OPERATION_CATALOG,
+    NGX_HTTP_REGISTRY_OPERATION_REFERRERS,
+    NGX_HTTP_REGISTRY_OPERATION_TOKEN,
+    NGX_HTTP_REGISTRY_OPERATIONS
+} ngx_http_registry_operation_e;
 
 
 typedef struct {
@@ -185,6 +218,12 @@ typedef struct {
 
     ngx_str_t                  user;        /* as access decided; "": none */
     ngx_buf_t                 *nginx_error; /* JSON for nginx's own error */
+
+    /* what the log variables and the metrics say of the request */
+    ngx_http_registry_operation_e  operation;
+    ngx_str_t                  digest;      /* named or stored; "": route's */
+    ngx_http_registry_err_e    error;       /* the answer's, when failed */
+    unsigned                   failed:1;
 } ngx_http_registry_ctx_t;
 
 
@@ -233,6 +272,7 @@ ngx_int_t ngx_http_registry_store_failed(ngx_http_request_t *r,
 
 
 ngx_int_t ngx_http_registry_error_filters(ngx_conf_t *cf);
+ngx_str_t *ngx_http_registry_error_code(ngx_http_registry_err_e code);
 
 
 /* ---- the decision (access.c) and the rules (rules.c) ---- */
@@ -352,5 +392,25 @@ ngx_int_t ngx_http_registry_manifest_delete(ngx_http_request_t *r);
 ngx_int_t ngx_http_registry_tags_list(ngx_http_request_t *r);
 ngx_int_t ngx_http_registry_catalog(ngx_http_request_t *r);
 ngx_int_t ngx_http_registry_referrers_list(ngx_http_request_t *r);
+
+
+
+/* ---- operating it: log variables, metrics, health ---- */
+
+ngx_int_t ngx_http_registry_variables_add(ngx_conf_t *cf);
+ngx_http_registry_operation_e ngx_http_registry_operation(
+    ngx_http_request_t *r, ngx_http_registry_route_e kind);
+ngx_str_t *ngx_http_registry_operation_name(
+    ngx_http_registry_operation_e operation);
+
+ngx_int_t ngx_http_registry_metrics_add_zone(ngx_conf_t *cf);
+ngx_int_t ngx_http_registry_metrics_init(ngx_conf_t *cf);
+ngx_int_t ngx_http_registry_metrics_upload(ngx_http_request_t *r);
+ngx_int_t ngx_http_registry_metrics_handler(ngx_http_request_t *r);
+void ngx_http_registry_metrics_job(ngx_str_t *kind, ngx_uint_t ok,
+    void *report);
+
+ngx_http_registry_health_t *ngx_http_registry_health_create(ngx_conf_t *cf);
+ngx_int_t ngx_http_registry_health_handler(ngx_http_request_t *r);
 
 #endif /* _NGX_HTTP_REGISTRY_H_INCLUDED_ */

@@ -118,12 +118,22 @@ ngx_http_registry_error(ngx_http_request_t *r, ngx_http_registry_err_e code,
     const char *detail)
 {
     ngx_buf_t                  *b;
+    ngx_http_registry_ctx_t    *ctx;
     ngx_http_registry_error_t  *e;
 
     e = &ngx_http_registry_errors[code];
 
     if (detail == NULL) {
         detail = "";
+    }
+
+    /* for $registry_error and the metrics */
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_registry_module);
+
+    if (ctx) {
+        ctx->error = code;
+        ctx->failed = 1;
     }
 
     ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
@@ -169,6 +179,15 @@ ngx_http_registry_error_body(ngx_pool_t *pool, ngx_http_registry_error_t *e,
     b->last = ngx_cpymem(b->last, tail, sizeof(tail) - 1);
 
     return b;
+}
+
+
+/* the spec's code of an error, "BLOB_UNKNOWN" */
+
+ngx_str_t *
+ngx_http_registry_error_code(ngx_http_registry_err_e code)
+{
+    return &ngx_http_registry_errors[code].code;
 }
 
 
@@ -262,6 +281,8 @@ ngx_http_registry_error_header_filter(ngx_http_request_t *r)
 
         ngx_http_set_ctx(r, ctx, ngx_http_registry_module);
 
+        ctx->operation = NGX_HTTP_REGISTRY_OPERATION_OTHER;
+
         /* the router, which adds it, has not run */
 
         if (ngx_http_registry_api_version(r) != NGX_OK) {
@@ -271,6 +292,9 @@ ngx_http_registry_error_header_filter(ngx_http_request_t *r)
 
     e = ngx_http_registry_nginx_error(ngx_http_registry_nginx_status(r),
                                       &detail);
+
+    ctx->error = e - ngx_http_registry_errors;
+    ctx->failed = 1;
 
     ctx->nginx_error = ngx_http_registry_error_body(r->pool, e, detail);
     if (ctx->nginx_error == NULL) {

@@ -118,6 +118,10 @@ static ngx_http_registry_job_kind_t  ngx_http_registry_job_kinds[] = {
     { ngx_string("purge-uploads"), ngx_http_registry_store_purge_job,
       NGX_HTTP_REGISTRY_OPT_OLDER_THAN, ngx_http_registry_purge_phases },
 
+    { ngx_string("fsck"), ngx_http_registry_store_fsck,
+      NGX_HTTP_REGISTRY_OPT_REPAIR | NGX_HTTP_REGISTRY_OPT_REHASH
+      | NGX_HTTP_REGISTRY_OPT_RATE, NULL },
+
     { ngx_null_string, NULL, 0, NULL }
 };
 
@@ -801,6 +805,10 @@ ngx_http_registry_job_done(ngx_http_registry_detached_t *d)
                   &rn->kind->name, ngx_http_registry_job_states[rn->state]);
 
     rn->finished = 1;
+
+    ngx_http_registry_metrics_job(&rn->kind->name,
+                                  rn->state == NGX_HTTP_REGISTRY_JOB_DONE,
+                                  rn->job.report);
 
     ngx_http_registry_job_release(rn);
 

@@ -77,6 +77,8 @@ ngx_http_registry_manifest_get(ngx_http_request_t *r)
                                           NGX_HTTP_REGISTRY_MANIFEST_UNKNOWN);
     }
 
+    ctx->digest = digest.text;
+
     r->headers_out.status = NGX_HTTP_OK;
     r->headers_out.content_type = type;
     r->headers_out.content_type_len = type.len;
@@ -428,6 +430,8 @@ ngx_http_registry_manifest_stored(ngx_http_request_t *r, ngx_int_t rc)
     if (rc != NGX_OK) {
         return ngx_http_registry_send_fault(r, &ctx->task.op.fault);
     }
+
+    ctx->digest = m->digest.text;
 
     tag = ctx->query_tags->elts;
 

@@ -25,6 +25,7 @@ typedef struct {
 } ngx_http_registry_sweep_t;
 
 
+static ngx_int_t ngx_http_registry_init(ngx_conf_t *cf);
 static void *ngx_http_registry_create_main_conf(ngx_conf_t *cf);
 static void *ngx_http_registry_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_registry_merge_loc_conf(ngx_conf_t *cf,
@@ -38,6 +39,10 @@ static char *ngx_http_registry(ngx_conf_t *cf, ngx_command_t *cmd,
 static char *ngx_http_registry_admin(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_registry_thread_pool(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_registry_metrics(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_registry_health(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_registry_link_cache(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
@@ -76,6 +81,20 @@ static ngx_command_t  ngx_http_registry_commands[] = {
       ngx_http_registry_admin,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_registry_loc_conf_t, admin),
+      NULL },
+
+    { ngx_string("registry_metrics"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_registry_metrics,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("registry_health"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_registry_health,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
       NULL },
 
     { ngx_string("registry_root"),
@@ -167,8 +186,8 @@ static ngx_command_t  ngx_http_registry_commands[] = {
 
 
 static ngx_http_module_t  ngx_http_registry_module_ctx = {
-    NULL,                                  /* preconfiguration */
-    ngx_http_registry_error_filters,       /* postconfiguration */
+    ngx_http_registry_variables_add,       /* preconfiguration */
+    ngx_http_registry_init,                /* postconfiguration */
 
     ngx_http_registry_create_main_conf,    /* create main configuration */
     NULL,                                  /* init main configuration */
@@ -195,6 +214,19 @@ ngx_module_t  ngx_http_registry_module = {
     NULL,                                  /* exit master */
     NGX_MODULE_V1_PADDING
 };
+
+
+/* the error filters, and the metrics' log handler */
+
+static ngx_int_t
+ngx_http_registry_init(ngx_conf_t *cf)
+{
+    if (ngx_http_registry_error_filters(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_registry_metrics_init(cf);
+}
 
 
 static void *
@@ -234,6 +266,7 @@ ngx_http_registry_create_loc_conf(ngx_conf_t *cf)
      *     conf->root = { 0, NULL };
      *     conf->store = NULL;
      *     conf->user = NULL;
+     *     conf->health = NULL;
      *     conf->json_errors = 0;
      */
 
@@ -311,7 +344,9 @@ ngx_http_registry_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         return NGX_CONF_ERROR;
     }
 
-    if (!conf->enable && !conf->admin) {
+    /* a registry_health location probes a store as the registry uses it */
+
+    if (!conf->enable && !conf->admin && conf->health == NULL) {
         return NGX_CONF_OK;
     }
 
@@ -322,7 +357,9 @@ ngx_http_registry_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         return NGX_CONF_ERROR;
     }
 
-    ngx_http_registry_json_errors(cf, conf);
+    if (conf->health == NULL) {
+        ngx_http_registry_json_errors(cf, conf);
+    }
 
     /*
      * Off the event loop by default, in nginx's "default" pool (32
@@ -349,7 +386,7 @@ ngx_http_registry_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
 
-    if (clcf->lmt_excpt && clcf->handler == NULL) {
+    if (conf->health == NULL && clcf->lmt_excpt && clcf->handler == NULL) {
         clcf->handler = conf->enable ? ngx_http_registry_handler
                                      : ngx_http_registry_admin_handler;
     }
@@ -357,7 +394,9 @@ ngx_http_registry_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     if (conf->root.len == 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"%s\" needs \"registry_root\"",
-                           conf->enable ? "registry" : "registry_admin");
+                           conf->enable ? "registry"
+                           : conf->admin ? "registry_admin"
+                           : "registry_health");
         return NGX_CONF_ERROR;
     }
 
@@ -788,6 +827,53 @@ ngx_http_registry(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
+/* "registry_metrics": the Prometheus text of the metrics zone */
+
+static char *
+ngx_http_registry_metrics(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_core_loc_conf_t  *clcf;
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    clcf->handler = ngx_http_registry_metrics_handler;
+
+    if (ngx_http_registry_add_zone(cf) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* "registry_health": the probe of the location's registry_root */
+
+static char *
+ngx_http_registry_health(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_registry_loc_conf_t *rlcf = conf;
+
+    ngx_http_core_loc_conf_t  *clcf;
+
+    if (rlcf->health) {
+        return "is duplicate";
+    }
+
+    rlcf->health = ngx_http_registry_health_create(cf);
+    if (rlcf->health == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    clcf->handler = ngx_http_registry_health_handler;
+
+    if (ngx_http_registry_add_zone(cf) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
 /*
  * "registry_admin on": the maintenance jobs of the location's store
  * (admin.c); its access is nginx's own (allow, deny, auth_basic).
@@ -821,9 +907,10 @@ ngx_http_registry_admin(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
 /*
  * What the workers share (ngx_http_registry_shared_t): the link cache's
- * counter, the repositories created lately and the stores' running jobs.
- * The zone is kept across reloads, so the old workers still serving and
- * the new ones count together.
+ * counter, the repositories created lately and the stores' running jobs;
+ * and the metrics, a zone of their own (metrics.c).  The zones are kept
+ * across reloads, so the old workers still serving and the new ones count
+ * together.
  */
 
 static ngx_int_t
@@ -833,6 +920,10 @@ ngx_http_registry_add_zone(ngx_conf_t *cf)
     ngx_http_registry_main_conf_t  *rmcf;
 
     rmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_registry_module);
+
+    if (ngx_http_registry_metrics_add_zone(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
 
     if (rmcf->zone) {
         return NGX_OK;

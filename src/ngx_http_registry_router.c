@@ -108,6 +108,8 @@ ngx_http_registry_handler(ngx_http_request_t *r)
 
     ngx_http_set_ctx(r, ctx, ngx_http_registry_module);
 
+    ctx->operation = NGX_HTTP_REGISTRY_OPERATION_OTHER;
+
     if (ngx_http_registry_task_init(r, &ctx->task) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -152,6 +154,8 @@ ngx_http_registry_handler(ngx_http_request_t *r)
             continue;
         }
 
+        ctx->operation = ngx_http_registry_operation(r, ep->kind);
+
         if (ep->deletes && !rlcf->delete) {
             return ngx_http_registry_error(r, NGX_HTTP_REGISTRY_UNSUPPORTED,
                                            "deletes are disabled");
@@ -172,6 +176,10 @@ ngx_http_registry_handler(ngx_http_request_t *r)
             return ngx_http_registry_error(r, NGX_HTTP_REGISTRY_UNSUPPORTED,
                                     "the registry is read-only for "
                                     "maintenance; reads are served");
+        }
+
+        if (ngx_http_registry_metrics_upload(r) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
         return ep->handler(r);

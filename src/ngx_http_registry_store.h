@@ -295,6 +295,12 @@ ngx_int_t ngx_http_registry_path_blob(ngx_http_registry_op_t *op,
     ngx_str_t *out, ngx_http_registry_digest_t *digest);
 ngx_int_t ngx_http_registry_path_blob_file(ngx_http_registry_op_t *op,
     ngx_str_t *out, ngx_http_registry_digest_t *digest);
+ngx_int_t ngx_http_registry_path_blobs(ngx_http_registry_op_t *op,
+    ngx_str_t *out, ngx_uint_t alg, ngx_str_t *prefix);
+ngx_int_t ngx_http_registry_path_quarantine(ngx_http_registry_op_t *op,
+    ngx_str_t *out, ngx_http_registry_digest_t *digest);
+ngx_int_t ngx_http_registry_path_layers(ngx_http_registry_op_t *op,
+    ngx_str_t *out, ngx_str_t *name, ngx_uint_t alg);
 ngx_int_t ngx_http_registry_path_layer_link(ngx_http_registry_op_t *op,
     ngx_str_t *out, ngx_str_t *name, ngx_http_registry_digest_t *digest);
 ngx_int_t ngx_http_registry_path_revision_link(ngx_http_registry_op_t *op,
@@ -316,6 +322,9 @@ ngx_int_t ngx_http_registry_path_upload(ngx_http_registry_op_t *op,
     ngx_str_t *out, ngx_str_t *name, ngx_str_t *id, const char *file);
 ngx_int_t ngx_http_registry_path_referrers(ngx_http_registry_op_t *op,
     ngx_str_t *out, ngx_str_t *name, ngx_http_registry_digest_t *subject);
+ngx_int_t ngx_http_registry_path_referrer_subjects(
+    ngx_http_registry_op_t *op, ngx_str_t *out, ngx_str_t *name,
+    ngx_uint_t alg);
 ngx_int_t ngx_http_registry_path_referrer(ngx_http_registry_op_t *op,
     ngx_str_t *out, ngx_str_t *name, ngx_http_registry_digest_t *subject,
     ngx_http_registry_digest_t *referrer);
@@ -333,6 +342,10 @@ ngx_int_t ngx_http_registry_path_job_report(ngx_http_registry_op_t *op,
     ngx_str_t *out, ngx_str_t *id);
 ngx_int_t ngx_http_registry_path_job_lease(ngx_http_registry_op_t *op,
     ngx_str_t *out, ngx_str_t *suffix);
+ngx_int_t ngx_http_registry_path_store(ngx_http_registry_op_t *op,
+    ngx_str_t *out, ngx_str_t *sub);
+ngx_int_t ngx_http_registry_path_entry(ngx_http_registry_op_t *op,
+    ngx_str_t *out, ngx_str_t *dir, ngx_str_t *name);
 ngx_int_t ngx_http_registry_path_absolute(ngx_http_registry_op_t *op,
     ngx_str_t *out, ngx_str_t *path);
 ngx_int_t ngx_http_registry_path_is_mark(u_char *name, size_t len);
@@ -354,6 +367,7 @@ typedef struct {
 /* what ngx_http_registry_file_list() keeps */
 #define NGX_HTTP_REGISTRY_LIST_DIRS    1
 #define NGX_HTTP_REGISTRY_LIST_FILES   2
+#define NGX_HTTP_REGISTRY_LIST_LINKS   4    /* else skipped and logged */
 
 ngx_int_t ngx_http_registry_files_open_root(ngx_http_registry_store_t *st,
     ngx_log_t *log);
@@ -657,6 +671,11 @@ ngx_int_t ngx_http_registry_store_referrers_read(ngx_http_registry_op_t *op,
 ngx_int_t ngx_http_registry_store_referrers_remember(
     ngx_http_registry_op_t *op, ngx_http_registry_result_t *result,
     ngx_str_t *body);
+
+
+/* ---- health (store_probe.c) ---- */
+
+ngx_int_t ngx_http_registry_store_probe(ngx_http_registry_op_t *op);
 
 
 /* ---- maintenance jobs (store_gc.c, store_fsck.c): long, in a thread ---- */

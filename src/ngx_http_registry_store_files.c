@@ -30,9 +30,6 @@
 
 #define NGX_HTTP_REGISTRY_WALK_DEPTH  128
 
-/* beside NGX_HTTP_REGISTRY_LIST_DIRS and _FILES: an entry never followed */
-#define NGX_HTTP_REGISTRY_LIST_LINK   4
-
 
 static int ngx_http_registry_openat(ngx_http_registry_store_t *st,
     u_char *path, int flags, mode_t mode);
@@ -1126,9 +1123,9 @@ failed:
 /* ---- listing ---- */
 
 /*
- * A directory's entries (not "." files) that are directories or files
- * as "what" asks; links are skipped and logged.  NGX_DECLINED: the
- * directory does not exist.
+ * A directory's entries (not "." files) that are directories, files or
+ * symbolic links as "what" asks; links not asked for are skipped and
+ * logged.  NGX_DECLINED: the directory does not exist.
  */
 
 ngx_int_t
@@ -1208,7 +1205,9 @@ ngx_http_registry_read_entries(ngx_http_registry_op_t *op, int fd,
 
         type = ngx_http_registry_entry_type(op, dirfd(dir), de);
 
-        if (type == NGX_HTTP_REGISTRY_LIST_LINK) {
+        if (type == NGX_HTTP_REGISTRY_LIST_LINKS
+            && !(what & NGX_HTTP_REGISTRY_LIST_LINKS))
+        {
             ngx_log_error(NGX_LOG_WARN, op->log, 0,
                           "registry: symbolic link \"%V%s%V/%s\" skipped: "
                           "the store never follows one", path,
@@ -1382,7 +1381,7 @@ done:
 
 
 /*
- * LIST_DIRS, LIST_FILES, LIST_LINK, or 0 for anything else: d_type when
+ * LIST_DIRS, LIST_FILES, LIST_LINKS, or 0 for anything else: d_type when
  * the file system fills it in.
  */
 
@@ -1401,7 +1400,7 @@ ngx_http_registry_entry_type(ngx_http_registry_op_t *op, int at,
         return NGX_HTTP_REGISTRY_LIST_FILES;
 
     case DT_LNK:
-        return NGX_HTTP_REGISTRY_LIST_LINK;
+        return NGX_HTTP_REGISTRY_LIST_LINKS;
 
     case DT_UNKNOWN:
         break;
@@ -1415,7 +1414,7 @@ ngx_http_registry_entry_type(ngx_http_registry_op_t *op, int at,
     }
 
     if (S_ISLNK(sb.st_mode)) {
-        return NGX_HTTP_REGISTRY_LIST_LINK;
+        return NGX_HTTP_REGISTRY_LIST_LINKS;
     }
 
     return S_ISDIR(sb.st_mode) ? NGX_HTTP_REGISTRY_LIST_DIRS

@@ -17,6 +17,7 @@
 #define NGX_HTTP_REGISTRY_PATH_MAX  1024
 #define NGX_HTTP_REGISTRY_TMP_DIR   "_ngx_tmp"
 #define NGX_HTTP_REGISTRY_JOBS_DIR  "_ngx_jobs"
+#define NGX_HTTP_REGISTRY_QUARANTINE_DIR  "_ngx_quarantine"
 
 
 static ngx_int_t ngx_http_registry_path(ngx_http_registry_op_t *op,
@@ -55,6 +56,49 @@ ngx_http_registry_path_blob_file(ngx_http_registry_op_t *op, ngx_str_t *out,
     }
 
     return ngx_http_registry_path_absolute(op, out, &path);
+}
+
+
+/* blobs/<alg>, or one of its two-digit prefix directories */
+
+ngx_int_t
+ngx_http_registry_path_blobs(ngx_http_registry_op_t *op, ngx_str_t *out,
+    ngx_uint_t alg, ngx_str_t *prefix)
+{
+    if (prefix == NULL) {
+        return ngx_http_registry_path(op, out, "blobs/%V",
+                                      ngx_http_registry_alg_name(alg));
+    }
+
+    return ngx_http_registry_path(op, out, "blobs/%V/%V",
+                                  ngx_http_registry_alg_name(alg), prefix);
+}
+
+
+/*
+ * Where fsck moves a blob whose bytes do not hash to its name, out of
+ * distribution's sight (a "_" directory beside blobs/), for the operator.
+ */
+
+ngx_int_t
+ngx_http_registry_path_quarantine(ngx_http_registry_op_t *op, ngx_str_t *out,
+    ngx_http_registry_digest_t *digest)
+{
+    return ngx_http_registry_path(op, out, NGX_HTTP_REGISTRY_QUARANTINE_DIR
+                                  "/%V/%V",
+                                  ngx_http_registry_alg_name(digest->alg),
+                                  &digest->hex);
+}
+
+
+/* _layers/<alg>: its entries are the hex of the blobs of that alg */
+
+ngx_int_t
+ngx_http_registry_path_layers(ngx_http_registry_op_t *op, ngx_str_t *out,
+    ngx_str_t *name, ngx_uint_t alg)
+{
+    return ngx_http_registry_path(op, out, "repositories/%V/_layers/%V",
+                                  name, ngx_http_registry_alg_name(alg));
 }
 
 
@@ -196,6 +240,18 @@ ngx_http_registry_path_referrer(ngx_http_registry_op_t *op, ngx_str_t *out,
 }
 
 
+/* _ngx_referrers/<alg>: one directory per subject of that alg */
+
+ngx_int_t
+ngx_http_registry_path_referrer_subjects(ngx_http_registry_op_t *op,
+    ngx_str_t *out, ngx_str_t *name, ngx_uint_t alg)
+{
+    return ngx_http_registry_path(op, out,
+                                  "repositories/%V/_ngx_referrers/%V", name,
+                                  ngx_http_registry_alg_name(alg));
+}
+
+
 /* an entry's name "<alg>-<hex>" back to the referrer's digest */
 
 ngx_int_t
@@ -331,6 +387,36 @@ ngx_http_registry_path_job_lease(ngx_http_registry_op_t *op, ngx_str_t *out,
 
     return ngx_http_registry_path(op, out, NGX_HTTP_REGISTRY_JOBS_DIR
                                   "/lease.%V", suffix);
+}
+
+
+/*
+ * A directory a walk of the whole store found, by its path below the
+ * root ("." for an empty sub, the root itself), and an entry a listing
+ * of such a directory found.
+ */
+
+ngx_int_t
+ngx_http_registry_path_store(ngx_http_registry_op_t *op, ngx_str_t *out,
+    ngx_str_t *sub)
+{
+    if (sub->len == 0) {
+        return ngx_http_registry_path(op, out, ".");
+    }
+
+    return ngx_http_registry_path(op, out, "%V", sub);
+}
+
+
+ngx_int_t
+ngx_http_registry_path_entry(ngx_http_registry_op_t *op, ngx_str_t *out,
+    ngx_str_t *dir, ngx_str_t *name)
+{
+    if (dir->len == 1 && dir->data[0] == '.') {
+        return ngx_http_registry_path(op, out, "%V", name);
+    }
+
+    return ngx_http_registry_path(op, out, "%V/%V", dir, name);
 }
 
 

@@ -388,11 +388,23 @@ ngx_http_registry_task_wait(ngx_http_request_t *r, ngx_queue_t *queue,
 void
 ngx_http_registry_task_wake(ngx_queue_t *queue)
 {
-    ngx_queue_t               *q;
+    ngx_queue_t                woken, *q;
     ngx_http_registry_task_t  *t;
 
-    while (!ngx_queue_empty(queue)) {
-        q = ngx_queue_head(queue);
+    /*
+     * Taken off the queue first: it may live in a request that is
+     * finalized, and freed, when it is woken (the admin location's).
+     */
+
+    ngx_queue_init(&woken);
+
+    if (!ngx_queue_empty(queue)) {
+        ngx_queue_add(&woken, queue);
+        ngx_queue_init(queue);
+    }
+
+    while (!ngx_queue_empty(&woken)) {
+        q = ngx_queue_head(&woken);
         ngx_queue_remove(q);
 
         t = ngx_queue_data(q, ngx_http_registry_task_t, queue);

@@ -909,6 +909,7 @@ ngx_http_registry_token_handler(ngx_http_request_t *r)
 
     ctx->op.pool = r->pool;
     ctx->op.log = r->connection->log;
+    ctx->operation = NGX_HTTP_REGISTRY_OPERATION_TOKEN;
 
     if (ngx_http_registry_task_init(r, &ctx->task) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -1419,6 +1420,7 @@ ngx_http_registry_token_grant(ngx_http_request_t *r)
     ngx_int_t                            rc;
     ngx_str_t                            token, refresh, *scope;
     ngx_uint_t                           i;
+    ngx_http_registry_ctx_t             *ctx;
     ngx_http_registry_token_req_t       *tr;
     ngx_http_registry_token_loc_conf_t  *tlcf;
 
@@ -1469,6 +1471,10 @@ ngx_http_registry_token_grant(ngx_http_request_t *r)
     ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                   "registry token: issued a token to \"%V\" for \"%V\"",
                   &tr->user, &tr->service);
+
+    /* $registry_user: whom the token is for */
+    ctx = ngx_http_get_module_ctx(r, ngx_http_registry_module);
+    ctx->user = tr->user;
 
     return ngx_http_registry_token_answer(r, &token, &refresh);
 }

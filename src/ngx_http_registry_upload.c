@@ -152,6 +152,8 @@ ngx_http_registry_upload_args(ngx_http_request_t *r,
                                              "invalid mount parameter");
         }
 
+        ctx->digest = ctx->expected.text;
+
         rc = ngx_http_registry_arg(r, "from", &ctx->from);
 
         if (rc == NGX_ERROR) {
@@ -397,7 +399,13 @@ ngx_http_registry_upload_expect(ngx_http_request_t *r,
         return rc;
     }
 
-    return ngx_http_registry_parse_digest(&value, &ctx->expected);
+    if (ngx_http_registry_parse_digest(&value, &ctx->expected) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    ctx->digest = ctx->expected.text;
+
+    return NGX_OK;
 }
 
 

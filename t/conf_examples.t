@@ -19,6 +19,10 @@
 #   part (bob asks to push alice/app: the token's access claim holds pull
 #   only), anonymous pulls of public/** and nothing else (t/token_clients.t
 #   runs docker, podman and skopeo against it);
+# - conf-examples/metrics.conf, with registry-log-format.conf where it
+#   includes it: nginx -t, then /health says ok, a push and two pulls
+#   show in /metrics as such, and the access log says who pulled what in
+#   the registry format;
 # - docker/nginx.conf: nginx -t.
 
 use strict;
@@ -558,6 +562,61 @@ SKIP: {
     no_alerts("$p/logs/error.log", 'token-auth.conf');
 }
 
+
+###############################################################################
+# metrics.conf and the registry-log-format.conf it includes
+
+SKIP: {
+    skip 'no curl', 1 unless have('curl');
+
+    my $blob = "metrics example blob\n";
+    spew("$tmp/metrics-blob", $blob);
+    my $d = RegTest::digest($blob);
+
+    my %files = ('registry-log-format.conf'
+                 => slurp("$REPO/conf-examples/registry-log-format.conf"));
+
+    run_example('metrics.conf', \%files, { 5000 => free_port() }, sub {
+        my ($port) = @_;
+        my $base = "http://127.0.0.1:$port->{5000}";
+
+        my $r = curl_answer("$base/health");
+        is("$r->{status} $r->{content}", qq{200 {"status":"ok"}\n},
+           'metrics.conf: /health says ok');
+
+        $r = curl_answer('-X', 'POST', '--data-binary', "\@$tmp/metrics-blob",
+                         "$base/v2/ex/app/blobs/uploads/?digest=$d");
+        is($r->{status}, 201, 'metrics.conf: a push');
+
+        is(curl_answer("$base/v2/ex/app/blobs/$d")->{content}, $blob,
+           'metrics.conf: a pull') for 1 .. 2;
+
+        # counted once the answer has gone, by either worker
+        for (1 .. 100) {
+            $r = curl_answer("$base/metrics");
+            last if $r->{content} =~ /operation="blob_pull",code="200"\} 2$/m;
+            select undef, undef, undef, 0.05;
+        }
+
+        like($r->{content},
+             qr/^registry_http_requests_total\{operation="blob_push",code="201"\} 1$/m,
+             'metrics.conf: /metrics counts the push');
+        like($r->{content},
+             qr/^registry_http_requests_total\{operation="blob_pull",code="200"\} 2$/m,
+             'metrics.conf: ... and the pulls');
+
+        my $log = '';
+        for (1 .. 100) {
+            $log = slurp("$tmp/metrics.conf/log/registry.access.log");
+            last if $log =~ / action=pull /;
+            select undef, undef, undef, 0.05;
+        }
+
+        like($log,
+             qr{^127\.0\.0\.1 "-" \[[^]]+\] "GET /v2/ex/app/blobs/\Q$d\E HTTP/1\.1" 200 \d+ in=\d+ t=[\d.]+ action=pull repo=ex/app ref=\Q$d\E digest=\Q$d\E error=- "curl/}m,
+             'metrics.conf: the access log in the registry format');
+    });
+}
 
 ###############################################################################
 # docker/nginx.conf: syntax and directives
