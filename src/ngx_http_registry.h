@@ -11,7 +11,8 @@
  * and rules (registry_access); below them response (headers, Location,
  * bodies), error (the spec's JSON errors), body (streaming a request
  * body) and task (store operations in a thread pool, the request resumed
- * after).
+ * after).  The admin location (admin.c) starts and reports maintenance
+ * jobs, which jobs.c runs, one per store, in the thread pool.
  */
 
 

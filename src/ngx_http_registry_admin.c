@@ -344,6 +344,7 @@ static void
 ngx_http_registry_admin_started(ngx_http_registry_job_start_t *s,
     ngx_int_t rc)
 {
+    ngx_queue_t                 waiting;
     ngx_http_request_t         *r;
     ngx_http_registry_ctx_t    *ctx;
     ngx_http_registry_admin_t  *adm;
@@ -354,7 +355,16 @@ ngx_http_registry_admin_started(ngx_http_registry_job_start_t *s,
 
     adm->rc = rc;
 
-    ngx_http_registry_task_wake(&adm->waiting);
+    /* the request, freed once answered, takes its queue with it */
+
+    ngx_queue_init(&waiting);
+
+    if (!ngx_queue_empty(&adm->waiting)) {
+        ngx_queue_add(&waiting, &adm->waiting);
+        ngx_queue_init(&adm->waiting);
+    }
+
+    ngx_http_registry_task_wake(&waiting);
 }
 
 
@@ -488,11 +498,13 @@ ngx_http_registry_admin_running(ngx_http_request_t *r,
 static ngx_int_t
 ngx_http_registry_admin_report(ngx_http_request_t *r, ngx_str_t *id)
 {
-    ngx_str_t                 path;
-    ngx_open_file_info_t      of;
-    ngx_http_registry_ctx_t  *ctx;
+    ngx_str_t                  path;
+    ngx_open_file_info_t       of;
+    ngx_http_registry_ctx_t   *ctx;
+    ngx_http_core_loc_conf_t  *clcf;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_registry_module);
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
 
     if (ngx_http_registry_store_job_report_file(&ctx->op, id, &path)
         != NGX_OK)
@@ -501,6 +513,9 @@ ngx_http_registry_admin_report(ngx_http_request_t *r, ngx_str_t *id)
     }
 
     ngx_memzero(&of, sizeof(ngx_open_file_info_t));
+
+    of.read_ahead = clcf->read_ahead;
+    of.directio = clcf->directio;
 
 #if (NGX_HAVE_OPENAT)
     of.disable_symlinks = NGX_DISABLE_SYMLINKS_ON;

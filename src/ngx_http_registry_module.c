@@ -959,6 +959,13 @@ ngx_http_registry_init_zone(ngx_shm_zone_t *shm_zone, void *data)
         return NGX_ERROR;
     }
 
+    shared->jobs = ngx_slab_calloc(shpool,
+                                   NGX_HTTP_REGISTRY_JOB_SLOTS
+                                   * sizeof(ngx_http_registry_job_slot_t));
+    if (shared->jobs == NULL) {
+        return NGX_ERROR;
+    }
+
     shm_zone->data = shared;
 
     return NGX_OK;

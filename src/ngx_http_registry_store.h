@@ -16,8 +16,9 @@
  * Files: store_paths.c (every on-disk path), store_files.c (atomic files
  * and walks that never follow a symbolic link), store_links.c (the link
  * cache), store_blob.c, store_upload.c, store_manifest.c (manifests and
- * tags), store_referrers.c and store_list.c (catalog and tag listings);
- * digest.c and names.c hold the grammars the store relies on.
+ * tags), store_referrers.c and store_list.c (catalog and tag listings),
+ * store_jobs.c (the maintenance jobs' lease and reports); digest.c and
+ * names.c hold the grammars the store relies on.
  */
 
 
@@ -147,44 +148,8 @@ typedef struct {
 } ngx_http_registry_created_t;
 
 
-/*
- * A job's progress, read by any worker: its own numbering of phases,
- * items done and to do in the phase (total 0: unknown), and cancel, which
- * asks the job to stop at its next item (its worker is exiting).
- */
-
-typedef struct {
-    ngx_atomic_t               phase;
-    ngx_atomic_t               done;
-    ngx_atomic_t               total;
-    ngx_atomic_t               cancel;
-} ngx_http_registry_progress_t;
-
-
-#define NGX_HTTP_REGISTRY_JOB_SLOTS      8   /* stores with a job at once */
-#define NGX_HTTP_REGISTRY_JOB_ID_LEN     25  /* 20261202T022300Z-1a2b3c4d */
-#define NGX_HTTP_REGISTRY_JOB_KIND_LEN   16
-#define NGX_HTTP_REGISTRY_JOB_PHASES     8
-#define NGX_HTTP_REGISTRY_JOB_PHASE_LEN  24
-
-
-/*
- * The job running on a store: one slot per store (by its id, 0: a free
- * slot), owned by the worker whose pid it holds (0: no job runs).  A
- * worker killed on the way leaves its pid, which nobody has any more:
- * such a slot is free again (jobs.c).
- */
-
-typedef struct {
-    uint64_t                   store;
-    ngx_pid_t                  pid;
-    time_t                     started;
-    u_char                     id[NGX_HTTP_REGISTRY_JOB_ID_LEN];
-    u_char                     kind[NGX_HTTP_REGISTRY_JOB_KIND_LEN];
-    u_char                     phases[NGX_HTTP_REGISTRY_JOB_PHASES]
-                                     [NGX_HTTP_REGISTRY_JOB_PHASE_LEN];
-    ngx_http_registry_progress_t  progress;
-} ngx_http_registry_job_slot_t;
+/* the stores' running jobs (jobs.c), in the zone beside this */
+typedef struct ngx_http_registry_job_slot_s  ngx_http_registry_job_slot_t;
 
 
 typedef struct {
@@ -199,8 +164,8 @@ typedef struct {
     ngx_atomic_t               created;
     ngx_http_registry_created_t  recent[NGX_HTTP_REGISTRY_CREATED_MAX];
 
-    /* the maintenance job of each store (jobs.c), under the mutex */
-    ngx_http_registry_job_slot_t  jobs[NGX_HTTP_REGISTRY_JOB_SLOTS];
+    /* NGX_HTTP_REGISTRY_JOB_SLOTS, under the mutex */
+    ngx_http_registry_job_slot_t  *jobs;
 } ngx_http_registry_shared_t;
 
 
@@ -689,7 +654,13 @@ ngx_int_t ngx_http_registry_store_probe(ngx_http_registry_op_t *op);
  * items and stops early when it is set (nginx is exiting).
  */
 
-/* ngx_http_registry_progress_t: see the shared zone above */
+typedef struct {
+    ngx_atomic_t               phase;    /* the job's own numbering */
+    ngx_atomic_t               done;     /* items done in this phase */
+    ngx_atomic_t               total;    /* items in this phase, 0: unknown */
+    ngx_atomic_t               cancel;   /* set: stop at the next item */
+} ngx_http_registry_progress_t;
+
 
 typedef struct {
     ngx_http_registry_progress_t  *progress;  /* never NULL */
@@ -715,6 +686,34 @@ ngx_int_t ngx_http_registry_store_purge_job(ngx_http_registry_op_t *op,
     ngx_http_registry_job_t *job);
 
 extern const char  *ngx_http_registry_purge_phases[];
+
+
+/* ---- the running jobs (jobs.c), in shared memory ---- */
+
+#define NGX_HTTP_REGISTRY_JOB_SLOTS      8   /* stores with a job at once */
+#define NGX_HTTP_REGISTRY_JOB_ID_LEN     25  /* 20261202T022300Z-1a2b3c4d */
+#define NGX_HTTP_REGISTRY_JOB_KIND_LEN   16
+#define NGX_HTTP_REGISTRY_JOB_PHASES     8
+#define NGX_HTTP_REGISTRY_JOB_PHASE_LEN  24
+
+
+/*
+ * The job running on a store: one slot per store (by its id, 0: a free
+ * slot), owned by the worker whose pid it holds (0: no job runs).  A
+ * worker killed on the way leaves its pid, which nobody has any more:
+ * such a slot is free again.
+ */
+
+struct ngx_http_registry_job_slot_s {
+    uint64_t                   store;
+    ngx_pid_t                  pid;
+    time_t                     started;
+    u_char                     id[NGX_HTTP_REGISTRY_JOB_ID_LEN];
+    u_char                     kind[NGX_HTTP_REGISTRY_JOB_KIND_LEN];
+    u_char                     phases[NGX_HTTP_REGISTRY_JOB_PHASES]
+                                     [NGX_HTTP_REGISTRY_JOB_PHASE_LEN];
+    ngx_http_registry_progress_t  progress;
+};
 
 
 /* ---- the jobs' lease and reports (store_jobs.c) ---- */

@@ -69,7 +69,7 @@ static u_char  ngx_http_registry_state_magic[8] = "NGXREG1\n";
 /* the phases of purge-uploads, as the jobs' runner names them */
 
 const char  *ngx_http_registry_purge_phases[] = {
-    "uploads", "temporary files", NULL
+    "repositories", "uploads", "temporary files", NULL
 };
 
 
@@ -836,8 +836,9 @@ ngx_http_registry_store_purge_uploads(ngx_http_registry_op_t *op,
 
 /*
  * The job "purge-uploads": the same for sessions untouched for
- * job->older_than, with progress (a repository, then a temporary file at
- * a time) and a report of each session removed and of the bytes freed.
+ * job->older_than, with progress (the repositories are listed, then
+ * purged one at a time, then the temporary files) and a report of each
+ * session removed and of the bytes freed.
  */
 
 ngx_int_t
@@ -886,6 +887,7 @@ ngx_http_registry_purge(ngx_http_registry_op_t *op, time_t expire,
 
     if (progress) {
         progress->total = names.nelts;
+        progress->phase = 1;
     }
 
     name = names.elts;
@@ -1041,7 +1043,7 @@ ngx_http_registry_purge_temp(ngx_http_registry_op_t *op, time_t expire,
     if (progress) {
         progress->done = 0;
         progress->total = names.nelts;
-        progress->phase = 1;
+        progress->phase = 2;
     }
 
     name = names.elts;
