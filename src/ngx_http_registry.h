@@ -30,6 +30,14 @@
 
 /* ---- configuration ---- */
 
+/* registry_gc: the store's collection, scheduled */
+
+typedef struct {
+    time_t                     interval;
+    time_t                     grace;
+    ngx_flag_t                 delete_untagged;
+} ngx_http_registry_gc_conf_t;
+
 typedef struct ngx_http_registry_health_s  ngx_http_registry_health_t;
 
 typedef struct {
@@ -48,6 +56,7 @@ typedef struct {
     ngx_thread_pool_t         *thread_pool;   /* NULL: in the event loop */
     ngx_http_complex_value_t  *user;          /* registry_user */
     ngx_array_t               *rules;         /* registry_access; NULL */
+    ngx_http_registry_gc_conf_t  *gc;         /* registry_gc; NULL */
     ngx_http_registry_health_t  *health;      /* registry_health; NULL */
     unsigned                   json_errors:1; /* nginx's own errors too */
 } ngx_http_registry_loc_conf_t;
@@ -58,11 +67,15 @@ typedef struct {
 #define NGX_HTTP_REGISTRY_AUTO_MOUNT_ANONYMOUS  2
 
 
-/* a store, and the thread pool of the first location serving it */
+/*
+ * A store, the thread pool of the first location serving it, and the
+ * most frequent registry_gc of its locations
+ */
 
 typedef struct {
     ngx_http_registry_store_t *store;
     ngx_thread_pool_t         *thread_pool;
+    ngx_http_registry_gc_conf_t  *gc;
 } ngx_http_registry_served_t;
 
 

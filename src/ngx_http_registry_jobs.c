@@ -118,6 +118,9 @@ static ngx_http_registry_job_kind_t  ngx_http_registry_job_kinds[] = {
     { ngx_string("purge-uploads"), ngx_http_registry_store_purge_job,
       NGX_HTTP_REGISTRY_OPT_OLDER_THAN, ngx_http_registry_purge_phases },
 
+    { ngx_string("gc"), ngx_http_registry_store_gc,
+      NGX_HTTP_REGISTRY_OPT_DRY_RUN | NGX_HTTP_REGISTRY_OPT_DELETE_UNTAGGED
+      | NGX_HTTP_REGISTRY_OPT_GRACE, NULL },
     { ngx_string("fsck"), ngx_http_registry_store_fsck,
       NGX_HTTP_REGISTRY_OPT_REPAIR | NGX_HTTP_REGISTRY_OPT_REHASH
       | NGX_HTTP_REGISTRY_OPT_RATE, NULL },

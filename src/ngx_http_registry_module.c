@@ -25,6 +25,15 @@ typedef struct {
 } ngx_http_registry_sweep_t;
 
 
+/* one per store with registry_gc: its collection, started in one worker */
+
+typedef struct {
+    ngx_http_registry_gc_conf_t   *conf;
+    ngx_event_t                    event;
+    ngx_http_registry_job_start_t  start;
+} ngx_http_registry_gc_timer_t;
+
+
 static ngx_int_t ngx_http_registry_init(ngx_conf_t *cf);
 static void *ngx_http_registry_create_main_conf(ngx_conf_t *cf);
 static void *ngx_http_registry_create_loc_conf(ngx_conf_t *cf);
@@ -57,6 +66,12 @@ static void ngx_http_registry_sweep_handler(ngx_event_t *ev);
 static ngx_int_t ngx_http_registry_sweep_work(ngx_http_registry_op_t *op,
     void *data);
 static void ngx_http_registry_sweep_done(ngx_http_registry_detached_t *d);
+static char *ngx_http_registry_gc(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static ngx_int_t ngx_http_registry_gc_schedule(ngx_cycle_t *cycle,
+    ngx_http_registry_served_t *served);
+static ngx_msec_t ngx_http_registry_gc_delay(time_t interval);
+static void ngx_http_registry_gc_handler(ngx_event_t *ev);
 
 
 static ngx_conf_enum_t  ngx_http_registry_auto_mount_modes[] = {
@@ -174,6 +189,13 @@ static ngx_command_t  ngx_http_registry_commands[] = {
       0,
       NULL },
 
+    { ngx_string("registry_gc"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_registry_gc,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("registry_thread_pool"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_http_registry_thread_pool,
@@ -282,6 +304,7 @@ ngx_http_registry_create_loc_conf(ngx_conf_t *cf)
     conf->link_cache = NGX_CONF_UNSET_PTR;
     conf->thread_pool = NGX_CONF_UNSET_PTR;
     conf->rules = NGX_CONF_UNSET_PTR;
+    conf->gc = NGX_CONF_UNSET_PTR;
 
     return conf;
 }
@@ -314,6 +337,7 @@ ngx_http_registry_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                              NGX_CONF_UNSET_PTR);
 
     ngx_conf_merge_ptr_value(conf->rules, prev->rules, NULL);
+    ngx_conf_merge_ptr_value(conf->gc, prev->gc, NULL);
 
     if (ngx_http_registry_merge_user(cf, conf, prev) != NGX_OK) {
         return NGX_CONF_ERROR;
@@ -405,6 +429,13 @@ ngx_http_registry_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     if (conf->admin && conf->thread_pool == NULL) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"registry_admin\" needs a "
+                           "\"registry_thread_pool\"");
+        return NGX_CONF_ERROR;
+    }
+
+    if (conf->gc && conf->thread_pool == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"registry_gc\" needs a "
                            "\"registry_thread_pool\"");
         return NGX_CONF_ERROR;
     }
@@ -600,8 +631,9 @@ ngx_http_registry_thread_pool(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
 /*
  * One store object per registry_root, shared by the locations serving it:
- * the upload expiry and catalog refresh are the shortest they ask for,
- * its sweep of stale uploads uses the thread pool of the first.
+ * the upload expiry and catalog refresh are the shortest they ask for, as
+ * is the interval of registry_gc; its sweep of stale uploads and its
+ * collection use the thread pool of the first.
  */
 
 static ngx_int_t
@@ -630,6 +662,13 @@ ngx_http_registry_add_store(ngx_conf_t *cf, ngx_http_registry_loc_conf_t *rlcf)
                                         rlcf->upload_expire);
             st->catalog_refresh = ngx_min(st->catalog_refresh,
                                           rlcf->catalog_refresh);
+
+            if (rlcf->gc && (served[i].gc == NULL
+                             || rlcf->gc->interval < served[i].gc->interval))
+            {
+                served[i].gc = rlcf->gc;
+            }
+
             rlcf->store = st;
             return NGX_OK;
         }
@@ -662,6 +701,7 @@ ngx_http_registry_add_store(ngx_conf_t *cf, ngx_http_registry_loc_conf_t *rlcf)
 
     served->store = st;
     served->thread_pool = rlcf->thread_pool;
+    served->gc = rlcf->gc;
     rlcf->store = st;
 
     return NGX_OK;
@@ -671,8 +711,8 @@ ngx_http_registry_add_store(ngx_conf_t *cf, ngx_http_registry_loc_conf_t *rlcf)
 /*
  * Each worker opens each store's root and sets up its caches; one worker
  * sweeps stale uploads, every half expiry (at most an hour apart, at
- * least a second).  The timer is cancelable: it never holds up a
- * graceful shutdown.
+ * least a second), and starts the store's registry_gc.  The timers are
+ * cancelable: they never hold up a graceful shutdown.
  */
 
 static ngx_int_t
@@ -729,6 +769,12 @@ ngx_http_registry_init_process(ngx_cycle_t *cycle)
 
         ngx_add_timer(&sweep->event,
                       ngx_http_registry_sweep_interval(st->upload_expire));
+
+        if (served[i].gc
+            && ngx_http_registry_gc_schedule(cycle, &served[i]) != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
     }
 
     return NGX_OK;
@@ -796,6 +842,165 @@ ngx_http_registry_sweep_done(ngx_http_registry_detached_t *d)
 
     ngx_destroy_pool(d->op.pool);
     sweep->running = 0;
+}
+
+
+/*
+ * registry_gc interval=24h [grace=1h] [delete_untagged]: the store's
+ * garbage collection as a job (store_gc.c) every interval, in one worker,
+ * at the multiples of the interval on the clock, so that reloads do not
+ * postpone it and the hosts sharing a store try together (the job's lease
+ * lets one of them run it).
+ */
+
+static char *
+ngx_http_registry_gc(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_registry_loc_conf_t *rlcf = conf;
+
+    time_t                        t;
+    ngx_str_t                    *value, v;
+    ngx_uint_t                    i;
+    ngx_http_registry_gc_conf_t  *gc;
+
+    if (rlcf->gc != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (cf->args->nelts == 2 && ngx_strcmp(value[1].data, "off") == 0) {
+        rlcf->gc = NULL;
+        return NGX_CONF_OK;
+    }
+
+    gc = ngx_pcalloc(cf->pool, sizeof(ngx_http_registry_gc_conf_t));
+    if (gc == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    gc->grace = NGX_HTTP_REGISTRY_JOB_GRACE;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+
+        if (ngx_strcmp(value[i].data, "delete_untagged") == 0) {
+            gc->delete_untagged = 1;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "interval=", 9) == 0) {
+            v.data = value[i].data + 9;
+            v.len = value[i].len - 9;
+
+            t = ngx_parse_time(&v, 1);
+            if (t == (time_t) NGX_ERROR || t < 1) {
+                goto invalid;
+            }
+
+            gc->interval = t;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "grace=", 6) == 0) {
+            v.data = value[i].data + 6;
+            v.len = value[i].len - 6;
+
+            t = ngx_parse_time(&v, 1);
+            if (t == (time_t) NGX_ERROR) {
+                goto invalid;
+            }
+
+            gc->grace = t;
+            continue;
+        }
+
+        goto invalid;
+    }
+
+    if (gc->interval == 0) {
+        return "needs \"interval=\"";
+    }
+
+    rlcf->gc = gc;
+
+    return NGX_CONF_OK;
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid parameter \"%V\"", &value[i]);
+    return NGX_CONF_ERROR;
+}
+
+
+static ngx_int_t
+ngx_http_registry_gc_schedule(ngx_cycle_t *cycle,
+    ngx_http_registry_served_t *served)
+{
+    ngx_http_registry_gc_timer_t  *gt;
+
+    gt = ngx_pcalloc(cycle->pool, sizeof(ngx_http_registry_gc_timer_t));
+    if (gt == NULL) {
+        return NGX_ERROR;
+    }
+
+    gt->conf = served->gc;
+    gt->start.store = served->store;
+    gt->start.thread_pool = served->thread_pool;
+
+    gt->event.handler = ngx_http_registry_gc_handler;
+    gt->event.data = gt;
+    gt->event.log = cycle->log;
+    gt->event.cancelable = 1;
+
+    ngx_add_timer(&gt->event, ngx_http_registry_gc_delay(gt->conf->interval));
+
+    return NGX_OK;
+}
+
+
+/* until the next multiple of the interval on the clock */
+
+static ngx_msec_t
+ngx_http_registry_gc_delay(time_t interval)
+{
+    return (ngx_msec_t) (interval - ngx_time() % interval) * 1000;
+}
+
+
+/* a job runs already (this one still, fsck, another host's): next time */
+
+static void
+ngx_http_registry_gc_handler(ngx_event_t *ev)
+{
+    ngx_int_t                      rc;
+    ngx_http_registry_gc_timer_t  *gt;
+
+    static ngx_str_t  kind = ngx_string("gc");
+
+    gt = ev->data;
+
+    if (ngx_http_registry_job_init(&gt->start, gt->start.store,
+                                   gt->start.thread_pool, &kind, ev->log)
+        == NGX_OK)
+    {
+        gt->start.options.grace = gt->conf->grace;
+        gt->start.options.delete_untagged = gt->conf->delete_untagged;
+
+        rc = ngx_http_registry_job_start(&gt->start);
+
+        if (rc == NGX_BUSY) {
+            ngx_log_error(NGX_LOG_NOTICE, ev->log, 0,
+                          "registry: scheduled gc skipped: job \"%V\" "
+                          "runs", &gt->start.id);
+
+        } else if (rc != NGX_OK) {
+            ngx_log_error(NGX_LOG_ERR, ev->log, 0,
+                          "registry: scheduled gc could not start");
+        }
+    }
+
+    ngx_add_timer(ev, ngx_http_registry_gc_delay(gt->conf->interval));
 }
 
 

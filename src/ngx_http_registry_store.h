@@ -272,6 +272,8 @@ ngx_int_t ngx_http_registry_path_revision_link(ngx_http_registry_op_t *op,
     ngx_str_t *out, ngx_str_t *name, ngx_http_registry_digest_t *digest);
 ngx_int_t ngx_http_registry_path_revisions(ngx_http_registry_op_t *op,
     ngx_str_t *out, ngx_str_t *name, ngx_uint_t alg);
+ngx_int_t ngx_http_registry_path_tombstone(ngx_http_registry_op_t *op,
+    ngx_str_t *out, ngx_uint_t alg, ngx_http_registry_digest_t *digest);
 ngx_int_t ngx_http_registry_path_tags(ngx_http_registry_op_t *op,
     ngx_str_t *out, ngx_str_t *name);
 ngx_int_t ngx_http_registry_path_tag(ngx_http_registry_op_t *op,
@@ -358,6 +360,8 @@ ngx_int_t ngx_http_registry_file_mkdirs(ngx_http_registry_op_t *op,
     ngx_str_t *dir, ngx_uint_t durable);
 ngx_int_t ngx_http_registry_file_publish(ngx_http_registry_op_t *op,
     ngx_str_t *from, ngx_str_t *to, ngx_uint_t durable);
+ngx_int_t ngx_http_registry_file_move(ngx_http_registry_op_t *op,
+    ngx_str_t *from, ngx_str_t *to, ngx_uint_t durable);
 ngx_int_t ngx_http_registry_file_write(ngx_http_registry_op_t *op,
     ngx_str_t *path, u_char *data, size_t len, ngx_uint_t durable);
 ngx_int_t ngx_http_registry_file_write_link(ngx_http_registry_op_t *op,
@@ -370,6 +374,8 @@ ngx_int_t ngx_http_registry_file_list(ngx_http_registry_op_t *op,
     ngx_str_t *dir, ngx_uint_t what, ngx_array_t *names);
 ngx_int_t ngx_http_registry_file_touch(ngx_http_registry_op_t *op,
     ngx_str_t *path, struct timespec *mtime);
+ngx_int_t ngx_http_registry_file_retime(ngx_http_registry_op_t *op,
+    ngx_str_t *path);
 
 /*
  * visit() sees each directory of a walk, "sub" its path below the walk's
@@ -413,6 +419,8 @@ ngx_int_t ngx_http_registry_store_blob_mount(ngx_http_registry_op_t *op,
 ngx_int_t ngx_http_registry_store_blob_link(ngx_http_registry_op_t *op,
     ngx_str_t *name, ngx_http_registry_digest_t *digest);
 ngx_int_t ngx_http_registry_store_blob_exists(ngx_http_registry_op_t *op,
+    ngx_http_registry_digest_t *digest);
+ngx_int_t ngx_http_registry_store_blob_refresh(ngx_http_registry_op_t *op,
     ngx_http_registry_digest_t *digest);
 
 

@@ -67,7 +67,50 @@ ngx_http_registry_store_blob_exists(ngx_http_registry_op_t *op,
 }
 
 
-/* the repository's layer link, written if missing; the blob's bytes exist */
+/*
+ * The blob is referenced again (a layer link written, a mount, a manifest
+ * naming it): its time is refreshed, so that garbage collection's grace
+ * starts over (store_gc.c), and bytes it moved aside as a tombstone come
+ * back.  NGX_DECLINED: the bytes are gone.
+ */
+
+ngx_int_t
+ngx_http_registry_store_blob_refresh(ngx_http_registry_op_t *op,
+    ngx_http_registry_digest_t *digest)
+{
+    ngx_int_t  rc;
+    ngx_str_t  path, tomb;
+
+    if (ngx_http_registry_path_blob(op, &path, digest) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    rc = ngx_http_registry_file_retime(op, &path);
+    if (rc != NGX_DECLINED) {
+        return rc;
+    }
+
+    if (ngx_http_registry_path_tombstone(op, &tomb, digest->alg, digest)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    /* declined: none, or another op brought it back first */
+
+    rc = ngx_http_registry_file_move(op, &tomb, &path, 1);
+    if (rc == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_registry_file_retime(op, &path);
+}
+
+
+/*
+ * The repository's layer link, written if missing, its time and the
+ * blob's refreshed.  NGX_DECLINED: the blob's bytes are gone.
+ */
 
 ngx_int_t
 ngx_http_registry_store_blob_link(ngx_http_registry_op_t *op,
@@ -76,11 +119,16 @@ ngx_http_registry_store_blob_link(ngx_http_registry_op_t *op,
     ngx_int_t  rc, existed;
     ngx_str_t  link;
 
+    rc = ngx_http_registry_store_blob_refresh(op, digest);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
     if (ngx_http_registry_path_layer_link(op, &link, name, digest) != NGX_OK) {
         return NGX_ERROR;
     }
 
-    rc = ngx_http_registry_file_exists(op, &link);
+    rc = ngx_http_registry_file_retime(op, &link);
 
     if (rc != NGX_DECLINED) {
         return rc;
@@ -152,11 +200,6 @@ ngx_http_registry_store_blob_mount(ngx_http_registry_op_t *op,
         if (rc != NGX_OK) {
             return rc;
         }
-    }
-
-    rc = ngx_http_registry_store_blob_exists(op, digest);
-    if (rc != NGX_OK) {
-        return rc;
     }
 
     return ngx_http_registry_store_blob_link(op, name, digest);

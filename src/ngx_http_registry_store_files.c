@@ -45,6 +45,8 @@ static ngx_int_t ngx_http_registry_parent(ngx_http_registry_op_t *op,
     ngx_str_t *path, ngx_fd_t *dir, u_char **base);
 static ngx_fd_t ngx_http_registry_open_parent(ngx_http_registry_op_t *op,
     ngx_str_t *path, u_char **base);
+static ngx_int_t ngx_http_registry_move(ngx_http_registry_op_t *op,
+    ngx_str_t *from, ngx_str_t *to, ngx_uint_t durable);
 static ngx_int_t ngx_http_registry_rename(ngx_http_registry_op_t *op,
     ngx_str_t *from, ngx_str_t *to, ngx_uint_t durable);
 static ngx_int_t ngx_http_registry_remove_at(ngx_http_registry_op_t *op,
@@ -839,6 +841,103 @@ ngx_http_registry_rename(ngx_http_registry_op_t *op, ngx_str_t *from,
 }
 
 
+/*
+ * Renames a file another process may move or remove first (a blob to
+ * its garbage collection tombstone and back), creating the target's
+ * directory if need be.  NGX_DECLINED, quietly: "from" is gone.
+ */
+
+ngx_int_t
+ngx_http_registry_file_move(ngx_http_registry_op_t *op, ngx_str_t *from,
+    ngx_str_t *to, ngx_uint_t durable)
+{
+    u_char     *slash;
+    ngx_int_t   rc;
+    ngx_str_t   dir;
+
+    rc = ngx_http_registry_move(op, from, to, durable);
+
+    if (rc != NGX_AGAIN) {
+        return rc;
+    }
+
+    for (slash = to->data + to->len - 1; *slash != '/'; slash--) {
+        /* void */
+    }
+
+    dir.data = to->data;
+    dir.len = slash - to->data;
+
+    *slash = '\0';
+    rc = ngx_http_registry_file_mkdirs(op, &dir, durable);
+    *slash = '/';
+
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    rc = ngx_http_registry_move(op, from, to, durable);
+
+    return (rc == NGX_AGAIN) ? ngx_http_registry_op_syserr(op, NGX_ENOENT)
+                             : rc;
+}
+
+
+/* NGX_DECLINED: "from" is gone; NGX_AGAIN: the target's directory is */
+
+static ngx_int_t
+ngx_http_registry_move(ngx_http_registry_op_t *op, ngx_str_t *from,
+    ngx_str_t *to, ngx_uint_t durable)
+{
+    u_char       *from_base, *to_base;
+    ngx_fd_t      from_dir, to_dir;
+    ngx_err_t     err;
+    ngx_int_t     rc;
+    struct stat   sb;
+
+    rc = ngx_http_registry_parent(op, from, &from_dir, &from_base);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    rc = ngx_http_registry_parent(op, to, &to_dir, &to_base);
+    if (rc != NGX_OK) {
+        (void) close(from_dir);
+        return (rc == NGX_DECLINED) ? NGX_AGAIN : rc;
+    }
+
+    rc = NGX_OK;
+
+    if (renameat(from_dir, (char *) from_base, to_dir, (char *) to_base)
+        == -1)
+    {
+        err = ngx_errno;
+
+        if (err != NGX_ENOENT) {
+            ngx_log_error(NGX_LOG_CRIT, op->log, err,
+                          "rename() \"%V\" to \"%V\" failed", from, to);
+            rc = ngx_http_registry_op_syserr(op, err);
+
+        } else {
+            rc = (fstatat(from_dir, (char *) from_base, &sb,
+                          AT_SYMLINK_NOFOLLOW) == -1)
+                 ? NGX_DECLINED : NGX_AGAIN;
+        }
+
+    } else if (durable && fsync(to_dir) == -1) {
+        err = ngx_errno;
+        ngx_log_error(NGX_LOG_CRIT, op->log, err,
+                      "fsync() of the directory of \"%V\" failed", to);
+        rc = ngx_http_registry_op_syserr(op, err);
+    }
+
+    (void) close(from_dir);
+    (void) close(to_dir);
+
+    return rc;
+}
+
+
 /* writes a small file in full, then renames it into place */
 
 ngx_int_t
@@ -935,6 +1034,50 @@ ngx_http_registry_file_touch(ngx_http_registry_op_t *op, ngx_str_t *path,
         ngx_log_error(NGX_LOG_CRIT, op->log, err,
                       "futimens() \"%V\" failed", path);
         return ngx_http_registry_op_syserr(op, err);
+    }
+
+    (void) close(fd);
+
+    return NGX_OK;
+}
+
+
+/*
+ * Sets a file's times to now, never creating it: a blob or a link is in
+ * use again, and garbage collection's grace starts over.  NGX_DECLINED:
+ * there is no such file.  A file of another owner (distribution's, on a
+ * shared store) keeps its time: that only makes it look older.
+ */
+
+ngx_int_t
+ngx_http_registry_file_retime(ngx_http_registry_op_t *op, ngx_str_t *path)
+{
+    ngx_fd_t   fd;
+    ngx_err_t  err;
+
+    fd = ngx_http_registry_openat(op->store, path->data, O_RDONLY, 0);
+
+    if (fd == -1) {
+        err = ngx_errno;
+
+        if (ngx_http_registry_file_absent(op, err, path)) {
+            return NGX_DECLINED;
+        }
+
+        ngx_log_error(NGX_LOG_CRIT, op->log, err,
+                      ngx_open_file_n " \"%V\" failed", path);
+        return ngx_http_registry_op_syserr(op, err);
+    }
+
+    if (futimens(fd, NULL) == -1) {
+        err = ngx_errno;
+
+        if (err != NGX_EPERM && err != NGX_EACCES) {
+            (void) close(fd);
+            ngx_log_error(NGX_LOG_CRIT, op->log, err,
+                          "futimens() \"%V\" failed", path);
+            return ngx_http_registry_op_syserr(op, err);
+        }
     }
 
     (void) close(fd);

@@ -239,7 +239,11 @@ ngx_http_registry_store_manifest_put(ngx_http_registry_op_t *op,
 }
 
 
-/* config and layers as blobs, an index's children as manifests */
+/*
+ * Config and layers as blobs, an index's children as manifests; each
+ * link's time and the bytes' are refreshed (garbage collection's grace
+ * starts over, a tombstoned blob comes back: store_gc.c).
+ */
 
 static ngx_int_t
 ngx_http_registry_manifest_check(ngx_http_registry_op_t *op,
@@ -262,7 +266,11 @@ ngx_http_registry_manifest_check(ngx_http_registry_op_t *op,
             return NGX_ERROR;
         }
 
-        rc = ngx_http_registry_file_exists(op, &link);
+        rc = ngx_http_registry_file_retime(op, &link);
+
+        if (rc == NGX_OK) {
+            rc = ngx_http_registry_store_blob_refresh(op, &ref[i].digest);
+        }
 
         if (rc == NGX_DECLINED) {
             return ngx_http_registry_op_fail(op,
@@ -279,7 +287,7 @@ ngx_http_registry_manifest_check(ngx_http_registry_op_t *op,
 }
 
 
-/* the bytes as a blob (unless there already), then the revision link */
+/* the bytes as a blob (unless there already: refreshed), then the revision */
 
 static ngx_int_t
 ngx_http_registry_manifest_write(ngx_http_registry_op_t *op,
@@ -292,7 +300,7 @@ ngx_http_registry_manifest_write(ngx_http_registry_op_t *op,
         return NGX_ERROR;
     }
 
-    rc = ngx_http_registry_file_exists(op, &path);
+    rc = ngx_http_registry_store_blob_refresh(op, &m->digest);
 
     if (rc == NGX_DECLINED) {
         rc = ngx_http_registry_file_write(op, &path, m->bytes.data,

@@ -17,6 +17,7 @@
 #define NGX_HTTP_REGISTRY_PATH_MAX  1024
 #define NGX_HTTP_REGISTRY_TMP_DIR   "_ngx_tmp"
 #define NGX_HTTP_REGISTRY_JOBS_DIR  "_ngx_jobs"
+#define NGX_HTTP_REGISTRY_TOMBS_DIR "_ngx_tombstones"
 #define NGX_HTTP_REGISTRY_QUARANTINE_DIR  "_ngx_quarantine"
 
 
@@ -332,6 +333,28 @@ ngx_http_registry_path_is_mark(u_char *name, size_t len)
     }
 
     return NGX_DECLINED;
+}
+
+
+/*
+ * Blobs garbage collection moved aside, <alg>/<hex> (no data file of
+ * their own: the file is the blob).  Distribution never looks at a "_"
+ * directory beside blobs/ and repositories/.  alg's directory when
+ * digest is NULL.
+ */
+
+ngx_int_t
+ngx_http_registry_path_tombstone(ngx_http_registry_op_t *op, ngx_str_t *out,
+    ngx_uint_t alg, ngx_http_registry_digest_t *digest)
+{
+    if (digest == NULL) {
+        return ngx_http_registry_path(op, out, NGX_HTTP_REGISTRY_TOMBS_DIR
+                                      "/%V", ngx_http_registry_alg_name(alg));
+    }
+
+    return ngx_http_registry_path(op, out, NGX_HTTP_REGISTRY_TOMBS_DIR "/%V/%V",
+                                  ngx_http_registry_alg_name(digest->alg),
+                                  &digest->hex);
 }
 
 

@@ -1,0 +1,1801 @@
+
+/*
+ * ngx_http_registry_module: online garbage collection, a maintenance job
+ * (see the header) run in a thread while nginx serves pushes and pulls,
+ * on a store distribution may share.
+ *
+ * Mark.  Per repository: the tags' current links, and every revision
+ * unless delete_untagged (then only revisions whose link is younger than
+ * the grace: a push in flight writes children before their index), are
+ * roots.  A live manifest's config and layers are live, an index's
+ * children are live manifests, and a revision whose subject is a live
+ * manifest is live (its referrers: found from the revisions' own
+ * subjects, which distribution's stores have too, where the module's
+ * _ngx_referrers index may be missing).  Each distinct manifest is read
+ * and parsed once (a hash set of every digest met, with what a manifest
+ * references).  A manifest whose bytes are present but do not parse
+ * makes the whole run remove nothing: what it keeps alive is unknown.
+ *
+ * With delete_untagged, a revision neither live nor young goes (its link
+ * and its referrers index entry) right after its repository is marked.
+ *
+ * Tombstones.  Blobs moved aside earlier (<v2>/_ngx_tombstones/<alg>/<hex>,
+ * see store_paths.c) come back when live, and are deleted when older than
+ * the second grace, which is the grace again, counted from when they were
+ * moved aside.  So a blob goes in two runs: this run's tombstones are
+ * only deleted by a later run.
+ *
+ * Blobs.  blobs/<alg>/<xx>/<hex>/data: a marked blob costs nothing, an
+ * unmarked one one stat; older than the grace, it is renamed to its
+ * tombstone, checked again (a refresh may have come between the stat and
+ * the rename: it moves back), and stamped with the time.
+ *
+ * Refresh.  Every store operation that references a blob again refreshes
+ * its time and its link's, and brings a tombstoned blob back
+ * (store_blob_refresh(): an upload's commit, a mount, a layer link, a
+ * manifest put naming it), so that a push in flight or started during
+ * a run never loses a blob: either the refresh comes before the rename
+ * (the check after it moves the blob back) or after it (the refresh
+ * renames it back).  A blob pull is no reference and brings nothing
+ * back.  Distribution writing to the store refreshes nothing: its pushes
+ * are safe only when they take less than the grace.
+ *
+ * A layer link younger than the grace keeps its blob too: that is a push
+ * in flight, which links its blobs before it puts its manifest.
+ *
+ * Links.  A repository's layer link to a blob no live manifest of that
+ * repository references goes when older than the grace, but a link to a
+ * tombstoned (or young, unreferenced) blob stays as long as the bytes do,
+ * so that a manifest put naming it can bring it back; the run that
+ * deletes the bytes finds the link dangling and removes it.
+ *
+ * What is left to chance, a few system calls apart each: a refresh
+ * landing between the last check of a link's (or revision's) time and
+ * its unlink; a commit of the very blob being moved aside whose publish
+ * recreates the blob's directory just before gc removes it (the commit
+ * fails, the client retries).
+ */
+
+
+#include "ngx_http_registry_store.h"
+
+#include <jansson.h>
+
+
+#define NGX_HTTP_REGISTRY_GC_LISTED        1000
+#define NGX_HTTP_REGISTRY_GC_MANIFEST_MAX  (16 * 1024 * 1024)
+#define NGX_HTTP_REGISTRY_GC_SET_MIN       1024
+#define NGX_HTTP_REGISTRY_GC_SLACK         1          /* seconds */
+
+#define NGX_HTTP_REGISTRY_GC_MARK        0
+#define NGX_HTTP_REGISTRY_GC_TOMBSTONES  1
+#define NGX_HTTP_REGISTRY_GC_BLOBS       2
+#define NGX_HTTP_REGISTRY_GC_LINKS       3
+
+
+typedef struct ngx_http_registry_gc_blob_s  ngx_http_registry_gc_blob_t;
+
+
+typedef struct {
+    ngx_http_registry_gc_blob_t   *blob;
+    ngx_uint_t                     manifest;   /* an index's child */
+} ngx_http_registry_gc_ref_t;
+
+
+/* every digest a run meets, once: the marks and the manifests read */
+
+struct ngx_http_registry_gc_blob_s {
+    ngx_http_registry_digest_t     digest;
+    ngx_http_registry_gc_ref_t    *refs;       /* a manifest's, once read */
+    ngx_uint_t                     nrefs;
+    ngx_http_registry_gc_blob_t   *subject;    /* NULL: none */
+    unsigned                       marked:1;   /* live */
+    unsigned                       kept:1;     /* unmarked, bytes stay */
+    unsigned                       read:1;
+    unsigned                       invalid:1;  /* bytes that do not parse */
+};
+
+
+/* open addressing on the digest's bits, which are uniformly random */
+
+typedef struct {
+    ngx_http_registry_gc_blob_t  **slots;
+    ngx_uint_t                     mask;
+    ngx_uint_t                     count;
+    ngx_pool_t                    *pool;
+} ngx_http_registry_gc_set_t;
+
+
+typedef struct {
+    ngx_http_registry_gc_blob_t   *blob;
+    ngx_uint_t                     removable;  /* untagged and old */
+} ngx_http_registry_gc_revision_t;
+
+
+typedef struct {
+    ngx_str_t                      name;
+    ngx_http_registry_gc_blob_t   *blob;
+} ngx_http_registry_gc_link_t;
+
+
+typedef struct {
+    ngx_str_t                      name;
+    ngx_http_registry_op_t         op;         /* in the repository's pool */
+    ngx_http_registry_gc_set_t     live;       /* manifests */
+    ngx_http_registry_gc_set_t     used;       /* configs and layers */
+    ngx_array_t                    stack;      /* of gc_blob_t *, to mark */
+    ngx_array_t                    revisions;  /* of gc_revision_t */
+    ngx_uint_t                     invalid;    /* a revision does not parse */
+} ngx_http_registry_gc_repo_t;
+
+
+typedef struct {
+    ngx_http_registry_op_t        *op;
+    ngx_http_registry_job_t       *job;
+    ngx_http_registry_progress_t  *progress;
+    struct timespec                now;
+    struct timespec                cutoff;     /* now less the grace */
+    ngx_http_registry_gc_set_t     blobs;
+    ngx_array_t                    links;      /* of gc_link_t: candidates */
+    ngx_uint_t                     invalid;    /* remove nothing */
+    ngx_uint_t                     alg;        /* of the blobs walked */
+
+    json_t                        *report;
+    json_t                        *removed;    /* blobs deleted */
+    json_t                        *tombstoned;
+    json_t                        *restored;
+    json_t                        *links_list;
+    json_t                        *revisions_list;
+    json_t                        *problems;
+
+    uint64_t                       repositories;
+    uint64_t                       manifests;
+    uint64_t                       blobs_marked;
+    uint64_t                       blobs_scanned;
+    uint64_t                       blobs_tombstoned;
+    uint64_t                       bytes_tombstoned;
+    uint64_t                       blobs_restored;
+    uint64_t                       blobs_removed;
+    uint64_t                       bytes_freed;
+    uint64_t                       links_removed;
+    uint64_t                       revisions_removed;
+    uint64_t                       problems_found;
+} ngx_http_registry_gc_t;
+
+
+static ngx_int_t ngx_http_registry_gc_init(ngx_http_registry_gc_t *gc);
+static ngx_int_t ngx_http_registry_gc_mark(ngx_http_registry_gc_t *gc);
+static ngx_int_t ngx_http_registry_gc_repository(ngx_http_registry_gc_t *gc,
+    ngx_str_t *name);
+static ngx_int_t ngx_http_registry_gc_tags(ngx_http_registry_gc_t *gc,
+    ngx_http_registry_gc_repo_t *repo);
+static ngx_int_t ngx_http_registry_gc_revisions(ngx_http_registry_gc_t *gc,
+    ngx_http_registry_gc_repo_t *repo);
+static ngx_int_t ngx_http_registry_gc_live(ngx_http_registry_gc_t *gc,
+    ngx_http_registry_gc_repo_t *repo);
+static ngx_int_t ngx_http_registry_gc_drain(ngx_http_registry_gc_t *gc,
+    ngx_http_registry_gc_repo_t *repo);
+static ngx_int_t ngx_http_registry_gc_read(ngx_http_registry_gc_t *gc,
+    ngx_http_registry_gc_blob_t *b);
+static ngx_int_t ngx_http_registry_gc_parse(ngx_http_registry_gc_t *gc,
+    ngx_http_registry_gc_blob_t *b, ngx_http_registry_op_t *op,
+    ngx_str_t *bytes);
+static ngx_int_t ngx_http_registry_gc_untagged(ngx_http_registry_gc_t *gc,
+    ngx_http_registry_gc_repo_t *repo);
+static ngx_int_t ngx_http_registry_gc_unrevision(ngx_http_registry_gc_t *gc,
+    ngx_http_registry_gc_repo_t *repo, ngx_http_registry_gc_blob_t *b);
+static ngx_int_t ngx_http_registry_gc_layers(ngx_http_registry_gc_t *gc,
+    ngx_http_registry_gc_repo_t *repo);
+static ngx_int_t ngx_http_registry_gc_tombstones(ngx_http_registry_gc_t *gc);
+static ngx_int_t ngx_http_registry_gc_tombstone_sweep(
+    ngx_http_registry_gc_t *gc, ngx_pool_t *pool, ngx_uint_t alg,
+    ngx_str_t *hex);
+static ngx_int_t ngx_http_registry_gc_blobs(ngx_http_registry_gc_t *gc);
+static ngx_int_t ngx_http_registry_gc_blob_visit(ngx_http_registry_op_t *op,
+    void *data, ngx_str_t *sub, ngx_array_t *dirs);
+static ngx_int_t ngx_http_registry_gc_blob_sweep(ngx_http_registry_gc_t *gc,
+    ngx_http_registry_op_t *op, ngx_http_registry_digest_t *digest);
+static ngx_int_t ngx_http_registry_gc_bury(ngx_http_registry_gc_t *gc,
+    ngx_http_registry_op_t *op, ngx_http_registry_gc_blob_t *b,
+    ngx_str_t *data, off_t size);
+static void ngx_http_registry_gc_rmdir(ngx_http_registry_op_t *op,
+    ngx_str_t *data);
+static ngx_int_t ngx_http_registry_gc_unlink_links(ngx_http_registry_gc_t *gc);
+static ngx_int_t ngx_http_registry_gc_young(ngx_http_registry_gc_t *gc,
+    ngx_http_registry_op_t *op, ngx_str_t *path, off_t *size);
+static ngx_int_t ngx_http_registry_gc_cancelled(ngx_http_registry_gc_t *gc);
+static void ngx_http_registry_gc_phase(ngx_http_registry_gc_t *gc,
+    ngx_uint_t phase, ngx_uint_t total);
+static void ngx_http_registry_gc_list(ngx_http_registry_gc_t *gc,
+    json_t *list, ngx_str_t *repo, ngx_str_t *digest);
+static void ngx_http_registry_gc_problem(ngx_http_registry_gc_t *gc,
+    const char *what, ngx_str_t *repo, ngx_str_t *digest);
+static ngx_int_t ngx_http_registry_gc_report(ngx_http_registry_gc_t *gc,
+    ngx_int_t rc);
+
+static ngx_http_registry_gc_blob_t *ngx_http_registry_gc_blob(
+    ngx_http_registry_gc_t *gc, ngx_http_registry_digest_t *digest,
+    ngx_uint_t create);
+static ngx_int_t ngx_http_registry_gc_set_init(ngx_http_registry_gc_set_t *set,
+    ngx_pool_t *pool);
+static ngx_http_registry_gc_blob_t **ngx_http_registry_gc_set_slot(
+    ngx_http_registry_gc_set_t *set, ngx_str_t *digest);
+static ngx_int_t ngx_http_registry_gc_set_add(ngx_http_registry_gc_set_t *set,
+    ngx_http_registry_gc_blob_t *b);
+static ngx_uint_t ngx_http_registry_gc_set_has(
+    ngx_http_registry_gc_set_t *set, ngx_http_registry_gc_blob_t *b);
+
+
+static const char  *ngx_http_registry_gc_phases[] = {
+    "mark", "tombstones", "blobs", "links", NULL
+};
+
+
+/*
+ * The job: job->grace, dry_run (report what would go, change nothing),
+ * delete_untagged.  NGX_DECLINED: cancelled, with what was done so far
+ * in the report.
+ */
+
+ngx_int_t
+ngx_http_registry_store_gc(ngx_http_registry_op_t *op,
+    ngx_http_registry_job_t *job)
+{
+    ngx_int_t               rc;
+    ngx_http_registry_gc_t  gc;
+
+    ngx_memzero(&gc, sizeof(ngx_http_registry_gc_t));
+
+    gc.op = op;
+    gc.job = job;
+    gc.progress = job->progress;
+    gc.report = job->report;
+
+    job->phases = ngx_http_registry_gc_phases;
+
+    rc = ngx_http_registry_gc_init(&gc);
+
+    if (rc == NGX_OK) {
+        rc = ngx_http_registry_gc_mark(&gc);
+    }
+
+    if (rc == NGX_OK) {
+        rc = ngx_http_registry_gc_tombstones(&gc);
+    }
+
+    if (rc == NGX_OK) {
+        rc = ngx_http_registry_gc_blobs(&gc);
+    }
+
+    if (rc == NGX_OK) {
+        rc = ngx_http_registry_gc_unlink_links(&gc);
+    }
+
+    return ngx_http_registry_gc_report(&gc, rc);
+}
+
+
+static ngx_int_t
+ngx_http_registry_gc_init(ngx_http_registry_gc_t *gc)
+{
+    if (clock_gettime(CLOCK_REALTIME, &gc->now) == -1) {
+        return ngx_http_registry_op_syserr(gc->op, ngx_errno);
+    }
+
+    /*
+     * A second more: file times come from the kernel's coarse clock, a
+     * refresh made just after this may carry an earlier time than now.
+     */
+
+    gc->cutoff = gc->now;
+    gc->cutoff.tv_sec -= gc->job->grace + NGX_HTTP_REGISTRY_GC_SLACK;
+
+    gc->removed = json_array();
+    gc->tombstoned = json_array();
+    gc->restored = json_array();
+    gc->links_list = json_array();
+    gc->revisions_list = json_array();
+    gc->problems = json_array();
+
+    if (gc->report == NULL
+        || gc->removed == NULL || gc->tombstoned == NULL
+        || gc->restored == NULL || gc->links_list == NULL
+        || gc->revisions_list == NULL || gc->problems == NULL
+        || ngx_array_init(&gc->links, gc->op->pool, 16,
+                          sizeof(ngx_http_registry_gc_link_t))
+           != NGX_OK
+        || ngx_http_registry_gc_set_init(&gc->blobs, gc->op->pool) != NGX_OK)
+    {
+        return ngx_http_registry_op_syserr(gc->op, NGX_ENOMEM);
+    }
+
+    return NGX_OK;
+}
+
+
+/* ---- mark ---- */
+
+static ngx_int_t
+ngx_http_registry_gc_mark(ngx_http_registry_gc_t *gc)
+{
+    ngx_str_t    *name;
+    ngx_uint_t    i;
+    ngx_array_t   names;
+
+    if (ngx_array_init(&names, gc->op->pool, 64, sizeof(ngx_str_t))
+        != NGX_OK)
+    {
+        return ngx_http_registry_op_syserr(gc->op, NGX_ENOMEM);
+    }
+
+    if (ngx_http_registry_store_list_repositories(gc->op, &names) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    ngx_http_registry_gc_phase(gc, NGX_HTTP_REGISTRY_GC_MARK, names.nelts);
+
+    name = names.elts;
+
+    for (i = 0; i < names.nelts; i++) {
+        if (ngx_http_registry_gc_cancelled(gc)) {
+            return NGX_DECLINED;
+        }
+
+        /* a foreign directory is none of ours to judge */
+
+        if (ngx_http_registry_valid_name(&name[i]) == NGX_OK) {
+            if (ngx_http_registry_gc_repository(gc, &name[i]) != NGX_OK) {
+                return NGX_ERROR;
+            }
+
+            gc->repositories++;
+        }
+
+        gc->progress->done = i + 1;
+    }
+
+    return NGX_OK;
+}
+
+
+/* one repository, in a pool of its own: what survives it is in gc's */
+
+static ngx_int_t
+ngx_http_registry_gc_repository(ngx_http_registry_gc_t *gc, ngx_str_t *name)
+{
+    ngx_int_t                    rc;
+    ngx_pool_t                  *pool;
+    ngx_http_registry_gc_repo_t  repo;
+
+    pool = ngx_create_pool(NGX_DEFAULT_POOL_SIZE, gc->op->log);
+    if (pool == NULL) {
+        return ngx_http_registry_op_syserr(gc->op, NGX_ENOMEM);
+    }
+
+    ngx_memzero(&repo, sizeof(ngx_http_registry_gc_repo_t));
+
+    repo.name = *name;
+    repo.op = *gc->op;
+    repo.op.pool = pool;
+
+    if (ngx_http_registry_gc_set_init(&repo.live, pool) != NGX_OK
+        || ngx_http_registry_gc_set_init(&repo.used, pool) != NGX_OK
+        || ngx_array_init(&repo.stack, pool, 64,
+                          sizeof(ngx_http_registry_gc_blob_t *))
+           != NGX_OK
+        || ngx_array_init(&repo.revisions, pool, 64,
+                          sizeof(ngx_http_registry_gc_revision_t))
+           != NGX_OK)
+    {
+        ngx_destroy_pool(pool);
+        return ngx_http_registry_op_syserr(gc->op, NGX_ENOMEM);
+    }
+
+    rc = ngx_http_registry_gc_tags(gc, &repo);
+
+    if (rc == NGX_OK) {
+        rc = ngx_http_registry_gc_revisions(gc, &repo);
+    }
+
+    if (rc == NGX_OK) {
+        rc = ngx_http_registry_gc_live(gc, &repo);
+    }
+
+    if (rc == NGX_OK && gc->job->delete_untagged && !repo.invalid) {
+        rc = ngx_http_registry_gc_untagged(gc, &repo);
+    }
+
+    if (rc == NGX_OK) {
+        rc = ngx_http_registry_gc_layers(gc, &repo);
+    }
+
+    if (rc != NGX_OK) {
+        gc->op->fault = repo.op.fault;
+    }
+
+    ngx_destroy_pool(pool);
+
+    return rc;
+}
+
+
+/* each tag's current link: a root */
+
+static ngx_int_t
+ngx_http_registry_gc_tags(ngx_http_registry_gc_t *gc,
+    ngx_http_registry_gc_repo_t *repo)
+{
+    ngx_int_t                     rc;
+    ngx_str_t                     dir, link, *tag;
+    ngx_uint_t                    i;
+    ngx_array_t                   tags;
+    ngx_http_registry_op_t       *op;
+    ngx_http_registry_digest_t    digest;
+    ngx_http_registry_gc_blob_t  *b, **root;
+
+    op = &repo->op;
+
+    if (ngx_array_init(&tags, op->pool, 16, sizeof(ngx_str_t)) != NGX_OK) {
+        return ngx_http_registry_op_syserr(op, NGX_ENOMEM);
+    }
+
+    if (ngx_http_registry_path_tags(op, &dir, &repo->name) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    rc = ngx_http_registry_file_list(op, &dir, NGX_HTTP_REGISTRY_LIST_DIRS,
+                                     &tags);
+    if (rc != NGX_OK) {
+        return (rc == NGX_DECLINED) ? NGX_OK : NGX_ERROR;
+    }
+
+    tag = tags.elts;
+
+    for (i = 0; i < tags.nelts; i++) {
+        if (ngx_http_registry_path_tag_link(op, &link, &repo->name, &tag[i])
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        rc = ngx_http_registry_file_read_link(op, &link, &digest);
+
+        if (rc == NGX_DECLINED) {
+            continue;
+        }
+
+        if (rc != NGX_OK) {
+            ngx_http_registry_gc_problem(gc, "unreadable tag link",
+                                         &repo->name, &tag[i]);
+            gc->invalid = 1;
+            continue;
+        }
+
+        b = ngx_http_registry_gc_blob(gc, &digest, 1);
+        root = ngx_array_push(&repo->stack);
+
+        if (b == NULL || root == NULL) {
+            return ngx_http_registry_op_syserr(op, NGX_ENOMEM);
+        }
+
+        *root = b;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * Every revision, read: roots too unless delete_untagged, and then still
+ * those younger than the grace.
+ */
+
+static ngx_int_t
+ngx_http_registry_gc_revisions(ngx_http_registry_gc_t *gc,
+    ngx_http_registry_gc_repo_t *repo)
+{
+    ngx_int_t                         rc;
+    ngx_str_t                         dir, link, *hex;
+    ngx_uint_t                        alg, i;
+    ngx_array_t                       hexes;
+    ngx_http_registry_op_t           *op;
+    ngx_http_registry_digest_t        digest;
+    ngx_http_registry_gc_blob_t      *b, **root;
+    ngx_http_registry_gc_revision_t  *rev;
+
+    op = &repo->op;
+
+    for (alg = NGX_HTTP_REGISTRY_SHA256; alg <= NGX_HTTP_REGISTRY_SHA512; alg++)
+    {
+        if (ngx_array_init(&hexes, op->pool, 64, sizeof(ngx_str_t)) != NGX_OK)
+        {
+            return ngx_http_registry_op_syserr(op, NGX_ENOMEM);
+        }
+
+        if (ngx_http_registry_path_revisions(op, &dir, &repo->name, alg)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        rc = ngx_http_registry_file_list(op, &dir, NGX_HTTP_REGISTRY_LIST_DIRS,
+                                         &hexes);
+        if (rc == NGX_DECLINED) {
+            continue;
+        }
+
+        if (rc != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        hex = hexes.elts;
+
+        for (i = 0; i < hexes.nelts; i++) {
+            rc = ngx_http_registry_digest_of(op->pool, alg, &hex[i], &digest);
+
+            if (rc == NGX_ERROR) {
+                return ngx_http_registry_op_syserr(op, NGX_ENOMEM);
+            }
+
+            if (rc != NGX_OK
+                || ngx_http_registry_path_revision_link(op, &link,
+                                                        &repo->name, &digest)
+                   != NGX_OK)
+            {
+                continue;
+            }
+
+            rc = ngx_http_registry_gc_young(gc, op, &link, NULL);
+
+            if (rc == NGX_DECLINED) {
+                continue;                     /* no link: no revision */
+            }
+
+            if (rc == NGX_ERROR) {
+                return NGX_ERROR;
+            }
+
+            b = ngx_http_registry_gc_blob(gc, &digest, 1);
+            rev = ngx_array_push(&repo->revisions);
+
+            if (b == NULL || rev == NULL) {
+                return ngx_http_registry_op_syserr(op, NGX_ENOMEM);
+            }
+
+            rev->blob = b;
+            rev->removable = gc->job->delete_untagged && rc == NGX_ABORT;
+
+            if (ngx_http_registry_gc_read(gc, b) != NGX_OK) {
+                return NGX_ERROR;
+            }
+
+            if (b->invalid) {
+                repo->invalid = 1;
+            }
+
+            if (!rev->removable) {
+                root = ngx_array_push(&repo->stack);
+                if (root == NULL) {
+                    return ngx_http_registry_op_syserr(op, NGX_ENOMEM);
+                }
+
+                *root = b;
+            }
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/* from the roots down, then the referrers of what is live, till no more */
+
+static ngx_int_t
+ngx_http_registry_gc_live(ngx_http_registry_gc_t *gc,
+    ngx_http_registry_gc_repo_t *repo)
+{
+    ngx_uint_t                        i;
+    ngx_http_registry_gc_blob_t     **next;
+    ngx_http_registry_gc_revision_t  *rev;
+
+    rev = repo->revisions.elts;
+
+    while (repo->stack.nelts) {
+
+        if (ngx_http_registry_gc_drain(gc, repo) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        for (i = 0; i < repo->revisions.nelts; i++) {
+            if (rev[i].blob->subject
+                && !ngx_http_registry_gc_set_has(&repo->live, rev[i].blob)
+                && ngx_http_registry_gc_set_has(&repo->live,
+                                                rev[i].blob->subject))
+            {
+                next = ngx_array_push(&repo->stack);
+                if (next == NULL) {
+                    return ngx_http_registry_op_syserr(&repo->op, NGX_ENOMEM);
+                }
+
+                *next = rev[i].blob;
+            }
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_registry_gc_drain(ngx_http_registry_gc_t *gc,
+    ngx_http_registry_gc_repo_t *repo)
+{
+    ngx_uint_t                    i;
+    ngx_http_registry_gc_ref_t   *ref;
+    ngx_http_registry_gc_blob_t  *b, **stack, **next;
+
+    while (repo->stack.nelts) {
+        stack = repo->stack.elts;
+        b = stack[--repo->stack.nelts];
+
+        if (ngx_http_registry_gc_set_has(&repo->live, b)) {
+            continue;
+        }
+
+        if (ngx_http_registry_gc_set_add(&repo->live, b) != NGX_OK
+            || ngx_http_registry_gc_read(gc, b) != NGX_OK)
+        {
+            return ngx_http_registry_op_syserr(&repo->op, NGX_ENOMEM);
+        }
+
+        if (!b->marked) {
+            b->marked = 1;
+            gc->blobs_marked++;
+        }
+
+        ref = b->refs;
+
+        for (i = 0; i < b->nrefs; i++) {
+
+            if (ref[i].manifest) {
+                next = ngx_array_push(&repo->stack);
+                if (next == NULL) {
+                    return ngx_http_registry_op_syserr(&repo->op, NGX_ENOMEM);
+                }
+
+                *next = ref[i].blob;
+                continue;
+            }
+
+            if (!ngx_http_registry_gc_set_has(&repo->used, ref[i].blob)
+                && ngx_http_registry_gc_set_add(&repo->used, ref[i].blob)
+                   != NGX_OK)
+            {
+                return ngx_http_registry_op_syserr(&repo->op, NGX_ENOMEM);
+            }
+
+            if (!ref[i].blob->marked) {
+                ref[i].blob->marked = 1;
+                gc->blobs_marked++;
+            }
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * A manifest's references, read once a run: its bytes, or its tombstone's
+ * (a live manifest moved aside comes back in the tombstones phase).
+ * Bytes missing are a problem that keeps nothing alive; bytes that do not
+ * parse keep the run from removing anything.
+ */
+
+static ngx_int_t
+ngx_http_registry_gc_read(ngx_http_registry_gc_t *gc,
+    ngx_http_registry_gc_blob_t *b)
+{
+    ngx_int_t               rc;
+    ngx_str_t               path, bytes;
+    ngx_pool_t             *pool;
+    ngx_http_registry_op_t  op;
+
+    if (b->read) {
+        return NGX_OK;
+    }
+
+    b->read = 1;
+
+    pool = ngx_create_pool(NGX_DEFAULT_POOL_SIZE, gc->op->log);
+    if (pool == NULL) {
+        return ngx_http_registry_op_syserr(gc->op, NGX_ENOMEM);
+    }
+
+    op = *gc->op;
+    op.pool = pool;
+
+    rc = ngx_http_registry_path_blob(&op, &path, &b->digest);
+
+    if (rc == NGX_OK) {
+        rc = ngx_http_registry_file_read(&op, &path,
+                                         NGX_HTTP_REGISTRY_GC_MANIFEST_MAX,
+                                         &bytes);
+    }
+
+    if (rc == NGX_DECLINED) {
+        rc = ngx_http_registry_path_tombstone(&op, &path, b->digest.alg,
+                                              &b->digest);
+        if (rc == NGX_OK) {
+            rc = ngx_http_registry_file_read(&op, &path,
+                                            NGX_HTTP_REGISTRY_GC_MANIFEST_MAX,
+                                            &bytes);
+        }
+    }
+
+    if (rc == NGX_OK) {
+        gc->manifests++;
+        rc = ngx_http_registry_gc_parse(gc, b, &op, &bytes);
+
+        if (rc != NGX_OK) {
+            (void) ngx_http_registry_op_syserr(gc->op, NGX_ENOMEM);
+        }
+
+    } else if (rc == NGX_DECLINED) {
+        ngx_http_registry_gc_problem(gc, "manifest bytes missing", NULL,
+                                     &b->digest.text);
+        rc = NGX_OK;
+
+    } else if (op.fault.code != NGX_HTTP_REGISTRY_INTERNAL
+               || op.fault.errnum != NGX_ENOMEM)
+    {
+        ngx_http_registry_gc_problem(gc, "unreadable manifest", NULL,
+                                     &b->digest.text);
+        b->invalid = 1;
+        gc->invalid = 1;
+        rc = NGX_OK;
+    }
+
+    ngx_destroy_pool(pool);
+
+    return rc;
+}
+
+
+static ngx_int_t
+ngx_http_registry_gc_parse(ngx_http_registry_gc_t *gc,
+    ngx_http_registry_gc_blob_t *b, ngx_http_registry_op_t *op,
+    ngx_str_t *bytes)
+{
+    ngx_int_t                      rc;
+    ngx_str_t                      none = ngx_null_string;
+    ngx_uint_t                     i;
+    const char                    *invalid;
+    ngx_http_registry_ref_t       *ref;
+    ngx_http_registry_manifest_t   m;
+
+    ngx_memzero(&m, sizeof(ngx_http_registry_manifest_t));
+
+    m.bytes = *bytes;
+    m.digest = b->digest;
+
+    rc = ngx_http_registry_manifest_parse(op->pool, &m, &none, &invalid);
+
+    if (rc == NGX_DECLINED) {
+        ngx_http_registry_gc_problem(gc, invalid, NULL, &b->digest.text);
+        b->invalid = 1;
+        gc->invalid = 1;
+        return NGX_OK;
+    }
+
+    if (rc != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    b->nrefs = m.references->nelts;
+    b->refs = ngx_palloc(gc->op->pool,
+                         b->nrefs * sizeof(ngx_http_registry_gc_ref_t));
+    if (b->refs == NULL) {
+        return NGX_ERROR;
+    }
+
+    ref = m.references->elts;
+
+    for (i = 0; i < b->nrefs; i++) {
+        b->refs[i].manifest = ref[i].manifest;
+        b->refs[i].blob = ngx_http_registry_gc_blob(gc, &ref[i].digest, 1);
+
+        if (b->refs[i].blob == NULL) {
+            return NGX_ERROR;
+        }
+    }
+
+    if (m.descriptor.len) {
+        b->subject = ngx_http_registry_gc_blob(gc, &m.subject, 1);
+
+        if (b->subject == NULL) {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/* delete_untagged: the revisions not live and older than the grace */
+
+static ngx_int_t
+ngx_http_registry_gc_untagged(ngx_http_registry_gc_t *gc,
+    ngx_http_registry_gc_repo_t *repo)
+{
+    ngx_int_t                         rc;
+    ngx_uint_t                        i, tracked, removed;
+    ngx_http_registry_op_t           *op;
+    ngx_http_registry_gc_revision_t  *rev;
+
+    op = &repo->op;
+    rev = repo->revisions.elts;
+    removed = 0;
+
+    tracked = ngx_http_registry_store_referrers_tracked(op, &repo->name);
+
+    for (i = 0; i < repo->revisions.nelts; i++) {
+        if (!rev[i].removable
+            || ngx_http_registry_gc_set_has(&repo->live, rev[i].blob))
+        {
+            continue;
+        }
+
+        rc = ngx_http_registry_gc_unrevision(gc, repo, rev[i].blob);
+
+        if (rc == NGX_ERROR) {
+            return NGX_ERROR;
+        }
+
+        removed += (rc == NGX_OK);
+    }
+
+    if (removed && !gc->job->dry_run) {
+        ngx_http_registry_links_changed(op);
+
+        if (tracked) {
+            ngx_http_registry_store_referrers_restamp(op, &repo->name);
+        }
+    }
+
+    /* the revisions found young at the last moment, and what they keep */
+
+    return ngx_http_registry_gc_live(gc, repo);
+}
+
+
+/*
+ * The revision link and the referrers index entry, unless a push made the
+ * link young again since it was listed: then it is live after all.
+ * NGX_DECLINED: kept.
+ */
+
+static ngx_int_t
+ngx_http_registry_gc_unrevision(ngx_http_registry_gc_t *gc,
+    ngx_http_registry_gc_repo_t *repo, ngx_http_registry_gc_blob_t *b)
+{
+    ngx_int_t                     rc;
+    ngx_str_t                     link;
+    ngx_http_registry_op_t       *op;
+    ngx_http_registry_gc_blob_t **root;
+
+    op = &repo->op;
+
+    if (ngx_http_registry_path_revision_link(op, &link, &repo->name,
+                                             &b->digest)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (!gc->job->dry_run) {
+        rc = ngx_http_registry_gc_young(gc, op, &link, NULL);
+
+        if (rc == NGX_ERROR) {
+            return NGX_ERROR;
+        }
+
+        if (rc == NGX_OK) {
+            root = ngx_array_push(&repo->stack);
+            if (root == NULL) {
+                return ngx_http_registry_op_syserr(op, NGX_ENOMEM);
+            }
+
+            *root = b;
+            return NGX_DECLINED;
+        }
+
+        if (rc == NGX_DECLINED) {
+            return NGX_DECLINED;              /* deleted meanwhile */
+        }
+
+        if (ngx_http_registry_store_referrers_remove(op, &repo->name,
+                                           &b->digest,
+                                           NGX_HTTP_REGISTRY_GC_MANIFEST_MAX)
+            != NGX_OK
+            || ngx_http_registry_file_unlink(op, &link, 1) == NGX_ERROR)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    gc->revisions_removed++;
+    ngx_http_registry_gc_list(gc, gc->revisions_list, &repo->name,
+                              &b->digest.text);
+
+    return NGX_OK;
+}
+
+
+/*
+ * The layer links no live manifest of the repository references: younger
+ * than the grace, they keep their blob (a push in flight links its blobs
+ * before it puts its manifest; so does distribution's, which refreshes
+ * no blob's time); older, they are candidates, judged once the sweeps
+ * know whether their blob stays (gc_unlink_links()).
+ */
+
+static ngx_int_t
+ngx_http_registry_gc_layers(ngx_http_registry_gc_t *gc,
+    ngx_http_registry_gc_repo_t *repo)
+{
+    ngx_int_t                     rc;
+    ngx_str_t                     dir, link, *hex, name;
+    ngx_uint_t                    alg, i;
+    ngx_array_t                   hexes;
+    ngx_http_registry_op_t       *op;
+    ngx_http_registry_digest_t    digest;
+    ngx_http_registry_gc_blob_t  *b;
+    ngx_http_registry_gc_link_t  *cand;
+
+    op = &repo->op;
+    ngx_str_null(&name);
+
+    for (alg = NGX_HTTP_REGISTRY_SHA256; alg <= NGX_HTTP_REGISTRY_SHA512; alg++)
+    {
+        if (ngx_array_init(&hexes, op->pool, 64, sizeof(ngx_str_t)) != NGX_OK
+            || ngx_http_registry_path_layers(op, &dir, &repo->name, alg)
+               != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        rc = ngx_http_registry_file_list(op, &dir, NGX_HTTP_REGISTRY_LIST_DIRS,
+                                         &hexes);
+        if (rc == NGX_DECLINED) {
+            continue;
+        }
+
+        if (rc != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        hex = hexes.elts;
+
+        for (i = 0; i < hexes.nelts; i++) {
+            rc = ngx_http_registry_digest_of(op->pool, alg, &hex[i], &digest);
+
+            if (rc == NGX_ERROR) {
+                return ngx_http_registry_op_syserr(op, NGX_ENOMEM);
+            }
+
+            if (rc != NGX_OK) {
+                continue;
+            }
+
+            b = ngx_http_registry_gc_blob(gc, &digest, 1);
+            if (b == NULL) {
+                return ngx_http_registry_op_syserr(op, NGX_ENOMEM);
+            }
+
+            if (ngx_http_registry_gc_set_has(&repo->used, b)
+                || ngx_http_registry_path_layer_link(op, &link, &repo->name,
+                                                     &digest)
+                   != NGX_OK)
+            {
+                continue;
+            }
+
+            rc = ngx_http_registry_gc_young(gc, op, &link, NULL);
+
+            if (rc == NGX_ERROR) {
+                return NGX_ERROR;
+            }
+
+            if (rc == NGX_OK && !b->marked) {
+                b->marked = 1;                /* a push in flight */
+                gc->blobs_marked++;
+            }
+
+            if (rc != NGX_ABORT) {
+                continue;
+            }
+
+            if (name.data == NULL) {
+                name.len = repo->name.len;
+                name.data = ngx_pstrdup(gc->op->pool, &repo->name);
+            }
+
+            cand = ngx_array_push(&gc->links);
+
+            if (name.data == NULL || cand == NULL) {
+                return ngx_http_registry_op_syserr(op, NGX_ENOMEM);
+            }
+
+            cand->name = name;
+            cand->blob = b;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/* ---- tombstones: back when live, deleted when old ---- */
+
+static ngx_int_t
+ngx_http_registry_gc_tombstones(ngx_http_registry_gc_t *gc)
+{
+    ngx_int_t    rc;
+    ngx_str_t    dir, *hex;
+    ngx_uint_t   alg, i, done;
+    ngx_pool_t  *pool;
+    ngx_array_t  hexes[2];
+
+    for (alg = NGX_HTTP_REGISTRY_SHA256; alg <= NGX_HTTP_REGISTRY_SHA512; alg++)
+    {
+        if (ngx_array_init(&hexes[alg], gc->op->pool, 64, sizeof(ngx_str_t))
+            != NGX_OK)
+        {
+            return ngx_http_registry_op_syserr(gc->op, NGX_ENOMEM);
+        }
+
+        if (ngx_http_registry_path_tombstone(gc->op, &dir, alg, NULL)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        rc = ngx_http_registry_file_list(gc->op, &dir,
+                                         NGX_HTTP_REGISTRY_LIST_FILES,
+                                         &hexes[alg]);
+        if (rc == NGX_ERROR) {
+            return NGX_ERROR;
+        }
+    }
+
+    ngx_http_registry_gc_phase(gc, NGX_HTTP_REGISTRY_GC_TOMBSTONES,
+                               hexes[0].nelts + hexes[1].nelts);
+    done = 0;
+
+    for (alg = NGX_HTTP_REGISTRY_SHA256; alg <= NGX_HTTP_REGISTRY_SHA512; alg++)
+    {
+        hex = hexes[alg].elts;
+
+        for (i = 0; i < hexes[alg].nelts; i++) {
+            if (ngx_http_registry_gc_cancelled(gc)) {
+                return NGX_DECLINED;
+            }
+
+            pool = ngx_create_pool(NGX_DEFAULT_POOL_SIZE, gc->op->log);
+            if (pool == NULL) {
+                return ngx_http_registry_op_syserr(gc->op, NGX_ENOMEM);
+            }
+
+            rc = ngx_http_registry_gc_tombstone_sweep(gc, pool, alg, &hex[i]);
+
+            ngx_destroy_pool(pool);
+
+            if (rc != NGX_OK) {
+                return rc;
+            }
+
+            gc->progress->done = ++done;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_registry_gc_tombstone_sweep(ngx_http_registry_gc_t *gc,
+    ngx_pool_t *pool, ngx_uint_t alg, ngx_str_t *hex)
+{
+    off_t                         size;
+    ngx_int_t                     rc;
+    ngx_str_t                     tomb, data;
+    ngx_http_registry_op_t        op;
+    ngx_http_registry_digest_t    digest;
+    ngx_http_registry_gc_blob_t  *b;
+
+    op = *gc->op;
+    op.pool = pool;
+    size = 0;
+
+    rc = ngx_http_registry_digest_of(pool, alg, hex, &digest);
+
+    if (rc != NGX_OK) {
+        return (rc == NGX_ERROR) ? ngx_http_registry_op_syserr(gc->op,
+                                                               NGX_ENOMEM)
+                                 : NGX_OK;
+    }
+
+    if (ngx_http_registry_path_tombstone(&op, &tomb, alg, &digest) != NGX_OK
+        || ngx_http_registry_path_blob(&op, &data, &digest) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    b = ngx_http_registry_gc_blob(gc, &digest, 0);
+
+    if (b && b->marked) {
+        rc = gc->job->dry_run ? NGX_OK
+             : ngx_http_registry_file_move(&op, &tomb, &data, 1);
+
+        if (rc == NGX_ERROR) {
+            ngx_http_registry_gc_problem(gc, "could not bring back a live "
+                                         "blob's tombstone", NULL,
+                                         &digest.text);
+        }
+
+        if (rc != NGX_OK) {
+            return NGX_OK;                    /* or brought back meanwhile */
+        }
+
+        gc->blobs_restored++;
+        ngx_http_registry_gc_list(gc, gc->restored, NULL, &digest.text);
+        return NGX_OK;
+    }
+
+    rc = ngx_http_registry_gc_young(gc, &op, &tomb, &size);
+
+    if (rc == NGX_DECLINED) {
+        return NGX_OK;                        /* brought back meanwhile */
+    }
+
+    if (rc == NGX_ERROR) {
+        ngx_http_registry_gc_problem(gc, "cannot stat a tombstone", NULL,
+                                     &digest.text);
+        return NGX_OK;
+    }
+
+    if (rc == NGX_OK || gc->invalid) {
+        b = ngx_http_registry_gc_blob(gc, &digest, 1);
+        if (b == NULL) {
+            return ngx_http_registry_op_syserr(gc->op, NGX_ENOMEM);
+        }
+
+        b->kept = 1;
+        return NGX_OK;
+    }
+
+    if (!gc->job->dry_run
+        && ngx_http_registry_file_unlink(&op, &tomb, 0) != NGX_OK)
+    {
+        return NGX_OK;                        /* brought back meanwhile */
+    }
+
+    gc->blobs_removed++;
+    gc->bytes_freed += size;
+    ngx_http_registry_gc_list(gc, gc->removed, NULL, &digest.text);
+
+    return NGX_OK;
+}
+
+
+/* ---- blobs: the unmarked and old ones become tombstones ---- */
+
+static ngx_int_t
+ngx_http_registry_gc_blobs(ngx_http_registry_gc_t *gc)
+{
+    ngx_str_t  dir;
+
+    ngx_http_registry_gc_phase(gc, NGX_HTTP_REGISTRY_GC_BLOBS, 0);
+
+    for (gc->alg = NGX_HTTP_REGISTRY_SHA256;
+         gc->alg <= NGX_HTTP_REGISTRY_SHA512;
+         gc->alg++)
+    {
+        if (ngx_http_registry_path_blobs(gc->op, &dir, gc->alg, NULL)
+            != NGX_OK
+            || ngx_http_registry_file_walk(gc->op, &dir,
+                                           ngx_http_registry_gc_blob_visit, gc)
+               != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/* blobs/<alg>: "" holds the <xx>, whose directories are the blobs */
+
+static ngx_int_t
+ngx_http_registry_gc_blob_visit(ngx_http_registry_op_t *op, void *data,
+    ngx_str_t *sub, ngx_array_t *dirs)
+{
+    ngx_int_t                   rc;
+    ngx_str_t                  *hex;
+    ngx_uint_t                  i;
+    ngx_pool_t                 *pool;
+    ngx_http_registry_op_t      bop;
+    ngx_http_registry_gc_t     *gc;
+    ngx_http_registry_digest_t  digest;
+
+    gc = data;
+    hex = dirs->elts;
+
+    if (sub->len == 0) {
+        return NGX_OK;
+    }
+
+    /* the blobs of one <xx>: a pool for them all, not one each */
+
+    pool = ngx_create_pool(NGX_DEFAULT_POOL_SIZE, op->log);
+    if (pool == NULL) {
+        return ngx_http_registry_op_syserr(op, NGX_ENOMEM);
+    }
+
+    bop = *op;
+    bop.pool = pool;
+    rc = NGX_OK;
+
+    for (i = 0; i < dirs->nelts && rc == NGX_OK; i++) {
+        if (ngx_http_registry_gc_cancelled(gc)) {
+            rc = NGX_DECLINED;
+            break;
+        }
+
+        rc = ngx_http_registry_digest_of(pool, gc->alg, &hex[i], &digest);
+
+        if (rc == NGX_OK) {
+            gc->blobs_scanned++;
+            gc->progress->done = gc->blobs_scanned;
+            rc = ngx_http_registry_gc_blob_sweep(gc, &bop, &digest);
+
+        } else if (rc == NGX_DECLINED) {
+            rc = NGX_OK;
+        }
+    }
+
+    if (rc == NGX_ERROR) {
+        op->fault = bop.fault;
+    }
+
+    ngx_destroy_pool(pool);
+
+    dirs->nelts = 0;                          /* nothing below a blob */
+
+    return rc;
+}
+
+
+static ngx_int_t
+ngx_http_registry_gc_blob_sweep(ngx_http_registry_gc_t *gc,
+    ngx_http_registry_op_t *op, ngx_http_registry_digest_t *digest)
+{
+    off_t                         size;
+    ngx_int_t                     rc;
+    ngx_str_t                     data;
+    ngx_http_registry_gc_blob_t  *b;
+
+    b = ngx_http_registry_gc_blob(gc, digest, 0);
+
+    if (b && b->marked) {
+        return NGX_OK;
+    }
+
+    size = 0;
+
+    if (ngx_http_registry_path_blob(op, &data, digest) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    rc = ngx_http_registry_gc_young(gc, op, &data, &size);
+
+    if (rc == NGX_DECLINED) {
+        return NGX_OK;                        /* an empty directory */
+    }
+
+    if (rc == NGX_ERROR) {
+        ngx_http_registry_gc_problem(gc, "cannot stat a blob", NULL,
+                                     &digest->text);
+        return NGX_OK;
+    }
+
+    if (b == NULL) {
+        b = ngx_http_registry_gc_blob(gc, digest, 1);
+        if (b == NULL) {
+            return ngx_http_registry_op_syserr(op, NGX_ENOMEM);
+        }
+    }
+
+    b->kept = 1;
+
+    if (rc == NGX_OK || gc->invalid) {
+        return NGX_OK;
+    }
+
+    if (gc->job->dry_run) {
+        gc->blobs_tombstoned++;
+        gc->bytes_tombstoned += size;
+        ngx_http_registry_gc_list(gc, gc->tombstoned, NULL, &digest->text);
+        return NGX_OK;
+    }
+
+    return ngx_http_registry_gc_bury(gc, op, b, &data, size);
+}
+
+
+/*
+ * Moved aside, then checked: a refresh between the stat and the rename
+ * left the time young (it goes back); one after the rename brings it
+ * back itself.  Stamped with the time it was moved aside: the second
+ * grace counts from there.
+ */
+
+static ngx_int_t
+ngx_http_registry_gc_bury(ngx_http_registry_gc_t *gc,
+    ngx_http_registry_op_t *op, ngx_http_registry_gc_blob_t *b,
+    ngx_str_t *data, off_t size)
+{
+    ngx_int_t  rc;
+    ngx_str_t  tomb;
+
+    if (ngx_http_registry_path_tombstone(op, &tomb, b->digest.alg,
+                                         &b->digest)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    rc = ngx_http_registry_file_move(op, data, &tomb, 0);
+
+    if (rc != NGX_OK) {
+        if (rc == NGX_ERROR) {
+            ngx_http_registry_gc_problem(gc, "cannot move a blob aside",
+                                         NULL, &b->digest.text);
+        }
+
+        return NGX_OK;
+    }
+
+    rc = ngx_http_registry_gc_young(gc, op, &tomb, NULL);
+
+    if (rc == NGX_OK) {
+        if (ngx_http_registry_file_move(op, &tomb, data, 1) == NGX_OK) {
+            gc->blobs_restored++;
+            ngx_http_registry_gc_list(gc, gc->restored, NULL,
+                                      &b->digest.text);
+        }
+
+        return NGX_OK;
+    }
+
+    if (rc == NGX_DECLINED
+        || ngx_http_registry_file_retime(op, &tomb) != NGX_OK)
+    {
+        return NGX_OK;                        /* brought back meanwhile */
+    }
+
+    ngx_http_registry_gc_rmdir(op, data);
+
+    gc->blobs_tombstoned++;
+    gc->bytes_tombstoned += size;
+    ngx_http_registry_gc_list(gc, gc->tombstoned, NULL, &b->digest.text);
+
+    return NGX_OK;
+}
+
+
+/*
+ * The blob's own directory, if empty (a commit or a restore may have
+ * filled it again: rmdir() leaves it then, and both make it again when
+ * they find it gone).
+ */
+
+static void
+ngx_http_registry_gc_rmdir(ngx_http_registry_op_t *op, ngx_str_t *data)
+{
+    u_char    *slash, *base;
+    ngx_fd_t   fd;
+
+    /* data is ".../<xx>/<hex>/data": <hex> is removed from <xx> */
+
+    for (slash = data->data + data->len - 1; *slash != '/'; slash--) {
+        /* void */
+    }
+
+    *slash = '\0';
+
+    for (base = slash - 1; *base != '/'; base--) {
+        /* void */
+    }
+
+    *base = '\0';
+
+    fd = ngx_http_registry_file_open(op, data, O_RDONLY|O_DIRECTORY, 0);
+
+    if (fd != -1) {
+        (void) unlinkat(fd, (char *) base + 1, AT_REMOVEDIR);
+        (void) close(fd);
+    }
+
+    *base = '/';
+    *slash = '/';
+}
+
+
+/* ---- links ---- */
+
+/*
+ * A candidate goes if its blob is live elsewhere or gone; one whose bytes
+ * stay (tombstoned or young) stays with them.  Its time is checked again
+ * first: a push may have made it young since.
+ */
+
+static ngx_int_t
+ngx_http_registry_gc_unlink_links(ngx_http_registry_gc_t *gc)
+{
+    ngx_int_t                     rc;
+    ngx_str_t                     link;
+    ngx_uint_t                    i, removed;
+    ngx_pool_t                   *pool;
+    ngx_http_registry_op_t        op;
+    ngx_http_registry_gc_link_t  *cand;
+
+    ngx_http_registry_gc_phase(gc, NGX_HTTP_REGISTRY_GC_LINKS,
+                               gc->links.nelts);
+
+    cand = gc->links.elts;
+    removed = 0;
+    rc = NGX_OK;
+
+    for (i = 0; i < gc->links.nelts && rc == NGX_OK; i++) {
+        if (ngx_http_registry_gc_cancelled(gc)) {
+            rc = NGX_DECLINED;
+            break;
+        }
+
+        gc->progress->done = i + 1;
+
+        if (gc->invalid || (!cand[i].blob->marked && cand[i].blob->kept)) {
+            continue;
+        }
+
+        pool = ngx_create_pool(NGX_DEFAULT_POOL_SIZE, gc->op->log);
+        if (pool == NULL) {
+            return ngx_http_registry_op_syserr(gc->op, NGX_ENOMEM);
+        }
+
+        op = *gc->op;
+        op.pool = pool;
+
+        rc = ngx_http_registry_path_layer_link(&op, &link, &cand[i].name,
+                                               &cand[i].blob->digest);
+
+        if (rc == NGX_OK && !gc->job->dry_run) {
+            rc = ngx_http_registry_gc_young(gc, &op, &link, NULL);
+
+            if (rc == NGX_ABORT) {
+                rc = ngx_http_registry_file_unlink(&op, &link, 1);
+
+            } else if (rc == NGX_OK) {
+                rc = NGX_DECLINED;            /* young again: kept */
+            }
+        }
+
+        if (rc == NGX_OK) {
+            removed++;
+            gc->links_removed++;
+            ngx_http_registry_gc_list(gc, gc->links_list, &cand[i].name,
+                                      &cand[i].blob->digest.text);
+
+        } else if (rc == NGX_DECLINED) {
+            rc = NGX_OK;
+
+        } else {
+            gc->op->fault = op.fault;
+        }
+
+        ngx_destroy_pool(pool);
+    }
+
+    if (removed && !gc->job->dry_run) {
+        ngx_http_registry_links_changed(gc->op);
+    }
+
+    return rc;
+}
+
+
+/*
+ * NGX_OK: the file is younger than the grace; NGX_ABORT: older;
+ * NGX_DECLINED: absent.  *size: its size.
+ */
+
+static ngx_int_t
+ngx_http_registry_gc_young(ngx_http_registry_gc_t *gc,
+    ngx_http_registry_op_t *op, ngx_str_t *path, off_t *size)
+{
+    ngx_int_t        rc;
+    ngx_file_info_t  fi;
+
+    rc = ngx_http_registry_file_stat(op, path, &fi);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    if (size) {
+        *size = fi.st_size;
+    }
+
+    if (fi.st_mtim.tv_sec > gc->cutoff.tv_sec
+        || (fi.st_mtim.tv_sec == gc->cutoff.tv_sec
+            && fi.st_mtim.tv_nsec >= gc->cutoff.tv_nsec))
+    {
+        return NGX_OK;
+    }
+
+    return NGX_ABORT;
+}
+
+
+/* ---- progress and report ---- */
+
+static ngx_int_t
+ngx_http_registry_gc_cancelled(ngx_http_registry_gc_t *gc)
+{
+    return gc->progress->cancel != 0;
+}
+
+
+static void
+ngx_http_registry_gc_phase(ngx_http_registry_gc_t *gc, ngx_uint_t phase,
+    ngx_uint_t total)
+{
+    gc->progress->done = 0;
+    gc->progress->total = total;
+    gc->progress->phase = phase;
+}
+
+
+/* at most NGX_HTTP_REGISTRY_GC_LISTED of each kind; the totals count all */
+
+static void
+ngx_http_registry_gc_list(ngx_http_registry_gc_t *gc, json_t *list,
+    ngx_str_t *repo, ngx_str_t *digest)
+{
+    json_t  *entry;
+
+    if (json_array_size(list) >= NGX_HTTP_REGISTRY_GC_LISTED) {
+        return;
+    }
+
+    if (repo == NULL) {
+        entry = json_stringn((char *) digest->data, digest->len);
+
+    } else {
+        entry = json_pack("{s:s%,s:s%}",
+                          "repository", (char *) repo->data, repo->len,
+                          "digest", (char *) digest->data, digest->len);
+    }
+
+    (void) json_array_append_new(list, entry);
+}
+
+
+static void
+ngx_http_registry_gc_problem(ngx_http_registry_gc_t *gc, const char *what,
+    ngx_str_t *repo, ngx_str_t *digest)
+{
+    json_t  *entry;
+
+    gc->problems_found++;
+
+    if (repo) {
+        ngx_log_error(NGX_LOG_WARN, gc->op->log, 0,
+                      "registry gc: %s: \"%V\" in \"%V\"", what, digest,
+                      repo);
+    } else {
+        ngx_log_error(NGX_LOG_WARN, gc->op->log, 0,
+                      "registry gc: %s: \"%V\"", what, digest);
+    }
+
+    if (json_array_size(gc->problems) >= NGX_HTTP_REGISTRY_GC_LISTED) {
+        return;
+    }
+
+    entry = json_pack("{s:s,s:s%}", "problem", what,
+                      "digest", (char *) digest->data, digest->len);
+
+    if (entry && repo) {
+        (void) json_object_set_new(entry, "repository",
+                                   json_stringn((char *) repo->data,
+                                                repo->len));
+    }
+
+    (void) json_array_append_new(gc->problems, entry);
+}
+
+
+/* the totals at the top level, for metrics; the lists bounded */
+
+static ngx_int_t
+ngx_http_registry_gc_report(ngx_http_registry_gc_t *gc, ngx_int_t rc)
+{
+    json_t  *r;
+
+    r = gc->report;
+
+    if (r == NULL) {
+        return ngx_http_registry_op_syserr(gc->op, NGX_ENOMEM);
+    }
+
+    (void) json_object_set_new(r, "dry_run",
+                               json_boolean(gc->job->dry_run));
+    (void) json_object_set_new(r, "delete_untagged",
+                               json_boolean(gc->job->delete_untagged));
+    (void) json_object_set_new(r, "grace", json_integer(gc->job->grace));
+    (void) json_object_set_new(r, "cancelled",
+                               json_boolean(rc == NGX_DECLINED));
+    (void) json_object_set_new(r, "removed_nothing",
+                               json_boolean(gc->invalid));
+
+#define ngx_http_registry_gc_total(name)                                     \
+    (void) json_object_set_new(r, #name, json_integer(gc->name))
+
+    ngx_http_registry_gc_total(repositories);
+    ngx_http_registry_gc_total(manifests);
+    ngx_http_registry_gc_total(blobs_marked);
+    ngx_http_registry_gc_total(blobs_scanned);
+    ngx_http_registry_gc_total(blobs_tombstoned);
+    ngx_http_registry_gc_total(bytes_tombstoned);
+    ngx_http_registry_gc_total(blobs_restored);
+    ngx_http_registry_gc_total(blobs_removed);
+    ngx_http_registry_gc_total(bytes_freed);
+    ngx_http_registry_gc_total(links_removed);
+    ngx_http_registry_gc_total(revisions_removed);
+
+#undef ngx_http_registry_gc_total
+
+    (void) json_object_set_new(r, "problems_found",
+                               json_integer(gc->problems_found));
+
+    (void) json_object_set_new(r, "removed", gc->removed);
+    (void) json_object_set_new(r, "tombstoned", gc->tombstoned);
+    (void) json_object_set_new(r, "restored", gc->restored);
+    (void) json_object_set_new(r, "links", gc->links_list);
+    (void) json_object_set_new(r, "revisions", gc->revisions_list);
+    (void) json_object_set_new(r, "problems", gc->problems);
+
+    return rc;
+}
+
+
+/* ---- the set of digests ---- */
+
+/* the run's record of a digest, made on first sight when create */
+
+static ngx_http_registry_gc_blob_t *
+ngx_http_registry_gc_blob(ngx_http_registry_gc_t *gc,
+    ngx_http_registry_digest_t *digest, ngx_uint_t create)
+{
+    ngx_http_registry_gc_blob_t  *b, **slot;
+
+    slot = ngx_http_registry_gc_set_slot(&gc->blobs, &digest->text);
+
+    if (*slot || !create) {
+        return *slot;
+    }
+
+    b = ngx_pcalloc(gc->op->pool, sizeof(ngx_http_registry_gc_blob_t));
+
+    if (b == NULL
+        || ngx_http_registry_digest_copy(gc->op->pool, digest->text.data,
+                                         digest->text.len, &b->digest)
+           != NGX_OK
+        || ngx_http_registry_gc_set_add(&gc->blobs, b) != NGX_OK)
+    {
+        return NULL;
+    }
+
+    return b;
+}
+
+
+static ngx_int_t
+ngx_http_registry_gc_set_init(ngx_http_registry_gc_set_t *set,
+    ngx_pool_t *pool)
+{
+    set->pool = pool;
+    set->count = 0;
+    set->mask = NGX_HTTP_REGISTRY_GC_SET_MIN - 1;
+    set->slots = ngx_pcalloc(pool, NGX_HTTP_REGISTRY_GC_SET_MIN
+                                   * sizeof(ngx_http_registry_gc_blob_t *));
+
+    return (set->slots == NULL) ? NGX_ERROR : NGX_OK;
+}
+
+
+/* the slot holding the digest, or the empty one where it would go */
+
+static ngx_http_registry_gc_blob_t **
+ngx_http_registry_gc_set_slot(ngx_http_registry_gc_set_t *set,
+    ngx_str_t *digest)
+{
+    ngx_uint_t                    i;
+    ngx_http_registry_gc_blob_t  *b;
+
+    i = ngx_hash_key(digest->data, digest->len) & set->mask;
+
+    for ( ;; ) {
+        b = set->slots[i];
+
+        if (b == NULL
+            || (b->digest.text.len == digest->len
+                && ngx_memcmp(b->digest.text.data, digest->data, digest->len)
+                   == 0))
+        {
+            return &set->slots[i];
+        }
+
+        i = (i + 1) & set->mask;
+    }
+}
+
+
+/* b is not in the set yet; it doubles when half full */
+
+static ngx_int_t
+ngx_http_registry_gc_set_add(ngx_http_registry_gc_set_t *set,
+    ngx_http_registry_gc_blob_t *b)
+{
+    ngx_uint_t                     i, size;
+    ngx_http_registry_gc_blob_t  **old;
+
+    if (2 * (set->count + 1) > set->mask + 1) {
+        old = set->slots;
+        size = set->mask + 1;
+
+        set->slots = ngx_pcalloc(set->pool,
+                                 2 * size
+                                 * sizeof(ngx_http_registry_gc_blob_t *));
+        if (set->slots == NULL) {
+            return NGX_ERROR;
+        }
+
+        set->mask = 2 * size - 1;
+
+        for (i = 0; i < size; i++) {
+            if (old[i]) {
+                *ngx_http_registry_gc_set_slot(set, &old[i]->digest.text) =
+                                                                    old[i];
+            }
+        }
+
+        /* a large table goes at once, a small one with the pool */
+        (void) ngx_pfree(set->pool, old);
+    }
+
+    *ngx_http_registry_gc_set_slot(set, &b->digest.text) = b;
+    set->count++;
+
+    return NGX_OK;
+}
+
+
+static ngx_uint_t
+ngx_http_registry_gc_set_has(ngx_http_registry_gc_set_t *set,
+    ngx_http_registry_gc_blob_t *b)
+{
+    return *ngx_http_registry_gc_set_slot(set, &b->digest.text) != NULL;
+}
