@@ -5,13 +5,15 @@
 #   perl bench/run.pl [--rounds 3] [--secs 3] [--quick] [--keep]
 #                     [--tmpdir DIR] [--no-save] [--workers N]
 #                     [--only blob,manifest,listing,h2,push,fairness,latency,
-#                             memory]
+#                             memory,gc]
 #
 # Starts on 127.0.0.1, on ONE store in a temporary directory:
 #   A  nginx + the module, B  the same nginx serving the store's blob files
 #   as static files, C  docker-registry (distribution 2.8.2);
 # and, for the listing and latency groups, a second A and C on a second
-# store of 100,000 repositories (the listings at scale);
+# store of 100,000 repositories (the listings at scale); and, for the gc
+# group, an A with the admin location on fresh copies of a store of
+# 100,000 blobs, against docker-registry garbage-collect on other copies;
 # runs every measurement interleaved (A, B, C, A, B, C, ...), and prints a
 # markdown table of medians and ratios against the targets of the issue
 # "Performance", also written to bench/results/.  bench/README.md says what
@@ -37,6 +39,7 @@ use lib dirname(abs_path(__FILE__)) . '/lib';
 
 use Bench::Big;
 use Bench::Content;
+use Bench::Gc;
 use Bench::Load;
 use Bench::Noise;
 use Bench::Push;
@@ -63,7 +66,7 @@ my @GROUPS = (
     [blob => \&blob_rows], [manifest => \&manifest_rows],
     [listing => \&listing_rows], [h2 => \&h2_rows], [push => \&push_rows],
     [fairness => \&fairness_rows], [latency => \&latency_rows],
-    [memory => \&memory_rows],
+    [memory => \&memory_rows], [gc => \&gc_rows],
 );
 
 main();
@@ -268,6 +271,9 @@ sub cleanup {
         or print STDERR "bench: stopping children: $@";
 
     return unless $ST{tmp} && -d $ST{tmp};
+
+    # the gc group's copies, if a failure left one mounted
+    system('umount', '-l', $_) for keys %{ $ST{gc_mounts} || {} };
 
     if ($ST{opt}{keep}) {
         say_step("kept $ST{tmp}" . ($ST{big_mount}
@@ -1452,6 +1458,480 @@ sub move_4gib {
     return '';
 }
 
+# ---- garbage collection: the module's gc, online, against docker-registry
+# garbage-collect, offline, each on a fresh copy of one store (Bench::Gc) ----
+
+# the two ways of collecting, each with what must be left (Bench::Gc)
+sub gc_modes {
+    return (
+        { name => 'gc', query => 'grace=0', c_args => [], keep => 'all',
+          what => 'without delete_untagged' },
+        { name => 'gc delete_untagged', query => 'grace=0&delete_untagged=1',
+          c_args => ['--delete-untagged'], keep => 'untagged',
+          what => 'with delete_untagged (C: --delete-untagged)' },
+    );
+}
+
+sub gc_rows {
+    phase('gc: the model of a store of 100,000 blobs and 10,000 manifests');
+
+    my $g = $ST{gc} = { model => Bench::Gc::model(), dir => "$ST{tmp}/gc",
+                        n => 0, skip => '', reports => {}, logs => [] };
+    make_path($g->{dir});
+    ($g->{crt}, $g->{key}) = Bench::Servers::make_cert($g->{dir});
+
+    # without the admin location A is not measured (gc_job: nor when it
+    # answers 404 to POST gc); C still is
+    $g->{skip} = 'not measured: the built module has no registry_admin '
+                 . 'directive (no admin location, no gc job)'
+        unless Bench::Servers::admin_known(
+                   "$REPO/build/ngx_http_registry_module.so");
+
+    my @rows;
+    for my $mode (gc_modes()) {
+        phase("gc $mode->{what}: a fresh store for each run; A: POST "
+              . '/_registry/gc, GET jobs/<id> every 100 ms; C: '
+              . 'docker-registry garbage-collect');
+        my $res = interleaved([qw(A C)], undef,
+                              sub { gc_once($_[0], $mode) }, once => ['C']);
+        push @rows, gc_mode_rows($mode, $res);
+    }
+
+    return (@rows, gc_serving_rows());
+}
+
+# a fresh copy of the gc store: written again from the model (22 s on the
+# 2-core VM; `cp -a` of a written one took 56 s), on a tmpfs of its own
+# when root (removed by one umount); returns its directory, whose store
+# is DIR/store
+sub gc_copy {
+    my $g = $ST{gc};
+
+    my $dir = "$g->{dir}/store-" . ++$g->{n};
+    make_path($dir);
+
+    if ($> == 0 && system('mount', '-t', 'tmpfs', '-o',
+                          'size=4g,nr_inodes=2m', 'tmpfs', $dir) == 0) {
+        $ST{gc_mounts}{$dir} = 1;
+        $g->{where} = 'a tmpfs of its own';
+    } else {
+        say_step("no tmpfs for the gc store (not root?): $dir is on the "
+                 . 'temp dir\'s file system, and removing it takes long');
+        $g->{where} = 'the temp dir\'s file system';
+    }
+
+    my $t0 = time;
+    Bench::Gc::write_store($g->{model}, "$dir/store");
+    push @{ $g->{write_secs} }, time - $t0;
+
+    return $dir;
+}
+
+sub gc_drop {
+    my ($dir) = @_;
+
+    if (delete $ST{gc_mounts}{$dir}) {
+        system('umount', $dir) == 0 or system('umount', '-l', $dir);
+    }
+    system('rm', '-rf', '--', $dir);
+}
+
+# one collection by $s on a fresh copy: { secs, freed_secs, left } or
+# { error }; the blobs left must be exactly those the model keeps.  The
+# module's gc moves unreachable blobs to tombstones and deletes those in
+# a later run (store_gc.c): its bytes are freed by a second run, which
+# must leave no tombstone.  Distribution deletes them in its one run.
+sub gc_once {
+    my ($s, $mode) = @_;
+
+    my $g = $ST{gc};
+    return { error => $g->{skip} } if $s eq 'A' && $g->{skip};
+
+    my $dir = gc_copy();
+    my $root = "$dir/store";
+    my $check = sub {
+        my $d = Bench::Gc::compare(Bench::Gc::blobs($root),
+                                   $g->{model}{keep}{$mode->{keep}});
+        return ($d->{left}, gc_mismatch($d));
+    };
+    my $r = eval { $s eq 'A' ? gc_run_a($dir, $mode, $check)
+                             : gc_run_c($dir, $mode) }
+            || { error => $@ || 'failed' };
+
+    if (!$r->{error}) {
+        ($r->{left}, $r->{error}) = $check->();
+        my $tombs = $s eq 'A' ? gc_tombstones($root) : 0;
+        $r->{error} ||= "$tombs files left in _ngx_tombstones by the second "
+                        . 'run' if $tombs;
+    }
+
+    gc_drop($dir);
+    return $r;
+}
+
+sub gc_tombstones {
+    my ($root) = @_;
+    return Bench::Gc::count_files("$root/docker/registry/v2/_ngx_tombstones");
+}
+
+sub gc_mismatch {
+    my ($d) = @_;
+
+    my @e;
+    push @e, scalar(@{ $d->{missing} }) . ' blobs of live manifests are '
+             . "gone (e.g. sha256:$d->{missing}[0])" if @{ $d->{missing} };
+    push @e, scalar(@{ $d->{extra} }) . ' unreachable blobs are left (e.g. '
+             . "sha256:$d->{extra}[0])" if @{ $d->{extra} };
+
+    return @e ? "$d->{left} blobs left: " . join('; ', @e) : '';
+}
+
+# distribution's collector, offline (nothing serves the store meanwhile);
+# its stdout (a line per blob marked and per blob deleted) goes to a file
+sub gc_run_c {
+    my ($dir, $mode) = @_;
+
+    my $conf = "$dir/config.yml";
+    spew($conf, Bench::Servers::distribution_conf("$dir/store", 0));
+
+    my $t0 = time;
+    my ($rc, $out, $err) = run_cmd(['docker-registry', 'garbage-collect',
+                                    @{ $mode->{c_args} }, $conf],
+                                   timeout => 1800);
+    my $secs = time - $t0;
+
+    return { error => "docker-registry garbage-collect exit $rc: "
+                      . substr($err, 0, 300) } if $rc;
+
+    ($ST{gc}{c_summary}{$mode->{name}}) = $out =~ /^(\d+ blobs marked, .*)$/m;
+    return { secs => $secs, freed_secs => $secs };
+}
+
+# the module's collector: jobs of the admin location of an A started on
+# the copy, each timed from the POST to the poll that sees it done.  The
+# first run must leave exactly the blobs the model keeps ($check), the
+# unreachable ones in tombstones; the second, 2.5 s later (tombstones go
+# once older than the grace, 0 here, plus a second of slack for coarse
+# file times), deletes them.
+sub gc_run_a {
+    my ($dir, $mode, $check) = @_;
+
+    my $g = $ST{gc};
+    my $srv = gc_start_a($dir);
+    my $a = $srv->{A};
+    my $r = gc_check_a($a) || gc_job($a->{url}, $mode->{query});
+    $r = { error => $r } unless ref $r;
+
+    my @reports = ($r->{report});
+    if (!$r->{error}) {
+        my ($left, $err) = $check->();
+        $r->{error} = "after the first run: $err" if $err;
+        push @{ $g->{tombs1}{$mode->{name}} }, gc_tombstones("$dir/store");
+    }
+    if (!$r->{error}) {
+        sleep 2.5;
+        my $second = gc_job($a->{url}, $mode->{query});
+        push @reports, $second->{report};
+        $r->{error} = "second run: $second->{error}" if $second->{error};
+        $r->{freed_secs} = $r->{secs} + ($second->{secs} // 0);
+    }
+
+    $r->{error} ||= gc_check_a($a);
+    gc_stop_a($srv);
+
+    $g->{skip} = $r->{error} if $r->{skipped};
+    $g->{reports}{$mode->{name}} ||= \@reports if $reports[-1];
+
+    return $r;
+}
+
+sub gc_start_a {
+    my ($dir) = @_;
+
+    my $g = $ST{gc};
+    my $module = "$REPO/build/ngx_http_registry_module.so";
+
+    make_path("$dir/srv");
+    return Bench::Servers::start_all(
+        dir => "$dir/srv", store => "$dir/store", only => ['A'], admin => 1,
+        workers => $ST{opt}{workers}, module => $module,
+        cert => $g->{crt}, key => $g->{key});
+}
+
+# an A of the gc store stopped, what its error log says kept for the notes
+sub gc_stop_a {
+    my ($srv) = @_;
+
+    Bench::Servers::stop_all($srv);
+    my @bad = Bench::Servers::log_problems($srv->{A});
+    push @{ $ST{gc}{logs} }, "- server A (gc store $srv->{A}{dir}) logged "
+        . scalar(@bad) . " error/crit/alert lines, e.g.: $bad[0]" if @bad;
+}
+
+# '' when A serves the first repository's v0 manifest, byte for byte
+sub gc_check_a {
+    my ($a) = @_;
+
+    my $man = $ST{gc}{model}{repos}[0]{manifests}[0];
+    return check_get("$a->{url}/v2/$ST{gc}{model}{repos}[0]{name}/manifests/"
+                     . $man->{tags}[0],
+                     sub { $_[0]{content} eq $man->{bytes} }, $ACCEPT);
+}
+
+# POST <admin>/gc?$query, then GET the job every 100 ms until it has
+# ended: { secs, report } when done, { error } otherwise; a 404 to the
+# POST (a module without the gc job) is { skipped, error }
+sub gc_job {
+    my ($base, $query) = @_;
+
+    my $http = Bench::Push::http();
+    my $t0 = time;
+    my $r = $http->request('POST', "$base/_registry/gc?$query",
+                           { content => '' });
+
+    return { skipped => 1, error => "not measured: A answered 404 to POST "
+             . '/_registry/gc (no gc job in this build)' }
+        if $r->{status} == 404;
+    return { error => "POST /_registry/gc?$query: $r->{status} "
+                      . substr($r->{content} // '', 0, 200) }
+        unless $r->{status} == 202;
+
+    my $id = json_of($r)->{id} // '';
+    my $loc = $r->{headers}{location} || "/_registry/jobs/$id";
+    $loc = "$base$loc" unless $loc =~ m{^https?://};
+
+    while (time - $t0 < 1800) {
+        sleep 0.1;
+        my $p = $http->get($loc);
+        return { error => "GET $loc: $p->{status}" } unless $p->{status} == 200;
+
+        my $job = json_of($p);
+        my $state = $job->{state} // '';
+        next if $state eq 'running';
+
+        return { secs => time - $t0, report => $job->{report} || {} }
+            if $state eq 'done';
+        return { error => "gc job $id: state '$state': "
+                          . substr($p->{content}, 0, 300) };
+    }
+
+    return { error => "gc job $id still running after 30 min" };
+}
+
+sub gc_mode_rows {
+    my ($mode, $res) = @_;
+
+    my $m = $ST{gc}{model};
+    my $total = keys %{ $m->{all} };
+    my $keep = keys %{ $m->{keep}{$mode->{keep}} };
+    my $name = "$mode->{name}, " . commify($total) . ' blobs, '
+             . commify($m->{manifests}) . ' manifests ('
+             . commify($total - $keep) . ' to remove)';
+
+    my $one = make_row("$name, one run (A: to tombstones)", 's', $res,
+                       'secs', fmt => '%.2f');
+    my $freed = make_row("$mode->{name}: until the bytes are freed (A: two "
+                         . 'runs)', 's', $res, 'freed_secs', fmt => '%.2f');
+
+    return (
+        $one, gc_speedup_row("$mode->{name}, one run: C's time / A's", $one,
+                             $res, 'secs'),
+        $freed, gc_speedup_row("$mode->{name}, bytes freed: C's time / A's",
+                               $freed, $res, 'freed_secs'),
+        make_row("$mode->{name}: blobs left (expected " . commify($keep)
+                 . ')', 'blobs', $res, 'left'),
+    );
+}
+
+# C's time (measured once) over A's, round by round
+sub gc_speedup_row {
+    my ($name, $time, $res, $key) = @_;
+
+    my %speed;
+    for my $a (@{ $res->{A} || [] }) {
+        my $err = $a->{error} || $time->{error}{C};
+        push @{ $speed{A} }, $err || !$time->{C}
+            ? { error => $err || 'C not measured' }
+            : { ratio => $time->{C} / $a->{$key} };
+    }
+
+    my $row = make_row($name, 'x', \%speed, 'ratio', fmt => '%.1f',
+                       target => {
+        text => 'A ≥ 10 (10× faster)',
+        check => sub { defined $_[0]{A} ? ($_[0]{A} >= 10 ? 1 : 0) : undef },
+    });
+    @$row{qw(ratio_B ratio_C)} = ('n/a', '—');
+
+    return $row;
+}
+
+# manifest GETs by tag on the gc store's A, idle, then while gc jobs run
+# back to back (the first collects, the next ones mark and sweep the
+# collected store again) until the GETs are over.  Once, like the other
+# p99 lines.  Distribution's collector is offline: no C.
+sub gc_serving_rows {
+    my $g = $ST{gc};
+    my (%idle, %busy);
+
+    if (!$g->{skip}) {
+        phase('gc: p99 of manifest GETs by tag on A, idle (wrk, 8 conns, '
+              . '5 s)');
+        my $dir = gc_copy();
+        if (!eval { gc_serving($dir, \%idle, \%busy); 1 }) {
+            my $err = $@;
+            $_->{A} = [ { error => $err } ] for \%idle, \%busy;
+        }
+        gc_drop($dir);
+    } else {
+        $_->{A} = [ { error => $g->{skip} } ] for \%idle, \%busy;
+    }
+
+    my $ratio = { A => [ map {
+        $_->[0]{error} || $_->[1]{error}
+            ? { error => $_->[0]{error} || $_->[1]{error} }
+            : { ratio => $_->[1]{p99_ms} / $_->[0]{p99_ms} }
+    } [ $idle{A}[0], $busy{A}[0] ] ] };
+
+    my $size = length $g->{model}{repos}[0]{manifests}[0]{bytes};
+    my $row = make_row('p99 during gc / p99 idle', 'x', $ratio, 'ratio',
+                       fmt => '%.2f', target => {
+        text => 'A ≤ 2',
+        check => sub { defined $_[0]{A} ? ($_[0]{A} <= 2 ? 1 : 0) : undef },
+    });
+
+    return (
+        make_row("p99 manifest GET by tag ($size B), 8 conns, idle, gc store",
+                 'ms', \%idle, 'p99_ms', fmt => '%.2f'),
+        make_row('p99 manifest GET by tag, 8 conns, during gc jobs back to '
+                 . 'back', 'ms', \%busy, 'p99_ms', fmt => '%.2f'),
+        $row,
+        make_row('manifest GET by tag, 8 conns, idle, gc store', 'req/s',
+                 \%idle, 'rps'),
+        make_row('manifest GET by tag, 8 conns, during gc jobs back to back',
+                 'req/s', \%busy, 'rps'),
+    );
+}
+
+sub gc_serving {
+    my ($dir, $idle, $busy) = @_;
+
+    my $g = $ST{gc};
+    my $srv = gc_start_a($dir);
+    my $a = $srv->{A};
+    my $repo = $g->{model}{repos}[0];
+    my $url = "$a->{url}/v2/$repo->{name}/manifests/"
+            . $repo->{manifests}[0]{tags}[0];
+
+    if (my $err = gc_check_a($a)) {
+        $_->{A} = [ { error => $err } ] for $idle, $busy;
+    } else {
+        $idle->{A} = [ wrk_run($url, conns => 8, secs => 5,
+                               headers => [$ACCEPT]) ];
+
+        phase('gc: the same while gc jobs (grace=0) run back to back');
+        my $r;
+        ($r, $g->{serving}) = busy_gc_p99($a->{url}, $url);
+
+        my $d = Bench::Gc::compare(Bench::Gc::blobs("$dir/store"),
+                                   $g->{model}{keep}{all});
+        $r->{error} ||= gc_mismatch($d) || gc_check_a($a);
+        $busy->{A} = [ $r ];
+    }
+
+    gc_stop_a($srv);
+}
+
+# a child running gc jobs one after the other until the GETs are over;
+# wrk warms up 1 s and measures 5 s once the first job has started.
+# Returns the wrk result (failed when a job failed or the child stopped
+# early) and { secs, jobs => [each job's time] }.
+sub busy_gc_p99 {
+    my ($base, $url) = @_;
+
+    my $stop = "$ST{tmp}/work/gc.stop";
+    my $result = "$ST{tmp}/work/gc.jobs";
+    unlink $stop, $result;
+
+    my $t0 = time;
+    my $pid = spawn_code(sub {
+        my @secs;
+        do {
+            my $r = gc_job($base, 'grace=0');
+            die "gc job: $r->{error}\n" if $r->{error};
+            push @secs, $r->{secs};
+        } until -e $stop || time - $t0 > 120;
+        spew($result, join(' ', @secs));
+        return 1;
+    });
+    sleep 0.2;
+
+    my $r = wrk_run($url, conns => 8, secs => 5, headers => [$ACCEPT]);
+
+    my $early = !running($pid);
+    spew($stop, '');
+    my $rc = reap($pid, 600);
+
+    $r->{error} ||= 'the gc client failed' if $rc;
+    $r->{error} ||= 'the gc jobs stopped before the GETs did' if $early;
+
+    return ($r, { secs => time - $t0,
+                  jobs => [ split ' ', slurp($result) // '' ] });
+}
+
+# the numbers at the top of a gc job's report
+sub gc_report_text {
+    my ($rep) = @_;
+
+    return '(none)' unless ref $rep eq 'HASH';
+    my @nums = grep { !ref $rep->{$_} && ($rep->{$_} // '') =~ /^-?[\d.]+$/ }
+               sort keys %$rep;
+    return join(', ', map { "$_ $rep->{$_}" } @nums);
+}
+
+# what the gc lines ran on and what the collectors said
+sub gc_text {
+    my $g = $ST{gc};
+    my $m = $g->{model};
+    my $total = keys %{ $m->{all} };
+    my @l;
+
+    push @l, sprintf('GC lines: a store of %s blobs and %s manifests in %s '
+                     . 'repositories (Bench::Gc: %s blobs unreachable; %s '
+                     . 'more once the %s untagged manifests go), written '
+                     . 'afresh for each run on %s (%.1f s, median of %d).',
+                     commify($total), commify($m->{manifests}),
+                     commify(scalar @{ $m->{repos} }),
+                     commify($total - keys %{ $m->{keep}{all} }),
+                     commify(keys(%{ $m->{keep}{all} })
+                             - keys %{ $m->{keep}{untagged} }),
+                     commify(scalar @{ $m->{repos} }), $g->{where} // '?',
+                     median(@{ $g->{write_secs} || [] }) // 0,
+                     scalar @{ $g->{write_secs} || [] });
+
+    for my $mode (gc_modes()) {
+        my $n = $mode->{name};
+        my @runs = map { gc_report_text($_) } @{ $g->{reports}{$n} || [] };
+        my $tombs = $g->{tombs1}{$n};
+        push @l, "$n: A's reports (round 1): "
+                 . (@runs ? join('; then ', @runs) : 'none')
+                 . ($tombs ? '; files in _ngx_tombstones after a first run: '
+                             . join(', ', @$tombs) : '')
+                 . '; C said: ' . ($g->{c_summary}{$n} // 'nothing') . '.';
+    }
+
+    if (my $s = $g->{serving}) {
+        my @j = @{ $s->{jobs} };
+        push @l, sprintf('During the serving lines A ran %d gc job(s) one '
+                         . 'after the other in %.1f s: the first, which '
+                         . 'collected, took %.2f s under the GETs%s.',
+                         scalar @j, $s->{secs}, $j[0] // 0, @j > 1
+                         ? sprintf('; the others %.2f s (median)',
+                                   median(@j[1 .. $#j])) : '');
+    }
+
+    return join("\n\n", @l);
+}
+
 # ---- report ----
 
 sub report {
@@ -1499,6 +1979,8 @@ sub limits_text {
         if $f->{A};
 
     push @l, bg_work_text(), '' if $ST{bg_work};
+
+    push @l, gc_text(), '' if $ST{gc};
 
     push @l, sprintf('A workers\' VmRSS (KiB): at start %s; before the 4 GiB '
                      . '%s; after %s.',
@@ -1549,6 +2031,7 @@ sub extra_notes {
                          . " error/crit/alert lines, e.g.: $bad[0]" if @bad;
         }
     }
+    push @notes, @{ $ST{gc}{logs} } if $ST{gc};
 
     return @notes;
 }

@@ -15,7 +15,9 @@ package Bench::Servers;
 #   Bench::Servers::stop_all($s);
 #
 # start_all(..., only => ['A', 'C']) starts just those, with the same
-# configurations (the servers of the second store).
+# configurations (the servers of the second store); admin => 1 adds to A
+# the admin location of the maintenance jobs (the gc lines), where the
+# built module knows `registry_admin` (admin_known).
 
 use strict;
 use warnings;
@@ -113,6 +115,24 @@ sub registry_extra {
         ? 'registry_thread_pool default;' : '';
 }
 
+# the admin location, on the same store: POST /_registry/gc, GET
+# /_registry/jobs/<id>
+sub admin_locations {
+    my ($store, $extra) = @_;
+    $extra = $extra ? "            $extra\n" : '';
+    return <<"EOF";
+        location /_registry/ {
+            registry_admin on;
+            registry_root $store;
+$extra        }
+EOF
+}
+
+sub admin_known {
+    my ($module) = @_;
+    return index(slurp($module), 'registry_admin') >= 0;
+}
+
 sub static_locations {
     my ($store) = @_;
     return <<"EOF";
@@ -151,7 +171,7 @@ sub start_nginx {
                . slurp("$d/stdout.log") . slurp("$d/error.log");
 
     return { name => $o{name}, pid => $pid, dir => $d, kind => 'nginx',
-             extra => $o{extra} // '',
+             extra => $o{extra} // '', admin => $o{admin},
              url => "http://127.0.0.1:$o{port}",
              tls_url => "https://127.0.0.1:$o{tls_port}",
              log => "$d/error.log" };
@@ -215,9 +235,13 @@ sub start_all {
                nofile => nofile_limit());
 
     my $extra = registry_extra($o{module});
+    my $admin = $o{admin} && admin_known($o{module})
+                ? admin_locations($o{store}, $extra) : '';
     $s{A} = start_nginx(%tls, name => 'A', dir => "$o{dir}/A",
                         module => $o{module}, extra => $extra,
-                        locations => registry_locations($o{store}, $extra))
+                        admin => $admin ? 1 : 0,
+                        locations => registry_locations($o{store}, $extra)
+                                     . $admin)
         if $want{A};
     $s{B} = start_nginx(%tls, name => 'B', dir => "$o{dir}/B",
                         locations => static_locations($o{store}))

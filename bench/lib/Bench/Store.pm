@@ -11,6 +11,10 @@ package Bench::Store;
 #   $st->layer($repo, $hex);                # _layers link
 #   $st->revision($repo, $hex);             # _manifests/revisions link
 #   $st->tag($repo, $tag, $hex);            # current + index links
+#   $st->tag_history($repo, $tag, $hex);    # an index link only: what the
+#                                           # tag pointed at before
+#   $st->mtime($when);                      # every file written from now
+#                                           # on gets that mtime (utime)
 
 use strict;
 use warnings;
@@ -63,6 +67,14 @@ sub _file {
     (my $dir = $path) =~ s{/[^/]+$}{};
     $self->_dir($dir);
     spew($path, $bytes);
+
+    my $t = $self->{mtime};
+    utime $t, $t, $path or die "utime $path: $!\n" if defined $t;
+}
+
+sub mtime {
+    my ($self, $when) = @_;
+    $self->{mtime} = $when;
 }
 
 sub blob {
@@ -104,6 +116,13 @@ sub tag {
     my $t = "$self->{v2}/repositories/$repo/_manifests/tags/$tag";
     $self->_link("$t/current/link", $hex);
     $self->_link("$t/index/sha256/$hex/link", $hex);
+}
+
+# a tag's index entry alone: the tag pointed at $hex once and was moved
+sub tag_history {
+    my ($self, $repo, $tag, $hex) = @_;
+    $self->_link("$self->{v2}/repositories/$repo/_manifests/tags/$tag/index/"
+                 . "sha256/$hex/link", $hex);
 }
 
 sub descriptor {
