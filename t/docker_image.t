@@ -47,6 +47,7 @@ use Time::HiRes ();
 
 use lib 't/lib';
 use RegTest;
+use JSON::PP ();
 use RegTools qw(run3 slurp spew free_port json_decode
                 start_distribution stop_distribution);
 use DockerEngine qw(need_dockerd tar_bytes);
@@ -407,6 +408,25 @@ my $reg = "localhost:$port";
          'compose output: the manifest pulled');
     like($log, qr{"GET /v2/_catalog HTTP/1\.1" 200 }m,
          'compose output: the catalog request');
+
+    # operations inside the container: health, metrics, registry-ctl
+    my $h = $http->get("http://127.0.0.1:$port/health");
+    like("$h->{status} $h->{content}", qr/^200 \{"status":"ok"\}\n?$/,
+         'GET /health');
+    my $metrics = $http->get("http://127.0.0.1:$port/metrics")->{content};
+    like($metrics,
+         qr/^registry_http_requests_total\{operation="manifest_push",code="201"\} 1$/m,
+         'GET /metrics: the one manifest push');
+    my ($grc, $gout, $gerr) = $e->docker('exec', "${project}_registry_1",
+                                         'registry-ctl', '--url',
+                                         "http://127.0.0.1:$port/_registry",
+                                         'gc', '--dry-run');
+    is($grc, 0, 'docker exec registry-ctl gc --dry-run: exit 0')
+        or diag("$gout$gerr");
+    my $gc = json_decode($gout) || {};
+    is_deeply([$gc->{state}, $gc->{report}{dry_run}, $gc->{report}{blobs_removed}],
+              ['done', JSON::PP::true(), 0],
+              'registry-ctl gc --dry-run: done, a dry run, nothing removed');
 
     # the store is compose's volume
     my ($vrc, $vout) = $e->docker('volume', 'inspect', '-f',
