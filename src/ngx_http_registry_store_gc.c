@@ -96,7 +96,7 @@ struct ngx_http_registry_gc_blob_s {
 };
 
 
-/* open addressing on the digest's bits, which are uniformly random */
+/* open addressing, on ngx_hash_key() of the digest's text */
 
 typedef struct {
     ngx_http_registry_gc_blob_t  **slots;
