@@ -265,7 +265,10 @@ age(7200, $dangling);
 # symbolic links under repositories/ and blobs/
 
 symlink('/etc', "$v2/repositories/good/app/_layers/sha256/evil") or die;
-symlink('../../../../repositories', "$v2/blobs/sha256/00") or die;
+# where a prefix directory would be: one no blob of this test has taken
+my ($prefix) = grep { !-e "$v2/blobs/sha256/$_" }
+               map { sprintf '%02x', $_ } 0 .. 255;
+symlink('../../../../repositories', "$v2/blobs/sha256/$prefix") or die;
 
 ($report) = fsck();
 
@@ -336,13 +339,13 @@ is($p->{path}, 'repositories/good/app/_ngx_referrers/sha256/'
    'the old dangling referrer, not the fresh one');
 
 is_deeply([ sort map { $_->{path} } problems($report, 'symlink') ],
-          [ 'blobs/sha256/00',
+          [ "blobs/sha256/$prefix",
             'repositories/good/app/_layers/sha256/evil' ],
           'both symbolic links');
 
 ok(!(grep { $_->{repaired} } @{ $report->{problems} }),
    'nothing repaired without repair');
-ok(-l "$v2/blobs/sha256/00" && -f $victim && -d $stale
+ok(-l "$v2/blobs/sha256/$prefix" && -f $victim && -d $stale
    && -f $dangling && -f "$v2/_ngx_tmp/fedcba9876543210fedcba9876543210",
    'nothing removed without repair');
 
@@ -398,7 +401,7 @@ ok(-e "$v2/_ngx_tmp/0123456789abcdef0123456789abcdef",
 ok(!-e $stale, 'the stale upload is gone');
 ok(!-e $dangling && -e $pushing,
    'the old dangling referrer is gone, the fresh one stays');
-ok(!-l "$v2/blobs/sha256/00"
+ok(!-l "$v2/blobs/sha256/$prefix"
    && !-l "$v2/repositories/good/app/_layers/sha256/evil",
    'the symbolic links are gone');
 ok(-d '/etc' && -d "$v2/repositories/good",
