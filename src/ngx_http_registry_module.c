@@ -43,6 +43,8 @@ static ngx_int_t ngx_http_registry_merge_user(ngx_conf_t *cf,
     ngx_http_registry_loc_conf_t *conf, ngx_http_registry_loc_conf_t *prev);
 static void ngx_http_registry_json_errors(ngx_conf_t *cf,
     ngx_http_registry_loc_conf_t *conf);
+static char *ngx_http_registry_serve(ngx_conf_t *cf,
+    ngx_http_handler_pt handler);
 static char *ngx_http_registry(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_registry_admin(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -1004,6 +1006,27 @@ ngx_http_registry_gc_handler(ngx_event_t *ev)
 }
 
 
+/*
+ * The location's content handler is one of the registry's: each needs
+ * the shared zone (and with it the store opened in every worker).
+ */
+
+static char *
+ngx_http_registry_serve(ngx_conf_t *cf, ngx_http_handler_pt handler)
+{
+    ngx_http_core_loc_conf_t  *clcf;
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    clcf->handler = handler;
+
+    if (ngx_http_registry_add_zone(cf) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
 /* "registry on" makes the registry this location's content handler */
 
 static char *
@@ -1011,24 +1034,14 @@ ngx_http_registry(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_registry_loc_conf_t *rlcf = conf;
 
-    char                      *rv;
-    ngx_http_core_loc_conf_t  *clcf;
+    char  *rv;
 
     rv = ngx_conf_set_flag_slot(cf, cmd, conf);
-    if (rv != NGX_CONF_OK) {
+    if (rv != NGX_CONF_OK || !rlcf->enable) {
         return rv;
     }
 
-    if (rlcf->enable) {
-        clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
-        clcf->handler = ngx_http_registry_handler;
-
-        if (ngx_http_registry_add_zone(cf) != NGX_OK) {
-            return NGX_CONF_ERROR;
-        }
-    }
-
-    return NGX_CONF_OK;
+    return ngx_http_registry_serve(cf, ngx_http_registry_handler);
 }
 
 
@@ -1037,16 +1050,7 @@ ngx_http_registry(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 static char *
 ngx_http_registry_metrics(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
-    ngx_http_core_loc_conf_t  *clcf;
-
-    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
-    clcf->handler = ngx_http_registry_metrics_handler;
-
-    if (ngx_http_registry_add_zone(cf) != NGX_OK) {
-        return NGX_CONF_ERROR;
-    }
-
-    return NGX_CONF_OK;
+    return ngx_http_registry_serve(cf, ngx_http_registry_metrics_handler);
 }
 
 
@@ -1057,8 +1061,6 @@ ngx_http_registry_health(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_registry_loc_conf_t *rlcf = conf;
 
-    ngx_http_core_loc_conf_t  *clcf;
-
     if (rlcf->health) {
         return "is duplicate";
     }
@@ -1068,14 +1070,7 @@ ngx_http_registry_health(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
-    clcf->handler = ngx_http_registry_health_handler;
-
-    if (ngx_http_registry_add_zone(cf) != NGX_OK) {
-        return NGX_CONF_ERROR;
-    }
-
-    return NGX_CONF_OK;
+    return ngx_http_registry_serve(cf, ngx_http_registry_health_handler);
 }
 
 
@@ -1089,24 +1084,14 @@ ngx_http_registry_admin(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_registry_loc_conf_t *rlcf = conf;
 
-    char                      *rv;
-    ngx_http_core_loc_conf_t  *clcf;
+    char  *rv;
 
     rv = ngx_conf_set_flag_slot(cf, cmd, conf);
-    if (rv != NGX_CONF_OK) {
+    if (rv != NGX_CONF_OK || !rlcf->admin) {
         return rv;
     }
 
-    if (rlcf->admin) {
-        clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
-        clcf->handler = ngx_http_registry_admin_handler;
-
-        if (ngx_http_registry_add_zone(cf) != NGX_OK) {
-            return NGX_CONF_ERROR;
-        }
-    }
-
-    return NGX_CONF_OK;
+    return ngx_http_registry_serve(cf, ngx_http_registry_admin_handler);
 }
 
 

@@ -47,8 +47,6 @@ static ngx_fd_t ngx_http_registry_open_parent(ngx_http_registry_op_t *op,
     ngx_str_t *path, u_char **base);
 static ngx_int_t ngx_http_registry_move(ngx_http_registry_op_t *op,
     ngx_str_t *from, ngx_str_t *to, ngx_uint_t durable);
-static ngx_int_t ngx_http_registry_rename(ngx_http_registry_op_t *op,
-    ngx_str_t *from, ngx_str_t *to, ngx_uint_t durable);
 static ngx_int_t ngx_http_registry_remove_at(ngx_http_registry_op_t *op,
     int at, const char *name, ngx_uint_t depth);
 static ngx_int_t ngx_http_registry_read_entries(ngx_http_registry_op_t *op,
@@ -743,108 +741,34 @@ ngx_http_registry_open_parent(ngx_http_registry_op_t *op, ngx_str_t *path,
 /*
  * Renames a finished file into place, creating its directories: a new
  * name is made durable by syncing the directory that holds it (and the
- * ones created on the way, see mkdirs).
+ * ones created on the way, see mkdirs).  The file to publish is ours:
+ * that it is gone is an error.
  */
 
 ngx_int_t
 ngx_http_registry_file_publish(ngx_http_registry_op_t *op, ngx_str_t *from,
     ngx_str_t *to, ngx_uint_t durable)
 {
-    u_char     *slash;
-    ngx_int_t   rc;
-    ngx_str_t   dir;
+    ngx_int_t  rc;
 
-    rc = ngx_http_registry_rename(op, from, to, durable);
-
-    if (rc != NGX_DECLINED) {
-        return rc;
-    }
-
-    /* the target's directory is missing */
-
-    for (slash = to->data + to->len - 1; *slash != '/'; slash--) {
-        /* void */
-    }
-
-    dir.data = to->data;
-    dir.len = slash - to->data;
-
-    *slash = '\0';
-    rc = ngx_http_registry_file_mkdirs(op, &dir, durable);
-    *slash = '/';
-
-    if (rc != NGX_OK) {
-        return rc;
-    }
-
-    rc = ngx_http_registry_rename(op, from, to, durable);
+    rc = ngx_http_registry_file_move(op, from, to, durable);
 
     if (rc == NGX_DECLINED) {
         ngx_log_error(NGX_LOG_CRIT, op->log, NGX_ENOENT,
-                      "rename() \"%V\" to \"%V\" failed", from, to);
+                      "rename() \"%V\" to \"%V\" failed: the file to "
+                      "publish is gone", from, to);
         return ngx_http_registry_op_syserr(op, NGX_ENOENT);
     }
-
-    return rc;
-}
-
-
-/* NGX_DECLINED: the target's directory does not exist */
-
-static ngx_int_t
-ngx_http_registry_rename(ngx_http_registry_op_t *op, ngx_str_t *from,
-    ngx_str_t *to, ngx_uint_t durable)
-{
-    u_char     *from_base, *to_base;
-    ngx_fd_t    from_dir, to_dir;
-    ngx_err_t   err;
-    ngx_int_t   rc;
-
-    rc = ngx_http_registry_parent(op, from, &from_dir, &from_base);
-
-    if (rc == NGX_DECLINED) {
-        ngx_log_error(NGX_LOG_CRIT, op->log, NGX_ENOENT,
-                      "the directory of \"%V\", to publish, is gone", from);
-        return ngx_http_registry_op_syserr(op, NGX_ENOENT);
-    }
-
-    if (rc != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    rc = ngx_http_registry_parent(op, to, &to_dir, &to_base);
-
-    if (rc != NGX_OK) {
-        (void) close(from_dir);
-        return rc;
-    }
-
-    if (renameat(from_dir, (char *) from_base, to_dir, (char *) to_base)
-        == -1)
-    {
-        err = ngx_errno;
-        ngx_log_error(NGX_LOG_CRIT, op->log, err,
-                      "rename() \"%V\" to \"%V\" failed", from, to);
-        rc = ngx_http_registry_op_syserr(op, err);
-
-    } else if (durable && fsync(to_dir) == -1) {
-        err = ngx_errno;
-        ngx_log_error(NGX_LOG_CRIT, op->log, err,
-                      "fsync() of the directory of \"%V\" failed", to);
-        rc = ngx_http_registry_op_syserr(op, err);
-    }
-
-    (void) close(from_dir);
-    (void) close(to_dir);
 
     return rc;
 }
 
 
 /*
- * Renames a file another process may move or remove first (a blob to
- * its garbage collection tombstone and back), creating the target's
- * directory if need be.  NGX_DECLINED, quietly: "from" is gone.
+ * Renames a file, creating the target's directory if need be.
+ * NGX_DECLINED, quietly: "from" is gone, as a file another process may
+ * move or remove first is (a blob to its garbage collection tombstone
+ * and back).
  */
 
 ngx_int_t
@@ -878,8 +802,13 @@ ngx_http_registry_file_move(ngx_http_registry_op_t *op, ngx_str_t *from,
 
     rc = ngx_http_registry_move(op, from, to, durable);
 
-    return (rc == NGX_AGAIN) ? ngx_http_registry_op_syserr(op, NGX_ENOENT)
-                             : rc;
+    if (rc == NGX_AGAIN) {
+        ngx_log_error(NGX_LOG_CRIT, op->log, NGX_ENOENT,
+                      "rename() \"%V\" to \"%V\" failed", from, to);
+        return ngx_http_registry_op_syserr(op, NGX_ENOENT);
+    }
+
+    return rc;
 }
 
 
