@@ -89,6 +89,8 @@ struct ngx_http_registry_gc_blob_s {
     ngx_http_registry_gc_ref_t    *refs;       /* a manifest's, once read */
     ngx_uint_t                     nrefs;
     ngx_http_registry_gc_blob_t   *subject;    /* NULL: none */
+    ngx_uint_t                     live_in;    /* repositories' stamps, */
+    ngx_uint_t                     used_in;    /* for gc_repo_t's sets */
     unsigned                       marked:1;   /* live */
     unsigned                       kept:1;     /* unmarked, bytes stay */
     unsigned                       read:1;
@@ -96,7 +98,7 @@ struct ngx_http_registry_gc_blob_s {
 };
 
 
-/* open addressing, on ngx_hash_key() of the digest's text */
+/* open addressing, on the digest's own hex (see gc_set_slot()) */
 
 typedef struct {
     ngx_http_registry_gc_blob_t  **slots;
@@ -118,11 +120,17 @@ typedef struct {
 } ngx_http_registry_gc_link_t;
 
 
+/*
+ * A repository being marked.  Its two sets, the manifests live in it and
+ * the configs and layers they use, are stamps in the blobs' records:
+ * repositories are marked one after the other, each with a stamp of its
+ * own (gc_is_live(), gc_is_used()).
+ */
+
 typedef struct {
     ngx_str_t                      name;
+    ngx_uint_t                     stamp;
     ngx_http_registry_op_t         op;         /* in the repository's pool */
-    ngx_http_registry_gc_set_t     live;       /* manifests */
-    ngx_http_registry_gc_set_t     used;       /* configs and layers */
     ngx_array_t                    stack;      /* of gc_blob_t *, to mark */
     ngx_array_t                    revisions;  /* of gc_revision_t */
     ngx_uint_t                     invalid;    /* a revision does not parse */
@@ -138,7 +146,6 @@ typedef struct {
     ngx_http_registry_gc_set_t     blobs;
     ngx_array_t                    links;      /* of gc_link_t: candidates */
     ngx_uint_t                     invalid;    /* remove nothing */
-    ngx_uint_t                     alg;        /* of the blobs walked */
 
     json_t                        *report;
     json_t                        *removed;    /* blobs deleted */
@@ -167,10 +174,16 @@ static ngx_int_t ngx_http_registry_gc_init(ngx_http_registry_gc_t *gc);
 static ngx_int_t ngx_http_registry_gc_mark(ngx_http_registry_gc_t *gc);
 static ngx_int_t ngx_http_registry_gc_repository(ngx_http_registry_gc_t *gc,
     ngx_str_t *name);
+#define ngx_http_registry_gc_is_live(repo, b)  ((b)->live_in == (repo)->stamp)
+#define ngx_http_registry_gc_is_used(repo, b)  ((b)->used_in == (repo)->stamp)
+
 static ngx_int_t ngx_http_registry_gc_tags(ngx_http_registry_gc_t *gc,
     ngx_http_registry_gc_repo_t *repo);
 static ngx_int_t ngx_http_registry_gc_revisions(ngx_http_registry_gc_t *gc,
     ngx_http_registry_gc_repo_t *repo);
+static ngx_int_t ngx_http_registry_gc_revision(ngx_http_registry_gc_t *gc,
+    ngx_http_registry_gc_repo_t *repo, ngx_http_registry_dir_t *dir,
+    ngx_uint_t alg, ngx_str_t *hex);
 static ngx_int_t ngx_http_registry_gc_live(ngx_http_registry_gc_t *gc,
     ngx_http_registry_gc_repo_t *repo);
 static ngx_int_t ngx_http_registry_gc_drain(ngx_http_registry_gc_t *gc,
@@ -186,21 +199,30 @@ static ngx_int_t ngx_http_registry_gc_unrevision(ngx_http_registry_gc_t *gc,
     ngx_http_registry_gc_repo_t *repo, ngx_http_registry_gc_blob_t *b);
 static ngx_int_t ngx_http_registry_gc_layers(ngx_http_registry_gc_t *gc,
     ngx_http_registry_gc_repo_t *repo);
+static ngx_int_t ngx_http_registry_gc_layer(ngx_http_registry_gc_t *gc,
+    ngx_http_registry_gc_repo_t *repo, ngx_http_registry_dir_t *dir,
+    ngx_uint_t alg, ngx_str_t *hex, ngx_str_t *name);
 static ngx_int_t ngx_http_registry_gc_tombstones(ngx_http_registry_gc_t *gc);
 static ngx_int_t ngx_http_registry_gc_tombstone_sweep(
     ngx_http_registry_gc_t *gc, ngx_pool_t *pool, ngx_uint_t alg,
     ngx_str_t *hex);
 static ngx_int_t ngx_http_registry_gc_blobs(ngx_http_registry_gc_t *gc);
-static ngx_int_t ngx_http_registry_gc_blob_visit(ngx_http_registry_op_t *op,
-    void *data, ngx_str_t *sub, ngx_array_t *dirs);
+static ngx_int_t ngx_http_registry_gc_blob_prefix(ngx_http_registry_gc_t *gc,
+    ngx_uint_t alg, ngx_str_t *prefix);
 static ngx_int_t ngx_http_registry_gc_blob_sweep(ngx_http_registry_gc_t *gc,
-    ngx_http_registry_op_t *op, ngx_http_registry_digest_t *digest);
+    ngx_http_registry_op_t *op, ngx_http_registry_dir_t *dir,
+    ngx_http_registry_digest_t *digest);
 static ngx_int_t ngx_http_registry_gc_bury(ngx_http_registry_gc_t *gc,
     ngx_http_registry_op_t *op, ngx_http_registry_gc_blob_t *b,
     ngx_str_t *data, off_t size);
 static void ngx_http_registry_gc_rmdir(ngx_http_registry_op_t *op,
     ngx_str_t *data);
 static ngx_int_t ngx_http_registry_gc_unlink_links(ngx_http_registry_gc_t *gc);
+static ngx_int_t ngx_http_registry_gc_young_in(ngx_http_registry_gc_t *gc,
+    ngx_http_registry_op_t *op, ngx_http_registry_dir_t *dir, ngx_str_t *rel,
+    off_t *size);
+static ngx_int_t ngx_http_registry_gc_age(ngx_http_registry_gc_t *gc,
+    ngx_file_info_t *fi, off_t *size);
 static ngx_int_t ngx_http_registry_gc_young(ngx_http_registry_gc_t *gc,
     ngx_http_registry_op_t *op, ngx_str_t *path, off_t *size);
 static ngx_int_t ngx_http_registry_gc_cancelled(ngx_http_registry_gc_t *gc);
@@ -222,8 +244,6 @@ static ngx_http_registry_gc_blob_t **ngx_http_registry_gc_set_slot(
     ngx_http_registry_gc_set_t *set, ngx_str_t *digest);
 static ngx_int_t ngx_http_registry_gc_set_add(ngx_http_registry_gc_set_t *set,
     ngx_http_registry_gc_blob_t *b);
-static ngx_uint_t ngx_http_registry_gc_set_has(
-    ngx_http_registry_gc_set_t *set, ngx_http_registry_gc_blob_t *b);
 
 
 static const char  *ngx_http_registry_gc_phases[] = {
@@ -375,12 +395,11 @@ ngx_http_registry_gc_repository(ngx_http_registry_gc_t *gc, ngx_str_t *name)
     ngx_memzero(&repo, sizeof(ngx_http_registry_gc_repo_t));
 
     repo.name = *name;
+    repo.stamp = gc->repositories + 1;
     repo.op = *gc->op;
     repo.op.pool = pool;
 
-    if (ngx_http_registry_gc_set_init(&repo.live, pool) != NGX_OK
-        || ngx_http_registry_gc_set_init(&repo.used, pool) != NGX_OK
-        || ngx_array_init(&repo.stack, pool, 64,
+    if (ngx_array_init(&repo.stack, pool, 64,
                           sizeof(ngx_http_registry_gc_blob_t *))
            != NGX_OK
         || ngx_array_init(&repo.revisions, pool, 64,
@@ -426,10 +445,11 @@ ngx_http_registry_gc_tags(ngx_http_registry_gc_t *gc,
     ngx_http_registry_gc_repo_t *repo)
 {
     ngx_int_t                     rc;
-    ngx_str_t                     dir, link, *tag;
+    ngx_str_t                     path, rel, *tag;
     ngx_uint_t                    i;
     ngx_array_t                   tags;
     ngx_http_registry_op_t       *op;
+    ngx_http_registry_dir_t       dir;
     ngx_http_registry_digest_t    digest;
     ngx_http_registry_gc_blob_t  *b, **root;
 
@@ -439,28 +459,29 @@ ngx_http_registry_gc_tags(ngx_http_registry_gc_t *gc,
         return ngx_http_registry_op_syserr(op, NGX_ENOMEM);
     }
 
-    if (ngx_http_registry_path_tags(op, &dir, &repo->name) != NGX_OK) {
+    if (ngx_http_registry_path_tags(op, &path, &repo->name) != NGX_OK) {
         return NGX_ERROR;
     }
 
-    rc = ngx_http_registry_file_list(op, &dir, NGX_HTTP_REGISTRY_LIST_DIRS,
-                                     &tags);
+    rc = ngx_http_registry_dir_open(op, &path, &dir);
     if (rc != NGX_OK) {
         return (rc == NGX_DECLINED) ? NGX_OK : NGX_ERROR;
     }
 
+    rc = ngx_http_registry_dir_list(op, &dir, NGX_HTTP_REGISTRY_LIST_DIRS,
+                                    &tags);
     tag = tags.elts;
 
-    for (i = 0; i < tags.nelts; i++) {
-        if (ngx_http_registry_path_tag_link(op, &link, &repo->name, &tag[i])
-            != NGX_OK)
-        {
-            return NGX_ERROR;
+    for (i = 0; rc == NGX_OK && i < tags.nelts; i++) {
+        if (ngx_http_registry_path_in_tags(op, &rel, &tag[i]) != NGX_OK) {
+            rc = NGX_ERROR;
+            break;
         }
 
-        rc = ngx_http_registry_file_read_link(op, &link, &digest);
+        rc = ngx_http_registry_dir_read_link(op, &dir, &rel, &digest);
 
         if (rc == NGX_DECLINED) {
+            rc = NGX_OK;
             continue;
         }
 
@@ -468,6 +489,7 @@ ngx_http_registry_gc_tags(ngx_http_registry_gc_t *gc,
             ngx_http_registry_gc_problem(gc, "unreadable tag link",
                                          &repo->name, &tag[i]);
             gc->invalid = 1;
+            rc = NGX_OK;
             continue;
         }
 
@@ -475,13 +497,16 @@ ngx_http_registry_gc_tags(ngx_http_registry_gc_t *gc,
         root = ngx_array_push(&repo->stack);
 
         if (b == NULL || root == NULL) {
-            return ngx_http_registry_op_syserr(op, NGX_ENOMEM);
+            rc = ngx_http_registry_op_syserr(op, NGX_ENOMEM);
+            break;
         }
 
         *root = b;
     }
 
-    return NGX_OK;
+    ngx_http_registry_dir_close(&dir);
+
+    return rc;
 }
 
 
@@ -494,14 +519,12 @@ static ngx_int_t
 ngx_http_registry_gc_revisions(ngx_http_registry_gc_t *gc,
     ngx_http_registry_gc_repo_t *repo)
 {
-    ngx_int_t                         rc;
-    ngx_str_t                         dir, link, *hex;
-    ngx_uint_t                        alg, i;
-    ngx_array_t                       hexes;
-    ngx_http_registry_op_t           *op;
-    ngx_http_registry_digest_t        digest;
-    ngx_http_registry_gc_blob_t      *b, **root;
-    ngx_http_registry_gc_revision_t  *rev;
+    ngx_int_t                 rc;
+    ngx_str_t                 path, *hex;
+    ngx_uint_t                alg, i;
+    ngx_array_t               hexes;
+    ngx_http_registry_op_t   *op;
+    ngx_http_registry_dir_t   dir;
 
     op = &repo->op;
 
@@ -512,14 +535,13 @@ ngx_http_registry_gc_revisions(ngx_http_registry_gc_t *gc,
             return ngx_http_registry_op_syserr(op, NGX_ENOMEM);
         }
 
-        if (ngx_http_registry_path_revisions(op, &dir, &repo->name, alg)
+        if (ngx_http_registry_path_revisions(op, &path, &repo->name, alg)
             != NGX_OK)
         {
             return NGX_ERROR;
         }
 
-        rc = ngx_http_registry_file_list(op, &dir, NGX_HTTP_REGISTRY_LIST_DIRS,
-                                         &hexes);
+        rc = ngx_http_registry_dir_open(op, &path, &dir);
         if (rc == NGX_DECLINED) {
             continue;
         }
@@ -528,60 +550,87 @@ ngx_http_registry_gc_revisions(ngx_http_registry_gc_t *gc,
             return NGX_ERROR;
         }
 
+        rc = ngx_http_registry_dir_list(op, &dir, NGX_HTTP_REGISTRY_LIST_DIRS,
+                                        &hexes);
         hex = hexes.elts;
 
-        for (i = 0; i < hexes.nelts; i++) {
-            rc = ngx_http_registry_digest_of(op->pool, alg, &hex[i], &digest);
-
-            if (rc == NGX_ERROR) {
-                return ngx_http_registry_op_syserr(op, NGX_ENOMEM);
-            }
-
-            if (rc != NGX_OK
-                || ngx_http_registry_path_revision_link(op, &link,
-                                                        &repo->name, &digest)
-                   != NGX_OK)
-            {
-                continue;
-            }
-
-            rc = ngx_http_registry_gc_young(gc, op, &link, NULL);
-
-            if (rc == NGX_DECLINED) {
-                continue;                     /* no link: no revision */
-            }
-
-            if (rc == NGX_ERROR) {
-                return NGX_ERROR;
-            }
-
-            b = ngx_http_registry_gc_blob(gc, &digest, 1);
-            rev = ngx_array_push(&repo->revisions);
-
-            if (b == NULL || rev == NULL) {
-                return ngx_http_registry_op_syserr(op, NGX_ENOMEM);
-            }
-
-            rev->blob = b;
-            rev->removable = gc->job->delete_untagged && rc == NGX_ABORT;
-
-            if (ngx_http_registry_gc_read(gc, b) != NGX_OK) {
-                return NGX_ERROR;
-            }
-
-            if (b->invalid) {
-                repo->invalid = 1;
-            }
-
-            if (!rev->removable) {
-                root = ngx_array_push(&repo->stack);
-                if (root == NULL) {
-                    return ngx_http_registry_op_syserr(op, NGX_ENOMEM);
-                }
-
-                *root = b;
-            }
+        for (i = 0; rc == NGX_OK && i < hexes.nelts; i++) {
+            rc = ngx_http_registry_gc_revision(gc, repo, &dir, alg, &hex[i]);
         }
+
+        ngx_http_registry_dir_close(&dir);
+
+        if (rc != NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/* one revision, <hex> in the listing of revisions/<alg> (dir) */
+
+static ngx_int_t
+ngx_http_registry_gc_revision(ngx_http_registry_gc_t *gc,
+    ngx_http_registry_gc_repo_t *repo, ngx_http_registry_dir_t *dir,
+    ngx_uint_t alg, ngx_str_t *hex)
+{
+    ngx_int_t                         rc;
+    ngx_str_t                         rel;
+    ngx_http_registry_op_t           *op;
+    ngx_http_registry_digest_t        digest;
+    ngx_http_registry_gc_blob_t      *b, **root;
+    ngx_http_registry_gc_revision_t  *rev;
+
+    op = &repo->op;
+
+    rc = ngx_http_registry_digest_of(op->pool, alg, hex, &digest);
+
+    if (rc != NGX_OK) {
+        return (rc == NGX_ERROR) ? ngx_http_registry_op_syserr(op, NGX_ENOMEM)
+                                 : NGX_OK;
+    }
+
+    if (ngx_http_registry_path_in_links(op, &rel, hex) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    rc = ngx_http_registry_gc_young_in(gc, op, dir, &rel, NULL);
+
+    if (rc == NGX_DECLINED) {
+        return NGX_OK;                        /* no link: no revision */
+    }
+
+    if (rc == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    b = ngx_http_registry_gc_blob(gc, &digest, 1);
+    rev = ngx_array_push(&repo->revisions);
+
+    if (b == NULL || rev == NULL) {
+        return ngx_http_registry_op_syserr(op, NGX_ENOMEM);
+    }
+
+    rev->blob = b;
+    rev->removable = gc->job->delete_untagged && rc == NGX_ABORT;
+
+    if (ngx_http_registry_gc_read(gc, b) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (b->invalid) {
+        repo->invalid = 1;
+    }
+
+    if (!rev->removable) {
+        root = ngx_array_push(&repo->stack);
+        if (root == NULL) {
+            return ngx_http_registry_op_syserr(op, NGX_ENOMEM);
+        }
+
+        *root = b;
     }
 
     return NGX_OK;
@@ -608,9 +657,8 @@ ngx_http_registry_gc_live(ngx_http_registry_gc_t *gc,
 
         for (i = 0; i < repo->revisions.nelts; i++) {
             if (rev[i].blob->subject
-                && !ngx_http_registry_gc_set_has(&repo->live, rev[i].blob)
-                && ngx_http_registry_gc_set_has(&repo->live,
-                                                rev[i].blob->subject))
+                && !ngx_http_registry_gc_is_live(repo, rev[i].blob)
+                && ngx_http_registry_gc_is_live(repo, rev[i].blob->subject))
             {
                 next = ngx_array_push(&repo->stack);
                 if (next == NULL) {
@@ -638,13 +686,13 @@ ngx_http_registry_gc_drain(ngx_http_registry_gc_t *gc,
         stack = repo->stack.elts;
         b = stack[--repo->stack.nelts];
 
-        if (ngx_http_registry_gc_set_has(&repo->live, b)) {
+        if (ngx_http_registry_gc_is_live(repo, b)) {
             continue;
         }
 
-        if (ngx_http_registry_gc_set_add(&repo->live, b) != NGX_OK
-            || ngx_http_registry_gc_read(gc, b) != NGX_OK)
-        {
+        b->live_in = repo->stamp;
+
+        if (ngx_http_registry_gc_read(gc, b) != NGX_OK) {
             return ngx_http_registry_op_syserr(&repo->op, NGX_ENOMEM);
         }
 
@@ -667,12 +715,7 @@ ngx_http_registry_gc_drain(ngx_http_registry_gc_t *gc,
                 continue;
             }
 
-            if (!ngx_http_registry_gc_set_has(&repo->used, ref[i].blob)
-                && ngx_http_registry_gc_set_add(&repo->used, ref[i].blob)
-                   != NGX_OK)
-            {
-                return ngx_http_registry_op_syserr(&repo->op, NGX_ENOMEM);
-            }
+            ref[i].blob->used_in = repo->stamp;
 
             if (!ref[i].blob->marked) {
                 ref[i].blob->marked = 1;
@@ -841,7 +884,7 @@ ngx_http_registry_gc_untagged(ngx_http_registry_gc_t *gc,
 
     for (i = 0; i < repo->revisions.nelts; i++) {
         if (!rev[i].removable
-            || ngx_http_registry_gc_set_has(&repo->live, rev[i].blob))
+            || ngx_http_registry_gc_is_live(repo, rev[i].blob))
         {
             continue;
         }
@@ -944,14 +987,12 @@ static ngx_int_t
 ngx_http_registry_gc_layers(ngx_http_registry_gc_t *gc,
     ngx_http_registry_gc_repo_t *repo)
 {
-    ngx_int_t                     rc;
-    ngx_str_t                     dir, link, *hex, name;
-    ngx_uint_t                    alg, i;
-    ngx_array_t                   hexes;
-    ngx_http_registry_op_t       *op;
-    ngx_http_registry_digest_t    digest;
-    ngx_http_registry_gc_blob_t  *b;
-    ngx_http_registry_gc_link_t  *cand;
+    ngx_int_t                 rc;
+    ngx_str_t                 path, *hex, name;
+    ngx_uint_t                alg, i;
+    ngx_array_t               hexes;
+    ngx_http_registry_op_t   *op;
+    ngx_http_registry_dir_t   dir;
 
     op = &repo->op;
     ngx_str_null(&name);
@@ -959,14 +1000,13 @@ ngx_http_registry_gc_layers(ngx_http_registry_gc_t *gc,
     for (alg = NGX_HTTP_REGISTRY_SHA256; alg <= NGX_HTTP_REGISTRY_SHA512; alg++)
     {
         if (ngx_array_init(&hexes, op->pool, 64, sizeof(ngx_str_t)) != NGX_OK
-            || ngx_http_registry_path_layers(op, &dir, &repo->name, alg)
+            || ngx_http_registry_path_layers(op, &path, &repo->name, alg)
                != NGX_OK)
         {
             return NGX_ERROR;
         }
 
-        rc = ngx_http_registry_file_list(op, &dir, NGX_HTTP_REGISTRY_LIST_DIRS,
-                                         &hexes);
+        rc = ngx_http_registry_dir_open(op, &path, &dir);
         if (rc == NGX_DECLINED) {
             continue;
         }
@@ -975,62 +1015,93 @@ ngx_http_registry_gc_layers(ngx_http_registry_gc_t *gc,
             return NGX_ERROR;
         }
 
+        rc = ngx_http_registry_dir_list(op, &dir, NGX_HTTP_REGISTRY_LIST_DIRS,
+                                        &hexes);
         hex = hexes.elts;
 
-        for (i = 0; i < hexes.nelts; i++) {
-            rc = ngx_http_registry_digest_of(op->pool, alg, &hex[i], &digest);
+        for (i = 0; rc == NGX_OK && i < hexes.nelts; i++) {
+            rc = ngx_http_registry_gc_layer(gc, repo, &dir, alg, &hex[i],
+                                            &name);
+        }
 
-            if (rc == NGX_ERROR) {
-                return ngx_http_registry_op_syserr(op, NGX_ENOMEM);
-            }
+        ngx_http_registry_dir_close(&dir);
 
-            if (rc != NGX_OK) {
-                continue;
-            }
-
-            b = ngx_http_registry_gc_blob(gc, &digest, 1);
-            if (b == NULL) {
-                return ngx_http_registry_op_syserr(op, NGX_ENOMEM);
-            }
-
-            if (ngx_http_registry_gc_set_has(&repo->used, b)
-                || ngx_http_registry_path_layer_link(op, &link, &repo->name,
-                                                     &digest)
-                   != NGX_OK)
-            {
-                continue;
-            }
-
-            rc = ngx_http_registry_gc_young(gc, op, &link, NULL);
-
-            if (rc == NGX_ERROR) {
-                return NGX_ERROR;
-            }
-
-            if (rc == NGX_OK && !b->marked) {
-                b->marked = 1;                /* a push in flight */
-                gc->blobs_marked++;
-            }
-
-            if (rc != NGX_ABORT) {
-                continue;
-            }
-
-            if (name.data == NULL) {
-                name.len = repo->name.len;
-                name.data = ngx_pstrdup(gc->op->pool, &repo->name);
-            }
-
-            cand = ngx_array_push(&gc->links);
-
-            if (name.data == NULL || cand == NULL) {
-                return ngx_http_registry_op_syserr(op, NGX_ENOMEM);
-            }
-
-            cand->name = name;
-            cand->blob = b;
+        if (rc != NGX_OK) {
+            return NGX_ERROR;
         }
     }
+
+    return NGX_OK;
+}
+
+
+/*
+ * One layer link, <hex> in the listing of _layers/<alg> (dir); *name:
+ * the repository's name in gc's pool, made for the first candidate.
+ */
+
+static ngx_int_t
+ngx_http_registry_gc_layer(ngx_http_registry_gc_t *gc,
+    ngx_http_registry_gc_repo_t *repo, ngx_http_registry_dir_t *dir,
+    ngx_uint_t alg, ngx_str_t *hex, ngx_str_t *name)
+{
+    ngx_int_t                     rc;
+    ngx_str_t                     rel;
+    ngx_http_registry_op_t       *op;
+    ngx_http_registry_digest_t    digest;
+    ngx_http_registry_gc_blob_t  *b;
+    ngx_http_registry_gc_link_t  *cand;
+
+    op = &repo->op;
+
+    rc = ngx_http_registry_digest_of(op->pool, alg, hex, &digest);
+
+    if (rc != NGX_OK) {
+        return (rc == NGX_ERROR) ? ngx_http_registry_op_syserr(op, NGX_ENOMEM)
+                                 : NGX_OK;
+    }
+
+    b = ngx_http_registry_gc_blob(gc, &digest, 1);
+    if (b == NULL) {
+        return ngx_http_registry_op_syserr(op, NGX_ENOMEM);
+    }
+
+    if (ngx_http_registry_gc_is_used(repo, b)) {
+        return NGX_OK;
+    }
+
+    if (ngx_http_registry_path_in_links(op, &rel, hex) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    rc = ngx_http_registry_gc_young_in(gc, op, dir, &rel, NULL);
+
+    if (rc == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    if (rc == NGX_OK && !b->marked) {
+        b->marked = 1;                        /* a push in flight */
+        gc->blobs_marked++;
+    }
+
+    if (rc != NGX_ABORT) {
+        return NGX_OK;
+    }
+
+    if (name->data == NULL) {
+        name->len = repo->name.len;
+        name->data = ngx_pstrdup(gc->op->pool, &repo->name);
+    }
+
+    cand = ngx_array_push(&gc->links);
+
+    if (name->data == NULL || cand == NULL) {
+        return ngx_http_registry_op_syserr(op, NGX_ENOMEM);
+    }
+
+    cand->name = *name;
+    cand->blob = b;
 
     return NGX_OK;
 }
@@ -1194,21 +1265,44 @@ ngx_http_registry_gc_tombstone_sweep(ngx_http_registry_gc_t *gc,
 static ngx_int_t
 ngx_http_registry_gc_blobs(ngx_http_registry_gc_t *gc)
 {
-    ngx_str_t  dir;
+    ngx_int_t    rc;
+    ngx_str_t    path, *prefix;
+    ngx_uint_t   alg, i;
+    ngx_array_t  prefixes;
 
     ngx_http_registry_gc_phase(gc, NGX_HTTP_REGISTRY_GC_BLOBS, 0);
 
-    for (gc->alg = NGX_HTTP_REGISTRY_SHA256;
-         gc->alg <= NGX_HTTP_REGISTRY_SHA512;
-         gc->alg++)
+    for (alg = NGX_HTTP_REGISTRY_SHA256; alg <= NGX_HTTP_REGISTRY_SHA512; alg++)
     {
-        if (ngx_http_registry_path_blobs(gc->op, &dir, gc->alg, NULL)
-            != NGX_OK
-            || ngx_http_registry_file_walk(gc->op, &dir,
-                                           ngx_http_registry_gc_blob_visit, gc)
-               != NGX_OK)
+        if (ngx_array_init(&prefixes, gc->op->pool, 256, sizeof(ngx_str_t))
+            != NGX_OK)
         {
+            return ngx_http_registry_op_syserr(gc->op, NGX_ENOMEM);
+        }
+
+        if (ngx_http_registry_path_blobs(gc->op, &path, alg, NULL) != NGX_OK) {
             return NGX_ERROR;
+        }
+
+        rc = ngx_http_registry_file_list(gc->op, &path,
+                                         NGX_HTTP_REGISTRY_LIST_DIRS,
+                                         &prefixes);
+        if (rc == NGX_DECLINED) {
+            continue;
+        }
+
+        if (rc != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        prefix = prefixes.elts;
+
+        for (i = 0; i < prefixes.nelts; i++) {
+            rc = ngx_http_registry_gc_blob_prefix(gc, alg, &prefix[i]);
+
+            if (rc != NGX_OK) {
+                return rc;
+            }
         }
     }
 
@@ -1216,75 +1310,94 @@ ngx_http_registry_gc_blobs(ngx_http_registry_gc_t *gc)
 }
 
 
-/* blobs/<alg>: "" holds the <xx>, whose directories are the blobs */
+/* blobs/<alg>/<xx>: its directories are the blobs, in a pool for them all */
 
 static ngx_int_t
-ngx_http_registry_gc_blob_visit(ngx_http_registry_op_t *op, void *data,
-    ngx_str_t *sub, ngx_array_t *dirs)
+ngx_http_registry_gc_blob_prefix(ngx_http_registry_gc_t *gc, ngx_uint_t alg,
+    ngx_str_t *prefix)
 {
     ngx_int_t                   rc;
-    ngx_str_t                  *hex;
+    ngx_str_t                   path, *hex;
     ngx_uint_t                  i;
     ngx_pool_t                 *pool;
-    ngx_http_registry_op_t      bop;
-    ngx_http_registry_gc_t     *gc;
+    ngx_array_t                 hexes;
+    ngx_http_registry_op_t      op;
+    ngx_http_registry_dir_t     dir;
     ngx_http_registry_digest_t  digest;
 
-    gc = data;
-    hex = dirs->elts;
-
-    if (sub->len == 0) {
-        return NGX_OK;
-    }
-
-    /* the blobs of one <xx>: a pool for them all, not one each */
-
-    pool = ngx_create_pool(NGX_DEFAULT_POOL_SIZE, op->log);
+    pool = ngx_create_pool(NGX_DEFAULT_POOL_SIZE, gc->op->log);
     if (pool == NULL) {
-        return ngx_http_registry_op_syserr(op, NGX_ENOMEM);
+        return ngx_http_registry_op_syserr(gc->op, NGX_ENOMEM);
     }
 
-    bop = *op;
-    bop.pool = pool;
-    rc = NGX_OK;
+    op = *gc->op;
+    op.pool = pool;
 
-    for (i = 0; i < dirs->nelts && rc == NGX_OK; i++) {
+    if (ngx_array_init(&hexes, pool, 512, sizeof(ngx_str_t)) != NGX_OK
+        || ngx_http_registry_path_blobs(&op, &path, alg, prefix) != NGX_OK)
+    {
+        rc = NGX_ERROR;
+        goto done;
+    }
+
+    rc = ngx_http_registry_dir_open(&op, &path, &dir);
+
+    if (rc != NGX_OK) {
+        if (rc == NGX_ERROR) {
+            ngx_http_registry_gc_problem(gc, "cannot list blobs", NULL,
+                                         &path);
+        }
+
+        rc = NGX_OK;                          /* nothing of it removed */
+        goto done;
+    }
+
+    rc = ngx_http_registry_dir_list(&op, &dir, NGX_HTTP_REGISTRY_LIST_DIRS,
+                                    &hexes);
+    hex = hexes.elts;
+
+    for (i = 0; rc == NGX_OK && i < hexes.nelts; i++) {
         if (ngx_http_registry_gc_cancelled(gc)) {
             rc = NGX_DECLINED;
             break;
         }
 
-        rc = ngx_http_registry_digest_of(pool, gc->alg, &hex[i], &digest);
+        rc = ngx_http_registry_digest_of(pool, alg, &hex[i], &digest);
 
         if (rc == NGX_OK) {
             gc->blobs_scanned++;
             gc->progress->done = gc->blobs_scanned;
-            rc = ngx_http_registry_gc_blob_sweep(gc, &bop, &digest);
+            rc = ngx_http_registry_gc_blob_sweep(gc, &op, &dir, &digest);
 
         } else if (rc == NGX_DECLINED) {
             rc = NGX_OK;
         }
     }
 
+    ngx_http_registry_dir_close(&dir);
+
+done:
+
     if (rc == NGX_ERROR) {
-        op->fault = bop.fault;
+        gc->op->fault = op.fault;
     }
 
     ngx_destroy_pool(pool);
-
-    dirs->nelts = 0;                          /* nothing below a blob */
 
     return rc;
 }
 
 
+/* one blob of the prefix directory dir */
+
 static ngx_int_t
 ngx_http_registry_gc_blob_sweep(ngx_http_registry_gc_t *gc,
-    ngx_http_registry_op_t *op, ngx_http_registry_digest_t *digest)
+    ngx_http_registry_op_t *op, ngx_http_registry_dir_t *dir,
+    ngx_http_registry_digest_t *digest)
 {
     off_t                         size;
     ngx_int_t                     rc;
-    ngx_str_t                     data;
+    ngx_str_t                     rel, data;
     ngx_http_registry_gc_blob_t  *b;
 
     b = ngx_http_registry_gc_blob(gc, digest, 0);
@@ -1295,11 +1408,11 @@ ngx_http_registry_gc_blob_sweep(ngx_http_registry_gc_t *gc,
 
     size = 0;
 
-    if (ngx_http_registry_path_blob(op, &data, digest) != NGX_OK) {
+    if (ngx_http_registry_path_in_blobs(op, &rel, &digest->hex) != NGX_OK) {
         return NGX_ERROR;
     }
 
-    rc = ngx_http_registry_gc_young(gc, op, &data, &size);
+    rc = ngx_http_registry_gc_young_in(gc, op, dir, &rel, &size);
 
     if (rc == NGX_DECLINED) {
         return NGX_OK;                        /* an empty directory */
@@ -1329,6 +1442,10 @@ ngx_http_registry_gc_blob_sweep(ngx_http_registry_gc_t *gc,
         gc->bytes_tombstoned += size;
         ngx_http_registry_gc_list(gc, gc->tombstoned, NULL, &digest->text);
         return NGX_OK;
+    }
+
+    if (ngx_http_registry_path_blob(op, &data, digest) != NGX_OK) {
+        return NGX_ERROR;
     }
 
     return ngx_http_registry_gc_bury(gc, op, b, &data, size);
@@ -1530,17 +1647,38 @@ ngx_http_registry_gc_young(ngx_http_registry_gc_t *gc,
     ngx_file_info_t  fi;
 
     rc = ngx_http_registry_file_stat(op, path, &fi);
-    if (rc != NGX_OK) {
-        return rc;
-    }
 
+    return (rc == NGX_OK) ? ngx_http_registry_gc_age(gc, &fi, size) : rc;
+}
+
+
+/* the same for rel beneath dir: a judgement, not yet an act */
+
+static ngx_int_t
+ngx_http_registry_gc_young_in(ngx_http_registry_gc_t *gc,
+    ngx_http_registry_op_t *op, ngx_http_registry_dir_t *dir, ngx_str_t *rel,
+    off_t *size)
+{
+    ngx_int_t        rc;
+    ngx_file_info_t  fi;
+
+    rc = ngx_http_registry_dir_stat(op, dir, rel, &fi);
+
+    return (rc == NGX_OK) ? ngx_http_registry_gc_age(gc, &fi, size) : rc;
+}
+
+
+static ngx_int_t
+ngx_http_registry_gc_age(ngx_http_registry_gc_t *gc, ngx_file_info_t *fi,
+    off_t *size)
+{
     if (size) {
-        *size = fi.st_size;
+        *size = fi->st_size;
     }
 
-    if (fi.st_mtim.tv_sec > gc->cutoff.tv_sec
-        || (fi.st_mtim.tv_sec == gc->cutoff.tv_sec
-            && fi.st_mtim.tv_nsec >= gc->cutoff.tv_nsec))
+    if (fi->st_mtim.tv_sec > gc->cutoff.tv_sec
+        || (fi->st_mtim.tv_sec == gc->cutoff.tv_sec
+            && fi->st_mtim.tv_nsec >= gc->cutoff.tv_nsec))
     {
         return NGX_OK;
     }
@@ -1726,16 +1864,27 @@ ngx_http_registry_gc_set_init(ngx_http_registry_gc_set_t *set,
 }
 
 
-/* the slot holding the digest, or the empty one where it would go */
+/*
+ * The slot holding the digest, or the empty one where it would go.  The
+ * hash is the digest's own: sixteen of its hex digits, mixed (a digest
+ * is random, but hex digits carry four bits a byte, in their low bits).
+ */
 
 static ngx_http_registry_gc_blob_t **
 ngx_http_registry_gc_set_slot(ngx_http_registry_gc_set_t *set,
     ngx_str_t *digest)
 {
+    uint64_t                      a, h;
     ngx_uint_t                    i;
     ngx_http_registry_gc_blob_t  *b;
 
-    i = ngx_hash_key(digest->data, digest->len) & set->mask;
+    /* "<alg>:<hex>": the last sixteen digits, as every hex is longer */
+
+    ngx_memcpy(&a, digest->data + digest->len - 16, 8);
+    ngx_memcpy(&h, digest->data + digest->len - 8, 8);
+
+    h = (a * 0x9e3779b97f4a7c15ULL) ^ (h * 0xc2b2ae3d27d4eb4fULL);
+    i = (ngx_uint_t) (h ^ (h >> 31)) & set->mask;
 
     for ( ;; ) {
         b = set->slots[i];
@@ -1790,12 +1939,4 @@ ngx_http_registry_gc_set_add(ngx_http_registry_gc_set_t *set,
     set->count++;
 
     return NGX_OK;
-}
-
-
-static ngx_uint_t
-ngx_http_registry_gc_set_has(ngx_http_registry_gc_set_t *set,
-    ngx_http_registry_gc_blob_t *b)
-{
-    return *ngx_http_registry_gc_set_slot(set, &b->digest.text) != NULL;
 }
