@@ -60,12 +60,14 @@
 #include "ngx_http_registry_store.h"
 
 #include <jansson.h>
+#include <pthread.h>
 
 
 #define NGX_HTTP_REGISTRY_GC_LISTED        1000
 #define NGX_HTTP_REGISTRY_GC_MANIFEST_MAX  (16 * 1024 * 1024)
 #define NGX_HTTP_REGISTRY_GC_SET_MIN       1024
 #define NGX_HTTP_REGISTRY_GC_SLACK         1          /* seconds */
+#define NGX_HTTP_REGISTRY_GC_PARTS         4          /* threads, at most */
 
 #define NGX_HTTP_REGISTRY_GC_MARK        0
 #define NGX_HTTP_REGISTRY_GC_TOMBSTONES  1
@@ -120,6 +122,14 @@ typedef struct {
 } ngx_http_registry_gc_link_t;
 
 
+/* blobs/<alg>/<name>: a directory of blobs, for the sweep */
+
+typedef struct {
+    ngx_uint_t                     alg;
+    ngx_str_t                      name;
+} ngx_http_registry_gc_prefix_t;
+
+
 /*
  * A repository being marked.  Its two sets, the manifests live in it and
  * the configs and layers they use, are stamps in the blobs' records:
@@ -137,8 +147,25 @@ typedef struct {
 } ngx_http_registry_gc_repo_t;
 
 
-typedef struct {
+typedef struct ngx_http_registry_gc_s  ngx_http_registry_gc_t;
+
+typedef ngx_int_t (*ngx_http_registry_gc_part_pt)(ngx_http_registry_gc_t *gc,
+    ngx_array_t *items, ngx_uint_t first, ngx_uint_t step);
+
+/*
+ * A run, or a part of one: the mark and the blob sweep are shared out
+ * among threads, each with a part of its own (see gc_parallel()), which
+ * the run takes back in when it is done.
+ */
+
+struct ngx_http_registry_gc_s {
     ngx_http_registry_op_t        *op;
+    ngx_http_registry_op_t         part_op;    /* a part's op */
+    ngx_http_registry_gc_part_pt   part;       /* what a part's thread runs */
+    ngx_array_t                   *items;
+    ngx_uint_t                     first;
+    ngx_uint_t                     step;
+    ngx_int_t                      rc;
     ngx_http_registry_job_t       *job;
     ngx_http_registry_progress_t  *progress;
     struct timespec                now;
@@ -167,7 +194,7 @@ typedef struct {
     uint64_t                       links_removed;
     uint64_t                       revisions_removed;
     uint64_t                       problems_found;
-} ngx_http_registry_gc_t;
+};
 
 
 static ngx_int_t ngx_http_registry_gc_init(ngx_http_registry_gc_t *gc);
@@ -213,7 +240,7 @@ static ngx_int_t ngx_http_registry_gc_blob_sweep(ngx_http_registry_gc_t *gc,
     ngx_http_registry_op_t *op, ngx_http_registry_dir_t *dir,
     ngx_http_registry_digest_t *digest);
 static ngx_int_t ngx_http_registry_gc_bury(ngx_http_registry_gc_t *gc,
-    ngx_http_registry_op_t *op, ngx_http_registry_gc_blob_t *b,
+    ngx_http_registry_op_t *op, ngx_http_registry_digest_t *digest,
     ngx_str_t *data, off_t size);
 static void ngx_http_registry_gc_rmdir(ngx_http_registry_op_t *op,
     ngx_str_t *data);
@@ -225,6 +252,24 @@ static ngx_int_t ngx_http_registry_gc_age(ngx_http_registry_gc_t *gc,
     ngx_file_info_t *fi, off_t *size);
 static ngx_int_t ngx_http_registry_gc_young(ngx_http_registry_gc_t *gc,
     ngx_http_registry_op_t *op, ngx_str_t *path, off_t *size);
+static ngx_int_t ngx_http_registry_gc_mark_part(ngx_http_registry_gc_t *gc,
+    ngx_array_t *names, ngx_uint_t first, ngx_uint_t step);
+static ngx_int_t ngx_http_registry_gc_sweep_part(ngx_http_registry_gc_t *gc,
+    ngx_array_t *prefixes, ngx_uint_t first, ngx_uint_t step);
+static ngx_int_t ngx_http_registry_gc_parallel(ngx_http_registry_gc_t *gc,
+    ngx_http_registry_gc_part_pt part, ngx_array_t *items,
+    ngx_uint_t own_sets);
+static void *ngx_http_registry_gc_thread(void *data);
+static ngx_http_registry_gc_t *ngx_http_registry_gc_fork(
+    ngx_http_registry_gc_t *gc, ngx_uint_t own_sets);
+static ngx_int_t ngx_http_registry_gc_join(ngx_http_registry_gc_t *gc,
+    ngx_http_registry_gc_t *part);
+static ngx_int_t ngx_http_registry_gc_join_marks(ngx_http_registry_gc_t *gc,
+    ngx_http_registry_gc_t *part);
+static void ngx_http_registry_gc_join_list(json_t *ours, json_t *theirs);
+static void ngx_http_registry_gc_drop(ngx_http_registry_gc_t *part);
+static ngx_uint_t ngx_http_registry_gc_count_marked(
+    ngx_http_registry_gc_t *gc);
 static ngx_int_t ngx_http_registry_gc_cancelled(ngx_http_registry_gc_t *gc);
 static void ngx_http_registry_gc_phase(ngx_http_registry_gc_t *gc,
     ngx_uint_t phase, ngx_uint_t total);
@@ -338,9 +383,8 @@ ngx_http_registry_gc_init(ngx_http_registry_gc_t *gc)
 static ngx_int_t
 ngx_http_registry_gc_mark(ngx_http_registry_gc_t *gc)
 {
-    ngx_str_t    *name;
-    ngx_uint_t    i;
-    ngx_array_t   names;
+    ngx_int_t    rc;
+    ngx_array_t  names;
 
     if (ngx_array_init(&names, gc->op->pool, 64, sizeof(ngx_str_t))
         != NGX_OK)
@@ -354,9 +398,27 @@ ngx_http_registry_gc_mark(ngx_http_registry_gc_t *gc)
 
     ngx_http_registry_gc_phase(gc, NGX_HTTP_REGISTRY_GC_MARK, names.nelts);
 
-    name = names.elts;
+    rc = ngx_http_registry_gc_parallel(gc, ngx_http_registry_gc_mark_part,
+                                       &names, 1);
 
-    for (i = 0; i < names.nelts; i++) {
+    gc->blobs_marked = ngx_http_registry_gc_count_marked(gc);
+
+    return rc;
+}
+
+
+/* the repositories first, first + step, ... of names */
+
+static ngx_int_t
+ngx_http_registry_gc_mark_part(ngx_http_registry_gc_t *gc,
+    ngx_array_t *names, ngx_uint_t first, ngx_uint_t step)
+{
+    ngx_str_t   *name;
+    ngx_uint_t   i;
+
+    name = names->elts;
+
+    for (i = first; i < names->nelts; i += step) {
         if (ngx_http_registry_gc_cancelled(gc)) {
             return NGX_DECLINED;
         }
@@ -371,7 +433,7 @@ ngx_http_registry_gc_mark(ngx_http_registry_gc_t *gc)
             gc->repositories++;
         }
 
-        gc->progress->done = i + 1;
+        (void) ngx_atomic_fetch_add(&gc->progress->done, 1);
     }
 
     return NGX_OK;
@@ -696,10 +758,7 @@ ngx_http_registry_gc_drain(ngx_http_registry_gc_t *gc,
             return ngx_http_registry_op_syserr(&repo->op, NGX_ENOMEM);
         }
 
-        if (!b->marked) {
-            b->marked = 1;
-            gc->blobs_marked++;
-        }
+        b->marked = 1;
 
         ref = b->refs;
 
@@ -717,10 +776,7 @@ ngx_http_registry_gc_drain(ngx_http_registry_gc_t *gc,
 
             ref[i].blob->used_in = repo->stamp;
 
-            if (!ref[i].blob->marked) {
-                ref[i].blob->marked = 1;
-                gc->blobs_marked++;
-            }
+            ref[i].blob->marked = 1;
         }
     }
 
@@ -1080,9 +1136,8 @@ ngx_http_registry_gc_layer(ngx_http_registry_gc_t *gc,
         return NGX_ERROR;
     }
 
-    if (rc == NGX_OK && !b->marked) {
+    if (rc == NGX_OK) {
         b->marked = 1;                        /* a push in flight */
-        gc->blobs_marked++;
     }
 
     if (rc != NGX_ABORT) {
@@ -1265,16 +1320,24 @@ ngx_http_registry_gc_tombstone_sweep(ngx_http_registry_gc_t *gc,
 static ngx_int_t
 ngx_http_registry_gc_blobs(ngx_http_registry_gc_t *gc)
 {
-    ngx_int_t    rc;
-    ngx_str_t    path, *prefix;
-    ngx_uint_t   alg, i;
-    ngx_array_t  prefixes;
+    ngx_int_t                     rc;
+    ngx_str_t                     path, *name;
+    ngx_uint_t                    alg, i;
+    ngx_array_t                   names, prefixes;
+    ngx_http_registry_gc_prefix_t  *prefix;
 
     ngx_http_registry_gc_phase(gc, NGX_HTTP_REGISTRY_GC_BLOBS, 0);
 
+    if (ngx_array_init(&prefixes, gc->op->pool, 256,
+                       sizeof(ngx_http_registry_gc_prefix_t))
+        != NGX_OK)
+    {
+        return ngx_http_registry_op_syserr(gc->op, NGX_ENOMEM);
+    }
+
     for (alg = NGX_HTTP_REGISTRY_SHA256; alg <= NGX_HTTP_REGISTRY_SHA512; alg++)
     {
-        if (ngx_array_init(&prefixes, gc->op->pool, 256, sizeof(ngx_str_t))
+        if (ngx_array_init(&names, gc->op->pool, 256, sizeof(ngx_str_t))
             != NGX_OK)
         {
             return ngx_http_registry_op_syserr(gc->op, NGX_ENOMEM);
@@ -1285,8 +1348,7 @@ ngx_http_registry_gc_blobs(ngx_http_registry_gc_t *gc)
         }
 
         rc = ngx_http_registry_file_list(gc->op, &path,
-                                         NGX_HTTP_REGISTRY_LIST_DIRS,
-                                         &prefixes);
+                                         NGX_HTTP_REGISTRY_LIST_DIRS, &names);
         if (rc == NGX_DECLINED) {
             continue;
         }
@@ -1295,14 +1357,39 @@ ngx_http_registry_gc_blobs(ngx_http_registry_gc_t *gc)
             return NGX_ERROR;
         }
 
-        prefix = prefixes.elts;
+        name = names.elts;
 
-        for (i = 0; i < prefixes.nelts; i++) {
-            rc = ngx_http_registry_gc_blob_prefix(gc, alg, &prefix[i]);
-
-            if (rc != NGX_OK) {
-                return rc;
+        for (i = 0; i < names.nelts; i++) {
+            prefix = ngx_array_push(&prefixes);
+            if (prefix == NULL) {
+                return ngx_http_registry_op_syserr(gc->op, NGX_ENOMEM);
             }
+
+            prefix->alg = alg;
+            prefix->name = name[i];
+        }
+    }
+
+    return ngx_http_registry_gc_parallel(gc, ngx_http_registry_gc_sweep_part,
+                                         &prefixes, 0);
+}
+
+
+static ngx_int_t
+ngx_http_registry_gc_sweep_part(ngx_http_registry_gc_t *gc,
+    ngx_array_t *prefixes, ngx_uint_t first, ngx_uint_t step)
+{
+    ngx_int_t                       rc;
+    ngx_uint_t                      i;
+    ngx_http_registry_gc_prefix_t  *prefix;
+
+    prefix = prefixes->elts;
+
+    for (i = first; i < prefixes->nelts; i += step) {
+        rc = ngx_http_registry_gc_blob_prefix(gc, prefix[i].alg,
+                                              &prefix[i].name);
+        if (rc != NGX_OK) {
+            return rc;
         }
     }
 
@@ -1366,7 +1453,7 @@ ngx_http_registry_gc_blob_prefix(ngx_http_registry_gc_t *gc, ngx_uint_t alg,
 
         if (rc == NGX_OK) {
             gc->blobs_scanned++;
-            gc->progress->done = gc->blobs_scanned;
+            (void) ngx_atomic_fetch_add(&gc->progress->done, 1);
             rc = ngx_http_registry_gc_blob_sweep(gc, &op, &dir, &digest);
 
         } else if (rc == NGX_DECLINED) {
@@ -1424,14 +1511,15 @@ ngx_http_registry_gc_blob_sweep(ngx_http_registry_gc_t *gc,
         return NGX_OK;
     }
 
-    if (b == NULL) {
-        b = ngx_http_registry_gc_blob(gc, digest, 1);
-        if (b == NULL) {
-            return ngx_http_registry_op_syserr(op, NGX_ENOMEM);
-        }
-    }
+    /*
+     * Bytes that stay keep their layer links (gc_unlink_links()): only
+     * a blob with a record can have one.  The set is shared by the
+     * sweep's threads: it gains no record here.
+     */
 
-    b->kept = 1;
+    if (b) {
+        b->kept = 1;
+    }
 
     if (rc == NGX_OK || gc->invalid) {
         return NGX_OK;
@@ -1448,7 +1536,7 @@ ngx_http_registry_gc_blob_sweep(ngx_http_registry_gc_t *gc,
         return NGX_ERROR;
     }
 
-    return ngx_http_registry_gc_bury(gc, op, b, &data, size);
+    return ngx_http_registry_gc_bury(gc, op, digest, &data, size);
 }
 
 
@@ -1461,14 +1549,14 @@ ngx_http_registry_gc_blob_sweep(ngx_http_registry_gc_t *gc,
 
 static ngx_int_t
 ngx_http_registry_gc_bury(ngx_http_registry_gc_t *gc,
-    ngx_http_registry_op_t *op, ngx_http_registry_gc_blob_t *b,
+    ngx_http_registry_op_t *op, ngx_http_registry_digest_t *digest,
     ngx_str_t *data, off_t size)
 {
     ngx_int_t  rc;
     ngx_str_t  tomb;
 
-    if (ngx_http_registry_path_tombstone(op, &tomb, b->digest.alg,
-                                         &b->digest)
+    if (ngx_http_registry_path_tombstone(op, &tomb, digest->alg,
+                                         digest)
         != NGX_OK)
     {
         return NGX_ERROR;
@@ -1479,7 +1567,7 @@ ngx_http_registry_gc_bury(ngx_http_registry_gc_t *gc,
     if (rc != NGX_OK) {
         if (rc == NGX_ERROR) {
             ngx_http_registry_gc_problem(gc, "cannot move a blob aside",
-                                         NULL, &b->digest.text);
+                                         NULL, &digest->text);
         }
 
         return NGX_OK;
@@ -1491,7 +1579,7 @@ ngx_http_registry_gc_bury(ngx_http_registry_gc_t *gc,
         if (ngx_http_registry_file_move(op, &tomb, data, 1) == NGX_OK) {
             gc->blobs_restored++;
             ngx_http_registry_gc_list(gc, gc->restored, NULL,
-                                      &b->digest.text);
+                                      &digest->text);
         }
 
         return NGX_OK;
@@ -1507,7 +1595,7 @@ ngx_http_registry_gc_bury(ngx_http_registry_gc_t *gc,
 
     gc->blobs_tombstoned++;
     gc->bytes_tombstoned += size;
-    ngx_http_registry_gc_list(gc, gc->tombstoned, NULL, &b->digest.text);
+    ngx_http_registry_gc_list(gc, gc->tombstoned, NULL, &digest->text);
 
     return NGX_OK;
 }
@@ -1684,6 +1772,280 @@ ngx_http_registry_gc_age(ngx_http_registry_gc_t *gc, ngx_file_info_t *fi,
     }
 
     return NGX_ABORT;
+}
+
+
+/* ---- threads ---- */
+
+/*
+ * part() over items, shared out among up to one thread per CPU: each
+ * takes the items first, first + step, ... in a part of the run of its
+ * own (gc_fork()), taken back in after (gc_join()).  A part with
+ * own_sets has a set of digests of its own, to fill (the mark); without,
+ * it reads the run's, which nothing changes meanwhile (the sweep).
+ * A thread that cannot be made leaves its part to this one.
+ */
+
+static ngx_int_t
+ngx_http_registry_gc_parallel(ngx_http_registry_gc_t *gc,
+    ngx_http_registry_gc_part_pt part, ngx_array_t *items,
+    ngx_uint_t own_sets)
+{
+    ngx_int_t                rc, prc;
+    ngx_uint_t               k, n;
+    pthread_t                tid[NGX_HTTP_REGISTRY_GC_PARTS];
+    ngx_uint_t               started[NGX_HTTP_REGISTRY_GC_PARTS];
+    ngx_http_registry_gc_t  *parts[NGX_HTTP_REGISTRY_GC_PARTS];
+
+    n = ngx_min((ngx_uint_t) ngx_max(ngx_ncpu, 1), ngx_max(items->nelts, 1));
+    n = ngx_min(n, NGX_HTTP_REGISTRY_GC_PARTS);
+
+    for (k = 1; k < n; k++) {
+        parts[k] = ngx_http_registry_gc_fork(gc, own_sets);
+
+        if (parts[k] == NULL) {
+            n = k;
+            break;
+        }
+    }
+
+    for (k = 1; k < n; k++) {
+        parts[k]->part = part;
+        parts[k]->items = items;
+        parts[k]->first = k;
+        parts[k]->step = n;
+
+        started[k] = (pthread_create(&tid[k], NULL,
+                                     ngx_http_registry_gc_thread, parts[k])
+                      == 0);
+    }
+
+    rc = part(gc, items, 0, n);
+
+    for (k = 1; k < n; k++) {
+        if (started[k]) {
+            (void) pthread_join(tid[k], NULL);
+
+        } else {
+            parts[k]->rc = part(parts[k], items, k, n);
+        }
+
+        prc = ngx_http_registry_gc_join(gc, parts[k]);
+
+        if (rc == NGX_OK || prc == NGX_ERROR) {
+            rc = prc;
+        }
+    }
+
+    return rc;
+}
+
+
+static void *
+ngx_http_registry_gc_thread(void *data)
+{
+    ngx_http_registry_gc_t  *part = data;
+
+    part->rc = part->part(part, part->items, part->first, part->step);
+
+    return NULL;
+}
+
+
+/* a part of the run: its pool, op, records and lists; NULL: no memory */
+
+static ngx_http_registry_gc_t *
+ngx_http_registry_gc_fork(ngx_http_registry_gc_t *gc, ngx_uint_t own_sets)
+{
+    ngx_pool_t              *pool;
+    ngx_http_registry_gc_t  *part;
+
+    part = ngx_pcalloc(gc->op->pool, sizeof(ngx_http_registry_gc_t));
+    pool = ngx_create_pool(NGX_DEFAULT_POOL_SIZE, gc->op->log);
+
+    if (part == NULL || pool == NULL) {
+        goto failed;
+    }
+
+    part->part_op = *gc->op;
+    part->part_op.pool = pool;
+    ngx_memzero(&part->part_op.fault, sizeof(ngx_http_registry_fault_t));
+
+    part->op = &part->part_op;
+    part->job = gc->job;
+    part->progress = gc->progress;
+    part->now = gc->now;
+    part->cutoff = gc->cutoff;
+    part->invalid = gc->invalid;
+    part->blobs = gc->blobs;
+
+    part->tombstoned = json_array();
+    part->restored = json_array();
+    part->revisions_list = json_array();
+    part->problems = json_array();
+
+    if (part->tombstoned == NULL || part->restored == NULL
+        || part->revisions_list == NULL || part->problems == NULL
+        || ngx_array_init(&part->links, pool, 16,
+                          sizeof(ngx_http_registry_gc_link_t))
+           != NGX_OK
+        || (own_sets
+            && ngx_http_registry_gc_set_init(&part->blobs, pool) != NGX_OK))
+    {
+        goto failed;
+    }
+
+    return part;
+
+failed:
+
+    if (part) {
+        ngx_http_registry_gc_drop(part);
+    }
+
+    if (pool) {
+        ngx_destroy_pool(pool);
+    }
+
+    return NULL;
+}
+
+
+/*
+ * The part back into the run: its records' marks, its link candidates
+ * (names and records of the run's own), its counts and lists.
+ */
+
+static ngx_int_t
+ngx_http_registry_gc_join(ngx_http_registry_gc_t *gc,
+    ngx_http_registry_gc_t *part)
+{
+    ngx_int_t  rc;
+
+    rc = part->rc;
+
+    if (rc == NGX_ERROR) {
+        gc->op->fault = part->op->fault;
+
+    } else if (part->blobs.slots != gc->blobs.slots
+               && ngx_http_registry_gc_join_marks(gc, part) != NGX_OK)
+    {
+        rc = ngx_http_registry_op_syserr(gc->op, NGX_ENOMEM);
+    }
+
+    gc->invalid |= part->invalid;
+    gc->repositories += part->repositories;
+    gc->manifests += part->manifests;
+    gc->blobs_scanned += part->blobs_scanned;
+    gc->blobs_tombstoned += part->blobs_tombstoned;
+    gc->bytes_tombstoned += part->bytes_tombstoned;
+    gc->blobs_restored += part->blobs_restored;
+    gc->revisions_removed += part->revisions_removed;
+    gc->problems_found += part->problems_found;
+
+    ngx_http_registry_gc_join_list(gc->tombstoned, part->tombstoned);
+    ngx_http_registry_gc_join_list(gc->restored, part->restored);
+    ngx_http_registry_gc_join_list(gc->revisions_list, part->revisions_list);
+    ngx_http_registry_gc_join_list(gc->problems, part->problems);
+
+    ngx_http_registry_gc_drop(part);
+    ngx_destroy_pool(part->op->pool);
+
+    return rc;
+}
+
+
+static ngx_int_t
+ngx_http_registry_gc_join_marks(ngx_http_registry_gc_t *gc,
+    ngx_http_registry_gc_t *part)
+{
+    ngx_str_t                      name;
+    ngx_uint_t                     i;
+    ngx_http_registry_gc_blob_t   *b, *ours;
+    ngx_http_registry_gc_link_t   *cand, *link;
+
+    for (i = 0; i <= part->blobs.mask; i++) {
+        b = part->blobs.slots[i];
+
+        if (b == NULL) {
+            continue;
+        }
+
+        ours = ngx_http_registry_gc_blob(gc, &b->digest, 1);
+        if (ours == NULL) {
+            return NGX_ERROR;
+        }
+
+        ours->marked |= b->marked;
+    }
+
+    cand = part->links.elts;
+    ngx_str_null(&name);
+
+    for (i = 0; i < part->links.nelts; i++) {
+
+        /* a repository's candidates are together, with the same name */
+
+        if (name.data == NULL || name.len != cand[i].name.len
+            || ngx_strncmp(name.data, cand[i].name.data, name.len) != 0)
+        {
+            name.len = cand[i].name.len;
+            name.data = ngx_pstrdup(gc->op->pool, &cand[i].name);
+        }
+
+        link = ngx_array_push(&gc->links);
+
+        if (name.data == NULL || link == NULL) {
+            return NGX_ERROR;
+        }
+
+        link->name = name;
+        link->blob = ngx_http_registry_gc_blob(gc, &cand[i].blob->digest, 0);
+    }
+
+    return NGX_OK;
+}
+
+
+/* at most NGX_HTTP_REGISTRY_GC_LISTED entries, as gc_list() keeps */
+
+static void
+ngx_http_registry_gc_join_list(json_t *ours, json_t *theirs)
+{
+    size_t   i;
+
+    for (i = 0; i < json_array_size(theirs); i++) {
+        if (json_array_size(ours) >= NGX_HTTP_REGISTRY_GC_LISTED) {
+            return;
+        }
+
+        (void) json_array_append(ours, json_array_get(theirs, i));
+    }
+}
+
+
+static void
+ngx_http_registry_gc_drop(ngx_http_registry_gc_t *part)
+{
+    json_decref(part->tombstoned);
+    json_decref(part->restored);
+    json_decref(part->revisions_list);
+    json_decref(part->problems);
+}
+
+
+static ngx_uint_t
+ngx_http_registry_gc_count_marked(ngx_http_registry_gc_t *gc)
+{
+    ngx_uint_t  i, n;
+
+    n = 0;
+
+    for (i = 0; i <= gc->blobs.mask; i++) {
+        n += (gc->blobs.slots[i] && gc->blobs.slots[i]->marked);
+    }
+
+    return n;
 }
 
 
