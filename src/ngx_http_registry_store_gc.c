@@ -100,10 +100,20 @@ struct ngx_http_registry_gc_blob_s {
 };
 
 
-/* open addressing, on the digest's own hex (see gc_set_slot()) */
+/*
+ * Open addressing, on the digest's own hex (see gc_set_slot()), each
+ * slot with its record's hash: a probe reads a record only when the
+ * hashes match, a resize none.
+ */
 
 typedef struct {
-    ngx_http_registry_gc_blob_t  **slots;
+    uint64_t                       hash;
+    ngx_http_registry_gc_blob_t   *blob;
+} ngx_http_registry_gc_slot_t;
+
+
+typedef struct {
+    ngx_http_registry_gc_slot_t   *slots;
     ngx_uint_t                     mask;
     ngx_uint_t                     count;
     ngx_pool_t                    *pool;
@@ -285,10 +295,11 @@ static ngx_http_registry_gc_blob_t *ngx_http_registry_gc_blob(
     ngx_uint_t create);
 static ngx_int_t ngx_http_registry_gc_set_init(ngx_http_registry_gc_set_t *set,
     ngx_pool_t *pool);
-static ngx_http_registry_gc_blob_t **ngx_http_registry_gc_set_slot(
-    ngx_http_registry_gc_set_t *set, ngx_str_t *digest);
-static ngx_int_t ngx_http_registry_gc_set_add(ngx_http_registry_gc_set_t *set,
-    ngx_http_registry_gc_blob_t *b);
+static uint64_t ngx_http_registry_gc_hash(ngx_str_t *digest);
+static ngx_http_registry_gc_slot_t *ngx_http_registry_gc_set_slot(
+    ngx_http_registry_gc_set_t *set, uint64_t hash, ngx_str_t *digest);
+static ngx_int_t ngx_http_registry_gc_set_grow(
+    ngx_http_registry_gc_set_t *set);
 
 
 static const char  *ngx_http_registry_gc_phases[] = {
@@ -1965,7 +1976,7 @@ ngx_http_registry_gc_join_marks(ngx_http_registry_gc_t *gc,
     ngx_http_registry_gc_link_t   *cand, *link;
 
     for (i = 0; i <= part->blobs.mask; i++) {
-        b = part->blobs.slots[i];
+        b = part->blobs.slots[i].blob;
 
         if (b == NULL) {
             continue;
@@ -2042,7 +2053,7 @@ ngx_http_registry_gc_count_marked(ngx_http_registry_gc_t *gc)
     n = 0;
 
     for (i = 0; i <= gc->blobs.mask; i++) {
-        n += (gc->blobs.slots[i] && gc->blobs.slots[i]->marked);
+        n += (gc->blobs.slots[i].blob && gc->blobs.slots[i].blob->marked);
     }
 
     return n;
@@ -2189,12 +2200,15 @@ static ngx_http_registry_gc_blob_t *
 ngx_http_registry_gc_blob(ngx_http_registry_gc_t *gc,
     ngx_http_registry_digest_t *digest, ngx_uint_t create)
 {
-    ngx_http_registry_gc_blob_t  *b, **slot;
+    uint64_t                      hash;
+    ngx_http_registry_gc_blob_t  *b;
+    ngx_http_registry_gc_slot_t  *slot;
 
-    slot = ngx_http_registry_gc_set_slot(&gc->blobs, &digest->text);
+    hash = ngx_http_registry_gc_hash(&digest->text);
+    slot = ngx_http_registry_gc_set_slot(&gc->blobs, hash, &digest->text);
 
-    if (*slot || !create) {
-        return *slot;
+    if (slot->blob || !create) {
+        return slot->blob;
     }
 
     b = ngx_pcalloc(gc->op->pool, sizeof(ngx_http_registry_gc_blob_t));
@@ -2202,13 +2216,15 @@ ngx_http_registry_gc_blob(ngx_http_registry_gc_t *gc,
     if (b == NULL
         || ngx_http_registry_digest_copy(gc->op->pool, digest->text.data,
                                          digest->text.len, &b->digest)
-           != NGX_OK
-        || ngx_http_registry_gc_set_add(&gc->blobs, b) != NGX_OK)
+           != NGX_OK)
     {
         return NULL;
     }
 
-    return b;
+    slot->hash = hash;
+    slot->blob = b;
+
+    return (ngx_http_registry_gc_set_grow(&gc->blobs) == NGX_OK) ? b : NULL;
 }
 
 
@@ -2220,85 +2236,95 @@ ngx_http_registry_gc_set_init(ngx_http_registry_gc_set_t *set,
     set->count = 0;
     set->mask = NGX_HTTP_REGISTRY_GC_SET_MIN - 1;
     set->slots = ngx_pcalloc(pool, NGX_HTTP_REGISTRY_GC_SET_MIN
-                                   * sizeof(ngx_http_registry_gc_blob_t *));
+                                   * sizeof(ngx_http_registry_gc_slot_t));
 
     return (set->slots == NULL) ? NGX_ERROR : NGX_OK;
 }
 
 
 /*
- * The slot holding the digest, or the empty one where it would go.  The
- * hash is the digest's own: sixteen of its hex digits, mixed (a digest
- * is random, but hex digits carry four bits a byte, in their low bits).
+ * The digest's own: sixteen of its hex digits, mixed (a digest is
+ * random, but hex digits carry four bits a byte, in their low bits).
+ * "<alg>:<hex>": the last sixteen, as every hex is longer.
  */
 
-static ngx_http_registry_gc_blob_t **
-ngx_http_registry_gc_set_slot(ngx_http_registry_gc_set_t *set,
-    ngx_str_t *digest)
+static uint64_t
+ngx_http_registry_gc_hash(ngx_str_t *digest)
 {
-    uint64_t                      a, h;
-    ngx_uint_t                    i;
-    ngx_http_registry_gc_blob_t  *b;
-
-    /* "<alg>:<hex>": the last sixteen digits, as every hex is longer */
+    uint64_t  a, b, h;
 
     ngx_memcpy(&a, digest->data + digest->len - 16, 8);
-    ngx_memcpy(&h, digest->data + digest->len - 8, 8);
+    ngx_memcpy(&b, digest->data + digest->len - 8, 8);
 
-    h = (a * 0x9e3779b97f4a7c15ULL) ^ (h * 0xc2b2ae3d27d4eb4fULL);
-    i = (ngx_uint_t) (h ^ (h >> 31)) & set->mask;
+    h = (a * 0x9e3779b97f4a7c15ULL) ^ (b * 0xc2b2ae3d27d4eb4fULL);
 
-    for ( ;; ) {
-        b = set->slots[i];
+    return h ^ (h >> 31);
+}
 
-        if (b == NULL
-            || (b->digest.text.len == digest->len
-                && ngx_memcmp(b->digest.text.data, digest->data, digest->len)
+
+/* the slot holding the digest, or the empty one where it would go */
+
+static ngx_http_registry_gc_slot_t *
+ngx_http_registry_gc_set_slot(ngx_http_registry_gc_set_t *set, uint64_t hash,
+    ngx_str_t *digest)
+{
+    ngx_uint_t                    i;
+    ngx_http_registry_gc_slot_t  *slot;
+
+    for (i = hash & set->mask; /* void */ ; i = (i + 1) & set->mask) {
+        slot = &set->slots[i];
+
+        if (slot->blob == NULL
+            || (slot->hash == hash
+                && slot->blob->digest.text.len == digest->len
+                && ngx_memcmp(slot->blob->digest.text.data, digest->data,
+                              digest->len)
                    == 0))
         {
-            return &set->slots[i];
+            return slot;
         }
-
-        i = (i + 1) & set->mask;
     }
 }
 
 
-/* b is not in the set yet; it doubles when half full */
+/* one more record in the set: it doubles when half full */
 
 static ngx_int_t
-ngx_http_registry_gc_set_add(ngx_http_registry_gc_set_t *set,
-    ngx_http_registry_gc_blob_t *b)
+ngx_http_registry_gc_set_grow(ngx_http_registry_gc_set_t *set)
 {
-    ngx_uint_t                     i, size;
-    ngx_http_registry_gc_blob_t  **old;
+    ngx_uint_t                    i, j, size;
+    ngx_http_registry_gc_slot_t  *old;
 
-    if (2 * (set->count + 1) > set->mask + 1) {
-        old = set->slots;
-        size = set->mask + 1;
-
-        set->slots = ngx_pcalloc(set->pool,
-                                 2 * size
-                                 * sizeof(ngx_http_registry_gc_blob_t *));
-        if (set->slots == NULL) {
-            return NGX_ERROR;
-        }
-
-        set->mask = 2 * size - 1;
-
-        for (i = 0; i < size; i++) {
-            if (old[i]) {
-                *ngx_http_registry_gc_set_slot(set, &old[i]->digest.text) =
-                                                                    old[i];
-            }
-        }
-
-        /* a large table goes at once, a small one with the pool */
-        (void) ngx_pfree(set->pool, old);
+    if (2 * ++set->count <= set->mask + 1) {
+        return NGX_OK;
     }
 
-    *ngx_http_registry_gc_set_slot(set, &b->digest.text) = b;
-    set->count++;
+    old = set->slots;
+    size = set->mask + 1;
+
+    set->slots = ngx_pcalloc(set->pool,
+                             2 * size * sizeof(ngx_http_registry_gc_slot_t));
+    if (set->slots == NULL) {
+        return NGX_ERROR;
+    }
+
+    set->mask = 2 * size - 1;
+
+    for (i = 0; i < size; i++) {
+        if (old[i].blob) {
+            for (j = old[i].hash & set->mask;
+                 set->slots[j].blob;
+                 j = (j + 1) & set->mask)
+            {
+                /* void */
+            }
+
+            set->slots[j] = old[i];
+        }
+    }
+
+    /* a large table goes at once, a small one with the pool */
+    (void) ngx_pfree(set->pool, old);
 
     return NGX_OK;
 }
