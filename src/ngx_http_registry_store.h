@@ -394,6 +394,16 @@ ngx_int_t ngx_http_registry_dir_stat(ngx_http_registry_op_t *op,
 ngx_int_t ngx_http_registry_dir_read_link(ngx_http_registry_op_t *op,
     ngx_http_registry_dir_t *dir, ngx_str_t *rel,
     ngx_http_registry_digest_t *digest);
+ngx_int_t ngx_http_registry_dir_open_in(ngx_http_registry_op_t *op,
+    ngx_http_registry_dir_t *parent, ngx_str_t *name,
+    ngx_http_registry_dir_t *dir);
+ngx_int_t ngx_http_registry_dir_rename(ngx_http_registry_op_t *op,
+    ngx_http_registry_dir_t *from_dir, char *from,
+    ngx_http_registry_dir_t *to_dir, char *to);
+ngx_int_t ngx_http_registry_dir_retime(ngx_http_registry_op_t *op,
+    ngx_http_registry_dir_t *dir, char *name);
+ngx_int_t ngx_http_registry_dir_unlink(ngx_http_registry_op_t *op,
+    ngx_http_registry_dir_t *dir, char *name, ngx_uint_t is_dir);
 void ngx_http_registry_dir_close(ngx_http_registry_dir_t *dir);
 ngx_int_t ngx_http_registry_file_touch(ngx_http_registry_op_t *op,
     ngx_str_t *path, struct timespec *mtime);

@@ -1343,6 +1343,124 @@ ngx_http_registry_dir_read_link(ngx_http_registry_op_t *op,
 }
 
 
+/*
+ * The operations below take single names in directories held open,
+ * which no symbolic link can redirect: openat() with O_NOFOLLOW, and
+ * renameat(), utimensat() and unlinkat(), which act on a final link
+ * itself, never on what it names.
+ */
+
+/* the directory name beneath parent; NGX_DECLINED: absent, or a link */
+
+ngx_int_t
+ngx_http_registry_dir_open_in(ngx_http_registry_op_t *op,
+    ngx_http_registry_dir_t *parent, ngx_str_t *name,
+    ngx_http_registry_dir_t *dir)
+{
+    ngx_err_t  err;
+
+    dir->path = *name;
+    dir->fd = openat(parent->fd, (char *) name->data,
+                     O_RDONLY|O_DIRECTORY|O_NOFOLLOW|O_CLOEXEC);
+
+    if (dir->fd != -1) {
+        return NGX_OK;
+    }
+
+    err = ngx_errno;
+
+    if (ngx_http_registry_file_absent(op, err, name)) {
+        return NGX_DECLINED;
+    }
+
+    ngx_log_error(NGX_LOG_CRIT, op->log, err,
+                  ngx_open_dir_n " \"%V/%V\" failed", &parent->path, name);
+    return ngx_http_registry_op_syserr(op, err);
+}
+
+
+/* NGX_DECLINED: from is absent (or to's directory) */
+
+ngx_int_t
+ngx_http_registry_dir_rename(ngx_http_registry_op_t *op,
+    ngx_http_registry_dir_t *from_dir, char *from,
+    ngx_http_registry_dir_t *to_dir, char *to)
+{
+    ngx_err_t  err;
+
+    if (renameat(from_dir->fd, from, to_dir->fd, to) == 0) {
+        return NGX_OK;
+    }
+
+    err = ngx_errno;
+
+    if (err == NGX_ENOENT) {
+        return NGX_DECLINED;
+    }
+
+    ngx_log_error(NGX_LOG_CRIT, op->log, err,
+                  "renameat() \"%V/%s\" to \"%V/%s\" failed",
+                  &from_dir->path, from, &to_dir->path, to);
+    return ngx_http_registry_op_syserr(op, err);
+}
+
+
+/* the file's time now, as ngx_http_registry_file_retime() */
+
+ngx_int_t
+ngx_http_registry_dir_retime(ngx_http_registry_op_t *op,
+    ngx_http_registry_dir_t *dir, char *name)
+{
+    ngx_err_t  err;
+
+    if (utimensat(dir->fd, name, NULL, AT_SYMLINK_NOFOLLOW) == 0) {
+        return NGX_OK;
+    }
+
+    err = ngx_errno;
+
+    if (err == NGX_ENOENT) {
+        return NGX_DECLINED;
+    }
+
+    if (err == NGX_EPERM || err == NGX_EACCES) {
+        return NGX_OK;                  /* as futimens() there: kept old */
+    }
+
+    ngx_log_error(NGX_LOG_CRIT, op->log, err,
+                  "utimensat() \"%V/%s\" failed", &dir->path, name);
+    return ngx_http_registry_op_syserr(op, err);
+}
+
+
+/* NGX_DECLINED: absent; a directory is removed only when empty */
+
+ngx_int_t
+ngx_http_registry_dir_unlink(ngx_http_registry_op_t *op,
+    ngx_http_registry_dir_t *dir, char *name, ngx_uint_t is_dir)
+{
+    ngx_err_t  err;
+
+    if (unlinkat(dir->fd, name, is_dir ? AT_REMOVEDIR : 0) == 0) {
+        return NGX_OK;
+    }
+
+    err = ngx_errno;
+
+    if (err == NGX_ENOENT) {
+        return NGX_DECLINED;
+    }
+
+    if (is_dir && (err == ENOTEMPTY || err == NGX_EEXIST)) {
+        return NGX_DECLINED;                  /* filled again meanwhile */
+    }
+
+    ngx_log_error(NGX_LOG_CRIT, op->log, err,
+                  "unlinkat() \"%V/%s\" failed", &dir->path, name);
+    return ngx_http_registry_op_syserr(op, err);
+}
+
+
 void
 ngx_http_registry_dir_close(ngx_http_registry_dir_t *dir)
 {

@@ -182,6 +182,7 @@ struct ngx_http_registry_gc_s {
     struct timespec                cutoff;     /* now less the grace */
     ngx_http_registry_gc_set_t     blobs;
     ngx_array_t                    links;      /* of gc_link_t: candidates */
+    ngx_http_registry_dir_t        tombs[2];   /* the sweep's, by alg */
     ngx_uint_t                     invalid;    /* remove nothing */
 
     json_t                        *report;
@@ -247,13 +248,15 @@ static ngx_int_t ngx_http_registry_gc_blobs(ngx_http_registry_gc_t *gc);
 static ngx_int_t ngx_http_registry_gc_blob_prefix(ngx_http_registry_gc_t *gc,
     ngx_uint_t alg, ngx_str_t *prefix);
 static ngx_int_t ngx_http_registry_gc_blob_sweep(ngx_http_registry_gc_t *gc,
-    ngx_http_registry_op_t *op, ngx_http_registry_dir_t *dir,
+    ngx_http_registry_op_t *op, ngx_http_registry_dir_t *dir, ngx_str_t *hex,
     ngx_http_registry_digest_t *digest);
+static ngx_int_t ngx_http_registry_gc_open_tombs(ngx_http_registry_gc_t *gc);
 static ngx_int_t ngx_http_registry_gc_bury(ngx_http_registry_gc_t *gc,
-    ngx_http_registry_op_t *op, ngx_http_registry_digest_t *digest,
-    ngx_str_t *data, off_t size);
-static void ngx_http_registry_gc_rmdir(ngx_http_registry_op_t *op,
-    ngx_str_t *data);
+    ngx_http_registry_op_t *op, ngx_http_registry_dir_t *prefix,
+    ngx_str_t *hex, ngx_http_registry_digest_t *digest, off_t size);
+static ngx_int_t ngx_http_registry_gc_buried(ngx_http_registry_gc_t *gc,
+    ngx_http_registry_op_t *op, ngx_http_registry_dir_t *blob, ngx_str_t *hex,
+    ngx_http_registry_digest_t *digest);
 static ngx_int_t ngx_http_registry_gc_unlink_links(ngx_http_registry_gc_t *gc);
 static ngx_int_t ngx_http_registry_gc_young_in(ngx_http_registry_gc_t *gc,
     ngx_http_registry_op_t *op, ngx_http_registry_dir_t *dir, ngx_str_t *rel,
@@ -1381,8 +1384,49 @@ ngx_http_registry_gc_blobs(ngx_http_registry_gc_t *gc)
         }
     }
 
-    return ngx_http_registry_gc_parallel(gc, ngx_http_registry_gc_sweep_part,
-                                         &prefixes, 0);
+    if (ngx_http_registry_gc_open_tombs(gc) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    rc = ngx_http_registry_gc_parallel(gc, ngx_http_registry_gc_sweep_part,
+                                       &prefixes, 0);
+
+    ngx_http_registry_dir_close(&gc->tombs[0]);
+    ngx_http_registry_dir_close(&gc->tombs[1]);
+
+    return rc;
+}
+
+
+/* where the sweep's threads move blobs aside, made if missing */
+
+static ngx_int_t
+ngx_http_registry_gc_open_tombs(ngx_http_registry_gc_t *gc)
+{
+    ngx_str_t   path;
+    ngx_uint_t  alg;
+
+    gc->tombs[0].fd = -1;
+    gc->tombs[1].fd = -1;
+
+    if (gc->job->dry_run) {
+        return NGX_OK;
+    }
+
+    for (alg = NGX_HTTP_REGISTRY_SHA256; alg <= NGX_HTTP_REGISTRY_SHA512; alg++)
+    {
+        if (ngx_http_registry_path_tombstone(gc->op, &path, alg, NULL)
+            != NGX_OK
+            || ngx_http_registry_file_mkdirs(gc->op, &path, 0) != NGX_OK
+            || ngx_http_registry_dir_open(gc->op, &path, &gc->tombs[alg])
+               != NGX_OK)
+        {
+            ngx_http_registry_dir_close(&gc->tombs[0]);
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
 }
 
 
@@ -1465,7 +1509,8 @@ ngx_http_registry_gc_blob_prefix(ngx_http_registry_gc_t *gc, ngx_uint_t alg,
         if (rc == NGX_OK) {
             gc->blobs_scanned++;
             (void) ngx_atomic_fetch_add(&gc->progress->done, 1);
-            rc = ngx_http_registry_gc_blob_sweep(gc, &op, &dir, &digest);
+            rc = ngx_http_registry_gc_blob_sweep(gc, &op, &dir, &hex[i],
+                                                 &digest);
 
         } else if (rc == NGX_DECLINED) {
             rc = NGX_OK;
@@ -1490,12 +1535,12 @@ done:
 
 static ngx_int_t
 ngx_http_registry_gc_blob_sweep(ngx_http_registry_gc_t *gc,
-    ngx_http_registry_op_t *op, ngx_http_registry_dir_t *dir,
+    ngx_http_registry_op_t *op, ngx_http_registry_dir_t *dir, ngx_str_t *hex,
     ngx_http_registry_digest_t *digest)
 {
     off_t                         size;
     ngx_int_t                     rc;
-    ngx_str_t                     rel, data;
+    ngx_str_t                     rel;
     ngx_http_registry_gc_blob_t  *b;
 
     b = ngx_http_registry_gc_blob(gc, digest, 0);
@@ -1543,11 +1588,7 @@ ngx_http_registry_gc_blob_sweep(ngx_http_registry_gc_t *gc,
         return NGX_OK;
     }
 
-    if (ngx_http_registry_path_blob(op, &data, digest) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    return ngx_http_registry_gc_bury(gc, op, digest, &data, size);
+    return ngx_http_registry_gc_bury(gc, op, dir, hex, digest, size);
 }
 
 
@@ -1555,54 +1596,46 @@ ngx_http_registry_gc_blob_sweep(ngx_http_registry_gc_t *gc,
  * Moved aside, then checked: a refresh between the stat and the rename
  * left the time young (it goes back); one after the rename brings it
  * back itself.  Stamped with the time it was moved aside: the second
- * grace counts from there.
+ * grace counts from there.  The blob's own directory goes if empty (a
+ * commit or a restore may have filled it again: it stays then, and both
+ * make it again when they find it gone).  prefix: blobs/<alg>/<xx>,
+ * where hex is the blob's directory.
  */
 
 static ngx_int_t
 ngx_http_registry_gc_bury(ngx_http_registry_gc_t *gc,
-    ngx_http_registry_op_t *op, ngx_http_registry_digest_t *digest,
-    ngx_str_t *data, off_t size)
+    ngx_http_registry_op_t *op, ngx_http_registry_dir_t *prefix,
+    ngx_str_t *hex, ngx_http_registry_digest_t *digest, off_t size)
 {
-    ngx_int_t  rc;
-    ngx_str_t  tomb;
+    char                     *name;
+    ngx_int_t                 rc;
+    ngx_http_registry_dir_t   blob, *tombs;
 
-    if (ngx_http_registry_path_tombstone(op, &tomb, digest->alg,
-                                         digest)
-        != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
+    name = (char *) hex->data;
+    tombs = &gc->tombs[digest->alg];
 
-    rc = ngx_http_registry_file_move(op, data, &tomb, 0);
-
-    if (rc != NGX_OK) {
-        if (rc == NGX_ERROR) {
-            ngx_http_registry_gc_problem(gc, "cannot move a blob aside",
-                                         NULL, &digest->text);
-        }
-
-        return NGX_OK;
-    }
-
-    rc = ngx_http_registry_gc_young(gc, op, &tomb, NULL);
+    rc = ngx_http_registry_dir_open_in(op, prefix, hex, &blob);
 
     if (rc == NGX_OK) {
-        if (ngx_http_registry_file_move(op, &tomb, data, 1) == NGX_OK) {
-            gc->blobs_restored++;
-            ngx_http_registry_gc_list(gc, gc->restored, NULL,
-                                      &digest->text);
+        rc = ngx_http_registry_dir_rename(op, &blob, "data", tombs, name);
+
+        if (rc == NGX_OK) {
+            rc = ngx_http_registry_gc_buried(gc, op, &blob, hex, digest);
         }
 
-        return NGX_OK;
+        ngx_http_registry_dir_close(&blob);
     }
 
-    if (rc == NGX_DECLINED
-        || ngx_http_registry_file_retime(op, &tomb) != NGX_OK)
-    {
-        return NGX_OK;                        /* brought back meanwhile */
+    if (rc == NGX_ERROR) {
+        ngx_http_registry_gc_problem(gc, "cannot move a blob aside", NULL,
+                                     &digest->text);
     }
 
-    ngx_http_registry_gc_rmdir(op, data);
+    if (rc != NGX_OK) {
+        return NGX_OK;                        /* gone, or back meanwhile */
+    }
+
+    (void) ngx_http_registry_dir_unlink(op, prefix, name, 1);
 
     gc->blobs_tombstoned++;
     gc->bytes_tombstoned += size;
@@ -1612,41 +1645,37 @@ ngx_http_registry_gc_bury(ngx_http_registry_gc_t *gc,
 }
 
 
-/*
- * The blob's own directory, if empty (a commit or a restore may have
- * filled it again: rmdir() leaves it then, and both make it again when
- * they find it gone).
- */
+/* the check after the move: NGX_OK, a tombstone; NGX_DECLINED: back */
 
-static void
-ngx_http_registry_gc_rmdir(ngx_http_registry_op_t *op, ngx_str_t *data)
+static ngx_int_t
+ngx_http_registry_gc_buried(ngx_http_registry_gc_t *gc,
+    ngx_http_registry_op_t *op, ngx_http_registry_dir_t *blob, ngx_str_t *hex,
+    ngx_http_registry_digest_t *digest)
 {
-    u_char    *slash, *base;
-    ngx_fd_t   fd;
+    ngx_int_t                 rc;
+    ngx_http_registry_dir_t  *tombs;
 
-    /* data is ".../<xx>/<hex>/data": <hex> is removed from <xx> */
+    tombs = &gc->tombs[digest->alg];
 
-    for (slash = data->data + data->len - 1; *slash != '/'; slash--) {
-        /* void */
+    rc = ngx_http_registry_gc_young_in(gc, op, tombs, hex, NULL);
+
+    if (rc == NGX_OK) {
+        if (ngx_http_registry_dir_rename(op, tombs, (char *) hex->data, blob,
+                                         "data")
+            == NGX_OK)
+        {
+            gc->blobs_restored++;
+            ngx_http_registry_gc_list(gc, gc->restored, NULL, &digest->text);
+        }
+
+        return NGX_DECLINED;
     }
 
-    *slash = '\0';
-
-    for (base = slash - 1; *base != '/'; base--) {
-        /* void */
+    if (rc == NGX_ABORT) {
+        rc = ngx_http_registry_dir_retime(op, tombs, (char *) hex->data);
     }
 
-    *base = '\0';
-
-    fd = ngx_http_registry_file_open(op, data, O_RDONLY|O_DIRECTORY, 0);
-
-    if (fd != -1) {
-        (void) unlinkat(fd, (char *) base + 1, AT_REMOVEDIR);
-        (void) close(fd);
-    }
-
-    *base = '/';
-    *slash = '/';
+    return (rc == NGX_ERROR) ? NGX_DECLINED : rc;
 }
 
 
@@ -1889,6 +1918,8 @@ ngx_http_registry_gc_fork(ngx_http_registry_gc_t *gc, ngx_uint_t own_sets)
     part->cutoff = gc->cutoff;
     part->invalid = gc->invalid;
     part->blobs = gc->blobs;
+    part->tombs[0] = gc->tombs[0];
+    part->tombs[1] = gc->tombs[1];
 
     part->tombstoned = json_array();
     part->restored = json_array();
