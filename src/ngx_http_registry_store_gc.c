@@ -241,6 +241,8 @@ static ngx_int_t ngx_http_registry_gc_layer(ngx_http_registry_gc_t *gc,
     ngx_http_registry_gc_repo_t *repo, ngx_http_registry_dir_t *dir,
     ngx_uint_t alg, ngx_str_t *hex, ngx_str_t *name);
 static ngx_int_t ngx_http_registry_gc_tombstones(ngx_http_registry_gc_t *gc);
+static ngx_int_t ngx_http_registry_gc_tombs_part(ngx_http_registry_gc_t *gc,
+    ngx_array_t *tombs, ngx_uint_t first, ngx_uint_t step);
 static ngx_int_t ngx_http_registry_gc_tombstone_sweep(
     ngx_http_registry_gc_t *gc, ngx_pool_t *pool, ngx_uint_t alg,
     ngx_str_t *hex);
@@ -325,6 +327,9 @@ ngx_http_registry_store_gc(ngx_http_registry_op_t *op,
 
     ngx_memzero(&gc, sizeof(ngx_http_registry_gc_t));
 
+    gc.tombs[0].fd = -1;
+    gc.tombs[1].fd = -1;
+
     gc.op = op;
     gc.job = job;
     gc.progress = job->progress;
@@ -349,6 +354,9 @@ ngx_http_registry_store_gc(ngx_http_registry_op_t *op,
     if (rc == NGX_OK) {
         rc = ngx_http_registry_gc_unlink_links(&gc);
     }
+
+    ngx_http_registry_dir_close(&gc.tombs[0]);
+    ngx_http_registry_dir_close(&gc.tombs[1]);
 
     return ngx_http_registry_gc_report(&gc, rc);
 }
@@ -1181,67 +1189,94 @@ ngx_http_registry_gc_layer(ngx_http_registry_gc_t *gc,
 static ngx_int_t
 ngx_http_registry_gc_tombstones(ngx_http_registry_gc_t *gc)
 {
-    ngx_int_t    rc;
-    ngx_str_t    dir, *hex;
-    ngx_uint_t   alg, i, done;
-    ngx_pool_t  *pool;
-    ngx_array_t  hexes[2];
+    ngx_str_t                      *hex;
+    ngx_uint_t                      alg, i;
+    ngx_array_t                     hexes, tombs;
+    ngx_http_registry_gc_prefix_t  *tomb;
+
+    if (ngx_http_registry_gc_open_tombs(gc) != NGX_OK
+        || ngx_array_init(&tombs, gc->op->pool, 64,
+                          sizeof(ngx_http_registry_gc_prefix_t))
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
 
     for (alg = NGX_HTTP_REGISTRY_SHA256; alg <= NGX_HTTP_REGISTRY_SHA512; alg++)
     {
-        if (ngx_array_init(&hexes[alg], gc->op->pool, 64, sizeof(ngx_str_t))
-            != NGX_OK)
-        {
-            return ngx_http_registry_op_syserr(gc->op, NGX_ENOMEM);
+        if (gc->tombs[alg].fd == -1) {
+            continue;                         /* none yet */
         }
 
-        if (ngx_http_registry_path_tombstone(gc->op, &dir, alg, NULL)
-            != NGX_OK)
+        if (ngx_array_init(&hexes, gc->op->pool, 64, sizeof(ngx_str_t))
+            != NGX_OK
+            || ngx_http_registry_dir_list(gc->op, &gc->tombs[alg],
+                                          NGX_HTTP_REGISTRY_LIST_FILES,
+                                          &hexes)
+               != NGX_OK)
         {
             return NGX_ERROR;
         }
 
-        rc = ngx_http_registry_file_list(gc->op, &dir,
-                                         NGX_HTTP_REGISTRY_LIST_FILES,
-                                         &hexes[alg]);
-        if (rc == NGX_ERROR) {
-            return NGX_ERROR;
+        hex = hexes.elts;
+
+        for (i = 0; i < hexes.nelts; i++) {
+            tomb = ngx_array_push(&tombs);
+            if (tomb == NULL) {
+                return ngx_http_registry_op_syserr(gc->op, NGX_ENOMEM);
+            }
+
+            tomb->alg = alg;
+            tomb->name = hex[i];
         }
     }
 
     ngx_http_registry_gc_phase(gc, NGX_HTTP_REGISTRY_GC_TOMBSTONES,
-                               hexes[0].nelts + hexes[1].nelts);
-    done = 0;
+                               tombs.nelts);
 
-    for (alg = NGX_HTTP_REGISTRY_SHA256; alg <= NGX_HTTP_REGISTRY_SHA512; alg++)
-    {
-        hex = hexes[alg].elts;
+    return ngx_http_registry_gc_parallel(gc, ngx_http_registry_gc_tombs_part,
+                                         &tombs, 0);
+}
 
-        for (i = 0; i < hexes[alg].nelts; i++) {
-            if (ngx_http_registry_gc_cancelled(gc)) {
-                return NGX_DECLINED;
-            }
 
-            pool = ngx_create_pool(NGX_DEFAULT_POOL_SIZE, gc->op->log);
-            if (pool == NULL) {
-                return ngx_http_registry_op_syserr(gc->op, NGX_ENOMEM);
-            }
+static ngx_int_t
+ngx_http_registry_gc_tombs_part(ngx_http_registry_gc_t *gc,
+    ngx_array_t *tombs, ngx_uint_t first, ngx_uint_t step)
+{
+    ngx_int_t                       rc;
+    ngx_uint_t                      i;
+    ngx_pool_t                     *pool;
+    ngx_http_registry_gc_prefix_t  *tomb;
 
-            rc = ngx_http_registry_gc_tombstone_sweep(gc, pool, alg, &hex[i]);
+    tomb = tombs->elts;
 
-            ngx_destroy_pool(pool);
-
-            if (rc != NGX_OK) {
-                return rc;
-            }
-
-            gc->progress->done = ++done;
+    for (i = first; i < tombs->nelts; i += step) {
+        if (ngx_http_registry_gc_cancelled(gc)) {
+            return NGX_DECLINED;
         }
+
+        pool = ngx_create_pool(NGX_DEFAULT_POOL_SIZE, gc->op->log);
+        if (pool == NULL) {
+            return ngx_http_registry_op_syserr(gc->op, NGX_ENOMEM);
+        }
+
+        rc = ngx_http_registry_gc_tombstone_sweep(gc, pool, tomb[i].alg,
+                                                  &tomb[i].name);
+
+        ngx_destroy_pool(pool);
+
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+        (void) ngx_atomic_fetch_add(&gc->progress->done, 1);
     }
 
     return NGX_OK;
 }
 
+
+/* one tombstone, hex in _ngx_tombstones/<alg> */
 
 static ngx_int_t
 ngx_http_registry_gc_tombstone_sweep(ngx_http_registry_gc_t *gc,
@@ -1266,15 +1301,16 @@ ngx_http_registry_gc_tombstone_sweep(ngx_http_registry_gc_t *gc,
                                  : NGX_OK;
     }
 
-    if (ngx_http_registry_path_tombstone(&op, &tomb, alg, &digest) != NGX_OK
-        || ngx_http_registry_path_blob(&op, &data, &digest) != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
-
     b = ngx_http_registry_gc_blob(gc, &digest, 0);
 
     if (b && b->marked) {
+        if (ngx_http_registry_path_tombstone(&op, &tomb, alg, &digest)
+            != NGX_OK
+            || ngx_http_registry_path_blob(&op, &data, &digest) != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
         rc = gc->job->dry_run ? NGX_OK
              : ngx_http_registry_file_move(&op, &tomb, &data, 1);
 
@@ -1293,7 +1329,7 @@ ngx_http_registry_gc_tombstone_sweep(ngx_http_registry_gc_t *gc,
         return NGX_OK;
     }
 
-    rc = ngx_http_registry_gc_young(gc, &op, &tomb, &size);
+    rc = ngx_http_registry_gc_young_in(gc, &op, &gc->tombs[alg], hex, &size);
 
     if (rc == NGX_DECLINED) {
         return NGX_OK;                        /* brought back meanwhile */
@@ -1305,18 +1341,24 @@ ngx_http_registry_gc_tombstone_sweep(ngx_http_registry_gc_t *gc,
         return NGX_OK;
     }
 
+    /*
+     * Bytes that stay keep their layer links (gc_unlink_links()): only a
+     * blob with a record can have one.  The set is shared by this
+     * phase's threads: it gains no record here.
+     */
+
     if (rc == NGX_OK || gc->invalid) {
-        b = ngx_http_registry_gc_blob(gc, &digest, 1);
-        if (b == NULL) {
-            return ngx_http_registry_op_syserr(gc->op, NGX_ENOMEM);
+        if (b) {
+            b->kept = 1;
         }
 
-        b->kept = 1;
         return NGX_OK;
     }
 
     if (!gc->job->dry_run
-        && ngx_http_registry_file_unlink(&op, &tomb, 0) != NGX_OK)
+        && ngx_http_registry_dir_unlink(&op, &gc->tombs[alg],
+                                        (char *) hex->data, 0)
+           != NGX_OK)
     {
         return NGX_OK;                        /* brought back meanwhile */
     }
@@ -1384,44 +1426,36 @@ ngx_http_registry_gc_blobs(ngx_http_registry_gc_t *gc)
         }
     }
 
-    if (ngx_http_registry_gc_open_tombs(gc) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    rc = ngx_http_registry_gc_parallel(gc, ngx_http_registry_gc_sweep_part,
-                                       &prefixes, 0);
-
-    ngx_http_registry_dir_close(&gc->tombs[0]);
-    ngx_http_registry_dir_close(&gc->tombs[1]);
-
-    return rc;
+    return ngx_http_registry_gc_parallel(gc, ngx_http_registry_gc_sweep_part,
+                                         &prefixes, 0);
 }
 
 
-/* where the sweep's threads move blobs aside, made if missing */
+/*
+ * _ngx_tombstones/<alg>, made if missing (a dry run only reads them: it
+ * makes none), open for the tombstones and the blobs phases.
+ */
 
 static ngx_int_t
 ngx_http_registry_gc_open_tombs(ngx_http_registry_gc_t *gc)
 {
+    ngx_int_t   rc;
     ngx_str_t   path;
     ngx_uint_t  alg;
-
-    gc->tombs[0].fd = -1;
-    gc->tombs[1].fd = -1;
-
-    if (gc->job->dry_run) {
-        return NGX_OK;
-    }
 
     for (alg = NGX_HTTP_REGISTRY_SHA256; alg <= NGX_HTTP_REGISTRY_SHA512; alg++)
     {
         if (ngx_http_registry_path_tombstone(gc->op, &path, alg, NULL)
             != NGX_OK
-            || ngx_http_registry_file_mkdirs(gc->op, &path, 0) != NGX_OK
-            || ngx_http_registry_dir_open(gc->op, &path, &gc->tombs[alg])
-               != NGX_OK)
+            || (!gc->job->dry_run
+                && ngx_http_registry_file_mkdirs(gc->op, &path, 0) != NGX_OK))
         {
-            ngx_http_registry_dir_close(&gc->tombs[0]);
+            return NGX_ERROR;
+        }
+
+        rc = ngx_http_registry_dir_open(gc->op, &path, &gc->tombs[alg]);
+
+        if (rc == NGX_ERROR) {
             return NGX_ERROR;
         }
     }
@@ -1921,12 +1955,14 @@ ngx_http_registry_gc_fork(ngx_http_registry_gc_t *gc, ngx_uint_t own_sets)
     part->tombs[0] = gc->tombs[0];
     part->tombs[1] = gc->tombs[1];
 
+    part->removed = json_array();
     part->tombstoned = json_array();
     part->restored = json_array();
     part->revisions_list = json_array();
     part->problems = json_array();
 
-    if (part->tombstoned == NULL || part->restored == NULL
+    if (part->removed == NULL || part->tombstoned == NULL
+        || part->restored == NULL
         || part->revisions_list == NULL || part->problems == NULL
         || ngx_array_init(&part->links, pool, 16,
                           sizeof(ngx_http_registry_gc_link_t))
@@ -1982,9 +2018,12 @@ ngx_http_registry_gc_join(ngx_http_registry_gc_t *gc,
     gc->blobs_tombstoned += part->blobs_tombstoned;
     gc->bytes_tombstoned += part->bytes_tombstoned;
     gc->blobs_restored += part->blobs_restored;
+    gc->blobs_removed += part->blobs_removed;
+    gc->bytes_freed += part->bytes_freed;
     gc->revisions_removed += part->revisions_removed;
     gc->problems_found += part->problems_found;
 
+    ngx_http_registry_gc_join_list(gc->removed, part->removed);
     ngx_http_registry_gc_join_list(gc->tombstoned, part->tombstoned);
     ngx_http_registry_gc_join_list(gc->restored, part->restored);
     ngx_http_registry_gc_join_list(gc->revisions_list, part->revisions_list);
@@ -2069,6 +2108,7 @@ ngx_http_registry_gc_join_list(json_t *ours, json_t *theirs)
 static void
 ngx_http_registry_gc_drop(ngx_http_registry_gc_t *part)
 {
+    json_decref(part->removed);
     json_decref(part->tombstoned);
     json_decref(part->restored);
     json_decref(part->revisions_list);
