@@ -27,10 +27,13 @@ TEST_PKGS  := curl openssl skopeo umoci docker-registry podman buildah container
 # Benchmark clients and the comparison registry (`make bench`); ab, from
 # apache2-utils, measures HEAD (wrk waits for a body after a HEAD answer).
 BENCH_PKGS := wrk nghttp2-client hyperfine apache2-utils curl docker-registry openssl
+# libFuzzer (in libclang-rt-14-dev) and the compiler that links it (`make fuzz`).
+FUZZ_PKGS  := clang-14 libclang-rt-14-dev
 
 SRCS := config $(wildcard src/*.c src/*.h)
 
-.PHONY: all asan deps deps-test deps-bench run test test-asan bench clean
+.PHONY: all asan deps deps-test deps-bench deps-fuzz run test test-asan bench \
+        fuzz fuzz-build clean
 
 all: $(MODULE)
 
@@ -77,6 +80,9 @@ deps-test:
 deps-bench:
 	@$(MAKE) --no-print-directory deps BUILD_PKGS="$(BUILD_PKGS) $(BENCH_PKGS)"
 
+deps-fuzz:
+	@$(MAKE) --no-print-directory deps BUILD_PKGS="$(BUILD_PKGS) $(FUZZ_PKGS)"
+
 # nginx in the foreground on 127.0.0.1:$(PORT), store in $(DATA): the access
 # log on stdout, warnings and errors on stderr (and both under $(RUNDIR));
 # Ctrl-C stops it (t/make_run.t).
@@ -118,5 +124,65 @@ test-asan: deps-test $(ASAN_MODULE)
 bench: deps-bench $(MODULE)
 	perl bench/run.pl $(BENCH_ARGS)
 
+# libFuzzer targets, one per parser (fuzz/README.md): the module's own
+# sources compiled with clang, ASan and UBSan, linked with fuzz/ngx_stubs.c
+# instead of nginx.  `make fuzz` runs each for FUZZ_SECONDS from its seed
+# corpus (fuzz/corpus/<target>/; what a run adds goes to build-fuzz/) and
+# fails on any crash, leak or failed check; the inputs are then in
+# build-fuzz/crash-<target>-*.
+FUZZ_SECONDS ?= 10
+FUZZ_CC      := clang-14
+FUZZ_BUILD   := $(REPO)/build-fuzz
+# the upstream WWW-Authenticate challenge parser of the pull-through cache
+# (issue 17) gets its target "challenge" here (fuzz/fuzz_challenge.c,
+# fuzz/corpus/challenge/), and its source in FUZZ_SRCS
+FUZZ_TARGETS := route digest content_range range query token manifest \
+                upload_state jwt
+FUZZ_SRCS    := parse names digest manifest_json jwt
+FUZZ_CFLAGS  := -g -O1 -fno-omit-frame-pointer \
+                -fsanitize=address,undefined -fno-sanitize-recover=undefined \
+                -I $(NGINX_SRC)/src/core -I $(NGINX_SRC)/src/event \
+                -I $(NGINX_SRC)/src/event/modules -I $(NGINX_SRC)/src/os/unix \
+                -I $(NGINX_SRC)/src/http -I $(NGINX_SRC)/src/http/modules \
+                -I $(NGINX_SRC)/src/http/v2 -I $(BUILD) -I $(REPO)/src \
+                -DFUZZ_KEYS='"$(REPO)/fuzz/keys"'
+FUZZ_OBJS    := $(FUZZ_SRCS:%=$(FUZZ_BUILD)/ngx_http_registry_%.o) \
+                $(FUZZ_BUILD)/ngx_stubs.o
+FUZZ_BINS    := $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz_%)
+
+fuzz-build: $(FUZZ_BINS)
+
+.SECONDARY: $(FUZZ_OBJS)
+
+# $(BUILD)/Makefile: configure writes the ngx_auto_*.h the headers include
+$(FUZZ_BUILD)/ngx_http_registry_%.o: src/ngx_http_registry_%.c $(SRCS) \
+                                     $(BUILD)/Makefile
+	@mkdir -p $(FUZZ_BUILD)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
+
+$(FUZZ_BUILD)/ngx_stubs.o: fuzz/ngx_stubs.c $(BUILD)/Makefile
+	@mkdir -p $(FUZZ_BUILD)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -c $< -o $@
+
+$(FUZZ_BUILD)/fuzz_%: fuzz/fuzz_%.c fuzz/fuzz.h $(FUZZ_OBJS)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer $< $(FUZZ_OBJS) \
+	    -lcrypto -ljansson -o $@
+
+fuzz: deps-fuzz $(FUZZ_BINS)
+	@failed=; for t in $(FUZZ_TARGETS); do \
+	    mkdir -p $(FUZZ_BUILD)/corpus/$$t; \
+	    echo "fuzz_$$t: $(FUZZ_SECONDS) s"; \
+	    if $(FUZZ_BUILD)/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) \
+	        -print_final_stats=1 -timeout=10 -rss_limit_mb=2048 \
+	        -artifact_prefix=$(FUZZ_BUILD)/crash-$$t- \
+	        $(FUZZ_BUILD)/corpus/$$t fuzz/corpus/$$t \
+	        >$(FUZZ_BUILD)/fuzz_$$t.log 2>&1; then \
+	        grep -h 'stat::number_of_executed_units' $(FUZZ_BUILD)/fuzz_$$t.log; \
+	    else \
+	        tail -n 40 $(FUZZ_BUILD)/fuzz_$$t.log; failed="$$failed $$t"; \
+	    fi; \
+	done; \
+	if [ -n "$$failed" ]; then echo "fuzz: failed:$$failed"; exit 1; fi
+
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) $(RUNDIR) build.log build-asan.log
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD) $(RUNDIR) build.log build-asan.log

@@ -250,6 +250,32 @@ ngx_int_t ngx_http_registry_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_registry_admin_handler(ngx_http_request_t *r);
 
 
+/* ---- the parsers of what a client sends (parse.c) ---- */
+
+/* what the token issuer grants for "*" on a repository */
+#define NGX_HTTP_REGISTRY_SCOPE_REPOSITORY  (NGX_HTTP_REGISTRY_PULL          \
+                                             |NGX_HTTP_REGISTRY_PUSH         \
+                                             |NGX_HTTP_REGISTRY_DELETE)
+
+typedef ngx_int_t (*ngx_http_registry_param_pt)(void *data, ngx_str_t *key,
+    ngx_str_t *value);
+typedef ngx_int_t (*ngx_http_registry_want_pt)(void *data, ngx_str_t *name,
+    ngx_uint_t actions);
+
+ngx_int_t ngx_http_registry_route_parse(ngx_pool_t *pool, ngx_str_t *uri,
+    ngx_http_registry_route_t *route, ngx_http_registry_fault_t *fault);
+ngx_int_t ngx_http_registry_content_range(ngx_str_t *value, off_t *start,
+    off_t *end);
+ngx_uint_t ngx_http_registry_range_none(u_char *p, off_t size,
+    ngx_uint_t ranges);
+ngx_int_t ngx_http_registry_query_arg(ngx_pool_t *pool, ngx_str_t *args,
+    const char *name, ngx_str_t *value);
+ngx_int_t ngx_http_registry_form_parse(ngx_pool_t *pool, ngx_str_t *args,
+    ngx_http_registry_param_pt param, void *data);
+ngx_int_t ngx_http_registry_scope_parse(ngx_str_t *scope,
+    ngx_http_registry_want_pt want, void *data);
+
+
 /* ---- responses (response.c) ---- */
 
 ngx_table_elt_t *ngx_http_registry_add_header(ngx_http_request_t *r,

@@ -106,121 +106,28 @@ ngx_http_registry_blob_unlinked(ngx_http_request_t *r, ngx_int_t rc)
 
 /*
  * nginx's range filter answers an unsatisfiable Range with its own HTML
- * page; the registry answers it here first, with a JSON error.  These two
- * functions decide exactly as ngx_http_range_header_filter() and
- * ngx_http_range_parse() do, so every other Range is left to the filter.
+ * page; the registry answers it here first, with a JSON error.  This
+ * function and ngx_http_registry_range_none() (parse.c) decide exactly as
+ * ngx_http_range_header_filter() and ngx_http_range_parse() do, so every
+ * other Range is left to the filter.
  */
 
 static ngx_int_t
 ngx_http_registry_range_unsatisfiable(ngx_http_request_t *r, off_t size)
 {
-    u_char                    *p;
-    off_t                      start, end, total, cutoff, cutlim;
-    ngx_uint_t                 ranges, found, suffix;
+    ngx_uint_t                 ranges;
     ngx_http_core_loc_conf_t  *clcf;
 
     if (!ngx_http_registry_range_applies(r)) {
         return 0;
     }
 
-    cutoff = NGX_MAX_OFF_T_VALUE / 10;
-    cutlim = NGX_MAX_OFF_T_VALUE % 10;
-
     clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
 
     ranges = r->single_range ? 1 : clcf->max_ranges;
-    p = r->headers_in.range->value.data + 6;
-    found = 0;
-    total = 0;
 
-    for ( ;; ) {
-        start = 0;
-        end = 0;
-        suffix = 0;
-
-        while (*p == ' ') { p++; }
-
-        if (*p != '-') {
-            if (*p < '0' || *p > '9') {
-                return 1;
-            }
-
-            while (*p >= '0' && *p <= '9') {
-                if (start >= cutoff && (start > cutoff || *p - '0' > cutlim)) {
-                    return 1;
-                }
-
-                start = start * 10 + (*p++ - '0');
-            }
-
-            while (*p == ' ') { p++; }
-
-            if (*p++ != '-') {
-                return 1;
-            }
-
-            while (*p == ' ') { p++; }
-
-            if (*p == ',' || *p == '\0') {
-                end = size;
-                goto found;
-            }
-
-        } else {
-            suffix = 1;
-            p++;
-        }
-
-        if (*p < '0' || *p > '9') {
-            return 1;
-        }
-
-        while (*p >= '0' && *p <= '9') {
-            if (end >= cutoff && (end > cutoff || *p - '0' > cutlim)) {
-                return 1;
-            }
-
-            end = end * 10 + (*p++ - '0');
-        }
-
-        while (*p == ' ') { p++; }
-
-        if (*p != ',' && *p != '\0') {
-            return 1;
-        }
-
-        if (suffix) {
-            start = (end < size) ? size - end : 0;
-            end = size - 1;
-        }
-
-        end = (end >= size) ? size : end + 1;
-
-    found:
-
-        if (start < end) {
-            found++;
-
-            if (total > NGX_MAX_OFF_T_VALUE - (end - start)) {
-                return 1;
-            }
-
-            total += end - start;
-
-            if (ranges-- == 0) {
-                return 0;
-            }
-
-        } else if (start == 0) {
-            return 0;
-        }
-
-        if (*p++ != ',') {
-            break;
-        }
-    }
-
-    return found == 0;
+    return ngx_http_registry_range_none(r->headers_in.range->value.data + 6,
+                                        size, ranges);
 }
 
 

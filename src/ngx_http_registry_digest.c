@@ -21,6 +21,11 @@ static ngx_http_registry_alg_t  ngx_http_registry_algs[] = {
 };
 
 
+/* the first bytes of an upload's saved state */
+
+static u_char  ngx_http_registry_state_magic[8] = "NGXREG1\n";
+
+
 /* 0-9 and a-f: every pull checks a digest's 64 or 128 of them */
 
 static u_char  ngx_http_registry_lower_hex[256] = {
@@ -299,6 +304,55 @@ ngx_http_registry_digest_known(ngx_pool_t *pool, u_char *data, size_t len,
     digest->hex.data = digest->text.data + ngx_http_registry_algs[alg].name.len
                        + 1;
     digest->hex.len = ngx_http_registry_algs[alg].hex_len;
+
+    return NGX_OK;
+}
+
+
+/* an upload's state as saved to its session's state file */
+
+void
+ngx_http_registry_state_encode(ngx_http_registry_upload_state_t *state,
+    ngx_http_registry_state_record_t *record)
+{
+    ngx_memzero(record, sizeof(ngx_http_registry_state_record_t));
+    ngx_memcpy(record->magic, ngx_http_registry_state_magic,
+               sizeof(record->magic));
+    record->state = *state;
+}
+
+
+/*
+ * A state file's bytes: NGX_OK, *state is one to resume from; NGX_DECLINED:
+ * another format, or a hash state that is not the one of its offset (a
+ * corrupted file must never reach the hash code).
+ */
+
+ngx_int_t
+ngx_http_registry_state_decode(u_char *data, size_t len,
+    ngx_http_registry_upload_state_t *state)
+{
+    ngx_http_registry_state_record_t  record;
+
+    if (len != sizeof(record)) {
+        return NGX_DECLINED;
+    }
+
+    ngx_memcpy(&record, data, sizeof(record));
+
+    if (ngx_memcmp(record.magic, ngx_http_registry_state_magic,
+                   sizeof(record.magic))
+        != 0
+        || record.state.alg > NGX_HTTP_REGISTRY_SHA512
+        || record.state.hash.alg != record.state.alg
+        || ngx_http_registry_hash_valid(&record.state.hash,
+                                        record.state.offset)
+           != NGX_OK)
+    {
+        return NGX_DECLINED;
+    }
+
+    *state = record.state;
 
     return NGX_OK;
 }

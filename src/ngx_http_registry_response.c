@@ -201,24 +201,7 @@ ngx_int_t
 ngx_http_registry_arg(ngx_http_request_t *r, const char *name,
     ngx_str_t *value)
 {
-    u_char     *src, *dst;
-    ngx_str_t   raw;
-
-    if (ngx_http_arg(r, (u_char *) name, ngx_strlen(name), &raw) != NGX_OK) {
-        return NGX_DECLINED;
-    }
-
-    value->data = ngx_pnalloc(r->pool, raw.len);
-    if (value->data == NULL) {
-        return NGX_ERROR;
-    }
-
-    src = raw.data;
-    dst = value->data;
-    ngx_unescape_uri(&dst, &src, raw.len, 0);
-    value->len = dst - value->data;
-
-    return NGX_OK;
+    return ngx_http_registry_query_arg(r->pool, &r->args, name, value);
 }
 
 

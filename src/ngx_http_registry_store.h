@@ -466,6 +466,25 @@ typedef struct {
 } ngx_http_registry_upload_state_t;
 
 
+/*
+ * The state as saved: the raw OpenSSL context, so it is only readable by
+ * the same build on the same architecture; the magic, the size and the
+ * checks of ngx_http_registry_hash_valid() turn anything else into
+ * "unknown upload" (digest.c decodes it).
+ */
+
+typedef struct {
+    u_char                            magic[8];
+    ngx_http_registry_upload_state_t  state;
+} ngx_http_registry_state_record_t;
+
+
+void ngx_http_registry_state_encode(ngx_http_registry_upload_state_t *state,
+    ngx_http_registry_state_record_t *record);
+ngx_int_t ngx_http_registry_state_decode(u_char *data, size_t len,
+    ngx_http_registry_upload_state_t *state);
+
+
 typedef struct {
     ngx_str_t                  name;     /* repository */
     ngx_str_t                  id;       /* empty: a monolithic upload */

@@ -38,19 +38,6 @@
 
 
 /*
- * The state as saved: the raw OpenSSL context, so it is only readable by
- * the same build on the same architecture; the magic, the size and the
- * checks of ngx_http_registry_hash_valid() turn anything else into
- * "unknown upload".
- */
-
-typedef struct {
-    u_char                            magic[8];
-    ngx_http_registry_upload_state_t  state;
-} ngx_http_registry_state_file_t;
-
-
-/*
  * What a purge removed: counted for a job (purge-uploads), which reports
  * it; the periodic sweep has no job and counts nothing.
  */
@@ -63,8 +50,6 @@ typedef struct {
     uint64_t                   temp_bytes;
 } ngx_http_registry_purge_t;
 
-
-static u_char  ngx_http_registry_state_magic[8] = "NGXREG1\n";
 
 /* the phases of purge-uploads, as the jobs' runner names them */
 
@@ -698,10 +683,10 @@ static ngx_int_t
 ngx_http_registry_upload_load(ngx_http_registry_op_t *op,
     ngx_http_registry_upload_t *up)
 {
-    ngx_int_t                        rc;
-    ngx_str_t                        path, content;
-    ngx_file_info_t                  fi;
-    ngx_http_registry_state_file_t   file;
+    ngx_int_t                          rc;
+    ngx_str_t                          path, content;
+    ngx_file_info_t                    fi;
+    ngx_http_registry_upload_state_t   state;
 
     if (ngx_http_registry_upload_path(op, up, NGX_HTTP_REGISTRY_UPLOAD_STATE,
                                       &path)
@@ -710,7 +695,9 @@ ngx_http_registry_upload_load(ngx_http_registry_op_t *op,
         return NGX_ERROR;
     }
 
-    rc = ngx_http_registry_file_read(op, &path, sizeof(file), &content);
+    rc = ngx_http_registry_file_read(op, &path,
+                                     sizeof(ngx_http_registry_state_record_t),
+                                     &content);
 
     if (rc == NGX_ERROR && op->fault.errnum == 0) {
         rc = NGX_DECLINED;      /* not a file of the size of a state */
@@ -720,19 +707,8 @@ ngx_http_registry_upload_load(ngx_http_registry_op_t *op,
         return rc;
     }
 
-    if (content.len != sizeof(file)) {
-        goto invalid;
-    }
-
-    ngx_memcpy(&file, content.data, sizeof(file));
-
-    if (ngx_memcmp(file.magic, ngx_http_registry_state_magic,
-                   sizeof(file.magic))
-        != 0
-        || file.state.alg > NGX_HTTP_REGISTRY_SHA512
-        || file.state.hash.alg != file.state.alg
-        || ngx_http_registry_hash_valid(&file.state.hash, file.state.offset)
-           != NGX_OK)
+    if (ngx_http_registry_state_decode(content.data, content.len, &state)
+        != NGX_OK)
     {
         goto invalid;
     }
@@ -749,14 +725,14 @@ ngx_http_registry_upload_load(ngx_http_registry_op_t *op,
         return rc;
     }
 
-    if (ngx_file_size(&fi) < (off_t) file.state.offset) {
+    if (ngx_file_size(&fi) < (off_t) state.offset) {
         ngx_log_error(NGX_LOG_WARN, op->log, 0,
                       "registry: upload \"%V\" of \"%V\": data shorter than "
                       "its state (a crash?), dropped", &up->id, &up->name);
         return NGX_DECLINED;
     }
 
-    up->state = file.state;
+    up->state = state;
 
     return NGX_OK;
 
@@ -774,8 +750,8 @@ static ngx_int_t
 ngx_http_registry_upload_store_state(ngx_http_registry_op_t *op,
     ngx_http_registry_upload_t *up, ngx_http_registry_upload_state_t *state)
 {
-    ngx_str_t                        path;
-    ngx_http_registry_state_file_t   file;
+    ngx_str_t                          path;
+    ngx_http_registry_state_record_t   record;
 
     if (ngx_http_registry_upload_path(op, up, NGX_HTTP_REGISTRY_UPLOAD_STATE,
                                       &path)
@@ -784,12 +760,10 @@ ngx_http_registry_upload_store_state(ngx_http_registry_op_t *op,
         return NGX_ERROR;
     }
 
-    ngx_memzero(&file, sizeof(ngx_http_registry_state_file_t));
-    ngx_memcpy(file.magic, ngx_http_registry_state_magic, sizeof(file.magic));
-    file.state = *state;
+    ngx_http_registry_state_encode(state, &record);
 
-    return ngx_http_registry_file_write(op, &path, (u_char *) &file,
-                                        sizeof(file), 0);
+    return ngx_http_registry_file_write(op, &path, (u_char *) &record,
+                                        sizeof(record), 0);
 }
 
 

@@ -44,10 +44,6 @@
 /* resources in one token: what keeps a token within the verifier's 8 KiB */
 #define NGX_HTTP_REGISTRY_TOKEN_SCOPES_MAX  16
 
-#define NGX_HTTP_REGISTRY_TOKEN_REPOSITORY  (NGX_HTTP_REGISTRY_PULL          \
-                                             |NGX_HTTP_REGISTRY_PUSH         \
-                                             |NGX_HTTP_REGISTRY_DELETE)
-
 
 typedef struct {
     /* the registry's side */
@@ -148,10 +144,8 @@ static ngx_int_t ngx_http_registry_token_handler(ngx_http_request_t *r);
 static void ngx_http_registry_token_form(ngx_http_request_t *r);
 static ngx_int_t ngx_http_registry_token_params(ngx_http_request_t *r,
     ngx_str_t *args);
-static ngx_int_t ngx_http_registry_token_param(ngx_http_request_t *r,
+static ngx_int_t ngx_http_registry_token_param(void *data,
     ngx_str_t *key, ngx_str_t *value);
-static ngx_int_t ngx_http_registry_token_unescape(ngx_pool_t *pool,
-    u_char *start, u_char *end, ngx_str_t *value);
 static ngx_int_t ngx_http_registry_token_authenticate(ngx_http_request_t *r);
 static ngx_int_t ngx_http_registry_token_refresh(ngx_http_request_t *r);
 static ngx_int_t ngx_http_registry_token_login(ngx_http_request_t *r);
@@ -164,11 +158,7 @@ static ngx_int_t ngx_http_registry_token_logged_in(ngx_http_request_t *r,
 static ngx_int_t ngx_http_registry_token_unauthorized(ngx_http_request_t *r,
     const char *detail);
 static ngx_int_t ngx_http_registry_token_grant(ngx_http_request_t *r);
-static ngx_int_t ngx_http_registry_token_asked(ngx_http_request_t *r,
-    ngx_str_t *scope);
-static ngx_uint_t ngx_http_registry_token_actions(u_char *p, u_char *last,
-    ngx_uint_t catalog);
-static ngx_int_t ngx_http_registry_token_want(ngx_http_request_t *r,
+static ngx_int_t ngx_http_registry_token_want(void *data,
     ngx_str_t *name, ngx_uint_t actions);
 static ngx_uint_t ngx_http_registry_token_allowed(ngx_http_request_t *r,
     ngx_http_registry_need_t *want);
@@ -985,53 +975,23 @@ ngx_http_registry_token_form(ngx_http_request_t *r)
 static ngx_int_t
 ngx_http_registry_token_params(ngx_http_request_t *r, ngx_str_t *args)
 {
-    u_char     *p, *last, *amp, *eq;
-    ngx_int_t   rc;
-    ngx_str_t   key, value;
+    ngx_int_t  rc;
 
-    p = args->data;
-    last = p + args->len;
+    rc = ngx_http_registry_form_parse(r->pool, args,
+                                      ngx_http_registry_token_param, r);
 
-    while (p < last) {
-        amp = ngx_strlchr(p, last, '&');
-        if (amp == NULL) {
-            amp = last;
-        }
-
-        eq = ngx_strlchr(p, amp, '=');
-        if (eq == NULL) {
-            eq = amp;
-        }
-
-        key.data = p;
-        key.len = eq - p;
-
-        if (ngx_http_registry_token_unescape(r->pool, eq < amp ? eq + 1 : amp,
-                                             amp, &value)
-            != NGX_OK)
-        {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        rc = ngx_http_registry_token_param(r, &key, &value);
-        if (rc != NGX_OK) {
-            return rc;
-        }
-
-        p = amp + 1;
-    }
-
-    return NGX_OK;
+    return (rc == NGX_ERROR) ? NGX_HTTP_INTERNAL_SERVER_ERROR : rc;
 }
 
 
 static ngx_int_t
-ngx_http_registry_token_param(ngx_http_request_t *r, ngx_str_t *key,
-    ngx_str_t *value)
+ngx_http_registry_token_param(void *data, ngx_str_t *key, ngx_str_t *value)
 {
     ngx_str_t                      *s;
+    ngx_http_request_t             *r;
     ngx_http_registry_token_req_t  *tr;
 
+    r = data;
     tr = ngx_http_get_module_ctx(r, ngx_http_registry_token_module);
 
 #define ngx_http_registry_token_key(name)                                     \
@@ -1072,35 +1032,6 @@ ngx_http_registry_token_param(ngx_http_request_t *r, ngx_str_t *key,
     }
 
 #undef ngx_http_registry_token_key
-
-    return NGX_OK;
-}
-
-
-/* a form value: "+" is a space, then percent-decoded; NUL-terminated */
-
-static ngx_int_t
-ngx_http_registry_token_unescape(ngx_pool_t *pool, u_char *start, u_char *end,
-    ngx_str_t *value)
-{
-    u_char  *p, *dst, *src;
-
-    value->data = ngx_pnalloc(pool, end - start + 1);
-    if (value->data == NULL) {
-        return NGX_ERROR;
-    }
-
-    for (p = value->data, src = start; src < end; src++) {
-        *p++ = (*src == '+') ? ' ' : *src;
-    }
-
-    src = value->data;
-    dst = value->data;
-
-    ngx_unescape_uri(&dst, &src, p - value->data, 0);
-
-    *dst = '\0';
-    value->len = dst - value->data;
 
     return NGX_OK;
 }
@@ -1430,7 +1361,8 @@ ngx_http_registry_token_grant(ngx_http_request_t *r)
     scope = tr->scopes.elts;
 
     for (i = 0; i < tr->scopes.nelts; i++) {
-        rc = ngx_http_registry_token_asked(r, &scope[i]);
+        rc = ngx_http_registry_scope_parse(&scope[i],
+                                           ngx_http_registry_token_want, r);
 
         if (rc == NGX_DECLINED) {
             return ngx_http_registry_error(r, NGX_HTTP_REGISTRY_DENIED,
@@ -1480,122 +1412,17 @@ ngx_http_registry_token_grant(ngx_http_request_t *r)
 }
 
 
-/*
- * One "scope" value: resource scopes separated by spaces, each
- * "type:name:actions"; a name may hold a ":" (a registry's port), so the
- * type ends at the first one and the actions begin after the last.
- * Unknown types, invalid names and unknown actions are left out;
- * NGX_DECLINED: too many resources.
- */
-
-static ngx_int_t
-ngx_http_registry_token_asked(ngx_http_request_t *r, ngx_str_t *scope)
-{
-    u_char      *p, *last, *end, *type_end, *actions;
-    ngx_int_t    rc;
-    ngx_str_t    type, name;
-    ngx_uint_t   catalog;
-
-    p = scope->data;
-    last = p + scope->len;
-
-    for ( /* void */ ; p < last; p = end + 1) {
-        end = ngx_strlchr(p, last, ' ');
-        if (end == NULL) {
-            end = last;
-        }
-
-        type_end = ngx_strlchr(p, end, ':');
-
-        for (actions = end; actions > p && actions[-1] != ':'; actions--) {
-            /* void */
-        }
-
-        if (type_end == NULL || actions - 1 <= type_end) {
-            continue;
-        }
-
-        type.data = p;
-        type.len = type_end - p;
-        name.data = type_end + 1;
-        name.len = (actions - 1) - name.data;
-
-        catalog = (type.len == 8 && ngx_strncmp(type.data, "registry", 8) == 0
-                   && name.len == 7
-                   && ngx_strncmp(name.data, "catalog", 7) == 0);
-
-        if (catalog) {
-            ngx_str_set(&name, "");
-
-        } else if (!((type.len == 10
-                      && ngx_strncmp(type.data, "repository", 10) == 0)
-                     || (type.len > 11
-                         && ngx_strncmp(type.data, "repository(", 11) == 0))
-                   || ngx_http_registry_valid_name(&name) != NGX_OK)
-        {
-            continue;
-        }
-
-        rc = ngx_http_registry_token_want(r, &name,
-                      ngx_http_registry_token_actions(actions, end, catalog));
-        if (rc != NGX_OK) {
-            return rc;
-        }
-    }
-
-    return NGX_OK;
-}
-
-
-static ngx_uint_t
-ngx_http_registry_token_actions(u_char *p, u_char *last, ngx_uint_t catalog)
-{
-    u_char      *comma;
-    size_t       len;
-    ngx_uint_t   actions;
-
-    actions = 0;
-
-    for ( /* void */ ; p < last; p = comma + 1) {
-        comma = ngx_strlchr(p, last, ',');
-        if (comma == NULL) {
-            comma = last;
-        }
-
-        len = comma - p;
-
-        if (len == 1 && *p == '*') {
-            actions |= catalog ? NGX_HTTP_REGISTRY_CATALOG
-                               : NGX_HTTP_REGISTRY_TOKEN_REPOSITORY;
-
-        } else if (catalog) {
-            continue;
-
-        } else if (len == 4 && ngx_strncmp(p, "pull", 4) == 0) {
-            actions |= NGX_HTTP_REGISTRY_PULL;
-
-        } else if (len == 4 && ngx_strncmp(p, "push", 4) == 0) {
-            actions |= NGX_HTTP_REGISTRY_PUSH;
-
-        } else if (len == 6 && ngx_strncmp(p, "delete", 6) == 0) {
-            actions |= NGX_HTTP_REGISTRY_DELETE;
-        }
-    }
-
-    return actions;
-}
-
-
 /* adds what is allowed of a resource's actions to the grants */
 
 static ngx_int_t
-ngx_http_registry_token_want(ngx_http_request_t *r, ngx_str_t *name,
-    ngx_uint_t actions)
+ngx_http_registry_token_want(void *data, ngx_str_t *name, ngx_uint_t actions)
 {
     ngx_uint_t                      i;
+    ngx_http_request_t             *r;
     ngx_http_registry_need_t       *grant, want;
     ngx_http_registry_token_req_t  *tr;
 
+    r = data;
     tr = ngx_http_get_module_ctx(r, ngx_http_registry_token_module);
 
     want.name = *name;

@@ -549,8 +549,7 @@ ngx_http_registry_upload_opened(ngx_http_request_t *r, ngx_int_t rc)
 
 
 /*
- * Content-Range "<start>-<end>" (inclusive; "bytes=" or "bytes " may come
- * first) must start at the session's offset and agree with
+ * Content-Range (parse.c) must start at the session's offset and agree with
  * Content-Length; a range no file can have is refused like one out of
  * order.  Without it the body is simply appended.  NGX_DECLINED: refused,
  * ctx->fault says why.
@@ -560,8 +559,8 @@ static ngx_int_t
 ngx_http_registry_upload_range(ngx_http_request_t *r,
     ngx_http_registry_ctx_t *ctx)
 {
-    u_char     *p, *dash, *last;
     off_t       start, end;
+    ngx_int_t   rc;
     ngx_str_t   value;
 
     ctx->declared = -1;
@@ -570,29 +569,15 @@ ngx_http_registry_upload_range(ngx_http_request_t *r,
         return NGX_OK;
     }
 
-    p = value.data;
-    last = value.data + value.len;
+    rc = ngx_http_registry_content_range(&value, &start, &end);
 
-    if (value.len > 6 && ngx_strncasecmp(p, (u_char *) "bytes", 5) == 0
-        && (p[5] == '=' || p[5] == ' '))
-    {
-        p += 6;
-    }
-
-    dash = ngx_strlchr(p, last, '-');
-
-    start = (dash == NULL) ? NGX_ERROR : ngx_atoof(p, dash - p);
-    end = (dash == NULL) ? NGX_ERROR : ngx_atoof(dash + 1, last - dash - 1);
-
-    if (start == NGX_ERROR || end == NGX_ERROR) {
+    if (rc == NGX_ERROR) {
         return ngx_http_registry_upload_refuse(ctx,
                                          NGX_HTTP_REGISTRY_BLOB_UPLOAD_INVALID,
                                          "malformed Content-Range");
     }
 
-    /* end + 1 must be a length: the largest off_t is none */
-
-    if (end == NGX_MAX_OFF_T_VALUE) {
+    if (rc == NGX_DECLINED) {
         return ngx_http_registry_upload_refuse(ctx,
                                                NGX_HTTP_REGISTRY_RANGE_INVALID,
                                                "Content-Range beyond any "

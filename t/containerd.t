@@ -188,6 +188,17 @@ sub ctr {
     return run3(['ctr', '-a', $sock, @args], env => \%env);
 }
 
+# binary contents compared by length and digest, which a failure prints
+
+sub is_bytes {
+    my ($got, $want, $name) = @_;
+    my $show = sub {
+        defined $_[0] ? length($_[0]) . ' bytes ' . RegTest::digest($_[0])
+                      : 'undef'
+    };
+    is($show->($got), $show->($want), $name);
+}
+
 sub ctr_ok {
     my ($name, @args) = @_;
 
@@ -219,26 +230,33 @@ sub ctr_ok {
             or POSIX::_exit(127);
     }
 
-    my $up = 0;
+    my ($up, $version) = (0, '');
 
     for (1 .. 200) {
         last if waitpid($ctrd_pid, WNOHANG) == $ctrd_pid;
 
-        if (-S $sock && (ctr('version'))[0] == 0) {
-            $up = 1;
-            last;
+        if (-S $sock) {
+            my ($rc, $out) = ctr('version');
+
+            if ($rc == 0) {
+                ($up, $version) = (1, $out);
+                last;
+            }
         }
 
         select undef, undef, undef, 0.05;
     }
 
-    unless ($up) {
+    unless (ok($up, "containerd answers ctr version on $sock within 10 s")) {
         my $log = slurp($ctrd_log);
         stop_containerd();
         BAIL_OUT("containerd did not start:\n$log");
     }
 
-    pass('containerd runs on ' . $sock);
+    # the answer comes from this containerd: its server part is there
+
+    like($version, qr/^Server:\s*\n\s+Version:\s+\S+/m,
+         'ctr version: the server reports its version');
 }
 
 my ($plugins) = (ctr('plugins', 'ls'))[1];
@@ -262,8 +280,9 @@ like($plugins, qr/io\.containerd\.snapshotter\.v1\s+native\s+\S+\s+ok/,
 
     for my $d (digests_of("$tmp/src", $src)) {
         my ($rc, $bytes) = ctr('content', 'get', $d);
-        ok($rc == 0 && $bytes eq (blob_of("$tmp/src", $d) // ''),
-           "content store: $d = source bytes");
+        is($rc, 0, "ctr content get $d");
+        is_bytes($bytes, blob_of("$tmp/src", $d),
+                 "content store: $d = source bytes");
 
         next if $d eq $src->{digest};
 
@@ -288,13 +307,14 @@ like($plugins, qr/io\.containerd\.snapshotter\.v1\s+native\s+\S+\s+ok/,
                         '/mnt', 'regtest-view');
     my ($path) = $mounts =~ m{-t bind (\S+) /mnt};
 
-    ok($path && -d $path, 'snapshot is a directory (native snapshotter)');
+    ok($path && -d $path, 'snapshot is a directory (native snapshotter)')
+        or diag("ctr snapshots mounts: $mounts");
 
     my %files = image_files(3);
 
     for my $f (sort keys %files) {
         my $got = $path && -f "$path$f" ? slurp("$path$f") : undef;
-        ok(defined $got && $got eq $files{$f}, "unpacked $f intact");
+        is_bytes($got, $files{$f}, "unpacked $f intact");
     }
 
     ctr_ok('ctr snapshots rm', 'snapshots', 'rm', 'regtest-view');
@@ -317,7 +337,8 @@ like($plugins, qr/io\.containerd\.snapshotter\.v1\s+native\s+\S+\s+ok/,
          'schema 2: type and digest');
 
     my ($rc, $bytes) = ctr('content', 'get', $s2_digest);
-    ok($rc == 0 && $bytes eq $r->{content}, 'schema 2: manifest bytes');
+    is($rc, 0, 'schema 2: ctr content get of the manifest');
+    is($bytes, $r->{content}, 'schema 2: manifest bytes');
 
     ($rc, $bytes) = ctr('content', 'get', $s2->{config}{digest} // '');
     is($rc == 0 ? RegTest::digest($bytes) : '', $s2->{config}{digest},
@@ -332,8 +353,9 @@ like($plugins, qr/io\.containerd\.snapshotter\.v1\s+native\s+\S+\s+ok/,
 
     for my $d (digests_of("$tmp/multi", $idx)) {
         my ($rc, $bytes) = ctr('content', 'get', $d);
-        ok($rc == 0 && $bytes eq (blob_of("$tmp/multi", $d) // ''),
-           "index: content $d = source bytes");
+        is($rc, 0, "index: ctr content get $d");
+        is_bytes($bytes, blob_of("$tmp/multi", $d),
+                 "index: content $d = source bytes");
     }
 }
 
@@ -350,7 +372,7 @@ sub check_pushed {
     my $r = $t->req('GET', "/v2/$repo/manifests/$tag",
                     headers => { Accept => $ACCEPT });
     is($r->{status}, 200, "$name: GET $repo:$tag");
-    ok($r->{content} eq $m->{bytes}, "$name: manifest bytes = source bytes");
+    is($r->{content}, $m->{bytes}, "$name: manifest bytes = source bytes");
     is($r->{headers}{'docker-content-digest'}, $m->{digest},
        "$name: manifest digest = source digest");
 
@@ -364,22 +386,22 @@ sub check_pushed {
         if ($manifests{$d}) {
             $r = $t->req('GET', "/v2/$repo/manifests/$d",
                          headers => { Accept => $ACCEPT });
-            ok($r->{status} == 200 && $r->{content} eq blob_of($layout, $d),
-               "$name: $repo serves child manifest $d, source bytes");
+            is($r->{status}, 200, "$name: $repo serves child manifest $d");
+            is($r->{content}, blob_of($layout, $d),
+               "$name: child manifest $d, source bytes");
             like($log, qr{"PUT /v2/\Q$repo\E/manifests/\Q$d\E HTTP/1\.1" 201 },
                  "$name: child manifest $d pushed by digest");
             next;
         }
 
         $r = $t->req('GET', "/v2/$repo/blobs/$d");
-        ok($r->{status} == 200 && $r->{content} eq (blob_of($layout, $d) // ''),
-           "$name: $repo serves $d, source bytes");
+        is($r->{status}, 200, "$name: $repo serves $d");
+        is_bytes($r->{content}, blob_of($layout, $d),
+                 "$name: $repo serves $d, source bytes");
 
-        if ($how eq 'mounted') {
-            ok($mnt->{$d} && !$up->{$d}, "$name: $d mounted, not uploaded");
-        } else {
-            ok($up->{$d} && !$mnt->{$d}, "$name: $d uploaded, not mounted");
-        }
+        my @via = (($mnt->{$d} ? 'mount' : ()), ($up->{$d} ? 'upload' : ()));
+        is("@via", $how eq 'mounted' ? 'mount' : 'upload',
+           "$name: $d $how, and only so");
     }
 }
 
@@ -461,7 +483,7 @@ sub check_pushed {
               "docker://$reg/cd/imported:v5", "oci:$tmp/back:v5");
 
     my $back = oci_manifest("$tmp/back", 'v5');
-    ok($back->{bytes} eq $imp->{bytes}, 'skopeo: manifest bytes');
+    is($back->{bytes}, $imp->{bytes}, 'skopeo: manifest bytes');
 
     for my $d (digests_of("$tmp/imp", $imp)) {
         is(sha256_file("$tmp/back/blobs/sha256/" . substr($d, 7)), $d,

@@ -41,6 +41,17 @@ my $blob = '';
 my $len = length $blob;       # 102400
 my $last = $len - 1;
 
+# binary bodies compared by length and digest, which a failure prints
+
+sub is_bytes {
+    my ($got, $want, $name) = @_;
+    my $show = sub {
+        defined $_[0] ? length($_[0]) . ' bytes ' . RegTest::digest($_[0])
+                      : 'undef'
+    };
+    is($show->($got), $show->($want), $name);
+}
+
 my $d = $t->push_blob('lib/range', $blob);
 my $path = "/v2/lib/range/blobs/$d";
 
@@ -65,7 +76,7 @@ sub check_single {
        "$name: content-range");
     is($r->{headers}{'content-length'}, $end - $start + 1,
        "$name: content-length");
-    ok($r->{content} eq substr($blob, $start, $end - $start + 1),
+    is_bytes($r->{content}, substr($blob, $start, $end - $start + 1),
        "$name: bytes");
     is($r->{headers}{'content-type'}, 'application/octet-stream',
        "$name: content-type");
@@ -77,9 +88,9 @@ sub check_single {
 sub check_full {
     my ($r, $name) = @_;
     is($r->{status}, 200, "$name: 200");
-    ok($r->{content} eq $blob, "$name: whole blob");
+    is_bytes($r->{content}, $blob, "$name: whole blob");
     is($r->{headers}{'content-length'}, $len, "$name: content-length");
-    ok(!exists $r->{headers}{'content-range'}, "$name: no content-range");
+    is($r->{headers}{'content-range'}, undef, "$name: no content-range");
 }
 
 # 416: Content-Range: bytes */<size>, and (GET) a JSON error SIZE_INVALID
@@ -144,7 +155,7 @@ sub check_multipart {
     is($r->{status}, 206, "$name: 206");
     like($r->{headers}{'content-type'} // '',
          qr{^multipart/byteranges;\s*boundary=}, "$name: multipart type");
-    ok(!exists $r->{headers}{'content-range'},
+    is($r->{headers}{'content-range'}, undef,
        "$name: no top-level content-range");
     is($r->{headers}{'content-length'}, length $r->{content},
        "$name: content-length matches the body");
@@ -158,8 +169,8 @@ sub check_multipart {
         my $p = $parts->[$i] || {};
         is($p->{range}, "bytes $s-$e/$len", "$name: part $i content-range");
         is($p->{type}, 'application/octet-stream', "$name: part $i type");
-        ok(defined $p->{data} && $p->{data} eq substr($blob, $s, $e - $s + 1),
-           "$name: part $i bytes");
+        is_bytes($p->{data}, substr($blob, $s, $e - $s + 1),
+                 "$name: part $i bytes");
     }
 }
 
@@ -411,7 +422,7 @@ for my $rg ('bytes=0-', 'bytes=0-9', 'bytes=-1') {
     is($r->{status}, 206, 'sha512 range: 206');
     is($r->{headers}{'content-range'}, 'bytes 100-199/5000',
        'sha512 range: content-range');
-    ok($r->{content} eq substr($s, 100, 100), 'sha512 range: bytes');
+    is_bytes($r->{content}, substr($s, 100, 100), 'sha512 range: bytes');
     is($r->{headers}{'etag'}, qq{"$d512"}, 'sha512 range: etag');
 
     $r = $t->req('GET', "/v2/lib/range/blobs/$d512",
@@ -432,60 +443,45 @@ for my $rg ('bytes=0-', 'bytes=0-9', 'bytes=-1') {
 }
 
 ###############################################################################
-# a Range on a manifest: manifests are not range-served by contract; whatever
-# the module does (200 with the whole manifest, or 206 with the bytes asked)
-# it does the same for every reference and range, and is right about it
+# a Range on a manifest: manifests are not range-served (the spec serves a
+# manifest whole; the module leaves r->allow_ranges off for them, so nginx's
+# range filter ignores the header): every range, satisfiable, multiple or
+# past the end, gets 200 with the whole manifest, by tag and by digest
 
 {
     my $img = $t->push_image('lib/range', 'v1');
     my $m = $img->{manifest};
     my $mlen = length $m;
     my $accept = 'application/vnd.oci.image.manifest.v1+json';
-    my %mode;
 
     for my $ref ('v1', $img->{digest}) {
-        for my $rg ('bytes=0-9', 'bytes=10-', 'bytes=-5') {
-            my ($s, $e) = $rg eq 'bytes=0-9' ? (0, 9)
-                        : $rg eq 'bytes=10-' ? (10, $mlen - 1)
-                        : ($mlen - 5, $mlen - 1);
+        for my $rg ('bytes=0-9', 'bytes=10-', 'bytes=-5', 'bytes=0-1,5-6',
+                    "bytes=$mlen-", 'bytes=abc')
+        {
             my $name = "manifest $ref, $rg";
 
             $r = $t->req('GET', "/v2/lib/range/manifests/$ref",
                          headers => { Range => $rg, Accept => $accept });
-            $mode{$r->{status}}++;
 
-            if ($r->{status} == 206) {
-                is($r->{headers}{'content-range'}, "bytes $s-$e/$mlen",
-                   "$name: 206 content-range");
-                ok($r->{content} eq substr($m, $s, $e - $s + 1),
-                   "$name: 206 bytes");
-            } else {
-                is($r->{status}, 200, "$name: 200 (not range-served)");
-                ok($r->{content} eq $m, "$name: the whole manifest");
-                ok(!exists $r->{headers}{'content-range'},
-                   "$name: no content-range");
-            }
+            is($r->{status}, 200, "$name: 200, not range-served");
+            is(length $r->{content}, $mlen, "$name: the whole length");
+            is($r->{content}, $m, "$name: the whole manifest");
+            is($r->{headers}{'content-length'}, $mlen,
+               "$name: Content-Length of the whole");
+            is($r->{headers}{'content-range'}, undef, "$name: no Content-Range");
+            is($r->{headers}{'accept-ranges'}, undef, "$name: no Accept-Ranges");
             is($r->{headers}{'docker-content-digest'}, $img->{digest},
                "$name: digest");
         }
 
-        # a multi-range and an unsatisfiable range: the whole manifest when
-        # ranges are ignored; a 206/416 otherwise
-
-        $r = $t->req('GET', "/v2/lib/range/manifests/$ref",
-                     headers => { Range => "bytes=$mlen-", Accept => $accept });
-        if (($mode{200} // 0) > 0) {
-            is($r->{status}, 200, "manifest $ref, range past the end: 200");
-            ok($r->{content} eq $m, "manifest $ref, range past the end: whole");
-        } else {
-            is($r->{status}, 416, "manifest $ref, range past the end: 416");
-            is($r->{headers}{'content-range'}, "bytes */$mlen",
-               "manifest $ref, range past the end: content-range");
-        }
+        $r = $t->req('HEAD', "/v2/lib/range/manifests/$ref",
+                     headers => { Range => 'bytes=0-9', Accept => $accept });
+        is($r->{status}, 200, "manifest $ref, HEAD with a Range: 200");
+        is($r->{headers}{'content-length'}, $mlen,
+           "manifest $ref, HEAD with a Range: Content-Length of the whole");
+        is($r->{headers}{'content-range'}, undef,
+           "manifest $ref, HEAD with a Range: no Content-Range");
     }
-
-    is(scalar keys %mode, 1, 'manifest ranges: one behaviour throughout ('
-       . join(', ', map { "$_ x$mode{$_}" } sort keys %mode) . ')');
 
     $r = $t->req('GET', '/v2/lib/range/manifests/v1',
                  headers => { 'If-None-Match' => qq{"$img->{digest}"},
