@@ -74,7 +74,31 @@ typedef struct {
     ngx_str_t                  location;   /* registry_upstream_location */
     time_t                     tag_ttl;
     off_t                      max_size;   /* registry_cache_max_size */
+    ngx_shm_zone_t            *flights;    /* ngx_http_registry_flights_t */
 } ngx_http_registry_mirror_conf_t;
+
+
+/*
+ * The blobs being fetched, in shared memory: one fetch per digest and
+ * store however many clients ask.  A slot is held by the worker whose pid
+ * it names (0: free); one whose worker died is free again.
+ */
+
+#define NGX_HTTP_REGISTRY_FLIGHTS      256
+#define NGX_HTTP_REGISTRY_FLIGHT_POLL  50       /* ms */
+
+typedef struct {
+    uint64_t                   store;
+    ngx_pid_t                  pid;
+    u_char                     len;
+    u_char                     digest[NGX_HTTP_REGISTRY_DIGEST_MAX_LEN];
+} ngx_http_registry_flight_t;
+
+
+typedef struct {
+    ngx_slab_pool_t           *shpool;
+    ngx_http_registry_flight_t flight[NGX_HTTP_REGISTRY_FLIGHTS];
+} ngx_http_registry_flights_t;
 
 
 typedef struct ngx_http_registry_mirror_ctx_s  ngx_http_registry_mirror_ctx_t;
@@ -118,6 +142,7 @@ struct ngx_http_registry_mirror_ctx_s {
     ngx_http_registry_step_pt  step;        /* for the fetch's answer */
     ngx_http_registry_step_pt  step_saved;  /* while a token is fetched */
     ngx_http_registry_ctx_t   *owner;       /* the registry's context */
+    ngx_http_registry_mirror_conf_t  *conf;
     ngx_str_t                  path;        /* "manifests/<ref>" ... */
     ngx_str_t                  url;         /* of the fetch to retry */
     unsigned                   head:1;
@@ -138,6 +163,8 @@ struct ngx_http_registry_mirror_ctx_s {
     off_t                      received;
     ngx_buf_t                 *held;        /* its last bytes */
     ngx_http_registry_op_t     op;          /* the temp file's cleanup */
+    ngx_http_registry_flight_t  *flight;    /* the slot led, or NULL */
+    ngx_event_t                wait;        /* a follower's poll */
 };
 
 
@@ -148,6 +175,8 @@ static char *ngx_http_registry_upstream(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_registry_upstream_credentials(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
+static ngx_int_t ngx_http_registry_flights_init(ngx_shm_zone_t *shm_zone,
+    void *data);
 static ngx_int_t ngx_http_registry_mirror_preconf(ngx_conf_t *cf);
 static ngx_int_t ngx_http_registry_mirror_init(ngx_conf_t *cf);
 static ngx_http_registry_upstream_t *ngx_http_registry_mirror_find(
@@ -214,6 +243,13 @@ static ngx_int_t ngx_http_registry_blob_take(ngx_http_request_t *r,
 static ngx_int_t ngx_http_registry_blob_hold(ngx_http_request_t *r,
     ngx_http_registry_mirror_ctx_t *mctx, ngx_buf_t *b);
 static void ngx_http_registry_blob_cleanup(void *data);
+static ngx_int_t ngx_http_registry_flight_join(ngx_http_request_t *r,
+    ngx_http_registry_mirror_ctx_t *mctx);
+static void ngx_http_registry_flight_land(ngx_http_registry_mirror_ctx_t *mctx);
+static ngx_int_t ngx_http_registry_flight_wait(ngx_http_request_t *r,
+    ngx_http_registry_mirror_ctx_t *mctx);
+static void ngx_http_registry_flight_poll(ngx_event_t *ev);
+static void ngx_http_registry_flight_cleanup(void *data);
 
 static ngx_int_t ngx_http_registry_mirror_header_filter(
     ngx_http_request_t *r);
@@ -357,6 +393,7 @@ ngx_http_registry_mirror_create_conf(ngx_conf_t *cf)
     conf->upstreams = NGX_CONF_UNSET_PTR;
     conf->tag_ttl = NGX_CONF_UNSET;
     conf->max_size = NGX_CONF_UNSET;
+    conf->flights = NGX_CONF_UNSET_PTR;
 
     return conf;
 }
@@ -374,6 +411,7 @@ ngx_http_registry_mirror_merge_conf(ngx_conf_t *cf, void *parent,
                              "/_registry_upstream/");
     ngx_conf_merge_sec_value(conf->tag_ttl, prev->tag_ttl, 300);
     ngx_conf_merge_off_value(conf->max_size, prev->max_size, 0);
+    ngx_conf_merge_ptr_value(conf->flights, prev->flights, NULL);
 
     return NGX_CONF_OK;
 }
@@ -391,6 +429,8 @@ ngx_http_registry_upstream(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_uint_t                     i;
     ngx_http_registry_upstream_t  *up;
 
+    static ngx_str_t  flights = ngx_string("ngx_http_registry_flights");
+
     if (mcf->upstreams == NGX_CONF_UNSET_PTR) {
         mcf->upstreams = ngx_array_create(cf->pool, 2,
                                         sizeof(ngx_http_registry_upstream_t));
@@ -407,6 +447,19 @@ ngx_http_registry_upstream(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     ngx_memzero(up, sizeof(ngx_http_registry_upstream_t));
+
+    if (mcf->flights == NGX_CONF_UNSET_PTR) {
+        mcf->flights = ngx_shared_memory_add(cf, &flights,
+                           ngx_align(sizeof(ngx_http_registry_flights_t),
+                                     ngx_pagesize)
+                           + 8 * ngx_pagesize,
+                           &ngx_http_registry_mirror_module);
+        if (mcf->flights == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        mcf->flights->init = ngx_http_registry_flights_init;
+    }
 
     up->name = value[1];
     up->url = value[2];
@@ -576,6 +629,33 @@ ngx_http_registry_upstream_credentials(ngx_conf_t *cf, ngx_command_t *cmd,
 }
 
 
+/* the table, kept across reloads: a fetch under way stays one */
+
+static ngx_int_t
+ngx_http_registry_flights_init(ngx_shm_zone_t *shm_zone, void *data)
+{
+    ngx_slab_pool_t              *shpool;
+    ngx_http_registry_flights_t  *flights;
+
+    if (data) {
+        shm_zone->data = data;
+        return NGX_OK;
+    }
+
+    shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+
+    flights = ngx_slab_calloc(shpool, sizeof(ngx_http_registry_flights_t));
+    if (flights == NULL) {
+        return NGX_ERROR;
+    }
+
+    flights->shpool = shpool;
+    shm_zone->data = flights;
+
+    return NGX_OK;
+}
+
+
 static ngx_int_t
 ngx_http_registry_mirror_preconf(ngx_conf_t *cf)
 {
@@ -652,6 +732,7 @@ ngx_http_registry_mirror_route(ngx_http_request_t *r,
 
     mctx->upstream = up;
     mctx->owner = ngx_http_get_module_ctx(r, ngx_http_registry_module);
+    mctx->conf = mcf;
     mctx->temp.fd = NGX_INVALID_FILE;
 
     if (ns.len) {
@@ -846,6 +927,7 @@ ngx_http_registry_fetch_url(ngx_http_request_t *r,
     ngx_str_t *authorization, ngx_uint_t head, ngx_uint_t stream,
     size_t max)
 {
+    ngx_str_t                         u, a;
     ngx_http_request_t               *sr;
     ngx_http_registry_fetch_t        *f;
     ngx_http_post_subrequest_t       *ps;
@@ -855,11 +937,14 @@ ngx_http_registry_fetch_url(ngx_http_request_t *r,
     rlcf = ngx_http_get_module_loc_conf(r, ngx_http_registry_module);
     mcf = ngx_http_get_module_loc_conf(r, ngx_http_registry_mirror_module);
 
+    /* url may be the last answer's Location: taken before it is cleared */
     f = &mctx->fetch;
+    u = *url;
+    a = *authorization;
     ngx_memzero(f, sizeof(ngx_http_registry_fetch_t));
 
-    f->url = *url;
-    f->authorization = *authorization;
+    f->url = u;
+    f->authorization = a;
     f->head = head;
     f->stream = stream;
     f->max = max ? max : rlcf->manifest_max_size;
@@ -895,7 +980,7 @@ ngx_http_registry_fetch_url(ngx_http_request_t *r,
     }
 
     ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                   "registry upstream: %s %V", head ? "HEAD" : "GET", url);
+                   "registry upstream: %s %V", head ? "HEAD" : "GET", &u);
 
     r->write_event_handler = ngx_http_registry_mirror_wake;
 
@@ -1002,7 +1087,7 @@ ngx_http_registry_mirror_answered(ngx_http_request_t *r,
         && mctx->redirects++ < NGX_HTTP_REGISTRY_REDIRECTS)
     {
         /* a CDN's signed URL: the registry's credentials stay home */
-        none.len = 0;
+        ngx_str_null(&none);
         return ngx_http_registry_fetch_url(r, mctx, &f->location, &none,
                                            mctx->head, mctx->stream, 0);
     }
@@ -1184,7 +1269,7 @@ ngx_http_registry_cached_token(ngx_http_request_t *r,
 {
     ngx_http_registry_token_slot_t  *slot;
 
-    authorization->len = 0;
+    ngx_str_null(authorization);
 
     slot = ngx_http_registry_token_slot(mctx->upstream, &mctx->remote,
                                         r->connection->log);
@@ -1603,6 +1688,12 @@ ngx_http_registry_blob_adopted(ngx_http_request_t *r, ngx_int_t rc)
 
     mctx->cache = NGX_HTTP_REGISTRY_CACHE_MISS;
 
+    if (r->method == NGX_HTTP_GET
+        && ngx_http_registry_flight_join(r, mctx) == NGX_BUSY)
+    {
+        return ngx_http_registry_flight_wait(r, mctx);
+    }
+
     path.len = sizeof("blobs/") - 1 + ctx->route.digest.text.len;
     path.data = ngx_pnalloc(r->pool, path.len);
     if (path.data == NULL) {
@@ -1690,6 +1781,8 @@ ngx_http_registry_blob_published(ngx_http_request_t *r, ngx_int_t rc)
     ngx_http_registry_mirror_ctx_t  *mctx;
 
     mctx = ngx_http_get_module_ctx(r, ngx_http_registry_mirror_module);
+
+    ngx_http_registry_flight_land(mctx);
 
     if (rc != NGX_OK) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
@@ -1831,6 +1924,193 @@ ngx_http_registry_blob_cleanup(void *data)
 }
 
 
+/* ---- one fetch per blob ---- */
+
+/*
+ * NGX_OK: this request leads the blob's fetch (or there is no room to
+ * say so: it fetches anyway), NGX_BUSY: another one does.  The slot is
+ * given back when the blob is published, or when the request ends.
+ */
+
+static ngx_int_t
+ngx_http_registry_flight_join(ngx_http_request_t *r,
+    ngx_http_registry_mirror_ctx_t *mctx)
+{
+    ngx_uint_t                        i;
+    ngx_pool_cleanup_t               *cln;
+    ngx_http_registry_ctx_t          *ctx;
+    ngx_http_registry_flight_t       *fl, *free;
+    ngx_http_registry_flights_t      *flights;
+    ngx_http_registry_mirror_conf_t  *mcf;
+
+    mcf = ngx_http_get_module_loc_conf(r, ngx_http_registry_mirror_module);
+    ctx = mctx->owner;
+
+    if (mcf->flights == NULL || mcf->flights->data == NULL) {
+        return NGX_OK;
+    }
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        return NGX_OK;
+    }
+
+    cln->handler = ngx_http_registry_flight_cleanup;
+    cln->data = mctx;
+
+    flights = mcf->flights->data;
+    free = NULL;
+
+    ngx_shmtx_lock(&flights->shpool->mutex);
+
+    for (i = 0; i < NGX_HTTP_REGISTRY_FLIGHTS; i++) {
+        fl = &flights->flight[i];
+
+        if (fl->pid == 0) {
+            if (free == NULL) {
+                free = fl;
+            }
+
+            continue;
+        }
+
+        if (fl->store != ctx->op.store->id
+            || fl->len != ctx->route.digest.text.len
+            || ngx_memcmp(fl->digest, ctx->route.digest.text.data, fl->len)
+               != 0)
+        {
+            continue;
+        }
+
+        /* a worker killed on the way leaves its pid, which nobody has */
+
+        if (fl->pid == ngx_pid || kill(fl->pid, 0) == 0
+            || ngx_errno != NGX_ESRCH)
+        {
+            ngx_shmtx_unlock(&flights->shpool->mutex);
+            return NGX_BUSY;
+        }
+
+        free = fl;
+        break;
+    }
+
+    if (free) {
+        free->store = ctx->op.store->id;
+        free->pid = ngx_pid;
+        free->len = (u_char) ctx->route.digest.text.len;
+        ngx_memcpy(free->digest, ctx->route.digest.text.data, free->len);
+        mctx->flight = free;
+    }
+
+    ngx_shmtx_unlock(&flights->shpool->mutex);
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_registry_flight_land(ngx_http_registry_mirror_ctx_t *mctx)
+{
+    ngx_http_registry_flights_t  *flights;
+
+    if (mctx->flight == NULL) {
+        return;
+    }
+
+    flights = mctx->conf->flights->data;
+
+    ngx_shmtx_lock(&flights->shpool->mutex);
+    mctx->flight->pid = 0;
+    ngx_shmtx_unlock(&flights->shpool->mutex);
+
+    mctx->flight = NULL;
+}
+
+
+/*
+ * Another request fetches the blob: this one waits for its end, then
+ * serves the published blob as any local one (or, if the fetch failed,
+ * fetches it itself).
+ */
+
+static ngx_int_t
+ngx_http_registry_flight_wait(ngx_http_request_t *r,
+    ngx_http_registry_mirror_ctx_t *mctx)
+{
+    mctx->wait.handler = ngx_http_registry_flight_poll;
+    mctx->wait.data = r;
+    mctx->wait.log = r->connection->log;
+
+    ngx_add_timer(&mctx->wait, NGX_HTTP_REGISTRY_FLIGHT_POLL);
+
+    r->main->count++;
+
+    return NGX_DONE;
+}
+
+
+static void
+ngx_http_registry_flight_poll(ngx_event_t *ev)
+{
+    ngx_uint_t                        i, busy;
+    ngx_http_request_t               *r;
+    ngx_http_registry_ctx_t          *ctx;
+    ngx_http_registry_flight_t       *fl;
+    ngx_http_registry_flights_t      *flights;
+    ngx_http_registry_mirror_ctx_t   *mctx;
+    ngx_http_registry_mirror_conf_t  *mcf;
+
+    r = ev->data;
+    mctx = ngx_http_get_module_ctx(r, ngx_http_registry_mirror_module);
+    mcf = ngx_http_get_module_loc_conf(r, ngx_http_registry_mirror_module);
+    ctx = mctx->owner;
+    flights = mcf->flights->data;
+
+    busy = 0;
+
+    ngx_shmtx_lock(&flights->shpool->mutex);
+
+    for (i = 0; i < NGX_HTTP_REGISTRY_FLIGHTS; i++) {
+        fl = &flights->flight[i];
+
+        if (fl->pid != 0
+            && fl->store == ctx->op.store->id
+            && fl->len == ctx->route.digest.text.len
+            && ngx_memcmp(fl->digest, ctx->route.digest.text.data, fl->len)
+               == 0)
+        {
+            busy = (fl->pid == ngx_pid || kill(fl->pid, 0) == 0
+                    || ngx_errno != NGX_ESRCH);
+            break;
+        }
+    }
+
+    ngx_shmtx_unlock(&flights->shpool->mutex);
+
+    if (busy) {
+        ngx_add_timer(&mctx->wait, NGX_HTTP_REGISTRY_FLIGHT_POLL);
+        return;
+    }
+
+    ngx_http_finalize_request(r, ngx_http_registry_mirror_blob(r, mctx));
+    ngx_http_run_posted_requests(r->connection);
+}
+
+
+static void
+ngx_http_registry_flight_cleanup(void *data)
+{
+    ngx_http_registry_mirror_ctx_t *mctx = data;
+
+    if (mctx->wait.timer_set) {
+        ngx_del_timer(&mctx->wait);
+    }
+
+    ngx_http_registry_flight_land(mctx);
+}
+
+
 /* ---- the filters ---- */
 
 static ngx_int_t
@@ -1943,7 +2223,9 @@ ngx_http_registry_mirror_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
 
     *ll = NULL;
 
-    if (out == NULL) {
+    /* a call without buffers flushes what the client did not take yet */
+
+    if (out == NULL && in != NULL) {
         return NGX_OK;
     }
 
