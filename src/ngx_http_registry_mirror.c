@@ -982,6 +982,8 @@ ngx_http_registry_fetch_url(ngx_http_request_t *r,
     ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "registry upstream: %s %V", head ? "HEAD" : "GET", &u);
 
+    ngx_http_registry_metrics_upstream(r);
+
     r->write_event_handler = ngx_http_registry_mirror_wake;
 
     /* one more reference until the subrequest is done, as a task holds */
@@ -2397,6 +2399,24 @@ ngx_http_registry_upstream_variable(ngx_http_request_t *r,
     v->not_found = 0;
 
     return NGX_OK;
+}
+
+
+ngx_uint_t
+ngx_http_registry_mirror_result(ngx_http_request_t *r)
+{
+    ngx_http_registry_mirror_ctx_t  *mctx;
+
+    mctx = ngx_http_get_module_ctx(r->main, ngx_http_registry_mirror_module);
+
+    return mctx ? mctx->cache : NGX_HTTP_REGISTRY_CACHE_NONE;
+}
+
+
+ngx_str_t *
+ngx_http_registry_mirror_result_name(ngx_uint_t result)
+{
+    return &ngx_http_registry_cache_names[result];
 }
 
 

@@ -21,6 +21,15 @@ ngx_int_t ngx_http_registry_mirror_serve(ngx_http_request_t *r,
     ngx_http_registry_route_e kind, ngx_http_handler_pt local);
 
 
+/* $registry_cache, for the metrics: 0 when the cache had no part */
+
+#define NGX_HTTP_REGISTRY_CACHE_RESULTS  6
+
+ngx_uint_t ngx_http_registry_mirror_result(ngx_http_request_t *r);
+ngx_str_t *ngx_http_registry_mirror_result_name(ngx_uint_t result);
+void ngx_http_registry_metrics_upstream(ngx_http_request_t *r);
+
+
 /* ---- parsers (mirror_parse.c) ---- */
 
 #define NGX_HTTP_REGISTRY_CHALLENGE_BASIC   1

@@ -21,7 +21,18 @@ my $up = RegTest->new();
 my $img = $up->push_image('library/busybox', 'latest',
                           layers => ['layer one ' . rand(), 'layer two']);
 
-my $m = MirrorTest::mirror('http://127.0.0.1:' . $up->port, ttl => '2s');
+my $m = MirrorTest::mirror('http://127.0.0.1:' . $up->port, ttl => '2s',
+    opts => { http_extra => "log_format cache '\$request \$registry_cache';" },
+    location_extra => "access_log cache.log cache;\n",
+    server_extra => "location = /metrics { registry_metrics; }\n");
+
+# what $registry_cache said of the last request for $path
+sub cache_of {
+    my ($path) = @_;
+    my @l = grep { /^\S+ \Q$path\E / }
+            split /\n/, RegTest::slurp($m->dir . '/cache.log');
+    return @l ? (split / /, $l[-1])[-1] : 'none';
+}
 
 # a manifest by tag: fetched, stored, served
 
@@ -33,6 +44,8 @@ is($r->{headers}{'docker-content-digest'}, $img->{digest}, 'its digest');
 is($r->{headers}{'content-type'}, $img->{type}, 'its media type');
 is(hits($up, qr{"GET /v2/library/busybox/manifests/latest}), 1,
    'one upstream GET');
+is(cache_of('/v2/up/library/busybox/manifests/latest'), 'miss',
+   '$registry_cache: miss');
 
 my $v2 = $m->root . '/docker/registry/v2';
 ok(-f "$v2/repositories/up/library/busybox/_manifests/tags/latest/current/link",
@@ -43,6 +56,8 @@ ok(-f "$v2/repositories/up/library/busybox/_manifests/tags/latest/current/link",
 $r = $m->req('GET', '/v2/up/library/busybox/manifests/latest');
 is($r->{status}, 200, 'again');
 is(hits($up, qr{"(GET|HEAD) /v2/library/busybox/manifests/}), 1, 'no upstream request');
+is(cache_of('/v2/up/library/busybox/manifests/latest'), 'hit',
+   '$registry_cache: hit');
 
 # library=on: the short name is the same repository
 
@@ -108,6 +123,8 @@ $r = $m->req('GET', '/v2/up/library/busybox/manifests/latest');
 is($r->{content}, $img->{manifest}, 'after the TTL');
 is(hits($up, qr{"HEAD /v2/library/busybox/manifests/latest}), 1,
    'revalidated with a HEAD');
+is(cache_of('/v2/up/library/busybox/manifests/latest'), 'revalidated',
+   '$registry_cache: revalidated');
 is(hits($up, qr{"GET /v2/library/busybox/manifests/}), 1,
    'no second GET (the digest was cached with the tag)');
 
@@ -130,11 +147,24 @@ $r = $m->req('GET', '/v2/up/library/busybox/manifests/latest');
 is($r->{status}, 200, 'upstream down: served');
 is($r->{content}, $img2->{manifest}, 'the cached copy');
 like($r->{headers}{warning} // '', qr/^110 /, 'with a Warning');
+is(cache_of('/v2/up/library/busybox/manifests/latest'), 'stale',
+   '$registry_cache: stale');
 $r = $m->req('GET', "/v2/up/library/busybox/blobs/$layer");
 is(RegTest::digest($r->{content}), $layer, 'a cached blob');
 RegTest::check_error($m->req('GET', "/v2/up/library/busybox/blobs/"
                                     . $img2->{layers}[0]),
                      503, 'UNAVAILABLE', 'an uncached blob');
+is(cache_of("/v2/up/library/busybox/blobs/$img2->{layers}[0]"),
+   'upstream_error', '$registry_cache: upstream_error');
+is(cache_of('/v2/mine/app/manifests/v1'), '-', 'nothing for a local pull');
+
+my $metrics = $m->req('GET', '/metrics')->{content};
+for my $result (qw(hit miss revalidated stale upstream_error)) {
+    like($metrics, qr/^registry_cache_requests_total\{result="$result"\} [1-9]/m,
+         "metrics: $result counted");
+}
+like($metrics, qr/^registry_upstream_requests_total [1-9]/m,
+     'metrics: upstream requests counted');
 
 $m->stop;
 
