@@ -95,10 +95,53 @@ typedef struct {
 } ngx_http_registry_flight_t;
 
 
+/*
+ * The cached manifests pulled lately, for eviction's least recently
+ * pulled first: worker 0 takes them every NGX_HTTP_REGISTRY_EVICT_TICK
+ * and retimes their revision links in a thread.  A pull that finds the
+ * list full is not recorded (its manifest looks older than it is).
+ */
+
+#define NGX_HTTP_REGISTRY_PULLS        512
+#define NGX_HTTP_REGISTRY_EVICT_TICK   5000     /* ms */
+
+typedef struct {
+    uint64_t                   store;
+    u_char                     name_len;
+    u_char                     digest_len;
+    u_char                     name[NGX_HTTP_REGISTRY_NAME_MAX];
+    u_char                     digest[NGX_HTTP_REGISTRY_DIGEST_MAX_LEN];
+} ngx_http_registry_pull_t;
+
+
 typedef struct {
     ngx_slab_pool_t           *shpool;
     ngx_http_registry_flight_t flight[NGX_HTTP_REGISTRY_FLIGHTS];
+    ngx_uint_t                 npulls;
+    ngx_http_registry_pull_t   pulls[NGX_HTTP_REGISTRY_PULLS];
 } ngx_http_registry_flights_t;
+
+
+/* a store with mirrored repositories: its flush and eviction, worker 0 */
+
+typedef struct {
+    ngx_http_registry_store_t *store;
+    ngx_thread_pool_t         *thread_pool;
+    ngx_shm_zone_t            *flights;
+    ngx_array_t                prefixes;    /* ngx_str_t */
+    off_t                      max_size;    /* 0: no eviction */
+    size_t                     manifest_max;
+    ngx_array_t               *pulled;      /* ngx_http_registry_pull_t */
+    off_t                      freed;
+    ngx_event_t                event;
+    ngx_http_registry_detached_t  task;
+    unsigned                   running:1;
+} ngx_http_registry_cache_t;
+
+
+typedef struct {
+    ngx_array_t                caches;      /* ngx_http_registry_cache_t */
+} ngx_http_registry_mirror_main_conf_t;
 
 
 typedef struct ngx_http_registry_mirror_ctx_s  ngx_http_registry_mirror_ctx_t;
@@ -168,6 +211,16 @@ struct ngx_http_registry_mirror_ctx_s {
 };
 
 
+static void *ngx_http_registry_mirror_create_main_conf(ngx_conf_t *cf);
+static ngx_int_t ngx_http_registry_mirror_cache_add(ngx_conf_t *cf,
+    ngx_http_registry_mirror_conf_t *conf);
+static ngx_int_t ngx_http_registry_mirror_init_process(ngx_cycle_t *cycle);
+static void ngx_http_registry_cache_handler(ngx_event_t *ev);
+static ngx_int_t ngx_http_registry_cache_work(ngx_http_registry_op_t *op,
+    void *data);
+static void ngx_http_registry_cache_done(ngx_http_registry_detached_t *d);
+static void ngx_http_registry_mirror_pulled(
+    ngx_http_registry_mirror_ctx_t *mctx, ngx_http_registry_digest_t *digest);
 static void *ngx_http_registry_mirror_create_conf(ngx_conf_t *cf);
 static char *ngx_http_registry_mirror_merge_conf(ngx_conf_t *cf,
     void *parent, void *child);
@@ -311,7 +364,7 @@ static ngx_http_module_t  ngx_http_registry_mirror_module_ctx = {
     ngx_http_registry_mirror_preconf,      /* preconfiguration */
     ngx_http_registry_mirror_init,         /* postconfiguration */
 
-    NULL,                                  /* create main configuration */
+    ngx_http_registry_mirror_create_main_conf, /* create main configuration */
     NULL,                                  /* init main configuration */
 
     NULL,                                  /* create server configuration */
@@ -329,7 +382,7 @@ ngx_module_t  ngx_http_registry_mirror_module = {
     NGX_HTTP_MODULE,                       /* module type */
     NULL,                                  /* init master */
     NULL,                                  /* init module */
-    NULL,                                  /* init process */
+    ngx_http_registry_mirror_init_process, /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
     NULL,                                  /* exit process */
@@ -381,6 +434,27 @@ static ngx_str_t  ngx_http_registry_cache_names[] = {
 /* ---- configuration ---- */
 
 static void *
+ngx_http_registry_mirror_create_main_conf(ngx_conf_t *cf)
+{
+    ngx_http_registry_mirror_main_conf_t  *mmcf;
+
+    mmcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_registry_mirror_main_conf_t));
+    if (mmcf == NULL) {
+        return NULL;
+    }
+
+    if (ngx_array_init(&mmcf->caches, cf->pool, 1,
+                       sizeof(ngx_http_registry_cache_t))
+        != NGX_OK)
+    {
+        return NULL;
+    }
+
+    return mmcf;
+}
+
+
+static void *
 ngx_http_registry_mirror_create_conf(ngx_conf_t *cf)
 {
     ngx_http_registry_mirror_conf_t  *conf;
@@ -413,7 +487,312 @@ ngx_http_registry_mirror_merge_conf(ngx_conf_t *cf, void *parent,
     ngx_conf_merge_off_value(conf->max_size, prev->max_size, 0);
     ngx_conf_merge_ptr_value(conf->flights, prev->flights, NULL);
 
+    if (conf->upstreams
+        && ngx_http_registry_mirror_cache_add(cf, conf) != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
     return NGX_CONF_OK;
+}
+
+
+/*
+ * A registry location with upstreams: its store gets a periodic flush of
+ * pull times and, under registry_cache_max_size (the smallest of its
+ * locations'), eviction.  The registry module's configuration of the
+ * location is merged already (it comes first among the modules).
+ */
+
+static ngx_int_t
+ngx_http_registry_mirror_cache_add(ngx_conf_t *cf,
+    ngx_http_registry_mirror_conf_t *conf)
+{
+    ngx_str_t                             *prefix;
+    ngx_uint_t                             i, j;
+    ngx_http_registry_cache_t             *cache;
+    ngx_http_registry_upstream_t          *up;
+    ngx_http_registry_loc_conf_t          *rlcf;
+    ngx_http_registry_mirror_main_conf_t  *mmcf;
+
+    rlcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_registry_module);
+
+    if (!rlcf->enable || rlcf->store == NULL) {
+        return NGX_OK;
+    }
+
+    mmcf = ngx_http_conf_get_module_main_conf(cf,
+                                              ngx_http_registry_mirror_module);
+
+    cache = mmcf->caches.elts;
+
+    for (i = 0; i < mmcf->caches.nelts; i++) {
+        if (cache[i].store == rlcf->store) {
+            break;
+        }
+    }
+
+    if (i == mmcf->caches.nelts) {
+        cache = ngx_array_push(&mmcf->caches);
+        if (cache == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_memzero(cache, sizeof(ngx_http_registry_cache_t));
+
+        if (ngx_array_init(&cache->prefixes, cf->pool, 2, sizeof(ngx_str_t))
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        cache->store = rlcf->store;
+        cache->thread_pool = rlcf->thread_pool;
+        cache->flights = conf->flights;
+        cache->manifest_max = rlcf->manifest_max_size;
+
+    } else {
+        cache = &cache[i];
+    }
+
+    if (conf->max_size
+        && (cache->max_size == 0 || conf->max_size < cache->max_size))
+    {
+        cache->max_size = conf->max_size;
+    }
+
+    up = conf->upstreams->elts;
+
+    for (i = 0; i < conf->upstreams->nelts; i++) {
+        prefix = cache->prefixes.elts;
+
+        for (j = 0; j < cache->prefixes.nelts; j++) {
+            if (prefix[j].len == up[i].prefix.len
+                && ngx_strncmp(prefix[j].data, up[i].prefix.data,
+                               prefix[j].len) == 0)
+            {
+                break;
+            }
+        }
+
+        if (j < cache->prefixes.nelts) {
+            continue;
+        }
+
+        prefix = ngx_array_push(&cache->prefixes);
+        if (prefix == NULL) {
+            return NGX_ERROR;
+        }
+
+        *prefix = up[i].prefix;
+    }
+
+    return NGX_OK;
+}
+
+
+/* worker 0 flushes the pull times and evicts, each store in turn */
+
+static ngx_int_t
+ngx_http_registry_mirror_init_process(ngx_cycle_t *cycle)
+{
+    ngx_uint_t                             i;
+    ngx_http_registry_cache_t             *cache;
+    ngx_http_registry_mirror_main_conf_t  *mmcf;
+
+    if ((ngx_process != NGX_PROCESS_WORKER
+         && ngx_process != NGX_PROCESS_SINGLE)
+        || ngx_worker != 0)
+    {
+        return NGX_OK;
+    }
+
+    mmcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                            ngx_http_registry_mirror_module);
+    if (mmcf == NULL) {
+        return NGX_OK;
+    }
+
+    cache = mmcf->caches.elts;
+
+    for (i = 0; i < mmcf->caches.nelts; i++) {
+        cache[i].task.op.store = cache[i].store;
+        cache[i].task.op.log = cycle->log;
+        cache[i].task.work = ngx_http_registry_cache_work;
+        cache[i].task.data = &cache[i];
+        cache[i].task.done = ngx_http_registry_cache_done;
+
+        cache[i].event.handler = ngx_http_registry_cache_handler;
+        cache[i].event.data = &cache[i];
+        cache[i].event.log = cycle->log;
+        cache[i].event.cancelable = 1;
+
+        ngx_add_timer(&cache[i].event, NGX_HTTP_REGISTRY_EVICT_TICK);
+    }
+
+    return NGX_OK;
+}
+
+
+/* the pulls recorded for this store are taken, for a thread to flush */
+
+static void
+ngx_http_registry_cache_handler(ngx_event_t *ev)
+{
+    ngx_uint_t                    i, kept;
+    ngx_http_registry_pull_t     *p;
+    ngx_http_registry_cache_t    *cache;
+    ngx_http_registry_flights_t  *flights;
+
+    cache = ev->data;
+
+    if (cache->running || cache->store->root_fd == NGX_INVALID_FILE
+        || cache->flights == NULL || cache->flights->data == NULL)
+    {
+        goto again;
+    }
+
+    cache->task.op.pool = ngx_create_pool(NGX_DEFAULT_POOL_SIZE, ev->log);
+    if (cache->task.op.pool == NULL) {
+        goto again;
+    }
+
+    cache->pulled = ngx_array_create(cache->task.op.pool, 16,
+                                     sizeof(ngx_http_registry_pull_t));
+    if (cache->pulled == NULL) {
+        ngx_destroy_pool(cache->task.op.pool);
+        goto again;
+    }
+
+    flights = cache->flights->data;
+    kept = 0;
+
+    ngx_shmtx_lock(&flights->shpool->mutex);
+
+    for (i = 0; i < flights->npulls; i++) {
+        if (flights->pulls[i].store != cache->store->id) {
+            flights->pulls[kept++] = flights->pulls[i];
+            continue;
+        }
+
+        p = ngx_array_push(cache->pulled);
+        if (p) {
+            *p = flights->pulls[i];
+        }
+    }
+
+    flights->npulls = kept;
+
+    ngx_shmtx_unlock(&flights->shpool->mutex);
+
+    cache->running = 1;
+
+    if (ngx_http_registry_task_detach(&cache->task, cache->thread_pool,
+                                      ngx_cycle->pool)
+        != NGX_OK)
+    {
+        cache->running = 0;
+        ngx_destroy_pool(cache->task.op.pool);
+    }
+
+again:
+
+    if (!ngx_exiting) {
+        ngx_add_timer(ev, NGX_HTTP_REGISTRY_EVICT_TICK);
+    }
+}
+
+
+/* in a thread: each pulled manifest's revision link retimed, then evict */
+
+static ngx_int_t
+ngx_http_registry_cache_work(ngx_http_registry_op_t *op, void *data)
+{
+    ngx_http_registry_cache_t *cache = data;
+
+    ngx_str_t                    name, link;
+    ngx_uint_t                   i;
+    ngx_http_registry_pull_t    *p;
+    ngx_http_registry_digest_t   digest;
+
+    p = cache->pulled->elts;
+
+    for (i = 0; i < cache->pulled->nelts; i++) {
+        name.data = p[i].name;
+        name.len = p[i].name_len;
+
+        if (ngx_http_registry_digest_copy(op->pool, p[i].digest,
+                                          p[i].digest_len, &digest)
+            != NGX_OK
+            || ngx_http_registry_path_revision_link(op, &link, &name, &digest)
+               != NGX_OK
+            || ngx_http_registry_file_retime(op, &link) == NGX_ERROR)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    cache->freed = 0;
+
+    if (cache->max_size == 0) {
+        return NGX_OK;
+    }
+
+    return ngx_http_registry_store_evict(op, &cache->prefixes,
+                                         cache->max_size, cache->manifest_max,
+                                         &cache->freed);
+}
+
+
+static void
+ngx_http_registry_cache_done(ngx_http_registry_detached_t *d)
+{
+    ngx_http_registry_cache_t *cache = d->data;
+
+    if (d->rc != NGX_OK) {
+        ngx_log_error(NGX_LOG_ERR, d->op.log, 0,
+                      "registry cache: flush or eviction failed");
+
+    } else if (cache->freed) {
+        ngx_log_error(NGX_LOG_NOTICE, d->op.log, 0,
+                      "registry cache: eviction freed %O bytes",
+                      cache->freed);
+    }
+
+    ngx_destroy_pool(d->op.pool);
+    cache->running = 0;
+}
+
+
+/* a cached manifest was pulled: its time, for eviction */
+
+static void
+ngx_http_registry_mirror_pulled(ngx_http_registry_mirror_ctx_t *mctx,
+    ngx_http_registry_digest_t *digest)
+{
+    ngx_http_registry_pull_t     *p;
+    ngx_http_registry_flights_t  *flights;
+
+    if (mctx->conf->flights == NULL || mctx->conf->flights->data == NULL
+        || mctx->owner->route.name.len > NGX_HTTP_REGISTRY_NAME_MAX)
+    {
+        return;
+    }
+
+    flights = mctx->conf->flights->data;
+
+    ngx_shmtx_lock(&flights->shpool->mutex);
+
+    if (flights->npulls < NGX_HTTP_REGISTRY_PULLS) {
+        p = &flights->pulls[flights->npulls++];
+        p->store = mctx->owner->op.store->id;
+        p->name_len = (u_char) mctx->owner->route.name.len;
+        ngx_memcpy(p->name, mctx->owner->route.name.data, p->name_len);
+        p->digest_len = (u_char) digest->text.len;
+        ngx_memcpy(p->digest, digest->text.data, p->digest_len);
+    }
+
+    ngx_shmtx_unlock(&flights->shpool->mutex);
 }
 
 
@@ -1335,6 +1714,7 @@ ngx_http_registry_mirror_manifest(ngx_http_request_t *r,
 
     if (rc == NGX_OK) {
         mctx->cache = NGX_HTTP_REGISTRY_CACHE_HIT;
+        ngx_http_registry_mirror_pulled(mctx, &mctx->local);
         return ngx_http_registry_manifest_get(r);
     }
 
@@ -1395,6 +1775,7 @@ ngx_http_registry_manifest_revalidated(ngx_http_request_t *r,
 
     if (ngx_http_registry_digest_equal(&mctx->expected, &mctx->local)) {
         mctx->cache = NGX_HTTP_REGISTRY_CACHE_REVALIDATED;
+        ngx_http_registry_mirror_pulled(mctx, &mctx->local);
         return ngx_http_registry_task_start(r,
                                       ngx_http_registry_manifest_recheck_work,
                                       mctx,
@@ -1576,6 +1957,7 @@ ngx_http_registry_manifest_stale(ngx_http_request_t *r,
     static ngx_str_t  stale = ngx_string("110 - \"Response is Stale\"");
 
     mctx->cache = NGX_HTTP_REGISTRY_CACHE_STALE;
+    ngx_http_registry_mirror_pulled(mctx, &mctx->local);
 
     ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                   "registry upstream: \"%V\" answered %ui, "

@@ -52,7 +52,7 @@ ngx_int_t ngx_http_registry_parse_token(ngx_pool_t *pool, u_char *p,
     size_t len, ngx_str_t *token, time_t *expires_in);
 
 
-/* ---- the cache's store operations (store_mirror.c) ---- */
+/* ---- the cache's store operations (store_mirror.c, store_evict.c) ---- */
 
 ngx_int_t ngx_http_registry_store_tag_checked(ngx_http_registry_op_t *op,
     ngx_str_t *name, ngx_str_t *tag, time_t *when);
@@ -60,6 +60,8 @@ ngx_int_t ngx_http_registry_store_tag_recheck(ngx_http_registry_op_t *op,
     ngx_str_t *name, ngx_str_t *tag);
 ngx_int_t ngx_http_registry_store_blob_adopt(ngx_http_registry_op_t *op,
     ngx_str_t *name, ngx_http_registry_digest_t *digest);
+ngx_int_t ngx_http_registry_store_evict(ngx_http_registry_op_t *op,
+    ngx_array_t *prefixes, off_t max, size_t manifest_max, off_t *freed);
 ngx_int_t ngx_http_registry_store_blob_publish(ngx_http_registry_op_t *op,
     ngx_str_t *name, ngx_http_registry_file_t *temp,
     ngx_http_registry_digest_t *digest);
