@@ -21,7 +21,7 @@ my $up = RegTest->new();
 my $img = $up->push_image('library/busybox', 'latest',
                           layers => ['layer one ' . rand(), 'layer two']);
 
-my $m = MirrorTest::mirror('http://127.0.0.1:' . $up->port, ttl => '2s',
+my $m = MirrorTest::mirror('http://127.0.0.1:' . $up->port, ttl => '5s',
     opts => { http_extra => "log_format cache '\$request \$registry_cache';" },
     location_extra => "access_log cache.log cache;\n",
     server_extra => "location = /metrics { registry_metrics; }\n");
@@ -118,7 +118,7 @@ is($m->req('GET', '/v2/mine/app/manifests/v1')->{content}, $local->{manifest},
 
 # after the TTL: a HEAD, unchanged
 
-sleep 3;
+sleep 6;
 $r = $m->req('GET', '/v2/up/library/busybox/manifests/latest');
 is($r->{content}, $img->{manifest}, 'after the TTL');
 is(hits($up, qr{"HEAD /v2/library/busybox/manifests/latest}), 1,
@@ -133,7 +133,7 @@ is(hits($up, qr{"GET /v2/library/busybox/manifests/}), 1,
 my $img2 = $up->push_image('library/busybox', 'latest');
 $r = $m->req('GET', '/v2/up/library/busybox/manifests/latest');
 is($r->{content}, $img->{manifest}, 'within the TTL: the old one');
-sleep 3;
+sleep 6;
 $r = $m->req('GET', '/v2/up/library/busybox/manifests/latest');
 is($r->{content}, $img2->{manifest}, 'after the TTL: the moved tag');
 is(hits($up, qr{"GET /v2/library/busybox/manifests/$img2->{digest}}), 1,
@@ -142,7 +142,7 @@ is(hits($up, qr{"GET /v2/library/busybox/manifests/$img2->{digest}}), 1,
 # the upstream stopped: served from the cache, stale tags say so
 
 $up->stop;
-sleep 3;
+sleep 6;
 $r = $m->req('GET', '/v2/up/library/busybox/manifests/latest');
 is($r->{status}, 200, 'upstream down: served');
 is($r->{content}, $img2->{manifest}, 'the cached copy');
