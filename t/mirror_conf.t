@@ -39,7 +39,8 @@ is(join(', ', @missing), '', 'mirror.conf rendered with the test\'s paths');
 spew("$dir/etc/ca.crt", slurp($CA));
 spew("$dir/nginx.conf", $text);
 
-my ($rc, $out) = run_cmd([$NGINX, '-t', '-p', "$dir/", '-c', "$dir/nginx.conf"]);
+my ($rc, $out) = run_cmd([$NGINX, '-t', '-p', "$dir/", '-c', "$dir/nginx.conf"],
+                         env => { RegTest::nginx_env($dir) });
 is($rc, 0, 'nginx -t') or diag($out);
 
 my $n = start_nginx("$dir/nginx.conf", $dir, $port);
@@ -72,6 +73,7 @@ like($log, qr{"GET /v2/docker.io/busybox/manifests/latest HTTP/1.1" 200 \d+ cach
      'then a hit');
 unlike(slurp("$dir/log/error.log"), qr/\[(alert|crit|emerg)\]/,
        'no alerts in error.log');
+is(RegTest::sanitizer_reports($dir), '', 'no sanitizer reports');
 
 $up->stop;
 

@@ -45,14 +45,34 @@ sub pull {
     return $ok;
 }
 
+my $v2 = $m->root . '/docker/registry/v2';
+
+sub pulled_at {
+    my ($n) = @_;
+    (my $hex = $img{$n}{digest}) =~ s/^sha256://;
+    return (stat "$v2/repositories/up/lib/$n/_manifests/revisions/sha256/"
+                 . "$hex/link")[9] // 0;
+}
+
+# a, then b; a pulled again, and that pull flushed to its revision link
+# (every 5 s), before c puts the cache over its bound
+
 ok(pull('a'), 'a pulled');
 sleep 1;
 ok(pull('b'), 'b pulled');
 sleep 1;
-ok(pull('c'), 'c pulled');
-sleep 1;
 is($m->req('GET', '/v2/up/lib/a/manifests/v1')->{status}, 200,
-   'a pulled again: b is the least recently pulled');
+   'a pulled again');
+
+my $flushed = 0;
+for (1 .. 60) {
+    $flushed = pulled_at('a') > pulled_at('b');
+    last if $flushed;
+    select undef, undef, undef, 0.5;
+}
+ok($flushed, 'a\'s pull time flushed: b is the least recently pulled');
+
+ok(pull('c'), 'c pulled');
 
 my $b_layer = $img{b}{layers}[1];
 my $gone = 0;
@@ -63,7 +83,6 @@ for (1 .. 40) {
 }
 
 ok($gone, 'b\'s own layer evicted');
-my $v2 = $m->root . '/docker/registry/v2';
 ok(!-e "$v2/repositories/up/lib/b/_manifests/tags/v1/current/link",
    'b\'s tag gone');
 ok(!-e $m->blob_path($img{b}{digest}), 'b\'s manifest bytes gone');
