@@ -30,7 +30,7 @@ BENCH_PKGS := wrk nghttp2-client hyperfine apache2-utils curl docker-registry op
 
 SRCS := config $(wildcard src/*.c src/*.h)
 
-.PHONY: all asan deps deps-test deps-bench run test test-asan bench clean
+.PHONY: all asan deps deps-test deps-bench run test test-asan bench bench-mirror clean
 
 all: $(MODULE)
 
@@ -117,6 +117,11 @@ test-asan: deps-test $(ASAN_MODULE)
 # `make test`.  Options: make bench BENCH_ARGS='--rounds 1 --keep'
 bench: deps-bench $(MODULE)
 	perl bench/run.pl $(BENCH_ARGS)
+
+# The pull-through cache's rows (bench/mirror.pl): cold miss for 20
+# clients and cache hit against a local blob, beside distribution's proxy.
+bench-mirror: deps-bench $(MODULE)
+	perl bench/mirror.pl $(MIRROR_BENCH_ARGS)
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(RUNDIR) build.log build-asan.log
