@@ -33,7 +33,7 @@ typedef struct {
     ngx_http_registry_op_t    *op;
     ngx_array_t               *prefixes;
     ngx_array_t                local;        /* ngx_str_t digests, sorted */
-    ngx_array_t                units;        /* ngx_http_registry_evict_unit_t */
+    ngx_array_t                units;     /* ngx_http_registry_evict_unit_t */
     ngx_array_t                mirrored;     /* ngx_str_t repositories */
     off_t                      total;
     size_t                     manifest_max;
