@@ -33,7 +33,7 @@ FUZZ_PKGS  := clang-14 libclang-rt-14-dev
 SRCS := config $(wildcard src/*.c src/*.h)
 
 .PHONY: all asan deps deps-test deps-bench deps-fuzz run test test-asan bench \
-        fuzz fuzz-build clean
+        bench-mirror fuzz fuzz-build clean
 
 all: $(MODULE)
 
@@ -123,6 +123,11 @@ test-asan: deps-test $(ASAN_MODULE)
 # `make test`.  Options: make bench BENCH_ARGS='--rounds 1 --keep'
 bench: deps-bench $(MODULE)
 	perl bench/run.pl $(BENCH_ARGS)
+
+# The pull-through cache's rows (bench/mirror.pl): cold miss for 20
+# clients and cache hit against a local blob, beside distribution's proxy.
+bench-mirror: deps-bench $(MODULE)
+	perl bench/mirror.pl $(MIRROR_BENCH_ARGS)
 
 # libFuzzer targets, one per parser (fuzz/README.md): the module's own
 # sources compiled with clang, ASan and UBSan, linked with fuzz/ngx_stubs.c

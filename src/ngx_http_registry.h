@@ -242,6 +242,7 @@ typedef struct {
 
 
 extern ngx_module_t  ngx_http_registry_module;
+extern ngx_module_t  ngx_http_registry_mirror_module;
 
 
 /* ---- the router, and the admin location's (admin.c) ---- */

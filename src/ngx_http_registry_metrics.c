@@ -30,6 +30,9 @@
  *                                       of a session, POST with ?digest=)
  *   registry_gc_*, registry_fsck_*      maintenance jobs' results, as the
  *                                       job runner reports them
+ *   registry_cache_requests_total{result}  pulls of mirrored repositories
+ *                                       by what the cache did ($registry_cache)
+ *   registry_upstream_requests_total    requests the mirror sent upstream
  *
  * A request nginx redirects elsewhere (error_page) loses the registry's
  * context, and is counted by nothing: it left the registry.  The scrape
@@ -38,6 +41,7 @@
 
 
 #include "ngx_http_registry.h"
+#include "ngx_http_registry_mirror.h"
 
 #include <jansson.h>
 
@@ -77,6 +81,9 @@ typedef struct {
     ngx_atomic_t               gc_bytes_freed;
     ngx_atomic_t               fsck_runs[2];     /* failed, ok */
     ngx_atomic_t               fsck_problems;    /* of the last good run */
+
+    ngx_atomic_t               cache[NGX_HTTP_REGISTRY_CACHE_RESULTS];
+    ngx_atomic_t               upstream;
 } ngx_http_registry_metrics_t;
 
 
@@ -101,6 +108,8 @@ static u_char *ngx_http_registry_metrics_jobs(u_char *p, u_char *last,
     ngx_http_registry_metrics_t *m);
 static ngx_atomic_uint_t ngx_http_registry_metrics_number(json_t *report,
     const char *field);
+static u_char *ngx_http_registry_metrics_cache(u_char *p, u_char *last,
+    ngx_http_registry_metrics_t *m);
 
 
 /* the buckets' upper bounds, in milliseconds and as Prometheus writes them */
@@ -243,6 +252,9 @@ ngx_http_registry_metrics_log(ngx_http_request_t *r)
     if (ctx->failed && ctx->error < NGX_HTTP_REGISTRY_ERRORS) {
         (void) ngx_atomic_fetch_add(&m->errors[ctx->error], 1);
     }
+
+    (void) ngx_atomic_fetch_add(&m->cache[ngx_http_registry_mirror_result(r)],
+                                1);
 
     if (op == NGX_HTTP_REGISTRY_OPERATION_BLOB_PUSH
         || op == NGX_HTTP_REGISTRY_OPERATION_MOUNT)
@@ -406,6 +418,21 @@ ngx_http_registry_metrics_number(json_t *report, const char *field)
 }
 
 
+/* a request the mirror sends upstream (mirror.c) */
+
+void
+ngx_http_registry_metrics_upstream(ngx_http_request_t *r)
+{
+    ngx_http_registry_metrics_t  *m;
+
+    m = ngx_http_registry_metrics_get(r);
+
+    if (m) {
+        (void) ngx_atomic_fetch_add(&m->upstream, 1);
+    }
+}
+
+
 /* ---- the scrape ---- */
 
 ngx_int_t
@@ -451,6 +478,7 @@ ngx_http_registry_metrics_handler(ngx_http_request_t *r)
                   "Time to answer requests that finish a blob upload (PUT, "
                   "or POST with a digest).", &m->blob_put);
     b->last = ngx_http_registry_metrics_jobs(b->last, last, m);
+    b->last = ngx_http_registry_metrics_cache(b->last, last, m);
 
     return ngx_http_registry_send_body(r, NGX_HTTP_OK,
                                        "text/plain; version=0.0.4", b);
@@ -650,4 +678,32 @@ ngx_http_registry_metrics_jobs(u_char *p, u_char *last,
         "registry_fsck_problems %uA\n",
         m->gc_runs[1], m->gc_runs[0], m->gc_blobs_removed, m->gc_bytes_freed,
         m->fsck_runs[1], m->fsck_runs[0], m->fsck_problems);
+}
+
+
+/* the pull-through cache; result 0 counts the pulls it had no part in */
+
+static u_char *
+ngx_http_registry_metrics_cache(u_char *p, u_char *last,
+    ngx_http_registry_metrics_t *m)
+{
+    ngx_uint_t  i;
+
+    p = ngx_slprintf(p, last,
+        "# HELP registry_cache_requests_total Requests for mirrored "
+        "repositories, by what the cache did.\n"
+        "# TYPE registry_cache_requests_total counter\n");
+
+    for (i = 1; i < NGX_HTTP_REGISTRY_CACHE_RESULTS; i++) {
+        p = ngx_slprintf(p, last,
+                         "registry_cache_requests_total{result=\"%V\"} %uA\n",
+                         ngx_http_registry_mirror_result_name(i),
+                         m->cache[i]);
+    }
+
+    return ngx_slprintf(p, last,
+        "# HELP registry_upstream_requests_total Requests the mirror sent "
+        "to its upstreams (tokens and redirects included).\n"
+        "# TYPE registry_upstream_requests_total counter\n"
+        "registry_upstream_requests_total %uA\n", m->upstream);
 }

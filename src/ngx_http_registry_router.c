@@ -9,6 +9,7 @@
 
 
 #include "ngx_http_registry.h"
+#include "ngx_http_registry_mirror.h"
 
 
 /* what writing to a repository needs, as distribution asks a token for */
@@ -77,7 +78,7 @@ static ngx_http_registry_endpoint_t  ngx_http_registry_endpoints[] = {
 ngx_int_t
 ngx_http_registry_handler(ngx_http_request_t *r)
 {
-    ngx_int_t                      rc;
+    ngx_int_t                      rc, mirrored;
     ngx_uint_t                     i, route_known;
     ngx_http_registry_ctx_t       *ctx;
     ngx_http_registry_endpoint_t  *ep;
@@ -124,6 +125,13 @@ ngx_http_registry_handler(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    /* before the access decision: it is on the name the store keeps */
+    mirrored = ngx_http_registry_mirror_route(r, &ctx->route);
+
+    if (mirrored == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
     route_known = 0;
 
     for (i = 0; i < sizeof(ngx_http_registry_endpoints)
@@ -167,6 +175,10 @@ ngx_http_registry_handler(ngx_http_request_t *r)
 
         if (ngx_http_registry_metrics_upload(r) != NGX_OK) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        if (mirrored == NGX_OK) {
+            return ngx_http_registry_mirror_serve(r, ep->kind, ep->handler);
         }
 
         return ep->handler(r);

@@ -542,6 +542,9 @@ typedef struct {
     /* a manifest with a subject: its referrers index entry */
     ngx_http_registry_digest_t subject;
     ngx_str_t                  descriptor;   /* empty: no subject */
+
+    /* a mirror's copy: its blobs are fetched when pulled, not before */
+    unsigned                   mirrored:1;
 } ngx_http_registry_manifest_t;
 
 

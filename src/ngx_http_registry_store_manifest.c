@@ -194,7 +194,7 @@ ngx_http_registry_store_manifest_put(ngx_http_registry_op_t *op,
     ngx_str_t   *tag;
     ngx_uint_t   i, tracked;
 
-    if (ngx_http_registry_manifest_check(op, m) != NGX_OK) {
+    if (!m->mirrored && ngx_http_registry_manifest_check(op, m) != NGX_OK) {
         return NGX_ERROR;
     }
 

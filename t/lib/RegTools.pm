@@ -320,7 +320,8 @@ sub dir_image {
 
 sub free_port { RegTest::free_port() }
 
-# CNCF distribution on the store $root (its `rootdirectory`), on a free port.
+# CNCF distribution on the store $root (its `rootdirectory`), on a free port;
+# proxy => URL makes it a pull-through cache of that registry.
 # Returns a hashref {pid, port, url, config, log}; stop it with
 # stop_distribution (also done at exit).
 
@@ -359,6 +360,11 @@ http:
   addr: 127.0.0.1:$port
   secret: ngx-registry-tests
 EOF
+
+        # proxy => URL: a pull-through cache of that registry
+        spew($d->{config}, slurp($d->{config})
+                           . "proxy:\n  remoteurl: $opts{proxy}\n")
+            if $opts{proxy};
 
         my $pid = fork();
         die "fork: $!\n" unless defined $pid;

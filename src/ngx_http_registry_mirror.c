@@ -1,0 +1,2824 @@
+
+/*
+ * ngx_http_registry_module: the pull-through cache (issue 17).
+ *
+ * Repositories under a registry_upstream's prefix are mirrored: a pull of
+ * what the store lacks is fetched from the upstream and kept as an
+ * ordinary repository of the store.  The upstream is reached through
+ * nginx's own proxy: subrequests to the internal location named by
+ * registry_upstream_location, whose proxy_pass, Authorization and Accept
+ * come from this module's variables ($registry_upstream_url, ...).  A
+ * subrequest's answer never reaches the client by itself: this module's
+ * filters sit first in nginx's chains and either capture it (manifests,
+ * tokens, errors) or, for a blob that comes with 200, hash it into a
+ * temporary file of the store and pass it on to the client as it arrives.
+ *
+ * Each step of a pull behaves as a content handler: it answers, or starts
+ * a subrequest or a task and returns NGX_DONE; the subrequest's end wakes
+ * the main request, which runs the next step (401: the token dance and
+ * one retry; a redirect: followed without Authorization; then what the
+ * step asked for).
+ */
+
+
+#include "ngx_http_registry_mirror.h"
+
+
+#define NGX_HTTP_REGISTRY_REDIRECTS      3
+#define NGX_HTTP_REGISTRY_TOKEN_MAX      (64 * 1024)
+#define NGX_HTTP_REGISTRY_TOKEN_SLOTS    32
+#define NGX_HTTP_REGISTRY_TOKEN_LEN      8192
+
+#define NGX_HTTP_REGISTRY_MANIFEST_TYPES                                     \
+    "application/vnd.oci.image.index.v1+json, "                              \
+    "application/vnd.oci.image.manifest.v1+json, "                           \
+    "application/vnd.docker.distribution.manifest.list.v2+json, "            \
+    "application/vnd.docker.distribution.manifest.v2+json"
+
+
+/* $registry_cache */
+typedef enum {
+    NGX_HTTP_REGISTRY_CACHE_NONE = 0,
+    NGX_HTTP_REGISTRY_CACHE_HIT,
+    NGX_HTTP_REGISTRY_CACHE_MISS,
+    NGX_HTTP_REGISTRY_CACHE_REVALIDATED,
+    NGX_HTTP_REGISTRY_CACHE_STALE,
+    NGX_HTTP_REGISTRY_CACHE_UPSTREAM_ERROR
+} ngx_http_registry_cache_e;
+
+
+/* a token of this worker's, for one upstream repository */
+typedef struct {
+    time_t                     expires;
+    u_char                     key_len;
+    u_char                     key[NGX_HTTP_REGISTRY_NAME_MAX];
+    size_t                     len;
+    u_char                     value[NGX_HTTP_REGISTRY_TOKEN_LEN];
+} ngx_http_registry_token_slot_t;
+
+
+typedef struct {
+    ngx_str_t                  name;
+    ngx_str_t                  url;       /* scheme://host[:port] */
+    ngx_str_t                  host;      /* host[:port] of url */
+    ngx_str_t                  prefix;    /* "docker.io/" */
+    ngx_str_t                  basic;     /* "Basic ...", or empty */
+    ngx_http_registry_token_slot_t  *tokens;   /* this worker's, lazily */
+    unsigned                   library:1;
+} ngx_http_registry_upstream_t;
+
+
+typedef struct {
+    ngx_array_t               *upstreams;  /* ngx_http_registry_upstream_t */
+    ngx_str_t                  location;   /* registry_upstream_location */
+    time_t                     tag_ttl;
+    off_t                      max_size;   /* registry_cache_max_size */
+    ngx_shm_zone_t            *flights;    /* ngx_http_registry_flights_t */
+} ngx_http_registry_mirror_conf_t;
+
+
+/*
+ * The blobs being fetched, in shared memory: one fetch per digest and
+ * store however many clients ask.  A slot is held by the worker whose pid
+ * it names (0: free); one whose worker died is free again.
+ */
+
+#define NGX_HTTP_REGISTRY_FLIGHTS      256
+#define NGX_HTTP_REGISTRY_FLIGHT_POLL  50       /* ms */
+
+typedef struct {
+    uint64_t                   store;
+    ngx_pid_t                  pid;
+    u_char                     len;
+    u_char                     digest[NGX_HTTP_REGISTRY_DIGEST_MAX_LEN];
+} ngx_http_registry_flight_t;
+
+
+/*
+ * The cached manifests pulled lately, for eviction's least recently
+ * pulled first: worker 0 takes them every NGX_HTTP_REGISTRY_EVICT_TICK
+ * and retimes their revision links in a thread.  A pull that finds the
+ * list full is not recorded (its manifest looks older than it is).
+ */
+
+#define NGX_HTTP_REGISTRY_PULLS        512
+#define NGX_HTTP_REGISTRY_EVICT_TICK   5000     /* ms */
+
+typedef struct {
+    uint64_t                   store;
+    u_char                     name_len;
+    u_char                     digest_len;
+    u_char                     name[NGX_HTTP_REGISTRY_NAME_MAX];
+    u_char                     digest[NGX_HTTP_REGISTRY_DIGEST_MAX_LEN];
+} ngx_http_registry_pull_t;
+
+
+typedef struct {
+    ngx_slab_pool_t           *shpool;
+    ngx_http_registry_flight_t flight[NGX_HTTP_REGISTRY_FLIGHTS];
+    ngx_uint_t                 npulls;
+    ngx_http_registry_pull_t   pulls[NGX_HTTP_REGISTRY_PULLS];
+} ngx_http_registry_flights_t;
+
+
+/* a store with mirrored repositories: its flush and eviction, worker 0 */
+
+typedef struct {
+    ngx_http_registry_store_t *store;
+    ngx_thread_pool_t         *thread_pool;
+    ngx_shm_zone_t            *flights;
+    ngx_array_t                prefixes;    /* ngx_str_t */
+    off_t                      max_size;    /* 0: no eviction */
+    size_t                     manifest_max;
+    ngx_array_t               *pulled;      /* ngx_http_registry_pull_t */
+    off_t                      freed;
+    ngx_event_t                event;
+    ngx_http_registry_detached_t  task;
+    unsigned                   running:1;
+} ngx_http_registry_cache_t;
+
+
+typedef struct {
+    ngx_array_t                caches;      /* ngx_http_registry_cache_t */
+} ngx_http_registry_mirror_main_conf_t;
+
+
+typedef struct ngx_http_registry_mirror_ctx_s  ngx_http_registry_mirror_ctx_t;
+
+typedef ngx_int_t (*ngx_http_registry_step_pt)(ngx_http_request_t *r,
+    ngx_http_registry_mirror_ctx_t *mctx);
+
+
+/* one request to the upstream: a subrequest's context */
+
+typedef struct {
+    ngx_str_t                  url;
+    ngx_str_t                  authorization;
+    ngx_str_t                  accept;
+    size_t                     max;         /* bytes captured at most */
+    unsigned                   head:1;
+    unsigned                   stream:1;    /* a blob: 200 goes on */
+
+    /* the answer */
+    ngx_int_t                  rc;
+    ngx_uint_t                 status;
+    off_t                      length;
+    ngx_buf_t                 *body;
+    ngx_str_t                  challenge;
+    ngx_str_t                  digest;
+    ngx_str_t                  location;
+    ngx_str_t                  type;
+    unsigned                   done:1;
+    unsigned                   too_big:1;
+    unsigned                   streaming:1;
+    unsigned                   verified:1;
+} ngx_http_registry_fetch_t;
+
+
+struct ngx_http_registry_mirror_ctx_s {
+    ngx_http_registry_upstream_t  *upstream;
+    ngx_str_t                  remote;      /* the name upstream */
+    ngx_http_registry_cache_e  cache;
+
+    ngx_http_registry_fetch_t  fetch;
+    ngx_http_registry_step_pt  step;        /* for the fetch's answer */
+    ngx_http_registry_step_pt  step_saved;  /* while a token is fetched */
+    ngx_http_registry_ctx_t   *owner;       /* the registry's context */
+    ngx_http_registry_mirror_conf_t  *conf;
+    ngx_str_t                  path;        /* "manifests/<ref>" ... */
+    ngx_str_t                  url;         /* of the fetch to retry */
+    unsigned                   head:1;
+    unsigned                   stream:1;
+    unsigned                   authorized:1;   /* the dance was danced */
+    ngx_uint_t                 redirects;
+
+    /* manifests */
+    ngx_http_registry_digest_t local;       /* the cached digest of a tag */
+    ngx_http_registry_digest_t expected;    /* text.len 0: any */
+    ngx_http_registry_manifest_t  manifest;
+    ngx_str_t                  type;
+    unsigned                   cached:1;    /* a cached copy may be served */
+
+    /* blobs */
+    ngx_http_registry_file_t   temp;
+    ngx_http_registry_hash_t   hash;
+    off_t                      received;
+    ngx_buf_t                 *held;        /* its last bytes */
+    ngx_http_registry_op_t     op;          /* the temp file's cleanup */
+    ngx_http_registry_flight_t  *flight;    /* the slot led, or NULL */
+    ngx_event_t                wait;        /* a follower's poll */
+};
+
+
+static void *ngx_http_registry_mirror_create_main_conf(ngx_conf_t *cf);
+static ngx_int_t ngx_http_registry_mirror_cache_add(ngx_conf_t *cf,
+    ngx_http_registry_mirror_conf_t *conf);
+static ngx_int_t ngx_http_registry_mirror_init_process(ngx_cycle_t *cycle);
+static void ngx_http_registry_cache_handler(ngx_event_t *ev);
+static ngx_int_t ngx_http_registry_cache_work(ngx_http_registry_op_t *op,
+    void *data);
+static void ngx_http_registry_cache_done(ngx_http_registry_detached_t *d);
+static void ngx_http_registry_mirror_pulled(
+    ngx_http_registry_mirror_ctx_t *mctx, ngx_http_registry_digest_t *digest);
+static void *ngx_http_registry_mirror_create_conf(ngx_conf_t *cf);
+static char *ngx_http_registry_mirror_merge_conf(ngx_conf_t *cf,
+    void *parent, void *child);
+static char *ngx_http_registry_upstream(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_registry_upstream_credentials(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static ngx_int_t ngx_http_registry_flights_init(ngx_shm_zone_t *shm_zone,
+    void *data);
+static ngx_int_t ngx_http_registry_mirror_preconf(ngx_conf_t *cf);
+static ngx_int_t ngx_http_registry_mirror_init(ngx_conf_t *cf);
+static ngx_http_registry_upstream_t *ngx_http_registry_mirror_find(
+    ngx_http_registry_mirror_conf_t *mcf, ngx_str_t *name, ngx_str_t *ns);
+static ngx_int_t ngx_http_registry_mirror_library(ngx_pool_t *pool,
+    ngx_http_registry_upstream_t *up, ngx_str_t *rest, ngx_str_t *remote);
+
+static ngx_int_t ngx_http_registry_fetch(ngx_http_request_t *r,
+    ngx_http_registry_mirror_ctx_t *mctx, ngx_uint_t head,
+    ngx_uint_t stream, ngx_str_t *path, ngx_http_registry_step_pt step);
+static ngx_int_t ngx_http_registry_fetch_url(ngx_http_request_t *r,
+    ngx_http_registry_mirror_ctx_t *mctx, ngx_str_t *url,
+    ngx_str_t *authorization, ngx_uint_t head, ngx_uint_t stream,
+    size_t max);
+static ngx_int_t ngx_http_registry_fetch_done(ngx_http_request_t *r,
+    void *data, ngx_int_t rc);
+static void ngx_http_registry_mirror_wake(ngx_http_request_t *r);
+static ngx_int_t ngx_http_registry_mirror_answered(ngx_http_request_t *r,
+    ngx_http_registry_mirror_ctx_t *mctx);
+static ngx_int_t ngx_http_registry_mirror_authenticate(ngx_http_request_t *r,
+    ngx_http_registry_mirror_ctx_t *mctx);
+static ngx_int_t ngx_http_registry_mirror_token(ngx_http_request_t *r,
+    ngx_http_registry_mirror_ctx_t *mctx);
+static ngx_int_t ngx_http_registry_mirror_retry(ngx_http_request_t *r,
+    ngx_http_registry_mirror_ctx_t *mctx, ngx_str_t *authorization);
+static ngx_http_registry_token_slot_t *ngx_http_registry_token_slot(
+    ngx_http_registry_upstream_t *up, ngx_str_t *remote, ngx_log_t *log);
+static ngx_int_t ngx_http_registry_cached_token(ngx_http_request_t *r,
+    ngx_http_registry_mirror_ctx_t *mctx, ngx_str_t *authorization);
+
+static ngx_int_t ngx_http_registry_mirror_manifest(ngx_http_request_t *r,
+    ngx_http_registry_mirror_ctx_t *mctx);
+static ngx_int_t ngx_http_registry_manifest_revalidated(
+    ngx_http_request_t *r, ngx_http_registry_mirror_ctx_t *mctx);
+static ngx_int_t ngx_http_registry_manifest_fetched(ngx_http_request_t *r,
+    ngx_http_registry_mirror_ctx_t *mctx);
+static ngx_int_t ngx_http_registry_manifest_store_work(
+    ngx_http_registry_op_t *op, void *data);
+static ngx_int_t ngx_http_registry_manifest_recheck_work(
+    ngx_http_registry_op_t *op, void *data);
+static ngx_int_t ngx_http_registry_manifest_cached(ngx_http_request_t *r,
+    ngx_int_t rc);
+static ngx_int_t ngx_http_registry_manifest_stale(ngx_http_request_t *r,
+    ngx_http_registry_mirror_ctx_t *mctx);
+static ngx_int_t ngx_http_registry_upstream_failed(ngx_http_request_t *r,
+    ngx_http_registry_mirror_ctx_t *mctx, ngx_http_registry_err_e not_found);
+
+static ngx_int_t ngx_http_registry_mirror_blob(ngx_http_request_t *r,
+    ngx_http_registry_mirror_ctx_t *mctx);
+static ngx_int_t ngx_http_registry_blob_adopt_work(ngx_http_registry_op_t *op,
+    void *data);
+static ngx_int_t ngx_http_registry_blob_adopted(ngx_http_request_t *r,
+    ngx_int_t rc);
+static ngx_int_t ngx_http_registry_blob_fetched(ngx_http_request_t *r,
+    ngx_http_registry_mirror_ctx_t *mctx);
+static ngx_int_t ngx_http_registry_blob_publish_work(
+    ngx_http_registry_op_t *op, void *data);
+static ngx_int_t ngx_http_registry_blob_published(ngx_http_request_t *r,
+    ngx_int_t rc);
+static ngx_int_t ngx_http_registry_blob_start(ngx_http_request_t *r,
+    ngx_http_registry_mirror_ctx_t *mctx, ngx_http_registry_fetch_t *f);
+static ngx_int_t ngx_http_registry_blob_take(ngx_http_request_t *r,
+    ngx_http_registry_mirror_ctx_t *mctx, ngx_buf_t *b);
+static ngx_int_t ngx_http_registry_blob_hold(ngx_http_request_t *r,
+    ngx_http_registry_mirror_ctx_t *mctx, ngx_buf_t *b);
+static void ngx_http_registry_blob_cleanup(void *data);
+static ngx_int_t ngx_http_registry_flight_join(ngx_http_request_t *r,
+    ngx_http_registry_mirror_ctx_t *mctx);
+static void ngx_http_registry_flight_land(ngx_http_registry_mirror_ctx_t *mctx);
+static ngx_int_t ngx_http_registry_flight_wait(ngx_http_request_t *r,
+    ngx_http_registry_mirror_ctx_t *mctx);
+static void ngx_http_registry_flight_poll(ngx_event_t *ev);
+static void ngx_http_registry_flight_cleanup(void *data);
+
+static ngx_int_t ngx_http_registry_mirror_header_filter(
+    ngx_http_request_t *r);
+static ngx_int_t ngx_http_registry_mirror_body_filter(ngx_http_request_t *r,
+    ngx_chain_t *in);
+static ngx_int_t ngx_http_registry_capture(ngx_http_request_t *r,
+    ngx_http_registry_fetch_t *f, ngx_chain_t *in);
+static ngx_str_t *ngx_http_registry_header_value(ngx_list_t *headers,
+    const char *name);
+
+static ngx_int_t ngx_http_registry_upstream_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_registry_cache_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+
+
+static ngx_command_t  ngx_http_registry_mirror_commands[] = {
+
+    { ngx_string("registry_upstream"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_2MORE,
+      ngx_http_registry_upstream,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("registry_upstream_credentials"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE2,
+      ngx_http_registry_upstream_credentials,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("registry_upstream_location"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_registry_mirror_conf_t, location),
+      NULL },
+
+    { ngx_string("registry_upstream_tag_ttl"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_sec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_registry_mirror_conf_t, tag_ttl),
+      NULL },
+
+    { ngx_string("registry_cache_max_size"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_off_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_registry_mirror_conf_t, max_size),
+      NULL },
+
+      ngx_null_command
+};
+
+
+static ngx_http_module_t  ngx_http_registry_mirror_module_ctx = {
+    ngx_http_registry_mirror_preconf,      /* preconfiguration */
+    ngx_http_registry_mirror_init,         /* postconfiguration */
+
+    ngx_http_registry_mirror_create_main_conf, /* create main configuration */
+    NULL,                                  /* init main configuration */
+
+    NULL,                                  /* create server configuration */
+    NULL,                                  /* merge server configuration */
+
+    ngx_http_registry_mirror_create_conf,  /* create location configuration */
+    ngx_http_registry_mirror_merge_conf    /* merge location configuration */
+};
+
+
+ngx_module_t  ngx_http_registry_mirror_module = {
+    NGX_MODULE_V1,
+    &ngx_http_registry_mirror_module_ctx,  /* module context */
+    ngx_http_registry_mirror_commands,     /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    NULL,                                  /* init module */
+    ngx_http_registry_mirror_init_process, /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    NULL,                                  /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
+static ngx_http_output_body_filter_pt    ngx_http_next_body_filter;
+
+
+#define NGX_HTTP_REGISTRY_VAR_URL            0
+#define NGX_HTTP_REGISTRY_VAR_AUTHORIZATION  1
+#define NGX_HTTP_REGISTRY_VAR_ACCEPT         2
+
+
+static ngx_http_variable_t  ngx_http_registry_mirror_vars[] = {
+
+    { ngx_string("registry_upstream_url"), NULL,
+      ngx_http_registry_upstream_variable,
+      NGX_HTTP_REGISTRY_VAR_URL, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("registry_upstream_authorization"), NULL,
+      ngx_http_registry_upstream_variable,
+      NGX_HTTP_REGISTRY_VAR_AUTHORIZATION, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("registry_upstream_accept"), NULL,
+      ngx_http_registry_upstream_variable,
+      NGX_HTTP_REGISTRY_VAR_ACCEPT, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("registry_cache"), NULL,
+      ngx_http_registry_cache_variable, 0, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+      ngx_http_null_variable
+};
+
+
+static ngx_str_t  ngx_http_registry_cache_names[] = {
+    ngx_string(""),
+    ngx_string("hit"),
+    ngx_string("miss"),
+    ngx_string("revalidated"),
+    ngx_string("stale"),
+    ngx_string("upstream_error")
+};
+
+
+/* ---- configuration ---- */
+
+static void *
+ngx_http_registry_mirror_create_main_conf(ngx_conf_t *cf)
+{
+    ngx_http_registry_mirror_main_conf_t  *mmcf;
+
+    mmcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_registry_mirror_main_conf_t));
+    if (mmcf == NULL) {
+        return NULL;
+    }
+
+    if (ngx_array_init(&mmcf->caches, cf->pool, 1,
+                       sizeof(ngx_http_registry_cache_t))
+        != NGX_OK)
+    {
+        return NULL;
+    }
+
+    return mmcf;
+}
+
+
+static void *
+ngx_http_registry_mirror_create_conf(ngx_conf_t *cf)
+{
+    ngx_http_registry_mirror_conf_t  *conf;
+
+    conf = ngx_pcalloc(cf->pool, sizeof(ngx_http_registry_mirror_conf_t));
+    if (conf == NULL) {
+        return NULL;
+    }
+
+    conf->upstreams = NGX_CONF_UNSET_PTR;
+    conf->tag_ttl = NGX_CONF_UNSET;
+    conf->max_size = NGX_CONF_UNSET;
+    conf->flights = NGX_CONF_UNSET_PTR;
+
+    return conf;
+}
+
+
+static char *
+ngx_http_registry_mirror_merge_conf(ngx_conf_t *cf, void *parent,
+    void *child)
+{
+    ngx_http_registry_mirror_conf_t *prev = parent;
+    ngx_http_registry_mirror_conf_t *conf = child;
+
+    ngx_conf_merge_ptr_value(conf->upstreams, prev->upstreams, NULL);
+    ngx_conf_merge_str_value(conf->location, prev->location,
+                             "/_registry_upstream/");
+    ngx_conf_merge_sec_value(conf->tag_ttl, prev->tag_ttl, 300);
+    ngx_conf_merge_off_value(conf->max_size, prev->max_size, 0);
+    ngx_conf_merge_ptr_value(conf->flights, prev->flights, NULL);
+
+    if (conf->upstreams
+        && ngx_http_registry_mirror_cache_add(cf, conf) != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * A registry location with upstreams: its store gets a periodic flush of
+ * pull times and, under registry_cache_max_size (the smallest of its
+ * locations'), eviction.  The registry module's configuration of the
+ * location is merged already (it comes first among the modules).
+ */
+
+static ngx_int_t
+ngx_http_registry_mirror_cache_add(ngx_conf_t *cf,
+    ngx_http_registry_mirror_conf_t *conf)
+{
+    ngx_str_t                             *prefix;
+    ngx_uint_t                             i, j;
+    ngx_http_registry_cache_t             *cache;
+    ngx_http_registry_upstream_t          *up;
+    ngx_http_registry_loc_conf_t          *rlcf;
+    ngx_http_registry_mirror_main_conf_t  *mmcf;
+
+    rlcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_registry_module);
+
+    if (!rlcf->enable || rlcf->store == NULL) {
+        return NGX_OK;
+    }
+
+    mmcf = ngx_http_conf_get_module_main_conf(cf,
+                                              ngx_http_registry_mirror_module);
+
+    cache = mmcf->caches.elts;
+
+    for (i = 0; i < mmcf->caches.nelts; i++) {
+        if (cache[i].store == rlcf->store) {
+            break;
+        }
+    }
+
+    if (i == mmcf->caches.nelts) {
+        cache = ngx_array_push(&mmcf->caches);
+        if (cache == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_memzero(cache, sizeof(ngx_http_registry_cache_t));
+
+        if (ngx_array_init(&cache->prefixes, cf->pool, 2, sizeof(ngx_str_t))
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        cache->store = rlcf->store;
+        cache->thread_pool = rlcf->thread_pool;
+        cache->flights = conf->flights;
+        cache->manifest_max = rlcf->manifest_max_size;
+
+    } else {
+        cache = &cache[i];
+    }
+
+    if (conf->max_size
+        && (cache->max_size == 0 || conf->max_size < cache->max_size))
+    {
+        cache->max_size = conf->max_size;
+    }
+
+    up = conf->upstreams->elts;
+
+    for (i = 0; i < conf->upstreams->nelts; i++) {
+        prefix = cache->prefixes.elts;
+
+        for (j = 0; j < cache->prefixes.nelts; j++) {
+            if (prefix[j].len == up[i].prefix.len
+                && ngx_strncmp(prefix[j].data, up[i].prefix.data,
+                               prefix[j].len) == 0)
+            {
+                break;
+            }
+        }
+
+        if (j < cache->prefixes.nelts) {
+            continue;
+        }
+
+        prefix = ngx_array_push(&cache->prefixes);
+        if (prefix == NULL) {
+            return NGX_ERROR;
+        }
+
+        *prefix = up[i].prefix;
+    }
+
+    return NGX_OK;
+}
+
+
+/* worker 0 flushes the pull times and evicts, each store in turn */
+
+static ngx_int_t
+ngx_http_registry_mirror_init_process(ngx_cycle_t *cycle)
+{
+    ngx_uint_t                             i;
+    ngx_http_registry_cache_t             *cache;
+    ngx_http_registry_mirror_main_conf_t  *mmcf;
+
+    if ((ngx_process != NGX_PROCESS_WORKER
+         && ngx_process != NGX_PROCESS_SINGLE)
+        || ngx_worker != 0)
+    {
+        return NGX_OK;
+    }
+
+    mmcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                            ngx_http_registry_mirror_module);
+    if (mmcf == NULL) {
+        return NGX_OK;
+    }
+
+    cache = mmcf->caches.elts;
+
+    for (i = 0; i < mmcf->caches.nelts; i++) {
+        cache[i].task.op.store = cache[i].store;
+        cache[i].task.op.log = cycle->log;
+        cache[i].task.work = ngx_http_registry_cache_work;
+        cache[i].task.data = &cache[i];
+        cache[i].task.done = ngx_http_registry_cache_done;
+
+        cache[i].event.handler = ngx_http_registry_cache_handler;
+        cache[i].event.data = &cache[i];
+        cache[i].event.log = cycle->log;
+        cache[i].event.cancelable = 1;
+
+        ngx_add_timer(&cache[i].event, NGX_HTTP_REGISTRY_EVICT_TICK);
+    }
+
+    return NGX_OK;
+}
+
+
+/* the pulls recorded for this store are taken, for a thread to flush */
+
+static void
+ngx_http_registry_cache_handler(ngx_event_t *ev)
+{
+    ngx_uint_t                    i, kept;
+    ngx_http_registry_pull_t     *p;
+    ngx_http_registry_cache_t    *cache;
+    ngx_http_registry_flights_t  *flights;
+
+    cache = ev->data;
+
+    if (cache->running || cache->store->root_fd == NGX_INVALID_FILE
+        || cache->flights == NULL || cache->flights->data == NULL)
+    {
+        goto again;
+    }
+
+    cache->task.op.pool = ngx_create_pool(NGX_DEFAULT_POOL_SIZE, ev->log);
+    if (cache->task.op.pool == NULL) {
+        goto again;
+    }
+
+    cache->pulled = ngx_array_create(cache->task.op.pool, 16,
+                                     sizeof(ngx_http_registry_pull_t));
+    if (cache->pulled == NULL) {
+        ngx_destroy_pool(cache->task.op.pool);
+        goto again;
+    }
+
+    flights = cache->flights->data;
+    kept = 0;
+
+    ngx_shmtx_lock(&flights->shpool->mutex);
+
+    for (i = 0; i < flights->npulls; i++) {
+        if (flights->pulls[i].store != cache->store->id) {
+            flights->pulls[kept++] = flights->pulls[i];
+            continue;
+        }
+
+        p = ngx_array_push(cache->pulled);
+        if (p) {
+            *p = flights->pulls[i];
+        }
+    }
+
+    flights->npulls = kept;
+
+    ngx_shmtx_unlock(&flights->shpool->mutex);
+
+    cache->running = 1;
+
+    if (ngx_http_registry_task_detach(&cache->task, cache->thread_pool,
+                                      ngx_cycle->pool)
+        != NGX_OK)
+    {
+        cache->running = 0;
+        ngx_destroy_pool(cache->task.op.pool);
+    }
+
+again:
+
+    if (!ngx_exiting) {
+        ngx_add_timer(ev, NGX_HTTP_REGISTRY_EVICT_TICK);
+    }
+}
+
+
+/* in a thread: each pulled manifest's revision link retimed, then evict */
+
+static ngx_int_t
+ngx_http_registry_cache_work(ngx_http_registry_op_t *op, void *data)
+{
+    ngx_http_registry_cache_t *cache = data;
+
+    ngx_str_t                    name, link;
+    ngx_uint_t                   i;
+    ngx_http_registry_pull_t    *p;
+    ngx_http_registry_digest_t   digest;
+
+    p = cache->pulled->elts;
+
+    for (i = 0; i < cache->pulled->nelts; i++) {
+        name.data = p[i].name;
+        name.len = p[i].name_len;
+
+        if (ngx_http_registry_digest_copy(op->pool, p[i].digest,
+                                          p[i].digest_len, &digest)
+            != NGX_OK
+            || ngx_http_registry_path_revision_link(op, &link, &name, &digest)
+               != NGX_OK
+            || ngx_http_registry_file_retime(op, &link) == NGX_ERROR)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    cache->freed = 0;
+
+    if (cache->max_size == 0) {
+        return NGX_OK;
+    }
+
+    return ngx_http_registry_store_evict(op, &cache->prefixes,
+                                         cache->max_size, cache->manifest_max,
+                                         &cache->freed);
+}
+
+
+static void
+ngx_http_registry_cache_done(ngx_http_registry_detached_t *d)
+{
+    ngx_http_registry_cache_t *cache = d->data;
+
+    if (d->rc != NGX_OK) {
+        ngx_log_error(NGX_LOG_ERR, d->op.log, 0,
+                      "registry cache: flush or eviction failed");
+
+    } else if (cache->freed) {
+        ngx_log_error(NGX_LOG_NOTICE, d->op.log, 0,
+                      "registry cache: eviction freed %O bytes",
+                      cache->freed);
+    }
+
+    ngx_destroy_pool(d->op.pool);
+    cache->running = 0;
+}
+
+
+/* a cached manifest was pulled: its time, for eviction */
+
+static void
+ngx_http_registry_mirror_pulled(ngx_http_registry_mirror_ctx_t *mctx,
+    ngx_http_registry_digest_t *digest)
+{
+    ngx_http_registry_pull_t     *p;
+    ngx_http_registry_flights_t  *flights;
+
+    if (mctx->conf->flights == NULL || mctx->conf->flights->data == NULL
+        || mctx->owner->route.name.len > NGX_HTTP_REGISTRY_NAME_MAX)
+    {
+        return;
+    }
+
+    flights = mctx->conf->flights->data;
+
+    ngx_shmtx_lock(&flights->shpool->mutex);
+
+    if (flights->npulls < NGX_HTTP_REGISTRY_PULLS) {
+        p = &flights->pulls[flights->npulls++];
+        p->store = mctx->owner->op.store->id;
+        p->name_len = (u_char) mctx->owner->route.name.len;
+        ngx_memcpy(p->name, mctx->owner->route.name.data, p->name_len);
+        p->digest_len = (u_char) digest->text.len;
+        ngx_memcpy(p->digest, digest->text.data, p->digest_len);
+    }
+
+    ngx_shmtx_unlock(&flights->shpool->mutex);
+}
+
+
+/* registry_upstream NAME URL prefix=P [library=on] */
+
+static char *
+ngx_http_registry_upstream(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_registry_mirror_conf_t *mcf = conf;
+
+    u_char                        *p;
+    ngx_str_t                     *value;
+    ngx_uint_t                     i;
+    ngx_http_registry_upstream_t  *up;
+
+    static ngx_str_t  flights = ngx_string("ngx_http_registry_flights");
+
+    if (mcf->upstreams == NGX_CONF_UNSET_PTR) {
+        mcf->upstreams = ngx_array_create(cf->pool, 2,
+                                        sizeof(ngx_http_registry_upstream_t));
+        if (mcf->upstreams == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    value = cf->args->elts;
+
+    up = ngx_array_push(mcf->upstreams);
+    if (up == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(up, sizeof(ngx_http_registry_upstream_t));
+
+    if (mcf->flights == NGX_CONF_UNSET_PTR) {
+        mcf->flights = ngx_shared_memory_add(cf, &flights,
+                           ngx_align(sizeof(ngx_http_registry_flights_t),
+                                     ngx_pagesize)
+                           + 8 * ngx_pagesize,
+                           &ngx_http_registry_mirror_module);
+        if (mcf->flights == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        mcf->flights->init = ngx_http_registry_flights_init;
+    }
+
+    up->name = value[1];
+    up->url = value[2];
+
+    while (up->url.len && up->url.data[up->url.len - 1] == '/') {
+        up->url.len--;
+    }
+
+    if (up->url.len > 7 && ngx_strncmp(up->url.data, "http://", 7) == 0) {
+        up->host.data = up->url.data + 7;
+
+    } else if (up->url.len > 8
+               && ngx_strncmp(up->url.data, "https://", 8) == 0)
+    {
+        up->host.data = up->url.data + 8;
+
+    } else {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "registry_upstream \"%V\": the URL must be "
+                           "http:// or https://", &up->name);
+        return NGX_CONF_ERROR;
+    }
+
+    up->host.len = up->url.data + up->url.len - up->host.data;
+
+    if (ngx_strlchr(up->host.data, up->host.data + up->host.len, '/')) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "registry_upstream \"%V\": the URL has no path",
+                           &up->name);
+        return NGX_CONF_ERROR;
+    }
+
+    for (i = 3; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "prefix=", 7) == 0) {
+            up->prefix.len = value[i].len - 7;
+            up->prefix.data = value[i].data + 7;
+            continue;
+        }
+
+        if (ngx_strcmp(value[i].data, "library=on") == 0) {
+            up->library = 1;
+            continue;
+        }
+
+        if (ngx_strcmp(value[i].data, "library=off") == 0) {
+            continue;
+        }
+
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid parameter \"%V\"", &value[i]);
+        return NGX_CONF_ERROR;
+    }
+
+    /* the prefix is whole path components: "docker.io/" */
+
+    if (up->prefix.len < 2 || up->prefix.data[up->prefix.len - 1] != '/') {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "registry_upstream \"%V\" needs prefix=NAME/",
+                           &up->name);
+        return NGX_CONF_ERROR;
+    }
+
+    p = up->prefix.data;
+
+    if (*p == '/') {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "registry_upstream \"%V\": invalid prefix",
+                           &up->name);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* registry_upstream_credentials NAME FILE: "user:password", read now */
+
+static char *
+ngx_http_registry_upstream_credentials(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_registry_mirror_conf_t *mcf = conf;
+
+    u_char                        *last;
+    ssize_t                        n;
+    ngx_fd_t                       fd;
+    ngx_str_t                     *value, file, plain;
+    ngx_uint_t                     i;
+    ngx_http_registry_upstream_t  *up;
+    u_char                         buf[1024];
+
+    value = cf->args->elts;
+
+    up = NULL;
+
+    if (mcf->upstreams != NGX_CONF_UNSET_PTR) {
+        up = mcf->upstreams->elts;
+
+        for (i = 0; i < mcf->upstreams->nelts; i++) {
+            if (up[i].name.len == value[1].len
+                && ngx_strncmp(up[i].name.data, value[1].data, value[1].len)
+                   == 0)
+            {
+                break;
+            }
+        }
+
+        up = (i < mcf->upstreams->nelts) ? &up[i] : NULL;
+    }
+
+    if (up == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "no registry_upstream \"%V\" before this",
+                           &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    file = value[2];
+
+    if (ngx_conf_full_name(cf->cycle, &file, 1) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    fd = ngx_open_file(file.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+    if (fd == NGX_INVALID_FILE) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           ngx_open_file_n " \"%V\" failed", &file);
+        return NGX_CONF_ERROR;
+    }
+
+    n = ngx_read_fd(fd, buf, sizeof(buf));
+    (void) ngx_close_file(fd);
+
+    last = buf + (n > 0 ? n : 0);
+
+    while (last > buf && (last[-1] == '\n' || last[-1] == '\r')) {
+        last--;
+    }
+
+    if (n <= 0 || (size_t) n == sizeof(buf)
+        || ngx_strlchr(buf, last, ':') == NULL)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V\" must hold one line \"user:password\"",
+                           &file);
+        return NGX_CONF_ERROR;
+    }
+
+    plain.data = buf;
+    plain.len = last - buf;
+
+    up->basic.len = sizeof("Basic ") - 1 + ngx_base64_encoded_length(plain.len);
+    up->basic.data = ngx_pnalloc(cf->pool, up->basic.len);
+    if (up->basic.data == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memcpy(up->basic.data, "Basic ", sizeof("Basic ") - 1);
+
+    file.data = up->basic.data + sizeof("Basic ") - 1;
+    ngx_encode_base64(&file, &plain);
+
+    ngx_explicit_memzero(buf, sizeof(buf));
+
+    return NGX_CONF_OK;
+}
+
+
+/* the table, kept across reloads: a fetch under way stays one */
+
+static ngx_int_t
+ngx_http_registry_flights_init(ngx_shm_zone_t *shm_zone, void *data)
+{
+    ngx_slab_pool_t              *shpool;
+    ngx_http_registry_flights_t  *flights;
+
+    if (data) {
+        shm_zone->data = data;
+        return NGX_OK;
+    }
+
+    shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+
+    flights = ngx_slab_calloc(shpool, sizeof(ngx_http_registry_flights_t));
+    if (flights == NULL) {
+        return NGX_ERROR;
+    }
+
+    flights->shpool = shpool;
+    shm_zone->data = flights;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_registry_mirror_preconf(ngx_conf_t *cf)
+{
+    ngx_http_variable_t  *var, *v;
+
+    for (v = ngx_http_registry_mirror_vars; v->name.len; v++) {
+        var = ngx_http_add_variable(cf, &v->name, v->flags);
+        if (var == NULL) {
+            return NGX_ERROR;
+        }
+
+        var->get_handler = v->get_handler;
+        var->data = v->data;
+    }
+
+    return NGX_OK;
+}
+
+
+/* the filters: first in both chains, they see the subrequests' answers */
+
+static ngx_int_t
+ngx_http_registry_mirror_init(ngx_conf_t *cf)
+{
+    ngx_http_next_header_filter = ngx_http_top_header_filter;
+    ngx_http_top_header_filter = ngx_http_registry_mirror_header_filter;
+
+    ngx_http_next_body_filter = ngx_http_top_body_filter;
+    ngx_http_top_body_filter = ngx_http_registry_mirror_body_filter;
+
+    return NGX_OK;
+}
+
+
+/* ---- routing ---- */
+
+/*
+ * Whether the route's repository is mirrored: NGX_OK, with route->name
+ * made the store's (containerd's "?ns=docker.io" puts the prefix in
+ * front, library=on maps "busybox" to "library/busybox"), NGX_DECLINED:
+ * a local repository, NGX_ERROR.  The router then authorizes the client
+ * for that name before anything is fetched.
+ */
+
+ngx_int_t
+ngx_http_registry_mirror_route(ngx_http_request_t *r,
+    ngx_http_registry_route_t *route)
+{
+    u_char                           *p;
+    ngx_str_t                         ns, rest, name;
+    ngx_http_registry_upstream_t     *up;
+    ngx_http_registry_mirror_ctx_t   *mctx;
+    ngx_http_registry_mirror_conf_t  *mcf;
+
+    mcf = ngx_http_get_module_loc_conf(r, ngx_http_registry_mirror_module);
+
+    if (mcf->upstreams == NULL || route->name.len == 0) {
+        return NGX_DECLINED;
+    }
+
+    if (ngx_http_registry_arg(r, "ns", &ns) != NGX_OK) {
+        ns.len = 0;
+    }
+
+    up = ngx_http_registry_mirror_find(mcf, &route->name, &ns);
+    if (up == NULL) {
+        return NGX_DECLINED;
+    }
+
+    mctx = ngx_pcalloc(r->pool, sizeof(ngx_http_registry_mirror_ctx_t));
+    if (mctx == NULL) {
+        return NGX_ERROR;
+    }
+
+    mctx->upstream = up;
+    mctx->owner = ngx_http_get_module_ctx(r, ngx_http_registry_module);
+    mctx->conf = mcf;
+    mctx->temp.fd = NGX_INVALID_FILE;
+
+    if (ns.len) {
+        rest = route->name;
+
+    } else {
+        rest.data = route->name.data + up->prefix.len;
+        rest.len = route->name.len - up->prefix.len;
+    }
+
+    if (ngx_http_registry_mirror_library(r->pool, up, &rest, &mctx->remote)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    name.len = up->prefix.len + mctx->remote.len;
+
+    if (name.len > NGX_HTTP_REGISTRY_NAME_MAX) {
+        return NGX_DECLINED;      /* too long for the store: never served */
+    }
+
+    name.data = ngx_pnalloc(r->pool, name.len);
+    if (name.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_cpymem(name.data, up->prefix.data, up->prefix.len);
+    ngx_memcpy(p, mctx->remote.data, mctx->remote.len);
+
+    route->name = name;
+
+    ngx_http_set_ctx(r, mctx, ngx_http_registry_mirror_module);
+
+    return NGX_OK;
+}
+
+
+/*
+ * The upstream of a name: by prefix, or with ns= by the upstream's name,
+ * prefix (without its "/") or URL host.
+ */
+
+static ngx_http_registry_upstream_t *
+ngx_http_registry_mirror_find(ngx_http_registry_mirror_conf_t *mcf,
+    ngx_str_t *name, ngx_str_t *ns)
+{
+    ngx_uint_t                     i;
+    ngx_http_registry_upstream_t  *up;
+
+    up = mcf->upstreams->elts;
+
+    for (i = 0; i < mcf->upstreams->nelts; i++) {
+
+        if (ns->len == 0) {
+            if (name->len > up[i].prefix.len
+                && ngx_strncmp(name->data, up[i].prefix.data,
+                               up[i].prefix.len)
+                   == 0)
+            {
+                return &up[i];
+            }
+
+            continue;
+        }
+
+        if ((ns->len == up[i].name.len
+             && ngx_strncmp(ns->data, up[i].name.data, ns->len) == 0)
+            || (ns->len == up[i].prefix.len - 1
+                && ngx_strncmp(ns->data, up[i].prefix.data, ns->len) == 0)
+            || (ns->len == up[i].host.len
+                && ngx_strncmp(ns->data, up[i].host.data, ns->len) == 0))
+        {
+            return &up[i];
+        }
+    }
+
+    return NULL;
+}
+
+
+/* Docker Hub's official images: "busybox" is "library/busybox" there */
+
+static ngx_int_t
+ngx_http_registry_mirror_library(ngx_pool_t *pool,
+    ngx_http_registry_upstream_t *up, ngx_str_t *rest, ngx_str_t *remote)
+{
+    if (!up->library
+        || ngx_strlchr(rest->data, rest->data + rest->len, '/') != NULL)
+    {
+        *remote = *rest;
+        return NGX_OK;
+    }
+
+    remote->len = sizeof("library/") - 1 + rest->len;
+    remote->data = ngx_pnalloc(pool, remote->len);
+    if (remote->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(ngx_cpymem(remote->data, "library/", sizeof("library/") - 1),
+               rest->data, rest->len);
+
+    return NGX_OK;
+}
+
+
+/*
+ * A mirrored repository's endpoint, once the client is authorized: pulls
+ * of manifests and blobs go through the cache, listings are the store's
+ * (what was pulled), writes are refused.
+ */
+
+ngx_int_t
+ngx_http_registry_mirror_serve(ngx_http_request_t *r,
+    ngx_http_registry_route_e kind, ngx_http_handler_pt local)
+{
+    ngx_http_registry_mirror_ctx_t  *mctx;
+
+    mctx = ngx_http_get_module_ctx(r, ngx_http_registry_mirror_module);
+
+    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
+        return ngx_http_registry_error(r, NGX_HTTP_REGISTRY_UNSUPPORTED,
+                                       "a mirrored repository is read-only");
+    }
+
+    switch (kind) {
+
+    case NGX_HTTP_REGISTRY_ROUTE_MANIFEST:
+        return ngx_http_registry_mirror_manifest(r, mctx);
+
+    case NGX_HTTP_REGISTRY_ROUTE_BLOB:
+        return ngx_http_registry_mirror_blob(r, mctx);
+
+    default:
+        return local(r);
+    }
+}
+
+
+/* ---- requests to the upstream ---- */
+
+/* <url>/v2/<remote>/<path>, with the token this worker has, if any */
+
+static ngx_int_t
+ngx_http_registry_fetch(ngx_http_request_t *r,
+    ngx_http_registry_mirror_ctx_t *mctx, ngx_uint_t head, ngx_uint_t stream,
+    ngx_str_t *path, ngx_http_registry_step_pt step)
+{
+    u_char                        *p;
+    ngx_str_t                      authorization;
+    ngx_http_registry_upstream_t  *up;
+
+    up = mctx->upstream;
+
+    mctx->url.len = up->url.len + sizeof("/v2/") - 1 + mctx->remote.len + 1
+                    + path->len;
+    mctx->url.data = ngx_pnalloc(r->pool, mctx->url.len);
+    if (mctx->url.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = ngx_cpymem(mctx->url.data, up->url.data, up->url.len);
+    p = ngx_cpymem(p, "/v2/", sizeof("/v2/") - 1);
+    p = ngx_cpymem(p, mctx->remote.data, mctx->remote.len);
+    *p++ = '/';
+    ngx_memcpy(p, path->data, path->len);
+
+    mctx->head = head;
+    mctx->stream = stream;
+    mctx->step = step;
+    mctx->authorized = 0;
+    mctx->redirects = 0;
+
+    if (ngx_http_registry_cached_token(r, mctx, &authorization) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_http_registry_fetch_url(r, mctx, &mctx->url, &authorization,
+                                       head, stream, 0);
+}
+
+
+/*
+ * One subrequest to the upstream location; returns as a content handler
+ * does.  max: bytes of the answer kept (0: the manifest limit).
+ */
+
+static ngx_int_t
+ngx_http_registry_fetch_url(ngx_http_request_t *r,
+    ngx_http_registry_mirror_ctx_t *mctx, ngx_str_t *url,
+    ngx_str_t *authorization, ngx_uint_t head, ngx_uint_t stream,
+    size_t max)
+{
+    ngx_str_t                         u, a;
+    ngx_http_request_t               *sr;
+    ngx_http_registry_fetch_t        *f;
+    ngx_http_post_subrequest_t       *ps;
+    ngx_http_registry_loc_conf_t     *rlcf;
+    ngx_http_registry_mirror_conf_t  *mcf;
+
+    rlcf = ngx_http_get_module_loc_conf(r, ngx_http_registry_module);
+    mcf = ngx_http_get_module_loc_conf(r, ngx_http_registry_mirror_module);
+
+    /* url may be the last answer's Location: taken before it is cleared */
+    f = &mctx->fetch;
+    u = *url;
+    a = *authorization;
+    ngx_memzero(f, sizeof(ngx_http_registry_fetch_t));
+
+    f->url = u;
+    f->authorization = a;
+    f->head = head;
+    f->stream = stream;
+    f->max = max ? max : rlcf->manifest_max_size;
+    f->length = -1;
+
+    if (stream) {
+        ngx_str_set(&f->accept, "*/*");
+
+    } else if (max) {
+        ngx_str_set(&f->accept, "application/json");
+
+    } else {
+        ngx_str_set(&f->accept, NGX_HTTP_REGISTRY_MANIFEST_TYPES);
+    }
+
+    ps = ngx_palloc(r->pool, sizeof(ngx_http_post_subrequest_t));
+    if (ps == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ps->handler = ngx_http_registry_fetch_done;
+    ps->data = mctx;
+
+    if (ngx_http_subrequest(r, &mcf->location, NULL, &sr, ps, 0) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_http_set_ctx(sr, f, ngx_http_registry_mirror_module);
+
+    if (head) {
+        sr->method = NGX_HTTP_HEAD;
+        ngx_str_set(&sr->method_name, "HEAD");
+    }
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "registry upstream: %s %V", head ? "HEAD" : "GET", &u);
+
+    ngx_http_registry_metrics_upstream(r);
+
+    r->write_event_handler = ngx_http_registry_mirror_wake;
+
+    /* one more reference until the subrequest is done, as a task holds */
+    r->main->count++;
+
+    return NGX_DONE;
+}
+
+
+/*
+ * The subrequest ends: its status and headers are kept for the next step,
+ * which runs when nginx wakes the main request.  A blob that failed its
+ * hash ends the client's connection (NGX_ERROR): its bytes went out.
+ */
+
+static ngx_int_t
+ngx_http_registry_fetch_done(ngx_http_request_t *sr, void *data,
+    ngx_int_t rc)
+{
+    ngx_str_t                  *v;
+    ngx_http_registry_fetch_t  *f;
+
+    f = ngx_http_get_module_ctx(sr, ngx_http_registry_mirror_module);
+
+    f->done = 1;
+    f->rc = rc;
+    f->status = (rc >= NGX_HTTP_SPECIAL_RESPONSE || rc == NGX_ERROR)
+                ? 0 : sr->headers_out.status;
+    f->length = sr->headers_out.content_length_n;
+    f->type = sr->headers_out.content_type;
+
+    v = ngx_http_registry_header_value(&sr->headers_out.headers,
+                                       "WWW-Authenticate");
+    if (v) {
+        f->challenge = *v;
+    }
+
+    v = ngx_http_registry_header_value(&sr->headers_out.headers,
+                                       "Docker-Content-Digest");
+    if (v) {
+        f->digest = *v;
+    }
+
+    v = ngx_http_registry_header_value(&sr->headers_out.headers, "Location");
+    if (v) {
+        f->location = *v;
+    }
+
+    if (f->streaming && (rc == NGX_ERROR || !f->verified)) {
+        ngx_log_error(NGX_LOG_ERR, sr->connection->log, 0,
+                      "registry upstream: blob from \"%V\" %s, "
+                      "not published", &f->url,
+                      f->verified ? "cut short" : "failed its digest");
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_registry_mirror_wake(ngx_http_request_t *r)
+{
+    ngx_http_registry_mirror_ctx_t  *mctx;
+
+    mctx = ngx_http_get_module_ctx(r, ngx_http_registry_mirror_module);
+
+    if (!mctx->fetch.done) {
+        return;                 /* an event before the subrequest's end */
+    }
+
+    mctx->fetch.done = 0;
+    r->write_event_handler = ngx_http_request_empty_handler;
+
+    ngx_http_finalize_request(r, ngx_http_registry_mirror_answered(r, mctx));
+}
+
+
+/* the dance on 401, redirects, then the step that asked */
+
+static ngx_int_t
+ngx_http_registry_mirror_answered(ngx_http_request_t *r,
+    ngx_http_registry_mirror_ctx_t *mctx)
+{
+    ngx_str_t                   none;
+    ngx_http_registry_fetch_t  *f;
+
+    f = &mctx->fetch;
+
+    if (f->status == NGX_HTTP_UNAUTHORIZED && !mctx->authorized) {
+        mctx->authorized = 1;
+        return ngx_http_registry_mirror_authenticate(r, mctx);
+    }
+
+    if ((f->status == NGX_HTTP_MOVED_PERMANENTLY
+         || f->status == NGX_HTTP_MOVED_TEMPORARILY
+         || f->status == NGX_HTTP_SEE_OTHER
+         || f->status == NGX_HTTP_TEMPORARY_REDIRECT
+         || f->status == NGX_HTTP_PERMANENT_REDIRECT)
+        && f->location.len > 8
+        && (ngx_strncmp(f->location.data, "http://", 7) == 0
+            || ngx_strncmp(f->location.data, "https://", 8) == 0)
+        && mctx->redirects++ < NGX_HTTP_REGISTRY_REDIRECTS)
+    {
+        /* a CDN's signed URL: the registry's credentials stay home */
+        ngx_str_null(&none);
+        return ngx_http_registry_fetch_url(r, mctx, &f->location, &none,
+                                           mctx->head, mctx->stream, 0);
+    }
+
+    if (f->status == 0) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "registry upstream: \"%V\" failed: %i", &f->url, f->rc);
+    }
+
+    return mctx->step(r, mctx);
+}
+
+
+/*
+ * 401: Bearer asks for a token at its realm (with the credentials, if
+ * any), Basic for the credentials; either retries once.
+ */
+
+static ngx_int_t
+ngx_http_registry_mirror_authenticate(ngx_http_request_t *r,
+    ngx_http_registry_mirror_ctx_t *mctx)
+{
+    u_char                         *p;
+    size_t                          len;
+    ngx_str_t                       url;
+    uintptr_t                       service, scope;
+    ngx_http_registry_fetch_t      *f;
+    ngx_http_registry_upstream_t   *up;
+    ngx_http_registry_challenge_t   ch;
+
+    f = &mctx->fetch;
+    up = mctx->upstream;
+
+    if (ngx_http_registry_parse_challenge(f->challenge.data, f->challenge.len,
+                                          &ch)
+        != NGX_OK)
+    {
+        return mctx->step(r, mctx);
+    }
+
+    if (ch.scheme == NGX_HTTP_REGISTRY_CHALLENGE_BASIC) {
+        if (up->basic.len == 0) {
+            return mctx->step(r, mctx);
+        }
+
+        return ngx_http_registry_mirror_retry(r, mctx, &up->basic);
+    }
+
+    service = ngx_escape_uri(NULL, ch.service.data, ch.service.len,
+                             NGX_ESCAPE_ARGS);
+    scope = ngx_escape_uri(NULL, ch.scope.data, ch.scope.len,
+                           NGX_ESCAPE_ARGS);
+
+    len = ch.realm.len + sizeof("?service=&scope=") - 1
+          + ch.service.len + 2 * service + ch.scope.len + 2 * scope;
+
+    url.data = ngx_pnalloc(r->pool, len);
+    if (url.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = ngx_cpymem(url.data, ch.realm.data, ch.realm.len);
+    p = ngx_cpymem(p, "?service=", sizeof("?service=") - 1);
+    p = (u_char *) ngx_escape_uri(p, ch.service.data, ch.service.len,
+                                  NGX_ESCAPE_ARGS);
+
+    if (ch.scope.len) {
+        p = ngx_cpymem(p, "&scope=", sizeof("&scope=") - 1);
+        p = (u_char *) ngx_escape_uri(p, ch.scope.data, ch.scope.len,
+                                      NGX_ESCAPE_ARGS);
+    }
+
+    url.len = p - url.data;
+
+    mctx->step_saved = mctx->step;
+    mctx->step = ngx_http_registry_mirror_token;
+
+    return ngx_http_registry_fetch_url(r, mctx, &url, &up->basic, 0, 0,
+                                       NGX_HTTP_REGISTRY_TOKEN_MAX);
+}
+
+
+/* the token endpoint answered: remember its token, retry with it */
+
+static ngx_int_t
+ngx_http_registry_mirror_token(ngx_http_request_t *r,
+    ngx_http_registry_mirror_ctx_t *mctx)
+{
+    u_char                          *p;
+    time_t                           expires_in;
+    ngx_str_t                        token, authorization;
+    ngx_http_registry_fetch_t       *f;
+    ngx_http_registry_token_slot_t  *slot;
+
+    f = &mctx->fetch;
+    mctx->step = mctx->step_saved;
+
+    if (f->status != NGX_HTTP_OK || f->body == NULL || f->too_big
+        || ngx_http_registry_parse_token(r->pool, f->body->pos,
+                                         f->body->last - f->body->pos,
+                                         &token, &expires_in)
+           != NGX_OK)
+    {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "registry upstream: no token from \"%V\" (status %ui)",
+                      &f->url, f->status);
+
+        /* the step sees the fetch's 401 as it was */
+        f->status = NGX_HTTP_UNAUTHORIZED;
+        return mctx->step(r, mctx);
+    }
+
+    authorization.len = sizeof("Bearer ") - 1 + token.len;
+    authorization.data = ngx_pnalloc(r->pool, authorization.len);
+    if (authorization.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = ngx_cpymem(authorization.data, "Bearer ", sizeof("Bearer ") - 1);
+    ngx_memcpy(p, token.data, token.len);
+
+    slot = ngx_http_registry_token_slot(mctx->upstream, &mctx->remote,
+                                        r->connection->log);
+
+    /* a token expires a little before it says: clocks differ */
+
+    if (slot && authorization.len <= NGX_HTTP_REGISTRY_TOKEN_LEN
+        && expires_in > 10)
+    {
+        slot->key_len = (u_char) mctx->remote.len;
+        ngx_memcpy(slot->key, mctx->remote.data, mctx->remote.len);
+        slot->len = authorization.len;
+        ngx_memcpy(slot->value, authorization.data, authorization.len);
+        slot->expires = ngx_time() + expires_in - 10;
+    }
+
+    return ngx_http_registry_mirror_retry(r, mctx, &authorization);
+}
+
+
+static ngx_int_t
+ngx_http_registry_mirror_retry(ngx_http_request_t *r,
+    ngx_http_registry_mirror_ctx_t *mctx, ngx_str_t *authorization)
+{
+    return ngx_http_registry_fetch_url(r, mctx, &mctx->url, authorization,
+                                       mctx->head, mctx->stream, 0);
+}
+
+
+/*
+ * This worker's tokens of an upstream, one slot per repository hash
+ * (direct-mapped: a collision costs one token request).  NULL: no memory.
+ */
+
+static ngx_http_registry_token_slot_t *
+ngx_http_registry_token_slot(ngx_http_registry_upstream_t *up,
+    ngx_str_t *remote, ngx_log_t *log)
+{
+    if (remote->len > NGX_HTTP_REGISTRY_NAME_MAX) {
+        return NULL;
+    }
+
+    if (up->tokens == NULL) {
+        up->tokens = ngx_calloc(NGX_HTTP_REGISTRY_TOKEN_SLOTS
+                                * sizeof(ngx_http_registry_token_slot_t), log);
+        if (up->tokens == NULL) {
+            return NULL;
+        }
+    }
+
+    return &up->tokens[ngx_hash_key(remote->data, remote->len)
+                       % NGX_HTTP_REGISTRY_TOKEN_SLOTS];
+}
+
+
+static ngx_int_t
+ngx_http_registry_cached_token(ngx_http_request_t *r,
+    ngx_http_registry_mirror_ctx_t *mctx, ngx_str_t *authorization)
+{
+    ngx_http_registry_token_slot_t  *slot;
+
+    ngx_str_null(authorization);
+
+    slot = ngx_http_registry_token_slot(mctx->upstream, &mctx->remote,
+                                        r->connection->log);
+
+    if (slot == NULL || slot->expires <= ngx_time()
+        || slot->key_len != mctx->remote.len
+        || ngx_memcmp(slot->key, mctx->remote.data, mctx->remote.len) != 0)
+    {
+        return NGX_OK;
+    }
+
+    authorization->data = ngx_pnalloc(r->pool, slot->len);
+    if (authorization->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    authorization->len = slot->len;
+    ngx_memcpy(authorization->data, slot->value, slot->len);
+
+    return NGX_OK;
+}
+
+
+/* ---- manifests ---- */
+
+/*
+ * By digest: the store's copy, or fetched once.  By tag: the store's
+ * copy while the tag was checked within registry_upstream_tag_ttl, else
+ * a HEAD upstream says whether it moved.
+ */
+
+static ngx_int_t
+ngx_http_registry_mirror_manifest(ngx_http_request_t *r,
+    ngx_http_registry_mirror_ctx_t *mctx)
+{
+    time_t                            checked;
+    ngx_int_t                         rc;
+    ngx_str_t                         path, data;
+    ngx_http_registry_ctx_t          *ctx;
+    ngx_http_registry_mirror_conf_t  *mcf;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_registry_module);
+    mcf = ngx_http_get_module_loc_conf(r, ngx_http_registry_mirror_module);
+
+    mctx->local = ctx->route.digest;
+
+    rc = ngx_http_registry_store_manifest_resolve(&ctx->op, &ctx->route.name,
+                                          ctx->route.by_digest
+                                          ? NULL : &ctx->route.reference,
+                                          &mctx->local, &data);
+
+    if (rc == NGX_OK && !ctx->route.by_digest) {
+        rc = ngx_http_registry_store_tag_checked(&ctx->op, &ctx->route.name,
+                                                 &ctx->route.reference,
+                                                 &checked);
+        if (rc == NGX_OK && ngx_time() - checked >= mcf->tag_ttl) {
+            mctx->cached = 1;
+            rc = NGX_DECLINED;
+        }
+    }
+
+    if (rc == NGX_OK) {
+        mctx->cache = NGX_HTTP_REGISTRY_CACHE_HIT;
+        ngx_http_registry_mirror_pulled(mctx, &mctx->local);
+        return ngx_http_registry_manifest_get(r);
+    }
+
+    if (rc == NGX_ERROR) {
+        return ngx_http_registry_store_failed(r, &ctx->op, rc,
+                                          NGX_HTTP_REGISTRY_MANIFEST_UNKNOWN);
+    }
+
+    path.len = sizeof("manifests/") - 1 + ctx->route.reference.len;
+    path.data = ngx_pnalloc(r->pool, path.len);
+    if (path.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_memcpy(ngx_cpymem(path.data, "manifests/", sizeof("manifests/") - 1),
+               ctx->route.reference.data, ctx->route.reference.len);
+
+    if (mctx->cached) {
+        return ngx_http_registry_fetch(r, mctx, 1, 0, &path,
+                                       ngx_http_registry_manifest_revalidated);
+    }
+
+    mctx->cache = NGX_HTTP_REGISTRY_CACHE_MISS;
+
+    if (ctx->route.by_digest) {
+        mctx->expected = ctx->route.digest;
+    }
+
+    return ngx_http_registry_fetch(r, mctx, 0, 0, &path,
+                                   ngx_http_registry_manifest_fetched);
+}
+
+
+/* the HEAD of a cached tag: unchanged, moved, gone, or no answer */
+
+static ngx_int_t
+ngx_http_registry_manifest_revalidated(ngx_http_request_t *r,
+    ngx_http_registry_mirror_ctx_t *mctx)
+{
+    ngx_str_t                   path;
+    ngx_http_registry_fetch_t  *f;
+
+    f = &mctx->fetch;
+
+    if (f->status == NGX_HTTP_NOT_FOUND) {
+        mctx->cache = NGX_HTTP_REGISTRY_CACHE_MISS;
+        return ngx_http_registry_error(r, NGX_HTTP_REGISTRY_MANIFEST_UNKNOWN,
+                                       "the tag is gone upstream");
+    }
+
+    if (f->status != NGX_HTTP_OK
+        || ngx_http_registry_digest_known(r->pool, f->digest.data,
+                                          f->digest.len, &mctx->expected)
+           != NGX_OK)
+    {
+        return ngx_http_registry_manifest_stale(r, mctx);
+    }
+
+    if (ngx_http_registry_digest_equal(&mctx->expected, &mctx->local)) {
+        mctx->cache = NGX_HTTP_REGISTRY_CACHE_REVALIDATED;
+        ngx_http_registry_mirror_pulled(mctx, &mctx->local);
+        return ngx_http_registry_task_start(r,
+                                      ngx_http_registry_manifest_recheck_work,
+                                      mctx,
+                                      ngx_http_registry_manifest_cached);
+    }
+
+    /* moved: fetched by the digest HEAD named */
+
+    mctx->cache = NGX_HTTP_REGISTRY_CACHE_MISS;
+
+    path.len = sizeof("manifests/") - 1 + mctx->expected.text.len;
+    path.data = ngx_pnalloc(r->pool, path.len);
+    if (path.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_memcpy(ngx_cpymem(path.data, "manifests/", sizeof("manifests/") - 1),
+               mctx->expected.text.data, mctx->expected.text.len);
+
+    return ngx_http_registry_fetch(r, mctx, 0, 0, &path,
+                                   ngx_http_registry_manifest_fetched);
+}
+
+
+static ngx_int_t
+ngx_http_registry_manifest_fetched(ngx_http_request_t *r,
+    ngx_http_registry_mirror_ctx_t *mctx)
+{
+    ngx_str_t                     *tag;
+    ngx_http_registry_ctx_t       *ctx;
+    ngx_http_registry_fetch_t     *f;
+    ngx_http_registry_manifest_t  *m;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_registry_module);
+    f = &mctx->fetch;
+
+    if (f->status != NGX_HTTP_OK || f->body == NULL || f->too_big) {
+        if (mctx->cached && f->status != NGX_HTTP_NOT_FOUND) {
+            return ngx_http_registry_manifest_stale(r, mctx);
+        }
+
+        return ngx_http_registry_upstream_failed(r, mctx,
+                                          NGX_HTTP_REGISTRY_MANIFEST_UNKNOWN);
+    }
+
+    if (mctx->expected.text.len == 0
+        && ngx_http_registry_digest_known(r->pool, f->digest.data,
+                                          f->digest.len, &mctx->expected)
+           != NGX_OK)
+    {
+        mctx->expected.text.len = 0;     /* the sha256 of the bytes */
+    }
+
+    m = &mctx->manifest;
+    m->name = ctx->route.name;
+    m->bytes.data = f->body->pos;
+    m->bytes.len = f->body->last - f->body->pos;
+    m->mirrored = 1;
+    mctx->type = f->type;
+
+    m->tags = ngx_array_create(r->pool, 1, sizeof(ngx_str_t));
+    if (m->tags == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (!ctx->route.by_digest) {
+        tag = ngx_array_push(m->tags);
+        if (tag == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        *tag = ctx->route.reference;
+    }
+
+    return ngx_http_registry_task_start(r,
+                                        ngx_http_registry_manifest_store_work,
+                                        mctx,
+                                        ngx_http_registry_manifest_cached);
+}
+
+
+/*
+ * In a thread: the bytes hash to the digest asked for (or the one the
+ * upstream named), are a manifest, and are stored, the tag checked now.
+ */
+
+static ngx_int_t
+ngx_http_registry_manifest_store_work(ngx_http_registry_op_t *op,
+    void *data)
+{
+    ngx_http_registry_mirror_ctx_t *mctx = data;
+
+    ngx_int_t                      rc;
+    ngx_str_t                     *tag;
+    const char                    *invalid;
+    ngx_http_registry_hash_t       hash;
+    ngx_http_registry_manifest_t  *m;
+
+    m = &mctx->manifest;
+
+    ngx_http_registry_hash_init(&hash, mctx->expected.text.len
+                                       ? mctx->expected.alg
+                                       : NGX_HTTP_REGISTRY_SHA256);
+    ngx_http_registry_hash_update(&hash, m->bytes.data, m->bytes.len);
+
+    if (ngx_http_registry_hash_final(&hash, op->pool, &m->digest) != NGX_OK) {
+        return ngx_http_registry_op_syserr(op, NGX_ENOMEM);
+    }
+
+    if (mctx->expected.text.len
+        && !ngx_http_registry_digest_equal(&m->digest, &mctx->expected))
+    {
+        ngx_log_error(NGX_LOG_ERR, op->log, 0,
+                      "registry upstream: manifest %V hashes to %V, "
+                      "not stored", &mctx->expected.text, &m->digest.text);
+        return ngx_http_registry_op_fail(op, NGX_HTTP_REGISTRY_UNAVAILABLE,
+                                         "the upstream's manifest does not "
+                                         "match its digest");
+    }
+
+    rc = ngx_http_registry_manifest_parse(op->pool, m, &mctx->type, &invalid);
+
+    if (rc == NGX_DECLINED) {
+        return ngx_http_registry_op_fail(op, NGX_HTTP_REGISTRY_UNAVAILABLE,
+                                         invalid);
+    }
+
+    if (rc != NGX_OK || ngx_http_registry_store_manifest_put(op, m) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    /* a tag that named this manifest already is not rewritten: retimed */
+
+    tag = m->tags->elts;
+
+    if (m->tags->nelts) {
+        return ngx_http_registry_store_tag_recheck(op, &m->name, &tag[0]);
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_registry_manifest_recheck_work(ngx_http_registry_op_t *op,
+    void *data)
+{
+    ngx_http_registry_mirror_ctx_t *mctx = data;
+
+    return ngx_http_registry_store_tag_recheck(op, &mctx->owner->route.name,
+                                            &mctx->owner->route.reference);
+}
+
+
+/* the store has it now: served as a local manifest is */
+
+static ngx_int_t
+ngx_http_registry_manifest_cached(ngx_http_request_t *r, ngx_int_t rc)
+{
+    ngx_http_registry_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_registry_module);
+
+    if (rc != NGX_OK) {
+        return ngx_http_registry_send_fault(r, &ctx->task.op.fault);
+    }
+
+    return ngx_http_registry_manifest_get(r);
+}
+
+
+/* the upstream did not answer: the cached copy, said to be stale */
+
+static ngx_int_t
+ngx_http_registry_manifest_stale(ngx_http_request_t *r,
+    ngx_http_registry_mirror_ctx_t *mctx)
+{
+    static ngx_str_t  stale = ngx_string("110 - \"Response is Stale\"");
+
+    mctx->cache = NGX_HTTP_REGISTRY_CACHE_STALE;
+    ngx_http_registry_mirror_pulled(mctx, &mctx->local);
+
+    ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                  "registry upstream: \"%V\" answered %ui, "
+                  "the cached manifest is served", &mctx->fetch.url,
+                  mctx->fetch.status);
+
+    if (ngx_http_registry_add_header(r, "Warning", &stale) == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_http_registry_manifest_get(r);
+}
+
+
+/* 404 upstream is the client's 404; anything else a 503 */
+
+static ngx_int_t
+ngx_http_registry_upstream_failed(ngx_http_request_t *r,
+    ngx_http_registry_mirror_ctx_t *mctx, ngx_http_registry_err_e not_found)
+{
+    if (mctx->fetch.status == NGX_HTTP_NOT_FOUND) {
+        return ngx_http_registry_error(r, not_found, "not found upstream");
+    }
+
+    mctx->cache = NGX_HTTP_REGISTRY_CACHE_UPSTREAM_ERROR;
+
+    if (mctx->fetch.status == NGX_HTTP_TOO_MANY_REQUESTS) {
+        return ngx_http_registry_error(r, NGX_HTTP_REGISTRY_TOOMANYREQUESTS,
+                                       "the upstream is rate limiting");
+    }
+
+    if (mctx->fetch.status == NGX_HTTP_UNAUTHORIZED
+        || mctx->fetch.status == NGX_HTTP_FORBIDDEN)
+    {
+        return ngx_http_registry_error(r, NGX_HTTP_REGISTRY_UNAVAILABLE,
+                                       "the upstream refused the mirror");
+    }
+
+    if (mctx->fetch.too_big) {
+        return ngx_http_registry_error(r, NGX_HTTP_REGISTRY_UNAVAILABLE,
+                                       "the upstream's manifest is too large");
+    }
+
+    return ngx_http_registry_error(r, NGX_HTTP_REGISTRY_UNAVAILABLE,
+                                   "the upstream did not answer");
+}
+
+
+/* ---- blobs ---- */
+
+/*
+ * A blob the repository holds is a local blob.  One the store holds for
+ * another repository is linked; else it is fetched and streamed.
+ */
+
+static ngx_int_t
+ngx_http_registry_mirror_blob(ngx_http_request_t *r,
+    ngx_http_registry_mirror_ctx_t *mctx)
+{
+    ngx_int_t                 rc;
+    ngx_str_t                 data;
+    ngx_http_registry_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_registry_module);
+
+    rc = ngx_http_registry_store_blob_find(&ctx->op, &ctx->route.name,
+                                           &ctx->route.digest, &data);
+
+    if (rc == NGX_OK) {
+        mctx->cache = NGX_HTTP_REGISTRY_CACHE_HIT;
+        return ngx_http_registry_blob_get(r);
+    }
+
+    if (rc == NGX_ERROR) {
+        return ngx_http_registry_store_failed(r, &ctx->op, rc,
+                                              NGX_HTTP_REGISTRY_BLOB_UNKNOWN);
+    }
+
+    return ngx_http_registry_task_start(r, ngx_http_registry_blob_adopt_work,
+                                        ctx, ngx_http_registry_blob_adopted);
+}
+
+
+static ngx_int_t
+ngx_http_registry_blob_adopt_work(ngx_http_registry_op_t *op, void *data)
+{
+    ngx_http_registry_ctx_t *ctx = data;
+
+    return ngx_http_registry_store_blob_adopt(op, &ctx->route.name,
+                                              &ctx->route.digest);
+}
+
+
+static ngx_int_t
+ngx_http_registry_blob_adopted(ngx_http_request_t *r, ngx_int_t rc)
+{
+    ngx_str_t                        path;
+    ngx_http_registry_ctx_t         *ctx;
+    ngx_http_registry_mirror_ctx_t  *mctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_registry_module);
+    mctx = ngx_http_get_module_ctx(r, ngx_http_registry_mirror_module);
+
+    if (rc == NGX_OK) {
+        mctx->cache = NGX_HTTP_REGISTRY_CACHE_HIT;
+        return ngx_http_registry_blob_get(r);
+    }
+
+    if (rc != NGX_DECLINED) {
+        return ngx_http_registry_send_fault(r, &ctx->task.op.fault);
+    }
+
+    mctx->cache = NGX_HTTP_REGISTRY_CACHE_MISS;
+
+    if (r->method == NGX_HTTP_GET
+        && ngx_http_registry_flight_join(r, mctx) == NGX_BUSY)
+    {
+        return ngx_http_registry_flight_wait(r, mctx);
+    }
+
+    path.len = sizeof("blobs/") - 1 + ctx->route.digest.text.len;
+    path.data = ngx_pnalloc(r->pool, path.len);
+    if (path.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_memcpy(ngx_cpymem(path.data, "blobs/", sizeof("blobs/") - 1),
+               ctx->route.digest.text.data, ctx->route.digest.text.len);
+
+    return ngx_http_registry_fetch(r, mctx, r->method == NGX_HTTP_HEAD,
+                                   r->method != NGX_HTTP_HEAD, &path,
+                                   ngx_http_registry_blob_fetched);
+}
+
+
+/*
+ * The fetch is over.  Streamed and verified: published, then the
+ * client's answer ends.  A HEAD: the upstream's length.  Else an error,
+ * the client's headers not sent yet.
+ */
+
+static ngx_int_t
+ngx_http_registry_blob_fetched(ngx_http_request_t *r,
+    ngx_http_registry_mirror_ctx_t *mctx)
+{
+    ngx_int_t                   rc;
+    ngx_http_registry_ctx_t    *ctx;
+    ngx_http_registry_fetch_t  *f;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_registry_module);
+    f = &mctx->fetch;
+
+    if (f->streaming) {
+        return ngx_http_registry_task_start(r,
+                                        ngx_http_registry_blob_publish_work,
+                                        mctx,
+                                        ngx_http_registry_blob_published);
+    }
+
+    if (f->status != NGX_HTTP_OK || !mctx->head) {
+        return ngx_http_registry_upstream_failed(r, mctx,
+                                               NGX_HTTP_REGISTRY_BLOB_UNKNOWN);
+    }
+
+    r->headers_out.status = NGX_HTTP_OK;
+    r->headers_out.content_length_n = f->length;
+    ngx_str_set(&r->headers_out.content_type, "application/octet-stream");
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
+
+    if (ngx_http_registry_digest_headers(r, &ctx->route.digest) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK) {
+        return rc;
+    }
+
+    return ngx_http_send_special(r, NGX_HTTP_LAST);
+}
+
+
+static ngx_int_t
+ngx_http_registry_blob_publish_work(ngx_http_registry_op_t *op, void *data)
+{
+    ngx_http_registry_mirror_ctx_t *mctx = data;
+
+    ngx_http_registry_ctx_t  *ctx;
+
+    ctx = mctx->owner;
+
+    return ngx_http_registry_store_blob_publish(op, &ctx->route.name,
+                                                &mctx->temp,
+                                                &ctx->route.digest);
+}
+
+
+/* published: the bytes held back, and the answer's end */
+
+static ngx_int_t
+ngx_http_registry_blob_published(ngx_http_request_t *r, ngx_int_t rc)
+{
+    ngx_chain_t                      out;
+    ngx_http_registry_mirror_ctx_t  *mctx;
+
+    mctx = ngx_http_get_module_ctx(r, ngx_http_registry_mirror_module);
+
+    ngx_http_registry_flight_land(mctx);
+
+    if (rc != NGX_OK) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "registry upstream: a fetched blob could not be kept");
+        return NGX_ERROR;
+    }
+
+    if (mctx->held == NULL || mctx->held->last == mctx->held->pos) {
+        return ngx_http_send_special(r, NGX_HTTP_LAST);
+    }
+
+    mctx->held->last_buf = 1;
+
+    out.buf = mctx->held;
+    out.next = NULL;
+
+    return ngx_http_output_filter(r, &out);
+}
+
+
+/*
+ * A blob's 200 arrived: its temporary file, its hash, and the client's
+ * headers, sent now so that the bytes follow as they come.
+ */
+
+static ngx_int_t
+ngx_http_registry_blob_start(ngx_http_request_t *r,
+    ngx_http_registry_mirror_ctx_t *mctx, ngx_http_registry_fetch_t *f)
+{
+    ngx_pool_cleanup_t       *cln;
+    ngx_http_registry_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_registry_module);
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        return NGX_ERROR;
+    }
+
+    mctx->op = ctx->op;
+    mctx->op.links = NULL;
+
+    if (ngx_http_registry_file_temp(&mctx->op, &mctx->temp) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    cln->handler = ngx_http_registry_blob_cleanup;
+    cln->data = mctx;
+
+    ngx_http_registry_hash_init(&mctx->hash, ctx->route.digest.alg);
+    mctx->received = 0;
+    f->streaming = 1;
+
+    r->headers_out.status = NGX_HTTP_OK;
+    r->headers_out.content_length_n = f->length;
+    ngx_str_set(&r->headers_out.content_type, "application/octet-stream");
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
+
+    if (ngx_http_registry_digest_headers(r, &ctx->route.digest) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_send_header(r);
+}
+
+
+/*
+ * One buffer of a streamed blob: hashed, written to the temporary file
+ * (to the page cache, as nginx's proxy writes its temp files), counted.
+ * The buffer that completes the blob is let through only once the hash
+ * matched: NGX_DECLINED when it did not.
+ */
+
+static ngx_int_t
+ngx_http_registry_blob_take(ngx_http_request_t *r,
+    ngx_http_registry_mirror_ctx_t *mctx, ngx_buf_t *b)
+{
+    size_t                      len;
+    ngx_http_registry_ctx_t    *ctx;
+    ngx_http_registry_fetch_t  *f;
+    ngx_http_registry_digest_t  got;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_registry_module);
+    f = &mctx->fetch;
+
+    len = b->last - b->pos;
+
+    if (len) {
+        ngx_http_registry_hash_update(&mctx->hash, b->pos, len);
+
+        if (ngx_http_registry_file_write_all(&mctx->op, &mctx->temp, b->pos,
+                                             len, mctx->received)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        mctx->received += len;
+    }
+
+    if ((f->length >= 0 && mctx->received < f->length)
+        || (f->length < 0 && !b->last_in_chain && !b->last_buf)
+        || f->verified)
+    {
+        return NGX_OK;
+    }
+
+    if (ngx_http_registry_hash_final(&mctx->hash, r->pool, &got) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (!ngx_http_registry_digest_equal(&got, &ctx->route.digest)) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "registry upstream: blob %V hashes to %V",
+                      &ctx->route.digest.text, &got.text);
+        return NGX_DECLINED;
+    }
+
+    f->verified = 1;
+
+    return NGX_OK;
+}
+
+
+/* the temporary file of a blob not published: closed and removed */
+
+static void
+ngx_http_registry_blob_cleanup(void *data)
+{
+    ngx_http_registry_mirror_ctx_t *mctx = data;
+
+    if (mctx->temp.fd != NGX_INVALID_FILE) {
+        (void) ngx_http_registry_file_close(&mctx->op, &mctx->temp);
+    }
+
+    if (mctx->temp.path.len) {
+        (void) ngx_http_registry_file_unlink(&mctx->op, &mctx->temp.path, 0);
+    }
+}
+
+
+/* ---- one fetch per blob ---- */
+
+/*
+ * NGX_OK: this request leads the blob's fetch (or there is no room to
+ * say so: it fetches anyway), NGX_BUSY: another one does.  The slot is
+ * given back when the blob is published, or when the request ends.
+ */
+
+static ngx_int_t
+ngx_http_registry_flight_join(ngx_http_request_t *r,
+    ngx_http_registry_mirror_ctx_t *mctx)
+{
+    ngx_uint_t                        i;
+    ngx_pool_cleanup_t               *cln;
+    ngx_http_registry_ctx_t          *ctx;
+    ngx_http_registry_flight_t       *fl, *free;
+    ngx_http_registry_flights_t      *flights;
+    ngx_http_registry_mirror_conf_t  *mcf;
+
+    mcf = ngx_http_get_module_loc_conf(r, ngx_http_registry_mirror_module);
+    ctx = mctx->owner;
+
+    if (mcf->flights == NULL || mcf->flights->data == NULL) {
+        return NGX_OK;
+    }
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        return NGX_OK;
+    }
+
+    cln->handler = ngx_http_registry_flight_cleanup;
+    cln->data = mctx;
+
+    flights = mcf->flights->data;
+    free = NULL;
+
+    ngx_shmtx_lock(&flights->shpool->mutex);
+
+    for (i = 0; i < NGX_HTTP_REGISTRY_FLIGHTS; i++) {
+        fl = &flights->flight[i];
+
+        if (fl->pid == 0) {
+            if (free == NULL) {
+                free = fl;
+            }
+
+            continue;
+        }
+
+        if (fl->store != ctx->op.store->id
+            || fl->len != ctx->route.digest.text.len
+            || ngx_memcmp(fl->digest, ctx->route.digest.text.data, fl->len)
+               != 0)
+        {
+            continue;
+        }
+
+        /* a worker killed on the way leaves its pid, which nobody has */
+
+        if (fl->pid == ngx_pid || kill(fl->pid, 0) == 0
+            || ngx_errno != NGX_ESRCH)
+        {
+            ngx_shmtx_unlock(&flights->shpool->mutex);
+            return NGX_BUSY;
+        }
+
+        free = fl;
+        break;
+    }
+
+    if (free) {
+        free->store = ctx->op.store->id;
+        free->pid = ngx_pid;
+        free->len = (u_char) ctx->route.digest.text.len;
+        ngx_memcpy(free->digest, ctx->route.digest.text.data, free->len);
+        mctx->flight = free;
+    }
+
+    ngx_shmtx_unlock(&flights->shpool->mutex);
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_registry_flight_land(ngx_http_registry_mirror_ctx_t *mctx)
+{
+    ngx_http_registry_flights_t  *flights;
+
+    if (mctx->flight == NULL) {
+        return;
+    }
+
+    flights = mctx->conf->flights->data;
+
+    ngx_shmtx_lock(&flights->shpool->mutex);
+    mctx->flight->pid = 0;
+    ngx_shmtx_unlock(&flights->shpool->mutex);
+
+    mctx->flight = NULL;
+}
+
+
+/*
+ * Another request fetches the blob: this one waits for its end, then
+ * serves the published blob as any local one (or, if the fetch failed,
+ * fetches it itself).
+ */
+
+static ngx_int_t
+ngx_http_registry_flight_wait(ngx_http_request_t *r,
+    ngx_http_registry_mirror_ctx_t *mctx)
+{
+    mctx->wait.handler = ngx_http_registry_flight_poll;
+    mctx->wait.data = r;
+    mctx->wait.log = r->connection->log;
+
+    ngx_add_timer(&mctx->wait, NGX_HTTP_REGISTRY_FLIGHT_POLL);
+
+    r->main->count++;
+
+    return NGX_DONE;
+}
+
+
+static void
+ngx_http_registry_flight_poll(ngx_event_t *ev)
+{
+    ngx_uint_t                        i, busy;
+    ngx_http_request_t               *r;
+    ngx_http_registry_ctx_t          *ctx;
+    ngx_http_registry_flight_t       *fl;
+    ngx_http_registry_flights_t      *flights;
+    ngx_http_registry_mirror_ctx_t   *mctx;
+    ngx_http_registry_mirror_conf_t  *mcf;
+
+    r = ev->data;
+    mctx = ngx_http_get_module_ctx(r, ngx_http_registry_mirror_module);
+    mcf = ngx_http_get_module_loc_conf(r, ngx_http_registry_mirror_module);
+    ctx = mctx->owner;
+    flights = mcf->flights->data;
+
+    busy = 0;
+
+    ngx_shmtx_lock(&flights->shpool->mutex);
+
+    for (i = 0; i < NGX_HTTP_REGISTRY_FLIGHTS; i++) {
+        fl = &flights->flight[i];
+
+        if (fl->pid != 0
+            && fl->store == ctx->op.store->id
+            && fl->len == ctx->route.digest.text.len
+            && ngx_memcmp(fl->digest, ctx->route.digest.text.data, fl->len)
+               == 0)
+        {
+            busy = (fl->pid == ngx_pid || kill(fl->pid, 0) == 0
+                    || ngx_errno != NGX_ESRCH);
+            break;
+        }
+    }
+
+    ngx_shmtx_unlock(&flights->shpool->mutex);
+
+    if (busy) {
+        ngx_add_timer(&mctx->wait, NGX_HTTP_REGISTRY_FLIGHT_POLL);
+        return;
+    }
+
+    ngx_http_finalize_request(r, ngx_http_registry_mirror_blob(r, mctx));
+    ngx_http_run_posted_requests(r->connection);
+}
+
+
+static void
+ngx_http_registry_flight_cleanup(void *data)
+{
+    ngx_http_registry_mirror_ctx_t *mctx = data;
+
+    if (mctx->wait.timer_set) {
+        ngx_del_timer(&mctx->wait);
+    }
+
+    ngx_http_registry_flight_land(mctx);
+}
+
+
+/* ---- the filters ---- */
+
+static ngx_int_t
+ngx_http_registry_mirror_header_filter(ngx_http_request_t *r)
+{
+    ngx_http_registry_fetch_t       *f;
+    ngx_http_registry_mirror_ctx_t  *mctx;
+
+    if (r == r->main) {
+        return ngx_http_next_header_filter(r);
+    }
+
+    f = ngx_http_get_module_ctx(r, ngx_http_registry_mirror_module);
+
+    if (f == NULL) {
+        return ngx_http_next_header_filter(r);
+    }
+
+    f->length = r->headers_out.content_length_n;
+
+    if (f->stream && r->headers_out.status == NGX_HTTP_OK) {
+        mctx = ngx_http_get_module_ctx(r->main,
+                                       ngx_http_registry_mirror_module);
+
+        if (ngx_http_registry_blob_start(r->main, mctx, f) == NGX_ERROR) {
+            return NGX_ERROR;
+        }
+    }
+
+    /* nothing of the subrequest's own header is sent */
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_registry_mirror_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
+{
+    ngx_int_t                        rc;
+    ngx_chain_t                     *cl, *out, **ll;
+    ngx_http_registry_fetch_t       *f;
+    ngx_http_registry_mirror_ctx_t  *mctx;
+
+    if (r == r->main) {
+        return ngx_http_next_body_filter(r, in);
+    }
+
+    f = ngx_http_get_module_ctx(r, ngx_http_registry_mirror_module);
+
+    if (f == NULL) {
+        return ngx_http_next_body_filter(r, in);
+    }
+
+    if (!f->streaming) {
+        return ngx_http_registry_capture(r, f, in);
+    }
+
+    mctx = ngx_http_get_module_ctx(r->main, ngx_http_registry_mirror_module);
+
+    out = NULL;
+    ll = &out;
+
+    for (cl = in; cl; cl = cl->next) {
+
+        if (f->verified) {
+            cl->buf->pos = cl->buf->last;    /* nothing follows a blob */
+            continue;
+        }
+
+        if (cl->buf->in_file) {
+            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                          "registry upstream: a blob buffered to a file: "
+                          "the upstream location needs "
+                          "\"proxy_buffering off\"");
+            return NGX_ERROR;
+        }
+
+        rc = ngx_http_registry_blob_take(r->main, mctx, cl->buf);
+
+        if (rc == NGX_DECLINED) {
+            /* the last bytes are held back: the client sees a cut blob */
+            for ( /* void */ ; cl; cl = cl->next) {
+                cl->buf->pos = cl->buf->last;
+            }
+
+            return NGX_ERROR;
+        }
+
+        if (rc != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        if (f->verified) {
+            if (ngx_http_registry_blob_hold(r->main, mctx, cl->buf)
+                != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
+
+            continue;
+        }
+
+        *ll = ngx_alloc_chain_link(r->pool);
+        if (*ll == NULL) {
+            return NGX_ERROR;
+        }
+
+        (*ll)->buf = cl->buf;
+        ll = &(*ll)->next;
+    }
+
+    *ll = NULL;
+
+    /* a call without buffers flushes what the client did not take yet */
+
+    if (out == NULL && in != NULL) {
+        return NGX_OK;
+    }
+
+    return ngx_http_next_body_filter(r, out);
+}
+
+
+/*
+ * The buffer that completed a verified blob is copied and kept back: the
+ * client gets its last bytes once the blob is published, so that a
+ * client that has the blob finds it in the store.
+ */
+
+static ngx_int_t
+ngx_http_registry_blob_hold(ngx_http_request_t *r,
+    ngx_http_registry_mirror_ctx_t *mctx, ngx_buf_t *b)
+{
+    size_t  len;
+
+    len = b->last - b->pos;
+
+    mctx->held = ngx_create_temp_buf(r->pool, ngx_max(len, 1));
+    if (mctx->held == NULL) {
+        return NGX_ERROR;
+    }
+
+    mctx->held->last = ngx_cpymem(mctx->held->last, b->pos, len);
+    b->pos = b->last;
+
+    return NGX_OK;
+}
+
+
+/*
+ * An answer kept in memory, at most f->max bytes of it (more: too_big),
+ * in a buffer of its Content-Length, or grown as it comes.  Nothing of it
+ * goes on to the client.
+ */
+
+static ngx_int_t
+ngx_http_registry_capture(ngx_http_request_t *r,
+    ngx_http_registry_fetch_t *f, ngx_chain_t *in)
+{
+    size_t      len, size;
+    ngx_buf_t  *b;
+
+    for ( /* void */ ; in; in = in->next) {
+
+        len = in->buf->last - in->buf->pos;
+
+        if (len == 0 || f->too_big) {
+            in->buf->pos = in->buf->last;
+            continue;
+        }
+
+        if (in->buf->in_file
+            || (f->body ? (size_t) (f->body->last - f->body->pos) : 0) + len
+               > f->max)
+        {
+            f->too_big = 1;
+            in->buf->pos = in->buf->last;
+            continue;
+        }
+
+        if (f->body == NULL || (size_t) (f->body->end - f->body->last) < len) {
+            size = (f->length >= 0 && (size_t) f->length <= f->max)
+                   ? (size_t) f->length : 16384;
+
+            if (f->body) {
+                size = ngx_max(size, 2 * (size_t) (f->body->end
+                                                   - f->body->start));
+            }
+
+            size = ngx_min(ngx_max(size, len + (f->body
+                                   ? (size_t) (f->body->last - f->body->pos)
+                                   : 0)),
+                           f->max);
+
+            b = ngx_create_temp_buf(r->pool, size);
+            if (b == NULL) {
+                return NGX_ERROR;
+            }
+
+            if (f->body) {
+                b->last = ngx_cpymem(b->last, f->body->pos,
+                                     f->body->last - f->body->pos);
+            }
+
+            f->body = b;
+        }
+
+        f->body->last = ngx_cpymem(f->body->last, in->buf->pos, len);
+        in->buf->pos = in->buf->last;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_str_t *
+ngx_http_registry_header_value(ngx_list_t *headers, const char *name)
+{
+    size_t            len;
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    len = ngx_strlen(name);
+    part = &headers->part;
+    h = part->elts;
+
+    for (i = 0; /* void */ ; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                return NULL;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].hash && h[i].key.len == len
+            && ngx_strncasecmp(h[i].key.data, (u_char *) name, len) == 0)
+        {
+            return &h[i].value;
+        }
+    }
+}
+
+
+/* ---- variables ---- */
+
+static ngx_int_t
+ngx_http_registry_upstream_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    ngx_str_t                  *s;
+    ngx_http_registry_fetch_t  *f;
+
+    f = (r == r->main) ? NULL
+        : ngx_http_get_module_ctx(r, ngx_http_registry_mirror_module);
+
+    if (f == NULL) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    switch (data) {
+
+    case NGX_HTTP_REGISTRY_VAR_URL:
+        s = &f->url;
+        break;
+
+    case NGX_HTTP_REGISTRY_VAR_AUTHORIZATION:
+        s = &f->authorization;
+        break;
+
+    default:
+        s = &f->accept;
+        break;
+    }
+
+    v->data = s->data;
+    v->len = s->len;
+    v->valid = 1;
+    v->no_cacheable = 1;
+    v->not_found = 0;
+
+    return NGX_OK;
+}
+
+
+ngx_uint_t
+ngx_http_registry_mirror_result(ngx_http_request_t *r)
+{
+    ngx_http_registry_mirror_ctx_t  *mctx;
+
+    mctx = ngx_http_get_module_ctx(r->main, ngx_http_registry_mirror_module);
+
+    return mctx ? mctx->cache : NGX_HTTP_REGISTRY_CACHE_NONE;
+}
+
+
+ngx_str_t *
+ngx_http_registry_mirror_result_name(ngx_uint_t result)
+{
+    return &ngx_http_registry_cache_names[result];
+}
+
+
+static ngx_int_t
+ngx_http_registry_cache_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    ngx_http_registry_mirror_ctx_t  *mctx;
+
+    mctx = ngx_http_get_module_ctx(r->main, ngx_http_registry_mirror_module);
+
+    if (mctx == NULL || mctx->cache == NGX_HTTP_REGISTRY_CACHE_NONE) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    v->data = ngx_http_registry_cache_names[mctx->cache].data;
+    v->len = ngx_http_registry_cache_names[mctx->cache].len;
+    v->valid = 1;
+    v->no_cacheable = 1;
+    v->not_found = 0;
+
+    return NGX_OK;
+}

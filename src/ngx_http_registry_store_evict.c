@@ -1,0 +1,563 @@
+
+/*
+ * ngx_http_registry_module: eviction of the pull-through cache under
+ * registry_cache_max_size, in a thread.
+ *
+ * The unit is a cached manifest (a revision of a mirrored repository),
+ * whose last pull is its revision link's mtime (the mirror's pulls are
+ * flushed there periodically, mirror.c).  While the mirrored bytes are
+ * over the bound, the least recently pulled manifest goes (its revision
+ * and the tags naming it, as a DELETE does), then every blob it
+ * referenced that nothing kept references: no kept manifest of a mirrored
+ * repository (an index's children included) and no local repository (its
+ * layer links and revisions are never touched, and protect their blobs).
+ * A manifest a kept index references is kept with it.  A blob a pull is
+ * sending stays readable: the client's descriptor keeps the unlinked
+ * file.
+ */
+
+
+#include "ngx_http_registry_mirror.h"
+
+
+typedef struct {
+    ngx_str_t                  name;
+    ngx_http_registry_digest_t digest;
+    time_t                     pulled;
+    ngx_array_t               *references;   /* ngx_http_registry_ref_t */
+    unsigned                   evicted:1;
+} ngx_http_registry_evict_unit_t;
+
+
+typedef struct {
+    ngx_http_registry_op_t    *op;
+    ngx_array_t               *prefixes;
+    ngx_array_t                local;        /* ngx_str_t digests, sorted */
+    ngx_array_t                units;     /* ngx_http_registry_evict_unit_t */
+    ngx_array_t                mirrored;     /* ngx_str_t repositories */
+    off_t                      total;
+    size_t                     manifest_max;
+} ngx_http_registry_evict_t;
+
+
+static ngx_int_t ngx_http_registry_evict_collect(ngx_http_registry_evict_t *e,
+    ngx_str_t *name);
+static ngx_int_t ngx_http_registry_evict_local(ngx_http_registry_evict_t *e,
+    ngx_str_t *name);
+static ngx_int_t ngx_http_registry_evict_hexes(ngx_http_registry_op_t *op,
+    ngx_str_t *dir, ngx_uint_t alg, ngx_array_t *digests);
+static ngx_int_t ngx_http_registry_evict_unit(ngx_http_registry_evict_t *e,
+    ngx_str_t *name, ngx_http_registry_digest_t *digest);
+static ngx_int_t ngx_http_registry_evict_size(ngx_http_registry_evict_t *e);
+static ngx_uint_t ngx_http_registry_evict_kept(ngx_http_registry_evict_t *e,
+    ngx_http_registry_digest_t *digest);
+static ngx_int_t ngx_http_registry_evict_blob(ngx_http_registry_evict_t *e,
+    ngx_http_registry_digest_t *digest, off_t *freed);
+static int ngx_libc_cdecl ngx_http_registry_evict_older(const void *a,
+    const void *b);
+
+
+/*
+ * Evicts until the mirrored repositories' bytes are at most max; prefixes
+ * (ngx_str_t, "docker.io/") name them.  *freed: the bytes removed.
+ */
+
+ngx_int_t
+ngx_http_registry_store_evict(ngx_http_registry_op_t *op,
+    ngx_array_t *prefixes, off_t max, size_t manifest_max, off_t *freed)
+{
+    ngx_str_t                       *name;
+    ngx_uint_t                       i, j;
+    ngx_array_t                      names;
+    ngx_http_registry_ref_t         *ref;
+    ngx_http_registry_evict_t        e;
+    ngx_http_registry_evict_unit_t  *u;
+
+    *freed = 0;
+
+    ngx_memzero(&e, sizeof(ngx_http_registry_evict_t));
+    e.op = op;
+    e.prefixes = prefixes;
+    e.manifest_max = manifest_max;
+
+    if (ngx_array_init(&names, op->pool, 64, sizeof(ngx_str_t)) != NGX_OK
+        || ngx_array_init(&e.local, op->pool, 256, sizeof(ngx_str_t))
+           != NGX_OK
+        || ngx_array_init(&e.mirrored, op->pool, 64, sizeof(ngx_str_t))
+           != NGX_OK
+        || ngx_array_init(&e.units, op->pool, 64,
+                          sizeof(ngx_http_registry_evict_unit_t))
+           != NGX_OK)
+    {
+        return ngx_http_registry_op_syserr(op, NGX_ENOMEM);
+    }
+
+    if (ngx_http_registry_store_list_repositories(op, &names) == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    name = names.elts;
+
+    for (i = 0; i < names.nelts; i++) {
+        if (ngx_http_registry_evict_collect(&e, &name[i]) != NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
+
+    ngx_http_registry_sort_names(&e.local);
+
+    if (ngx_http_registry_evict_size(&e) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (e.total <= max) {
+        return NGX_OK;
+    }
+
+    ngx_qsort(e.units.elts, e.units.nelts,
+              sizeof(ngx_http_registry_evict_unit_t),
+              ngx_http_registry_evict_older);
+
+    u = e.units.elts;
+
+    for (i = 0; i < e.units.nelts && e.total > max; i++) {
+
+        if (ngx_http_registry_evict_kept(&e, &u[i].digest)) {
+            continue;            /* a kept index's child */
+        }
+
+        if (ngx_http_registry_store_manifest_delete(op, &u[i].name,
+                                                    &u[i].digest,
+                                                    manifest_max)
+            == NGX_ERROR)
+        {
+            return NGX_ERROR;
+        }
+
+        u[i].evicted = 1;
+
+        ngx_log_error(NGX_LOG_INFO, op->log, 0,
+                      "registry cache: evicted %V@%V", &u[i].name,
+                      &u[i].digest.text);
+
+        if (ngx_http_registry_evict_blob(&e, &u[i].digest, freed) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        ref = u[i].references ? u[i].references->elts : NULL;
+
+        for (j = 0; ref && j < u[i].references->nelts; j++) {
+            if (ngx_http_registry_evict_blob(&e, &ref[j].digest, freed)
+                != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_registry_evict_collect(ngx_http_registry_evict_t *e, ngx_str_t *name)
+{
+    ngx_str_t                   *prefix, *mirrored;
+    ngx_uint_t                   i, alg;
+    ngx_array_t                  digests;
+    ngx_str_t                    dir;
+    ngx_http_registry_digest_t  *d;
+
+    prefix = e->prefixes->elts;
+
+    for (i = 0; i < e->prefixes->nelts; i++) {
+        if (name->len > prefix[i].len
+            && ngx_strncmp(name->data, prefix[i].data, prefix[i].len) == 0)
+        {
+            break;
+        }
+    }
+
+    if (i == e->prefixes->nelts) {
+        return ngx_http_registry_evict_local(e, name);
+    }
+
+    mirrored = ngx_array_push(&e->mirrored);
+    if (mirrored == NULL) {
+        return ngx_http_registry_op_syserr(e->op, NGX_ENOMEM);
+    }
+
+    *mirrored = *name;
+
+    for (alg = NGX_HTTP_REGISTRY_SHA256; alg <= NGX_HTTP_REGISTRY_SHA512; alg++)
+    {
+        if (ngx_array_init(&digests, e->op->pool, 16,
+                           sizeof(ngx_http_registry_digest_t))
+            != NGX_OK
+            || ngx_http_registry_path_revisions(e->op, &dir, name, alg)
+               != NGX_OK
+            || ngx_http_registry_evict_hexes(e->op, &dir, alg, &digests)
+               != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        d = digests.elts;
+
+        for (i = 0; i < digests.nelts; i++) {
+            if (ngx_http_registry_evict_unit(e, name, &d[i]) != NGX_OK) {
+                return NGX_ERROR;
+            }
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/* a local repository's blobs and manifests are never evicted */
+
+static ngx_int_t
+ngx_http_registry_evict_local(ngx_http_registry_evict_t *e, ngx_str_t *name)
+{
+    ngx_str_t                   *s, dir;
+    ngx_uint_t                   i, alg, kind;
+    ngx_array_t                  digests;
+    ngx_http_registry_digest_t  *d;
+
+    for (kind = 0; kind < 2; kind++) {
+        for (alg = NGX_HTTP_REGISTRY_SHA256;
+             alg <= NGX_HTTP_REGISTRY_SHA512;
+             alg++)
+        {
+            if (ngx_array_init(&digests, e->op->pool, 16,
+                               sizeof(ngx_http_registry_digest_t))
+                != NGX_OK
+                || (kind
+                    ? ngx_http_registry_path_revisions(e->op, &dir, name, alg)
+                    : ngx_http_registry_path_layers(e->op, &dir, name, alg))
+                   != NGX_OK
+                || ngx_http_registry_evict_hexes(e->op, &dir, alg, &digests)
+                   != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
+
+            d = digests.elts;
+
+            for (i = 0; i < digests.nelts; i++) {
+                s = ngx_array_push(&e->local);
+                if (s == NULL) {
+                    return ngx_http_registry_op_syserr(e->op, NGX_ENOMEM);
+                }
+
+                *s = d[i].text;
+            }
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/* the digests a directory of <hex> entries names (absent: none) */
+
+static ngx_int_t
+ngx_http_registry_evict_hexes(ngx_http_registry_op_t *op, ngx_str_t *dir,
+    ngx_uint_t alg, ngx_array_t *digests)
+{
+    ngx_int_t                    rc;
+    ngx_str_t                   *hex;
+    ngx_uint_t                   i;
+    ngx_array_t                  hexes;
+    ngx_http_registry_digest_t  *d;
+
+    if (ngx_array_init(&hexes, op->pool, 16, sizeof(ngx_str_t)) != NGX_OK) {
+        return ngx_http_registry_op_syserr(op, NGX_ENOMEM);
+    }
+
+    rc = ngx_http_registry_file_list(op, dir, NGX_HTTP_REGISTRY_LIST_DIRS,
+                                     &hexes);
+    if (rc == NGX_DECLINED) {
+        return NGX_OK;
+    }
+
+    if (rc != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    hex = hexes.elts;
+
+    for (i = 0; i < hexes.nelts; i++) {
+        d = ngx_array_push(digests);
+        if (d == NULL) {
+            return ngx_http_registry_op_syserr(op, NGX_ENOMEM);
+        }
+
+        rc = ngx_http_registry_digest_of(op->pool, alg, &hex[i], d);
+
+        if (rc == NGX_ERROR) {
+            return ngx_http_registry_op_syserr(op, NGX_ENOMEM);
+        }
+
+        if (rc != NGX_OK) {
+            digests->nelts--;       /* not a digest: not ours to judge */
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/* a cached manifest: when it was last pulled, what it references */
+
+static ngx_int_t
+ngx_http_registry_evict_unit(ngx_http_registry_evict_t *e, ngx_str_t *name,
+    ngx_http_registry_digest_t *digest)
+{
+    ngx_int_t                        rc;
+    ngx_str_t                        link, path, none = ngx_null_string;
+    const char                      *invalid;
+    ngx_file_info_t                  fi;
+    ngx_http_registry_manifest_t     m;
+    ngx_http_registry_evict_unit_t  *u;
+
+    if (ngx_http_registry_path_revision_link(e->op, &link, name, digest)
+        != NGX_OK
+        || ngx_http_registry_path_blob(e->op, &path, digest) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    rc = ngx_http_registry_file_stat(e->op, &link, &fi);
+
+    if (rc == NGX_DECLINED) {
+        return NGX_OK;
+    }
+
+    if (rc != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    u = ngx_array_push(&e->units);
+    if (u == NULL) {
+        return ngx_http_registry_op_syserr(e->op, NGX_ENOMEM);
+    }
+
+    ngx_memzero(u, sizeof(ngx_http_registry_evict_unit_t));
+    u->name = *name;
+    u->digest = *digest;
+    u->pulled = ngx_file_mtime(&fi);
+
+    ngx_memzero(&m, sizeof(ngx_http_registry_manifest_t));
+    m.digest = *digest;
+
+    rc = ngx_http_registry_file_read(e->op, &path, e->manifest_max, &m.bytes);
+
+    if (rc == NGX_OK) {
+        rc = ngx_http_registry_manifest_parse(e->op->pool, &m, &none,
+                                              &invalid);
+    }
+
+    if (rc == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    /* bytes gone or not a manifest: it keeps nothing alive */
+    u->references = (rc == NGX_OK) ? m.references : NULL;
+
+    return NGX_OK;
+}
+
+
+/* the bytes of the mirrored repositories' blobs no local one holds */
+
+static ngx_int_t
+ngx_http_registry_evict_size(ngx_http_registry_evict_t *e)
+{
+    ngx_int_t                        rc;
+    ngx_str_t                       *name, dir, path;
+    ngx_uint_t                       i, j, alg, at;
+    ngx_array_t                      seen, digests;
+    ngx_file_info_t                  fi;
+    ngx_http_registry_digest_t      *d;
+    ngx_http_registry_evict_unit_t  *u;
+
+    if (ngx_array_init(&seen, e->op->pool, 256, sizeof(ngx_str_t)) != NGX_OK
+        || ngx_array_init(&digests, e->op->pool, 256,
+                          sizeof(ngx_http_registry_digest_t))
+           != NGX_OK)
+    {
+        return ngx_http_registry_op_syserr(e->op, NGX_ENOMEM);
+    }
+
+    name = e->mirrored.elts;
+
+    for (i = 0; i < e->mirrored.nelts; i++) {
+        for (alg = NGX_HTTP_REGISTRY_SHA256;
+             alg <= NGX_HTTP_REGISTRY_SHA512;
+             alg++)
+        {
+            if (ngx_http_registry_path_layers(e->op, &dir, &name[i], alg)
+                != NGX_OK
+                || ngx_http_registry_evict_hexes(e->op, &dir, alg, &digests)
+                   != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
+        }
+    }
+
+    u = e->units.elts;
+
+    for (i = 0; i < e->units.nelts; i++) {
+        d = ngx_array_push(&digests);
+        if (d == NULL) {
+            return ngx_http_registry_op_syserr(e->op, NGX_ENOMEM);
+        }
+
+        *d = u[i].digest;
+    }
+
+    d = digests.elts;
+
+    for (i = 0; i < digests.nelts; i++) {
+        if (ngx_http_registry_find_name(&e->local, &d[i].text, &at) == NGX_OK
+            || ngx_http_registry_find_name(&seen, &d[i].text, &at) == NGX_OK)
+        {
+            continue;
+        }
+
+        name = ngx_array_push(&seen);
+        if (name == NULL) {
+            return ngx_http_registry_op_syserr(e->op, NGX_ENOMEM);
+        }
+
+        /* kept sorted: insert at its place */
+        for (j = seen.nelts - 1; j > at; j--) {
+            ((ngx_str_t *) seen.elts)[j] = ((ngx_str_t *) seen.elts)[j - 1];
+        }
+
+        ((ngx_str_t *) seen.elts)[at] = d[i].text;
+
+        if (ngx_http_registry_path_blob(e->op, &path, &d[i]) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        rc = ngx_http_registry_file_stat(e->op, &path, &fi);
+
+        if (rc == NGX_ERROR) {
+            return NGX_ERROR;
+        }
+
+        if (rc == NGX_OK) {
+            e->total += ngx_file_size(&fi);
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/* a kept manifest references the digest (or is it) */
+
+static ngx_uint_t
+ngx_http_registry_evict_kept(ngx_http_registry_evict_t *e,
+    ngx_http_registry_digest_t *digest)
+{
+    ngx_uint_t                       i, j;
+    ngx_http_registry_ref_t         *ref;
+    ngx_http_registry_evict_unit_t  *u;
+
+    u = e->units.elts;
+
+    for (i = 0; i < e->units.nelts; i++) {
+        if (u[i].evicted) {
+            continue;
+        }
+
+        ref = u[i].references ? u[i].references->elts : NULL;
+
+        for (j = 0; ref && j < u[i].references->nelts; j++) {
+            if (ngx_http_registry_digest_equal(&ref[j].digest, digest)) {
+                return 1;
+            }
+        }
+    }
+
+    return 0;
+}
+
+
+/*
+ * A blob of an evicted manifest: unless a kept manifest or a local
+ * repository holds it, its layer links in the mirrored repositories and
+ * its bytes go.
+ */
+
+static ngx_int_t
+ngx_http_registry_evict_blob(ngx_http_registry_evict_t *e,
+    ngx_http_registry_digest_t *digest, off_t *freed)
+{
+    ngx_int_t                        rc;
+    ngx_str_t                       *name, path;
+    ngx_uint_t                       i, at;
+    ngx_file_info_t                  fi;
+    ngx_http_registry_evict_unit_t  *u;
+
+    if (ngx_http_registry_find_name(&e->local, &digest->text, &at) == NGX_OK
+        || ngx_http_registry_evict_kept(e, digest))
+    {
+        return NGX_OK;
+    }
+
+    u = e->units.elts;
+
+    for (i = 0; i < e->units.nelts; i++) {
+        if (!u[i].evicted
+            && ngx_http_registry_digest_equal(&u[i].digest, digest))
+        {
+            return NGX_OK;       /* the same manifest, kept elsewhere */
+        }
+    }
+
+    name = e->mirrored.elts;
+
+    for (i = 0; i < e->mirrored.nelts; i++) {
+        if (ngx_http_registry_store_blob_unlink(e->op, &name[i], digest)
+            == NGX_ERROR)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    if (ngx_http_registry_path_blob(e->op, &path, digest) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    rc = ngx_http_registry_file_stat(e->op, &path, &fi);
+
+    if (rc == NGX_DECLINED) {
+        return NGX_OK;
+    }
+
+    if (rc != NGX_OK
+        || ngx_http_registry_file_unlink(e->op, &path, 1) == NGX_ERROR)
+    {
+        return NGX_ERROR;
+    }
+
+    *freed += ngx_file_size(&fi);
+    e->total -= ngx_file_size(&fi);
+
+    return NGX_OK;
+}
+
+
+static int ngx_libc_cdecl
+ngx_http_registry_evict_older(const void *a, const void *b)
+{
+    const ngx_http_registry_evict_unit_t  *ua = a, *ub = b;
+
+    return (ua->pulled > ub->pulled) - (ua->pulled < ub->pulled);
+}

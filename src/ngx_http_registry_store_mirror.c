@@ -1,0 +1,103 @@
+
+/*
+ * ngx_http_registry_module: the pull-through cache's store operations.
+ *
+ * A mirrored repository is an ordinary repository of the store (so that
+ * registry:2 serves it too): its manifests are revisions, its tags tags,
+ * its blobs blobs with layer links.  What the cache adds: when a tag was
+ * last checked upstream is its current link's mtime (written by a fetch,
+ * refreshed by a revalidation), and a fetched blob arrives as a temporary
+ * file that is published by rename once its bytes hash to its digest.
+ */
+
+
+#include "ngx_http_registry_mirror.h"
+
+
+/* the time the tag was last checked upstream; NGX_DECLINED: no such tag */
+
+ngx_int_t
+ngx_http_registry_store_tag_checked(ngx_http_registry_op_t *op,
+    ngx_str_t *name, ngx_str_t *tag, time_t *when)
+{
+    ngx_int_t        rc;
+    ngx_str_t        link;
+    ngx_file_info_t  fi;
+
+    if (ngx_http_registry_path_tag_link(op, &link, name, tag) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    rc = ngx_http_registry_file_stat(op, &link, &fi);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    *when = ngx_file_mtime(&fi);
+
+    return NGX_OK;
+}
+
+
+/* the tag was found current upstream just now */
+
+ngx_int_t
+ngx_http_registry_store_tag_recheck(ngx_http_registry_op_t *op,
+    ngx_str_t *name, ngx_str_t *tag)
+{
+    ngx_str_t  link;
+
+    if (ngx_http_registry_path_tag_link(op, &link, name, tag) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_registry_file_retime(op, &link);
+}
+
+
+/*
+ * A blob the store holds already (another repository's, a manifest's) is
+ * linked into the repository instead of fetched.  NGX_DECLINED: it is
+ * not in the store.
+ */
+
+ngx_int_t
+ngx_http_registry_store_blob_adopt(ngx_http_registry_op_t *op,
+    ngx_str_t *name, ngx_http_registry_digest_t *digest)
+{
+    ngx_int_t  rc;
+
+    rc = ngx_http_registry_store_blob_exists(op, digest);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    return ngx_http_registry_store_blob_link(op, name, digest);
+}
+
+
+/*
+ * A fetched blob, whose bytes were checked against its digest on the way
+ * in: made durable, renamed into the store (a concurrent fetch of the
+ * same bytes renamed over it is harmless), and linked.
+ */
+
+ngx_int_t
+ngx_http_registry_store_blob_publish(ngx_http_registry_op_t *op,
+    ngx_str_t *name, ngx_http_registry_file_t *temp,
+    ngx_http_registry_digest_t *digest)
+{
+    ngx_str_t  path;
+
+    if (ngx_http_registry_file_sync(op, temp) != NGX_OK
+        || ngx_http_registry_file_close(op, temp) != NGX_OK
+        || ngx_http_registry_path_blob(op, &path, digest) != NGX_OK
+        || ngx_http_registry_file_publish(op, &temp->path, &path, 1) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    temp->path.len = 0;         /* published: nothing to clean up */
+
+    return ngx_http_registry_store_blob_link(op, name, digest);
+}

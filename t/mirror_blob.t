@@ -1,0 +1,128 @@
+#!/usr/bin/perl
+
+# Blobs through the pull-through cache, from an upstream that misbehaves:
+# - wrong bytes for a digest: the client never gets the last of them (the
+#   connection is closed), nothing is published, no temporary file stays;
+# - a redirect to a "CDN" (another location of the upstream) after a
+#   Basic challenge: followed, and without the Authorization header;
+# - 20 clients pulling one cold 64 MiB blob at once: exactly one fetch
+#   upstream, and all 20 get the right bytes.
+
+use strict;
+use warnings;
+
+use Test::More;
+use File::Temp qw(tempdir);
+use File::Path qw(make_path);
+use Digest::SHA qw(sha256_hex);
+use HTTP::Tiny;
+
+use lib 't/lib';
+use RegTest;
+use MirrorTest;
+
+sub hits { MirrorTest::upstream_hits(@_) }
+
+my $dir = tempdir('mirror-blob-XXXXXXXX', TMPDIR => 1,
+                  CLEANUP => !$ENV{REGTEST_LEAVE});
+make_path("$dir/files");
+
+my $good = 'the bytes of the CDN blob ' . rand();
+my $cdn = RegTest::digest($good);
+RegTest::spew("$dir/files/$cdn", $good);
+
+my $lie = 'what was asked for ' . rand();
+my $lied = RegTest::digest($lie);
+
+my $up = RegTest->new(http_extra => <<"EOF", server_extra => <<"EOF2");
+    log_format files '\$request auth=[\$http_authorization]';
+EOF
+        location ^~ /v2/x/evil/ {
+            # as many bytes as the right ones, but others
+            return 200 "@{[ 'x' x length $lie ]}";
+        }
+
+        location ~ ^/v2/x/cdn/blobs/(.+)\$ {
+            if (\$http_authorization = "") {
+                add_header WWW-Authenticate 'Basic realm="cdn"' always;
+                return 401;
+            }
+            return 307 /files/\$1;
+        }
+
+        location ^~ /files/ {
+            alias $dir/files/;
+            access_log $dir/files.log files;
+        }
+EOF2
+
+RegTest::spew("$dir/creds", "user:pass\n");
+my $m = MirrorTest::mirror('http://127.0.0.1:' . $up->port,
+    location_extra => "registry_upstream_credentials up $dir/creds;\n",
+    opts => { expect_in_log => qr/hashes to/ });
+my $v2 = $m->root . '/docker/registry/v2';
+
+# wrong bytes
+
+my $r = $m->req('GET', "/v2/up/x/evil/blobs/$lied");
+isnt($r->{status}, 200, 'wrong bytes: the answer is cut')
+    or diag($r->{content});
+isnt(RegTest::digest($r->{content}), $lied, 'the client never has a blob');
+ok(!-e $m->blob_path($lied), 'nothing published');
+is(scalar(() = glob("$v2/_ngx_tmp/*")), 0, 'no temporary file left');
+like($m->error_log, qr/blob \Q$lied\E hashes to/, 'the mismatch logged');
+ok(!-e "$v2/repositories/up/x/evil/_layers", 'no link either');
+
+# a redirect, after a Basic challenge
+
+$r = $m->req('GET', "/v2/up/x/cdn/blobs/$cdn");
+is($r->{status}, 200, 'redirected blob');
+is($r->{content}, $good, 'its bytes');
+ok(-f $m->blob_path($cdn), 'published');
+like(RegTest::slurp("$dir/files.log"), qr{GET /files/\Q$cdn\E HTTP/1.\d auth=\[-?\]},
+     'the CDN got no Authorization header');
+is(hits($up, qr{"GET /v2/x/cdn/blobs/[^"]*" 307 }), 1,
+   'the registry\'s 307 came with the credentials');
+
+$m->stop;
+$up->stop;
+
+# 20 clients, one cold 64 MiB blob
+
+$up = RegTest->new();
+my $big = join '', map { pack('N', $_) x 4096 } 1 .. 1024;  # 16 MiB ...
+$big x= 4;                                                  # ... 64 MiB
+substr($big, 0, 16) = sprintf('%016d', int rand 1e15);
+my $bd = $up->push_blob('lib/big', $big);
+my $bhex = sha256_hex($big);
+
+$m = MirrorTest::mirror('http://127.0.0.1:' . $up->port,
+                        opts => { workers => 2 });
+
+my @kids;
+for my $i (1 .. 20) {
+    my $pid = fork();
+    die "fork: $!" unless defined $pid;
+    if ($pid == 0) {
+        my $res = HTTP::Tiny->new(timeout => 120)->get(
+            $m->url("/v2/up/lib/big/blobs/$bd"));
+        my $ok = $res->{status} == 200 && sha256_hex($res->{content}) eq $bhex;
+        POSIX::_exit($ok ? 0 : 1);
+    }
+    push @kids, $pid;
+}
+
+my $good_clients = 0;
+for (@kids) {
+    waitpid($_, 0);
+    $good_clients++ if $? == 0;
+}
+
+is($good_clients, 20, 'all 20 clients got the right bytes');
+is(hits($up, qr{"GET /v2/lib/big/blobs/}), 1, 'one fetch upstream');
+ok(-f $m->blob_path($bd), 'published');
+
+$m->stop;
+$up->stop;
+
+done_testing();

@@ -1,0 +1,105 @@
+#!/usr/bin/perl
+
+# Eviction under registry_cache_max_size: three images pulled through the
+# mirror (each a layer of its own and a shared base layer), the first one
+# pulled again; over the bound, the least recently pulled image goes (its
+# manifest, its tag, its own layer), and every blob of the kept images
+# stays, the shared base, and a blob a local repository holds too.
+
+use strict;
+use warnings;
+
+use Test::More;
+
+use lib 't/lib';
+use RegTest;
+use MirrorTest;
+
+my $K = 300 * 1024;
+my $base = 'b' x $K;
+
+my $up = RegTest->new();
+my %img;
+for my $n (qw(a b c)) {
+    $img{$n} = $up->push_image("lib/$n", 'v1',
+        layers => [$base, substr("$n layer " . rand() . ($n x $K), 0, $K)]);
+}
+
+# 4 x 300 KiB of layers: one image over 1100 KiB
+my $m = MirrorTest::mirror('http://127.0.0.1:' . $up->port, ttl => '1h',
+    location_extra => "registry_cache_max_size 1100k;\n",
+    opts => { workers => 2 });
+
+# a local repository holding b's config blob
+my $cfg = $up->req('GET', "/v2/lib/b/blobs/$img{b}{config}")->{content};
+$m->push_blob('mine/app', $cfg);
+
+sub pull {
+    my ($n) = @_;
+    my $r = $m->req('GET', "/v2/up/lib/$n/manifests/v1");
+    my $ok = $r->{status} == 200;
+    for my $d ($img{$n}{config}, @{ $img{$n}{layers} }) {
+        my $b = $m->req('GET', "/v2/up/lib/$n/blobs/$d");
+        $ok &&= RegTest::digest($b->{content}) eq $d;
+    }
+    return $ok;
+}
+
+my $v2 = $m->root . '/docker/registry/v2';
+
+sub pulled_at {
+    my ($n) = @_;
+    (my $hex = $img{$n}{digest}) =~ s/^sha256://;
+    return (stat "$v2/repositories/up/lib/$n/_manifests/revisions/sha256/"
+                 . "$hex/link")[9] // 0;
+}
+
+# a, then b; a pulled again, and that pull flushed to its revision link
+# (every 5 s), before c puts the cache over its bound
+
+ok(pull('a'), 'a pulled');
+sleep 1;
+ok(pull('b'), 'b pulled');
+sleep 1;
+is($m->req('GET', '/v2/up/lib/a/manifests/v1')->{status}, 200,
+   'a pulled again');
+
+my $flushed = 0;
+for (1 .. 60) {
+    $flushed = pulled_at('a') > pulled_at('b');
+    last if $flushed;
+    select undef, undef, undef, 0.5;
+}
+ok($flushed, 'a\'s pull time flushed: b is the least recently pulled');
+
+ok(pull('c'), 'c pulled');
+
+my $b_layer = $img{b}{layers}[1];
+my $gone = 0;
+for (1 .. 40) {
+    $gone = !-e $m->blob_path($b_layer);
+    last if $gone;
+    select undef, undef, undef, 0.5;
+}
+
+ok($gone, 'b\'s own layer evicted');
+ok(!-e "$v2/repositories/up/lib/b/_manifests/tags/v1/current/link",
+   'b\'s tag gone');
+ok(!-e $m->blob_path($img{b}{digest}), 'b\'s manifest bytes gone');
+ok(-e $m->blob_path($img{b}{config}), 'b\'s config kept: a local repository holds it');
+ok(-e $m->blob_path(RegTest::digest($base)), 'the shared base kept');
+
+for my $n (qw(a c)) {
+    ok(-e $m->blob_path($_), "$n: blob $_ kept")
+        for $img{$n}{digest}, $img{$n}{config}, @{ $img{$n}{layers} };
+}
+
+like($m->error_log, qr/eviction freed \d+ bytes/, 'the eviction logged');
+
+# b comes back on its next pull
+ok(pull('b'), 'b pulled again, from the upstream');
+
+$m->stop;
+$up->stop;
+
+done_testing();
