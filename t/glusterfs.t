@@ -239,7 +239,8 @@ sub run_job {
 sub wait_job {
     my ($t, $id) = @_;
 
-    for (1 .. 1200) {
+    # a bound for a hang only: a walk over FUSE on a loaded machine is slow
+    for (1 .. 6000) {
         my $j = decode_json($t->req('GET', "/_registry/jobs/$id")->{content});
         if ($j->{state} ne 'running') {
             die "$j->{kind} $id: $j->{state} " . ($j->{error} // '') . "\n"
@@ -249,7 +250,7 @@ sub wait_job {
         sleep 0.1;
     }
 
-    die "job $id: still running after 120 s\n";
+    die "job $id: still running after 600 s\n";
 }
 
 # every blob named by a manifest: [digest, ...]
@@ -513,7 +514,7 @@ lap('lease');
     if ($pid == 0) {
         close $pipe_rd;
         $pipe_wr->autoflush(1);
-        for my $n (1 .. 30) {
+        for my $n (1 .. 100) {
             my $config = "{\"gc\":$n}";
             my $layer = bytes_of("gc layer $n", 50_000);
             my $ok = eval {
@@ -571,7 +572,7 @@ lap('lease');
                 @orphans ], [404, 404], 'gc: B serves the orphans no more');
     ok(!-e $B->blob_path($orphans[0]), 'gc: gone from mount B');
 
-    for my $n (1 .. 30) {
+    for my $n (1 .. 100) {
         next unless $pushed{"gc/p$n"};
         my $r = $B->req('GET', "/v2/gc/p$n/manifests/v1",
                         headers => { Accept => $OCI });
@@ -589,8 +590,10 @@ lap('gc');
 # afterwards: fsck is clean, both serve identical content
 
 {
-    my $rep = run_job($B, 'fsck', 'rehash=1');
-    is($rep->{problems_total}, 0, 'fsck (with rehash) on B: no problems')
+    # (the blobs' bytes: rehashed by the fsck above, and below each one
+    # served is hashed)
+    my $rep = run_job($B, 'fsck', '');
+    is($rep->{problems_total}, 0, 'fsck on B: no problems')
         or diag $json->encode($rep->{problems});
 
     # repositories created through the other host: listed after 2 x refresh

@@ -293,14 +293,14 @@ sub _mounted {
 sub _wait {
     my ($self, $what, $cond) = @_;
 
-    my $end = time + 30;
+    my $end = time + 120;
 
     while (time < $end) {
         return if $cond->();
         sleep 0.2;
     }
 
-    die "RegGluster: $what: not after 30 s\n" . ($self->{last_cli} // '');
+    die "RegGluster: $what: not after 120 s\n" . ($self->{last_cli} // '');
 }
 
 sub cleanup {
