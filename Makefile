@@ -23,7 +23,8 @@ BUILD_PKGS := nginx nginx-dev libjansson-dev libssl-dev build-essential
 # t/docker_image.t: mmdebstrap makes the debian:12 base image, busybox-static
 # the image it pushes, docker-compose runs docker/compose.yaml.
 TEST_PKGS  := curl openssl skopeo umoci docker-registry podman buildah containerd strace \
-              docker.io mmdebstrap docker-compose busybox-static
+              docker.io mmdebstrap docker-compose busybox-static \
+              glusterfs-server
 # Benchmark clients and the comparison registry (`make bench`); ab, from
 # apache2-utils, measures HEAD (wrk waits for a body after a HEAD answer).
 BENCH_PKGS := wrk nghttp2-client hyperfine apache2-utils curl docker-registry openssl

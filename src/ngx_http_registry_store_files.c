@@ -30,6 +30,9 @@
 
 #define NGX_HTTP_REGISTRY_WALK_DEPTH  128
 
+/* lookups of a name another host keeps replacing, see file_stale() */
+#define NGX_HTTP_REGISTRY_STALE_TRIES  8
+
 
 static int ngx_http_registry_openat(ngx_http_registry_store_t *st,
     u_char *path, int flags, mode_t mode);
@@ -44,6 +47,8 @@ static void ngx_http_registry_file_error(ngx_http_registry_op_t *op,
     ngx_err_t err, const char *call, ngx_str_t *path);
 static ngx_int_t ngx_http_registry_file_absent(ngx_http_registry_op_t *op,
     ngx_err_t err, ngx_str_t *path);
+static ngx_uint_t ngx_http_registry_file_stale(ngx_http_registry_op_t *op,
+    ngx_err_t err, ngx_uint_t *tries, ngx_str_t *path);
 static ngx_int_t ngx_http_registry_file_link_fault(ngx_http_registry_op_t *op,
     ngx_str_t *path);
 static ngx_int_t ngx_http_registry_parent(ngx_http_registry_op_t *op,
@@ -261,19 +266,52 @@ ngx_http_registry_file_absent(ngx_http_registry_op_t *op, ngx_err_t err,
 }
 
 
+/*
+ * Whether to open a file again after ESTALE.  On a shared file system
+ * (NFS, GlusterFS, CephFS) a name may still lead to the file another host
+ * has meanwhile replaced by a rename (a tag, an upload's state, a blob
+ * published twice) or removed: the open, or the first fstat() or read()
+ * after it, fails with ESTALE, and a new lookup of the name finds the new
+ * file, or none.  Bounded, for a name replaced again and again.
+ */
+
+static ngx_uint_t
+ngx_http_registry_file_stale(ngx_http_registry_op_t *op, ngx_err_t err,
+    ngx_uint_t *tries, ngx_str_t *path)
+{
+    if (err != ESTALE || ++*tries >= NGX_HTTP_REGISTRY_STALE_TRIES) {
+        return 0;
+    }
+
+    ngx_log_error(NGX_LOG_INFO, op->log, err,
+                  "registry: \"%V\" went stale, looked up again", path);
+
+    return 1;
+}
+
+
 /* NGX_DECLINED: absent (or reached through a symbolic link) */
 
 ngx_int_t
 ngx_http_registry_file_stat(ngx_http_registry_op_t *op, ngx_str_t *path,
     ngx_file_info_t *fi)
 {
-    ngx_fd_t   fd;
-    ngx_err_t  err;
+    ngx_fd_t    fd;
+    ngx_err_t   err;
+    ngx_uint_t  tries;
+
+    tries = 0;
+
+again:
 
     fd = ngx_http_registry_openat(op->store, path->data, O_PATH, 0);
 
     if (fd == -1) {
         err = ngx_errno;
+
+        if (ngx_http_registry_file_stale(op, err, &tries, path)) {
+            goto again;
+        }
 
         if (ngx_http_registry_file_absent(op, err, path)) {
             return NGX_DECLINED;
@@ -287,6 +325,11 @@ ngx_http_registry_file_stat(ngx_http_registry_op_t *op, ngx_str_t *path,
     if (ngx_fd_info(fd, fi) == NGX_FILE_ERROR) {
         err = ngx_errno;
         (void) close(fd);
+
+        if (ngx_http_registry_file_stale(op, err, &tries, path)) {
+            goto again;
+        }
+
         ngx_log_error(NGX_LOG_CRIT, op->log, err,
                       ngx_fd_info_n " \"%V\" failed", path);
         return ngx_http_registry_op_syserr(op, err);
@@ -328,12 +371,21 @@ ngx_http_registry_file_read(ngx_http_registry_op_t *op, ngx_str_t *path,
     ngx_fd_t         fd;
     ngx_err_t        err;
     ngx_int_t        rc;
+    ngx_uint_t       tries;
     ngx_file_info_t  fi;
+
+    tries = 0;
+
+again:
 
     fd = ngx_http_registry_openat(op->store, path->data, O_RDONLY, 0);
 
     if (fd == -1) {
         err = ngx_errno;
+
+        if (ngx_http_registry_file_stale(op, err, &tries, path)) {
+            goto again;
+        }
 
         if (ngx_http_registry_file_absent(op, err, path)) {
             return NGX_DECLINED;
@@ -347,7 +399,14 @@ ngx_http_registry_file_read(ngx_http_registry_op_t *op, ngx_str_t *path,
     rc = ngx_http_registry_op_fail(op, NGX_HTTP_REGISTRY_INTERNAL, NULL);
 
     if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR) {
-        ngx_log_error(NGX_LOG_CRIT, op->log, ngx_errno,
+        err = ngx_errno;
+
+        if (ngx_http_registry_file_stale(op, err, &tries, path)) {
+            (void) close(fd);
+            goto again;
+        }
+
+        ngx_log_error(NGX_LOG_CRIT, op->log, err,
                       ngx_fd_info_n " \"%V\" failed", path);
         goto done;
     }
@@ -369,6 +428,12 @@ ngx_http_registry_file_read(ngx_http_registry_op_t *op, ngx_str_t *path,
 
     if (n == -1) {
         err = ngx_errno;
+
+        if (ngx_http_registry_file_stale(op, err, &tries, path)) {
+            (void) close(fd);
+            goto again;
+        }
+
         ngx_log_error(NGX_LOG_CRIT, op->log, err,
                       "pread() \"%V\" failed", path);
         rc = ngx_http_registry_op_syserr(op, err);
@@ -409,15 +474,20 @@ static ngx_int_t
 ngx_http_registry_read_link_at(ngx_http_registry_op_t *op, int base,
     ngx_str_t *dir, ngx_str_t *path, ngx_http_registry_digest_t *digest)
 {
-    ssize_t    n;
-    ngx_fd_t   fd;
-    ngx_err_t  err;
-    ngx_str_t  none = ngx_null_string;
-    u_char     buf[NGX_HTTP_REGISTRY_DIGEST_MAX_LEN + 1];
+    ssize_t     n;
+    ngx_fd_t    fd;
+    ngx_err_t   err;
+    ngx_str_t   none = ngx_null_string;
+    ngx_uint_t  tries;
+    u_char      buf[NGX_HTTP_REGISTRY_DIGEST_MAX_LEN + 1];
 
     if (dir == NULL) {
         dir = &none;
     }
+
+    tries = 0;
+
+again:
 
     /* a link is tiny: open, one read, close; no fstat() */
 
@@ -425,6 +495,10 @@ ngx_http_registry_read_link_at(ngx_http_registry_op_t *op, int base,
 
     if (fd == -1) {
         err = ngx_errno;
+
+        if (ngx_http_registry_file_stale(op, err, &tries, path)) {
+            goto again;
+        }
 
         if (ngx_http_registry_file_absent(op, err, path)) {
             return NGX_DECLINED;
@@ -442,6 +516,10 @@ ngx_http_registry_read_link_at(ngx_http_registry_op_t *op, int base,
     (void) close(fd);
 
     if (n == -1) {
+        if (ngx_http_registry_file_stale(op, err, &tries, path)) {
+            goto again;
+        }
+
         ngx_log_error(NGX_LOG_CRIT, op->log, err,
                       ngx_read_fd_n " \"%V%s%V\" failed", dir,
                       dir->len ? "/" : "", path);
@@ -954,7 +1032,12 @@ ngx_http_registry_file_touch(ngx_http_registry_op_t *op, ngx_str_t *path,
     ngx_err_t         err;
     ngx_int_t         rc;
     ngx_str_t         dir;
+    ngx_uint_t        tries;
     struct timespec   times[2];
+
+    tries = 0;
+
+again:
 
     fd = ngx_http_registry_openat(op->store, path->data, O_WRONLY|O_CREAT,
                                   NGX_FILE_DEFAULT_ACCESS);
@@ -981,6 +1064,11 @@ ngx_http_registry_file_touch(ngx_http_registry_op_t *op, ngx_str_t *path,
 
     if (fd == -1) {
         err = ngx_errno;
+
+        if (ngx_http_registry_file_stale(op, err, &tries, path)) {
+            goto again;
+        }
+
         ngx_log_error(NGX_LOG_CRIT, op->log, err,
                       ngx_open_file_n " \"%V\" failed", path);
         return ngx_http_registry_op_syserr(op, err);
@@ -992,6 +1080,11 @@ ngx_http_registry_file_touch(ngx_http_registry_op_t *op, ngx_str_t *path,
     if (futimens(fd, times) == -1) {
         err = ngx_errno;
         (void) close(fd);
+
+        if (ngx_http_registry_file_stale(op, err, &tries, path)) {
+            goto again;
+        }
+
         ngx_log_error(NGX_LOG_CRIT, op->log, err,
                       "futimens() \"%V\" failed", path);
         return ngx_http_registry_op_syserr(op, err);
@@ -1013,13 +1106,22 @@ ngx_http_registry_file_touch(ngx_http_registry_op_t *op, ngx_str_t *path,
 ngx_int_t
 ngx_http_registry_file_retime(ngx_http_registry_op_t *op, ngx_str_t *path)
 {
-    ngx_fd_t   fd;
-    ngx_err_t  err;
+    ngx_fd_t    fd;
+    ngx_err_t   err;
+    ngx_uint_t  tries;
+
+    tries = 0;
+
+again:
 
     fd = ngx_http_registry_openat(op->store, path->data, O_RDONLY, 0);
 
     if (fd == -1) {
         err = ngx_errno;
+
+        if (ngx_http_registry_file_stale(op, err, &tries, path)) {
+            goto again;
+        }
 
         if (ngx_http_registry_file_absent(op, err, path)) {
             return NGX_DECLINED;
@@ -1035,6 +1137,11 @@ ngx_http_registry_file_retime(ngx_http_registry_op_t *op, ngx_str_t *path)
 
         if (err != NGX_EPERM && err != NGX_EACCES) {
             (void) close(fd);
+
+            if (ngx_http_registry_file_stale(op, err, &tries, path)) {
+                goto again;
+            }
+
             ngx_log_error(NGX_LOG_CRIT, op->log, err,
                           "futimens() \"%V\" failed", path);
             return ngx_http_registry_op_syserr(op, err);

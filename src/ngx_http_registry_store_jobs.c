@@ -311,10 +311,15 @@ ngx_http_registry_lease_read(ngx_http_registry_op_t *op, ngx_fd_t dir,
 
     fd = openat(dir, name, O_RDONLY|O_NOFOLLOW|O_CLOEXEC);
 
+    /*
+     * ESTALE: replaced or removed by another host meanwhile (see
+     * store_files.c), as good as gone: the caller looks again
+     */
+
     if (fd == -1) {
         err = ngx_errno;
 
-        if (err == NGX_ENOENT) {
+        if (err == NGX_ENOENT || err == ESTALE) {
             return NGX_DECLINED;
         }
 
@@ -326,6 +331,11 @@ ngx_http_registry_lease_read(ngx_http_registry_op_t *op, ngx_fd_t dir,
     if (ngx_fd_info(fd, fi) == NGX_FILE_ERROR) {
         err = ngx_errno;
         (void) close(fd);
+
+        if (err == ESTALE) {
+            return NGX_DECLINED;
+        }
+
         ngx_log_error(NGX_LOG_CRIT, op->log, err,
                       ngx_fd_info_n " of the jobs' lease failed");
         return ngx_http_registry_op_syserr(op, err);

@@ -570,7 +570,14 @@ ngx_http_registry_upload_lock(ngx_http_registry_op_t *op,
     if (up->data.fd == NGX_INVALID_FILE) {
         err = ngx_errno;
 
-        if (err == NGX_ENOENT || err == NGX_ENOTDIR || err == NGX_ELOOP) {
+        /*
+         * ESTALE: another host committed or removed the session since
+         * this one looked it up (the data file is never replaced)
+         */
+
+        if (err == NGX_ENOENT || err == NGX_ENOTDIR || err == NGX_ELOOP
+            || err == ESTALE)
+        {
             return NGX_DECLINED;
         }
 
