@@ -243,6 +243,10 @@ sub send_raw {
 
     my $reply = $t->raw($req, timeout => 20);
 
+    # an interim 100 Continue (nginx sends it for Expect even when the
+    # answer is a refusal) comes before the answer
+    $reply =~ s/^HTTP\/1\.1 100 Continue\r\n\r\n//;
+
     return ('', {}, $reply)
         unless $reply =~ s/^HTTP\/1\.[01] (\d{3})[^\r\n]*\r\n(.*?)\r\n\r\n//s;
 
