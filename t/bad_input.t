@@ -20,6 +20,7 @@ use warnings;
 use Test::More;
 use File::Temp qw(tempdir);
 use IO::Socket::INET;
+use Digest::SHA ();
 use JSON::PP;
 
 use lib 't/lib';
@@ -74,6 +75,8 @@ my %var = (
     manifest   => $img->{digest},
     mtype      => $img->{type},
     unknown    => RegTest::digest('no such blob'),
+    u10        => RegTest::digest('u' x 10),
+    u10sha512  => 'sha512:' . Digest::SHA::sha512_hex('u' x 10),
 );
 
 my %pids = map { $_ => [ $srv{$_}->pids_of_workers ] } keys %srv;
@@ -207,10 +210,11 @@ while (my $line = <$fh>) {
     next if $line =~ /^\s*(#|$)/;
 
     my @f = split /\t+/, $line;
-    die "$TABLE:$.: 8 fields expected, got " . @f . "\n" unless @f == 8;
+    die "$TABLE:$.: 8 or 9 fields expected, got " . @f . "\n"
+        unless @f == 8 || @f == 9;
 
     my %row;
-    @row{qw(srv method path headers body status code comment)} = @f;
+    @row{qw(srv method path headers body status code comment detail)} = @f;
     $row{line} = $.;
 
     die "$TABLE:$.: unknown server $row{srv}\n" unless $srv{ $row{srv} };
@@ -297,15 +301,18 @@ sub send_h2 {
     return ($status // '', \%h, RegTest::slurp("$dir/h2out"));
 }
 
+# (errors[0].code, errors[0].detail) of an error body
 sub code_of {
     my ($body) = @_;
 
-    return '-' if $body eq '';
+    return ('-', '') if $body eq '';
 
     my $j = eval { JSON::PP->new->decode($body) };
 
-    return 'not-json' unless ref $j eq 'HASH' && ref $j->{errors} eq 'ARRAY';
-    return $j->{errors}[0]{code} // 'no-code';
+    return ('not-json', '')
+        unless ref $j eq 'HASH' && ref $j->{errors} eq 'ARRAY';
+    return ($j->{errors}[0]{code} // 'no-code',
+            $j->{errors}[0]{detail} // '');
 }
 
 my $only = $ENV{BAD_INPUT_ONLY};
@@ -327,11 +334,15 @@ for my $row (@rows) {
                                          $path, \@headers, $body, $has_body);
 
     # a success's body is not an error's: only its status is checked
-    my $code = $row->{method} eq 'HEAD' || ($status =~ /^\d+$/ && $status < 400)
-               ? '-' : code_of($content);
+    my ($code, $detail) = $row->{method} eq 'HEAD'
+                          || ($status =~ /^\d+$/ && $status < 400)
+                          ? ('-', '') : code_of($content);
 
     is("$status $code", "$row->{status} $row->{code}", $what)
         or diag("body: " . substr($content, 0, 300));
+
+    is($detail, expand($row->{detail}), "$what: detail")
+        if defined $row->{detail};
 
     $count++;
 }
