@@ -69,11 +69,22 @@ sub drain {
 
 sub status_of { ($_[0] =~ /^HTTP\/1\.1 (\d{3})/)[0] // '' }
 
+# a new session of $name, $prefix written to it: a Range of "0-0" would
+# not say whether it holds one byte or none
 sub session {
-    my ($name) = @_;
+    my ($name, $prefix) = @_;
     my $r = $t->req('POST', "/v2/$name/blobs/uploads/");
     die "session: $r->{status}\n" unless $r->{status} == 202;
-    return $r->{headers}{location};
+    my $loc = $r->{headers}{location};
+
+    if (defined $prefix) {
+        $r = $t->req('PATCH', $loc, content => $prefix,
+                     headers => { 'Content-Type'
+                                  => 'application/octet-stream' });
+        die "session: PATCH $r->{status}\n" unless $r->{status} == 202;
+    }
+
+    return $loc;
 }
 
 sub patch_head {
@@ -89,20 +100,10 @@ sub blob_status {
     return $t->req('GET', "/v2/$name/blobs/$d")->{status};
 }
 
-# files under the upload directory of $name's session $loc, by size
-sub session_bytes {
-    my ($name, $loc) = @_;
-    my ($id) = $loc =~ m{/([^/]+)$};
-    my $dir = "$v2/repositories/$name/_uploads/$id";
-    return undef unless -d $dir;
-    my $size = 0;
-    find(sub { $size += -s $_ if -f $_ && $_ eq 'data' }, $dir);
-    return $size;
-}
-
-# a resumed session: the rest of $data from its offset, then the PUT
+# a resumed session: the rest of $data (all of its bytes) from its
+# offset, which is at least $min, then the PUT
 sub resume_and_finish {
-    my ($name, $loc, $data, $what) = @_;
+    my ($name, $loc, $data, $min, $what) = @_;
 
     my $r = $t->req('GET', $loc);
 
@@ -116,11 +117,8 @@ sub resume_and_finish {
     my ($end) = ($r->{headers}{range} // '') =~ /^0-(\d+)$/;
     ok(defined $end, "$what: its Range") or return;
 
-    # a Range of 0-0 means nothing stored (distribution's way of saying it)
-    my $have = session_bytes($name, $loc);
-    my $off = ($end == 0 && !$have) ? 0 : $end + 1;
-    is($have, $off, "$what: the data file holds the bytes the Range says")
-        if defined $have;
+    my $off = $end + 1;
+    cmp_ok($off, '>=', $min, "$what: the bytes stored before are kept");
 
     my $rest = substr($data, $off);
     my %h = ('Content-Type' => 'application/octet-stream');
@@ -156,7 +154,7 @@ sub pattern {
 
 {
     my $data = pattern(300000, 'abort');
-    my $loc = session('mis/abort');
+    my $loc = session('mis/abort', 'AB');
 
     my $s = conn($t);
     print $s patch_head($loc, length $data) . substr($data, 0, 150000);
@@ -168,7 +166,7 @@ sub pattern {
        'PATCH aborted: the whole blob is not there');
     is(blob_status('mis/abort', digest(substr($data, 0, 150000))), 404,
        'PATCH aborted: nor the part sent');
-    resume_and_finish('mis/abort', $loc, $data, 'PATCH aborted');
+    resume_and_finish('mis/abort', $loc, "AB$data", 2, 'PATCH aborted');
 }
 
 {
@@ -215,7 +213,7 @@ sub pattern {
        'PUT with its last chunk aborted: no blob');
     ok(!-e $t->blob_path(digest($data)),
        'PUT with its last chunk aborted: no data in blobs/');
-    resume_and_finish('mis/put', $loc, $data, 'PUT aborted');
+    resume_and_finish('mis/put', $loc, $data, 50000, 'PUT aborted');
 }
 
 ###############################################################################
@@ -223,7 +221,7 @@ sub pattern {
 
 {
     my $data = pattern(5000, 'short');
-    my $loc = session('mis/short');
+    my $loc = session('mis/short', 'AB');
 
     my $s = conn($t);
     print $s patch_head($loc, 10000) . $data;
@@ -240,7 +238,7 @@ sub pattern {
 
     is(blob_status('mis/short', digest($data)), 404,
        'shorter body: no blob of the bytes sent');
-    resume_and_finish('mis/short', $loc, pattern(12000, 'short'),
+    resume_and_finish('mis/short', $loc, 'AB' . pattern(12000, 'short'), 2,
                       'shorter body');
 }
 
@@ -302,7 +300,7 @@ sub pattern {
 # slow clients
 
 {
-    my $loc = session('mis/slow');
+    my $loc = session('mis/slow', 'AB');
     my $data = 'slowly';
 
     my $s = conn($t);
@@ -328,7 +326,7 @@ sub pattern {
          qr/"PATCH \Q$loc\E HTTP\/1\.1" 408 /,
          'silence: 408 in access.log');
 
-    resume_and_finish('mis/slow', $loc, $data . pattern(94, 'x'),
+    resume_and_finish('mis/slow', $loc, "AB$data" . pattern(94, 'x'), 2,
                       'slow writer');
 }
 
@@ -336,10 +334,11 @@ sub pattern {
     my $blob = pattern(32 * 1024 * 1024, 'big');
     my $d = digest($blob);
 
-    my $loc = session('mis/reader');
-    my $r = $t->req('PUT', "$loc?digest=$d", content => $blob,
-                    headers => { 'Content-Type' => 'application/octet-stream' });
-    is($r->{status}, 201, 'a 32 MiB blob pushed');
+    # pushed through an nginx of the default timeouts on the same store:
+    # on a busy machine a 2 s client_body_timeout may cut a 32 MiB body
+    my $plain = RegTest->new(root => $t->root);
+    is($plain->push_blob('mis/reader', $blob), $d, 'a 32 MiB blob pushed');
+    $plain->stop;
 
     # 32 MiB is more than the socket buffers of both ends hold
     my $s = conn($t);
