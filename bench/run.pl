@@ -5,7 +5,7 @@
 #   perl bench/run.pl [--rounds 3] [--secs 3] [--quick] [--keep]
 #                     [--tmpdir DIR] [--no-save] [--workers N]
 #                     [--only blob,manifest,listing,h2,push,fairness,latency,
-#                             memory,gc]
+#                             memory,gc,uploads_open]
 #
 # Starts on 127.0.0.1, on ONE store in a temporary directory:
 #   A  nginx + the module, B  the same nginx serving the store's blob files
@@ -31,6 +31,7 @@ use File::Spec;
 use File::Temp qw(tempdir);
 use Getopt::Long;
 use HTTP::Tiny;
+use IO::Socket::INET;
 use JSON::PP ();
 use POSIX qw(strftime);
 use Time::HiRes qw(time sleep);
@@ -67,6 +68,7 @@ my @GROUPS = (
     [listing => \&listing_rows], [h2 => \&h2_rows], [push => \&push_rows],
     [fairness => \&fairness_rows], [latency => \&latency_rows],
     [memory => \&memory_rows], [gc => \&gc_rows],
+    [uploads_open => \&uploads_open_rows],
 );
 
 main();
@@ -1456,6 +1458,84 @@ sub move_4gib {
     drop_blobs(@hex);
 
     return '';
+}
+
+# ---- memory per open upload: 1,000 PATCHes held open at once ----
+
+# (a constant: main() runs before the file's variables are assigned)
+use constant OPEN_UPLOADS => 1000;
+
+sub uploads_open_rows {
+    phase("uploads_open: RSS of A's workers and of C before and with "
+          . OPEN_UPLOADS . " PATCHes held open (chunked, 32 KiB sent)");
+
+    my %per;
+    my %err;
+
+    for my $s (qw(A C)) {
+        my $r = eval { hold_uploads($s) };
+        $err{$s} = $@ ? "$@" : '';
+        $per{$s} = $r;
+        say_step(sprintf('%s: %s', $s, $r ? sprintf('%.0f -> %.0f KiB, '
+                         . '%.1f KiB per upload', $r->{before}, $r->{with},
+                         $r->{per}) : "failed: $err{$s}"));
+    }
+
+    return ({ name => "RSS per open upload (" . OPEN_UPLOADS . " at once, "
+                      . 'chunked PATCH, A: sum over workers)',
+              unit => 'KiB', fmt => '%.1f', B => 'n/a',
+              A => $per{A} ? $per{A}{per} : undef,
+              C => $per{C} ? $per{C}{per} : undef,
+              error => { A => $err{A}, C => $err{C} } });
+}
+
+# KiB of resident memory of A's workers (sum) or of C's process
+sub server_rss_kib {
+    my ($s) = @_;
+    return worker_rss()->{sum} if $s eq 'A';
+    return (slurp("/proc/$ST{srv}{C}{pid}/status") =~ /^VmRSS:\s+(\d+)/m)[0]
+           // die "no RSS of C\n";
+}
+
+# opens OPEN_UPLOADS sessions, then a connection for each whose PATCH
+# sends its headers and a first chunk of 32 KiB and waits; the RSS
+# before and with them, per upload (the connections are then closed:
+# abandoned sessions, which the temp dir's removal takes)
+sub hold_uploads {
+    my ($s) = @_;
+
+    my $http = HTTP::Tiny->new(keep_alive => 1, timeout => 30);
+    my ($port) = url($s, '') =~ m{:(\d+)$};
+    my (@locs, @socks);
+
+    for (1 .. OPEN_UPLOADS) {
+        my $r = $http->post(url($s, '/v2/bench/open/blobs/uploads/'));
+        die "POST: $r->{status}\n" unless $r->{status} == 202;
+        push @locs, $r->{headers}{location} =~ s{^https?://[^/]+}{}r;
+    }
+
+    sleep 2;
+    my $before = server_rss_kib($s);
+    my $chunk = sprintf("%x\r\n", 32768) . ('u' x 32768) . "\r\n";
+
+    for my $loc (@locs) {
+        my $c = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+                                      PeerPort => $port, Proto => 'tcp')
+            or die "connect: $!\n";
+        $c->autoflush(1);
+        print $c "PATCH $loc HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                 . "Content-Type: application/octet-stream\r\n"
+                 . "Transfer-Encoding: chunked\r\n\r\n" . $chunk;
+        push @socks, $c;
+    }
+
+    sleep 3;
+    my $with = server_rss_kib($s);
+    close $_ for @socks;
+    sleep 1;
+
+    return { before => $before, with => $with,
+             per => ($with - $before) / OPEN_UPLOADS };
 }
 
 # ---- garbage collection: the module's gc, online, against docker-registry

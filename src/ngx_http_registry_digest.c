@@ -146,7 +146,10 @@ ngx_http_registry_hash_update(ngx_http_registry_hash_t *hash, u_char *data,
 }
 
 
-/* finishes the hash into a digest whose text is allocated in the pool */
+/*
+ * Finishes the hash into a digest whose text is allocated in the pool,
+ * NUL-terminated too: a commit's DIGEST_INVALID has it as its detail
+ */
 
 ngx_int_t
 ngx_http_registry_hash_final(ngx_http_registry_hash_t *hash, ngx_pool_t *pool,
@@ -168,7 +171,7 @@ ngx_http_registry_hash_final(ngx_http_registry_hash_t *hash, ngx_pool_t *pool,
 
     name = &ngx_http_registry_algs[hash->alg].name;
 
-    p = ngx_pnalloc(pool, name->len + 1 + 2 * len);
+    p = ngx_pnalloc(pool, name->len + 1 + 2 * len + 1);
     if (p == NULL) {
         return NGX_ERROR;
     }
@@ -183,6 +186,7 @@ ngx_http_registry_hash_final(ngx_http_registry_hash_t *hash, ngx_pool_t *pool,
 
     digest->hex.len = p - digest->hex.data;
     digest->text.len = p - digest->text.data;
+    *p = '\0';
 
     return NGX_OK;
 }

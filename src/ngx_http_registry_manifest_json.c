@@ -61,7 +61,10 @@ static const char *ngx_http_registry_manifest_validate(json_t *root,
     ngx_str_t *ct, ngx_uint_t *kind);
 static const char *ngx_http_registry_manifest_kind(json_t *root,
     ngx_str_t *ct, ngx_uint_t *kind);
+static const char *ngx_http_registry_manifest_ambiguous(json_t *root,
+    ngx_uint_t kind);
 static const char *ngx_http_registry_descriptor_invalid(json_t *desc);
+static ngx_int_t ngx_http_registry_annotations_invalid(json_t *annotations);
 static ngx_uint_t ngx_http_registry_nondistributable_layer(json_t *desc);
 static ngx_int_t ngx_http_registry_manifest_references(ngx_pool_t *pool,
     json_t *root, ngx_uint_t kind, ngx_http_registry_manifest_t *m);
@@ -266,6 +269,17 @@ ngx_http_registry_manifest_validate(json_t *root, ngx_str_t *ct,
         return invalid;
     }
 
+    invalid = ngx_http_registry_manifest_ambiguous(root, *kind);
+    if (invalid) {
+        return invalid;
+    }
+
+    if (ngx_http_registry_annotations_invalid(
+                                    json_object_get(root, "annotations")))
+    {
+        return "annotations must map strings to strings";
+    }
+
     if (*kind == NGX_HTTP_REGISTRY_IMAGE) {
         invalid = ngx_http_registry_descriptor_invalid(
                                             json_object_get(root, "config"));
@@ -325,9 +339,13 @@ ngx_http_registry_manifest_kind(json_t *root, ngx_str_t *ct,
         return "mediaType must be a string";
     }
 
+    /* media types are case-insensitive in headers (RFC 6838) */
+
     if (mt && ct->len
         && (ct->len != json_string_length(mt)
-            || ngx_strncmp(ct->data, json_string_value(mt), ct->len) != 0))
+            || ngx_strncasecmp(ct->data, (u_char *) json_string_value(mt),
+                               ct->len)
+               != 0))
     {
         return "mediaType does not match Content-Type";
     }
@@ -337,7 +355,8 @@ ngx_http_registry_manifest_kind(json_t *root, ngx_str_t *ct,
 
         if (mt ? ngx_strcmp(json_string_value(mt), type) == 0
                : (ct->len == ngx_strlen(type)
-                  && ngx_strncmp(ct->data, type, ct->len) == 0))
+                  && ngx_strncasecmp(ct->data, (u_char *) type, ct->len)
+                     == 0))
         {
             *kind = ngx_http_registry_media_types[i].kind;
 
@@ -363,6 +382,52 @@ ngx_http_registry_manifest_kind(json_t *root, ngx_str_t *ct,
     }
 
     return "manifest has no media type";
+}
+
+
+/*
+ * An image with an index's field or an index with an image's is refused
+ * (as distribution does since CVE-2021-41190): a client that tells the
+ * kinds apart by the fields would see another document than the one
+ * checked here.
+ */
+
+static const char *
+ngx_http_registry_manifest_ambiguous(json_t *root, ngx_uint_t kind)
+{
+    if (kind == NGX_HTTP_REGISTRY_IMAGE) {
+        return json_object_get(root, "manifests")
+               ? "an image manifest must not have manifests" : NULL;
+    }
+
+    return (json_object_get(root, "config") || json_object_get(root, "layers"))
+           ? "an index must not have config or layers" : NULL;
+}
+
+
+/* annotations, where present, are an object of strings */
+
+static ngx_int_t
+ngx_http_registry_annotations_invalid(json_t *annotations)
+{
+    json_t      *value;
+    const char  *key;
+
+    if (annotations == NULL) {
+        return 0;
+    }
+
+    if (!json_is_object(annotations)) {
+        return 1;
+    }
+
+    json_object_foreach(annotations, key, value) {
+        if (!json_is_string(value)) {
+            return 1;
+        }
+    }
+
+    return 0;
 }
 
 
@@ -398,6 +463,12 @@ ngx_http_registry_descriptor_invalid(json_t *desc)
 
     if (ngx_http_registry_parse_digest(&text, &parsed) != NGX_OK) {
         return "invalid digest";
+    }
+
+    if (ngx_http_registry_annotations_invalid(
+                                    json_object_get(desc, "annotations")))
+    {
+        return "invalid annotations";
     }
 
     return NULL;

@@ -440,7 +440,7 @@ check_get('img', 'nested', $nested, $OCI_I, 'nested index');
         # annotations early and take their mediaType for the top-level one
         ['braces in nested strings, then a nested mediaType',
          qq({"schemaVersion":2,"config":$cfg,"layers":$lyr,)
-         . qq("annotations":{"a":{"b":"}"},"mediaType":"$DOCKER_M","c":"{"},)
+         . qq("x-nested":{"a":{"b":"}"},"mediaType":"$DOCKER_M","c":"{"},)
          . qq("mediaType":"$OCI_M"}),
          $OCI_M, $OCI_M],
 

@@ -101,7 +101,8 @@ sub oci_manifest {
         mediaType => $OCI_M,
         config => $blobs{$inst->port . $name}{config},
         layers => [ $blobs{$inst->port . $name}{layer} ],
-        annotations => { 'org.example.id' => $o{id} // rand(), pad => '' },
+        annotations => { 'org.example.id' => '' . ($o{id} // rand()),
+                         pad => '' },
     };
 
     my $bytes = $json->encode($m);

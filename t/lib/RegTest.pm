@@ -24,6 +24,8 @@ package RegTest;
 #                           are relative to DIR)
 #   http_extra => '...'     raw directives inside http
 #   listen_extra => '...'   parameters of listen, e.g. 'reuseport'
+#   events_extra => '...'   raw directives inside events, e.g.
+#                           'worker_connections 4096;'
 #   expect_in_log => qr/.../ [crit] lines or crashed workers a test
 #                           provokes on purpose (a full disk, a kill -9)
 #
@@ -227,6 +229,7 @@ sub new {
         server_extra   => $opts{server_extra} || '',
         http_extra     => $opts{http_extra} || '',
         listen_extra   => $opts{listen_extra} || '',
+        events_extra   => $opts{events_extra} || '',
         expect_in_log  => $opts{expect_in_log},
         owner    => $$,
     }, $class;
@@ -326,6 +329,7 @@ error_log $d/error.log info;
 pid $d/nginx.pid;
 
 events {
+$self->{events_extra}
 }
 
 http {
