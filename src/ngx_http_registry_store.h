@@ -303,6 +303,8 @@ ngx_int_t ngx_http_registry_path_repositories(ngx_http_registry_op_t *op,
     ngx_str_t *out);
 ngx_int_t ngx_http_registry_path_temp(ngx_http_registry_op_t *op,
     ngx_str_t *out, ngx_str_t *id);
+ngx_int_t ngx_http_registry_path_repository_lock(ngx_http_registry_op_t *op,
+    ngx_str_t *out, ngx_str_t *name);
 ngx_int_t ngx_http_registry_path_jobs(ngx_http_registry_op_t *op,
     ngx_str_t *out);
 ngx_int_t ngx_http_registry_path_job_report(ngx_http_registry_op_t *op,
@@ -360,6 +362,10 @@ ngx_int_t ngx_http_registry_file_mkdirs(ngx_http_registry_op_t *op,
     ngx_str_t *dir, ngx_uint_t durable);
 ngx_int_t ngx_http_registry_file_publish(ngx_http_registry_op_t *op,
     ngx_str_t *from, ngx_str_t *to, ngx_uint_t durable);
+ngx_fd_t ngx_http_registry_file_lock(ngx_http_registry_op_t *op,
+    ngx_str_t *path);
+void ngx_http_registry_file_unlock(ngx_http_registry_op_t *op, ngx_fd_t fd,
+    ngx_str_t *path);
 ngx_int_t ngx_http_registry_file_move(ngx_http_registry_op_t *op,
     ngx_str_t *from, ngx_str_t *to, ngx_uint_t durable);
 ngx_int_t ngx_http_registry_file_write(ngx_http_registry_op_t *op,

@@ -20,6 +20,7 @@
 #include "ngx_http_registry_store.h"
 
 #include <dirent.h>
+#include <sys/file.h>
 #include <sys/syscall.h>
 
 #if (NGX_LINUX) && defined(SYS_openat2)
@@ -29,6 +30,9 @@
 
 
 #define NGX_HTTP_REGISTRY_WALK_DEPTH  128
+
+/* how often a path is made again that another writer keeps removing */
+#define NGX_HTTP_REGISTRY_RACE_TRIES  8
 
 
 static int ngx_http_registry_openat(ngx_http_registry_store_t *st,
@@ -45,6 +49,8 @@ static ngx_int_t ngx_http_registry_parent(ngx_http_registry_op_t *op,
     ngx_str_t *path, ngx_fd_t *dir, u_char **base);
 static ngx_fd_t ngx_http_registry_open_parent(ngx_http_registry_op_t *op,
     ngx_str_t *path, u_char **base);
+static ngx_int_t ngx_http_registry_mkdirs(ngx_http_registry_op_t *op,
+    ngx_str_t *dir, ngx_uint_t durable);
 static ngx_int_t ngx_http_registry_move(ngx_http_registry_op_t *op,
     ngx_str_t *from, ngx_str_t *to, ngx_uint_t durable);
 static ngx_int_t ngx_http_registry_remove_at(ngx_http_registry_op_t *op,
@@ -558,11 +564,37 @@ ngx_http_registry_file_close(ngx_http_registry_op_t *op,
 
 /*
  * mkdir -p beneath the root.  Durable: each new directory's parent is
- * synced, so the new name survives a power cut.
+ * synced, so the new name survives a power cut.  Another writer may
+ * remove an empty directory of the path (a DELETE's cleanup of a link's
+ * directory, a tag's tree) between our mkdir and our open of it: the path
+ * is made again, a few times at most.
  */
 
 ngx_int_t
 ngx_http_registry_file_mkdirs(ngx_http_registry_op_t *op, ngx_str_t *dir,
+    ngx_uint_t durable)
+{
+    ngx_int_t   rc;
+    ngx_uint_t  tries;
+
+    for (tries = 0; tries < NGX_HTTP_REGISTRY_RACE_TRIES; tries++) {
+        rc = ngx_http_registry_mkdirs(op, dir, durable);
+
+        if (rc != NGX_AGAIN) {
+            return rc;
+        }
+    }
+
+    ngx_http_registry_file_error(op, NGX_ENOENT, "mkdir", dir);
+
+    return ngx_http_registry_op_syserr(op, NGX_ENOENT);
+}
+
+
+/* NGX_AGAIN: a directory of the path vanished as it was made */
+
+static ngx_int_t
+ngx_http_registry_mkdirs(ngx_http_registry_op_t *op, ngx_str_t *dir,
     ngx_uint_t durable)
 {
     int           dirfd, fd;
@@ -650,6 +682,10 @@ failed:
 
     if (err == NGX_ELOOP) {
         return ngx_http_registry_file_link_fault(op, dir);
+    }
+
+    if (err == NGX_ENOENT) {
+        return NGX_AGAIN;
     }
 
     ngx_http_registry_file_error(op, err, "mkdir", dir);
@@ -765,7 +801,8 @@ ngx_http_registry_file_publish(ngx_http_registry_op_t *op, ngx_str_t *from,
 
 
 /*
- * Renames a file, creating the target's directory if need be.
+ * Renames a file, creating the target's directory if need be (again if
+ * another writer removed it, empty, before our rename: see mkdirs).
  * NGX_DECLINED, quietly: "from" is gone, as a file another process may
  * move or remove first is (a blob to its garbage collection tombstone
  * and back).
@@ -775,15 +812,12 @@ ngx_int_t
 ngx_http_registry_file_move(ngx_http_registry_op_t *op, ngx_str_t *from,
     ngx_str_t *to, ngx_uint_t durable)
 {
-    u_char     *slash;
-    ngx_int_t   rc;
-    ngx_str_t   dir;
+    u_char      *slash;
+    ngx_int_t    rc;
+    ngx_str_t    dir;
+    ngx_uint_t   tries;
 
     rc = ngx_http_registry_move(op, from, to, durable);
-
-    if (rc != NGX_AGAIN) {
-        return rc;
-    }
 
     for (slash = to->data + to->len - 1; *slash != '/'; slash--) {
         /* void */
@@ -792,15 +826,20 @@ ngx_http_registry_file_move(ngx_http_registry_op_t *op, ngx_str_t *from,
     dir.data = to->data;
     dir.len = slash - to->data;
 
-    *slash = '\0';
-    rc = ngx_http_registry_file_mkdirs(op, &dir, durable);
-    *slash = '/';
+    for (tries = 0;
+         rc == NGX_AGAIN && tries < NGX_HTTP_REGISTRY_RACE_TRIES;
+         tries++)
+    {
+        *slash = '\0';
+        rc = ngx_http_registry_file_mkdirs(op, &dir, durable);
+        *slash = '/';
 
-    if (rc != NGX_OK) {
-        return rc;
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+        rc = ngx_http_registry_move(op, from, to, durable);
     }
-
-    rc = ngx_http_registry_move(op, from, to, durable);
 
     if (rc == NGX_AGAIN) {
         ngx_log_error(NGX_LOG_CRIT, op->log, NGX_ENOENT,
@@ -908,6 +947,85 @@ ngx_http_registry_file_write_link(ngx_http_registry_op_t *op, ngx_str_t *path,
 {
     return ngx_http_registry_file_write(op, path, digest->text.data,
                                         digest->text.len, 1);
+}
+
+
+/*
+ * Waits for an exclusive flock() of a lock file, created (with its
+ * directory) if need be, which other hosts on the same store see too; a
+ * thread may wait here, never an event loop but where the thread pool is
+ * off.  The lock goes with the descriptor (ngx_http_registry_file_unlock),
+ * or with the process if it dies.  NGX_INVALID_FILE: failed (logged).
+ */
+
+ngx_fd_t
+ngx_http_registry_file_lock(ngx_http_registry_op_t *op, ngx_str_t *path)
+{
+    u_char     *slash;
+    ngx_fd_t    fd;
+    ngx_err_t   err;
+    ngx_int_t   rc;
+    ngx_str_t   dir;
+
+    /* O_RDWR: NFS emulates flock() with fcntl() locks, which want it */
+
+    fd = ngx_http_registry_openat(op->store, path->data, O_RDWR|O_CREAT,
+                                  NGX_FILE_DEFAULT_ACCESS);
+
+    if (fd == -1 && ngx_errno == NGX_ENOENT) {
+        for (slash = path->data + path->len - 1; *slash != '/'; slash--) {
+            /* void */
+        }
+
+        dir.data = path->data;
+        dir.len = slash - path->data;
+
+        *slash = '\0';
+        rc = ngx_http_registry_file_mkdirs(op, &dir, 0);
+        *slash = '/';
+
+        if (rc != NGX_OK) {
+            return NGX_INVALID_FILE;
+        }
+
+        fd = ngx_http_registry_openat(op->store, path->data, O_RDWR|O_CREAT,
+                                      NGX_FILE_DEFAULT_ACCESS);
+    }
+
+    if (fd == -1) {
+        err = ngx_errno;
+        ngx_log_error(NGX_LOG_CRIT, op->log, err,
+                      ngx_open_file_n " \"%V\" failed", path);
+        (void) ngx_http_registry_op_syserr(op, err);
+        return NGX_INVALID_FILE;
+    }
+
+    while (flock(fd, LOCK_EX) == -1) {
+        err = ngx_errno;
+
+        if (err != NGX_EINTR) {
+            ngx_log_error(NGX_LOG_CRIT, op->log, err,
+                          "flock(\"%V\") failed", path);
+            (void) close(fd);
+            (void) ngx_http_registry_op_syserr(op, err);
+            return NGX_INVALID_FILE;
+        }
+    }
+
+    return fd;
+}
+
+
+void
+ngx_http_registry_file_unlock(ngx_http_registry_op_t *op, ngx_fd_t fd,
+    ngx_str_t *path)
+{
+    /* closing the descriptor drops its lock */
+
+    if (close(fd) == -1) {
+        ngx_log_error(NGX_LOG_ALERT, op->log, ngx_errno,
+                      ngx_close_file_n " \"%V\" failed", path);
+    }
 }
 
 

@@ -183,15 +183,19 @@ ngx_http_registry_type_slot(ngx_http_registry_op_t *op,
 /*
  * Stores a checked manifest: everything it references must be in the
  * repository already, then come its referrers entry, its bytes, its
- * revision link and its tags, each durable.
+ * revision link and its tags, each durable.  The revision and the tags
+ * are written under the repository's lock, which a DELETE of a manifest
+ * or a tag takes too: a DELETE between our revision link and our tag
+ * would leave the tag naming a revision that is gone (t/many_writers.t).
  */
 
 ngx_int_t
 ngx_http_registry_store_manifest_put(ngx_http_registry_op_t *op,
     ngx_http_registry_manifest_t *m)
 {
-    ngx_int_t    existed;
-    ngx_str_t   *tag;
+    ngx_fd_t     fd;
+    ngx_int_t    rc, existed;
+    ngx_str_t   *tag, lock;
     ngx_uint_t   i, tracked;
 
     if (ngx_http_registry_manifest_check(op, m) != NGX_OK) {
@@ -215,7 +219,28 @@ ngx_http_registry_store_manifest_put(ngx_http_registry_op_t *op,
         return NGX_ERROR;
     }
 
-    if (ngx_http_registry_manifest_write(op, m) != NGX_OK) {
+    if (ngx_http_registry_path_repository_lock(op, &lock, &m->name)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    fd = ngx_http_registry_file_lock(op, &lock);
+    if (fd == NGX_INVALID_FILE) {
+        return NGX_ERROR;
+    }
+
+    rc = ngx_http_registry_manifest_write(op, m);
+
+    tag = m->tags->elts;
+
+    for (i = 0; rc == NGX_OK && i < m->tags->nelts; i++) {
+        rc = ngx_http_registry_tag_write(op, &m->name, &tag[i], &m->digest);
+    }
+
+    ngx_http_registry_file_unlock(op, fd, &lock);
+
+    if (rc != NGX_OK) {
         return NGX_ERROR;
     }
 
@@ -224,16 +249,6 @@ ngx_http_registry_store_manifest_put(ngx_http_registry_op_t *op,
     }
 
     ngx_http_registry_store_created(op, &m->name, existed == NGX_OK);
-
-    tag = m->tags->elts;
-
-    for (i = 0; i < m->tags->nelts; i++) {
-        if (ngx_http_registry_tag_write(op, &m->name, &tag[i], &m->digest)
-            != NGX_OK)
-        {
-            return NGX_ERROR;
-        }
-    }
 
     return NGX_OK;
 }
@@ -363,16 +378,18 @@ ngx_http_registry_tag_write(ngx_http_registry_op_t *op, ngx_str_t *name,
 
 /*
  * The revision goes, with every tag pointing at it and its referrers
- * entry; the bytes stay until garbage collection, as in distribution.
- * NGX_DECLINED: the repository has no such manifest.
+ * entry, under the repository's lock (see manifest_put); the bytes stay
+ * until garbage collection, as in distribution.  NGX_DECLINED: the
+ * repository has no such manifest.
  */
 
 ngx_int_t
 ngx_http_registry_store_manifest_delete(ngx_http_registry_op_t *op,
     ngx_str_t *name, ngx_http_registry_digest_t *digest, size_t max)
 {
+    ngx_fd_t    fd;
     ngx_int_t   rc;
-    ngx_str_t   link;
+    ngx_str_t   link, lock;
     ngx_uint_t  tracked;
 
     if (ngx_http_registry_path_revision_link(op, &link, name, digest)
@@ -388,6 +405,15 @@ ngx_http_registry_store_manifest_delete(ngx_http_registry_op_t *op,
 
     tracked = ngx_http_registry_store_referrers_tracked(op, name);
 
+    if (ngx_http_registry_path_repository_lock(op, &lock, name) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    fd = ngx_http_registry_file_lock(op, &lock);
+    if (fd == NGX_INVALID_FILE) {
+        return NGX_ERROR;
+    }
+
     rc = ngx_http_registry_store_referrers_remove(op, name, digest, max);
 
     if (rc == NGX_OK) {
@@ -397,6 +423,8 @@ ngx_http_registry_store_manifest_delete(ngx_http_registry_op_t *op,
     if (rc == NGX_OK) {
         rc = ngx_http_registry_file_unlink(op, &link, 1);
     }
+
+    ngx_http_registry_file_unlock(op, fd, &lock);
 
     /* some tags may be gone even if something failed */
     ngx_http_registry_links_changed(op);
@@ -413,20 +441,34 @@ ngx_http_registry_store_manifest_delete(ngx_http_registry_op_t *op,
 }
 
 
-/* the tag only.  NGX_DECLINED: no such tag */
+/*
+ * The tag only, under the repository's lock (a push writing the tag's
+ * history and current links meanwhile would find its directories gone).
+ * NGX_DECLINED: no such tag.
+ */
 
 ngx_int_t
 ngx_http_registry_store_tag_delete(ngx_http_registry_op_t *op,
     ngx_str_t *name, ngx_str_t *tag)
 {
+    ngx_fd_t   fd;
     ngx_int_t  rc;
-    ngx_str_t  dir;
+    ngx_str_t  dir, lock;
 
-    if (ngx_http_registry_path_tag(op, &dir, name, tag) != NGX_OK) {
+    if (ngx_http_registry_path_tag(op, &dir, name, tag) != NGX_OK
+        || ngx_http_registry_path_repository_lock(op, &lock, name) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    fd = ngx_http_registry_file_lock(op, &lock);
+    if (fd == NGX_INVALID_FILE) {
         return NGX_ERROR;
     }
 
     rc = ngx_http_registry_file_remove_tree(op, &dir);
+
+    ngx_http_registry_file_unlock(op, fd, &lock);
 
     if (rc == NGX_OK) {
         ngx_http_registry_links_changed(op);
