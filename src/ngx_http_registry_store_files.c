@@ -851,7 +851,11 @@ ngx_http_registry_file_move(ngx_http_registry_op_t *op, ngx_str_t *from,
 }
 
 
-/* NGX_DECLINED: "from" is gone; NGX_AGAIN: the target's directory is */
+/*
+ * NGX_DECLINED: "from" is gone; NGX_AGAIN: the target's directory is.
+ * Durable: that directory is synced after the rename, since the new name
+ * is an entry of it, which no fsync() of the file makes durable.
+ */
 
 static ngx_int_t
 ngx_http_registry_move(ngx_http_registry_op_t *op, ngx_str_t *from,
@@ -921,6 +925,8 @@ ngx_http_registry_file_write(ngx_http_registry_op_t *op, ngx_str_t *path,
 
     rc = ngx_http_registry_file_write_all(op, &file, data, len, 0);
 
+    /* durable: the bytes first, so that the name never survives alone */
+
     if (rc == NGX_OK && durable) {
         rc = ngx_http_registry_file_sync(op, &file);
     }
@@ -940,6 +946,13 @@ ngx_http_registry_file_write(ngx_http_registry_op_t *op, ngx_str_t *path,
     return rc;
 }
 
+
+/*
+ * A link is durable: each one written (a layer, a revision, a tag's
+ * current link) is what a 201 acknowledges.  Its bytes are synced before
+ * the rename, or a power cut could leave the name with no content (a
+ * torn link), and its directory after, or the name could be lost.
+ */
 
 ngx_int_t
 ngx_http_registry_file_write_link(ngx_http_registry_op_t *op, ngx_str_t *path,
@@ -1137,16 +1150,19 @@ ngx_http_registry_file_retime(ngx_http_registry_op_t *op, ngx_str_t *path)
 
 /*
  * Removes a file (a link never gets followed: its own name goes), and
- * with parent_too its directory, if that is empty then (a link's
- * directory holds only the link).  NGX_DECLINED: it was not there.
+ * with NGX_HTTP_REGISTRY_UNLINK_PARENT its directory, if that is empty
+ * then (a link's directory holds only the link).  With
+ * NGX_HTTP_REGISTRY_UNLINK_DURABLE the directory that lost the name is
+ * synced, so that the removal survives a power cut (an acknowledged
+ * DELETE).  NGX_DECLINED: it was not there.
  */
 
 ngx_int_t
 ngx_http_registry_file_unlink(ngx_http_registry_op_t *op, ngx_str_t *path,
-    ngx_uint_t parent_too)
+    ngx_uint_t flags)
 {
     u_char     *base;
-    ngx_fd_t    dirfd;
+    ngx_fd_t    dirfd, pfd;
     ngx_err_t   err;
     ngx_int_t   rc;
     ngx_str_t   parent;
@@ -1169,26 +1185,81 @@ ngx_http_registry_file_unlink(ngx_http_registry_op_t *op, ngx_str_t *path,
         return ngx_http_registry_op_syserr(op, err);
     }
 
+    pfd = -1;
+
+    if ((flags & NGX_HTTP_REGISTRY_UNLINK_PARENT) && base != path->data) {
+
+        /* the parent: the path less "/<base>", for a moment NUL-ended */
+
+        parent.data = path->data;
+        parent.len = base - 1 - path->data;
+        path->data[parent.len] = '\0';
+
+        pfd = ngx_http_registry_open_parent(op, &parent, &base);
+
+        if (pfd != -1 && unlinkat(pfd, (char *) base, AT_REMOVEDIR) == -1) {
+            (void) close(pfd);
+            pfd = -1;
+        }
+
+        path->data[parent.len] = '/';
+    }
+
+    rc = NGX_OK;
+
+    /* the directory gone from its parent, or the name from its directory */
+
+    if ((flags & NGX_HTTP_REGISTRY_UNLINK_DURABLE)
+        && fsync(pfd != -1 ? pfd : dirfd) == -1)
+    {
+        err = ngx_errno;
+        ngx_log_error(NGX_LOG_CRIT, op->log, err,
+                      "fsync() of the directory of \"%V\" failed", path);
+        rc = ngx_http_registry_op_syserr(op, err);
+    }
+
+    if (pfd != -1) {
+        (void) close(pfd);
+    }
+
     (void) close(dirfd);
 
-    if (!parent_too || base == path->data) {
-        return NGX_OK;
+    return rc;
+}
+
+
+/* syncs a directory: the names it gained or lost survive a power cut */
+
+ngx_int_t
+ngx_http_registry_file_sync_dir(ngx_http_registry_op_t *op, ngx_str_t *dir)
+{
+    ngx_fd_t   fd;
+    ngx_err_t  err;
+
+    fd = ngx_http_registry_openat(op->store, dir->data,
+                                  O_RDONLY|O_DIRECTORY, 0);
+
+    if (fd == -1) {
+        err = ngx_errno;
+
+        if (ngx_http_registry_file_absent(op, err, dir)) {
+            return NGX_DECLINED;
+        }
+
+        ngx_log_error(NGX_LOG_CRIT, op->log, err,
+                      ngx_open_file_n " \"%V\" failed", dir);
+        return ngx_http_registry_op_syserr(op, err);
     }
 
-    /* the parent: the path less "/<base>", for a moment NUL-terminated */
-
-    parent.data = path->data;
-    parent.len = base - 1 - path->data;
-    path->data[parent.len] = '\0';
-
-    dirfd = ngx_http_registry_open_parent(op, &parent, &base);
-
-    if (dirfd != -1) {
-        (void) unlinkat(dirfd, (char *) base, AT_REMOVEDIR);
-        (void) close(dirfd);
+    if (fsync(fd) == -1) {
+        err = ngx_errno;
+        ngx_log_error(NGX_LOG_CRIT, op->log, err,
+                      "fsync() \"%V\" failed", dir);
+        (void) close(fd);
+        return ngx_http_registry_op_syserr(op, err);
     }
 
-    path->data[parent.len] = '/';
+    (void) close(fd);
 
     return NGX_OK;
 }

@@ -1736,6 +1736,8 @@ ngx_http_registry_fsck_quarantine(ngx_http_registry_fsck_t *fsck,
                   "registry: fsck: moving the corrupt blob \"%V\" to \"%V\"",
                   path, &to);
 
+    /* durable: after a power cut the wrong bytes must not be served again */
+
     return ngx_http_registry_file_publish(&fsck->op, path, &to, 1);
 }
 

@@ -317,6 +317,8 @@ ngx_http_registry_manifest_write(ngx_http_registry_op_t *op,
 
     rc = ngx_http_registry_store_blob_refresh(op, &m->digest);
 
+    /* durable before the revision link that names them is written */
+
     if (rc == NGX_DECLINED) {
         rc = ngx_http_registry_file_write(op, &path, m->bytes.data,
                                           m->bytes.len, 1);
@@ -337,6 +339,10 @@ ngx_http_registry_manifest_write(ngx_http_registry_op_t *op,
 /*
  * The tag's history entry first, then its current link; a tag that
  * already names the manifest (with its history entry) is left as it is.
+ * Only the current link is durable: it is what a pull of the tag reads,
+ * while the history is what distribution records and nobody needs to
+ * serve the tag (a power cut may lose an entry: two fsyncs a push saved,
+ * and the mkdirs' of its three new directories).
  */
 
 static ngx_int_t
@@ -363,7 +369,10 @@ ngx_http_registry_tag_write(ngx_http_registry_op_t *op, ngx_str_t *name,
         return NGX_OK;
     }
 
-    if (ngx_http_registry_file_write_link(op, &history, digest) != NGX_OK) {
+    if (ngx_http_registry_file_write(op, &history, digest->text.data,
+                                     digest->text.len, 0)
+        != NGX_OK)
+    {
         return NGX_ERROR;
     }
 
@@ -420,8 +429,16 @@ ngx_http_registry_store_manifest_delete(ngx_http_registry_op_t *op,
         rc = ngx_http_registry_untag_all(op, name, digest);
     }
 
+    /*
+     * durable, as the tags' removal before it (untag_all): a DELETE
+     * acknowledged stays done, and no power cut leaves a tag naming the
+     * revision that went
+     */
+
     if (rc == NGX_OK) {
-        rc = ngx_http_registry_file_unlink(op, &link, 1);
+        rc = ngx_http_registry_file_unlink(op, &link,
+                                           NGX_HTTP_REGISTRY_UNLINK_PARENT
+                                           |NGX_HTTP_REGISTRY_UNLINK_DURABLE);
     }
 
     ngx_http_registry_file_unlock(op, fd, &lock);
@@ -468,6 +485,15 @@ ngx_http_registry_store_tag_delete(ngx_http_registry_op_t *op,
 
     rc = ngx_http_registry_file_remove_tree(op, &dir);
 
+    /* an acknowledged DELETE stays done after a power cut */
+
+    if (rc == NGX_OK
+        && (ngx_http_registry_path_tags(op, &dir, name) != NGX_OK
+            || ngx_http_registry_file_sync_dir(op, &dir) == NGX_ERROR))
+    {
+        rc = NGX_ERROR;
+    }
+
     ngx_http_registry_file_unlock(op, fd, &lock);
 
     if (rc == NGX_OK) {
@@ -486,7 +512,7 @@ ngx_http_registry_untag_all(ngx_http_registry_op_t *op, ngx_str_t *name,
 {
     ngx_int_t                   rc;
     ngx_str_t                   dir, link, *tag;
-    ngx_uint_t                  i;
+    ngx_uint_t                  i, removed;
     ngx_array_t                 tags;
     ngx_http_registry_digest_t  current;
 
@@ -505,6 +531,7 @@ ngx_http_registry_untag_all(ngx_http_registry_op_t *op, ngx_str_t *name,
     }
 
     tag = tags.elts;
+    removed = 0;
 
     for (i = 0; i < tags.nelts; i++) {
         if (ngx_http_registry_path_tag_link(op, &link, name, &tag[i])
@@ -525,6 +552,17 @@ ngx_http_registry_untag_all(ngx_http_registry_op_t *op, ngx_str_t *name,
         {
             return NGX_ERROR;
         }
+
+        removed = 1;
+    }
+
+    /* the tags are gone for good before their revision goes */
+
+    if (removed
+        && (ngx_http_registry_path_tags(op, &dir, name) != NGX_OK
+            || ngx_http_registry_file_sync_dir(op, &dir) == NGX_ERROR))
+    {
+        return NGX_ERROR;
     }
 
     return NGX_OK;
