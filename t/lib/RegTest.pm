@@ -53,8 +53,9 @@ package RegTest;
 #                          wait => 0 returns at once (an old worker still
 #                          serving an open request), call reload_done() later
 # $t->reload_done          waits as reload does; returns the new worker pids
-# $t->crash                SIGKILL to the master and every worker at once (a
-#                          host's crash), reaped
+# $t->crash(after => S)    SIGKILL to the master and every worker (a host's
+#                          crash), reaped; with after, the workers S seconds
+#                          after the master (they serve on meanwhile)
 # $t->restart              starts nginx again on the same dir, conf and port
 #                          (after crash); error_log keeps what the earlier
 #                          runs logged
@@ -514,10 +515,15 @@ sub reload_done {
 }
 
 sub crash {
-    my ($self) = @_;
+    my ($self, %o) = @_;
 
     my $pid = $self->{pid} or die "crash: nginx is not running\n";
     my @workers = $self->pids_of_workers;
+
+    if ($o{after}) {
+        kill 'KILL', $pid;
+        select undef, undef, undef, $o{after};
+    }
 
     kill 'KILL', $pid, @workers;
     waitpid($pid, 0);
