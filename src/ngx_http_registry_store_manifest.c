@@ -232,6 +232,14 @@ ngx_http_registry_store_manifest_put(ngx_http_registry_op_t *op,
 
     rc = ngx_http_registry_manifest_write(op, m);
 
+    if (rc == NGX_OK) {
+        if (tracked) {
+            ngx_http_registry_store_referrers_restamp(op, &m->name);
+        }
+
+        ngx_http_registry_store_created(op, &m->name, existed == NGX_OK);
+    }
+
     tag = m->tags->elts;
 
     for (i = 0; rc == NGX_OK && i < m->tags->nelts; i++) {
@@ -240,17 +248,7 @@ ngx_http_registry_store_manifest_put(ngx_http_registry_op_t *op,
 
     ngx_http_registry_file_unlock(op, fd, &lock);
 
-    if (rc != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    if (tracked) {
-        ngx_http_registry_store_referrers_restamp(op, &m->name);
-    }
-
-    ngx_http_registry_store_created(op, &m->name, existed == NGX_OK);
-
-    return NGX_OK;
+    return (rc == NGX_OK) ? NGX_OK : NGX_ERROR;
 }
 
 
@@ -341,8 +339,8 @@ ngx_http_registry_manifest_write(ngx_http_registry_op_t *op,
  * already names the manifest (with its history entry) is left as it is.
  * Only the current link is durable: it is what a pull of the tag reads,
  * while the history is what distribution records and nobody needs to
- * serve the tag (a power cut may lose an entry: two fsyncs a push saved,
- * and the mkdirs' of its three new directories).
+ * serve the tag (a power cut may lose an entry: a push saves two fsyncs,
+ * and those of the three new directories of a new entry).
  */
 
 static ngx_int_t

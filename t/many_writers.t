@@ -314,7 +314,8 @@ sub missing {
 # a pusher's images, then the pulls of them that failed while gc ran
 sub pusher {
     my ($i) = @_;
-    my (@mine, $lost);
+    my @mine;
+    my $lost = 0;
 
     for my $n (1 .. 8) {
         my $rec = push_image_racing_gc($i, $n);
@@ -355,7 +356,7 @@ diag(join ', ', @gc);
 
 my @images = map { split /\0/ } @out;
 my $lost = 0;
-$lost += $1 for map { /^lost (\d+)$/ ? $1 : () } @images;
+$lost += $_ for map { /^lost (\d+)$/ ? $1 : () } @images;
 @images = grep { /^gc\// } @images;
 is(scalar(@images), 48, '48 images accepted while gc ran')
     or diag(join "\n", grep { !/^gc\// } @out);
