@@ -278,6 +278,12 @@ ngx_int_t ngx_http_registry_path_tags(ngx_http_registry_op_t *op,
     ngx_str_t *out, ngx_str_t *name);
 ngx_int_t ngx_http_registry_path_tag(ngx_http_registry_op_t *op,
     ngx_str_t *out, ngx_str_t *name, ngx_str_t *tag);
+ngx_int_t ngx_http_registry_path_in_tags(ngx_http_registry_op_t *op,
+    ngx_str_t *out, ngx_str_t *tag);
+ngx_int_t ngx_http_registry_path_in_links(ngx_http_registry_op_t *op,
+    ngx_str_t *out, ngx_str_t *hex);
+ngx_int_t ngx_http_registry_path_in_blobs(ngx_http_registry_op_t *op,
+    ngx_str_t *out, ngx_str_t *hex);
 ngx_int_t ngx_http_registry_path_tag_link(ngx_http_registry_op_t *op,
     ngx_str_t *out, ngx_str_t *name, ngx_str_t *tag);
 ngx_int_t ngx_http_registry_path_tag_index(ngx_http_registry_op_t *op,
@@ -333,6 +339,13 @@ typedef struct {
     ngx_str_t                  path;
 } ngx_http_registry_file_t;
 
+/* a directory of the store held open (ngx_http_registry_dir_open()) */
+
+typedef struct {
+    int                        fd;
+    ngx_str_t                  path;
+} ngx_http_registry_dir_t;
+
 /* what ngx_http_registry_file_list() keeps */
 #define NGX_HTTP_REGISTRY_LIST_DIRS    1
 #define NGX_HTTP_REGISTRY_LIST_FILES   2
@@ -384,6 +397,26 @@ ngx_int_t ngx_http_registry_file_remove_tree(ngx_http_registry_op_t *op,
     ngx_str_t *path);
 ngx_int_t ngx_http_registry_file_list(ngx_http_registry_op_t *op,
     ngx_str_t *dir, ngx_uint_t what, ngx_array_t *names);
+ngx_int_t ngx_http_registry_dir_open(ngx_http_registry_op_t *op,
+    ngx_str_t *path, ngx_http_registry_dir_t *dir);
+ngx_int_t ngx_http_registry_dir_list(ngx_http_registry_op_t *op,
+    ngx_http_registry_dir_t *dir, ngx_uint_t what, ngx_array_t *names);
+ngx_int_t ngx_http_registry_dir_stat(ngx_http_registry_op_t *op,
+    ngx_http_registry_dir_t *dir, ngx_str_t *rel, ngx_file_info_t *fi);
+ngx_int_t ngx_http_registry_dir_read_link(ngx_http_registry_op_t *op,
+    ngx_http_registry_dir_t *dir, ngx_str_t *rel,
+    ngx_http_registry_digest_t *digest);
+ngx_int_t ngx_http_registry_dir_open_in(ngx_http_registry_op_t *op,
+    ngx_http_registry_dir_t *parent, ngx_str_t *name,
+    ngx_http_registry_dir_t *dir);
+ngx_int_t ngx_http_registry_dir_rename(ngx_http_registry_op_t *op,
+    ngx_http_registry_dir_t *from_dir, char *from,
+    ngx_http_registry_dir_t *to_dir, char *to);
+ngx_int_t ngx_http_registry_dir_retime(ngx_http_registry_op_t *op,
+    ngx_http_registry_dir_t *dir, char *name);
+ngx_int_t ngx_http_registry_dir_unlink(ngx_http_registry_op_t *op,
+    ngx_http_registry_dir_t *dir, char *name, ngx_uint_t is_dir);
+void ngx_http_registry_dir_close(ngx_http_registry_dir_t *dir);
 ngx_int_t ngx_http_registry_file_touch(ngx_http_registry_op_t *op,
     ngx_str_t *path, struct timespec *mtime);
 ngx_int_t ngx_http_registry_file_retime(ngx_http_registry_op_t *op,

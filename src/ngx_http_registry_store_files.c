@@ -37,8 +37,13 @@
 
 static int ngx_http_registry_openat(ngx_http_registry_store_t *st,
     u_char *path, int flags, mode_t mode);
-static int ngx_http_registry_openat_walk(ngx_http_registry_store_t *st,
-    u_char *path, int flags, mode_t mode);
+static int ngx_http_registry_openat_in(int base, u_char *path, int flags,
+    mode_t mode);
+static int ngx_http_registry_openat_walk(int base, u_char *path, int flags,
+    mode_t mode);
+static ngx_int_t ngx_http_registry_read_link_at(ngx_http_registry_op_t *op,
+    int base, ngx_str_t *dir, ngx_str_t *path,
+    ngx_http_registry_digest_t *digest);
 static void ngx_http_registry_file_error(ngx_http_registry_op_t *op,
     ngx_err_t err, const char *call, ngx_str_t *path);
 static ngx_int_t ngx_http_registry_file_absent(ngx_http_registry_op_t *op,
@@ -62,7 +67,7 @@ static ngx_int_t ngx_http_registry_walk_dir(ngx_http_registry_op_t *op,
     int fd, ngx_str_t *path, ngx_str_t *sub, size_t size,
     ngx_http_registry_visit_pt visit, void *data, ngx_uint_t depth);
 static ngx_int_t ngx_http_registry_entry_type(ngx_http_registry_op_t *op,
-    int at, struct dirent *de);
+    int at, struct dirent64 *de);
 
 
 /*
@@ -125,6 +130,15 @@ static int
 ngx_http_registry_openat(ngx_http_registry_store_t *st, u_char *path,
     int flags, mode_t mode)
 {
+    return ngx_http_registry_openat_in(st->root_fd, path, flags, mode);
+}
+
+
+/* path beneath the directory open as base */
+
+static int
+ngx_http_registry_openat_in(int base, u_char *path, int flags, mode_t mode)
+{
 #if (NGX_HTTP_REGISTRY_OPENAT2)
     long             fd;
     struct open_how  how;
@@ -138,7 +152,7 @@ ngx_http_registry_openat(ngx_http_registry_store_t *st, u_char *path,
         how.mode = (flags & O_CREAT) ? mode : 0;
         how.resolve = RESOLVE_NO_SYMLINKS | RESOLVE_BENEATH;
 
-        fd = syscall(SYS_openat2, st->root_fd, path, &how, sizeof(how));
+        fd = syscall(SYS_openat2, base, path, &how, sizeof(how));
 
         if (fd != -1 || ngx_errno != NGX_ENOSYS) {
             return (int) fd;
@@ -148,15 +162,14 @@ ngx_http_registry_openat(ngx_http_registry_store_t *st, u_char *path,
     }
 #endif
 
-    return ngx_http_registry_openat_walk(st, path, flags, mode);
+    return ngx_http_registry_openat_walk(base, path, flags, mode);
 }
 
 
 /* one component at a time, none of them a symbolic link */
 
 static int
-ngx_http_registry_openat_walk(ngx_http_registry_store_t *st, u_char *path,
-    int flags, mode_t mode)
+ngx_http_registry_openat_walk(int base, u_char *path, int flags, mode_t mode)
 {
     int           dirfd, fd;
     u_char       *p, *slash;
@@ -171,7 +184,7 @@ ngx_http_registry_openat_walk(ngx_http_registry_store_t *st, u_char *path,
 
     (void) ngx_cpystrn(buf, path, sizeof(buf));
 
-    dirfd = st->root_fd;
+    dirfd = base;
     p = buf;
 
     for ( ;; ) {
@@ -198,7 +211,7 @@ ngx_http_registry_openat_walk(ngx_http_registry_store_t *st, u_char *path,
             err = NGX_ELOOP;
         }
 
-        if (dirfd != st->root_fd) {
+        if (dirfd != base) {
             (void) close(dirfd);
         }
 
@@ -211,7 +224,7 @@ ngx_http_registry_openat_walk(ngx_http_registry_store_t *st, u_char *path,
         p = slash + 1;
     }
 
-    if (dirfd != st->root_fd) {
+    if (dirfd != base) {
         err = ngx_errno;
         (void) close(dirfd);
         ngx_set_errno(err);
@@ -391,14 +404,30 @@ ngx_int_t
 ngx_http_registry_file_read_link(ngx_http_registry_op_t *op, ngx_str_t *path,
     ngx_http_registry_digest_t *digest)
 {
+    return ngx_http_registry_read_link_at(op, op->store->root_fd, NULL, path,
+                                          digest);
+}
+
+
+/* path beneath base, which is dir (NULL: the root), for the log */
+
+static ngx_int_t
+ngx_http_registry_read_link_at(ngx_http_registry_op_t *op, int base,
+    ngx_str_t *dir, ngx_str_t *path, ngx_http_registry_digest_t *digest)
+{
     ssize_t    n;
     ngx_fd_t   fd;
     ngx_err_t  err;
+    ngx_str_t  none = ngx_null_string;
     u_char     buf[NGX_HTTP_REGISTRY_DIGEST_MAX_LEN + 1];
+
+    if (dir == NULL) {
+        dir = &none;
+    }
 
     /* a link is tiny: open, one read, close; no fstat() */
 
-    fd = ngx_http_registry_openat(op->store, path->data, O_RDONLY, 0);
+    fd = ngx_http_registry_openat_in(base, path->data, O_RDONLY, 0);
 
     if (fd == -1) {
         err = ngx_errno;
@@ -408,7 +437,8 @@ ngx_http_registry_file_read_link(ngx_http_registry_op_t *op, ngx_str_t *path,
         }
 
         ngx_log_error(NGX_LOG_CRIT, op->log, err,
-                      ngx_open_file_n " \"%V\" failed", path);
+                      ngx_open_file_n " \"%V%s%V\" failed", dir,
+                      dir->len ? "/" : "", path);
         return ngx_http_registry_op_syserr(op, err);
     }
 
@@ -419,7 +449,8 @@ ngx_http_registry_file_read_link(ngx_http_registry_op_t *op, ngx_str_t *path,
 
     if (n == -1) {
         ngx_log_error(NGX_LOG_CRIT, op->log, err,
-                      ngx_read_fd_n " \"%V\" failed", path);
+                      ngx_read_fd_n " \"%V%s%V\" failed", dir,
+                      dir->len ? "/" : "", path);
         return ngx_http_registry_op_syserr(op, err);
     }
 
@@ -430,7 +461,8 @@ ngx_http_registry_file_read_link(ngx_http_registry_op_t *op, ngx_str_t *path,
 
     case NGX_DECLINED:
         ngx_log_error(NGX_LOG_ERR, op->log, 0,
-                      "link \"%V\" holds no valid digest", path);
+                      "link \"%V%s%V\" holds no valid digest", dir,
+                      dir->len ? "/" : "", path);
         return ngx_http_registry_op_fail(op, NGX_HTTP_REGISTRY_INTERNAL,
                                          "invalid link in the store");
 
@@ -1393,32 +1425,247 @@ ngx_int_t
 ngx_http_registry_file_list(ngx_http_registry_op_t *op, ngx_str_t *path,
     ngx_uint_t what, ngx_array_t *names)
 {
-    int        fd;
-    ngx_err_t  err;
+    ngx_int_t                rc;
+    ngx_http_registry_dir_t  dir;
 
-    fd = ngx_http_registry_openat(op->store, path->data,
-                                  O_RDONLY|O_DIRECTORY, 0);
-
-    if (fd == -1) {
-        err = ngx_errno;
-
-        if (ngx_http_registry_file_absent(op, err, path)) {
-            return NGX_DECLINED;
-        }
-
-        ngx_log_error(NGX_LOG_CRIT, op->log, err,
-                      ngx_open_dir_n " \"%V\" failed", path);
-        return ngx_http_registry_op_syserr(op, err);
+    rc = ngx_http_registry_dir_open(op, path, &dir);
+    if (rc != NGX_OK) {
+        return rc;
     }
 
-    return ngx_http_registry_read_entries(op, fd, path, NULL, what, names,
-                                          op->pool);
+    rc = ngx_http_registry_dir_list(op, &dir, what, names);
+
+    ngx_http_registry_dir_close(&dir);
+
+    return rc;
 }
 
 
 /*
- * Reads the directory open as fd, which it closes; names in the pool.
- * The directory is path, or path/sub in a walk (for the log).
+ * A directory held open, for many lookups beneath it: each a short walk
+ * from there, not one from the root through the whole path.  The
+ * collection of a large store makes hundreds of thousands of them.
+ * NGX_DECLINED: absent (or reached through a symbolic link).
+ */
+
+ngx_int_t
+ngx_http_registry_dir_open(ngx_http_registry_op_t *op, ngx_str_t *path,
+    ngx_http_registry_dir_t *dir)
+{
+    ngx_err_t  err;
+
+    dir->path = *path;
+    dir->fd = ngx_http_registry_openat(op->store, path->data,
+                                       O_RDONLY|O_DIRECTORY, 0);
+
+    if (dir->fd != -1) {
+        return NGX_OK;
+    }
+
+    err = ngx_errno;
+
+    if (ngx_http_registry_file_absent(op, err, path)) {
+        return NGX_DECLINED;
+    }
+
+    ngx_log_error(NGX_LOG_CRIT, op->log, err,
+                  ngx_open_dir_n " \"%V\" failed", path);
+    return ngx_http_registry_op_syserr(op, err);
+}
+
+
+/* its entries, once: a second listing would find none */
+
+ngx_int_t
+ngx_http_registry_dir_list(ngx_http_registry_op_t *op,
+    ngx_http_registry_dir_t *dir, ngx_uint_t what, ngx_array_t *names)
+{
+    return ngx_http_registry_read_entries(op, dir->fd, &dir->path, NULL,
+                                          what, names, op->pool);
+}
+
+
+/*
+ * rel is "<entry>/<file>" for an entry the listing gave as a directory:
+ * fstatat() follows no link at the end, and <entry> was no link when
+ * listed.  One put there since can only mislead a stat, which changes
+ * nothing: whatever acts on the answer goes through the strict paths
+ * again.  NGX_DECLINED: absent, or a link.
+ */
+
+ngx_int_t
+ngx_http_registry_dir_stat(ngx_http_registry_op_t *op,
+    ngx_http_registry_dir_t *dir, ngx_str_t *rel, ngx_file_info_t *fi)
+{
+    ngx_err_t  err;
+
+    if (fstatat(dir->fd, (char *) rel->data, fi, AT_SYMLINK_NOFOLLOW) == -1) {
+        err = ngx_errno;
+
+        if (err == NGX_ENOENT || err == NGX_ENOTDIR) {
+            return NGX_DECLINED;
+        }
+
+        ngx_log_error(NGX_LOG_CRIT, op->log, err,
+                      "fstatat() \"%V/%V\" failed", &dir->path, rel);
+        return ngx_http_registry_op_syserr(op, err);
+    }
+
+    if (S_ISLNK(fi->st_mode)) {
+        return ngx_http_registry_file_absent(op, NGX_ELOOP, rel)
+               ? NGX_DECLINED : NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/* a link beneath the directory, as ngx_http_registry_file_read_link() */
+
+ngx_int_t
+ngx_http_registry_dir_read_link(ngx_http_registry_op_t *op,
+    ngx_http_registry_dir_t *dir, ngx_str_t *rel,
+    ngx_http_registry_digest_t *digest)
+{
+    return ngx_http_registry_read_link_at(op, dir->fd, &dir->path, rel,
+                                          digest);
+}
+
+
+/*
+ * The operations below take single names in directories held open,
+ * which no symbolic link can redirect: openat() with O_NOFOLLOW, and
+ * renameat(), utimensat() and unlinkat(), which act on a final link
+ * itself, never on what it names.
+ */
+
+/* the directory name beneath parent; NGX_DECLINED: absent, or a link */
+
+ngx_int_t
+ngx_http_registry_dir_open_in(ngx_http_registry_op_t *op,
+    ngx_http_registry_dir_t *parent, ngx_str_t *name,
+    ngx_http_registry_dir_t *dir)
+{
+    ngx_err_t  err;
+
+    dir->path = *name;
+    dir->fd = openat(parent->fd, (char *) name->data,
+                     O_RDONLY|O_DIRECTORY|O_NOFOLLOW|O_CLOEXEC);
+
+    if (dir->fd != -1) {
+        return NGX_OK;
+    }
+
+    err = ngx_errno;
+
+    if (ngx_http_registry_file_absent(op, err, name)) {
+        return NGX_DECLINED;
+    }
+
+    ngx_log_error(NGX_LOG_CRIT, op->log, err,
+                  ngx_open_dir_n " \"%V/%V\" failed", &parent->path, name);
+    return ngx_http_registry_op_syserr(op, err);
+}
+
+
+/* NGX_DECLINED: from is absent (or to's directory) */
+
+ngx_int_t
+ngx_http_registry_dir_rename(ngx_http_registry_op_t *op,
+    ngx_http_registry_dir_t *from_dir, char *from,
+    ngx_http_registry_dir_t *to_dir, char *to)
+{
+    ngx_err_t  err;
+
+    if (renameat(from_dir->fd, from, to_dir->fd, to) == 0) {
+        return NGX_OK;
+    }
+
+    err = ngx_errno;
+
+    if (err == NGX_ENOENT) {
+        return NGX_DECLINED;
+    }
+
+    ngx_log_error(NGX_LOG_CRIT, op->log, err,
+                  "renameat() \"%V/%s\" to \"%V/%s\" failed",
+                  &from_dir->path, from, &to_dir->path, to);
+    return ngx_http_registry_op_syserr(op, err);
+}
+
+
+/* the file's time now, as ngx_http_registry_file_retime() */
+
+ngx_int_t
+ngx_http_registry_dir_retime(ngx_http_registry_op_t *op,
+    ngx_http_registry_dir_t *dir, char *name)
+{
+    ngx_err_t  err;
+
+    if (utimensat(dir->fd, name, NULL, AT_SYMLINK_NOFOLLOW) == 0) {
+        return NGX_OK;
+    }
+
+    err = ngx_errno;
+
+    if (err == NGX_ENOENT) {
+        return NGX_DECLINED;
+    }
+
+    if (err == NGX_EPERM || err == NGX_EACCES) {
+        return NGX_OK;                  /* as futimens() there: kept old */
+    }
+
+    ngx_log_error(NGX_LOG_CRIT, op->log, err,
+                  "utimensat() \"%V/%s\" failed", &dir->path, name);
+    return ngx_http_registry_op_syserr(op, err);
+}
+
+
+/* NGX_DECLINED: absent; a directory is removed only when empty */
+
+ngx_int_t
+ngx_http_registry_dir_unlink(ngx_http_registry_op_t *op,
+    ngx_http_registry_dir_t *dir, char *name, ngx_uint_t is_dir)
+{
+    ngx_err_t  err;
+
+    if (unlinkat(dir->fd, name, is_dir ? AT_REMOVEDIR : 0) == 0) {
+        return NGX_OK;
+    }
+
+    err = ngx_errno;
+
+    if (err == NGX_ENOENT) {
+        return NGX_DECLINED;
+    }
+
+    if (is_dir && (err == ENOTEMPTY || err == NGX_EEXIST)) {
+        return NGX_DECLINED;                  /* filled again meanwhile */
+    }
+
+    ngx_log_error(NGX_LOG_CRIT, op->log, err,
+                  "unlinkat() \"%V/%s\" failed", &dir->path, name);
+    return ngx_http_registry_op_syserr(op, err);
+}
+
+
+void
+ngx_http_registry_dir_close(ngx_http_registry_dir_t *dir)
+{
+    if (dir->fd != -1) {
+        (void) close(dir->fd);
+        dir->fd = -1;
+    }
+}
+
+
+/*
+ * Reads the directory open as fd (left open, its offset at the end);
+ * names in the pool.  The directory is path, or path/sub in a walk (for
+ * the log).  getdents64() into a buffer on the stack: readdir() would
+ * cost a DIR of 32 KB from malloc() and an fcntl() per directory, which
+ * a collection of a large store opens by the ten thousand.
  */
 
 static ngx_int_t
@@ -1426,82 +1673,71 @@ ngx_http_registry_read_entries(ngx_http_registry_op_t *op, int fd,
     ngx_str_t *path, ngx_str_t *sub, ngx_uint_t what, ngx_array_t *names,
     ngx_pool_t *pool)
 {
-    DIR            *dir;
-    size_t          len;
-    ngx_err_t       err;
-    ngx_int_t       type;
-    ngx_str_t      *name;
-    struct dirent  *de;
+    size_t            len;
+    ssize_t           n, off;
+    ngx_err_t         err;
+    ngx_int_t         type;
+    ngx_str_t        *name;
+    struct dirent64  *de;
+    u_char            buf[16384];
 
     static ngx_str_t  empty = ngx_null_string;
 
-    dir = fdopendir(fd);
-    if (dir == NULL) {
-        err = ngx_errno;
-        (void) close(fd);
-        return ngx_http_registry_op_syserr(op, err);
-    }
-
     for ( ;; ) {
-        ngx_set_errno(0);
-        de = readdir(dir);
+        n = getdents64(fd, buf, sizeof(buf));
 
-        if (de == NULL) {
+        if (n == -1) {
             err = ngx_errno;
+            ngx_log_error(NGX_LOG_CRIT, op->log, err,
+                          ngx_read_dir_n " \"%V%s%V\" failed", path,
+                          sub && sub->len ? "/" : "", sub ? sub : &empty);
+            return ngx_http_registry_op_syserr(op, err);
+        }
 
-            if (err) {
-                ngx_log_error(NGX_LOG_CRIT, op->log, err,
-                              ngx_read_dir_n " \"%V%s%V\" failed", path,
-                              sub && sub->len ? "/" : "", sub ? sub : &empty);
-                (void) closedir(dir);
-                return ngx_http_registry_op_syserr(op, err);
+        if (n == 0) {
+            return NGX_OK;
+        }
+
+        for (off = 0; off < n; off += de->d_reclen) {
+            de = (struct dirent64 *) (buf + off);
+
+            if (de->d_name[0] == '.') {
+                continue;
             }
 
-            break;
+            type = ngx_http_registry_entry_type(op, fd, de);
+
+            if (type == NGX_HTTP_REGISTRY_LIST_LINKS
+                && !(what & NGX_HTTP_REGISTRY_LIST_LINKS))
+            {
+                ngx_log_error(NGX_LOG_WARN, op->log, 0,
+                              "registry: symbolic link \"%V%s%V/%s\" "
+                              "skipped: the store never follows one", path,
+                              sub && sub->len ? "/" : "",
+                              sub ? sub : &empty, de->d_name);
+                continue;
+            }
+
+            if (!(type & what)) {
+                continue;
+            }
+
+            len = ngx_strlen(de->d_name);
+
+            name = ngx_array_push(names);
+            if (name == NULL) {
+                return ngx_http_registry_op_syserr(op, NGX_ENOMEM);
+            }
+
+            name->len = len;
+            name->data = ngx_pnalloc(pool, len + 1);
+            if (name->data == NULL) {
+                return ngx_http_registry_op_syserr(op, NGX_ENOMEM);
+            }
+
+            ngx_memcpy(name->data, de->d_name, len + 1);
         }
-
-        if (de->d_name[0] == '.') {
-            continue;
-        }
-
-        type = ngx_http_registry_entry_type(op, dirfd(dir), de);
-
-        if (type == NGX_HTTP_REGISTRY_LIST_LINKS
-            && !(what & NGX_HTTP_REGISTRY_LIST_LINKS))
-        {
-            ngx_log_error(NGX_LOG_WARN, op->log, 0,
-                          "registry: symbolic link \"%V%s%V/%s\" skipped: "
-                          "the store never follows one", path,
-                          sub && sub->len ? "/" : "", sub ? sub : &empty,
-                          de->d_name);
-            continue;
-        }
-
-        if (!(type & what)) {
-            continue;
-        }
-
-        len = ngx_strlen(de->d_name);
-
-        name = ngx_array_push(names);
-        if (name == NULL) {
-            (void) closedir(dir);
-            return ngx_http_registry_op_syserr(op, NGX_ENOMEM);
-        }
-
-        name->len = len;
-        name->data = ngx_pnalloc(pool, len + 1);
-        if (name->data == NULL) {
-            (void) closedir(dir);
-            return ngx_http_registry_op_syserr(op, NGX_ENOMEM);
-        }
-
-        ngx_memcpy(name->data, de->d_name, len + 1);
     }
-
-    (void) closedir(dir);
-
-    return NGX_OK;
 }
 
 
@@ -1555,7 +1791,7 @@ ngx_http_registry_walk_dir(ngx_http_registry_op_t *op, int fd,
     ngx_str_t *path, ngx_str_t *sub, size_t size,
     ngx_http_registry_visit_pt visit, void *data, ngx_uint_t depth)
 {
-    int          dupfd, child;
+    int          child;
     size_t       len;
     ngx_int_t    rc;
     ngx_str_t   *dir;
@@ -1570,16 +1806,12 @@ ngx_http_registry_walk_dir(ngx_http_registry_op_t *op, int fd,
         return ngx_http_registry_op_syserr(op, NGX_ENOMEM);
     }
 
-    dupfd = dup(fd);
-
-    if (dupfd == -1
-        || ngx_array_init(&dirs, pool, 8, sizeof(ngx_str_t)) != NGX_OK)
-    {
-        rc = ngx_http_registry_op_syserr(op, ngx_errno);
+    if (ngx_array_init(&dirs, pool, 8, sizeof(ngx_str_t)) != NGX_OK) {
+        rc = ngx_http_registry_op_syserr(op, NGX_ENOMEM);
         goto done;
     }
 
-    rc = ngx_http_registry_read_entries(op, dupfd, path, sub,
+    rc = ngx_http_registry_read_entries(op, fd, path, sub,
                                         NGX_HTTP_REGISTRY_LIST_DIRS, &dirs,
                                         pool);
 
@@ -1648,7 +1880,7 @@ done:
 
 static ngx_int_t
 ngx_http_registry_entry_type(ngx_http_registry_op_t *op, int at,
-    struct dirent *de)
+    struct dirent64 *de)
 {
     struct stat  sb;
 

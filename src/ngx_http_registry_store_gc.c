@@ -60,12 +60,14 @@
 #include "ngx_http_registry_store.h"
 
 #include <jansson.h>
+#include <pthread.h>
 
 
 #define NGX_HTTP_REGISTRY_GC_LISTED        1000
 #define NGX_HTTP_REGISTRY_GC_MANIFEST_MAX  (16 * 1024 * 1024)
 #define NGX_HTTP_REGISTRY_GC_SET_MIN       1024
 #define NGX_HTTP_REGISTRY_GC_SLACK         1          /* seconds */
+#define NGX_HTTP_REGISTRY_GC_PARTS         4          /* threads, at most */
 
 #define NGX_HTTP_REGISTRY_GC_MARK        0
 #define NGX_HTTP_REGISTRY_GC_TOMBSTONES  1
@@ -89,6 +91,8 @@ struct ngx_http_registry_gc_blob_s {
     ngx_http_registry_gc_ref_t    *refs;       /* a manifest's, once read */
     ngx_uint_t                     nrefs;
     ngx_http_registry_gc_blob_t   *subject;    /* NULL: none */
+    ngx_uint_t                     live_in;    /* repositories' stamps, */
+    ngx_uint_t                     used_in;    /* for gc_repo_t's sets */
     unsigned                       marked:1;   /* live */
     unsigned                       kept:1;     /* unmarked, bytes stay */
     unsigned                       read:1;
@@ -96,10 +100,20 @@ struct ngx_http_registry_gc_blob_s {
 };
 
 
-/* open addressing, on ngx_hash_key() of the digest's text */
+/*
+ * Open addressing, on the digest's own hex (see gc_set_slot()), each
+ * slot with its record's hash: a probe reads a record only when the
+ * hashes match, a resize none.
+ */
 
 typedef struct {
-    ngx_http_registry_gc_blob_t  **slots;
+    uint64_t                       hash;
+    ngx_http_registry_gc_blob_t   *blob;
+} ngx_http_registry_gc_slot_t;
+
+
+typedef struct {
+    ngx_http_registry_gc_slot_t   *slots;
     ngx_uint_t                     mask;
     ngx_uint_t                     count;
     ngx_pool_t                    *pool;
@@ -118,27 +132,58 @@ typedef struct {
 } ngx_http_registry_gc_link_t;
 
 
+/* blobs/<alg>/<name>: a directory of blobs, for the sweep */
+
+typedef struct {
+    ngx_uint_t                     alg;
+    ngx_str_t                      name;
+} ngx_http_registry_gc_prefix_t;
+
+
+/*
+ * A repository being marked.  Its two sets, the manifests live in it and
+ * the configs and layers they use, are stamps in the blobs' records:
+ * repositories are marked one after the other, each with a stamp of its
+ * own (gc_is_live(), gc_is_used()).
+ */
+
 typedef struct {
     ngx_str_t                      name;
+    ngx_uint_t                     stamp;
     ngx_http_registry_op_t         op;         /* in the repository's pool */
-    ngx_http_registry_gc_set_t     live;       /* manifests */
-    ngx_http_registry_gc_set_t     used;       /* configs and layers */
     ngx_array_t                    stack;      /* of gc_blob_t *, to mark */
     ngx_array_t                    revisions;  /* of gc_revision_t */
     ngx_uint_t                     invalid;    /* a revision does not parse */
 } ngx_http_registry_gc_repo_t;
 
 
-typedef struct {
+typedef struct ngx_http_registry_gc_s  ngx_http_registry_gc_t;
+
+typedef ngx_int_t (*ngx_http_registry_gc_part_pt)(ngx_http_registry_gc_t *gc,
+    ngx_array_t *items, ngx_uint_t first, ngx_uint_t step);
+
+/*
+ * A run, or a part of one: the mark and the blob sweep are shared out
+ * among threads, each with a part of its own (see gc_parallel()), which
+ * the run takes back in when it is done.
+ */
+
+struct ngx_http_registry_gc_s {
     ngx_http_registry_op_t        *op;
+    ngx_http_registry_op_t         part_op;    /* a part's op */
+    ngx_http_registry_gc_part_pt   part;       /* what a part's thread runs */
+    ngx_array_t                   *items;
+    ngx_uint_t                     first;
+    ngx_uint_t                     step;
+    ngx_int_t                      rc;
     ngx_http_registry_job_t       *job;
     ngx_http_registry_progress_t  *progress;
     struct timespec                now;
     struct timespec                cutoff;     /* now less the grace */
     ngx_http_registry_gc_set_t     blobs;
     ngx_array_t                    links;      /* of gc_link_t: candidates */
+    ngx_http_registry_dir_t        tombs[2];   /* the sweep's, by alg */
     ngx_uint_t                     invalid;    /* remove nothing */
-    ngx_uint_t                     alg;        /* of the blobs walked */
 
     json_t                        *report;
     json_t                        *removed;    /* blobs deleted */
@@ -160,17 +205,23 @@ typedef struct {
     uint64_t                       links_removed;
     uint64_t                       revisions_removed;
     uint64_t                       problems_found;
-} ngx_http_registry_gc_t;
+};
 
 
 static ngx_int_t ngx_http_registry_gc_init(ngx_http_registry_gc_t *gc);
 static ngx_int_t ngx_http_registry_gc_mark(ngx_http_registry_gc_t *gc);
 static ngx_int_t ngx_http_registry_gc_repository(ngx_http_registry_gc_t *gc,
     ngx_str_t *name);
+#define ngx_http_registry_gc_is_live(repo, b)  ((b)->live_in == (repo)->stamp)
+#define ngx_http_registry_gc_is_used(repo, b)  ((b)->used_in == (repo)->stamp)
+
 static ngx_int_t ngx_http_registry_gc_tags(ngx_http_registry_gc_t *gc,
     ngx_http_registry_gc_repo_t *repo);
 static ngx_int_t ngx_http_registry_gc_revisions(ngx_http_registry_gc_t *gc,
     ngx_http_registry_gc_repo_t *repo);
+static ngx_int_t ngx_http_registry_gc_revision(ngx_http_registry_gc_t *gc,
+    ngx_http_registry_gc_repo_t *repo, ngx_http_registry_dir_t *dir,
+    ngx_uint_t alg, ngx_str_t *hex);
 static ngx_int_t ngx_http_registry_gc_live(ngx_http_registry_gc_t *gc,
     ngx_http_registry_gc_repo_t *repo);
 static ngx_int_t ngx_http_registry_gc_drain(ngx_http_registry_gc_t *gc,
@@ -186,23 +237,54 @@ static ngx_int_t ngx_http_registry_gc_unrevision(ngx_http_registry_gc_t *gc,
     ngx_http_registry_gc_repo_t *repo, ngx_http_registry_gc_blob_t *b);
 static ngx_int_t ngx_http_registry_gc_layers(ngx_http_registry_gc_t *gc,
     ngx_http_registry_gc_repo_t *repo);
+static ngx_int_t ngx_http_registry_gc_layer(ngx_http_registry_gc_t *gc,
+    ngx_http_registry_gc_repo_t *repo, ngx_http_registry_dir_t *dir,
+    ngx_uint_t alg, ngx_str_t *hex, ngx_str_t *name);
 static ngx_int_t ngx_http_registry_gc_tombstones(ngx_http_registry_gc_t *gc);
+static ngx_int_t ngx_http_registry_gc_tombs_part(ngx_http_registry_gc_t *gc,
+    ngx_array_t *tombs, ngx_uint_t first, ngx_uint_t step);
 static ngx_int_t ngx_http_registry_gc_tombstone_sweep(
     ngx_http_registry_gc_t *gc, ngx_pool_t *pool, ngx_uint_t alg,
     ngx_str_t *hex);
 static ngx_int_t ngx_http_registry_gc_blobs(ngx_http_registry_gc_t *gc);
-static ngx_int_t ngx_http_registry_gc_blob_visit(ngx_http_registry_op_t *op,
-    void *data, ngx_str_t *sub, ngx_array_t *dirs);
+static ngx_int_t ngx_http_registry_gc_blob_prefix(ngx_http_registry_gc_t *gc,
+    ngx_uint_t alg, ngx_str_t *prefix);
 static ngx_int_t ngx_http_registry_gc_blob_sweep(ngx_http_registry_gc_t *gc,
-    ngx_http_registry_op_t *op, ngx_http_registry_digest_t *digest);
+    ngx_http_registry_op_t *op, ngx_http_registry_dir_t *dir, ngx_str_t *hex,
+    ngx_http_registry_digest_t *digest);
+static ngx_int_t ngx_http_registry_gc_open_tombs(ngx_http_registry_gc_t *gc);
 static ngx_int_t ngx_http_registry_gc_bury(ngx_http_registry_gc_t *gc,
-    ngx_http_registry_op_t *op, ngx_http_registry_gc_blob_t *b,
-    ngx_str_t *data, off_t size);
-static void ngx_http_registry_gc_rmdir(ngx_http_registry_op_t *op,
-    ngx_str_t *data);
+    ngx_http_registry_op_t *op, ngx_http_registry_dir_t *prefix,
+    ngx_str_t *hex, ngx_http_registry_digest_t *digest, off_t size);
+static ngx_int_t ngx_http_registry_gc_buried(ngx_http_registry_gc_t *gc,
+    ngx_http_registry_op_t *op, ngx_http_registry_dir_t *blob, ngx_str_t *hex,
+    ngx_http_registry_digest_t *digest);
 static ngx_int_t ngx_http_registry_gc_unlink_links(ngx_http_registry_gc_t *gc);
+static ngx_int_t ngx_http_registry_gc_young_in(ngx_http_registry_gc_t *gc,
+    ngx_http_registry_op_t *op, ngx_http_registry_dir_t *dir, ngx_str_t *rel,
+    off_t *size);
+static ngx_int_t ngx_http_registry_gc_age(ngx_http_registry_gc_t *gc,
+    ngx_file_info_t *fi, off_t *size);
 static ngx_int_t ngx_http_registry_gc_young(ngx_http_registry_gc_t *gc,
     ngx_http_registry_op_t *op, ngx_str_t *path, off_t *size);
+static ngx_int_t ngx_http_registry_gc_mark_part(ngx_http_registry_gc_t *gc,
+    ngx_array_t *names, ngx_uint_t first, ngx_uint_t step);
+static ngx_int_t ngx_http_registry_gc_sweep_part(ngx_http_registry_gc_t *gc,
+    ngx_array_t *prefixes, ngx_uint_t first, ngx_uint_t step);
+static ngx_int_t ngx_http_registry_gc_parallel(ngx_http_registry_gc_t *gc,
+    ngx_http_registry_gc_part_pt part, ngx_array_t *items,
+    ngx_uint_t own_sets);
+static void *ngx_http_registry_gc_thread(void *data);
+static ngx_http_registry_gc_t *ngx_http_registry_gc_fork(
+    ngx_http_registry_gc_t *gc, ngx_uint_t own_sets);
+static ngx_int_t ngx_http_registry_gc_join(ngx_http_registry_gc_t *gc,
+    ngx_http_registry_gc_t *part);
+static ngx_int_t ngx_http_registry_gc_join_marks(ngx_http_registry_gc_t *gc,
+    ngx_http_registry_gc_t *part);
+static void ngx_http_registry_gc_join_list(json_t *ours, json_t *theirs);
+static void ngx_http_registry_gc_drop(ngx_http_registry_gc_t *part);
+static ngx_uint_t ngx_http_registry_gc_count_marked(
+    ngx_http_registry_gc_t *gc);
 static ngx_int_t ngx_http_registry_gc_cancelled(ngx_http_registry_gc_t *gc);
 static void ngx_http_registry_gc_phase(ngx_http_registry_gc_t *gc,
     ngx_uint_t phase, ngx_uint_t total);
@@ -218,12 +300,11 @@ static ngx_http_registry_gc_blob_t *ngx_http_registry_gc_blob(
     ngx_uint_t create);
 static ngx_int_t ngx_http_registry_gc_set_init(ngx_http_registry_gc_set_t *set,
     ngx_pool_t *pool);
-static ngx_http_registry_gc_blob_t **ngx_http_registry_gc_set_slot(
-    ngx_http_registry_gc_set_t *set, ngx_str_t *digest);
-static ngx_int_t ngx_http_registry_gc_set_add(ngx_http_registry_gc_set_t *set,
-    ngx_http_registry_gc_blob_t *b);
-static ngx_uint_t ngx_http_registry_gc_set_has(
-    ngx_http_registry_gc_set_t *set, ngx_http_registry_gc_blob_t *b);
+static uint64_t ngx_http_registry_gc_hash(ngx_str_t *digest);
+static ngx_http_registry_gc_slot_t *ngx_http_registry_gc_set_slot(
+    ngx_http_registry_gc_set_t *set, uint64_t hash, ngx_str_t *digest);
+static ngx_int_t ngx_http_registry_gc_set_grow(
+    ngx_http_registry_gc_set_t *set);
 
 
 static const char  *ngx_http_registry_gc_phases[] = {
@@ -245,6 +326,9 @@ ngx_http_registry_store_gc(ngx_http_registry_op_t *op,
     ngx_http_registry_gc_t  gc;
 
     ngx_memzero(&gc, sizeof(ngx_http_registry_gc_t));
+
+    gc.tombs[0].fd = -1;
+    gc.tombs[1].fd = -1;
 
     gc.op = op;
     gc.job = job;
@@ -270,6 +354,9 @@ ngx_http_registry_store_gc(ngx_http_registry_op_t *op,
     if (rc == NGX_OK) {
         rc = ngx_http_registry_gc_unlink_links(&gc);
     }
+
+    ngx_http_registry_dir_close(&gc.tombs[0]);
+    ngx_http_registry_dir_close(&gc.tombs[1]);
 
     return ngx_http_registry_gc_report(&gc, rc);
 }
@@ -318,9 +405,8 @@ ngx_http_registry_gc_init(ngx_http_registry_gc_t *gc)
 static ngx_int_t
 ngx_http_registry_gc_mark(ngx_http_registry_gc_t *gc)
 {
-    ngx_str_t    *name;
-    ngx_uint_t    i;
-    ngx_array_t   names;
+    ngx_int_t    rc;
+    ngx_array_t  names;
 
     if (ngx_array_init(&names, gc->op->pool, 64, sizeof(ngx_str_t))
         != NGX_OK)
@@ -334,9 +420,27 @@ ngx_http_registry_gc_mark(ngx_http_registry_gc_t *gc)
 
     ngx_http_registry_gc_phase(gc, NGX_HTTP_REGISTRY_GC_MARK, names.nelts);
 
-    name = names.elts;
+    rc = ngx_http_registry_gc_parallel(gc, ngx_http_registry_gc_mark_part,
+                                       &names, 1);
 
-    for (i = 0; i < names.nelts; i++) {
+    gc->blobs_marked = ngx_http_registry_gc_count_marked(gc);
+
+    return rc;
+}
+
+
+/* the repositories first, first + step, ... of names */
+
+static ngx_int_t
+ngx_http_registry_gc_mark_part(ngx_http_registry_gc_t *gc,
+    ngx_array_t *names, ngx_uint_t first, ngx_uint_t step)
+{
+    ngx_str_t   *name;
+    ngx_uint_t   i;
+
+    name = names->elts;
+
+    for (i = first; i < names->nelts; i += step) {
         if (ngx_http_registry_gc_cancelled(gc)) {
             return NGX_DECLINED;
         }
@@ -351,7 +455,7 @@ ngx_http_registry_gc_mark(ngx_http_registry_gc_t *gc)
             gc->repositories++;
         }
 
-        gc->progress->done = i + 1;
+        (void) ngx_atomic_fetch_add(&gc->progress->done, 1);
     }
 
     return NGX_OK;
@@ -375,12 +479,11 @@ ngx_http_registry_gc_repository(ngx_http_registry_gc_t *gc, ngx_str_t *name)
     ngx_memzero(&repo, sizeof(ngx_http_registry_gc_repo_t));
 
     repo.name = *name;
+    repo.stamp = gc->repositories + 1;
     repo.op = *gc->op;
     repo.op.pool = pool;
 
-    if (ngx_http_registry_gc_set_init(&repo.live, pool) != NGX_OK
-        || ngx_http_registry_gc_set_init(&repo.used, pool) != NGX_OK
-        || ngx_array_init(&repo.stack, pool, 64,
+    if (ngx_array_init(&repo.stack, pool, 64,
                           sizeof(ngx_http_registry_gc_blob_t *))
            != NGX_OK
         || ngx_array_init(&repo.revisions, pool, 64,
@@ -426,10 +529,11 @@ ngx_http_registry_gc_tags(ngx_http_registry_gc_t *gc,
     ngx_http_registry_gc_repo_t *repo)
 {
     ngx_int_t                     rc;
-    ngx_str_t                     dir, link, *tag;
+    ngx_str_t                     path, rel, *tag;
     ngx_uint_t                    i;
     ngx_array_t                   tags;
     ngx_http_registry_op_t       *op;
+    ngx_http_registry_dir_t       dir;
     ngx_http_registry_digest_t    digest;
     ngx_http_registry_gc_blob_t  *b, **root;
 
@@ -439,28 +543,29 @@ ngx_http_registry_gc_tags(ngx_http_registry_gc_t *gc,
         return ngx_http_registry_op_syserr(op, NGX_ENOMEM);
     }
 
-    if (ngx_http_registry_path_tags(op, &dir, &repo->name) != NGX_OK) {
+    if (ngx_http_registry_path_tags(op, &path, &repo->name) != NGX_OK) {
         return NGX_ERROR;
     }
 
-    rc = ngx_http_registry_file_list(op, &dir, NGX_HTTP_REGISTRY_LIST_DIRS,
-                                     &tags);
+    rc = ngx_http_registry_dir_open(op, &path, &dir);
     if (rc != NGX_OK) {
         return (rc == NGX_DECLINED) ? NGX_OK : NGX_ERROR;
     }
 
+    rc = ngx_http_registry_dir_list(op, &dir, NGX_HTTP_REGISTRY_LIST_DIRS,
+                                    &tags);
     tag = tags.elts;
 
-    for (i = 0; i < tags.nelts; i++) {
-        if (ngx_http_registry_path_tag_link(op, &link, &repo->name, &tag[i])
-            != NGX_OK)
-        {
-            return NGX_ERROR;
+    for (i = 0; rc == NGX_OK && i < tags.nelts; i++) {
+        if (ngx_http_registry_path_in_tags(op, &rel, &tag[i]) != NGX_OK) {
+            rc = NGX_ERROR;
+            break;
         }
 
-        rc = ngx_http_registry_file_read_link(op, &link, &digest);
+        rc = ngx_http_registry_dir_read_link(op, &dir, &rel, &digest);
 
         if (rc == NGX_DECLINED) {
+            rc = NGX_OK;
             continue;
         }
 
@@ -468,6 +573,7 @@ ngx_http_registry_gc_tags(ngx_http_registry_gc_t *gc,
             ngx_http_registry_gc_problem(gc, "unreadable tag link",
                                          &repo->name, &tag[i]);
             gc->invalid = 1;
+            rc = NGX_OK;
             continue;
         }
 
@@ -475,13 +581,16 @@ ngx_http_registry_gc_tags(ngx_http_registry_gc_t *gc,
         root = ngx_array_push(&repo->stack);
 
         if (b == NULL || root == NULL) {
-            return ngx_http_registry_op_syserr(op, NGX_ENOMEM);
+            rc = ngx_http_registry_op_syserr(op, NGX_ENOMEM);
+            break;
         }
 
         *root = b;
     }
 
-    return NGX_OK;
+    ngx_http_registry_dir_close(&dir);
+
+    return rc;
 }
 
 
@@ -494,14 +603,12 @@ static ngx_int_t
 ngx_http_registry_gc_revisions(ngx_http_registry_gc_t *gc,
     ngx_http_registry_gc_repo_t *repo)
 {
-    ngx_int_t                         rc;
-    ngx_str_t                         dir, link, *hex;
-    ngx_uint_t                        alg, i;
-    ngx_array_t                       hexes;
-    ngx_http_registry_op_t           *op;
-    ngx_http_registry_digest_t        digest;
-    ngx_http_registry_gc_blob_t      *b, **root;
-    ngx_http_registry_gc_revision_t  *rev;
+    ngx_int_t                 rc;
+    ngx_str_t                 path, *hex;
+    ngx_uint_t                alg, i;
+    ngx_array_t               hexes;
+    ngx_http_registry_op_t   *op;
+    ngx_http_registry_dir_t   dir;
 
     op = &repo->op;
 
@@ -512,14 +619,13 @@ ngx_http_registry_gc_revisions(ngx_http_registry_gc_t *gc,
             return ngx_http_registry_op_syserr(op, NGX_ENOMEM);
         }
 
-        if (ngx_http_registry_path_revisions(op, &dir, &repo->name, alg)
+        if (ngx_http_registry_path_revisions(op, &path, &repo->name, alg)
             != NGX_OK)
         {
             return NGX_ERROR;
         }
 
-        rc = ngx_http_registry_file_list(op, &dir, NGX_HTTP_REGISTRY_LIST_DIRS,
-                                         &hexes);
+        rc = ngx_http_registry_dir_open(op, &path, &dir);
         if (rc == NGX_DECLINED) {
             continue;
         }
@@ -528,60 +634,87 @@ ngx_http_registry_gc_revisions(ngx_http_registry_gc_t *gc,
             return NGX_ERROR;
         }
 
+        rc = ngx_http_registry_dir_list(op, &dir, NGX_HTTP_REGISTRY_LIST_DIRS,
+                                        &hexes);
         hex = hexes.elts;
 
-        for (i = 0; i < hexes.nelts; i++) {
-            rc = ngx_http_registry_digest_of(op->pool, alg, &hex[i], &digest);
-
-            if (rc == NGX_ERROR) {
-                return ngx_http_registry_op_syserr(op, NGX_ENOMEM);
-            }
-
-            if (rc != NGX_OK
-                || ngx_http_registry_path_revision_link(op, &link,
-                                                        &repo->name, &digest)
-                   != NGX_OK)
-            {
-                continue;
-            }
-
-            rc = ngx_http_registry_gc_young(gc, op, &link, NULL);
-
-            if (rc == NGX_DECLINED) {
-                continue;                     /* no link: no revision */
-            }
-
-            if (rc == NGX_ERROR) {
-                return NGX_ERROR;
-            }
-
-            b = ngx_http_registry_gc_blob(gc, &digest, 1);
-            rev = ngx_array_push(&repo->revisions);
-
-            if (b == NULL || rev == NULL) {
-                return ngx_http_registry_op_syserr(op, NGX_ENOMEM);
-            }
-
-            rev->blob = b;
-            rev->removable = gc->job->delete_untagged && rc == NGX_ABORT;
-
-            if (ngx_http_registry_gc_read(gc, b) != NGX_OK) {
-                return NGX_ERROR;
-            }
-
-            if (b->invalid) {
-                repo->invalid = 1;
-            }
-
-            if (!rev->removable) {
-                root = ngx_array_push(&repo->stack);
-                if (root == NULL) {
-                    return ngx_http_registry_op_syserr(op, NGX_ENOMEM);
-                }
-
-                *root = b;
-            }
+        for (i = 0; rc == NGX_OK && i < hexes.nelts; i++) {
+            rc = ngx_http_registry_gc_revision(gc, repo, &dir, alg, &hex[i]);
         }
+
+        ngx_http_registry_dir_close(&dir);
+
+        if (rc != NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/* one revision, <hex> in the listing of revisions/<alg> (dir) */
+
+static ngx_int_t
+ngx_http_registry_gc_revision(ngx_http_registry_gc_t *gc,
+    ngx_http_registry_gc_repo_t *repo, ngx_http_registry_dir_t *dir,
+    ngx_uint_t alg, ngx_str_t *hex)
+{
+    ngx_int_t                         rc;
+    ngx_str_t                         rel;
+    ngx_http_registry_op_t           *op;
+    ngx_http_registry_digest_t        digest;
+    ngx_http_registry_gc_blob_t      *b, **root;
+    ngx_http_registry_gc_revision_t  *rev;
+
+    op = &repo->op;
+
+    rc = ngx_http_registry_digest_of(op->pool, alg, hex, &digest);
+
+    if (rc != NGX_OK) {
+        return (rc == NGX_ERROR) ? ngx_http_registry_op_syserr(op, NGX_ENOMEM)
+                                 : NGX_OK;
+    }
+
+    if (ngx_http_registry_path_in_links(op, &rel, hex) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    rc = ngx_http_registry_gc_young_in(gc, op, dir, &rel, NULL);
+
+    if (rc == NGX_DECLINED) {
+        return NGX_OK;                        /* no link: no revision */
+    }
+
+    if (rc == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    b = ngx_http_registry_gc_blob(gc, &digest, 1);
+    rev = ngx_array_push(&repo->revisions);
+
+    if (b == NULL || rev == NULL) {
+        return ngx_http_registry_op_syserr(op, NGX_ENOMEM);
+    }
+
+    rev->blob = b;
+    rev->removable = gc->job->delete_untagged && rc == NGX_ABORT;
+
+    if (ngx_http_registry_gc_read(gc, b) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (b->invalid) {
+        repo->invalid = 1;
+    }
+
+    if (!rev->removable) {
+        root = ngx_array_push(&repo->stack);
+        if (root == NULL) {
+            return ngx_http_registry_op_syserr(op, NGX_ENOMEM);
+        }
+
+        *root = b;
     }
 
     return NGX_OK;
@@ -608,9 +741,8 @@ ngx_http_registry_gc_live(ngx_http_registry_gc_t *gc,
 
         for (i = 0; i < repo->revisions.nelts; i++) {
             if (rev[i].blob->subject
-                && !ngx_http_registry_gc_set_has(&repo->live, rev[i].blob)
-                && ngx_http_registry_gc_set_has(&repo->live,
-                                                rev[i].blob->subject))
+                && !ngx_http_registry_gc_is_live(repo, rev[i].blob)
+                && ngx_http_registry_gc_is_live(repo, rev[i].blob->subject))
             {
                 next = ngx_array_push(&repo->stack);
                 if (next == NULL) {
@@ -638,20 +770,17 @@ ngx_http_registry_gc_drain(ngx_http_registry_gc_t *gc,
         stack = repo->stack.elts;
         b = stack[--repo->stack.nelts];
 
-        if (ngx_http_registry_gc_set_has(&repo->live, b)) {
+        if (ngx_http_registry_gc_is_live(repo, b)) {
             continue;
         }
 
-        if (ngx_http_registry_gc_set_add(&repo->live, b) != NGX_OK
-            || ngx_http_registry_gc_read(gc, b) != NGX_OK)
-        {
+        b->live_in = repo->stamp;
+
+        if (ngx_http_registry_gc_read(gc, b) != NGX_OK) {
             return ngx_http_registry_op_syserr(&repo->op, NGX_ENOMEM);
         }
 
-        if (!b->marked) {
-            b->marked = 1;
-            gc->blobs_marked++;
-        }
+        b->marked = 1;
 
         ref = b->refs;
 
@@ -667,17 +796,9 @@ ngx_http_registry_gc_drain(ngx_http_registry_gc_t *gc,
                 continue;
             }
 
-            if (!ngx_http_registry_gc_set_has(&repo->used, ref[i].blob)
-                && ngx_http_registry_gc_set_add(&repo->used, ref[i].blob)
-                   != NGX_OK)
-            {
-                return ngx_http_registry_op_syserr(&repo->op, NGX_ENOMEM);
-            }
+            ref[i].blob->used_in = repo->stamp;
 
-            if (!ref[i].blob->marked) {
-                ref[i].blob->marked = 1;
-                gc->blobs_marked++;
-            }
+            ref[i].blob->marked = 1;
         }
     }
 
@@ -841,7 +962,7 @@ ngx_http_registry_gc_untagged(ngx_http_registry_gc_t *gc,
 
     for (i = 0; i < repo->revisions.nelts; i++) {
         if (!rev[i].removable
-            || ngx_http_registry_gc_set_has(&repo->live, rev[i].blob))
+            || ngx_http_registry_gc_is_live(repo, rev[i].blob))
         {
             continue;
         }
@@ -944,14 +1065,12 @@ static ngx_int_t
 ngx_http_registry_gc_layers(ngx_http_registry_gc_t *gc,
     ngx_http_registry_gc_repo_t *repo)
 {
-    ngx_int_t                     rc;
-    ngx_str_t                     dir, link, *hex, name;
-    ngx_uint_t                    alg, i;
-    ngx_array_t                   hexes;
-    ngx_http_registry_op_t       *op;
-    ngx_http_registry_digest_t    digest;
-    ngx_http_registry_gc_blob_t  *b;
-    ngx_http_registry_gc_link_t  *cand;
+    ngx_int_t                 rc;
+    ngx_str_t                 path, *hex, name;
+    ngx_uint_t                alg, i;
+    ngx_array_t               hexes;
+    ngx_http_registry_op_t   *op;
+    ngx_http_registry_dir_t   dir;
 
     op = &repo->op;
     ngx_str_null(&name);
@@ -959,14 +1078,13 @@ ngx_http_registry_gc_layers(ngx_http_registry_gc_t *gc,
     for (alg = NGX_HTTP_REGISTRY_SHA256; alg <= NGX_HTTP_REGISTRY_SHA512; alg++)
     {
         if (ngx_array_init(&hexes, op->pool, 64, sizeof(ngx_str_t)) != NGX_OK
-            || ngx_http_registry_path_layers(op, &dir, &repo->name, alg)
+            || ngx_http_registry_path_layers(op, &path, &repo->name, alg)
                != NGX_OK)
         {
             return NGX_ERROR;
         }
 
-        rc = ngx_http_registry_file_list(op, &dir, NGX_HTTP_REGISTRY_LIST_DIRS,
-                                         &hexes);
+        rc = ngx_http_registry_dir_open(op, &path, &dir);
         if (rc == NGX_DECLINED) {
             continue;
         }
@@ -975,62 +1093,92 @@ ngx_http_registry_gc_layers(ngx_http_registry_gc_t *gc,
             return NGX_ERROR;
         }
 
+        rc = ngx_http_registry_dir_list(op, &dir, NGX_HTTP_REGISTRY_LIST_DIRS,
+                                        &hexes);
         hex = hexes.elts;
 
-        for (i = 0; i < hexes.nelts; i++) {
-            rc = ngx_http_registry_digest_of(op->pool, alg, &hex[i], &digest);
+        for (i = 0; rc == NGX_OK && i < hexes.nelts; i++) {
+            rc = ngx_http_registry_gc_layer(gc, repo, &dir, alg, &hex[i],
+                                            &name);
+        }
 
-            if (rc == NGX_ERROR) {
-                return ngx_http_registry_op_syserr(op, NGX_ENOMEM);
-            }
+        ngx_http_registry_dir_close(&dir);
 
-            if (rc != NGX_OK) {
-                continue;
-            }
-
-            b = ngx_http_registry_gc_blob(gc, &digest, 1);
-            if (b == NULL) {
-                return ngx_http_registry_op_syserr(op, NGX_ENOMEM);
-            }
-
-            if (ngx_http_registry_gc_set_has(&repo->used, b)
-                || ngx_http_registry_path_layer_link(op, &link, &repo->name,
-                                                     &digest)
-                   != NGX_OK)
-            {
-                continue;
-            }
-
-            rc = ngx_http_registry_gc_young(gc, op, &link, NULL);
-
-            if (rc == NGX_ERROR) {
-                return NGX_ERROR;
-            }
-
-            if (rc == NGX_OK && !b->marked) {
-                b->marked = 1;                /* a push in flight */
-                gc->blobs_marked++;
-            }
-
-            if (rc != NGX_ABORT) {
-                continue;
-            }
-
-            if (name.data == NULL) {
-                name.len = repo->name.len;
-                name.data = ngx_pstrdup(gc->op->pool, &repo->name);
-            }
-
-            cand = ngx_array_push(&gc->links);
-
-            if (name.data == NULL || cand == NULL) {
-                return ngx_http_registry_op_syserr(op, NGX_ENOMEM);
-            }
-
-            cand->name = name;
-            cand->blob = b;
+        if (rc != NGX_OK) {
+            return NGX_ERROR;
         }
     }
+
+    return NGX_OK;
+}
+
+
+/*
+ * One layer link, <hex> in the listing of _layers/<alg> (dir); *name:
+ * the repository's name in gc's pool, made for the first candidate.
+ */
+
+static ngx_int_t
+ngx_http_registry_gc_layer(ngx_http_registry_gc_t *gc,
+    ngx_http_registry_gc_repo_t *repo, ngx_http_registry_dir_t *dir,
+    ngx_uint_t alg, ngx_str_t *hex, ngx_str_t *name)
+{
+    ngx_int_t                     rc;
+    ngx_str_t                     rel;
+    ngx_http_registry_op_t       *op;
+    ngx_http_registry_digest_t    digest;
+    ngx_http_registry_gc_blob_t  *b;
+    ngx_http_registry_gc_link_t  *cand;
+
+    op = &repo->op;
+
+    rc = ngx_http_registry_digest_of(op->pool, alg, hex, &digest);
+
+    if (rc != NGX_OK) {
+        return (rc == NGX_ERROR) ? ngx_http_registry_op_syserr(op, NGX_ENOMEM)
+                                 : NGX_OK;
+    }
+
+    b = ngx_http_registry_gc_blob(gc, &digest, 1);
+    if (b == NULL) {
+        return ngx_http_registry_op_syserr(op, NGX_ENOMEM);
+    }
+
+    if (ngx_http_registry_gc_is_used(repo, b)) {
+        return NGX_OK;
+    }
+
+    if (ngx_http_registry_path_in_links(op, &rel, hex) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    rc = ngx_http_registry_gc_young_in(gc, op, dir, &rel, NULL);
+
+    if (rc == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    if (rc == NGX_OK) {
+        b->marked = 1;                        /* a push in flight */
+    }
+
+    if (rc != NGX_ABORT) {
+        return NGX_OK;
+    }
+
+    if (name->data == NULL) {
+        name->len = repo->name.len;
+        name->data = ngx_pstrdup(gc->op->pool, &repo->name);
+    }
+
+    cand = ngx_array_push(&gc->links);
+
+    if (name->data == NULL || cand == NULL) {
+        return ngx_http_registry_op_syserr(op, NGX_ENOMEM);
+    }
+
+    cand->name = *name;
+    cand->blob = b;
 
     return NGX_OK;
 }
@@ -1041,67 +1189,94 @@ ngx_http_registry_gc_layers(ngx_http_registry_gc_t *gc,
 static ngx_int_t
 ngx_http_registry_gc_tombstones(ngx_http_registry_gc_t *gc)
 {
-    ngx_int_t    rc;
-    ngx_str_t    dir, *hex;
-    ngx_uint_t   alg, i, done;
-    ngx_pool_t  *pool;
-    ngx_array_t  hexes[2];
+    ngx_str_t                      *hex;
+    ngx_uint_t                      alg, i;
+    ngx_array_t                     hexes, tombs;
+    ngx_http_registry_gc_prefix_t  *tomb;
+
+    if (ngx_http_registry_gc_open_tombs(gc) != NGX_OK
+        || ngx_array_init(&tombs, gc->op->pool, 64,
+                          sizeof(ngx_http_registry_gc_prefix_t))
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
 
     for (alg = NGX_HTTP_REGISTRY_SHA256; alg <= NGX_HTTP_REGISTRY_SHA512; alg++)
     {
-        if (ngx_array_init(&hexes[alg], gc->op->pool, 64, sizeof(ngx_str_t))
-            != NGX_OK)
-        {
-            return ngx_http_registry_op_syserr(gc->op, NGX_ENOMEM);
+        if (gc->tombs[alg].fd == -1) {
+            continue;                         /* none yet */
         }
 
-        if (ngx_http_registry_path_tombstone(gc->op, &dir, alg, NULL)
-            != NGX_OK)
+        if (ngx_array_init(&hexes, gc->op->pool, 64, sizeof(ngx_str_t))
+            != NGX_OK
+            || ngx_http_registry_dir_list(gc->op, &gc->tombs[alg],
+                                          NGX_HTTP_REGISTRY_LIST_FILES,
+                                          &hexes)
+               != NGX_OK)
         {
             return NGX_ERROR;
         }
 
-        rc = ngx_http_registry_file_list(gc->op, &dir,
-                                         NGX_HTTP_REGISTRY_LIST_FILES,
-                                         &hexes[alg]);
-        if (rc == NGX_ERROR) {
-            return NGX_ERROR;
+        hex = hexes.elts;
+
+        for (i = 0; i < hexes.nelts; i++) {
+            tomb = ngx_array_push(&tombs);
+            if (tomb == NULL) {
+                return ngx_http_registry_op_syserr(gc->op, NGX_ENOMEM);
+            }
+
+            tomb->alg = alg;
+            tomb->name = hex[i];
         }
     }
 
     ngx_http_registry_gc_phase(gc, NGX_HTTP_REGISTRY_GC_TOMBSTONES,
-                               hexes[0].nelts + hexes[1].nelts);
-    done = 0;
+                               tombs.nelts);
 
-    for (alg = NGX_HTTP_REGISTRY_SHA256; alg <= NGX_HTTP_REGISTRY_SHA512; alg++)
-    {
-        hex = hexes[alg].elts;
+    return ngx_http_registry_gc_parallel(gc, ngx_http_registry_gc_tombs_part,
+                                         &tombs, 0);
+}
 
-        for (i = 0; i < hexes[alg].nelts; i++) {
-            if (ngx_http_registry_gc_cancelled(gc)) {
-                return NGX_DECLINED;
-            }
 
-            pool = ngx_create_pool(NGX_DEFAULT_POOL_SIZE, gc->op->log);
-            if (pool == NULL) {
-                return ngx_http_registry_op_syserr(gc->op, NGX_ENOMEM);
-            }
+static ngx_int_t
+ngx_http_registry_gc_tombs_part(ngx_http_registry_gc_t *gc,
+    ngx_array_t *tombs, ngx_uint_t first, ngx_uint_t step)
+{
+    ngx_int_t                       rc;
+    ngx_uint_t                      i;
+    ngx_pool_t                     *pool;
+    ngx_http_registry_gc_prefix_t  *tomb;
 
-            rc = ngx_http_registry_gc_tombstone_sweep(gc, pool, alg, &hex[i]);
+    tomb = tombs->elts;
 
-            ngx_destroy_pool(pool);
-
-            if (rc != NGX_OK) {
-                return rc;
-            }
-
-            gc->progress->done = ++done;
+    for (i = first; i < tombs->nelts; i += step) {
+        if (ngx_http_registry_gc_cancelled(gc)) {
+            return NGX_DECLINED;
         }
+
+        pool = ngx_create_pool(NGX_DEFAULT_POOL_SIZE, gc->op->log);
+        if (pool == NULL) {
+            return ngx_http_registry_op_syserr(gc->op, NGX_ENOMEM);
+        }
+
+        rc = ngx_http_registry_gc_tombstone_sweep(gc, pool, tomb[i].alg,
+                                                  &tomb[i].name);
+
+        ngx_destroy_pool(pool);
+
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+        (void) ngx_atomic_fetch_add(&gc->progress->done, 1);
     }
 
     return NGX_OK;
 }
 
+
+/* one tombstone, hex in _ngx_tombstones/<alg> */
 
 static ngx_int_t
 ngx_http_registry_gc_tombstone_sweep(ngx_http_registry_gc_t *gc,
@@ -1126,15 +1301,16 @@ ngx_http_registry_gc_tombstone_sweep(ngx_http_registry_gc_t *gc,
                                  : NGX_OK;
     }
 
-    if (ngx_http_registry_path_tombstone(&op, &tomb, alg, &digest) != NGX_OK
-        || ngx_http_registry_path_blob(&op, &data, &digest) != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
-
     b = ngx_http_registry_gc_blob(gc, &digest, 0);
 
     if (b && b->marked) {
+        if (ngx_http_registry_path_tombstone(&op, &tomb, alg, &digest)
+            != NGX_OK
+            || ngx_http_registry_path_blob(&op, &data, &digest) != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
         rc = gc->job->dry_run ? NGX_OK
              : ngx_http_registry_file_move(&op, &tomb, &data, 1);
 
@@ -1153,7 +1329,7 @@ ngx_http_registry_gc_tombstone_sweep(ngx_http_registry_gc_t *gc,
         return NGX_OK;
     }
 
-    rc = ngx_http_registry_gc_young(gc, &op, &tomb, &size);
+    rc = ngx_http_registry_gc_young_in(gc, &op, &gc->tombs[alg], hex, &size);
 
     if (rc == NGX_DECLINED) {
         return NGX_OK;                        /* brought back meanwhile */
@@ -1165,18 +1341,24 @@ ngx_http_registry_gc_tombstone_sweep(ngx_http_registry_gc_t *gc,
         return NGX_OK;
     }
 
+    /*
+     * Bytes that stay keep their layer links (gc_unlink_links()): only a
+     * blob with a record can have one.  The set is shared by this
+     * phase's threads: it gains no record here.
+     */
+
     if (rc == NGX_OK || gc->invalid) {
-        b = ngx_http_registry_gc_blob(gc, &digest, 1);
-        if (b == NULL) {
-            return ngx_http_registry_op_syserr(gc->op, NGX_ENOMEM);
+        if (b) {
+            b->kept = 1;
         }
 
-        b->kept = 1;
         return NGX_OK;
     }
 
     if (!gc->job->dry_run
-        && ngx_http_registry_file_unlink(&op, &tomb, 0) != NGX_OK)
+        && ngx_http_registry_dir_unlink(&op, &gc->tombs[alg],
+                                        (char *) hex->data, 0)
+           != NGX_OK)
     {
         return NGX_OK;                        /* brought back meanwhile */
     }
@@ -1194,20 +1376,86 @@ ngx_http_registry_gc_tombstone_sweep(ngx_http_registry_gc_t *gc,
 static ngx_int_t
 ngx_http_registry_gc_blobs(ngx_http_registry_gc_t *gc)
 {
-    ngx_str_t  dir;
+    ngx_int_t                     rc;
+    ngx_str_t                     path, *name;
+    ngx_uint_t                    alg, i;
+    ngx_array_t                   names, prefixes;
+    ngx_http_registry_gc_prefix_t  *prefix;
 
     ngx_http_registry_gc_phase(gc, NGX_HTTP_REGISTRY_GC_BLOBS, 0);
 
-    for (gc->alg = NGX_HTTP_REGISTRY_SHA256;
-         gc->alg <= NGX_HTTP_REGISTRY_SHA512;
-         gc->alg++)
+    if (ngx_array_init(&prefixes, gc->op->pool, 256,
+                       sizeof(ngx_http_registry_gc_prefix_t))
+        != NGX_OK)
     {
-        if (ngx_http_registry_path_blobs(gc->op, &dir, gc->alg, NULL)
-            != NGX_OK
-            || ngx_http_registry_file_walk(gc->op, &dir,
-                                           ngx_http_registry_gc_blob_visit, gc)
-               != NGX_OK)
+        return ngx_http_registry_op_syserr(gc->op, NGX_ENOMEM);
+    }
+
+    for (alg = NGX_HTTP_REGISTRY_SHA256; alg <= NGX_HTTP_REGISTRY_SHA512; alg++)
+    {
+        if (ngx_array_init(&names, gc->op->pool, 256, sizeof(ngx_str_t))
+            != NGX_OK)
         {
+            return ngx_http_registry_op_syserr(gc->op, NGX_ENOMEM);
+        }
+
+        if (ngx_http_registry_path_blobs(gc->op, &path, alg, NULL) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        rc = ngx_http_registry_file_list(gc->op, &path,
+                                         NGX_HTTP_REGISTRY_LIST_DIRS, &names);
+        if (rc == NGX_DECLINED) {
+            continue;
+        }
+
+        if (rc != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        name = names.elts;
+
+        for (i = 0; i < names.nelts; i++) {
+            prefix = ngx_array_push(&prefixes);
+            if (prefix == NULL) {
+                return ngx_http_registry_op_syserr(gc->op, NGX_ENOMEM);
+            }
+
+            prefix->alg = alg;
+            prefix->name = name[i];
+        }
+    }
+
+    return ngx_http_registry_gc_parallel(gc, ngx_http_registry_gc_sweep_part,
+                                         &prefixes, 0);
+}
+
+
+/*
+ * _ngx_tombstones/<alg>, made if missing (a dry run only reads them: it
+ * makes none), open for the tombstones and the blobs phases.
+ */
+
+static ngx_int_t
+ngx_http_registry_gc_open_tombs(ngx_http_registry_gc_t *gc)
+{
+    ngx_int_t   rc;
+    ngx_str_t   path;
+    ngx_uint_t  alg;
+
+    for (alg = NGX_HTTP_REGISTRY_SHA256; alg <= NGX_HTTP_REGISTRY_SHA512; alg++)
+    {
+        if (ngx_http_registry_path_tombstone(gc->op, &path, alg, NULL)
+            != NGX_OK
+            || (!gc->job->dry_run
+                && ngx_http_registry_file_mkdirs(gc->op, &path, 0) != NGX_OK))
+        {
+            return NGX_ERROR;
+        }
+
+        rc = ngx_http_registry_dir_open(gc->op, &path, &gc->tombs[alg]);
+
+        if (rc == NGX_ERROR) {
             return NGX_ERROR;
         }
     }
@@ -1216,75 +1464,117 @@ ngx_http_registry_gc_blobs(ngx_http_registry_gc_t *gc)
 }
 
 
-/* blobs/<alg>: "" holds the <xx>, whose directories are the blobs */
+static ngx_int_t
+ngx_http_registry_gc_sweep_part(ngx_http_registry_gc_t *gc,
+    ngx_array_t *prefixes, ngx_uint_t first, ngx_uint_t step)
+{
+    ngx_int_t                       rc;
+    ngx_uint_t                      i;
+    ngx_http_registry_gc_prefix_t  *prefix;
+
+    prefix = prefixes->elts;
+
+    for (i = first; i < prefixes->nelts; i += step) {
+        rc = ngx_http_registry_gc_blob_prefix(gc, prefix[i].alg,
+                                              &prefix[i].name);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/* blobs/<alg>/<xx>: its directories are the blobs, in a pool for them all */
 
 static ngx_int_t
-ngx_http_registry_gc_blob_visit(ngx_http_registry_op_t *op, void *data,
-    ngx_str_t *sub, ngx_array_t *dirs)
+ngx_http_registry_gc_blob_prefix(ngx_http_registry_gc_t *gc, ngx_uint_t alg,
+    ngx_str_t *prefix)
 {
     ngx_int_t                   rc;
-    ngx_str_t                  *hex;
+    ngx_str_t                   path, *hex;
     ngx_uint_t                  i;
     ngx_pool_t                 *pool;
-    ngx_http_registry_op_t      bop;
-    ngx_http_registry_gc_t     *gc;
+    ngx_array_t                 hexes;
+    ngx_http_registry_op_t      op;
+    ngx_http_registry_dir_t     dir;
     ngx_http_registry_digest_t  digest;
 
-    gc = data;
-    hex = dirs->elts;
-
-    if (sub->len == 0) {
-        return NGX_OK;
-    }
-
-    /* the blobs of one <xx>: a pool for them all, not one each */
-
-    pool = ngx_create_pool(NGX_DEFAULT_POOL_SIZE, op->log);
+    pool = ngx_create_pool(NGX_DEFAULT_POOL_SIZE, gc->op->log);
     if (pool == NULL) {
-        return ngx_http_registry_op_syserr(op, NGX_ENOMEM);
+        return ngx_http_registry_op_syserr(gc->op, NGX_ENOMEM);
     }
 
-    bop = *op;
-    bop.pool = pool;
-    rc = NGX_OK;
+    op = *gc->op;
+    op.pool = pool;
 
-    for (i = 0; i < dirs->nelts && rc == NGX_OK; i++) {
+    if (ngx_array_init(&hexes, pool, 512, sizeof(ngx_str_t)) != NGX_OK
+        || ngx_http_registry_path_blobs(&op, &path, alg, prefix) != NGX_OK)
+    {
+        rc = NGX_ERROR;
+        goto done;
+    }
+
+    rc = ngx_http_registry_dir_open(&op, &path, &dir);
+
+    if (rc != NGX_OK) {
+        if (rc == NGX_ERROR) {
+            ngx_http_registry_gc_problem(gc, "cannot list blobs", NULL,
+                                         &path);
+        }
+
+        rc = NGX_OK;                          /* nothing of it removed */
+        goto done;
+    }
+
+    rc = ngx_http_registry_dir_list(&op, &dir, NGX_HTTP_REGISTRY_LIST_DIRS,
+                                    &hexes);
+    hex = hexes.elts;
+
+    for (i = 0; rc == NGX_OK && i < hexes.nelts; i++) {
         if (ngx_http_registry_gc_cancelled(gc)) {
             rc = NGX_DECLINED;
             break;
         }
 
-        rc = ngx_http_registry_digest_of(pool, gc->alg, &hex[i], &digest);
+        rc = ngx_http_registry_digest_of(pool, alg, &hex[i], &digest);
 
         if (rc == NGX_OK) {
             gc->blobs_scanned++;
-            gc->progress->done = gc->blobs_scanned;
-            rc = ngx_http_registry_gc_blob_sweep(gc, &bop, &digest);
+            (void) ngx_atomic_fetch_add(&gc->progress->done, 1);
+            rc = ngx_http_registry_gc_blob_sweep(gc, &op, &dir, &hex[i],
+                                                 &digest);
 
         } else if (rc == NGX_DECLINED) {
             rc = NGX_OK;
         }
     }
 
+    ngx_http_registry_dir_close(&dir);
+
+done:
+
     if (rc == NGX_ERROR) {
-        op->fault = bop.fault;
+        gc->op->fault = op.fault;
     }
 
     ngx_destroy_pool(pool);
-
-    dirs->nelts = 0;                          /* nothing below a blob */
 
     return rc;
 }
 
 
+/* one blob of the prefix directory dir */
+
 static ngx_int_t
 ngx_http_registry_gc_blob_sweep(ngx_http_registry_gc_t *gc,
-    ngx_http_registry_op_t *op, ngx_http_registry_digest_t *digest)
+    ngx_http_registry_op_t *op, ngx_http_registry_dir_t *dir, ngx_str_t *hex,
+    ngx_http_registry_digest_t *digest)
 {
     off_t                         size;
     ngx_int_t                     rc;
-    ngx_str_t                     data;
+    ngx_str_t                     rel;
     ngx_http_registry_gc_blob_t  *b;
 
     b = ngx_http_registry_gc_blob(gc, digest, 0);
@@ -1295,11 +1585,11 @@ ngx_http_registry_gc_blob_sweep(ngx_http_registry_gc_t *gc,
 
     size = 0;
 
-    if (ngx_http_registry_path_blob(op, &data, digest) != NGX_OK) {
+    if (ngx_http_registry_path_in_blobs(op, &rel, &digest->hex) != NGX_OK) {
         return NGX_ERROR;
     }
 
-    rc = ngx_http_registry_gc_young(gc, op, &data, &size);
+    rc = ngx_http_registry_gc_young_in(gc, op, dir, &rel, &size);
 
     if (rc == NGX_DECLINED) {
         return NGX_OK;                        /* an empty directory */
@@ -1311,14 +1601,15 @@ ngx_http_registry_gc_blob_sweep(ngx_http_registry_gc_t *gc,
         return NGX_OK;
     }
 
-    if (b == NULL) {
-        b = ngx_http_registry_gc_blob(gc, digest, 1);
-        if (b == NULL) {
-            return ngx_http_registry_op_syserr(op, NGX_ENOMEM);
-        }
-    }
+    /*
+     * Bytes that stay keep their layer links (gc_unlink_links()): only
+     * a blob with a record can have one.  The set is shared by the
+     * sweep's threads: it gains no record here.
+     */
 
-    b->kept = 1;
+    if (b) {
+        b->kept = 1;
+    }
 
     if (rc == NGX_OK || gc->invalid) {
         return NGX_OK;
@@ -1331,7 +1622,7 @@ ngx_http_registry_gc_blob_sweep(ngx_http_registry_gc_t *gc,
         return NGX_OK;
     }
 
-    return ngx_http_registry_gc_bury(gc, op, b, &data, size);
+    return ngx_http_registry_gc_bury(gc, op, dir, hex, digest, size);
 }
 
 
@@ -1339,98 +1630,86 @@ ngx_http_registry_gc_blob_sweep(ngx_http_registry_gc_t *gc,
  * Moved aside, then checked: a refresh between the stat and the rename
  * left the time young (it goes back); one after the rename brings it
  * back itself.  Stamped with the time it was moved aside: the second
- * grace counts from there.
+ * grace counts from there.  The blob's own directory goes if empty (a
+ * commit or a restore may have filled it again: it stays then, and both
+ * make it again when they find it gone).  prefix: blobs/<alg>/<xx>,
+ * where hex is the blob's directory.
  */
 
 static ngx_int_t
 ngx_http_registry_gc_bury(ngx_http_registry_gc_t *gc,
-    ngx_http_registry_op_t *op, ngx_http_registry_gc_blob_t *b,
-    ngx_str_t *data, off_t size)
+    ngx_http_registry_op_t *op, ngx_http_registry_dir_t *prefix,
+    ngx_str_t *hex, ngx_http_registry_digest_t *digest, off_t size)
 {
-    ngx_int_t  rc;
-    ngx_str_t  tomb;
+    char                     *name;
+    ngx_int_t                 rc;
+    ngx_http_registry_dir_t   blob, *tombs;
 
-    if (ngx_http_registry_path_tombstone(op, &tomb, b->digest.alg,
-                                         &b->digest)
-        != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
+    name = (char *) hex->data;
+    tombs = &gc->tombs[digest->alg];
 
-    rc = ngx_http_registry_file_move(op, data, &tomb, 0);
-
-    if (rc != NGX_OK) {
-        if (rc == NGX_ERROR) {
-            ngx_http_registry_gc_problem(gc, "cannot move a blob aside",
-                                         NULL, &b->digest.text);
-        }
-
-        return NGX_OK;
-    }
-
-    rc = ngx_http_registry_gc_young(gc, op, &tomb, NULL);
+    rc = ngx_http_registry_dir_open_in(op, prefix, hex, &blob);
 
     if (rc == NGX_OK) {
-        if (ngx_http_registry_file_move(op, &tomb, data, 1) == NGX_OK) {
-            gc->blobs_restored++;
-            ngx_http_registry_gc_list(gc, gc->restored, NULL,
-                                      &b->digest.text);
+        rc = ngx_http_registry_dir_rename(op, &blob, "data", tombs, name);
+
+        if (rc == NGX_OK) {
+            rc = ngx_http_registry_gc_buried(gc, op, &blob, hex, digest);
         }
 
-        return NGX_OK;
+        ngx_http_registry_dir_close(&blob);
     }
 
-    if (rc == NGX_DECLINED
-        || ngx_http_registry_file_retime(op, &tomb) != NGX_OK)
-    {
-        return NGX_OK;                        /* brought back meanwhile */
+    if (rc == NGX_ERROR) {
+        ngx_http_registry_gc_problem(gc, "cannot move a blob aside", NULL,
+                                     &digest->text);
     }
 
-    ngx_http_registry_gc_rmdir(op, data);
+    if (rc != NGX_OK) {
+        return NGX_OK;                        /* gone, or back meanwhile */
+    }
+
+    (void) ngx_http_registry_dir_unlink(op, prefix, name, 1);
 
     gc->blobs_tombstoned++;
     gc->bytes_tombstoned += size;
-    ngx_http_registry_gc_list(gc, gc->tombstoned, NULL, &b->digest.text);
+    ngx_http_registry_gc_list(gc, gc->tombstoned, NULL, &digest->text);
 
     return NGX_OK;
 }
 
 
-/*
- * The blob's own directory, if empty (a commit or a restore may have
- * filled it again: rmdir() leaves it then, and both make it again when
- * they find it gone).
- */
+/* the check after the move: NGX_OK, a tombstone; NGX_DECLINED: back */
 
-static void
-ngx_http_registry_gc_rmdir(ngx_http_registry_op_t *op, ngx_str_t *data)
+static ngx_int_t
+ngx_http_registry_gc_buried(ngx_http_registry_gc_t *gc,
+    ngx_http_registry_op_t *op, ngx_http_registry_dir_t *blob, ngx_str_t *hex,
+    ngx_http_registry_digest_t *digest)
 {
-    u_char    *slash, *base;
-    ngx_fd_t   fd;
+    ngx_int_t                 rc;
+    ngx_http_registry_dir_t  *tombs;
 
-    /* data is ".../<xx>/<hex>/data": <hex> is removed from <xx> */
+    tombs = &gc->tombs[digest->alg];
 
-    for (slash = data->data + data->len - 1; *slash != '/'; slash--) {
-        /* void */
+    rc = ngx_http_registry_gc_young_in(gc, op, tombs, hex, NULL);
+
+    if (rc == NGX_OK) {
+        if (ngx_http_registry_dir_rename(op, tombs, (char *) hex->data, blob,
+                                         "data")
+            == NGX_OK)
+        {
+            gc->blobs_restored++;
+            ngx_http_registry_gc_list(gc, gc->restored, NULL, &digest->text);
+        }
+
+        return NGX_DECLINED;
     }
 
-    *slash = '\0';
-
-    for (base = slash - 1; *base != '/'; base--) {
-        /* void */
+    if (rc == NGX_ABORT) {
+        rc = ngx_http_registry_dir_retime(op, tombs, (char *) hex->data);
     }
 
-    *base = '\0';
-
-    fd = ngx_http_registry_file_open(op, data, O_RDONLY|O_DIRECTORY, 0);
-
-    if (fd != -1) {
-        (void) unlinkat(fd, (char *) base + 1, AT_REMOVEDIR);
-        (void) close(fd);
-    }
-
-    *base = '/';
-    *slash = '/';
+    return (rc == NGX_ERROR) ? NGX_DECLINED : rc;
 }
 
 
@@ -1530,22 +1809,325 @@ ngx_http_registry_gc_young(ngx_http_registry_gc_t *gc,
     ngx_file_info_t  fi;
 
     rc = ngx_http_registry_file_stat(op, path, &fi);
-    if (rc != NGX_OK) {
-        return rc;
-    }
 
+    return (rc == NGX_OK) ? ngx_http_registry_gc_age(gc, &fi, size) : rc;
+}
+
+
+/* the same for rel beneath dir: a judgement, not yet an act */
+
+static ngx_int_t
+ngx_http_registry_gc_young_in(ngx_http_registry_gc_t *gc,
+    ngx_http_registry_op_t *op, ngx_http_registry_dir_t *dir, ngx_str_t *rel,
+    off_t *size)
+{
+    ngx_int_t        rc;
+    ngx_file_info_t  fi;
+
+    rc = ngx_http_registry_dir_stat(op, dir, rel, &fi);
+
+    return (rc == NGX_OK) ? ngx_http_registry_gc_age(gc, &fi, size) : rc;
+}
+
+
+static ngx_int_t
+ngx_http_registry_gc_age(ngx_http_registry_gc_t *gc, ngx_file_info_t *fi,
+    off_t *size)
+{
     if (size) {
-        *size = fi.st_size;
+        *size = fi->st_size;
     }
 
-    if (fi.st_mtim.tv_sec > gc->cutoff.tv_sec
-        || (fi.st_mtim.tv_sec == gc->cutoff.tv_sec
-            && fi.st_mtim.tv_nsec >= gc->cutoff.tv_nsec))
+    if (fi->st_mtim.tv_sec > gc->cutoff.tv_sec
+        || (fi->st_mtim.tv_sec == gc->cutoff.tv_sec
+            && fi->st_mtim.tv_nsec >= gc->cutoff.tv_nsec))
     {
         return NGX_OK;
     }
 
     return NGX_ABORT;
+}
+
+
+/* ---- threads ---- */
+
+/*
+ * part() over items, shared out among up to one thread per CPU: each
+ * takes the items first, first + step, ... in a part of the run of its
+ * own (gc_fork()), taken back in after (gc_join()).  A part with
+ * own_sets has a set of digests of its own, to fill (the mark); without,
+ * it reads the run's, which nothing changes meanwhile (the sweep).
+ * A thread that cannot be made leaves its part to this one.
+ */
+
+static ngx_int_t
+ngx_http_registry_gc_parallel(ngx_http_registry_gc_t *gc,
+    ngx_http_registry_gc_part_pt part, ngx_array_t *items,
+    ngx_uint_t own_sets)
+{
+    ngx_int_t                rc, prc;
+    ngx_uint_t               k, n;
+    pthread_t                tid[NGX_HTTP_REGISTRY_GC_PARTS];
+    ngx_uint_t               started[NGX_HTTP_REGISTRY_GC_PARTS];
+    ngx_http_registry_gc_t  *parts[NGX_HTTP_REGISTRY_GC_PARTS];
+
+    n = ngx_min((ngx_uint_t) ngx_max(ngx_ncpu, 1), ngx_max(items->nelts, 1));
+    n = ngx_min(n, NGX_HTTP_REGISTRY_GC_PARTS);
+
+    for (k = 1; k < n; k++) {
+        parts[k] = ngx_http_registry_gc_fork(gc, own_sets);
+
+        if (parts[k] == NULL) {
+            n = k;
+            break;
+        }
+    }
+
+    for (k = 1; k < n; k++) {
+        parts[k]->part = part;
+        parts[k]->items = items;
+        parts[k]->first = k;
+        parts[k]->step = n;
+
+        started[k] = (pthread_create(&tid[k], NULL,
+                                     ngx_http_registry_gc_thread, parts[k])
+                      == 0);
+    }
+
+    rc = part(gc, items, 0, n);
+
+    for (k = 1; k < n; k++) {
+        if (started[k]) {
+            (void) pthread_join(tid[k], NULL);
+
+        } else {
+            parts[k]->rc = part(parts[k], items, k, n);
+        }
+
+        prc = ngx_http_registry_gc_join(gc, parts[k]);
+
+        if (rc == NGX_OK || prc == NGX_ERROR) {
+            rc = prc;
+        }
+    }
+
+    return rc;
+}
+
+
+static void *
+ngx_http_registry_gc_thread(void *data)
+{
+    ngx_http_registry_gc_t  *part = data;
+
+    part->rc = part->part(part, part->items, part->first, part->step);
+
+    return NULL;
+}
+
+
+/* a part of the run: its pool, op, records and lists; NULL: no memory */
+
+static ngx_http_registry_gc_t *
+ngx_http_registry_gc_fork(ngx_http_registry_gc_t *gc, ngx_uint_t own_sets)
+{
+    ngx_pool_t              *pool;
+    ngx_http_registry_gc_t  *part;
+
+    part = ngx_pcalloc(gc->op->pool, sizeof(ngx_http_registry_gc_t));
+    pool = ngx_create_pool(NGX_DEFAULT_POOL_SIZE, gc->op->log);
+
+    if (part == NULL || pool == NULL) {
+        goto failed;
+    }
+
+    part->part_op = *gc->op;
+    part->part_op.pool = pool;
+    ngx_memzero(&part->part_op.fault, sizeof(ngx_http_registry_fault_t));
+
+    part->op = &part->part_op;
+    part->job = gc->job;
+    part->progress = gc->progress;
+    part->now = gc->now;
+    part->cutoff = gc->cutoff;
+    part->invalid = gc->invalid;
+    part->blobs = gc->blobs;
+    part->tombs[0] = gc->tombs[0];
+    part->tombs[1] = gc->tombs[1];
+
+    part->removed = json_array();
+    part->tombstoned = json_array();
+    part->restored = json_array();
+    part->revisions_list = json_array();
+    part->problems = json_array();
+
+    if (part->removed == NULL || part->tombstoned == NULL
+        || part->restored == NULL
+        || part->revisions_list == NULL || part->problems == NULL
+        || ngx_array_init(&part->links, pool, 16,
+                          sizeof(ngx_http_registry_gc_link_t))
+           != NGX_OK
+        || (own_sets
+            && ngx_http_registry_gc_set_init(&part->blobs, pool) != NGX_OK))
+    {
+        goto failed;
+    }
+
+    return part;
+
+failed:
+
+    if (part) {
+        ngx_http_registry_gc_drop(part);
+    }
+
+    if (pool) {
+        ngx_destroy_pool(pool);
+    }
+
+    return NULL;
+}
+
+
+/*
+ * The part back into the run: its records' marks, its link candidates
+ * (names and records of the run's own), its counts and lists.
+ */
+
+static ngx_int_t
+ngx_http_registry_gc_join(ngx_http_registry_gc_t *gc,
+    ngx_http_registry_gc_t *part)
+{
+    ngx_int_t  rc;
+
+    rc = part->rc;
+
+    if (rc == NGX_ERROR) {
+        gc->op->fault = part->op->fault;
+
+    } else if (part->blobs.slots != gc->blobs.slots
+               && ngx_http_registry_gc_join_marks(gc, part) != NGX_OK)
+    {
+        rc = ngx_http_registry_op_syserr(gc->op, NGX_ENOMEM);
+    }
+
+    gc->invalid |= part->invalid;
+    gc->repositories += part->repositories;
+    gc->manifests += part->manifests;
+    gc->blobs_scanned += part->blobs_scanned;
+    gc->blobs_tombstoned += part->blobs_tombstoned;
+    gc->bytes_tombstoned += part->bytes_tombstoned;
+    gc->blobs_restored += part->blobs_restored;
+    gc->blobs_removed += part->blobs_removed;
+    gc->bytes_freed += part->bytes_freed;
+    gc->revisions_removed += part->revisions_removed;
+    gc->problems_found += part->problems_found;
+
+    ngx_http_registry_gc_join_list(gc->removed, part->removed);
+    ngx_http_registry_gc_join_list(gc->tombstoned, part->tombstoned);
+    ngx_http_registry_gc_join_list(gc->restored, part->restored);
+    ngx_http_registry_gc_join_list(gc->revisions_list, part->revisions_list);
+    ngx_http_registry_gc_join_list(gc->problems, part->problems);
+
+    ngx_http_registry_gc_drop(part);
+    ngx_destroy_pool(part->op->pool);
+
+    return rc;
+}
+
+
+static ngx_int_t
+ngx_http_registry_gc_join_marks(ngx_http_registry_gc_t *gc,
+    ngx_http_registry_gc_t *part)
+{
+    ngx_str_t                      name;
+    ngx_uint_t                     i;
+    ngx_http_registry_gc_blob_t   *b, *ours;
+    ngx_http_registry_gc_link_t   *cand, *link;
+
+    for (i = 0; i <= part->blobs.mask; i++) {
+        b = part->blobs.slots[i].blob;
+
+        if (b == NULL) {
+            continue;
+        }
+
+        ours = ngx_http_registry_gc_blob(gc, &b->digest, 1);
+        if (ours == NULL) {
+            return NGX_ERROR;
+        }
+
+        ours->marked |= b->marked;
+    }
+
+    cand = part->links.elts;
+    ngx_str_null(&name);
+
+    for (i = 0; i < part->links.nelts; i++) {
+
+        /* a repository's candidates are together, with the same name */
+
+        if (name.data == NULL || name.len != cand[i].name.len
+            || ngx_strncmp(name.data, cand[i].name.data, name.len) != 0)
+        {
+            name.len = cand[i].name.len;
+            name.data = ngx_pstrdup(gc->op->pool, &cand[i].name);
+        }
+
+        link = ngx_array_push(&gc->links);
+
+        if (name.data == NULL || link == NULL) {
+            return NGX_ERROR;
+        }
+
+        link->name = name;
+        link->blob = ngx_http_registry_gc_blob(gc, &cand[i].blob->digest, 0);
+    }
+
+    return NGX_OK;
+}
+
+
+/* at most NGX_HTTP_REGISTRY_GC_LISTED entries, as gc_list() keeps */
+
+static void
+ngx_http_registry_gc_join_list(json_t *ours, json_t *theirs)
+{
+    size_t   i;
+
+    for (i = 0; i < json_array_size(theirs); i++) {
+        if (json_array_size(ours) >= NGX_HTTP_REGISTRY_GC_LISTED) {
+            return;
+        }
+
+        (void) json_array_append(ours, json_array_get(theirs, i));
+    }
+}
+
+
+static void
+ngx_http_registry_gc_drop(ngx_http_registry_gc_t *part)
+{
+    json_decref(part->removed);
+    json_decref(part->tombstoned);
+    json_decref(part->restored);
+    json_decref(part->revisions_list);
+    json_decref(part->problems);
+}
+
+
+static ngx_uint_t
+ngx_http_registry_gc_count_marked(ngx_http_registry_gc_t *gc)
+{
+    ngx_uint_t  i, n;
+
+    n = 0;
+
+    for (i = 0; i <= gc->blobs.mask; i++) {
+        n += (gc->blobs.slots[i].blob && gc->blobs.slots[i].blob->marked);
+    }
+
+    return n;
 }
 
 
@@ -1689,12 +2271,15 @@ static ngx_http_registry_gc_blob_t *
 ngx_http_registry_gc_blob(ngx_http_registry_gc_t *gc,
     ngx_http_registry_digest_t *digest, ngx_uint_t create)
 {
-    ngx_http_registry_gc_blob_t  *b, **slot;
+    uint64_t                      hash;
+    ngx_http_registry_gc_blob_t  *b;
+    ngx_http_registry_gc_slot_t  *slot;
 
-    slot = ngx_http_registry_gc_set_slot(&gc->blobs, &digest->text);
+    hash = ngx_http_registry_gc_hash(&digest->text);
+    slot = ngx_http_registry_gc_set_slot(&gc->blobs, hash, &digest->text);
 
-    if (*slot || !create) {
-        return *slot;
+    if (slot->blob || !create) {
+        return slot->blob;
     }
 
     b = ngx_pcalloc(gc->op->pool, sizeof(ngx_http_registry_gc_blob_t));
@@ -1702,13 +2287,15 @@ ngx_http_registry_gc_blob(ngx_http_registry_gc_t *gc,
     if (b == NULL
         || ngx_http_registry_digest_copy(gc->op->pool, digest->text.data,
                                          digest->text.len, &b->digest)
-           != NGX_OK
-        || ngx_http_registry_gc_set_add(&gc->blobs, b) != NGX_OK)
+           != NGX_OK)
     {
         return NULL;
     }
 
-    return b;
+    slot->hash = hash;
+    slot->blob = b;
+
+    return (ngx_http_registry_gc_set_grow(&gc->blobs) == NGX_OK) ? b : NULL;
 }
 
 
@@ -1720,82 +2307,95 @@ ngx_http_registry_gc_set_init(ngx_http_registry_gc_set_t *set,
     set->count = 0;
     set->mask = NGX_HTTP_REGISTRY_GC_SET_MIN - 1;
     set->slots = ngx_pcalloc(pool, NGX_HTTP_REGISTRY_GC_SET_MIN
-                                   * sizeof(ngx_http_registry_gc_blob_t *));
+                                   * sizeof(ngx_http_registry_gc_slot_t));
 
     return (set->slots == NULL) ? NGX_ERROR : NGX_OK;
 }
 
 
+/*
+ * The digest's own: sixteen of its hex digits, mixed (a digest is
+ * random, but hex digits carry four bits a byte, in their low bits).
+ * "<alg>:<hex>": the last sixteen, as every hex is longer.
+ */
+
+static uint64_t
+ngx_http_registry_gc_hash(ngx_str_t *digest)
+{
+    uint64_t  a, b, h;
+
+    ngx_memcpy(&a, digest->data + digest->len - 16, 8);
+    ngx_memcpy(&b, digest->data + digest->len - 8, 8);
+
+    h = (a * 0x9e3779b97f4a7c15ULL) ^ (b * 0xc2b2ae3d27d4eb4fULL);
+
+    return h ^ (h >> 31);
+}
+
+
 /* the slot holding the digest, or the empty one where it would go */
 
-static ngx_http_registry_gc_blob_t **
-ngx_http_registry_gc_set_slot(ngx_http_registry_gc_set_t *set,
+static ngx_http_registry_gc_slot_t *
+ngx_http_registry_gc_set_slot(ngx_http_registry_gc_set_t *set, uint64_t hash,
     ngx_str_t *digest)
 {
     ngx_uint_t                    i;
-    ngx_http_registry_gc_blob_t  *b;
+    ngx_http_registry_gc_slot_t  *slot;
 
-    i = ngx_hash_key(digest->data, digest->len) & set->mask;
+    for (i = hash & set->mask; /* void */ ; i = (i + 1) & set->mask) {
+        slot = &set->slots[i];
 
-    for ( ;; ) {
-        b = set->slots[i];
-
-        if (b == NULL
-            || (b->digest.text.len == digest->len
-                && ngx_memcmp(b->digest.text.data, digest->data, digest->len)
+        if (slot->blob == NULL
+            || (slot->hash == hash
+                && slot->blob->digest.text.len == digest->len
+                && ngx_memcmp(slot->blob->digest.text.data, digest->data,
+                              digest->len)
                    == 0))
         {
-            return &set->slots[i];
+            return slot;
         }
-
-        i = (i + 1) & set->mask;
     }
 }
 
 
-/* b is not in the set yet; it doubles when half full */
+/* one more record in the set: it doubles when half full */
 
 static ngx_int_t
-ngx_http_registry_gc_set_add(ngx_http_registry_gc_set_t *set,
-    ngx_http_registry_gc_blob_t *b)
+ngx_http_registry_gc_set_grow(ngx_http_registry_gc_set_t *set)
 {
-    ngx_uint_t                     i, size;
-    ngx_http_registry_gc_blob_t  **old;
+    ngx_uint_t                    i, j, size;
+    ngx_http_registry_gc_slot_t  *old;
 
-    if (2 * (set->count + 1) > set->mask + 1) {
-        old = set->slots;
-        size = set->mask + 1;
-
-        set->slots = ngx_pcalloc(set->pool,
-                                 2 * size
-                                 * sizeof(ngx_http_registry_gc_blob_t *));
-        if (set->slots == NULL) {
-            return NGX_ERROR;
-        }
-
-        set->mask = 2 * size - 1;
-
-        for (i = 0; i < size; i++) {
-            if (old[i]) {
-                *ngx_http_registry_gc_set_slot(set, &old[i]->digest.text) =
-                                                                    old[i];
-            }
-        }
-
-        /* a large table goes at once, a small one with the pool */
-        (void) ngx_pfree(set->pool, old);
+    if (2 * ++set->count <= set->mask + 1) {
+        return NGX_OK;
     }
 
-    *ngx_http_registry_gc_set_slot(set, &b->digest.text) = b;
-    set->count++;
+    old = set->slots;
+    size = set->mask + 1;
+
+    set->slots = ngx_pcalloc(set->pool,
+                             2 * size * sizeof(ngx_http_registry_gc_slot_t));
+    if (set->slots == NULL) {
+        return NGX_ERROR;
+    }
+
+    set->mask = 2 * size - 1;
+
+    for (i = 0; i < size; i++) {
+        if (old[i].blob) {
+            for (j = old[i].hash & set->mask;
+                 set->slots[j].blob;
+                 j = (j + 1) & set->mask)
+            {
+                /* void */
+            }
+
+            set->slots[j] = old[i];
+        }
+    }
+
+    /* a large table goes at once, a small one with the pool */
+    (void) ngx_pfree(set->pool, old);
 
     return NGX_OK;
-}
-
-
-static ngx_uint_t
-ngx_http_registry_gc_set_has(ngx_http_registry_gc_set_t *set,
-    ngx_http_registry_gc_blob_t *b)
-{
-    return *ngx_http_registry_gc_set_slot(set, &b->digest.text) != NULL;
 }

@@ -172,6 +172,38 @@ ngx_http_registry_path_tag_link(ngx_http_registry_op_t *op, ngx_str_t *out,
 }
 
 
+/*
+ * The same three files named beneath a directory held open (see
+ * ngx_http_registry_dir_open()), for an entry its listing gave: a tag's
+ * current link beneath path_tags(), a revision's or a layer's link
+ * beneath path_revisions() or path_layers(), a blob's bytes beneath its
+ * path_blobs() prefix directory.
+ */
+
+ngx_int_t
+ngx_http_registry_path_in_tags(ngx_http_registry_op_t *op, ngx_str_t *out,
+    ngx_str_t *tag)
+{
+    return ngx_http_registry_path(op, out, "%V/current/link", tag);
+}
+
+
+ngx_int_t
+ngx_http_registry_path_in_links(ngx_http_registry_op_t *op, ngx_str_t *out,
+    ngx_str_t *hex)
+{
+    return ngx_http_registry_path(op, out, "%V/link", hex);
+}
+
+
+ngx_int_t
+ngx_http_registry_path_in_blobs(ngx_http_registry_op_t *op, ngx_str_t *out,
+    ngx_str_t *hex)
+{
+    return ngx_http_registry_path(op, out, "%V/data", hex);
+}
+
+
 /* the tag's history: one link per manifest it ever pointed at */
 
 ngx_int_t
