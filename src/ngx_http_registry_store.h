@@ -309,6 +309,8 @@ ngx_int_t ngx_http_registry_path_repositories(ngx_http_registry_op_t *op,
     ngx_str_t *out);
 ngx_int_t ngx_http_registry_path_temp(ngx_http_registry_op_t *op,
     ngx_str_t *out, ngx_str_t *id);
+ngx_int_t ngx_http_registry_path_repository_lock(ngx_http_registry_op_t *op,
+    ngx_str_t *out, ngx_str_t *name);
 ngx_int_t ngx_http_registry_path_jobs(ngx_http_registry_op_t *op,
     ngx_str_t *out);
 ngx_int_t ngx_http_registry_path_job_report(ngx_http_registry_op_t *op,
@@ -373,14 +375,24 @@ ngx_int_t ngx_http_registry_file_mkdirs(ngx_http_registry_op_t *op,
     ngx_str_t *dir, ngx_uint_t durable);
 ngx_int_t ngx_http_registry_file_publish(ngx_http_registry_op_t *op,
     ngx_str_t *from, ngx_str_t *to, ngx_uint_t durable);
+ngx_fd_t ngx_http_registry_file_lock(ngx_http_registry_op_t *op,
+    ngx_str_t *path);
+void ngx_http_registry_file_unlock(ngx_http_registry_op_t *op, ngx_fd_t fd,
+    ngx_str_t *path);
 ngx_int_t ngx_http_registry_file_move(ngx_http_registry_op_t *op,
     ngx_str_t *from, ngx_str_t *to, ngx_uint_t durable);
 ngx_int_t ngx_http_registry_file_write(ngx_http_registry_op_t *op,
     ngx_str_t *path, u_char *data, size_t len, ngx_uint_t durable);
 ngx_int_t ngx_http_registry_file_write_link(ngx_http_registry_op_t *op,
     ngx_str_t *path, ngx_http_registry_digest_t *digest);
+/* ngx_http_registry_file_unlink() flags */
+#define NGX_HTTP_REGISTRY_UNLINK_PARENT   1
+#define NGX_HTTP_REGISTRY_UNLINK_DURABLE  2
+
 ngx_int_t ngx_http_registry_file_unlink(ngx_http_registry_op_t *op,
-    ngx_str_t *path, ngx_uint_t parent_too);
+    ngx_str_t *path, ngx_uint_t flags);
+ngx_int_t ngx_http_registry_file_sync_dir(ngx_http_registry_op_t *op,
+    ngx_str_t *dir);
 ngx_int_t ngx_http_registry_file_remove_tree(ngx_http_registry_op_t *op,
     ngx_str_t *path);
 ngx_int_t ngx_http_registry_file_list(ngx_http_registry_op_t *op,

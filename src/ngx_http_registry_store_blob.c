@@ -96,7 +96,10 @@ ngx_http_registry_store_blob_refresh(ngx_http_registry_op_t *op,
         return NGX_ERROR;
     }
 
-    /* declined: none, or another op brought it back first */
+    /*
+     * declined: none, or another op brought it back first.  Durable: the
+     * 201 of the push or manifest that refreshes it promises the bytes
+     */
 
     rc = ngx_http_registry_file_move(op, &tomb, &path, 1);
     if (rc == NGX_ERROR) {
@@ -165,7 +168,11 @@ ngx_http_registry_store_blob_unlink(ngx_http_registry_op_t *op,
         return NGX_ERROR;
     }
 
-    rc = ngx_http_registry_file_unlink(op, &link, 1);
+    /* durable: an acknowledged DELETE stays done after a power cut */
+
+    rc = ngx_http_registry_file_unlink(op, &link,
+                                       NGX_HTTP_REGISTRY_UNLINK_PARENT
+                                       |NGX_HTTP_REGISTRY_UNLINK_DURABLE);
 
     if (rc == NGX_OK) {
         ngx_http_registry_links_changed(op);

@@ -20,6 +20,7 @@
 #include "ngx_http_registry_store.h"
 
 #include <dirent.h>
+#include <sys/file.h>
 #include <sys/syscall.h>
 
 #if (NGX_LINUX) && defined(SYS_openat2)
@@ -32,6 +33,9 @@
 
 /* lookups of a name another host keeps replacing, see file_stale() */
 #define NGX_HTTP_REGISTRY_STALE_TRIES  8
+
+/* how often a path is made again that another writer keeps removing */
+#define NGX_HTTP_REGISTRY_RACE_TRIES  8
 
 
 static int ngx_http_registry_openat(ngx_http_registry_store_t *st,
@@ -55,6 +59,8 @@ static ngx_int_t ngx_http_registry_parent(ngx_http_registry_op_t *op,
     ngx_str_t *path, ngx_fd_t *dir, u_char **base);
 static ngx_fd_t ngx_http_registry_open_parent(ngx_http_registry_op_t *op,
     ngx_str_t *path, u_char **base);
+static ngx_int_t ngx_http_registry_mkdirs(ngx_http_registry_op_t *op,
+    ngx_str_t *dir, ngx_uint_t durable);
 static ngx_int_t ngx_http_registry_move(ngx_http_registry_op_t *op,
     ngx_str_t *from, ngx_str_t *to, ngx_uint_t durable);
 static ngx_int_t ngx_http_registry_remove_at(ngx_http_registry_op_t *op,
@@ -668,11 +674,37 @@ ngx_http_registry_file_close(ngx_http_registry_op_t *op,
 
 /*
  * mkdir -p beneath the root.  Durable: each new directory's parent is
- * synced, so the new name survives a power cut.
+ * synced, so the new name survives a power cut.  Another writer may
+ * remove an empty directory of the path (a DELETE's cleanup of a link's
+ * directory, a tag's tree) between our mkdir and our open of it: the path
+ * is made again, a few times at most.
  */
 
 ngx_int_t
 ngx_http_registry_file_mkdirs(ngx_http_registry_op_t *op, ngx_str_t *dir,
+    ngx_uint_t durable)
+{
+    ngx_int_t   rc;
+    ngx_uint_t  tries;
+
+    for (tries = 0; tries < NGX_HTTP_REGISTRY_RACE_TRIES; tries++) {
+        rc = ngx_http_registry_mkdirs(op, dir, durable);
+
+        if (rc != NGX_AGAIN) {
+            return rc;
+        }
+    }
+
+    ngx_http_registry_file_error(op, NGX_ENOENT, "mkdir", dir);
+
+    return ngx_http_registry_op_syserr(op, NGX_ENOENT);
+}
+
+
+/* NGX_AGAIN: a directory of the path vanished as it was made */
+
+static ngx_int_t
+ngx_http_registry_mkdirs(ngx_http_registry_op_t *op, ngx_str_t *dir,
     ngx_uint_t durable)
 {
     int           dirfd, fd;
@@ -760,6 +792,10 @@ failed:
 
     if (err == NGX_ELOOP) {
         return ngx_http_registry_file_link_fault(op, dir);
+    }
+
+    if (err == NGX_ENOENT) {
+        return NGX_AGAIN;
     }
 
     ngx_http_registry_file_error(op, err, "mkdir", dir);
@@ -875,7 +911,8 @@ ngx_http_registry_file_publish(ngx_http_registry_op_t *op, ngx_str_t *from,
 
 
 /*
- * Renames a file, creating the target's directory if need be.
+ * Renames a file, creating the target's directory if need be (again if
+ * another writer removed it, empty, before our rename: see mkdirs).
  * NGX_DECLINED, quietly: "from" is gone, as a file another process may
  * move or remove first is (a blob to its garbage collection tombstone
  * and back).
@@ -885,15 +922,12 @@ ngx_int_t
 ngx_http_registry_file_move(ngx_http_registry_op_t *op, ngx_str_t *from,
     ngx_str_t *to, ngx_uint_t durable)
 {
-    u_char     *slash;
-    ngx_int_t   rc;
-    ngx_str_t   dir;
+    u_char      *slash;
+    ngx_int_t    rc;
+    ngx_str_t    dir;
+    ngx_uint_t   tries;
 
     rc = ngx_http_registry_move(op, from, to, durable);
-
-    if (rc != NGX_AGAIN) {
-        return rc;
-    }
 
     for (slash = to->data + to->len - 1; *slash != '/'; slash--) {
         /* void */
@@ -902,15 +936,20 @@ ngx_http_registry_file_move(ngx_http_registry_op_t *op, ngx_str_t *from,
     dir.data = to->data;
     dir.len = slash - to->data;
 
-    *slash = '\0';
-    rc = ngx_http_registry_file_mkdirs(op, &dir, durable);
-    *slash = '/';
+    for (tries = 0;
+         rc == NGX_AGAIN && tries < NGX_HTTP_REGISTRY_RACE_TRIES;
+         tries++)
+    {
+        *slash = '\0';
+        rc = ngx_http_registry_file_mkdirs(op, &dir, durable);
+        *slash = '/';
 
-    if (rc != NGX_OK) {
-        return rc;
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+        rc = ngx_http_registry_move(op, from, to, durable);
     }
-
-    rc = ngx_http_registry_move(op, from, to, durable);
 
     if (rc == NGX_AGAIN) {
         ngx_log_error(NGX_LOG_CRIT, op->log, NGX_ENOENT,
@@ -922,7 +961,11 @@ ngx_http_registry_file_move(ngx_http_registry_op_t *op, ngx_str_t *from,
 }
 
 
-/* NGX_DECLINED: "from" is gone; NGX_AGAIN: the target's directory is */
+/*
+ * NGX_DECLINED: "from" is gone; NGX_AGAIN: the target's directory is.
+ * Durable: that directory is synced after the rename, since the new name
+ * is an entry of it, which no fsync() of the file makes durable.
+ */
 
 static ngx_int_t
 ngx_http_registry_move(ngx_http_registry_op_t *op, ngx_str_t *from,
@@ -992,6 +1035,8 @@ ngx_http_registry_file_write(ngx_http_registry_op_t *op, ngx_str_t *path,
 
     rc = ngx_http_registry_file_write_all(op, &file, data, len, 0);
 
+    /* durable: the bytes first, so that the name never survives alone */
+
     if (rc == NGX_OK && durable) {
         rc = ngx_http_registry_file_sync(op, &file);
     }
@@ -1012,12 +1057,98 @@ ngx_http_registry_file_write(ngx_http_registry_op_t *op, ngx_str_t *path,
 }
 
 
+/*
+ * A link is durable: each one written (a layer, a revision, a tag's
+ * current link) is what a 201 acknowledges.  Its bytes are synced before
+ * the rename, or a power cut could leave the name with no content (a
+ * torn link), and its directory after, or the name could be lost.
+ */
+
 ngx_int_t
 ngx_http_registry_file_write_link(ngx_http_registry_op_t *op, ngx_str_t *path,
     ngx_http_registry_digest_t *digest)
 {
     return ngx_http_registry_file_write(op, path, digest->text.data,
                                         digest->text.len, 1);
+}
+
+
+/*
+ * Waits for an exclusive flock() of a lock file, created (with its
+ * directory) if need be, which other hosts on the same store see too; a
+ * thread may wait here, never an event loop but where the thread pool is
+ * off.  The lock goes with the descriptor (ngx_http_registry_file_unlock),
+ * or with the process if it dies.  NGX_INVALID_FILE: failed (logged).
+ */
+
+ngx_fd_t
+ngx_http_registry_file_lock(ngx_http_registry_op_t *op, ngx_str_t *path)
+{
+    u_char     *slash;
+    ngx_fd_t    fd;
+    ngx_err_t   err;
+    ngx_int_t   rc;
+    ngx_str_t   dir;
+
+    /* O_RDWR: NFS emulates flock() with fcntl() locks, which want it */
+
+    fd = ngx_http_registry_openat(op->store, path->data, O_RDWR|O_CREAT,
+                                  NGX_FILE_DEFAULT_ACCESS);
+
+    if (fd == -1 && ngx_errno == NGX_ENOENT) {
+        for (slash = path->data + path->len - 1; *slash != '/'; slash--) {
+            /* void */
+        }
+
+        dir.data = path->data;
+        dir.len = slash - path->data;
+
+        *slash = '\0';
+        rc = ngx_http_registry_file_mkdirs(op, &dir, 0);
+        *slash = '/';
+
+        if (rc != NGX_OK) {
+            return NGX_INVALID_FILE;
+        }
+
+        fd = ngx_http_registry_openat(op->store, path->data, O_RDWR|O_CREAT,
+                                      NGX_FILE_DEFAULT_ACCESS);
+    }
+
+    if (fd == -1) {
+        err = ngx_errno;
+        ngx_log_error(NGX_LOG_CRIT, op->log, err,
+                      ngx_open_file_n " \"%V\" failed", path);
+        (void) ngx_http_registry_op_syserr(op, err);
+        return NGX_INVALID_FILE;
+    }
+
+    while (flock(fd, LOCK_EX) == -1) {
+        err = ngx_errno;
+
+        if (err != NGX_EINTR) {
+            ngx_log_error(NGX_LOG_CRIT, op->log, err,
+                          "flock(\"%V\") failed", path);
+            (void) close(fd);
+            (void) ngx_http_registry_op_syserr(op, err);
+            return NGX_INVALID_FILE;
+        }
+    }
+
+    return fd;
+}
+
+
+void
+ngx_http_registry_file_unlock(ngx_http_registry_op_t *op, ngx_fd_t fd,
+    ngx_str_t *path)
+{
+    /* closing the descriptor drops its lock */
+
+    if (close(fd) == -1) {
+        ngx_log_error(NGX_LOG_ALERT, op->log, ngx_errno,
+                      ngx_close_file_n " \"%V\" failed", path);
+    }
 }
 
 
@@ -1158,16 +1289,19 @@ again:
 
 /*
  * Removes a file (a link never gets followed: its own name goes), and
- * with parent_too its directory, if that is empty then (a link's
- * directory holds only the link).  NGX_DECLINED: it was not there.
+ * with NGX_HTTP_REGISTRY_UNLINK_PARENT its directory, if that is empty
+ * then (a link's directory holds only the link).  With
+ * NGX_HTTP_REGISTRY_UNLINK_DURABLE the directory that lost the name is
+ * synced, so that the removal survives a power cut (an acknowledged
+ * DELETE).  NGX_DECLINED: it was not there.
  */
 
 ngx_int_t
 ngx_http_registry_file_unlink(ngx_http_registry_op_t *op, ngx_str_t *path,
-    ngx_uint_t parent_too)
+    ngx_uint_t flags)
 {
     u_char     *base;
-    ngx_fd_t    dirfd;
+    ngx_fd_t    dirfd, pfd;
     ngx_err_t   err;
     ngx_int_t   rc;
     ngx_str_t   parent;
@@ -1190,26 +1324,81 @@ ngx_http_registry_file_unlink(ngx_http_registry_op_t *op, ngx_str_t *path,
         return ngx_http_registry_op_syserr(op, err);
     }
 
+    pfd = -1;
+
+    if ((flags & NGX_HTTP_REGISTRY_UNLINK_PARENT) && base != path->data) {
+
+        /* the parent: the path less "/<base>", for a moment NUL-ended */
+
+        parent.data = path->data;
+        parent.len = base - 1 - path->data;
+        path->data[parent.len] = '\0';
+
+        pfd = ngx_http_registry_open_parent(op, &parent, &base);
+
+        if (pfd != -1 && unlinkat(pfd, (char *) base, AT_REMOVEDIR) == -1) {
+            (void) close(pfd);
+            pfd = -1;
+        }
+
+        path->data[parent.len] = '/';
+    }
+
+    rc = NGX_OK;
+
+    /* the directory gone from its parent, or the name from its directory */
+
+    if ((flags & NGX_HTTP_REGISTRY_UNLINK_DURABLE)
+        && fsync(pfd != -1 ? pfd : dirfd) == -1)
+    {
+        err = ngx_errno;
+        ngx_log_error(NGX_LOG_CRIT, op->log, err,
+                      "fsync() of the directory of \"%V\" failed", path);
+        rc = ngx_http_registry_op_syserr(op, err);
+    }
+
+    if (pfd != -1) {
+        (void) close(pfd);
+    }
+
     (void) close(dirfd);
 
-    if (!parent_too || base == path->data) {
-        return NGX_OK;
+    return rc;
+}
+
+
+/* syncs a directory: the names it gained or lost survive a power cut */
+
+ngx_int_t
+ngx_http_registry_file_sync_dir(ngx_http_registry_op_t *op, ngx_str_t *dir)
+{
+    ngx_fd_t   fd;
+    ngx_err_t  err;
+
+    fd = ngx_http_registry_openat(op->store, dir->data,
+                                  O_RDONLY|O_DIRECTORY, 0);
+
+    if (fd == -1) {
+        err = ngx_errno;
+
+        if (ngx_http_registry_file_absent(op, err, dir)) {
+            return NGX_DECLINED;
+        }
+
+        ngx_log_error(NGX_LOG_CRIT, op->log, err,
+                      ngx_open_file_n " \"%V\" failed", dir);
+        return ngx_http_registry_op_syserr(op, err);
     }
 
-    /* the parent: the path less "/<base>", for a moment NUL-terminated */
-
-    parent.data = path->data;
-    parent.len = base - 1 - path->data;
-    path->data[parent.len] = '\0';
-
-    dirfd = ngx_http_registry_open_parent(op, &parent, &base);
-
-    if (dirfd != -1) {
-        (void) unlinkat(dirfd, (char *) base, AT_REMOVEDIR);
-        (void) close(dirfd);
+    if (fsync(fd) == -1) {
+        err = ngx_errno;
+        ngx_log_error(NGX_LOG_CRIT, op->log, err,
+                      "fsync() \"%V\" failed", dir);
+        (void) close(fd);
+        return ngx_http_registry_op_syserr(op, err);
     }
 
-    path->data[parent.len] = '/';
+    (void) close(fd);
 
     return NGX_OK;
 }

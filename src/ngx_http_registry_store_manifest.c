@@ -183,15 +183,19 @@ ngx_http_registry_type_slot(ngx_http_registry_op_t *op,
 /*
  * Stores a checked manifest: everything it references must be in the
  * repository already, then come its referrers entry, its bytes, its
- * revision link and its tags, each durable.
+ * revision link and its tags, each durable.  The revision and the tags
+ * are written under the repository's lock, which a DELETE of a manifest
+ * or a tag takes too: a DELETE between our revision link and our tag
+ * would leave the tag naming a revision that is gone (t/many_writers.t).
  */
 
 ngx_int_t
 ngx_http_registry_store_manifest_put(ngx_http_registry_op_t *op,
     ngx_http_registry_manifest_t *m)
 {
-    ngx_int_t    existed;
-    ngx_str_t   *tag;
+    ngx_fd_t     fd;
+    ngx_int_t    rc, existed;
+    ngx_str_t   *tag, lock;
     ngx_uint_t   i, tracked;
 
     if (!m->mirrored && ngx_http_registry_manifest_check(op, m) != NGX_OK) {
@@ -215,27 +219,36 @@ ngx_http_registry_store_manifest_put(ngx_http_registry_op_t *op,
         return NGX_ERROR;
     }
 
-    if (ngx_http_registry_manifest_write(op, m) != NGX_OK) {
+    if (ngx_http_registry_path_repository_lock(op, &lock, &m->name)
+        != NGX_OK)
+    {
         return NGX_ERROR;
     }
 
-    if (tracked) {
-        ngx_http_registry_store_referrers_restamp(op, &m->name);
+    fd = ngx_http_registry_file_lock(op, &lock);
+    if (fd == NGX_INVALID_FILE) {
+        return NGX_ERROR;
     }
 
-    ngx_http_registry_store_created(op, &m->name, existed == NGX_OK);
+    rc = ngx_http_registry_manifest_write(op, m);
+
+    if (rc == NGX_OK) {
+        if (tracked) {
+            ngx_http_registry_store_referrers_restamp(op, &m->name);
+        }
+
+        ngx_http_registry_store_created(op, &m->name, existed == NGX_OK);
+    }
 
     tag = m->tags->elts;
 
-    for (i = 0; i < m->tags->nelts; i++) {
-        if (ngx_http_registry_tag_write(op, &m->name, &tag[i], &m->digest)
-            != NGX_OK)
-        {
-            return NGX_ERROR;
-        }
+    for (i = 0; rc == NGX_OK && i < m->tags->nelts; i++) {
+        rc = ngx_http_registry_tag_write(op, &m->name, &tag[i], &m->digest);
     }
 
-    return NGX_OK;
+    ngx_http_registry_file_unlock(op, fd, &lock);
+
+    return (rc == NGX_OK) ? NGX_OK : NGX_ERROR;
 }
 
 
@@ -302,6 +315,8 @@ ngx_http_registry_manifest_write(ngx_http_registry_op_t *op,
 
     rc = ngx_http_registry_store_blob_refresh(op, &m->digest);
 
+    /* durable before the revision link that names them is written */
+
     if (rc == NGX_DECLINED) {
         rc = ngx_http_registry_file_write(op, &path, m->bytes.data,
                                           m->bytes.len, 1);
@@ -322,6 +337,10 @@ ngx_http_registry_manifest_write(ngx_http_registry_op_t *op,
 /*
  * The tag's history entry first, then its current link; a tag that
  * already names the manifest (with its history entry) is left as it is.
+ * Only the current link is durable: it is what a pull of the tag reads,
+ * while the history is what distribution records and nobody needs to
+ * serve the tag (a power cut may lose an entry: a push saves two fsyncs,
+ * and those of the three new directories of a new entry).
  */
 
 static ngx_int_t
@@ -348,7 +367,10 @@ ngx_http_registry_tag_write(ngx_http_registry_op_t *op, ngx_str_t *name,
         return NGX_OK;
     }
 
-    if (ngx_http_registry_file_write_link(op, &history, digest) != NGX_OK) {
+    if (ngx_http_registry_file_write(op, &history, digest->text.data,
+                                     digest->text.len, 0)
+        != NGX_OK)
+    {
         return NGX_ERROR;
     }
 
@@ -363,16 +385,18 @@ ngx_http_registry_tag_write(ngx_http_registry_op_t *op, ngx_str_t *name,
 
 /*
  * The revision goes, with every tag pointing at it and its referrers
- * entry; the bytes stay until garbage collection, as in distribution.
- * NGX_DECLINED: the repository has no such manifest.
+ * entry, under the repository's lock (see manifest_put); the bytes stay
+ * until garbage collection, as in distribution.  NGX_DECLINED: the
+ * repository has no such manifest.
  */
 
 ngx_int_t
 ngx_http_registry_store_manifest_delete(ngx_http_registry_op_t *op,
     ngx_str_t *name, ngx_http_registry_digest_t *digest, size_t max)
 {
+    ngx_fd_t    fd;
     ngx_int_t   rc;
-    ngx_str_t   link;
+    ngx_str_t   link, lock;
     ngx_uint_t  tracked;
 
     if (ngx_http_registry_path_revision_link(op, &link, name, digest)
@@ -388,15 +412,34 @@ ngx_http_registry_store_manifest_delete(ngx_http_registry_op_t *op,
 
     tracked = ngx_http_registry_store_referrers_tracked(op, name);
 
+    if (ngx_http_registry_path_repository_lock(op, &lock, name) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    fd = ngx_http_registry_file_lock(op, &lock);
+    if (fd == NGX_INVALID_FILE) {
+        return NGX_ERROR;
+    }
+
     rc = ngx_http_registry_store_referrers_remove(op, name, digest, max);
 
     if (rc == NGX_OK) {
         rc = ngx_http_registry_untag_all(op, name, digest);
     }
 
+    /*
+     * durable, as the tags' removal before it (untag_all): a DELETE
+     * acknowledged stays done, and no power cut leaves a tag naming the
+     * revision that went
+     */
+
     if (rc == NGX_OK) {
-        rc = ngx_http_registry_file_unlink(op, &link, 1);
+        rc = ngx_http_registry_file_unlink(op, &link,
+                                           NGX_HTTP_REGISTRY_UNLINK_PARENT
+                                           |NGX_HTTP_REGISTRY_UNLINK_DURABLE);
     }
+
+    ngx_http_registry_file_unlock(op, fd, &lock);
 
     /* some tags may be gone even if something failed */
     ngx_http_registry_links_changed(op);
@@ -413,20 +456,43 @@ ngx_http_registry_store_manifest_delete(ngx_http_registry_op_t *op,
 }
 
 
-/* the tag only.  NGX_DECLINED: no such tag */
+/*
+ * The tag only, under the repository's lock (a push writing the tag's
+ * history and current links meanwhile would find its directories gone).
+ * NGX_DECLINED: no such tag.
+ */
 
 ngx_int_t
 ngx_http_registry_store_tag_delete(ngx_http_registry_op_t *op,
     ngx_str_t *name, ngx_str_t *tag)
 {
+    ngx_fd_t   fd;
     ngx_int_t  rc;
-    ngx_str_t  dir;
+    ngx_str_t  dir, lock;
 
-    if (ngx_http_registry_path_tag(op, &dir, name, tag) != NGX_OK) {
+    if (ngx_http_registry_path_tag(op, &dir, name, tag) != NGX_OK
+        || ngx_http_registry_path_repository_lock(op, &lock, name) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    fd = ngx_http_registry_file_lock(op, &lock);
+    if (fd == NGX_INVALID_FILE) {
         return NGX_ERROR;
     }
 
     rc = ngx_http_registry_file_remove_tree(op, &dir);
+
+    /* an acknowledged DELETE stays done after a power cut */
+
+    if (rc == NGX_OK
+        && (ngx_http_registry_path_tags(op, &dir, name) != NGX_OK
+            || ngx_http_registry_file_sync_dir(op, &dir) == NGX_ERROR))
+    {
+        rc = NGX_ERROR;
+    }
+
+    ngx_http_registry_file_unlock(op, fd, &lock);
 
     if (rc == NGX_OK) {
         ngx_http_registry_links_changed(op);
@@ -444,7 +510,7 @@ ngx_http_registry_untag_all(ngx_http_registry_op_t *op, ngx_str_t *name,
 {
     ngx_int_t                   rc;
     ngx_str_t                   dir, link, *tag;
-    ngx_uint_t                  i;
+    ngx_uint_t                  i, removed;
     ngx_array_t                 tags;
     ngx_http_registry_digest_t  current;
 
@@ -463,6 +529,7 @@ ngx_http_registry_untag_all(ngx_http_registry_op_t *op, ngx_str_t *name,
     }
 
     tag = tags.elts;
+    removed = 0;
 
     for (i = 0; i < tags.nelts; i++) {
         if (ngx_http_registry_path_tag_link(op, &link, name, &tag[i])
@@ -483,6 +550,17 @@ ngx_http_registry_untag_all(ngx_http_registry_op_t *op, ngx_str_t *name,
         {
             return NGX_ERROR;
         }
+
+        removed = 1;
+    }
+
+    /* the tags are gone for good before their revision goes */
+
+    if (removed
+        && (ngx_http_registry_path_tags(op, &dir, name) != NGX_OK
+            || ngx_http_registry_file_sync_dir(op, &dir) == NGX_ERROR))
+    {
+        return NGX_ERROR;
     }
 
     return NGX_OK;

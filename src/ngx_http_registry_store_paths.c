@@ -19,6 +19,7 @@
 #define NGX_HTTP_REGISTRY_JOBS_DIR  "_ngx_jobs"
 #define NGX_HTTP_REGISTRY_TOMBS_DIR "_ngx_tombstones"
 #define NGX_HTTP_REGISTRY_QUARANTINE_DIR  "_ngx_quarantine"
+#define NGX_HTTP_REGISTRY_LOCKS_DIR "_ngx_locks"
 
 
 static ngx_int_t ngx_http_registry_path(ngx_http_registry_op_t *op,
@@ -405,6 +406,28 @@ ngx_http_registry_path_temp(ngx_http_registry_op_t *op, ngx_str_t *out,
     }
 
     return ngx_http_registry_path(op, out, NGX_HTTP_REGISTRY_TMP_DIR "/%V", id);
+}
+
+
+/*
+ * A repository's lock file (store_manifest.c), which distribution never
+ * looks at: _ngx_locks/<sha256 hex of the name>, so that it is one name
+ * whatever slashes the repository's has.  Lock files stay: removing one
+ * another writer has open would let two writers hold "the" lock.
+ */
+
+ngx_int_t
+ngx_http_registry_path_repository_lock(ngx_http_registry_op_t *op,
+    ngx_str_t *out, ngx_str_t *name)
+{
+    u_char  md[SHA256_DIGEST_LENGTH];
+    u_char  hex[2 * SHA256_DIGEST_LENGTH];
+
+    (void) SHA256(name->data, name->len, md);
+    (void) ngx_hex_dump(hex, md, sizeof(md));
+
+    return ngx_http_registry_path(op, out, NGX_HTTP_REGISTRY_LOCKS_DIR "/%*s",
+                                  sizeof(hex), hex);
 }
 
 

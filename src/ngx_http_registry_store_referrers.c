@@ -69,6 +69,11 @@ ngx_http_registry_store_referrers_add(ngx_http_registry_op_t *op,
         return NGX_ERROR;
     }
 
+    /*
+     * durable: the push's 201 promises the referrers listing too, and an
+     * index marked complete is not rebuilt from the manifests
+     */
+
     return ngx_http_registry_file_write(op, &path, descriptor->data,
                                         descriptor->len, 1);
 }

@@ -421,6 +421,14 @@ ngx_http_registry_store_upload_commit(ngx_http_registry_op_t *op,
                                          (char *) actual.text.data);
     }
 
+    /*
+     * The power-cut promise of a 201 (README, "Durability"): the bytes are
+     * synced before their rename (else the name could survive with fewer
+     * bytes), the rename is made durable by syncing blobs/ directories it
+     * needed (publish), then comes the layer link, itself durable
+     * (file_write_link); all before the response.
+     */
+
     if (ngx_http_registry_file_sync(op, &up->data) != NGX_OK
         || ngx_http_registry_path_blob(op, &blob, expected) != NGX_OK
         || ngx_http_registry_file_publish(op, &up->data.path, &blob, 1)

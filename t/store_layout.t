@@ -132,13 +132,15 @@ $r = $t->req('DELETE', '/v2/lib/store/manifests/v3');
 is($r->{status}, 202, 'tag deleted');
 ok(!-e "$tags/v3", 'deleted tag directory removed');
 
-# only distribution's names in the store (and the module's temporary dir)
+# only distribution's names in the store (and the module's temporary dir
+# and repository locks, which distribution never looks at)
 
 my @unexpected;
 find({ no_chdir => 1, wanted => sub {
     my $p = substr $File::Find::name, length $v2;
     return if $p eq '';
     return if $p =~ m{^/_ngx_tmp(/|$)};
+    return if $p =~ m{^/_ngx_locks(/[0-9a-f]{64})?$};
     return if $p =~ m{^/blobs(/sha256(/[0-9a-f]{2}(/[0-9a-f]{64}(/data)?)?)?)?$};
     return if $p =~ m{^/repositories(/[a-z0-9._/-]+?)?$} && !-f $File::Find::name;
     return if $p =~ m{^/repositories/.+/_layers(/sha256(/[0-9a-f]{64}(/link)?)?)?$};

@@ -55,6 +55,12 @@ package RegTest;
 #                          wait => 0 returns at once (an old worker still
 #                          serving an open request), call reload_done() later
 # $t->reload_done          waits as reload does; returns the new worker pids
+# $t->crash(after => S)    SIGKILL to the master and every worker (a host's
+#                          crash), reaped; with after, the workers S seconds
+#                          after the master (they serve on meanwhile)
+# $t->restart              starts nginx again on the same dir, conf and port
+#                          (after crash); error_log keeps what the earlier
+#                          runs logged
 # $t->stop                 SIGQUIT, wait up to 10 s, then SIGKILL master and
 #                          workers; also done by DESTROY and at END
 #
@@ -512,6 +518,41 @@ sub reload_done {
     die "reload: old workers still running after 10 s\n";
 }
 
+sub crash {
+    my ($self, %o) = @_;
+
+    my $pid = $self->{pid} or die "crash: nginx is not running\n";
+    my @workers = $self->pids_of_workers;
+
+    if ($o{after}) {
+        kill 'KILL', $pid;
+        select undef, undef, undef, $o{after};
+    }
+
+    kill 'KILL', $pid, @workers;
+    waitpid($pid, 0);
+    delete $self->{pid};
+
+    # the workers are not ours to reap: wait until they are gone
+    for (1 .. 200) {
+        last unless grep { kill 0, $_ } @workers;
+        select undef, undef, undef, 0.05;
+    }
+}
+
+sub restart {
+    my ($self) = @_;
+
+    die "restart: nginx is running\n" if $self->{pid};
+
+    $self->{old_log} = $self->error_log;
+
+    return $self if $self->_start();
+
+    die "nginx failed to restart:\n" . $self->error_log
+        . slurp("$self->{dir}/stderr.log");
+}
+
 sub stop {
     my ($self) = @_;
 
@@ -625,7 +666,7 @@ END {
 
 sub error_log {
     my ($self) = @_;
-    return slurp("$self->{dir}/error.log");
+    return ($self->{old_log} // '') . slurp("$self->{dir}/error.log");
 }
 
 sub _http {
