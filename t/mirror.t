@@ -27,10 +27,20 @@ my $m = MirrorTest::mirror('http://127.0.0.1:' . $up->port, ttl => '5s',
     server_extra => "location = /metrics { registry_metrics; }\n");
 
 # what $registry_cache said of the last request for $path
+# the value of the newest request for path since the last call: nginx
+# logs a request after its answer, which the client may have read first
+my %logged;
+
 sub cache_of {
     my ($path) = @_;
-    my @l = grep { /^\S+ \Q$path\E / }
-            split /\n/, RegTest::slurp($m->dir . '/cache.log');
+    my @l;
+    for (1 .. 50) {
+        @l = grep { /^\S+ \Q$path\E / }
+             split /\n/, RegTest::slurp($m->dir . '/cache.log');
+        last if @l > ($logged{$path} // 0);
+        select(undef, undef, undef, 0.1);
+    }
+    $logged{$path} = @l;
     return @l ? (split / /, $l[-1])[-1] : 'none';
 }
 
