@@ -61,6 +61,8 @@ static ngx_fd_t ngx_http_registry_open_parent(ngx_http_registry_op_t *op,
     ngx_str_t *path, u_char **base);
 static ngx_int_t ngx_http_registry_mkdirs(ngx_http_registry_op_t *op,
     ngx_str_t *dir, ngx_uint_t durable);
+static ngx_int_t ngx_http_registry_create(ngx_http_registry_op_t *op,
+    ngx_str_t *path, int flags, ngx_fd_t *fd);
 static ngx_int_t ngx_http_registry_move(ngx_http_registry_op_t *op,
     ngx_str_t *from, ngx_str_t *to, ngx_uint_t durable);
 static ngx_int_t ngx_http_registry_remove_at(ngx_http_registry_op_t *op,
@@ -1074,6 +1076,49 @@ ngx_http_registry_file_write_link(ngx_http_registry_op_t *op, ngx_str_t *path,
 
 
 /*
+ * Opens path with O_CREAT, making its directory first when missing.
+ * NGX_ERROR: the directory could not be made (op's fault says why);
+ * else *fd is the descriptor, or -1 with errno set.
+ */
+
+static ngx_int_t
+ngx_http_registry_create(ngx_http_registry_op_t *op, ngx_str_t *path,
+    int flags, ngx_fd_t *fd)
+{
+    u_char     *slash;
+    ngx_int_t   rc;
+    ngx_str_t   dir;
+
+    *fd = ngx_http_registry_openat(op->store, path->data, flags|O_CREAT,
+                                   NGX_FILE_DEFAULT_ACCESS);
+
+    if (*fd != -1 || ngx_errno != NGX_ENOENT) {
+        return NGX_OK;
+    }
+
+    for (slash = path->data + path->len - 1; *slash != '/'; slash--) {
+        /* void */
+    }
+
+    dir.data = path->data;
+    dir.len = slash - path->data;
+
+    *slash = '\0';
+    rc = ngx_http_registry_file_mkdirs(op, &dir, 0);
+    *slash = '/';
+
+    if (rc != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    *fd = ngx_http_registry_openat(op->store, path->data, flags|O_CREAT,
+                                   NGX_FILE_DEFAULT_ACCESS);
+
+    return NGX_OK;
+}
+
+
+/*
  * Waits for an exclusive flock() of a lock file, created (with its
  * directory) if need be, which other hosts on the same store see too; a
  * thread may wait here, never an event loop but where the thread pool is
@@ -1084,35 +1129,13 @@ ngx_http_registry_file_write_link(ngx_http_registry_op_t *op, ngx_str_t *path,
 ngx_fd_t
 ngx_http_registry_file_lock(ngx_http_registry_op_t *op, ngx_str_t *path)
 {
-    u_char     *slash;
     ngx_fd_t    fd;
     ngx_err_t   err;
-    ngx_int_t   rc;
-    ngx_str_t   dir;
 
     /* O_RDWR: NFS emulates flock() with fcntl() locks, which want it */
 
-    fd = ngx_http_registry_openat(op->store, path->data, O_RDWR|O_CREAT,
-                                  NGX_FILE_DEFAULT_ACCESS);
-
-    if (fd == -1 && ngx_errno == NGX_ENOENT) {
-        for (slash = path->data + path->len - 1; *slash != '/'; slash--) {
-            /* void */
-        }
-
-        dir.data = path->data;
-        dir.len = slash - path->data;
-
-        *slash = '\0';
-        rc = ngx_http_registry_file_mkdirs(op, &dir, 0);
-        *slash = '/';
-
-        if (rc != NGX_OK) {
-            return NGX_INVALID_FILE;
-        }
-
-        fd = ngx_http_registry_openat(op->store, path->data, O_RDWR|O_CREAT,
-                                      NGX_FILE_DEFAULT_ACCESS);
+    if (ngx_http_registry_create(op, path, O_RDWR, &fd) != NGX_OK) {
+        return NGX_INVALID_FILE;
     }
 
     if (fd == -1) {
@@ -1158,11 +1181,8 @@ ngx_int_t
 ngx_http_registry_file_touch(ngx_http_registry_op_t *op, ngx_str_t *path,
     struct timespec *mtime)
 {
-    u_char           *slash;
     ngx_fd_t          fd;
     ngx_err_t         err;
-    ngx_int_t         rc;
-    ngx_str_t         dir;
     ngx_uint_t        tries;
     struct timespec   times[2];
 
@@ -1170,27 +1190,8 @@ ngx_http_registry_file_touch(ngx_http_registry_op_t *op, ngx_str_t *path,
 
 again:
 
-    fd = ngx_http_registry_openat(op->store, path->data, O_WRONLY|O_CREAT,
-                                  NGX_FILE_DEFAULT_ACCESS);
-
-    if (fd == -1 && ngx_errno == NGX_ENOENT) {
-        for (slash = path->data + path->len - 1; *slash != '/'; slash--) {
-            /* void */
-        }
-
-        dir.data = path->data;
-        dir.len = slash - path->data;
-
-        *slash = '\0';
-        rc = ngx_http_registry_file_mkdirs(op, &dir, 0);
-        *slash = '/';
-
-        if (rc != NGX_OK) {
-            return NGX_ERROR;
-        }
-
-        fd = ngx_http_registry_openat(op->store, path->data, O_WRONLY|O_CREAT,
-                                      NGX_FILE_DEFAULT_ACCESS);
+    if (ngx_http_registry_create(op, path, O_WRONLY, &fd) != NGX_OK) {
+        return NGX_ERROR;
     }
 
     if (fd == -1) {
