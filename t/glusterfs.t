@@ -560,7 +560,10 @@ lap('lease');
         $pushed{$repo}{$tag} = $d;
     }
 
-    # the tombstones B's pushes did not bring back go for good
+    # the tombstones B's pushes did not bring back go for good, once older
+    # than the grace of 0 s and the gc's second of slack (file times
+    # count from the first pass, which may have ended under a second ago)
+    sleep 2.1;
     $rep = run_job($A, 'gc', 'grace=0s');
     note('gc, second pass: ' . $json->encode($rep));
     my %removed = map { $_ => 1 } @{ $rep->{removed} };
