@@ -139,12 +139,9 @@ bench-mirror: deps-bench $(MODULE)
 FUZZ_SECONDS ?= 10
 FUZZ_CC      := clang-14
 FUZZ_BUILD   := $(REPO)/build-fuzz
-# the upstream WWW-Authenticate challenge parser of the pull-through cache
-# (issue 17) gets its target "challenge" here (fuzz/fuzz_challenge.c,
-# fuzz/corpus/challenge/), and its source in FUZZ_SRCS
 FUZZ_TARGETS := route digest content_range range query token manifest \
-                upload_state jwt
-FUZZ_SRCS    := parse names digest manifest_json jwt
+                upload_state jwt challenge
+FUZZ_SRCS    := parse names digest manifest_json jwt mirror_parse
 FUZZ_CFLAGS  := -g -O1 -fno-omit-frame-pointer \
                 -fsanitize=address,undefined -fno-sanitize-recover=undefined \
                 -I $(NGINX_SRC)/src/core -I $(NGINX_SRC)/src/event \

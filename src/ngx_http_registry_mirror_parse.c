@@ -20,7 +20,10 @@ static u_char *ngx_http_registry_challenge_param(u_char *p, u_char *last,
  * Only the first challenge is read.  NGX_DECLINED: neither scheme, or a
  * list that does not parse; a Bearer challenge needs its realm.  Quoted
  * values with a backslash escape are refused rather than unescaped: no
- * registry sends them in a URL.
+ * registry sends them in a URL.  Control characters are refused in
+ * either form, quotes and backslashes in an unquoted value too; RFC
+ * 7230's token grammar is not checked further, since a realm is a URL,
+ * which some registries send unquoted.
  */
 
 ngx_int_t
@@ -127,7 +130,7 @@ ngx_http_registry_challenge_param(u_char *p, u_char *last, ngx_str_t *key,
         start = ++p;
 
         while (p < last && *p != '"') {
-            if (*p == '\\') {
+            if (*p == '\\' || *p < 0x20 || *p == 0x7f) {
                 return NULL;
             }
 
@@ -146,6 +149,10 @@ ngx_http_registry_challenge_param(u_char *p, u_char *last, ngx_str_t *key,
     start = p;
 
     while (p < last && *p != ',' && *p != ' ') {
+        if (*p == '"' || *p == '\\' || *p < 0x20 || *p == 0x7f) {
+            return NULL;
+        }
+
         p++;
     }
 
