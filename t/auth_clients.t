@@ -44,7 +44,7 @@ use Time::HiRes ();
 use lib 't/lib';
 use RegTest;
 use RegTools qw(need_tools skopeo slurp spew free_port start_nginx
-                stop_nginx json_decode dir_image);
+                stop_nginx dir_image);
 use RegContainers qw(log_since upload_sessions);
 use DockerEngine qw(need_dockerd write_oci_image);
 use ConfExample qw(render_example make_ca make_cert htpasswd identity_stub
@@ -300,51 +300,22 @@ my $layout = "oci:$tmp/layout:v1";
 {
     my $c = RegContainers->new("$tmp/podman");
     my $auth = "$tmp/podman-auth.json";
-    my @o = ('--tls-verify=false', '--authfile', $auth);
+    my %o = (reg => $reg, auth => $auth, user => 'alice',
+             opts => ['--tls-verify=false', '--authfile', $auth]);
 
-    my ($rc, $out, $err) = $c->podman('a', 'login', @o, '-u', 'alice',
-                                      '-p', 'wrong', $reg);
-    isnt($rc, 0, 'podman login with a wrong password fails');
-    like($err, qr/invalid username\/password/, '... invalid username/password');
-
-    ($rc, $out, $err) = $c->podman('a', 'login', @o, '-u', 'alice',
-                                   '-p', $pw{alice}, $reg);
-    is($rc, 0, 'podman login alice') or diag("$out$err");
-    ok((json_decode(RegTest::slurp($auth)) || {})->{auths}{$reg},
-       '... credentials in the auth file');
-
-    ($rc, $out, $err) = $c->podman('a', 'pull', @o, "$reg/alice/skopeo:v1");
-    is($rc, 0, 'podman pull alice/skopeo:v1') or diag("$out$err");
-
-    ($rc, $out, $err) = $c->podman('a', 'tag', "$reg/alice/skopeo:v1",
-                                   "$reg/alice/podman:v1");
-    is($rc, 0, 'podman tag') or diag("$out$err");
-
-    ($rc, $out, $err) = $c->podman('a', 'push', @o, "$reg/alice/podman:v1");
-    is($rc, 0, 'podman push alice/podman:v1') or diag("$out$err");
-    is_deeply(tags_of($basic, 'alice/podman'), ['v1'], '... tagged v1');
-
-    ($rc, $out, $err) = $c->podman('b', 'pull', @o, "$reg/alice/podman:v1");
-    is($rc, 0, 'podman pull alice/podman:v1 into an empty storage')
-        or diag("$out$err");
-    ($rc, $out) = $c->podman('b', 'image', 'inspect', '--format', '{{.Id}}',
-                             "$reg/alice/podman:v1");
-    is("sha256:" . ($out =~ s/\s+//gr), $img->{config_digest},
-       '... the same image id');
-
-    ($rc, $out, $err) = $c->podman('a', 'push', @o, "$reg/alice/skopeo:v1",
-                                   "$reg/public/podman:v1");
-    isnt($rc, 0, 'podman push into public/ as alice fails');
-    like($err, qr/denied: requested access to the resource is denied/,
-         '... denied');
-
-    ($rc, $out, $err) = $c->podman('a', 'logout', '--authfile', $auth, $reg);
-    is($rc, 0, 'podman logout') or diag("$out$err");
-    ok(!(json_decode(RegTest::slurp($auth)) || {})->{auths}{$reg},
-       '... credentials removed');
-
-    ($rc, $out, $err) = $c->podman('c', 'pull', @o, "$reg/public/hello:v1");
-    is($rc, 0, 'podman anonymous pull of public/hello') or diag("$out$err");
+    $c->podman_login(%o, password => $pw{alice},
+                     refused => qr/invalid username\/password/);
+    $c->podman_push_back(%o, from => 'alice/skopeo:v1',
+                         to => 'alice/podman:v1',
+                         tags_of => sub { tags_of($basic, $_[0]) },
+                         config_digest => $img->{config_digest});
+    $c->podman_logout(%o, from => 'alice/skopeo:v1',
+                      forbidden => 'public/podman:v1',
+                      public => 'public/hello:v1',
+                      denied => sub {
+                          like($_[0], qr/denied: requested access to the resource is denied/,
+                               '... denied');
+                      });
 }
 
 stop_example($basic, 'basic-auth.conf');

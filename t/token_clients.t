@@ -296,37 +296,14 @@ my $pushed;
     isnt($rc, 0, 'podman login without the CA fails: podman verifies the server');
     like($err, qr/x509|certificate/, '... on the certificate') or diag("$out$err");
 
-    ($rc, $out, $err) = $c->podman('a', 'login', @o, '-u', 'alice',
-                                   '-p', 'wrong', $reg);
-    isnt($rc, 0, 'podman login with a wrong password fails');
-    like($err, qr/invalid username\/password|unauthorized/i, '... refused')
-        or diag("$out$err");
+    my %o = (reg => $reg, auth => $auth, user => 'alice', opts => \@o);
 
     my $offset = -s $access_log;
-    ($rc, $out, $err) = $c->podman('a', 'login', @o, '-u', 'alice',
-                                   '-p', $pw{alice}, $reg);
-    is($rc, 0, 'podman login alice') or diag("$out$err");
-    ok((json_decode(RegTest::slurp($auth)) || {})->{auths}{$reg},
-       '... credentials in the auth file');
-
-    ($rc, $out, $err) = $c->podman('a', 'pull', @o, "$reg/alice/app:v1");
-    is($rc, 0, 'podman pull alice/app:v1') or diag("$out$err");
-
-    ($rc, $out, $err) = $c->podman('a', 'tag', "$reg/alice/app:v1",
-                                   "$reg/alice/podman:v1");
-    is($rc, 0, 'podman tag') or diag("$out$err");
-
-    ($rc, $out, $err) = $c->podman('a', 'push', @o, "$reg/alice/podman:v1");
-    is($rc, 0, 'podman push alice/podman:v1') or diag("$out$err");
-    is_deeply(tags_of('alice/podman'), ['v1'], '... tagged v1');
-
-    ($rc, $out, $err) = $c->podman('b', 'pull', @o, "$reg/alice/podman:v1");
-    is($rc, 0, 'podman pull alice/podman:v1 into an empty storage')
-        or diag("$out$err");
-    ($rc, $out) = $c->podman('b', 'image', 'inspect', '--format', '{{.Id}}',
-                             "$reg/alice/podman:v1");
-    is('sha256:' . ($out =~ s/\s+//gr), $img->{config_digest},
-       '... the same image id');
+    $c->podman_login(%o, password => $pw{alice},
+                     refused => qr/invalid username\/password|unauthorized/i);
+    $c->podman_push_back(%o, from => 'alice/app:v1', to => 'alice/podman:v1',
+                         tags_of => \&tags_of,
+                         config_digest => $img->{config_digest});
 
     my $reqs = requests_since($offset);
     is(v2_schemes($reqs), 'Bearer', 'podman: /v2/ requests with Bearer tokens only')
@@ -335,18 +312,12 @@ my $pushed;
                && $_->[2] eq '/v2/alice/podman/manifests/v1' && $_->[3] eq '201' } @$reqs),
        '... the manifest PUT among them');
 
-    ($rc, $out, $err) = $c->podman('a', 'push', @o, "$reg/alice/app:v1",
-                                   "$reg/team-b/podman:v1");
-    isnt($rc, 0, 'podman push into team-b/ as alice fails');
-    ok(!-e v2() . '/repositories/team-b', '... nothing stored');
-
-    ($rc, $out, $err) = $c->podman('a', 'logout', '--authfile', $auth, $reg);
-    is($rc, 0, 'podman logout') or diag("$out$err");
-    ok(!(json_decode(RegTest::slurp($auth)) || {})->{auths}{$reg},
-       '... credentials removed');
-
-    ($rc, $out, $err) = $c->podman('c', 'pull', @o, "$reg/public/hello:v1");
-    is($rc, 0, 'podman anonymous pull of public/hello') or diag("$out$err");
+    $c->podman_logout(%o, from => 'alice/app:v1',
+                      forbidden => 'team-b/podman:v1',
+                      public => 'public/hello:v1',
+                      denied => sub {
+                          ok(!-e v2() . '/repositories/team-b', '... nothing stored');
+                      });
 }
 
 ###############################################################################

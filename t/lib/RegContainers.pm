@@ -1,7 +1,8 @@
 package RegContainers;
 
 # Helpers for the podman, buildah and containerd tests (t/buildah.t,
-# t/podman.t, t/containerd.t): each tool runs in isolation inside one
+# t/podman.t, t/containerd.t, and the podman round trip of t/auth_clients.t
+# and t/token_clients.t): each tool runs in isolation inside one
 # temporary directory, and nothing of the host's container configuration or
 # state is read or written.
 #
@@ -43,6 +44,7 @@ use File::Path qw(make_path);
 use File::Temp ();
 use IO::Uncompress::Gunzip qw(gunzip $GunzipError);
 use POSIX ();
+use Test::More;      # the podman round trip's assertions
 
 require RegTest;         # slurp, spew
 use RegTools qw(run3);   # re-exported: the one command runner
@@ -154,6 +156,92 @@ sub podman {
                  '--tmpdir', "$h/podman-tmp", '--network-config-dir',
                  "$h/netconf", @args],
                 env => $self->{env});
+}
+
+
+# The podman round trip t/auth_clients.t and t/token_clients.t share, in
+# three steps, each asserting what it does.  %o: reg (host:port), opts
+# (podman's flags for it: TLS and --authfile $o{auth}), user, password.
+#
+# podman_login: a wrong password refused (podman's message like
+# $o{refused}), then the login, its credentials in the auth file.
+
+sub podman_login {
+    my ($self, %o) = @_;
+
+    my ($rc, $out, $err) = $self->podman('a', 'login', @{ $o{opts} },
+                                         '-u', $o{user}, '-p', 'wrong',
+                                         $o{reg});
+    isnt($rc, 0, 'podman login with a wrong password fails');
+    like($err, $o{refused}, '... refused') or diag("$out$err");
+
+    ($rc, $out, $err) = $self->podman('a', 'login', @{ $o{opts} },
+                                      '-u', $o{user}, '-p', $o{password},
+                                      $o{reg});
+    is($rc, 0, "podman login $o{user}") or diag("$out$err");
+    ok((_json_file($o{auth})->{auths} || {})->{ $o{reg} },
+                   '... credentials in the auth file');
+}
+
+# podman_push_back: pull $o{from}, tag and push it as $o{to} (listed with
+# tag v1 by $o{tags_of}->($repository)), pull that into an empty storage:
+# the same image id, $o{config_digest}.
+
+sub podman_push_back {
+    my ($self, %o) = @_;
+
+    my ($reg, @o) = ($o{reg}, @{ $o{opts} });
+    my ($to_repo) = $o{to} =~ /^(.*):/;
+
+    my ($rc, $out, $err) = $self->podman('a', 'pull', @o, "$reg/$o{from}");
+    is($rc, 0, "podman pull $o{from}") or diag("$out$err");
+
+    ($rc, $out, $err) = $self->podman('a', 'tag', "$reg/$o{from}",
+                                      "$reg/$o{to}");
+    is($rc, 0, 'podman tag') or diag("$out$err");
+
+    ($rc, $out, $err) = $self->podman('a', 'push', @o, "$reg/$o{to}");
+    is($rc, 0, "podman push $o{to}") or diag("$out$err");
+    is_deeply($o{tags_of}->($to_repo), ['v1'], '... tagged v1');
+
+    ($rc, $out, $err) = $self->podman('b', 'pull', @o, "$reg/$o{to}");
+    is($rc, 0, "podman pull $o{to} into an empty storage")
+        or diag("$out$err");
+    ($rc, $out) = $self->podman('b', 'image', 'inspect', '--format', '{{.Id}}',
+                                "$reg/$o{to}");
+    is('sha256:' . ($out =~ s/\s+//gr), $o{config_digest},
+                   '... the same image id');
+}
+
+# podman_logout: the push of $o{from} as $o{forbidden} refused (podman's
+# error then given to $o{denied}), logout, its credentials removed, and an
+# anonymous pull of $o{public}.
+
+sub podman_logout {
+    my ($self, %o) = @_;
+
+    my ($reg, @o) = ($o{reg}, @{ $o{opts} });
+
+    my ($rc, $out, $err) = $self->podman('a', 'push', @o, "$reg/$o{from}",
+                                         "$reg/$o{forbidden}");
+    isnt($rc, 0, "podman push into $o{forbidden} as $o{user} fails");
+    $o{denied}->($err);
+
+    ($rc, $out, $err) = $self->podman('a', 'logout', '--authfile', $o{auth},
+                                      $reg);
+    is($rc, 0, 'podman logout') or diag("$out$err");
+    ok(!(_json_file($o{auth})->{auths} || {})->{$reg},
+                   '... credentials removed');
+
+    ($rc, $out, $err) = $self->podman('c', 'pull', @o, "$reg/$o{public}");
+    is($rc, 0, "podman anonymous pull of $o{public}")
+        or diag("$out$err");
+}
+
+sub _json_file {
+    my ($file) = @_;
+
+    return RegTools::json_decode(RegTest::slurp($file)) || {};
 }
 
 
