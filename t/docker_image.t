@@ -38,7 +38,7 @@ use warnings;
 use Test::More;
 use Digest::SHA ();
 use Fcntl qw(:flock);
-use File::Path qw(make_path);
+use File::Path qw(make_path rmtree);
 use File::Temp qw(tempdir);
 use HTTP::Tiny;
 use IO::Socket::INET;
@@ -99,7 +99,8 @@ sub cached {
     open(my $lock, '>', "$CACHE/.lock") or die "$CACHE/.lock: $!\n";
     flock($lock, LOCK_EX) or die "flock: $!\n";
 
-    return ($file, 1) if -s $file;
+    return ($file, 1) if -f $file && -s _;
+    rmtree($file) if -d $file;          # made so by an earlier bug
 
     unlink grep { $_ ne $file && -M $_ > 1 } glob("$CACHE/$prefix*");
 
@@ -122,7 +123,10 @@ sub cached {
     my ($base, $was) = cached('debian-12-minbase-', "debian-12-minbase-$day.tar",
                               sub {
         my ($part) = @_;
+        # (the format said: mmdebstrap makes a directory of a name not
+        # ending in .tar, as the part file's does)
         my ($rc, $o, $err) = run3(['mmdebstrap', '--variant=minbase',
+                                   '--format=tar',
                                    '--dpkgopt=force-unsafe-io',
                                    '--aptopt=Acquire::Languages "none"',
                                    'bookworm', $part], timeout => 900);
