@@ -20,9 +20,10 @@
  * and its referrers index entry) right after its repository is marked.
  *
  * Tombstones.  Blobs moved aside earlier (<v2>/_ngx_tombstones/<alg>/<hex>,
- * see store_paths.c) come back when live, and are deleted when older than
+ * see store_paths.c) come back when live, and are doomed when older than
  * the second grace, which is the grace again, counted from when they were
- * moved aside.  So a blob goes in two runs: this run's tombstones are
+ * moved aside: deleted at the end of the run, after their layer links
+ * (see Links).  So a blob goes in two runs: this run's tombstones are
  * only deleted by a later run.
  *
  * Blobs.  blobs/<alg>/<xx>/<hex>/data: a marked blob costs nothing, an
@@ -36,9 +37,14 @@
  * manifest put naming it), so that a push in flight or started during
  * a run never loses a blob: either the refresh comes before the rename
  * (the check after it moves the blob back) or after it (the refresh
- * renames it back).  A blob pull is no reference and brings nothing
- * back.  Distribution writing to the store refreshes nothing: its pushes
- * are safe only when they take less than the grace.
+ * renames it back).  A manifest put refreshes what it names once more
+ * after its revision link is written (store_manifest.c): a run that
+ * marked the repository before that link may have judged a blob the
+ * put's first refresh had protected only for the grace, and this second
+ * one, which any later mark sees as live anyway, is what its 201 rests
+ * on.  A blob pull is no reference and brings nothing back.
+ * Distribution writing to the store refreshes nothing: its pushes are
+ * safe only when they take less than the grace.
  *
  * A layer link younger than the grace keeps its blob too: that is a push
  * in flight, which links its blobs before it puts its manifest.
@@ -46,12 +52,18 @@
  * Links.  A repository's layer link to a blob no live manifest of that
  * repository references goes when older than the grace, but a link to a
  * tombstoned (or young, unreferenced) blob stays as long as the bytes do,
- * so that a manifest put naming it can bring it back; the run that
- * deletes the bytes finds the link dangling and removes it.
+ * so that a manifest put naming it can bring it back.  The run that
+ * dooms the bytes removes their links first, syncs the directories that
+ * lost them, and deletes the bytes last: a run cut short anywhere (a
+ * kill, a power cut) leaves links to tombstones, which the next run
+ * removes, never a link to bytes that are gone.  A link found young again
+ * keeps its doomed blob: a push is bringing it back.
  *
  * What is left to chance, a few system calls apart each: a refresh
  * landing between the last check of a link's (or revision's) time and
- * its unlink; a commit of the very blob being moved aside whose publish
+ * its unlink (a manifest put writes a layer link gc removed again after
+ * its revision link, so it loses one only if all of it, check to hold,
+ * lands there); a commit of the very blob being moved aside whose publish
  * recreates the blob's directory just before gc removes it (the commit
  * fails, the client retries).
  */
@@ -76,6 +88,7 @@
 
 
 typedef struct ngx_http_registry_gc_blob_s  ngx_http_registry_gc_blob_t;
+typedef struct ngx_http_registry_gc_tomb_s  ngx_http_registry_gc_tomb_t;
 
 
 typedef struct {
@@ -91,6 +104,7 @@ struct ngx_http_registry_gc_blob_s {
     ngx_http_registry_gc_ref_t    *refs;       /* a manifest's, once read */
     ngx_uint_t                     nrefs;
     ngx_http_registry_gc_blob_t   *subject;    /* NULL: none */
+    ngx_http_registry_gc_tomb_t   *doomed;     /* its old tombstone, to go */
     ngx_uint_t                     live_in;    /* repositories' stamps, */
     ngx_uint_t                     used_in;    /* for gc_repo_t's sets */
     unsigned                       marked:1;   /* live */
@@ -140,6 +154,17 @@ typedef struct {
 } ngx_http_registry_gc_prefix_t;
 
 
+/* _ngx_tombstones/<alg>/<name>: deleted after its links, when doomed */
+
+struct ngx_http_registry_gc_tomb_s {
+    ngx_uint_t                     alg;
+    ngx_str_t                      name;
+    off_t                          size;
+    ngx_http_registry_gc_blob_t   *blob;       /* NULL: none met */
+    ngx_uint_t                     doomed;
+};
+
+
 /*
  * A repository being marked.  Its two sets, the manifests live in it and
  * the configs and layers they use, are stamps in the blobs' records:
@@ -182,6 +207,7 @@ struct ngx_http_registry_gc_s {
     struct timespec                cutoff;     /* now less the grace */
     ngx_http_registry_gc_set_t     blobs;
     ngx_array_t                    links;      /* of gc_link_t: candidates */
+    ngx_array_t                    tombstones; /* of gc_tomb_t */
     ngx_http_registry_dir_t        tombs[2];   /* the sweep's, by alg */
     ngx_uint_t                     invalid;    /* remove nothing */
 
@@ -244,8 +270,8 @@ static ngx_int_t ngx_http_registry_gc_tombstones(ngx_http_registry_gc_t *gc);
 static ngx_int_t ngx_http_registry_gc_tombs_part(ngx_http_registry_gc_t *gc,
     ngx_array_t *tombs, ngx_uint_t first, ngx_uint_t step);
 static ngx_int_t ngx_http_registry_gc_tombstone_sweep(
-    ngx_http_registry_gc_t *gc, ngx_pool_t *pool, ngx_uint_t alg,
-    ngx_str_t *hex);
+    ngx_http_registry_gc_t *gc, ngx_pool_t *pool,
+    ngx_http_registry_gc_tomb_t *tomb);
 static ngx_int_t ngx_http_registry_gc_blobs(ngx_http_registry_gc_t *gc);
 static ngx_int_t ngx_http_registry_gc_blob_prefix(ngx_http_registry_gc_t *gc,
     ngx_uint_t alg, ngx_str_t *prefix);
@@ -255,11 +281,20 @@ static ngx_int_t ngx_http_registry_gc_blob_sweep(ngx_http_registry_gc_t *gc,
 static ngx_int_t ngx_http_registry_gc_open_tombs(ngx_http_registry_gc_t *gc);
 static ngx_int_t ngx_http_registry_gc_bury(ngx_http_registry_gc_t *gc,
     ngx_http_registry_op_t *op, ngx_http_registry_dir_t *prefix,
-    ngx_str_t *hex, ngx_http_registry_digest_t *digest, off_t size);
+    ngx_str_t *hex, ngx_http_registry_gc_blob_t *b,
+    ngx_http_registry_digest_t *digest, off_t size);
+static void ngx_http_registry_gc_replaced(ngx_http_registry_gc_t *gc,
+    ngx_http_registry_gc_blob_t *b, ngx_http_registry_digest_t *digest);
 static ngx_int_t ngx_http_registry_gc_buried(ngx_http_registry_gc_t *gc,
     ngx_http_registry_op_t *op, ngx_http_registry_dir_t *blob, ngx_str_t *hex,
     ngx_http_registry_digest_t *digest);
 static ngx_int_t ngx_http_registry_gc_unlink_links(ngx_http_registry_gc_t *gc);
+static ngx_int_t ngx_http_registry_gc_dirty(ngx_http_registry_gc_t *gc,
+    ngx_array_t *dirty, ngx_http_registry_gc_link_t *cand);
+static ngx_int_t ngx_http_registry_gc_sync_layers(ngx_http_registry_gc_t *gc,
+    ngx_array_t *dirty);
+static ngx_int_t ngx_http_registry_gc_delete_part(ngx_http_registry_gc_t *gc,
+    ngx_array_t *tombs, ngx_uint_t first, ngx_uint_t step);
 static ngx_int_t ngx_http_registry_gc_young_in(ngx_http_registry_gc_t *gc,
     ngx_http_registry_op_t *op, ngx_http_registry_dir_t *dir, ngx_str_t *rel,
     off_t *size);
@@ -950,13 +985,15 @@ ngx_http_registry_gc_untagged(ngx_http_registry_gc_t *gc,
     ngx_http_registry_gc_repo_t *repo)
 {
     ngx_int_t                         rc;
-    ngx_uint_t                        i, tracked, removed;
+    ngx_str_t                         path;
+    ngx_uint_t                        i, tracked, alg, lost[2];
     ngx_http_registry_op_t           *op;
     ngx_http_registry_gc_revision_t  *rev;
 
     op = &repo->op;
     rev = repo->revisions.elts;
-    removed = 0;
+    lost[0] = 0;
+    lost[1] = 0;
 
     tracked = ngx_http_registry_store_referrers_tracked(op, &repo->name);
 
@@ -973,14 +1010,30 @@ ngx_http_registry_gc_untagged(ngx_http_registry_gc_t *gc,
             return NGX_ERROR;
         }
 
-        removed += (rc == NGX_OK);
+        lost[rev[i].blob->digest.alg] += (rc == NGX_OK);
     }
 
-    if (removed && !gc->job->dry_run) {
+    if ((lost[0] || lost[1]) && !gc->job->dry_run) {
         ngx_http_registry_links_changed(op);
 
         if (tracked) {
             ngx_http_registry_store_referrers_restamp(op, &repo->name);
+        }
+    }
+
+    /*
+     * synced: a later run may delete the bytes, and no power cut may
+     * bring back a revision link to them
+     */
+
+    for (alg = NGX_HTTP_REGISTRY_SHA256; alg <= NGX_HTTP_REGISTRY_SHA512; alg++)
+    {
+        if (lost[alg] && !gc->job->dry_run
+            && (ngx_http_registry_path_revisions(op, &path, &repo->name, alg)
+                != NGX_OK
+                || ngx_http_registry_file_sync_dir(op, &path) == NGX_ERROR))
+        {
+            return NGX_ERROR;
         }
     }
 
@@ -1189,14 +1242,14 @@ ngx_http_registry_gc_layer(ngx_http_registry_gc_t *gc,
 static ngx_int_t
 ngx_http_registry_gc_tombstones(ngx_http_registry_gc_t *gc)
 {
-    ngx_str_t                      *hex;
-    ngx_uint_t                      alg, i;
-    ngx_array_t                     hexes, tombs;
-    ngx_http_registry_gc_prefix_t  *tomb;
+    ngx_str_t                    *hex;
+    ngx_uint_t                    alg, i;
+    ngx_array_t                   hexes;
+    ngx_http_registry_gc_tomb_t  *tomb;
 
     if (ngx_http_registry_gc_open_tombs(gc) != NGX_OK
-        || ngx_array_init(&tombs, gc->op->pool, 64,
-                          sizeof(ngx_http_registry_gc_prefix_t))
+        || ngx_array_init(&gc->tombstones, gc->op->pool, 64,
+                          sizeof(ngx_http_registry_gc_tomb_t))
            != NGX_OK)
     {
         return NGX_ERROR;
@@ -1221,21 +1274,22 @@ ngx_http_registry_gc_tombstones(ngx_http_registry_gc_t *gc)
         hex = hexes.elts;
 
         for (i = 0; i < hexes.nelts; i++) {
-            tomb = ngx_array_push(&tombs);
+            tomb = ngx_array_push(&gc->tombstones);
             if (tomb == NULL) {
                 return ngx_http_registry_op_syserr(gc->op, NGX_ENOMEM);
             }
 
+            ngx_memzero(tomb, sizeof(ngx_http_registry_gc_tomb_t));
             tomb->alg = alg;
             tomb->name = hex[i];
         }
     }
 
     ngx_http_registry_gc_phase(gc, NGX_HTTP_REGISTRY_GC_TOMBSTONES,
-                               tombs.nelts);
+                               gc->tombstones.nelts);
 
     return ngx_http_registry_gc_parallel(gc, ngx_http_registry_gc_tombs_part,
-                                         &tombs, 0);
+                                         &gc->tombstones, 0);
 }
 
 
@@ -1243,10 +1297,10 @@ static ngx_int_t
 ngx_http_registry_gc_tombs_part(ngx_http_registry_gc_t *gc,
     ngx_array_t *tombs, ngx_uint_t first, ngx_uint_t step)
 {
-    ngx_int_t                       rc;
-    ngx_uint_t                      i;
-    ngx_pool_t                     *pool;
-    ngx_http_registry_gc_prefix_t  *tomb;
+    ngx_int_t                     rc;
+    ngx_uint_t                    i;
+    ngx_pool_t                   *pool;
+    ngx_http_registry_gc_tomb_t  *tomb;
 
     tomb = tombs->elts;
 
@@ -1260,8 +1314,7 @@ ngx_http_registry_gc_tombs_part(ngx_http_registry_gc_t *gc,
             return ngx_http_registry_op_syserr(gc->op, NGX_ENOMEM);
         }
 
-        rc = ngx_http_registry_gc_tombstone_sweep(gc, pool, tomb[i].alg,
-                                                  &tomb[i].name);
+        rc = ngx_http_registry_gc_tombstone_sweep(gc, pool, &tomb[i]);
 
         ngx_destroy_pool(pool);
 
@@ -1276,15 +1329,20 @@ ngx_http_registry_gc_tombs_part(ngx_http_registry_gc_t *gc,
 }
 
 
-/* one tombstone, hex in _ngx_tombstones/<alg> */
+/*
+ * One tombstone: back when live; old and unreached, doomed: deleted once
+ * its layer links are gone (gc_unlink_links()), so that no link is ever
+ * left to missing bytes, even when the run is cut short.
+ */
 
 static ngx_int_t
 ngx_http_registry_gc_tombstone_sweep(ngx_http_registry_gc_t *gc,
-    ngx_pool_t *pool, ngx_uint_t alg, ngx_str_t *hex)
+    ngx_pool_t *pool, ngx_http_registry_gc_tomb_t *t)
 {
     off_t                         size;
     ngx_int_t                     rc;
-    ngx_str_t                     tomb, data;
+    ngx_str_t                     tomb, data, *hex;
+    ngx_uint_t                    alg;
     ngx_http_registry_op_t        op;
     ngx_http_registry_digest_t    digest;
     ngx_http_registry_gc_blob_t  *b;
@@ -1292,6 +1350,8 @@ ngx_http_registry_gc_tombstone_sweep(ngx_http_registry_gc_t *gc,
     op = *gc->op;
     op.pool = pool;
     size = 0;
+    alg = t->alg;
+    hex = &t->name;
 
     rc = ngx_http_registry_digest_of(pool, alg, hex, &digest);
 
@@ -1355,17 +1415,13 @@ ngx_http_registry_gc_tombstone_sweep(ngx_http_registry_gc_t *gc,
         return NGX_OK;
     }
 
-    if (!gc->job->dry_run
-        && ngx_http_registry_dir_unlink(&op, &gc->tombs[alg],
-                                        (char *) hex->data, 0)
-           != NGX_OK)
-    {
-        return NGX_OK;                        /* brought back meanwhile */
+    if (b) {
+        b->doomed = t;
     }
 
-    gc->blobs_removed++;
-    gc->bytes_freed += size;
-    ngx_http_registry_gc_list(gc, gc->removed, NULL, &digest.text);
+    t->blob = b;
+    t->size = size;
+    t->doomed = 1;
 
     return NGX_OK;
 }
@@ -1616,13 +1672,14 @@ ngx_http_registry_gc_blob_sweep(ngx_http_registry_gc_t *gc,
     }
 
     if (gc->job->dry_run) {
+        ngx_http_registry_gc_replaced(gc, b, digest);
         gc->blobs_tombstoned++;
         gc->bytes_tombstoned += size;
         ngx_http_registry_gc_list(gc, gc->tombstoned, NULL, &digest->text);
         return NGX_OK;
     }
 
-    return ngx_http_registry_gc_bury(gc, op, dir, hex, digest, size);
+    return ngx_http_registry_gc_bury(gc, op, dir, hex, b, digest, size);
 }
 
 
@@ -1633,13 +1690,14 @@ ngx_http_registry_gc_blob_sweep(ngx_http_registry_gc_t *gc,
  * grace counts from there.  The blob's own directory goes if empty (a
  * commit or a restore may have filled it again: it stays then, and both
  * make it again when they find it gone).  prefix: blobs/<alg>/<xx>,
- * where hex is the blob's directory.
+ * where hex is the blob's directory; b: its record, if any.
  */
 
 static ngx_int_t
 ngx_http_registry_gc_bury(ngx_http_registry_gc_t *gc,
     ngx_http_registry_op_t *op, ngx_http_registry_dir_t *prefix,
-    ngx_str_t *hex, ngx_http_registry_digest_t *digest, off_t size)
+    ngx_str_t *hex, ngx_http_registry_gc_blob_t *b,
+    ngx_http_registry_digest_t *digest, off_t size)
 {
     char                     *name;
     ngx_int_t                 rc;
@@ -1654,6 +1712,7 @@ ngx_http_registry_gc_bury(ngx_http_registry_gc_t *gc,
         rc = ngx_http_registry_dir_rename(op, &blob, "data", tombs, name);
 
         if (rc == NGX_OK) {
+            ngx_http_registry_gc_replaced(gc, b, digest);
             rc = ngx_http_registry_gc_buried(gc, op, &blob, hex, digest);
         }
 
@@ -1676,6 +1735,27 @@ ngx_http_registry_gc_bury(ngx_http_registry_gc_t *gc,
     ngx_http_registry_gc_list(gc, gc->tombstoned, NULL, &digest->text);
 
     return NGX_OK;
+}
+
+
+/*
+ * A doomed tombstone the move replaced: the bytes of an upload made
+ * since took its place (the upload published them anew), and it is gone.
+ */
+
+static void
+ngx_http_registry_gc_replaced(ngx_http_registry_gc_t *gc,
+    ngx_http_registry_gc_blob_t *b, ngx_http_registry_digest_t *digest)
+{
+    if (b == NULL || b->doomed == NULL || !b->doomed->doomed) {
+        return;
+    }
+
+    b->doomed->doomed = 0;
+
+    gc->blobs_removed++;
+    gc->bytes_freed += b->doomed->size;
+    ngx_http_registry_gc_list(gc, gc->removed, NULL, &digest->text);
 }
 
 
@@ -1716,9 +1796,13 @@ ngx_http_registry_gc_buried(ngx_http_registry_gc_t *gc,
 /* ---- links ---- */
 
 /*
- * A candidate goes if its blob is live elsewhere or gone; one whose bytes
- * stay (tombstoned or young) stays with them.  Its time is checked again
- * first: a push may have made it young since.
+ * A candidate goes if its blob is live elsewhere or doomed; one whose
+ * bytes stay (tombstoned now, or young) stays with them.  Its time is
+ * checked again first: a push may have made it young since, and then a
+ * doomed blob stays too (the push's refresh brings it back).  The doomed
+ * tombstones go last, once the directories that lost their links are
+ * synced: a kill or a power cut at any point leaves no layer link to
+ * bytes that are gone, only tombstones the next run deletes.
  */
 
 static ngx_int_t
@@ -1728,11 +1812,19 @@ ngx_http_registry_gc_unlink_links(ngx_http_registry_gc_t *gc)
     ngx_str_t                     link;
     ngx_uint_t                    i, removed;
     ngx_pool_t                   *pool;
+    ngx_array_t                   dirty;
     ngx_http_registry_op_t        op;
     ngx_http_registry_gc_link_t  *cand;
 
     ngx_http_registry_gc_phase(gc, NGX_HTTP_REGISTRY_GC_LINKS,
                                gc->links.nelts);
+
+    if (ngx_array_init(&dirty, gc->op->pool, 16,
+                       sizeof(ngx_http_registry_gc_link_t))
+        != NGX_OK)
+    {
+        return ngx_http_registry_op_syserr(gc->op, NGX_ENOMEM);
+    }
 
     cand = gc->links.elts;
     removed = 0;
@@ -1768,6 +1860,7 @@ ngx_http_registry_gc_unlink_links(ngx_http_registry_gc_t *gc)
                 rc = ngx_http_registry_file_unlink(&op, &link, 1);
 
             } else if (rc == NGX_OK) {
+                cand[i].blob->kept = 1;
                 rc = NGX_DECLINED;            /* young again: kept */
             }
         }
@@ -1777,6 +1870,10 @@ ngx_http_registry_gc_unlink_links(ngx_http_registry_gc_t *gc)
             gc->links_removed++;
             ngx_http_registry_gc_list(gc, gc->links_list, &cand[i].name,
                                       &cand[i].blob->digest.text);
+
+            if (cand[i].blob->doomed) {
+                rc = ngx_http_registry_gc_dirty(gc, &dirty, &cand[i]);
+            }
 
         } else if (rc == NGX_DECLINED) {
             rc = NGX_OK;
@@ -1792,7 +1889,142 @@ ngx_http_registry_gc_unlink_links(ngx_http_registry_gc_t *gc)
         ngx_http_registry_links_changed(gc->op);
     }
 
-    return rc;
+    if (rc == NGX_OK) {
+        rc = ngx_http_registry_gc_sync_layers(gc, &dirty);
+    }
+
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    return ngx_http_registry_gc_parallel(gc, ngx_http_registry_gc_delete_part,
+                                         &gc->tombstones, 0);
+}
+
+
+/*
+ * The repository's _layers/<alg> lost a doomed blob's link: it is synced
+ * before the blob's bytes go.  Candidates come by repository and by alg,
+ * so a directory is listed once.
+ */
+
+static ngx_int_t
+ngx_http_registry_gc_dirty(ngx_http_registry_gc_t *gc, ngx_array_t *dirty,
+    ngx_http_registry_gc_link_t *cand)
+{
+    ngx_http_registry_gc_link_t  *last;
+
+    if (gc->job->dry_run) {
+        return NGX_OK;
+    }
+
+    if (dirty->nelts) {
+        last = (ngx_http_registry_gc_link_t *) dirty->elts + dirty->nelts - 1;
+
+        if (last->blob->digest.alg == cand->blob->digest.alg
+            && last->name.len == cand->name.len
+            && ngx_strncmp(last->name.data, cand->name.data, cand->name.len)
+               == 0)
+        {
+            return NGX_OK;
+        }
+    }
+
+    last = ngx_array_push(dirty);
+    if (last == NULL) {
+        return ngx_http_registry_op_syserr(gc->op, NGX_ENOMEM);
+    }
+
+    *last = *cand;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_registry_gc_sync_layers(ngx_http_registry_gc_t *gc,
+    ngx_array_t *dirty)
+{
+    ngx_int_t                     rc;
+    ngx_str_t                     path;
+    ngx_uint_t                    i;
+    ngx_http_registry_gc_link_t  *d;
+
+    d = dirty->elts;
+
+    for (i = 0; i < dirty->nelts; i++) {
+        if (ngx_http_registry_path_layers(gc->op, &path, &d[i].name,
+                                          d[i].blob->digest.alg)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        rc = ngx_http_registry_file_sync_dir(gc->op, &path);
+
+        if (rc == NGX_ERROR) {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * The doomed tombstones whose links are gone, unless a push came since:
+ * a young link kept the blob, or a refresh brought it back to blobs/
+ * (this run's sweep then met it: kept) or moved it aside anew (young).
+ */
+
+static ngx_int_t
+ngx_http_registry_gc_delete_part(ngx_http_registry_gc_t *gc,
+    ngx_array_t *tombs, ngx_uint_t first, ngx_uint_t step)
+{
+    ngx_int_t                     rc;
+    ngx_uint_t                    i;
+    ngx_http_registry_digest_t    digest;
+    ngx_http_registry_gc_tomb_t  *t;
+
+    t = tombs->elts;
+
+    for (i = first; i < tombs->nelts; i += step) {
+        if (ngx_http_registry_gc_cancelled(gc)) {
+            return NGX_DECLINED;
+        }
+
+        if (!t[i].doomed || (t[i].blob && t[i].blob->kept)) {
+            continue;
+        }
+
+        rc = ngx_http_registry_gc_young_in(gc, gc->op, &gc->tombs[t[i].alg],
+                                           &t[i].name, NULL);
+
+        if (rc != NGX_ABORT) {
+            continue;                         /* young, gone, or no stat */
+        }
+
+        if (!gc->job->dry_run
+            && ngx_http_registry_dir_unlink(gc->op, &gc->tombs[t[i].alg],
+                                            (char *) t[i].name.data, 0)
+               != NGX_OK)
+        {
+            continue;                         /* brought back meanwhile */
+        }
+
+        if (ngx_http_registry_digest_of(gc->op->pool, t[i].alg, &t[i].name,
+                                        &digest)
+            != NGX_OK)
+        {
+            return ngx_http_registry_op_syserr(gc->op, NGX_ENOMEM);
+        }
+
+        gc->blobs_removed++;
+        gc->bytes_freed += t[i].size;
+        ngx_http_registry_gc_list(gc, gc->removed, NULL, &digest.text);
+    }
+
+    return NGX_OK;
 }
 
 

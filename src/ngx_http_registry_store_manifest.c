@@ -42,7 +42,11 @@ struct ngx_http_registry_type_cache_s {
 static ngx_int_t ngx_http_registry_manifest_check(ngx_http_registry_op_t *op,
     ngx_http_registry_manifest_t *m);
 static ngx_int_t ngx_http_registry_manifest_write(ngx_http_registry_op_t *op,
+    ngx_http_registry_manifest_t *m, ngx_uint_t *created);
+static ngx_int_t ngx_http_registry_manifest_hold(ngx_http_registry_op_t *op,
     ngx_http_registry_manifest_t *m);
+static ngx_int_t ngx_http_registry_manifest_unwrite(
+    ngx_http_registry_op_t *op, ngx_http_registry_manifest_t *m);
 static ngx_int_t ngx_http_registry_tag_write(ngx_http_registry_op_t *op,
     ngx_str_t *name, ngx_str_t *tag, ngx_http_registry_digest_t *digest);
 static ngx_int_t ngx_http_registry_untag_all(ngx_http_registry_op_t *op,
@@ -183,10 +187,11 @@ ngx_http_registry_type_slot(ngx_http_registry_op_t *op,
 /*
  * Stores a checked manifest: everything it references must be in the
  * repository already, then come its referrers entry, its bytes, its
- * revision link and its tags, each durable.  The revision and the tags
- * are written under the repository's lock, which a DELETE of a manifest
- * or a tag takes too: a DELETE between our revision link and our tag
- * would leave the tag naming a revision that is gone (t/many_writers.t).
+ * revision link, everything it references held once more (manifest_hold)
+ * and its tags, each durable.  The revision and the tags are written
+ * under the repository's lock, which a DELETE of a manifest or a tag
+ * takes too: a DELETE between our revision link and our tag would leave
+ * the tag naming a revision that is gone (t/many_writers.t).
  */
 
 ngx_int_t
@@ -196,7 +201,7 @@ ngx_http_registry_store_manifest_put(ngx_http_registry_op_t *op,
     ngx_fd_t     fd;
     ngx_int_t    rc, existed;
     ngx_str_t   *tag, lock;
-    ngx_uint_t   i, tracked;
+    ngx_uint_t   i, tracked, created;
 
     if (!m->mirrored && ngx_http_registry_manifest_check(op, m) != NGX_OK) {
         return NGX_ERROR;
@@ -230,7 +235,15 @@ ngx_http_registry_store_manifest_put(ngx_http_registry_op_t *op,
         return NGX_ERROR;
     }
 
-    rc = ngx_http_registry_manifest_write(op, m);
+    rc = ngx_http_registry_manifest_write(op, m, &created);
+
+    if (rc == NGX_OK && !m->mirrored) {
+        rc = ngx_http_registry_manifest_hold(op, m);
+
+        if (rc == NGX_DECLINED && created) {
+            (void) ngx_http_registry_manifest_unwrite(op, m);
+        }
+    }
 
     if (rc == NGX_OK) {
         if (tracked) {
@@ -300,11 +313,14 @@ ngx_http_registry_manifest_check(ngx_http_registry_op_t *op,
 }
 
 
-/* the bytes as a blob (unless there already: refreshed), then the revision */
+/*
+ * The bytes as a blob (unless there already: refreshed), then the
+ * revision; *created: the revision link is new.
+ */
 
 static ngx_int_t
 ngx_http_registry_manifest_write(ngx_http_registry_op_t *op,
-    ngx_http_registry_manifest_t *m)
+    ngx_http_registry_manifest_t *m, ngx_uint_t *created)
 {
     ngx_int_t  rc;
     ngx_str_t  path;
@@ -330,7 +346,117 @@ ngx_http_registry_manifest_write(ngx_http_registry_op_t *op,
         return NGX_ERROR;
     }
 
+    /* rewritten all the same: an unacknowledged push may have left it */
+
+    rc = ngx_http_registry_file_exists(op, &path);
+    if (rc == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    *created = (rc == NGX_DECLINED);
+
     return ngx_http_registry_file_write_link(op, &path, &m->digest);
+}
+
+
+/*
+ * Once the revision link is there, a garbage collection that marks the
+ * repository finds the manifest live.  One that marked it before may
+ * still move aside, or delete, what the manifest names: the check
+ * refreshed it before a wait (the repository's lock, the writes) that
+ * can outlast the grace.  A refresh now, after the link, comes either
+ * before such a run's move (the young time keeps the blob, store_gc.c)
+ * or after it (and brings the blob back); a tombstone it deleted first
+ * is gone for good, and the put fails.  So every blob a 201 names is in
+ * blobs/.  A layer link the run removed meanwhile is written again, as
+ * are the manifest's own bytes.  NGX_DECLINED: a blob is gone (the fault
+ * says which).
+ */
+
+static ngx_int_t
+ngx_http_registry_manifest_hold(ngx_http_registry_op_t *op,
+    ngx_http_registry_manifest_t *m)
+{
+    ngx_int_t                 rc;
+    ngx_str_t                 path;
+    ngx_uint_t                i;
+    ngx_http_registry_ref_t  *ref;
+
+    rc = ngx_http_registry_store_blob_refresh(op, &m->digest);
+
+    if (rc == NGX_DECLINED) {
+        if (ngx_http_registry_path_blob(op, &path, &m->digest) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        rc = ngx_http_registry_file_write(op, &path, m->bytes.data,
+                                          m->bytes.len, 1);
+    }
+
+    if (rc != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    ref = m->references->elts;
+
+    for (i = 0; i < m->references->nelts; i++) {
+
+        if (!ref[i].manifest) {
+            rc = ngx_http_registry_store_blob_link(op, &m->name,
+                                                   &ref[i].digest);
+
+        } else if (ngx_http_registry_path_revision_link(op, &path, &m->name,
+                                                        &ref[i].digest)
+                   != NGX_OK)
+        {
+            return NGX_ERROR;
+
+        } else {
+            rc = ngx_http_registry_file_retime(op, &path);
+
+            if (rc == NGX_OK) {
+                rc = ngx_http_registry_store_blob_refresh(op,
+                                                          &ref[i].digest);
+            }
+        }
+
+        if (rc == NGX_DECLINED) {
+            (void) ngx_http_registry_op_fail(op,
+                                       NGX_HTTP_REGISTRY_MANIFEST_BLOB_UNKNOWN,
+                                       (char *) ref[i].digest.text.data);
+            return NGX_DECLINED;
+        }
+
+        if (rc != NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/* the revision link this put wrote, removed again: it names a lost blob */
+
+static ngx_int_t
+ngx_http_registry_manifest_unwrite(ngx_http_registry_op_t *op,
+    ngx_http_registry_manifest_t *m)
+{
+    ngx_int_t  rc;
+    ngx_str_t  link;
+
+    if (ngx_http_registry_path_revision_link(op, &link, &m->name, &m->digest)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    rc = ngx_http_registry_file_unlink(op, &link,
+                                       NGX_HTTP_REGISTRY_UNLINK_PARENT);
+
+    ngx_http_registry_links_changed(op);
+
+    return rc;
 }
 
 

@@ -132,7 +132,7 @@ sub problems {
         } elsif (!-f blob($v2, $alg, $hex)
                  && !($kind eq 'layer' && -f "$v2/_ngx_tombstones/$alg/$hex"))
         {
-            # (the gc removes a layer link with its tombstone, later)
+            # (a tombstone keeps its layer links: gc removes them first)
             push @p, "$kind link to a missing blob: $rel";
         }
     }
