@@ -787,7 +787,7 @@ ngx_http_registry_cache_work(ngx_http_registry_op_t *op, void *data)
 {
     ngx_http_registry_cache_t *cache = data;
 
-    ngx_str_t                    name, link;
+    ngx_str_t                    name;
     ngx_uint_t                   i;
     ngx_http_registry_pull_t    *p;
     ngx_http_registry_digest_t   digest;
@@ -801,9 +801,8 @@ ngx_http_registry_cache_work(ngx_http_registry_op_t *op, void *data)
         if (ngx_http_registry_digest_copy(op->pool, p[i].digest,
                                           p[i].digest_len, &digest)
             != NGX_OK
-            || ngx_http_registry_path_revision_link(op, &link, &name, &digest)
-               != NGX_OK
-            || ngx_http_registry_file_retime(op, &link) == NGX_ERROR)
+            || ngx_http_registry_store_manifest_pulled(op, &name, &digest)
+               == NGX_ERROR)
         {
             return NGX_ERROR;
         }
@@ -2398,7 +2397,9 @@ ngx_http_registry_blob_start(ngx_http_request_t *r,
     mctx->op = ctx->op;
     mctx->op.links = NULL;
 
-    if (ngx_http_registry_file_temp(&mctx->op, &mctx->temp) != NGX_OK) {
+    if (ngx_http_registry_store_blob_incoming(&mctx->op, &mctx->temp)
+        != NGX_OK)
+    {
         return NGX_ERROR;
     }
 
@@ -2423,8 +2424,9 @@ ngx_http_registry_blob_start(ngx_http_request_t *r,
 
 
 /*
- * One buffer of a streamed blob: hashed, written to the temporary file
- * (to the page cache, as nginx's proxy writes its temp files), counted.
+ * One buffer of a streamed blob: hashed, appended to the blob's temporary
+ * file in the store (to the page cache, as nginx's proxy writes its temp
+ * files), counted.
  * The buffer that completes the blob is let through only once the hash
  * matched: NGX_DECLINED when it did not.
  */
@@ -2446,8 +2448,8 @@ ngx_http_registry_blob_take(ngx_http_request_t *r,
     if (len) {
         ngx_http_registry_hash_update(&mctx->hash, b->pos, len);
 
-        if (ngx_http_registry_file_write_all(&mctx->op, &mctx->temp, b->pos,
-                                             len, mctx->received)
+        if (ngx_http_registry_store_blob_append(&mctx->op, &mctx->temp,
+                                                b->pos, len, mctx->received)
             != NGX_OK)
         {
             return NGX_ERROR;
@@ -2480,20 +2482,14 @@ ngx_http_registry_blob_take(ngx_http_request_t *r,
 }
 
 
-/* the temporary file of a blob not published: closed and removed */
+/* the request ends: a blob not published is dropped from the store */
 
 static void
 ngx_http_registry_blob_cleanup(void *data)
 {
     ngx_http_registry_mirror_ctx_t *mctx = data;
 
-    if (mctx->temp.fd != NGX_INVALID_FILE) {
-        (void) ngx_http_registry_file_close(&mctx->op, &mctx->temp);
-    }
-
-    if (mctx->temp.path.len) {
-        (void) ngx_http_registry_file_unlink(&mctx->op, &mctx->temp.path, 0);
-    }
+    ngx_http_registry_store_blob_discard(&mctx->op, &mctx->temp);
 }
 
 
