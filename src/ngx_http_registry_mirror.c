@@ -1175,19 +1175,8 @@ ngx_http_registry_flights_init(ngx_shm_zone_t *shm_zone, void *data)
 static ngx_int_t
 ngx_http_registry_mirror_preconf(ngx_conf_t *cf)
 {
-    ngx_http_variable_t  *var, *v;
-
-    for (v = ngx_http_registry_mirror_vars; v->name.len; v++) {
-        var = ngx_http_add_variable(cf, &v->name, v->flags);
-        if (var == NULL) {
-            return NGX_ERROR;
-        }
-
-        var->get_handler = v->get_handler;
-        var->data = v->data;
-    }
-
-    return NGX_OK;
+    return ngx_http_registry_variables_register(cf,
+                                                ngx_http_registry_mirror_vars);
 }
 
 
@@ -2944,6 +2933,8 @@ ngx_http_registry_upstream_variable(ngx_http_request_t *r,
         return NGX_OK;
     }
 
+    /* an empty Authorization is not found: proxy_set_header sends none */
+
     switch (data) {
 
     case NGX_HTTP_REGISTRY_VAR_URL:
@@ -2959,11 +2950,7 @@ ngx_http_registry_upstream_variable(ngx_http_request_t *r,
         break;
     }
 
-    v->data = s->data;
-    v->len = s->len;
-    v->valid = 1;
-    v->no_cacheable = 1;
-    v->not_found = 0;
+    ngx_http_registry_variable_set(v, s);
 
     return NGX_OK;
 }
@@ -2995,16 +2982,11 @@ ngx_http_registry_cache_variable(ngx_http_request_t *r,
 
     mctx = ngx_http_get_module_ctx(r->main, ngx_http_registry_mirror_module);
 
-    if (mctx == NULL || mctx->cache == NGX_HTTP_REGISTRY_CACHE_NONE) {
-        v->not_found = 1;
-        return NGX_OK;
-    }
+    /* NGX_HTTP_REGISTRY_CACHE_NONE's name is empty: not found */
 
-    v->data = ngx_http_registry_cache_names[mctx->cache].data;
-    v->len = ngx_http_registry_cache_names[mctx->cache].len;
-    v->valid = 1;
-    v->no_cacheable = 1;
-    v->not_found = 0;
+    ngx_http_registry_variable_set(v, mctx
+                                   ? &ngx_http_registry_cache_names[mctx->cache]
+                                   : NULL);
 
     return NGX_OK;
 }
