@@ -439,6 +439,10 @@ ngx_int_t ngx_http_registry_referrers_list(ngx_http_request_t *r);
 /* ---- operating it: log variables, metrics, health ---- */
 
 ngx_int_t ngx_http_registry_variables_add(ngx_conf_t *cf);
+ngx_int_t ngx_http_registry_variables_register(ngx_conf_t *cf,
+    ngx_http_variable_t *vars);
+void ngx_http_registry_variable_set(ngx_http_variable_value_t *v,
+    ngx_str_t *value);
 ngx_http_registry_operation_e ngx_http_registry_operation(
     ngx_http_request_t *r, ngx_http_registry_route_e kind);
 ngx_str_t *ngx_http_registry_operation_name(

@@ -65,11 +65,13 @@ typedef struct {
     ngx_str_t                  basic;     /* "Basic ...", or empty */
     ngx_http_registry_token_slot_t  *tokens;   /* this worker's, lazily */
     unsigned                   library:1;
+    unsigned                   fallback:1;  /* default=on */
 } ngx_http_registry_upstream_t;
 
 
 typedef struct {
     ngx_array_t               *upstreams;  /* ngx_http_registry_upstream_t */
+    ngx_array_t               *locals;     /* registry_local_prefix */
     ngx_str_t                  location;   /* registry_upstream_location */
     time_t                     tag_ttl;
     off_t                      max_size;   /* registry_cache_max_size */
@@ -227,12 +229,22 @@ static char *ngx_http_registry_upstream(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_registry_upstream_credentials(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
+static char *ngx_http_registry_local_prefix(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static ngx_int_t ngx_http_registry_prefix_valid(ngx_str_t *prefix);
+static ngx_int_t ngx_http_registry_mirror_check_locals(ngx_conf_t *cf,
+    ngx_http_registry_mirror_conf_t *conf);
 static ngx_int_t ngx_http_registry_flights_init(ngx_shm_zone_t *shm_zone,
     void *data);
 static ngx_int_t ngx_http_registry_mirror_preconf(ngx_conf_t *cf);
 static ngx_int_t ngx_http_registry_mirror_init(ngx_conf_t *cf);
 static ngx_http_registry_upstream_t *ngx_http_registry_mirror_find(
-    ngx_http_registry_mirror_conf_t *mcf, ngx_str_t *name, ngx_str_t *ns);
+    ngx_http_registry_mirror_conf_t *mcf, ngx_str_t *name, ngx_str_t *ns,
+    ngx_str_t *rest);
+static ngx_http_registry_upstream_t *ngx_http_registry_mirror_fallback(
+    ngx_http_registry_mirror_conf_t *mcf);
+static ngx_uint_t ngx_http_registry_mirror_local(
+    ngx_http_registry_mirror_conf_t *mcf, ngx_str_t *name);
 static ngx_int_t ngx_http_registry_mirror_library(ngx_pool_t *pool,
     ngx_http_registry_upstream_t *up, ngx_str_t *rest, ngx_str_t *remote);
 
@@ -330,6 +342,13 @@ static ngx_command_t  ngx_http_registry_mirror_commands[] = {
     { ngx_string("registry_upstream_credentials"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE2,
       ngx_http_registry_upstream_credentials,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("registry_local_prefix"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_registry_local_prefix,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
       NULL },
@@ -464,6 +483,7 @@ ngx_http_registry_mirror_create_conf(ngx_conf_t *cf)
     }
 
     conf->upstreams = NGX_CONF_UNSET_PTR;
+    conf->locals = NGX_CONF_UNSET_PTR;
     conf->tag_ttl = NGX_CONF_UNSET;
     conf->max_size = NGX_CONF_UNSET;
     conf->flights = NGX_CONF_UNSET_PTR;
@@ -480,11 +500,16 @@ ngx_http_registry_mirror_merge_conf(ngx_conf_t *cf, void *parent,
     ngx_http_registry_mirror_conf_t *conf = child;
 
     ngx_conf_merge_ptr_value(conf->upstreams, prev->upstreams, NULL);
+    ngx_conf_merge_ptr_value(conf->locals, prev->locals, NULL);
     ngx_conf_merge_str_value(conf->location, prev->location,
                              "/_registry_upstream/");
     ngx_conf_merge_sec_value(conf->tag_ttl, prev->tag_ttl, 300);
     ngx_conf_merge_off_value(conf->max_size, prev->max_size, 0);
     ngx_conf_merge_ptr_value(conf->flights, prev->flights, NULL);
+
+    if (ngx_http_registry_mirror_check_locals(cf, conf) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
 
     if (conf->upstreams
         && ngx_http_registry_mirror_cache_add(cf, conf) != NGX_OK)
@@ -493,6 +518,59 @@ ngx_http_registry_mirror_merge_conf(ngx_conf_t *cf, void *parent,
     }
 
     return NGX_CONF_OK;
+}
+
+
+/*
+ * registry_local_prefix means something only beside a default upstream,
+ * and never for an upstream's own prefix (the upstream would win): such
+ * a configuration is refused.  Checked in registry locations only: a
+ * server may set the prefixes for the locations that set the upstreams.
+ */
+
+static ngx_int_t
+ngx_http_registry_mirror_check_locals(ngx_conf_t *cf,
+    ngx_http_registry_mirror_conf_t *conf)
+{
+    ngx_str_t                     *local;
+    ngx_uint_t                     i, j;
+    ngx_http_registry_upstream_t  *up;
+    ngx_http_registry_loc_conf_t  *rlcf;
+
+    rlcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_registry_module);
+
+    if (conf->locals == NULL || !rlcf->enable) {
+        return NGX_OK;
+    }
+
+    if (conf->upstreams == NULL
+        || ngx_http_registry_mirror_fallback(conf) == NULL)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "registry_local_prefix needs a registry_upstream "
+                           "with default=on in the same location");
+        return NGX_ERROR;
+    }
+
+    local = conf->locals->elts;
+    up = conf->upstreams->elts;
+
+    for (i = 0; i < conf->upstreams->nelts; i++) {
+        for (j = 0; j < conf->locals->nelts; j++) {
+            if (local[j].len == up[i].prefix.len
+                && ngx_strncmp(local[j].data, up[i].prefix.data,
+                               local[j].len) == 0)
+            {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "registry_local_prefix \"%V\" is the "
+                                   "prefix of registry_upstream \"%V\"",
+                                   &local[j], &up[i].name);
+                return NGX_ERROR;
+            }
+        }
+    }
+
+    return NGX_OK;
 }
 
 
@@ -709,7 +787,7 @@ ngx_http_registry_cache_work(ngx_http_registry_op_t *op, void *data)
 {
     ngx_http_registry_cache_t *cache = data;
 
-    ngx_str_t                    name, link;
+    ngx_str_t                    name;
     ngx_uint_t                   i;
     ngx_http_registry_pull_t    *p;
     ngx_http_registry_digest_t   digest;
@@ -723,9 +801,8 @@ ngx_http_registry_cache_work(ngx_http_registry_op_t *op, void *data)
         if (ngx_http_registry_digest_copy(op->pool, p[i].digest,
                                           p[i].digest_len, &digest)
             != NGX_OK
-            || ngx_http_registry_path_revision_link(op, &link, &name, &digest)
-               != NGX_OK
-            || ngx_http_registry_file_retime(op, &link) == NGX_ERROR)
+            || ngx_http_registry_store_manifest_pulled(op, &name, &digest)
+               == NGX_ERROR)
         {
             return NGX_ERROR;
         }
@@ -795,14 +872,13 @@ ngx_http_registry_mirror_pulled(ngx_http_registry_mirror_ctx_t *mctx,
 }
 
 
-/* registry_upstream NAME URL prefix=P [library=on] */
+/* registry_upstream NAME URL prefix=P [library=on] [default=on] */
 
 static char *
 ngx_http_registry_upstream(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_registry_mirror_conf_t *mcf = conf;
 
-    u_char                        *p;
     ngx_str_t                     *value;
     ngx_uint_t                     i;
     ngx_http_registry_upstream_t  *up;
@@ -883,7 +959,22 @@ ngx_http_registry_upstream(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             continue;
         }
 
-        if (ngx_strcmp(value[i].data, "library=off") == 0) {
+        if (ngx_strcmp(value[i].data, "library=off") == 0
+            || ngx_strcmp(value[i].data, "default=off") == 0)
+        {
+            continue;
+        }
+
+        if (ngx_strcmp(value[i].data, "default=on") == 0) {
+            if (ngx_http_registry_mirror_fallback(mcf) != NULL) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "registry_upstream \"%V\": another "
+                                   "upstream is the default already",
+                                   &up->name);
+                return NGX_CONF_ERROR;
+            }
+
+            up->fallback = 1;
             continue;
         }
 
@@ -892,25 +983,72 @@ ngx_http_registry_upstream(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    /* the prefix is whole path components: "docker.io/" */
-
-    if (up->prefix.len < 2 || up->prefix.data[up->prefix.len - 1] != '/') {
+    if (ngx_http_registry_prefix_valid(&up->prefix) != NGX_OK) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "registry_upstream \"%V\" needs prefix=NAME/",
                            &up->name);
         return NGX_CONF_ERROR;
     }
 
-    p = up->prefix.data;
+    return NGX_CONF_OK;
+}
 
-    if (*p == '/') {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "registry_upstream \"%V\": invalid prefix",
-                           &up->name);
+
+/* registry_local_prefix P/ ...: names the default upstream leaves alone */
+
+static char *
+ngx_http_registry_local_prefix(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_registry_mirror_conf_t *mcf = conf;
+
+    ngx_str_t   *value, *local;
+    ngx_uint_t   i;
+
+    if (mcf->locals != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+
+    mcf->locals = ngx_array_create(cf->pool, cf->args->nelts - 1,
+                                   sizeof(ngx_str_t));
+    if (mcf->locals == NULL) {
         return NGX_CONF_ERROR;
     }
 
+    value = cf->args->elts;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+        if (ngx_http_registry_prefix_valid(&value[i]) != NGX_OK) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid local prefix \"%V\": NAME/ needed",
+                               &value[i]);
+            return NGX_CONF_ERROR;
+        }
+
+        local = ngx_array_push(mcf->locals);
+        if (local == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        *local = value[i];
+    }
+
     return NGX_CONF_OK;
+}
+
+
+/* a prefix is whole path components of a name: "docker.io/", "team/" */
+
+static ngx_int_t
+ngx_http_registry_prefix_valid(ngx_str_t *prefix)
+{
+    if (prefix->len < 2 || prefix->data[0] == '/'
+        || prefix->data[prefix->len - 1] != '/')
+    {
+        return NGX_DECLINED;
+    }
+
+    return NGX_OK;
 }
 
 
@@ -1037,19 +1175,8 @@ ngx_http_registry_flights_init(ngx_shm_zone_t *shm_zone, void *data)
 static ngx_int_t
 ngx_http_registry_mirror_preconf(ngx_conf_t *cf)
 {
-    ngx_http_variable_t  *var, *v;
-
-    for (v = ngx_http_registry_mirror_vars; v->name.len; v++) {
-        var = ngx_http_add_variable(cf, &v->name, v->flags);
-        if (var == NULL) {
-            return NGX_ERROR;
-        }
-
-        var->get_handler = v->get_handler;
-        var->data = v->data;
-    }
-
-    return NGX_OK;
+    return ngx_http_registry_variables_register(cf,
+                                                ngx_http_registry_mirror_vars);
 }
 
 
@@ -1072,10 +1199,11 @@ ngx_http_registry_mirror_init(ngx_conf_t *cf)
 
 /*
  * Whether the route's repository is mirrored: NGX_OK, with route->name
- * made the store's (containerd's "?ns=docker.io" puts the prefix in
- * front, library=on maps "busybox" to "library/busybox"), NGX_DECLINED:
- * a local repository, NGX_ERROR.  The router then authorizes the client
- * for that name before anything is fetched.
+ * made the store's (containerd's "?ns=docker.io" and the default
+ * upstream put the prefix in front, library=on maps "busybox" to
+ * "library/busybox"), NGX_DECLINED: a local repository, NGX_ERROR.  The
+ * router then authorizes the client for that name before anything is
+ * fetched.
  */
 
 ngx_int_t
@@ -1098,7 +1226,7 @@ ngx_http_registry_mirror_route(ngx_http_request_t *r,
         ns.len = 0;
     }
 
-    up = ngx_http_registry_mirror_find(mcf, &route->name, &ns);
+    up = ngx_http_registry_mirror_find(mcf, &route->name, &ns, &rest);
     if (up == NULL) {
         return NGX_DECLINED;
     }
@@ -1112,14 +1240,6 @@ ngx_http_registry_mirror_route(ngx_http_request_t *r,
     mctx->owner = ngx_http_get_module_ctx(r, ngx_http_registry_module);
     mctx->conf = mcf;
     mctx->temp.fd = NGX_INVALID_FILE;
-
-    if (ns.len) {
-        rest = route->name;
-
-    } else {
-        rest.data = route->name.data + up->prefix.len;
-        rest.len = route->name.len - up->prefix.len;
-    }
 
     if (ngx_http_registry_mirror_library(r->pool, up, &rest, &mctx->remote)
         != NGX_OK)
@@ -1150,17 +1270,22 @@ ngx_http_registry_mirror_route(ngx_http_request_t *r,
 
 
 /*
- * The upstream of a name: by prefix, or with ns= by the upstream's name,
- * prefix (without its "/") or URL host.
+ * The upstream of a name, and *rest, the name without the upstream's
+ * prefix: by prefix, or with ns= by the upstream's name, prefix (without
+ * its "/") or URL host.  A name of neither form is the default
+ * upstream's (docker's registry-mirrors send "library/busybox" so),
+ * unless a local prefix keeps it in the store; an ns= naming no upstream
+ * is a local name, never the default's (another registry's).
  */
 
 static ngx_http_registry_upstream_t *
 ngx_http_registry_mirror_find(ngx_http_registry_mirror_conf_t *mcf,
-    ngx_str_t *name, ngx_str_t *ns)
+    ngx_str_t *name, ngx_str_t *ns, ngx_str_t *rest)
 {
     ngx_uint_t                     i;
     ngx_http_registry_upstream_t  *up;
 
+    *rest = *name;
     up = mcf->upstreams->elts;
 
     for (i = 0; i < mcf->upstreams->nelts; i++) {
@@ -1171,6 +1296,8 @@ ngx_http_registry_mirror_find(ngx_http_registry_mirror_conf_t *mcf,
                                up[i].prefix.len)
                    == 0)
             {
+                rest->data += up[i].prefix.len;
+                rest->len -= up[i].prefix.len;
                 return &up[i];
             }
 
@@ -1188,7 +1315,58 @@ ngx_http_registry_mirror_find(ngx_http_registry_mirror_conf_t *mcf,
         }
     }
 
+    if (ns->len || ngx_http_registry_mirror_local(mcf, name)) {
+        return NULL;
+    }
+
+    return ngx_http_registry_mirror_fallback(mcf);
+}
+
+
+/* the upstream with default=on, or NULL */
+
+static ngx_http_registry_upstream_t *
+ngx_http_registry_mirror_fallback(ngx_http_registry_mirror_conf_t *mcf)
+{
+    ngx_uint_t                     i;
+    ngx_http_registry_upstream_t  *up;
+
+    up = mcf->upstreams->elts;
+
+    for (i = 0; i < mcf->upstreams->nelts; i++) {
+        if (up[i].fallback) {
+            return &up[i];
+        }
+    }
+
     return NULL;
+}
+
+
+/* whether a name is under a registry_local_prefix */
+
+static ngx_uint_t
+ngx_http_registry_mirror_local(ngx_http_registry_mirror_conf_t *mcf,
+    ngx_str_t *name)
+{
+    ngx_str_t   *local;
+    ngx_uint_t   i;
+
+    if (mcf->locals == NULL) {
+        return 0;
+    }
+
+    local = mcf->locals->elts;
+
+    for (i = 0; i < mcf->locals->nelts; i++) {
+        if (name->len > local[i].len
+            && ngx_strncmp(name->data, local[i].data, local[i].len) == 0)
+        {
+            return 1;
+        }
+    }
+
+    return 0;
 }
 
 
@@ -2208,7 +2386,9 @@ ngx_http_registry_blob_start(ngx_http_request_t *r,
     mctx->op = ctx->op;
     mctx->op.links = NULL;
 
-    if (ngx_http_registry_file_temp(&mctx->op, &mctx->temp) != NGX_OK) {
+    if (ngx_http_registry_store_blob_incoming(&mctx->op, &mctx->temp)
+        != NGX_OK)
+    {
         return NGX_ERROR;
     }
 
@@ -2233,8 +2413,9 @@ ngx_http_registry_blob_start(ngx_http_request_t *r,
 
 
 /*
- * One buffer of a streamed blob: hashed, written to the temporary file
- * (to the page cache, as nginx's proxy writes its temp files), counted.
+ * One buffer of a streamed blob: hashed, appended to the blob's temporary
+ * file in the store (to the page cache, as nginx's proxy writes its temp
+ * files), counted.
  * The buffer that completes the blob is let through only once the hash
  * matched: NGX_DECLINED when it did not.
  */
@@ -2256,8 +2437,8 @@ ngx_http_registry_blob_take(ngx_http_request_t *r,
     if (len) {
         ngx_http_registry_hash_update(&mctx->hash, b->pos, len);
 
-        if (ngx_http_registry_file_write_all(&mctx->op, &mctx->temp, b->pos,
-                                             len, mctx->received)
+        if (ngx_http_registry_store_blob_append(&mctx->op, &mctx->temp,
+                                                b->pos, len, mctx->received)
             != NGX_OK)
         {
             return NGX_ERROR;
@@ -2290,20 +2471,14 @@ ngx_http_registry_blob_take(ngx_http_request_t *r,
 }
 
 
-/* the temporary file of a blob not published: closed and removed */
+/* the request ends: a blob not published is dropped from the store */
 
 static void
 ngx_http_registry_blob_cleanup(void *data)
 {
     ngx_http_registry_mirror_ctx_t *mctx = data;
 
-    if (mctx->temp.fd != NGX_INVALID_FILE) {
-        (void) ngx_http_registry_file_close(&mctx->op, &mctx->temp);
-    }
-
-    if (mctx->temp.path.len) {
-        (void) ngx_http_registry_file_unlink(&mctx->op, &mctx->temp.path, 0);
-    }
+    ngx_http_registry_store_blob_discard(&mctx->op, &mctx->temp);
 }
 
 
@@ -2758,6 +2933,8 @@ ngx_http_registry_upstream_variable(ngx_http_request_t *r,
         return NGX_OK;
     }
 
+    /* an empty Authorization is not found: proxy_set_header sends none */
+
     switch (data) {
 
     case NGX_HTTP_REGISTRY_VAR_URL:
@@ -2773,11 +2950,7 @@ ngx_http_registry_upstream_variable(ngx_http_request_t *r,
         break;
     }
 
-    v->data = s->data;
-    v->len = s->len;
-    v->valid = 1;
-    v->no_cacheable = 1;
-    v->not_found = 0;
+    ngx_http_registry_variable_set(v, s);
 
     return NGX_OK;
 }
@@ -2809,16 +2982,11 @@ ngx_http_registry_cache_variable(ngx_http_request_t *r,
 
     mctx = ngx_http_get_module_ctx(r->main, ngx_http_registry_mirror_module);
 
-    if (mctx == NULL || mctx->cache == NGX_HTTP_REGISTRY_CACHE_NONE) {
-        v->not_found = 1;
-        return NGX_OK;
-    }
+    /* NGX_HTTP_REGISTRY_CACHE_NONE's name is empty: not found */
 
-    v->data = ngx_http_registry_cache_names[mctx->cache].data;
-    v->len = ngx_http_registry_cache_names[mctx->cache].len;
-    v->valid = 1;
-    v->no_cacheable = 1;
-    v->not_found = 0;
+    ngx_http_registry_variable_set(v, mctx
+                                   ? &ngx_http_registry_cache_names[mctx->cache]
+                                   : NULL);
 
     return NGX_OK;
 }

@@ -58,13 +58,21 @@ ngx_int_t ngx_http_registry_store_tag_checked(ngx_http_registry_op_t *op,
     ngx_str_t *name, ngx_str_t *tag, time_t *when);
 ngx_int_t ngx_http_registry_store_tag_recheck(ngx_http_registry_op_t *op,
     ngx_str_t *name, ngx_str_t *tag);
+ngx_int_t ngx_http_registry_store_manifest_pulled(ngx_http_registry_op_t *op,
+    ngx_str_t *name, ngx_http_registry_digest_t *digest);
 ngx_int_t ngx_http_registry_store_blob_adopt(ngx_http_registry_op_t *op,
     ngx_str_t *name, ngx_http_registry_digest_t *digest);
 ngx_int_t ngx_http_registry_store_evict(ngx_http_registry_op_t *op,
     ngx_array_t *prefixes, off_t max, size_t manifest_max, off_t *freed);
+ngx_int_t ngx_http_registry_store_blob_incoming(ngx_http_registry_op_t *op,
+    ngx_http_registry_file_t *temp);
+ngx_int_t ngx_http_registry_store_blob_append(ngx_http_registry_op_t *op,
+    ngx_http_registry_file_t *temp, u_char *data, size_t len, off_t offset);
 ngx_int_t ngx_http_registry_store_blob_publish(ngx_http_registry_op_t *op,
     ngx_str_t *name, ngx_http_registry_file_t *temp,
     ngx_http_registry_digest_t *digest);
+void ngx_http_registry_store_blob_discard(ngx_http_registry_op_t *op,
+    ngx_http_registry_file_t *temp);
 
 
 #endif /* _NGX_HTTP_REGISTRY_MIRROR_H_INCLUDED_ */

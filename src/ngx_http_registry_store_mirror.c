@@ -56,6 +56,27 @@ ngx_http_registry_store_tag_recheck(ngx_http_registry_op_t *op,
 
 
 /*
+ * A cached manifest was pulled: its revision link's mtime, what eviction
+ * takes for its last pull, is now.  NGX_DECLINED: evicted meanwhile.
+ */
+
+ngx_int_t
+ngx_http_registry_store_manifest_pulled(ngx_http_registry_op_t *op,
+    ngx_str_t *name, ngx_http_registry_digest_t *digest)
+{
+    ngx_str_t  link;
+
+    if (ngx_http_registry_path_revision_link(op, &link, name, digest)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_registry_file_retime(op, &link);
+}
+
+
+/*
  * A blob the store holds already (another repository's, a manifest's) is
  * linked into the repository instead of fetched.  NGX_DECLINED: it is
  * not in the store.
@@ -73,6 +94,31 @@ ngx_http_registry_store_blob_adopt(ngx_http_registry_op_t *op,
     }
 
     return ngx_http_registry_store_blob_link(op, name, digest);
+}
+
+
+/*
+ * A blob arriving from an upstream: a new temporary file of the store,
+ * which ngx_http_registry_store_blob_publish() renames into place once
+ * its bytes hashed to the digest, or ngx_http_registry_store_blob_discard()
+ * removes.
+ */
+
+ngx_int_t
+ngx_http_registry_store_blob_incoming(ngx_http_registry_op_t *op,
+    ngx_http_registry_file_t *temp)
+{
+    return ngx_http_registry_file_temp(op, temp);
+}
+
+
+/* its next bytes, at offset: to the page cache, publish makes them durable */
+
+ngx_int_t
+ngx_http_registry_store_blob_append(ngx_http_registry_op_t *op,
+    ngx_http_registry_file_t *temp, u_char *data, size_t len, off_t offset)
+{
+    return ngx_http_registry_file_write_all(op, temp, data, len, offset);
 }
 
 
@@ -100,4 +146,23 @@ ngx_http_registry_store_blob_publish(ngx_http_registry_op_t *op,
     temp->path.len = 0;         /* published: nothing to clean up */
 
     return ngx_http_registry_store_blob_link(op, name, digest);
+}
+
+
+/*
+ * One never published (a digest that did not match, a fetch cut short,
+ * a client gone): closed and removed; nothing of it was ever visible.
+ * Published already: nothing to do.
+ */
+
+void
+ngx_http_registry_store_blob_discard(ngx_http_registry_op_t *op,
+    ngx_http_registry_file_t *temp)
+{
+    (void) ngx_http_registry_file_close(op, temp);
+
+    if (temp->path.len) {
+        (void) ngx_http_registry_file_unlink(op, &temp->path, 0);
+        temp->path.len = 0;
+    }
 }

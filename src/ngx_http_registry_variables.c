@@ -109,9 +109,19 @@ static ngx_http_variable_t  ngx_http_registry_vars[] = {
 ngx_int_t
 ngx_http_registry_variables_add(ngx_conf_t *cf)
 {
+    return ngx_http_registry_variables_register(cf, ngx_http_registry_vars);
+}
+
+
+/* a table of variables ending with ngx_http_null_variable (mirror.c's too) */
+
+ngx_int_t
+ngx_http_registry_variables_register(ngx_conf_t *cf,
+    ngx_http_variable_t *vars)
+{
     ngx_http_variable_t  *var, *v;
 
-    for (v = ngx_http_registry_vars; v->name.len; v++) {
+    for (v = vars; v->name.len; v++) {
         var = ngx_http_add_variable(cf, &v->name, v->flags);
         if (var == NULL) {
             return NGX_ERROR;
@@ -122,6 +132,25 @@ ngx_http_registry_variables_add(ngx_conf_t *cf)
     }
 
     return NGX_OK;
+}
+
+
+/* a getter's answer: the value, never cached; none or empty: not found */
+
+void
+ngx_http_registry_variable_set(ngx_http_variable_value_t *v,
+    ngx_str_t *value)
+{
+    if (value == NULL || value->len == 0) {
+        v->not_found = 1;
+        return;
+    }
+
+    v->len = value->len;
+    v->valid = 1;
+    v->no_cacheable = 1;
+    v->not_found = 0;
+    v->data = value->data;
 }
 
 
@@ -201,16 +230,7 @@ ngx_http_registry_variable(ngx_http_request_t *r,
             : ngx_http_registry_variable_value(r, ctx,
                                                (ngx_http_registry_var_e) data);
 
-    if (value == NULL || value->len == 0) {
-        v->not_found = 1;
-        return NGX_OK;
-    }
-
-    v->len = value->len;
-    v->valid = 1;
-    v->no_cacheable = 1;
-    v->not_found = 0;
-    v->data = value->data;
+    ngx_http_registry_variable_set(v, value);
 
     return NGX_OK;
 }

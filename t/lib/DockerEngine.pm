@@ -20,7 +20,8 @@ package DockerEngine;
 # dockerd options (--insecure-registry, --registry-mirror, ...), its log
 # level (info).  Dies, after printing both daemons' logs, when dockerd does
 # not answer within 60 s.
-# $e->dir, sock, host ('unix://...'), cli (the docker binary), env (the
+# $e->dir, sock, host ('unix://...'), containerd_sock (the private
+# containerd's, for ctr), cli (the docker binary), env (the
 # CLI's environment, for other clients such as docker-compose), config_dir,
 # config (parsed config.json: what login stored), logs (the ends of both
 # logs, for diag), pids, ping (GET /_ping), inspect($ref) (`docker image
@@ -187,6 +188,7 @@ sub new {
 
 sub dir  { $_[0]{dir} }
 sub sock { $_[0]{sock} }
+sub containerd_sock { $_[0]{containerd_sock} }
 sub host { "unix://$_[0]{sock}" }
 sub config_dir { "$_[0]{dir}/config" }
 
