@@ -82,17 +82,26 @@ typedef struct {
 /*
  * The blobs being fetched, in shared memory: one fetch per digest and
  * store however many clients ask.  A slot is held by the worker whose pid
- * it names (0: free); one whose worker died is free again.
+ * it names (0: free); one whose worker died is free again.  Once the
+ * leader has the upstream's headers, the slot names its temporary file
+ * and the blob's length, and the other clients (followers) read that file
+ * as it grows.  seq tells a follower whether the slot still holds the
+ * fetch it follows, or has been given to another one since.
  */
 
 #define NGX_HTTP_REGISTRY_FLIGHTS      256
-#define NGX_HTTP_REGISTRY_FLIGHT_POLL  50       /* ms */
+#define NGX_HTTP_REGISTRY_FLIGHT_POLL  50       /* ms, for the headers */
+#define NGX_HTTP_REGISTRY_FOLLOW_TICK  5        /* ms, for more bytes */
 
 typedef struct {
     uint64_t                   store;
+    ngx_uint_t                 seq;
     ngx_pid_t                  pid;
+    off_t                      length;      /* the upstream's, or -1 */
     u_char                     len;
+    u_char                     temp_len;    /* 0: no temporary file yet */
     u_char                     digest[NGX_HTTP_REGISTRY_DIGEST_MAX_LEN];
+    u_char                     temp[NGX_HTTP_REGISTRY_TEMP_ID_LEN];
 } ngx_http_registry_flight_t;
 
 
@@ -117,6 +126,7 @@ typedef struct {
 
 typedef struct {
     ngx_slab_pool_t           *shpool;
+    ngx_uint_t                 seq;         /* of the last slot taken */
     ngx_http_registry_flight_t flight[NGX_HTTP_REGISTRY_FLIGHTS];
     ngx_uint_t                 npulls;
     ngx_http_registry_pull_t   pulls[NGX_HTTP_REGISTRY_PULLS];
@@ -209,6 +219,16 @@ struct ngx_http_registry_mirror_ctx_s {
     ngx_http_registry_op_t     op;          /* the temp file's cleanup */
     ngx_http_registry_flight_t  *flight;    /* the slot led, or NULL */
     ngx_event_t                wait;        /* a follower's poll */
+
+    /* a follower: the fetch it follows, and the leader's file it reads */
+    ngx_http_registry_flight_t  *followed;
+    ngx_uint_t                 followed_seq;
+    ngx_http_registry_file_t   follow;
+    ngx_file_t                *follow_file; /* the same, for in_file bufs */
+    off_t                      follow_length;
+    off_t                      sent;
+    unsigned                   following:1; /* its headers are sent */
+    unsigned                   no_follow:1; /* waits for the publish */
 };
 
 
@@ -307,13 +327,35 @@ static ngx_int_t ngx_http_registry_blob_take(ngx_http_request_t *r,
 static ngx_int_t ngx_http_registry_blob_hold(ngx_http_request_t *r,
     ngx_http_registry_mirror_ctx_t *mctx, ngx_buf_t *b);
 static void ngx_http_registry_blob_cleanup(void *data);
+static ngx_int_t ngx_http_registry_blob_headers(ngx_http_request_t *r,
+    off_t length);
 static ngx_int_t ngx_http_registry_flight_join(ngx_http_request_t *r,
     ngx_http_registry_mirror_ctx_t *mctx);
+static ngx_uint_t ngx_http_registry_flight_alive(
+    ngx_http_registry_flight_t *fl);
+static void ngx_http_registry_flight_file(
+    ngx_http_registry_mirror_ctx_t *mctx, off_t length);
 static void ngx_http_registry_flight_land(ngx_http_registry_mirror_ctx_t *mctx);
 static ngx_int_t ngx_http_registry_flight_wait(ngx_http_request_t *r,
     ngx_http_registry_mirror_ctx_t *mctx);
 static void ngx_http_registry_flight_poll(ngx_event_t *ev);
+static ngx_int_t ngx_http_registry_flight_look(
+    ngx_http_registry_mirror_ctx_t *mctx, ngx_str_t *id);
 static void ngx_http_registry_flight_cleanup(void *data);
+static ngx_int_t ngx_http_registry_follow_start(ngx_http_request_t *r,
+    ngx_http_registry_mirror_ctx_t *mctx, ngx_str_t *id);
+static ngx_int_t ngx_http_registry_follow_send(ngx_http_request_t *r,
+    ngx_http_registry_mirror_ctx_t *mctx, ngx_uint_t last);
+static ngx_int_t ngx_http_registry_follow_flush(ngx_http_request_t *r,
+    ngx_chain_t *in);
+static void ngx_http_registry_follow_write(ngx_http_request_t *r);
+static ngx_int_t ngx_http_registry_follow_end(ngx_http_request_t *r,
+    ngx_http_registry_mirror_ctx_t *mctx);
+static ngx_int_t ngx_http_registry_follow_check_work(
+    ngx_http_registry_op_t *op, void *data);
+static ngx_int_t ngx_http_registry_followed(ngx_http_request_t *r,
+    ngx_int_t rc);
+static void ngx_http_registry_follow_cleanup(void *data);
 
 static ngx_int_t ngx_http_registry_mirror_header_filter(
     ngx_http_request_t *r);
@@ -2281,10 +2323,8 @@ ngx_http_registry_blob_fetched(ngx_http_request_t *r,
     ngx_http_registry_mirror_ctx_t *mctx)
 {
     ngx_int_t                   rc;
-    ngx_http_registry_ctx_t    *ctx;
     ngx_http_registry_fetch_t  *f;
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_registry_module);
     f = &mctx->fetch;
 
     if (f->streaming) {
@@ -2299,22 +2339,35 @@ ngx_http_registry_blob_fetched(ngx_http_request_t *r,
                                                NGX_HTTP_REGISTRY_BLOB_UNKNOWN);
     }
 
-    r->headers_out.status = NGX_HTTP_OK;
-    r->headers_out.content_length_n = f->length;
-    ngx_str_set(&r->headers_out.content_type, "application/octet-stream");
-    r->headers_out.content_type_len = r->headers_out.content_type.len;
-
-    if (ngx_http_registry_digest_headers(r, &ctx->route.digest) != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    rc = ngx_http_send_header(r);
+    rc = ngx_http_registry_blob_headers(r, f->length);
 
     if (rc == NGX_ERROR || rc > NGX_OK) {
         return rc;
     }
 
     return ngx_http_send_special(r, NGX_HTTP_LAST);
+}
+
+
+/* a blob's 200 and its headers, its bytes to follow (length -1: chunked) */
+
+static ngx_int_t
+ngx_http_registry_blob_headers(ngx_http_request_t *r, off_t length)
+{
+    ngx_http_registry_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_registry_module);
+
+    r->headers_out.status = NGX_HTTP_OK;
+    r->headers_out.content_length_n = length;
+    ngx_str_set(&r->headers_out.content_type, "application/octet-stream");
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
+
+    if (ngx_http_registry_digest_headers(r, &ctx->route.digest) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_send_header(r);
 }
 
 
@@ -2365,8 +2418,9 @@ ngx_http_registry_blob_published(ngx_http_request_t *r, ngx_int_t rc)
 
 
 /*
- * A blob's 200 arrived: its temporary file, its hash, and the client's
- * headers, sent now so that the bytes follow as they come.
+ * A blob's 200 arrived: its temporary file (named in the flight's slot,
+ * for the followers), its hash, and the client's headers, sent now so
+ * that the bytes follow as they come.
  */
 
 static ngx_int_t
@@ -2399,16 +2453,9 @@ ngx_http_registry_blob_start(ngx_http_request_t *r,
     mctx->received = 0;
     f->streaming = 1;
 
-    r->headers_out.status = NGX_HTTP_OK;
-    r->headers_out.content_length_n = f->length;
-    ngx_str_set(&r->headers_out.content_type, "application/octet-stream");
-    r->headers_out.content_type_len = r->headers_out.content_type.len;
+    ngx_http_registry_flight_file(mctx, f->length);
 
-    if (ngx_http_registry_digest_headers(r, &ctx->route.digest) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    return ngx_http_send_header(r);
+    return ngx_http_registry_blob_headers(r, f->length);
 }
 
 
@@ -2486,8 +2533,9 @@ ngx_http_registry_blob_cleanup(void *data)
 
 /*
  * NGX_OK: this request leads the blob's fetch (or there is no room to
- * say so: it fetches anyway), NGX_BUSY: another one does.  The slot is
- * given back when the blob is published, or when the request ends.
+ * say so: it fetches anyway), NGX_BUSY: another one does, which this one
+ * follows.  The slot is given back when the blob is published, or when
+ * the request ends.
  */
 
 static ngx_int_t
@@ -2540,11 +2588,10 @@ ngx_http_registry_flight_join(ngx_http_request_t *r,
             continue;
         }
 
-        /* a worker killed on the way leaves its pid, which nobody has */
+        if (ngx_http_registry_flight_alive(fl)) {
+            mctx->followed = fl;
+            mctx->followed_seq = fl->seq;
 
-        if (fl->pid == ngx_pid || kill(fl->pid, 0) == 0
-            || ngx_errno != NGX_ESRCH)
-        {
             ngx_shmtx_unlock(&flights->shpool->mutex);
             return NGX_BUSY;
         }
@@ -2555,7 +2602,10 @@ ngx_http_registry_flight_join(ngx_http_request_t *r,
 
     if (free) {
         free->store = ctx->op.store->id;
+        free->seq = ++flights->seq;
         free->pid = ngx_pid;
+        free->length = -1;
+        free->temp_len = 0;
         free->len = (u_char) ctx->route.digest.text.len;
         ngx_memcpy(free->digest, ctx->route.digest.text.data, free->len);
         mctx->flight = free;
@@ -2564,6 +2614,52 @@ ngx_http_registry_flight_join(ngx_http_request_t *r,
     ngx_shmtx_unlock(&flights->shpool->mutex);
 
     return NGX_OK;
+}
+
+
+/* under the lock: a worker killed on the way leaves its pid, nobody's */
+
+static ngx_uint_t
+ngx_http_registry_flight_alive(ngx_http_registry_flight_t *fl)
+{
+    return fl->pid != 0
+           && (fl->pid == ngx_pid || kill(fl->pid, 0) == 0
+               || ngx_errno != NGX_ESRCH);
+}
+
+
+/*
+ * The leader has its temporary file: named in its slot with the length
+ * the upstream gave, the followers may read it.  A blob of no known
+ * length (chunked) is not followed: its followers wait for the publish.
+ */
+
+static void
+ngx_http_registry_flight_file(ngx_http_registry_mirror_ctx_t *mctx,
+    off_t length)
+{
+    ngx_str_t                     id;
+    ngx_http_registry_flights_t  *flights;
+
+    if (mctx->flight == NULL || length <= 0) {
+        return;
+    }
+
+    ngx_http_registry_path_temp_id(&mctx->temp.path, &id);
+
+    if (id.len > NGX_HTTP_REGISTRY_TEMP_ID_LEN) {
+        return;
+    }
+
+    flights = mctx->conf->flights->data;
+
+    ngx_shmtx_lock(&flights->shpool->mutex);
+
+    mctx->flight->length = length;
+    mctx->flight->temp_len = (u_char) id.len;
+    ngx_memcpy(mctx->flight->temp, id.data, id.len);
+
+    ngx_shmtx_unlock(&flights->shpool->mutex);
 }
 
 
@@ -2580,6 +2676,7 @@ ngx_http_registry_flight_land(ngx_http_registry_mirror_ctx_t *mctx)
 
     ngx_shmtx_lock(&flights->shpool->mutex);
     mctx->flight->pid = 0;
+    mctx->flight->temp_len = 0;
     ngx_shmtx_unlock(&flights->shpool->mutex);
 
     mctx->flight = NULL;
@@ -2587,15 +2684,23 @@ ngx_http_registry_flight_land(ngx_http_registry_mirror_ctx_t *mctx)
 
 
 /*
- * Another request fetches the blob: this one waits for its end, then
- * serves the published blob as any local one (or, if the fetch failed,
- * fetches it itself).
+ * Another request fetches the blob: this one follows it.  Once the leader
+ * has its headers, the follower answers 200 and sends the bytes of the
+ * leader's temporary file as they arrive, all but the last one, which
+ * waits until the blob is published (as the leader's last buffer does).
+ * A range or a conditional request waits for the end and is served the
+ * published blob as any local one; so does every follower of a fetch
+ * that ended before it had sent its headers (or, if the fetch failed, it
+ * fetches the blob itself).
  */
 
 static ngx_int_t
 ngx_http_registry_flight_wait(ngx_http_request_t *r,
     ngx_http_registry_mirror_ctx_t *mctx)
 {
+    mctx->no_follow = (r->headers_in.range != NULL
+                       || r->headers_in.if_none_match != NULL);
+
     mctx->wait.handler = ngx_http_registry_flight_poll;
     mctx->wait.data = r;
     mctx->wait.log = r->connection->log;
@@ -2611,48 +2716,85 @@ ngx_http_registry_flight_wait(ngx_http_request_t *r,
 static void
 ngx_http_registry_flight_poll(ngx_event_t *ev)
 {
-    ngx_uint_t                        i, busy;
-    ngx_http_request_t               *r;
-    ngx_http_registry_ctx_t          *ctx;
-    ngx_http_registry_flight_t       *fl;
-    ngx_http_registry_flights_t      *flights;
-    ngx_http_registry_mirror_ctx_t   *mctx;
-    ngx_http_registry_mirror_conf_t  *mcf;
+    ngx_int_t                        rc;
+    ngx_str_t                        id;
+    ngx_connection_t                *c;
+    ngx_http_request_t              *r;
+    ngx_http_registry_mirror_ctx_t  *mctx;
+    u_char                           temp[NGX_HTTP_REGISTRY_TEMP_ID_LEN];
 
     r = ev->data;
+    c = r->connection;
     mctx = ngx_http_get_module_ctx(r, ngx_http_registry_mirror_module);
-    mcf = ngx_http_get_module_loc_conf(r, ngx_http_registry_mirror_module);
-    ctx = mctx->owner;
-    flights = mcf->flights->data;
 
-    busy = 0;
+    id.data = temp;
+
+    if (ngx_http_registry_flight_look(mctx, &id) == NGX_DONE) {
+        rc = mctx->following ? ngx_http_registry_follow_end(r, mctx)
+                             : ngx_http_registry_mirror_blob(r, mctx);
+        goto done;
+    }
+
+    if (id.len && ngx_http_registry_follow_start(r, mctx, &id) != NGX_OK) {
+        rc = NGX_ERROR;
+        goto done;
+    }
+
+    if (mctx->following
+        && ngx_http_registry_follow_send(r, mctx, 0) == NGX_ERROR)
+    {
+        rc = NGX_ERROR;
+        goto done;
+    }
+
+    ngx_add_timer(&mctx->wait, mctx->following
+                               ? NGX_HTTP_REGISTRY_FOLLOW_TICK
+                               : NGX_HTTP_REGISTRY_FLIGHT_POLL);
+    return;
+
+done:
+
+    ngx_http_finalize_request(r, rc);
+    ngx_http_run_posted_requests(c);
+}
+
+
+/*
+ * The followed fetch: NGX_DONE when it is over (published, failed, or
+ * its worker gone), else NGX_BUSY, with id the leader's temporary file
+ * the first time this follower may start reading it (else empty).
+ */
+
+static ngx_int_t
+ngx_http_registry_flight_look(ngx_http_registry_mirror_ctx_t *mctx,
+    ngx_str_t *id)
+{
+    ngx_int_t                     rc;
+    ngx_http_registry_flight_t   *fl;
+    ngx_http_registry_flights_t  *flights;
+
+    flights = mctx->conf->flights->data;
+    fl = mctx->followed;
+    id->len = 0;
 
     ngx_shmtx_lock(&flights->shpool->mutex);
 
-    for (i = 0; i < NGX_HTTP_REGISTRY_FLIGHTS; i++) {
-        fl = &flights->flight[i];
+    if (fl->seq != mctx->followed_seq || !ngx_http_registry_flight_alive(fl)) {
+        rc = NGX_DONE;
 
-        if (fl->pid != 0
-            && fl->store == ctx->op.store->id
-            && fl->len == ctx->route.digest.text.len
-            && ngx_memcmp(fl->digest, ctx->route.digest.text.data, fl->len)
-               == 0)
-        {
-            busy = (fl->pid == ngx_pid || kill(fl->pid, 0) == 0
-                    || ngx_errno != NGX_ESRCH);
-            break;
+    } else {
+        rc = NGX_BUSY;
+
+        if (!mctx->following && !mctx->no_follow && fl->temp_len) {
+            id->len = fl->temp_len;
+            ngx_memcpy(id->data, fl->temp, id->len);
+            mctx->follow_length = fl->length;
         }
     }
 
     ngx_shmtx_unlock(&flights->shpool->mutex);
 
-    if (busy) {
-        ngx_add_timer(&mctx->wait, NGX_HTTP_REGISTRY_FLIGHT_POLL);
-        return;
-    }
-
-    ngx_http_finalize_request(r, ngx_http_registry_mirror_blob(r, mctx));
-    ngx_http_run_posted_requests(r->connection);
+    return rc;
 }
 
 
@@ -2666,6 +2808,238 @@ ngx_http_registry_flight_cleanup(void *data)
     }
 
     ngx_http_registry_flight_land(mctx);
+}
+
+
+/*
+ * The follower opens the leader's file and answers 200.  The file gone
+ * already (published, or failed) or unreadable: it waits for the end.
+ */
+
+static ngx_int_t
+ngx_http_registry_follow_start(ngx_http_request_t *r,
+    ngx_http_registry_mirror_ctx_t *mctx, ngx_str_t *id)
+{
+    ngx_int_t            rc;
+    ngx_file_t          *file;
+    ngx_pool_cleanup_t  *cln;
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    file = ngx_pcalloc(r->pool, sizeof(ngx_file_t));
+
+    if (cln == NULL || file == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_registry_store_blob_follow(&mctx->owner->op, id,
+                                            &mctx->follow)
+        != NGX_OK)
+    {
+        mctx->no_follow = 1;
+        return NGX_OK;
+    }
+
+    cln->handler = ngx_http_registry_follow_cleanup;
+    cln->data = mctx;
+
+    file->fd = mctx->follow.fd;
+    file->name = mctx->follow.path;
+    file->log = r->connection->log;
+
+    mctx->follow_file = file;
+    mctx->following = 1;
+    mctx->sent = 0;
+
+    r->write_event_handler = ngx_http_registry_follow_write;
+
+    rc = ngx_http_registry_blob_headers(r, mctx->follow_length);
+
+    return (rc == NGX_ERROR || rc > NGX_OK) ? NGX_ERROR : NGX_OK;
+}
+
+
+/*
+ * What the leader wrote since the last call, as a file buffer (sendfile,
+ * or nginx's output chain reading it), once the client has taken the
+ * last one; all but the blob's last byte, until last: the blob is
+ * published, and it all goes.
+ */
+
+static ngx_int_t
+ngx_http_registry_follow_send(ngx_http_request_t *r,
+    ngx_http_registry_mirror_ctx_t *mctx, ngx_uint_t last)
+{
+    off_t         end, size;
+    ngx_buf_t    *b;
+    ngx_chain_t   out;
+
+    if (!last && (r->buffered || r->connection->buffered)) {
+        return NGX_OK;
+    }
+
+    if (ngx_http_registry_store_blob_grown(&mctx->owner->op, &mctx->follow,
+                                           &size)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    end = ngx_min(size, mctx->follow_length - (last ? 0 : 1));
+
+    if (last && end != mctx->follow_length) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "registry upstream: a followed blob has %O bytes "
+                      "of %O", end, mctx->follow_length);
+        return NGX_ERROR;
+    }
+
+    if (end <= mctx->sent) {
+        return NGX_OK;
+    }
+
+    b = ngx_calloc_buf(r->pool);
+    if (b == NULL) {
+        return NGX_ERROR;
+    }
+
+    b->in_file = 1;
+    b->file = mctx->follow_file;
+    b->file_pos = mctx->sent;
+    b->file_last = end;
+    b->flush = 1;
+    b->last_buf = last;
+    b->last_in_chain = last;
+
+    mctx->sent = end;
+
+    out.buf = b;
+    out.next = NULL;
+
+    if (last) {
+        /* the request is finalized with this: nginx's writer sends the rest */
+        return ngx_http_output_filter(r, &out);
+    }
+
+    return ngx_http_registry_follow_flush(r, &out);
+}
+
+
+/*
+ * Sends what it can, as ngx_http_writer() does; what the client does not
+ * take yet waits for its write event, under send_timeout (which stops
+ * once all is sent: then the follower waits for the leader, not it).
+ */
+
+static ngx_int_t
+ngx_http_registry_follow_flush(ngx_http_request_t *r, ngx_chain_t *in)
+{
+    ngx_event_t               *wev;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    wev = r->connection->write;
+
+    if (ngx_http_output_filter(r, in) == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    if (!r->buffered && !r->connection->buffered) {
+        if (wev->timer_set && !wev->delayed) {
+            ngx_del_timer(wev);
+        }
+
+        return NGX_OK;
+    }
+
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+    if (!wev->delayed) {
+        ngx_add_timer(wev, clcf->send_timeout);
+    }
+
+    if (ngx_handle_write_event(wev, clcf->send_lowat) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return NGX_AGAIN;
+}
+
+
+static void
+ngx_http_registry_follow_write(ngx_http_request_t *r)
+{
+    ngx_connection_t  *c;
+
+    c = r->connection;
+
+    if (c->write->timedout) {
+        ngx_log_error(NGX_LOG_INFO, c->log, NGX_ETIMEDOUT, "client timed out");
+        c->timedout = 1;
+        ngx_http_finalize_request(r, NGX_HTTP_REQUEST_TIME_OUT);
+        return;
+    }
+
+    if (ngx_http_registry_follow_flush(r, NULL) == NGX_ERROR) {
+        ngx_http_finalize_request(r, NGX_ERROR);
+    }
+}
+
+
+/*
+ * The followed fetch is over: in a thread, whether what it published is
+ * the file this follower read; then its last byte, or a cut answer.
+ */
+
+static ngx_int_t
+ngx_http_registry_follow_end(ngx_http_request_t *r,
+    ngx_http_registry_mirror_ctx_t *mctx)
+{
+    if (ngx_http_registry_task_run(r, ngx_http_registry_follow_check_work,
+                                   mctx, ngx_http_registry_followed)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_DONE;
+}
+
+
+static ngx_int_t
+ngx_http_registry_follow_check_work(ngx_http_registry_op_t *op, void *data)
+{
+    ngx_http_registry_mirror_ctx_t *mctx = data;
+
+    return ngx_http_registry_store_blob_followed(op, &mctx->owner->route.name,
+                                                 &mctx->follow,
+                                                 &mctx->owner->route.digest);
+}
+
+
+static ngx_int_t
+ngx_http_registry_followed(ngx_http_request_t *r, ngx_int_t rc)
+{
+    ngx_http_registry_mirror_ctx_t  *mctx;
+
+    mctx = ngx_http_get_module_ctx(r, ngx_http_registry_mirror_module);
+
+    if (rc != NGX_OK) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "registry upstream: the fetch of blob %V this "
+                      "request followed was not published",
+                      &mctx->owner->route.digest.text);
+        return NGX_ERROR;
+    }
+
+    return ngx_http_registry_follow_send(r, mctx, 1);
+}
+
+
+static void
+ngx_http_registry_follow_cleanup(void *data)
+{
+    ngx_http_registry_mirror_ctx_t *mctx = data;
+
+    ngx_http_registry_store_blob_unfollow(&mctx->owner->op, &mctx->follow);
 }
 
 

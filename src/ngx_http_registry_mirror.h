@@ -54,6 +54,17 @@ ngx_int_t ngx_http_registry_parse_token(ngx_pool_t *pool, u_char *p,
 
 /* ---- the cache's store operations (store_mirror.c, store_evict.c) ---- */
 
+/* a fetch's followers read its temporary file (store_mirror.c) */
+ngx_int_t ngx_http_registry_store_blob_follow(ngx_http_registry_op_t *op,
+    ngx_str_t *id, ngx_http_registry_file_t *file);
+ngx_int_t ngx_http_registry_store_blob_grown(ngx_http_registry_op_t *op,
+    ngx_http_registry_file_t *file, off_t *size);
+ngx_int_t ngx_http_registry_store_blob_followed(ngx_http_registry_op_t *op,
+    ngx_str_t *name, ngx_http_registry_file_t *file,
+    ngx_http_registry_digest_t *digest);
+void ngx_http_registry_store_blob_unfollow(ngx_http_registry_op_t *op,
+    ngx_http_registry_file_t *file);
+
 ngx_int_t ngx_http_registry_store_tag_checked(ngx_http_registry_op_t *op,
     ngx_str_t *name, ngx_str_t *tag, time_t *when);
 ngx_int_t ngx_http_registry_store_tag_recheck(ngx_http_registry_op_t *op,

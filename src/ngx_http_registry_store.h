@@ -309,6 +309,10 @@ ngx_int_t ngx_http_registry_path_repositories(ngx_http_registry_op_t *op,
     ngx_str_t *out);
 ngx_int_t ngx_http_registry_path_temp(ngx_http_registry_op_t *op,
     ngx_str_t *out, ngx_str_t *id);
+void ngx_http_registry_path_temp_id(ngx_str_t *path, ngx_str_t *id);
+
+/* a temporary file's id: hex digits, its name under _ngx_tmp */
+#define NGX_HTTP_REGISTRY_TEMP_ID_LEN    32
 ngx_int_t ngx_http_registry_path_repository_lock(ngx_http_registry_op_t *op,
     ngx_str_t *out, ngx_str_t *name);
 ngx_int_t ngx_http_registry_path_jobs(ngx_http_registry_op_t *op,

@@ -562,12 +562,12 @@ ngx_http_registry_file_temp(ngx_http_registry_op_t *op,
 {
     ngx_err_t  err;
     ngx_str_t  id, dir;
-    u_char     hex[32];
+    u_char     hex[NGX_HTTP_REGISTRY_TEMP_ID_LEN];
 
     id.data = hex;
     id.len = sizeof(hex);
 
-    if (ngx_http_registry_random_hex(hex, 16) != NGX_OK) {
+    if (ngx_http_registry_random_hex(hex, sizeof(hex) / 2) != NGX_OK) {
         return ngx_http_registry_op_fail(op, NGX_HTTP_REGISTRY_INTERNAL,
                                          "no random bytes");
     }

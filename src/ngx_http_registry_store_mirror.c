@@ -7,7 +7,8 @@
  * its blobs blobs with layer links.  What the cache adds: when a tag was
  * last checked upstream is its current link's mtime (written by a fetch,
  * refreshed by a revalidation), and a fetched blob arrives as a temporary
- * file that is published by rename once its bytes hash to its digest.
+ * file that is published by rename once its bytes hash to its digest,
+ * and which the clients following that fetch read as it grows.
  */
 
 
@@ -165,4 +166,114 @@ ngx_http_registry_store_blob_discard(ngx_http_registry_op_t *op,
         (void) ngx_http_registry_file_unlink(op, &temp->path, 0);
         temp->path.len = 0;
     }
+}
+
+
+/*
+ * The temporary file another request's fetch is writing (the id its
+ * path has, ngx_http_registry_path_temp_id()), opened to read as it
+ * grows: the descriptor keeps the bytes readable after that fetch renames
+ * or removes the name.  NGX_DECLINED: the name is gone already.  A
+ * lookup in one directory, as open_file_cache's: event loop.
+ */
+
+ngx_int_t
+ngx_http_registry_store_blob_follow(ngx_http_registry_op_t *op,
+    ngx_str_t *id, ngx_http_registry_file_t *file)
+{
+    ngx_err_t  err;
+
+    if (ngx_http_registry_path_temp(op, &file->path, id) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    file->fd = ngx_http_registry_file_open(op, &file->path, O_RDONLY, 0);
+
+    if (file->fd != NGX_INVALID_FILE) {
+        return NGX_OK;
+    }
+
+    err = ngx_errno;
+
+    if (err == NGX_ENOENT) {
+        return NGX_DECLINED;
+    }
+
+    ngx_log_error(NGX_LOG_CRIT, op->log, err,
+                  ngx_open_file_n " \"%V\" failed", &file->path);
+
+    return ngx_http_registry_op_syserr(op, err);
+}
+
+
+/*
+ * A followed fetch is over: whether the store's blob is the very file
+ * the follower reads (publishing renames the temporary file, whose bytes
+ * hashed to the digest), and if so the follower's repository links it.
+ * NGX_DECLINED: nothing was published, or another fetch's file was.
+ */
+
+ngx_int_t
+ngx_http_registry_store_blob_followed(ngx_http_registry_op_t *op,
+    ngx_str_t *name, ngx_http_registry_file_t *file,
+    ngx_http_registry_digest_t *digest)
+{
+    ngx_int_t        rc;
+    ngx_err_t        err;
+    ngx_str_t        path;
+    ngx_file_info_t  blob, read;
+
+    if (ngx_http_registry_path_blob(op, &path, digest) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    rc = ngx_http_registry_file_stat(op, &path, &blob);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    if (ngx_fd_info(file->fd, &read) == NGX_FILE_ERROR) {
+        err = ngx_errno;
+        ngx_log_error(NGX_LOG_CRIT, op->log, err,
+                      ngx_fd_info_n " \"%V\" failed", &file->path);
+        return ngx_http_registry_op_syserr(op, err);
+    }
+
+    if (blob.st_dev != read.st_dev || blob.st_ino != read.st_ino) {
+        return NGX_DECLINED;
+    }
+
+    return ngx_http_registry_store_blob_link(op, name, digest);
+}
+
+
+/* the bytes the followed fetch has written so far */
+
+ngx_int_t
+ngx_http_registry_store_blob_grown(ngx_http_registry_op_t *op,
+    ngx_http_registry_file_t *file, off_t *size)
+{
+    ngx_err_t        err;
+    ngx_file_info_t  fi;
+
+    if (ngx_fd_info(file->fd, &fi) == NGX_FILE_ERROR) {
+        err = ngx_errno;
+        ngx_log_error(NGX_LOG_CRIT, op->log, err,
+                      ngx_fd_info_n " \"%V\" failed", &file->path);
+        return ngx_http_registry_op_syserr(op, err);
+    }
+
+    *size = ngx_file_size(&fi);
+
+    return NGX_OK;
+}
+
+
+/* the follower is done with the file */
+
+void
+ngx_http_registry_store_blob_unfollow(ngx_http_registry_op_t *op,
+    ngx_http_registry_file_t *file)
+{
+    (void) ngx_http_registry_file_close(op, file);
 }

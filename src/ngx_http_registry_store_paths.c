@@ -409,6 +409,16 @@ ngx_http_registry_path_temp(ngx_http_registry_op_t *op, ngx_str_t *out,
 }
 
 
+/* the id of a temporary file's path, for ngx_http_registry_path_temp() */
+
+void
+ngx_http_registry_path_temp_id(ngx_str_t *path, ngx_str_t *id)
+{
+    id->data = path->data + sizeof(NGX_HTTP_REGISTRY_TMP_DIR "/") - 1;
+    id->len = path->len - (sizeof(NGX_HTTP_REGISTRY_TMP_DIR "/") - 1);
+}
+
+
 /*
  * A repository's lock file (store_manifest.c), which distribution never
  * looks at: _ngx_locks/<sha256 hex of the name>, so that it is one name
