@@ -395,6 +395,8 @@ ngx_int_t ngx_http_registry_file_write_link(ngx_http_registry_op_t *op,
 
 ngx_int_t ngx_http_registry_file_unlink(ngx_http_registry_op_t *op,
     ngx_str_t *path, ngx_uint_t flags);
+ngx_int_t ngx_http_registry_file_rmdir_parent(ngx_http_registry_op_t *op,
+    ngx_str_t *path);
 ngx_int_t ngx_http_registry_file_sync_dir(ngx_http_registry_op_t *op,
     ngx_str_t *dir);
 ngx_int_t ngx_http_registry_file_remove_tree(ngx_http_registry_op_t *op,
@@ -471,6 +473,8 @@ ngx_int_t ngx_http_registry_store_blob_exists(ngx_http_registry_op_t *op,
     ngx_http_registry_digest_t *digest);
 ngx_int_t ngx_http_registry_store_blob_refresh(ngx_http_registry_op_t *op,
     ngx_http_registry_digest_t *digest);
+ngx_int_t ngx_http_registry_store_blob_evict(ngx_http_registry_op_t *op,
+    ngx_http_registry_digest_t *digest, time_t since, off_t *size);
 
 
 /* ---- uploads (store_upload.c) ---- */

@@ -11,9 +11,12 @@
  * referenced that nothing kept references: no kept manifest of a mirrored
  * repository (an index's children included) and no local repository (its
  * layer links and revisions are never touched, and protect their blobs).
- * A manifest a kept index references is kept with it.  A blob a pull is
- * sending stays readable: the client's descriptor keeps the unlinked
- * file.
+ * A manifest a kept index references is kept with it.  A blob goes by
+ * the garbage collector's protocol (store_blob_evict(), store_gc.c):
+ * one that a push, mount or manifest put referenced again since this
+ * eviction began (after it read who references what) is kept.  A blob
+ * a pull is sending stays readable: the client's descriptor keeps the
+ * unlinked file.
  */
 
 
@@ -37,6 +40,7 @@ typedef struct {
     ngx_array_t                mirrored;     /* ngx_str_t repositories */
     off_t                      total;
     size_t                     manifest_max;
+    time_t                     started;      /* before the references read */
 } ngx_http_registry_evict_t;
 
 
@@ -79,6 +83,7 @@ ngx_http_registry_store_evict(ngx_http_registry_op_t *op,
     e.op = op;
     e.prefixes = prefixes;
     e.manifest_max = manifest_max;
+    e.started = time(NULL);
 
     if (ngx_array_init(&names, op->pool, 64, sizeof(ngx_str_t)) != NGX_OK
         || ngx_array_init(&e.local, op->pool, 256, sizeof(ngx_str_t))
@@ -499,10 +504,10 @@ static ngx_int_t
 ngx_http_registry_evict_blob(ngx_http_registry_evict_t *e,
     ngx_http_registry_digest_t *digest, off_t *freed)
 {
+    off_t                            size;
     ngx_int_t                        rc;
-    ngx_str_t                       *name, path;
+    ngx_str_t                       *name;
     ngx_uint_t                       i, at;
-    ngx_file_info_t                  fi;
     ngx_http_registry_evict_unit_t  *u;
 
     if (ngx_http_registry_find_name(&e->local, &digest->text, &at) == NGX_OK
@@ -531,24 +536,15 @@ ngx_http_registry_evict_blob(ngx_http_registry_evict_t *e,
         }
     }
 
-    if (ngx_http_registry_path_blob(e->op, &path, digest) != NGX_OK) {
+    rc = ngx_http_registry_store_blob_evict(e->op, digest, e->started,
+                                            &size);
+
+    if (rc == NGX_ERROR) {
         return NGX_ERROR;
     }
 
-    rc = ngx_http_registry_file_stat(e->op, &path, &fi);
-
-    if (rc == NGX_DECLINED) {
-        return NGX_OK;
-    }
-
-    if (rc != NGX_OK
-        || ngx_http_registry_file_unlink(e->op, &path, 1) == NGX_ERROR)
-    {
-        return NGX_ERROR;
-    }
-
-    *freed += ngx_file_size(&fi);
-    e->total -= ngx_file_size(&fi);
+    *freed += size;
+    e->total -= size;
 
     return NGX_OK;
 }

@@ -1368,6 +1368,54 @@ ngx_http_registry_file_unlink(ngx_http_registry_op_t *op, ngx_str_t *path,
 }
 
 
+/*
+ * The directory holding path removed, if it is empty (a blob's directory
+ * once its data went elsewhere).  NGX_DECLINED: absent, or not empty.
+ */
+
+ngx_int_t
+ngx_http_registry_file_rmdir_parent(ngx_http_registry_op_t *op,
+    ngx_str_t *path)
+{
+    u_char     *base;
+    ngx_fd_t    pfd;
+    ngx_err_t   err;
+    ngx_int_t   rc;
+    ngx_str_t   parent;
+
+    if (ngx_strlchr(path->data, path->data + path->len, '/') == NULL) {
+        return NGX_DECLINED;                  /* the root's own */
+    }
+
+    /* the parent: the path less "/<base>", for a moment NUL-ended */
+
+    for (base = path->data + path->len - 1; *base != '/'; base--) {
+        /* void */
+    }
+
+    parent.data = path->data;
+    parent.len = base - path->data;
+    path->data[parent.len] = '\0';
+
+    rc = ngx_http_registry_parent(op, &parent, &pfd, &base);
+
+    if (rc == NGX_OK) {
+        if (unlinkat(pfd, (char *) base, AT_REMOVEDIR) == -1) {
+            err = ngx_errno;
+            rc = (err == NGX_ENOENT || err == ENOTEMPTY
+                  || err == NGX_EEXIST)
+                 ? NGX_DECLINED : ngx_http_registry_op_syserr(op, err);
+        }
+
+        (void) close(pfd);
+    }
+
+    path->data[parent.len] = '/';
+
+    return rc;
+}
+
+
 /* syncs a directory: the names it gained or lost survive a power cut */
 
 ngx_int_t

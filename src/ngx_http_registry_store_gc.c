@@ -1793,6 +1793,63 @@ ngx_http_registry_gc_buried(ngx_http_registry_gc_t *gc,
 }
 
 
+/*
+ * The pull-through cache's eviction (store_evict.c) deletes a blob that
+ * nothing kept references by this collector's protocol, at once rather
+ * than a grace later: moved aside, checked against since (the eviction's
+ * start, less the slack: a refresh since then is a push, mount or
+ * manifest that references the blob now, and it moves back), then
+ * deleted.  A refresh after the move brings the tombstone back itself:
+ * then the unlink finds nothing, or comes first and leaves the refresh
+ * nothing to bring back, whose push fails (nothing it acknowledged is
+ * lost).  NGX_DECLINED: kept, or not there.  *size: the bytes freed.
+ */
+
+ngx_int_t
+ngx_http_registry_store_blob_evict(ngx_http_registry_op_t *op,
+    ngx_http_registry_digest_t *digest, time_t since, off_t *size)
+{
+    ngx_int_t        rc;
+    ngx_str_t        path, tomb;
+    ngx_file_info_t  fi;
+
+    *size = 0;
+
+    if (ngx_http_registry_path_blob(op, &path, digest) != NGX_OK
+        || ngx_http_registry_path_tombstone(op, &tomb, digest->alg, digest)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    rc = ngx_http_registry_file_move(op, &path, &tomb, 0);
+
+    if (rc == NGX_OK) {
+        rc = ngx_http_registry_file_stat(op, &tomb, &fi);
+    }
+
+    if (rc != NGX_OK) {
+        return rc;                  /* not there, or back meanwhile */
+    }
+
+    if (ngx_file_mtime(&fi) >= since - NGX_HTTP_REGISTRY_GC_SLACK) {
+        rc = ngx_http_registry_file_move(op, &tomb, &path, 1);
+        return (rc == NGX_ERROR) ? NGX_ERROR : NGX_DECLINED;
+    }
+
+    rc = ngx_http_registry_file_unlink(op, &tomb, 0);
+
+    if (rc != NGX_OK) {
+        return rc;                  /* brought back meanwhile */
+    }
+
+    *size = ngx_file_size(&fi);
+
+    return (ngx_http_registry_file_rmdir_parent(op, &path) == NGX_ERROR)
+           ? NGX_ERROR : NGX_OK;
+}
+
+
 /* ---- links ---- */
 
 /*

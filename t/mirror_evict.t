@@ -4,7 +4,8 @@
 # mirror (each a layer of its own and a shared base layer), the first one
 # pulled again; over the bound, the least recently pulled image goes (its
 # manifest, its tag, its own layer), and every blob of the kept images
-# stays, the shared base, and a blob a local repository holds too.
+# stays, the shared base, a blob a local repository holds too, and one
+# referenced again since the eviction began (the collector's protocol).
 
 use strict;
 use warnings;
@@ -72,6 +73,12 @@ for (1 .. 60) {
 }
 ok($flushed, 'a\'s pull time flushed: b is the least recently pulled');
 
+# b's manifest bytes referenced again after the eviction began, as a push
+# or a local manifest naming them would (the time a refresh gives, here one
+# in the future so that it is later than any eviction's start): kept
+my $b_bytes = $m->blob_path($img{b}{digest});
+utime(time, time + 3600, $b_bytes) or die "utime $b_bytes: $!";
+
 ok(pull('c'), 'c pulled');
 
 my $b_layer = $img{b}{layers}[1];
@@ -85,7 +92,11 @@ for (1 .. 40) {
 ok($gone, 'b\'s own layer evicted');
 ok(!-e "$v2/repositories/up/lib/b/_manifests/tags/v1/current/link",
    'b\'s tag gone');
-ok(!-e $m->blob_path($img{b}{digest}), 'b\'s manifest bytes gone');
+ok(-e $b_bytes, 'b\'s manifest bytes kept: referenced since the eviction began');
+(my $b_hex = $img{b}{digest}) =~ s/^sha256://;
+ok(!-e "$v2/_ngx_tombstones/sha256/$b_hex", '... back from their tombstone');
+ok(!-e "$v2/blobs/sha256/" . substr($b_layer, 7, 2) . '/' . substr($b_layer, 7),
+   'b\'s own layer: its directory gone too');
 ok(-e $m->blob_path($img{b}{config}), 'b\'s config kept: a local repository holds it');
 ok(-e $m->blob_path(RegTest::digest($base)), 'the shared base kept');
 
