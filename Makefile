@@ -122,11 +122,13 @@ test-asan: deps-test $(ASAN_MODULE)
 
 # A, B and C side by side on one store (bench/README.md); not part of
 # `make test`.  Options: make bench BENCH_ARGS='--rounds 1 --keep'
+# Then the pull-through cache's rows (bench/mirror.pl): cold miss for 20
+# clients and cache hit against a local blob, beside distribution's proxy;
+# `make bench-mirror` runs those alone.
 bench: deps-bench $(MODULE)
 	perl bench/run.pl $(BENCH_ARGS)
+	perl bench/mirror.pl $(MIRROR_BENCH_ARGS)
 
-# The pull-through cache's rows (bench/mirror.pl): cold miss for 20
-# clients and cache hit against a local blob, beside distribution's proxy.
 bench-mirror: deps-bench $(MODULE)
 	perl bench/mirror.pl $(MIRROR_BENCH_ARGS)
 
