@@ -185,7 +185,7 @@ typedef struct {
 typedef struct ngx_http_registry_gc_s  ngx_http_registry_gc_t;
 
 typedef ngx_int_t (*ngx_http_registry_gc_part_pt)(ngx_http_registry_gc_t *gc,
-    ngx_array_t *items, ngx_uint_t first, ngx_uint_t step);
+    ngx_array_t *items);
 
 /*
  * A run, or a part of one: the mark and the blob sweep are shared out
@@ -198,8 +198,7 @@ struct ngx_http_registry_gc_s {
     ngx_http_registry_op_t         part_op;    /* a part's op */
     ngx_http_registry_gc_part_pt   part;       /* what a part's thread runs */
     ngx_array_t                   *items;
-    ngx_uint_t                     first;
-    ngx_uint_t                     step;
+    ngx_atomic_t                  *cursor;     /* the next item to take */
     ngx_int_t                      rc;
     ngx_http_registry_job_t       *job;
     ngx_http_registry_progress_t  *progress;
@@ -268,7 +267,7 @@ static ngx_int_t ngx_http_registry_gc_layer(ngx_http_registry_gc_t *gc,
     ngx_uint_t alg, ngx_str_t *hex, ngx_str_t *name);
 static ngx_int_t ngx_http_registry_gc_tombstones(ngx_http_registry_gc_t *gc);
 static ngx_int_t ngx_http_registry_gc_tombs_part(ngx_http_registry_gc_t *gc,
-    ngx_array_t *tombs, ngx_uint_t first, ngx_uint_t step);
+    ngx_array_t *tombs);
 static ngx_int_t ngx_http_registry_gc_tombstone_sweep(
     ngx_http_registry_gc_t *gc, ngx_pool_t *pool,
     ngx_http_registry_gc_tomb_t *tomb);
@@ -281,20 +280,20 @@ static ngx_int_t ngx_http_registry_gc_blob_sweep(ngx_http_registry_gc_t *gc,
 static ngx_int_t ngx_http_registry_gc_open_tombs(ngx_http_registry_gc_t *gc);
 static ngx_int_t ngx_http_registry_gc_bury(ngx_http_registry_gc_t *gc,
     ngx_http_registry_op_t *op, ngx_http_registry_dir_t *prefix,
-    ngx_str_t *hex, ngx_http_registry_gc_blob_t *b,
+    ngx_str_t *hex, ngx_str_t *rel, ngx_http_registry_gc_blob_t *b,
     ngx_http_registry_digest_t *digest, off_t size);
 static void ngx_http_registry_gc_replaced(ngx_http_registry_gc_t *gc,
     ngx_http_registry_gc_blob_t *b, ngx_http_registry_digest_t *digest);
 static ngx_int_t ngx_http_registry_gc_buried(ngx_http_registry_gc_t *gc,
-    ngx_http_registry_op_t *op, ngx_http_registry_dir_t *blob, ngx_str_t *hex,
-    ngx_http_registry_digest_t *digest);
+    ngx_http_registry_op_t *op, ngx_http_registry_dir_t *prefix,
+    ngx_str_t *hex, ngx_str_t *rel, ngx_http_registry_digest_t *digest);
 static ngx_int_t ngx_http_registry_gc_unlink_links(ngx_http_registry_gc_t *gc);
 static ngx_int_t ngx_http_registry_gc_dirty(ngx_http_registry_gc_t *gc,
     ngx_array_t *dirty, ngx_http_registry_gc_link_t *cand);
 static ngx_int_t ngx_http_registry_gc_sync_layers(ngx_http_registry_gc_t *gc,
     ngx_array_t *dirty);
 static ngx_int_t ngx_http_registry_gc_delete_part(ngx_http_registry_gc_t *gc,
-    ngx_array_t *tombs, ngx_uint_t first, ngx_uint_t step);
+    ngx_array_t *tombs);
 static ngx_int_t ngx_http_registry_gc_young_in(ngx_http_registry_gc_t *gc,
     ngx_http_registry_op_t *op, ngx_http_registry_dir_t *dir, ngx_str_t *rel,
     off_t *size);
@@ -303,9 +302,11 @@ static ngx_int_t ngx_http_registry_gc_age(ngx_http_registry_gc_t *gc,
 static ngx_int_t ngx_http_registry_gc_young(ngx_http_registry_gc_t *gc,
     ngx_http_registry_op_t *op, ngx_str_t *path, off_t *size);
 static ngx_int_t ngx_http_registry_gc_mark_part(ngx_http_registry_gc_t *gc,
-    ngx_array_t *names, ngx_uint_t first, ngx_uint_t step);
+    ngx_array_t *names);
 static ngx_int_t ngx_http_registry_gc_sweep_part(ngx_http_registry_gc_t *gc,
-    ngx_array_t *prefixes, ngx_uint_t first, ngx_uint_t step);
+    ngx_array_t *prefixes);
+static ngx_uint_t ngx_http_registry_gc_take(ngx_http_registry_gc_t *gc,
+    ngx_array_t *items, ngx_uint_t *i);
 static ngx_int_t ngx_http_registry_gc_parallel(ngx_http_registry_gc_t *gc,
     ngx_http_registry_gc_part_pt part, ngx_array_t *items,
     ngx_uint_t own_sets);
@@ -464,18 +465,18 @@ ngx_http_registry_gc_mark(ngx_http_registry_gc_t *gc)
 }
 
 
-/* the repositories first, first + step, ... of names */
+/* the repositories of names this part takes */
 
 static ngx_int_t
 ngx_http_registry_gc_mark_part(ngx_http_registry_gc_t *gc,
-    ngx_array_t *names, ngx_uint_t first, ngx_uint_t step)
+    ngx_array_t *names)
 {
     ngx_str_t   *name;
     ngx_uint_t   i;
 
     name = names->elts;
 
-    for (i = first; i < names->nelts; i += step) {
+    while (ngx_http_registry_gc_take(gc, names, &i)) {
         if (ngx_http_registry_gc_cancelled(gc)) {
             return NGX_DECLINED;
         }
@@ -1295,7 +1296,7 @@ ngx_http_registry_gc_tombstones(ngx_http_registry_gc_t *gc)
 
 static ngx_int_t
 ngx_http_registry_gc_tombs_part(ngx_http_registry_gc_t *gc,
-    ngx_array_t *tombs, ngx_uint_t first, ngx_uint_t step)
+    ngx_array_t *tombs)
 {
     ngx_int_t                     rc;
     ngx_uint_t                    i;
@@ -1304,7 +1305,7 @@ ngx_http_registry_gc_tombs_part(ngx_http_registry_gc_t *gc,
 
     tomb = tombs->elts;
 
-    for (i = first; i < tombs->nelts; i += step) {
+    while (ngx_http_registry_gc_take(gc, tombs, &i)) {
         if (ngx_http_registry_gc_cancelled(gc)) {
             return NGX_DECLINED;
         }
@@ -1522,7 +1523,7 @@ ngx_http_registry_gc_open_tombs(ngx_http_registry_gc_t *gc)
 
 static ngx_int_t
 ngx_http_registry_gc_sweep_part(ngx_http_registry_gc_t *gc,
-    ngx_array_t *prefixes, ngx_uint_t first, ngx_uint_t step)
+    ngx_array_t *prefixes)
 {
     ngx_int_t                       rc;
     ngx_uint_t                      i;
@@ -1530,7 +1531,7 @@ ngx_http_registry_gc_sweep_part(ngx_http_registry_gc_t *gc,
 
     prefix = prefixes->elts;
 
-    for (i = first; i < prefixes->nelts; i += step) {
+    while (ngx_http_registry_gc_take(gc, prefixes, &i)) {
         rc = ngx_http_registry_gc_blob_prefix(gc, prefix[i].alg,
                                               &prefix[i].name);
         if (rc != NGX_OK) {
@@ -1679,7 +1680,7 @@ ngx_http_registry_gc_blob_sweep(ngx_http_registry_gc_t *gc,
         return NGX_OK;
     }
 
-    return ngx_http_registry_gc_bury(gc, op, dir, hex, b, digest, size);
+    return ngx_http_registry_gc_bury(gc, op, dir, hex, &rel, b, digest, size);
 }
 
 
@@ -1689,34 +1690,27 @@ ngx_http_registry_gc_blob_sweep(ngx_http_registry_gc_t *gc,
  * back itself.  Stamped with the time it was moved aside: the second
  * grace counts from there.  The blob's own directory goes if empty (a
  * commit or a restore may have filled it again: it stays then, and both
- * make it again when they find it gone).  prefix: blobs/<alg>/<xx>,
- * where hex is the blob's directory; b: its record, if any.
+ * make it again when they find it gone).  prefix: blobs/<alg>/<xx>, hex
+ * the blob's directory in it (the listing's: a directory, no symbolic
+ * link), rel its data (<hex>/data); b: its record, if any.  Four system
+ * calls a blob: the rename, the check, the stamp, the rmdir.
  */
 
 static ngx_int_t
 ngx_http_registry_gc_bury(ngx_http_registry_gc_t *gc,
     ngx_http_registry_op_t *op, ngx_http_registry_dir_t *prefix,
-    ngx_str_t *hex, ngx_http_registry_gc_blob_t *b,
+    ngx_str_t *hex, ngx_str_t *rel, ngx_http_registry_gc_blob_t *b,
     ngx_http_registry_digest_t *digest, off_t size)
 {
-    char                     *name;
-    ngx_int_t                 rc;
-    ngx_http_registry_dir_t   blob, *tombs;
+    ngx_int_t  rc;
 
-    name = (char *) hex->data;
-    tombs = &gc->tombs[digest->alg];
-
-    rc = ngx_http_registry_dir_open_in(op, prefix, hex, &blob);
+    rc = ngx_http_registry_dir_rename(op, prefix, (char *) rel->data,
+                                      &gc->tombs[digest->alg],
+                                      (char *) hex->data);
 
     if (rc == NGX_OK) {
-        rc = ngx_http_registry_dir_rename(op, &blob, "data", tombs, name);
-
-        if (rc == NGX_OK) {
-            ngx_http_registry_gc_replaced(gc, b, digest);
-            rc = ngx_http_registry_gc_buried(gc, op, &blob, hex, digest);
-        }
-
-        ngx_http_registry_dir_close(&blob);
+        ngx_http_registry_gc_replaced(gc, b, digest);
+        rc = ngx_http_registry_gc_buried(gc, op, prefix, hex, rel, digest);
     }
 
     if (rc == NGX_ERROR) {
@@ -1728,7 +1722,7 @@ ngx_http_registry_gc_bury(ngx_http_registry_gc_t *gc,
         return NGX_OK;                        /* gone, or back meanwhile */
     }
 
-    (void) ngx_http_registry_dir_unlink(op, prefix, name, 1);
+    (void) ngx_http_registry_dir_unlink(op, prefix, (char *) hex->data, 1);
 
     gc->blobs_tombstoned++;
     gc->bytes_tombstoned += size;
@@ -1763,19 +1757,21 @@ ngx_http_registry_gc_replaced(ngx_http_registry_gc_t *gc,
 
 static ngx_int_t
 ngx_http_registry_gc_buried(ngx_http_registry_gc_t *gc,
-    ngx_http_registry_op_t *op, ngx_http_registry_dir_t *blob, ngx_str_t *hex,
-    ngx_http_registry_digest_t *digest)
+    ngx_http_registry_op_t *op, ngx_http_registry_dir_t *prefix,
+    ngx_str_t *hex, ngx_str_t *rel, ngx_http_registry_digest_t *digest)
 {
+    char                     *name;
     ngx_int_t                 rc;
     ngx_http_registry_dir_t  *tombs;
 
     tombs = &gc->tombs[digest->alg];
+    name = (char *) hex->data;
 
     rc = ngx_http_registry_gc_young_in(gc, op, tombs, hex, NULL);
 
     if (rc == NGX_OK) {
-        if (ngx_http_registry_dir_rename(op, tombs, (char *) hex->data, blob,
-                                         "data")
+        if (ngx_http_registry_dir_rename(op, tombs, name, prefix,
+                                         (char *) rel->data)
             == NGX_OK)
         {
             gc->blobs_restored++;
@@ -1786,7 +1782,7 @@ ngx_http_registry_gc_buried(ngx_http_registry_gc_t *gc,
     }
 
     if (rc == NGX_ABORT) {
-        rc = ngx_http_registry_dir_retime(op, tombs, (char *) hex->data);
+        rc = ngx_http_registry_dir_retime(op, tombs, name);
     }
 
     return (rc == NGX_ERROR) ? NGX_DECLINED : rc;
@@ -2036,7 +2032,7 @@ ngx_http_registry_gc_sync_layers(ngx_http_registry_gc_t *gc,
 
 static ngx_int_t
 ngx_http_registry_gc_delete_part(ngx_http_registry_gc_t *gc,
-    ngx_array_t *tombs, ngx_uint_t first, ngx_uint_t step)
+    ngx_array_t *tombs)
 {
     ngx_int_t                     rc;
     ngx_uint_t                    i;
@@ -2045,7 +2041,7 @@ ngx_http_registry_gc_delete_part(ngx_http_registry_gc_t *gc,
 
     t = tombs->elts;
 
-    for (i = first; i < tombs->nelts; i += step) {
+    while (ngx_http_registry_gc_take(gc, tombs, &i)) {
         if (ngx_http_registry_gc_cancelled(gc)) {
             return NGX_DECLINED;
         }
@@ -2141,12 +2137,14 @@ ngx_http_registry_gc_age(ngx_http_registry_gc_t *gc, ngx_file_info_t *fi,
 /* ---- threads ---- */
 
 /*
- * part() over items, shared out among up to one thread per CPU: each
- * takes the items first, first + step, ... in a part of the run of its
- * own (gc_fork()), taken back in after (gc_join()).  A part with
- * own_sets has a set of digests of its own, to fill (the mark); without,
- * it reads the run's, which nothing changes meanwhile (the sweep).
- * A thread that cannot be made leaves its part to this one.
+ * part() over items, shared out among up to one thread per CPU: each, in
+ * a part of the run of its own (gc_fork()), taken back in after
+ * (gc_join()), takes the next item not taken yet (gc_take()), so that
+ * a thread that gets less of a CPU, or bigger repositories, does less
+ * of them.  A part with own_sets has a set of digests of its own, to
+ * fill (the mark); without, it reads the run's, which nothing changes
+ * meanwhile (the sweep).  A thread that cannot be made leaves its items
+ * to the others.
  */
 
 static ngx_int_t
@@ -2156,6 +2154,7 @@ ngx_http_registry_gc_parallel(ngx_http_registry_gc_t *gc,
 {
     ngx_int_t                rc, prc;
     ngx_uint_t               k, n;
+    ngx_atomic_t             cursor;
     pthread_t                tid[NGX_HTTP_REGISTRY_GC_PARTS];
     ngx_uint_t               started[NGX_HTTP_REGISTRY_GC_PARTS];
     ngx_http_registry_gc_t  *parts[NGX_HTTP_REGISTRY_GC_PARTS];
@@ -2172,25 +2171,24 @@ ngx_http_registry_gc_parallel(ngx_http_registry_gc_t *gc,
         }
     }
 
+    cursor = 0;
+    gc->cursor = &cursor;
+
     for (k = 1; k < n; k++) {
         parts[k]->part = part;
         parts[k]->items = items;
-        parts[k]->first = k;
-        parts[k]->step = n;
+        parts[k]->cursor = &cursor;
 
         started[k] = (pthread_create(&tid[k], NULL,
                                      ngx_http_registry_gc_thread, parts[k])
                       == 0);
     }
 
-    rc = part(gc, items, 0, n);
+    rc = part(gc, items);
 
     for (k = 1; k < n; k++) {
         if (started[k]) {
             (void) pthread_join(tid[k], NULL);
-
-        } else {
-            parts[k]->rc = part(parts[k], items, k, n);
         }
 
         prc = ngx_http_registry_gc_join(gc, parts[k]);
@@ -2199,6 +2197,8 @@ ngx_http_registry_gc_parallel(ngx_http_registry_gc_t *gc,
             rc = prc;
         }
     }
+
+    gc->cursor = NULL;
 
     return rc;
 }
@@ -2209,9 +2209,21 @@ ngx_http_registry_gc_thread(void *data)
 {
     ngx_http_registry_gc_t  *part = data;
 
-    part->rc = part->part(part, part->items, part->first, part->step);
+    part->rc = part->part(part, part->items);
 
     return NULL;
+}
+
+
+/* the index of the next item of the run's part() not taken yet, if any */
+
+static ngx_uint_t
+ngx_http_registry_gc_take(ngx_http_registry_gc_t *gc, ngx_array_t *items,
+    ngx_uint_t *i)
+{
+    *i = ngx_atomic_fetch_add(gc->cursor, 1);
+
+    return *i < items->nelts;
 }
 
 
