@@ -4,7 +4,8 @@
  * Content-Type (the input's first byte picks one), the referrers entry of
  * a stored one, and the media type a GET serves.  What is accepted has
  * valid digests for every reference; the media type found by the fast
- * scan is the one jansson reads, whenever jansson reads the body.
+ * scan is the one jansson reads, whenever jansson reads the body; and
+ * what the collector's scan reads is what jansson's parse gives.
  */
 
 
@@ -31,6 +32,52 @@ check_digest(ngx_http_registry_digest_t *d)
     ngx_http_registry_digest_t  again;
 
     fuzz_check(ngx_http_registry_parse_digest(&d->text, &again) == NGX_OK);
+}
+
+
+/*
+ * The collector's scan (manifest_scan()): where it reads a body at all,
+ * the references jansson's parse without a Content-Type gives, in its
+ * order, and no subject.
+ */
+
+static void
+check_scan(ngx_pool_t *pool, ngx_str_t *body, ngx_http_registry_digest_t *d)
+{
+    ngx_uint_t                     i;
+    const char                    *invalid;
+    ngx_str_t                      none = ngx_null_string;
+    ngx_http_registry_ref_t       *fast, *slow;
+    ngx_http_registry_manifest_t   scanned, parsed;
+
+    ngx_memzero(&scanned, sizeof(scanned));
+    scanned.bytes = *body;
+    scanned.digest = *d;
+
+    if (ngx_http_registry_manifest_scan(pool, &scanned) != NGX_OK) {
+        return;
+    }
+
+    parsed = scanned;
+    parsed.references = NULL;
+
+    fuzz_check(ngx_http_registry_manifest_parse(pool, &parsed, &none,
+                                                &invalid)
+               == NGX_OK);
+    fuzz_check(parsed.descriptor.len == 0);
+    fuzz_check(parsed.references->nelts == scanned.references->nelts);
+
+    fast = scanned.references->elts;
+    slow = parsed.references->elts;
+
+    for (i = 0; i < parsed.references->nelts; i++) {
+        fuzz_check(fast[i].manifest == slow[i].manifest
+                   && fast[i].digest.text.len == slow[i].digest.text.len
+                   && ngx_memcmp(fast[i].digest.text.data,
+                                 slow[i].digest.text.data,
+                                 slow[i].digest.text.len)
+                      == 0);
+    }
 }
 
 
@@ -127,6 +174,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         json_decref(desc);
     }
 
+    check_scan(pool, &body, &m.digest);
     check_media_type(pool, &body);
 
     ngx_destroy_pool(pool);

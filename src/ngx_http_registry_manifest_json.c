@@ -835,3 +835,700 @@ ngx_http_registry_json_space(u_char *p, u_char *last)
 
     return p;
 }
+
+
+/* ---- the collector's scan: the common shape without jansson ---- */
+
+/*
+ * The garbage collector reads every manifest of a store, and jansson's
+ * tree of each was a third of its mark.  This scan reads the common
+ * shape in one pass and builds nothing but the references: strings of
+ * plain ASCII without escapes, numbers that are integers of at most 18
+ * digits, nesting at most NGX_HTTP_REGISTRY_SCAN_DEPTH deep, no subject,
+ * and none of the fields the checks read twice in one object.  Anything
+ * else (a valid manifest of another shape as much as an invalid one) is
+ * NGX_DECLINED, and the caller parses it with jansson
+ * (ngx_http_registry_manifest_parse(), no Content-Type), whose verdict
+ * stands.  On NGX_OK the references are those that parse gives, in its
+ * order, and there is no subject: fuzz_manifest checks both on every
+ * input it runs.
+ */
+
+#define NGX_HTTP_REGISTRY_SCAN_DEPTH  32
+#define NGX_HTTP_REGISTRY_SCAN_DIGITS 18      /* a json_int_t, always */
+
+#define NGX_HTTP_REGISTRY_SCAN_STRING  1
+#define NGX_HTTP_REGISTRY_SCAN_NUMBER  2
+#define NGX_HTTP_REGISTRY_SCAN_OBJECT  3
+#define NGX_HTTP_REGISTRY_SCAN_ARRAY   4
+#define NGX_HTTP_REGISTRY_SCAN_LITERAL 5
+
+
+typedef struct {
+    u_char      *p;
+    u_char      *last;
+    ngx_uint_t   depth;
+} ngx_http_registry_scan_t;
+
+
+/* a value read: a string's characters, or the whole of anything else */
+
+typedef struct {
+    ngx_uint_t   type;        /* 0: absent */
+    u_char      *start;
+    u_char      *end;
+} ngx_http_registry_scan_value_t;
+
+
+/* the fields of a descriptor the checks read */
+
+typedef struct {
+    ngx_http_registry_scan_value_t  media_type;
+    ngx_http_registry_scan_value_t  digest;
+    ngx_http_registry_scan_value_t  size;
+    ngx_http_registry_scan_value_t  annotations;
+} ngx_http_registry_scan_desc_t;
+
+
+static ngx_int_t ngx_http_registry_scan_image(ngx_pool_t *pool,
+    ngx_http_registry_scan_value_t *config,
+    ngx_http_registry_scan_value_t *layers, ngx_array_t *refs);
+static ngx_int_t ngx_http_registry_scan_index(ngx_pool_t *pool,
+    ngx_http_registry_scan_value_t *manifests, ngx_array_t *refs);
+static ngx_uint_t ngx_http_registry_scan_kind(
+    ngx_http_registry_scan_value_t *mt, ngx_uint_t has_manifests,
+    ngx_uint_t has_config);
+static ngx_int_t ngx_http_registry_scan_descriptor(
+    ngx_http_registry_scan_value_t *v, ngx_http_registry_scan_desc_t *d);
+static ngx_int_t ngx_http_registry_scan_strings(
+    ngx_http_registry_scan_value_t *v);
+static ngx_int_t ngx_http_registry_scan_field(ngx_str_t *key,
+    const char *name, ngx_http_registry_scan_value_t *v,
+    ngx_http_registry_scan_value_t *into);
+static ngx_uint_t ngx_http_registry_scan_is(ngx_http_registry_scan_value_t *v,
+    const char *s);
+static void ngx_http_registry_scan_inside(ngx_http_registry_scan_t *s,
+    ngx_http_registry_scan_value_t *v, ngx_uint_t depth);
+static ngx_int_t ngx_http_registry_scan_member(ngx_http_registry_scan_t *s,
+    ngx_uint_t *first, ngx_str_t *key, ngx_http_registry_scan_value_t *v);
+static ngx_int_t ngx_http_registry_scan_element(ngx_http_registry_scan_t *s,
+    ngx_uint_t *first, ngx_http_registry_scan_value_t *v);
+static ngx_int_t ngx_http_registry_scan_value(ngx_http_registry_scan_t *s,
+    ngx_http_registry_scan_value_t *v);
+static ngx_int_t ngx_http_registry_scan_string(ngx_http_registry_scan_t *s,
+    ngx_http_registry_scan_value_t *v);
+static ngx_int_t ngx_http_registry_scan_number(ngx_http_registry_scan_t *s,
+    ngx_http_registry_scan_value_t *v);
+static ngx_int_t ngx_http_registry_scan_container(ngx_http_registry_scan_t *s,
+    ngx_http_registry_scan_value_t *v);
+
+
+/* m->bytes: m->references, NGX_DECLINED (parse it), or NGX_ERROR */
+
+ngx_int_t
+ngx_http_registry_manifest_scan(ngx_pool_t *pool,
+    ngx_http_registry_manifest_t *m)
+{
+    ngx_int_t                        rc;
+    ngx_str_t                        key;
+    ngx_uint_t                       first, kind;
+    ngx_http_registry_scan_t         s;
+    ngx_http_registry_scan_value_t   v, root, sv, mt, config, layers,
+                                     manifests, subject, annotations;
+
+    s.p = m->bytes.data;
+    s.last = m->bytes.data + m->bytes.len;
+    s.depth = 0;
+
+    if (ngx_http_registry_scan_value(&s, &root) != NGX_OK
+        || root.type != NGX_HTTP_REGISTRY_SCAN_OBJECT
+        || ngx_http_registry_json_space(s.p, s.last) != s.last)
+    {
+        return NGX_DECLINED;
+    }
+
+    ngx_memzero(&sv, sizeof(ngx_http_registry_scan_value_t));
+    mt = sv; config = sv; layers = sv; manifests = sv; subject = sv;
+    annotations = sv;
+
+    ngx_http_registry_scan_inside(&s, &root, 1);
+    first = 1;
+
+    while ((rc = ngx_http_registry_scan_member(&s, &first, &key, &v))
+           == NGX_OK)
+    {
+        if (ngx_http_registry_scan_field(&key, "schemaVersion", &v, &sv)
+            != NGX_OK
+            || ngx_http_registry_scan_field(&key, "mediaType", &v, &mt)
+               != NGX_OK
+            || ngx_http_registry_scan_field(&key, "config", &v, &config)
+               != NGX_OK
+            || ngx_http_registry_scan_field(&key, "layers", &v, &layers)
+               != NGX_OK
+            || ngx_http_registry_scan_field(&key, "manifests", &v,
+                                            &manifests)
+               != NGX_OK
+            || ngx_http_registry_scan_field(&key, "subject", &v, &subject)
+               != NGX_OK
+            || ngx_http_registry_scan_field(&key, "annotations", &v,
+                                            &annotations)
+               != NGX_OK)
+        {
+            return NGX_DECLINED;
+        }
+    }
+
+    if (rc != NGX_DONE
+        || !ngx_http_registry_scan_is(&sv, "2")
+        || sv.type != NGX_HTTP_REGISTRY_SCAN_NUMBER
+        || subject.type
+        || (annotations.type
+            && ngx_http_registry_scan_strings(&annotations) != NGX_OK))
+    {
+        return NGX_DECLINED;
+    }
+
+    kind = ngx_http_registry_scan_kind(&mt, manifests.type != 0,
+                                       config.type != 0);
+
+    m->references = ngx_array_create(pool, 8, sizeof(ngx_http_registry_ref_t));
+    if (m->references == NULL) {
+        return NGX_ERROR;
+    }
+
+    /* an image with an index's field, or an index with an image's: invalid */
+
+    if (kind == NGX_HTTP_REGISTRY_IMAGE && !manifests.type) {
+        return ngx_http_registry_scan_image(pool, &config, &layers,
+                                            m->references);
+    }
+
+    if (kind == NGX_HTTP_REGISTRY_INDEX && !config.type && !layers.type) {
+        return ngx_http_registry_scan_index(pool, &manifests, m->references);
+    }
+
+    return NGX_DECLINED;
+}
+
+
+/* the config and the layers, less the non-distributable ones */
+
+static ngx_int_t
+ngx_http_registry_scan_image(ngx_pool_t *pool,
+    ngx_http_registry_scan_value_t *config,
+    ngx_http_registry_scan_value_t *layers, ngx_array_t *refs)
+{
+    ngx_int_t                       rc;
+    ngx_uint_t                      first, i, skip;
+    ngx_http_registry_ref_t        *ref;
+    ngx_http_registry_scan_t        s;
+    ngx_http_registry_scan_desc_t   d;
+    ngx_http_registry_scan_value_t  v;
+
+    if (ngx_http_registry_scan_descriptor(config, &d) != NGX_OK
+        || layers->type != NGX_HTTP_REGISTRY_SCAN_ARRAY)
+    {
+        return NGX_DECLINED;
+    }
+
+    ref = ngx_array_push(refs);
+    if (ref == NULL
+        || ngx_http_registry_digest_copy(pool, d.digest.start,
+                                         d.digest.end - d.digest.start,
+                                         &ref->digest)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    ref->manifest = 0;
+
+    ngx_http_registry_scan_inside(&s, layers, 1);
+    first = 1;
+
+    while ((rc = ngx_http_registry_scan_element(&s, &first, &v)) == NGX_OK) {
+        if (ngx_http_registry_scan_descriptor(&v, &d) != NGX_OK) {
+            return NGX_DECLINED;
+        }
+
+        skip = 0;
+
+        for (i = 0; ngx_http_registry_nondistributable[i]; i++) {
+            skip |= ngx_http_registry_scan_is(&d.media_type,
+                                          ngx_http_registry_nondistributable[i]);
+        }
+
+        if (skip) {
+            continue;
+        }
+
+        ref = ngx_array_push(refs);
+        if (ref == NULL
+            || ngx_http_registry_digest_copy(pool, d.digest.start,
+                                             d.digest.end - d.digest.start,
+                                             &ref->digest)
+               != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        ref->manifest = 0;
+    }
+
+    return (rc == NGX_DONE) ? NGX_OK : NGX_DECLINED;
+}
+
+
+/* an index's children */
+
+static ngx_int_t
+ngx_http_registry_scan_index(ngx_pool_t *pool,
+    ngx_http_registry_scan_value_t *manifests, ngx_array_t *refs)
+{
+    ngx_int_t                       rc;
+    ngx_uint_t                      first;
+    ngx_http_registry_ref_t        *ref;
+    ngx_http_registry_scan_t        s;
+    ngx_http_registry_scan_desc_t   d;
+    ngx_http_registry_scan_value_t  v;
+
+    if (manifests->type != NGX_HTTP_REGISTRY_SCAN_ARRAY) {
+        return NGX_DECLINED;
+    }
+
+    ngx_http_registry_scan_inside(&s, manifests, 1);
+    first = 1;
+
+    while ((rc = ngx_http_registry_scan_element(&s, &first, &v)) == NGX_OK) {
+        if (ngx_http_registry_scan_descriptor(&v, &d) != NGX_OK) {
+            return NGX_DECLINED;
+        }
+
+        ref = ngx_array_push(refs);
+        if (ref == NULL
+            || ngx_http_registry_digest_copy(pool, d.digest.start,
+                                             d.digest.end - d.digest.start,
+                                             &ref->digest)
+               != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        ref->manifest = 1;
+    }
+
+    return (rc == NGX_DONE) ? NGX_OK : NGX_DECLINED;
+}
+
+
+/* as ngx_http_registry_manifest_kind() without a Content-Type; 0: refused */
+
+static ngx_uint_t
+ngx_http_registry_scan_kind(ngx_http_registry_scan_value_t *mt,
+    ngx_uint_t has_manifests, ngx_uint_t has_config)
+{
+    ngx_uint_t  i;
+
+    if (mt->type == 0) {
+        return has_manifests ? NGX_HTTP_REGISTRY_INDEX
+               : has_config ? NGX_HTTP_REGISTRY_IMAGE : 0;
+    }
+
+    if (mt->type != NGX_HTTP_REGISTRY_SCAN_STRING) {
+        return 0;
+    }
+
+    for (i = 0; ngx_http_registry_media_types[i].name; i++) {
+        if (ngx_http_registry_scan_is(mt, ngx_http_registry_media_types[i].name))
+        {
+            return ngx_http_registry_media_types[i].kind;
+        }
+    }
+
+    return 0;
+}
+
+
+/* as ngx_http_registry_descriptor_invalid(): NGX_OK when valid */
+
+static ngx_int_t
+ngx_http_registry_scan_descriptor(ngx_http_registry_scan_value_t *v,
+    ngx_http_registry_scan_desc_t *d)
+{
+    ngx_int_t                       rc;
+    ngx_str_t                       key, text;
+    ngx_uint_t                      first;
+    ngx_http_registry_scan_t        s;
+    ngx_http_registry_digest_t      parsed;
+    ngx_http_registry_scan_value_t  field;
+
+    if (v->type != NGX_HTTP_REGISTRY_SCAN_OBJECT) {
+        return NGX_DECLINED;
+    }
+
+    ngx_memzero(d, sizeof(ngx_http_registry_scan_desc_t));
+
+    ngx_http_registry_scan_inside(&s, v, 1);
+    first = 1;
+
+    while ((rc = ngx_http_registry_scan_member(&s, &first, &key, &field))
+           == NGX_OK)
+    {
+        if (ngx_http_registry_scan_field(&key, "mediaType", &field,
+                                         &d->media_type)
+            != NGX_OK
+            || ngx_http_registry_scan_field(&key, "digest", &field,
+                                            &d->digest)
+               != NGX_OK
+            || ngx_http_registry_scan_field(&key, "size", &field, &d->size)
+               != NGX_OK
+            || ngx_http_registry_scan_field(&key, "annotations", &field,
+                                            &d->annotations)
+               != NGX_OK)
+        {
+            return NGX_DECLINED;
+        }
+    }
+
+    if (rc != NGX_DONE
+        || d->media_type.type != NGX_HTTP_REGISTRY_SCAN_STRING
+        || d->digest.type != NGX_HTTP_REGISTRY_SCAN_STRING
+        || d->size.type != NGX_HTTP_REGISTRY_SCAN_NUMBER
+        || *d->size.start == '-'
+        || (d->annotations.type
+            && ngx_http_registry_scan_strings(&d->annotations) != NGX_OK))
+    {
+        return NGX_DECLINED;
+    }
+
+    text.data = d->digest.start;
+    text.len = d->digest.end - d->digest.start;
+
+    return (ngx_http_registry_parse_digest(&text, &parsed) == NGX_OK)
+           ? NGX_OK : NGX_DECLINED;
+}
+
+
+/* an object of strings (annotations) */
+
+static ngx_int_t
+ngx_http_registry_scan_strings(ngx_http_registry_scan_value_t *v)
+{
+    ngx_int_t                       rc;
+    ngx_str_t                       key;
+    ngx_uint_t                      first;
+    ngx_http_registry_scan_t        s;
+    ngx_http_registry_scan_value_t  value;
+
+    if (v->type != NGX_HTTP_REGISTRY_SCAN_OBJECT) {
+        return NGX_DECLINED;
+    }
+
+    ngx_http_registry_scan_inside(&s, v, 1);
+    first = 1;
+
+    while ((rc = ngx_http_registry_scan_member(&s, &first, &key, &value))
+           == NGX_OK)
+    {
+        if (value.type != NGX_HTTP_REGISTRY_SCAN_STRING) {
+            return NGX_DECLINED;
+        }
+    }
+
+    return (rc == NGX_DONE) ? NGX_OK : NGX_DECLINED;
+}
+
+
+/*
+ * The member key: v is the field name's value, into where it goes; a
+ * second one is NGX_DECLINED (jansson keeps the last, this scan neither).
+ */
+
+static ngx_int_t
+ngx_http_registry_scan_field(ngx_str_t *key, const char *name,
+    ngx_http_registry_scan_value_t *v, ngx_http_registry_scan_value_t *into)
+{
+    if (key->len != ngx_strlen(name)
+        || ngx_strncmp(key->data, name, key->len) != 0)
+    {
+        return NGX_OK;
+    }
+
+    if (into->type) {
+        return NGX_DECLINED;
+    }
+
+    *into = *v;
+
+    return NGX_OK;
+}
+
+
+/* v's characters are exactly s (a string's, or a number's) */
+
+static ngx_uint_t
+ngx_http_registry_scan_is(ngx_http_registry_scan_value_t *v, const char *s)
+{
+    size_t  len;
+
+    len = ngx_strlen(s);
+
+    return v->type != 0
+           && (size_t) (v->end - v->start) == len
+           && ngx_strncmp(v->start, s, len) == 0;
+}
+
+
+/* s over the inside of v, an object or array read before */
+
+static void
+ngx_http_registry_scan_inside(ngx_http_registry_scan_t *s,
+    ngx_http_registry_scan_value_t *v, ngx_uint_t depth)
+{
+    s->p = v->start + 1;
+    s->last = v->end;
+    s->depth = depth;
+}
+
+
+/*
+ * The next member of an object whose "{" is read: NGX_OK, NGX_DONE at its
+ * end ("}" read, or the end of an inside), NGX_DECLINED.
+ */
+
+static ngx_int_t
+ngx_http_registry_scan_member(ngx_http_registry_scan_t *s, ngx_uint_t *first,
+    ngx_str_t *key, ngx_http_registry_scan_value_t *v)
+{
+    ngx_http_registry_scan_value_t  k;
+
+    s->p = ngx_http_registry_json_space(s->p, s->last);
+
+    if (s->p == s->last) {
+        return NGX_DECLINED;
+    }
+
+    if (*s->p == '}') {
+        s->p++;
+        return NGX_DONE;
+    }
+
+    if (!*first) {
+        if (*s->p != ',') {
+            return NGX_DECLINED;
+        }
+
+        s->p = ngx_http_registry_json_space(s->p + 1, s->last);
+    }
+
+    *first = 0;
+
+    if (ngx_http_registry_scan_value(s, &k) != NGX_OK
+        || k.type != NGX_HTTP_REGISTRY_SCAN_STRING)
+    {
+        return NGX_DECLINED;
+    }
+
+    s->p = ngx_http_registry_json_space(s->p, s->last);
+
+    if (s->p == s->last || *s->p != ':') {
+        return NGX_DECLINED;
+    }
+
+    s->p++;
+
+    key->data = k.start;
+    key->len = k.end - k.start;
+
+    return ngx_http_registry_scan_value(s, v);
+}
+
+
+/* the same for an array whose "[" is read */
+
+static ngx_int_t
+ngx_http_registry_scan_element(ngx_http_registry_scan_t *s, ngx_uint_t *first,
+    ngx_http_registry_scan_value_t *v)
+{
+    s->p = ngx_http_registry_json_space(s->p, s->last);
+
+    if (s->p == s->last) {
+        return NGX_DECLINED;
+    }
+
+    if (*s->p == ']') {
+        s->p++;
+        return NGX_DONE;
+    }
+
+    if (!*first) {
+        if (*s->p != ',') {
+            return NGX_DECLINED;
+        }
+
+        s->p++;
+    }
+
+    *first = 0;
+
+    return ngx_http_registry_scan_value(s, v);
+}
+
+
+/* any value, checked whole; s->p just past it */
+
+static ngx_int_t
+ngx_http_registry_scan_value(ngx_http_registry_scan_t *s,
+    ngx_http_registry_scan_value_t *v)
+{
+    size_t                len;
+    ngx_uint_t            i;
+    static const char    *literals[] = { "true", "false", "null", NULL };
+
+    s->p = ngx_http_registry_json_space(s->p, s->last);
+
+    if (s->p == s->last) {
+        return NGX_DECLINED;
+    }
+
+    switch (*s->p) {
+
+    case '"':
+        return ngx_http_registry_scan_string(s, v);
+
+    case '{':
+    case '[':
+        return ngx_http_registry_scan_container(s, v);
+
+    case '-':
+    case '0': case '1': case '2': case '3': case '4':
+    case '5': case '6': case '7': case '8': case '9':
+        return ngx_http_registry_scan_number(s, v);
+    }
+
+    for (i = 0; literals[i]; i++) {
+        len = ngx_strlen(literals[i]);
+
+        if ((size_t) (s->last - s->p) >= len
+            && ngx_strncmp(s->p, literals[i], len) == 0)
+        {
+            v->type = NGX_HTTP_REGISTRY_SCAN_LITERAL;
+            v->start = s->p;
+            s->p += len;
+            v->end = s->p;
+            return NGX_OK;
+        }
+    }
+
+    return NGX_DECLINED;
+}
+
+
+/* printable ASCII, no escape: v is what is between the quotes */
+
+static ngx_int_t
+ngx_http_registry_scan_string(ngx_http_registry_scan_t *s,
+    ngx_http_registry_scan_value_t *v)
+{
+    u_char  *p;
+
+    for (p = s->p + 1; p < s->last; p++) {
+
+        if (*p == '"') {
+            v->type = NGX_HTTP_REGISTRY_SCAN_STRING;
+            v->start = s->p + 1;
+            v->end = p;
+            s->p = p + 1;
+            return NGX_OK;
+        }
+
+        if (*p == '\\' || *p < 0x20 || *p >= 0x80) {
+            return NGX_DECLINED;
+        }
+    }
+
+    return NGX_DECLINED;
+}
+
+
+/*
+ * -?(0|[1-9][0-9]*), no fraction, no exponent, at most 18 digits: what
+ * jansson reads as an integer, and never too big for it.
+ */
+
+static ngx_int_t
+ngx_http_registry_scan_number(ngx_http_registry_scan_t *s,
+    ngx_http_registry_scan_value_t *v)
+{
+    u_char  *p, *digits;
+
+    p = s->p;
+
+    if (*p == '-') {
+        p++;
+    }
+
+    digits = p;
+
+    while (p < s->last && *p >= '0' && *p <= '9') {
+        p++;
+    }
+
+    if (p == digits
+        || (*digits == '0' && p - digits > 1)
+        || p - digits > NGX_HTTP_REGISTRY_SCAN_DIGITS
+        || (p < s->last && (*p == '.' || *p == 'e' || *p == 'E')))
+    {
+        return NGX_DECLINED;
+    }
+
+    v->type = NGX_HTTP_REGISTRY_SCAN_NUMBER;
+    v->start = s->p;
+    v->end = p;
+    s->p = p;
+
+    return NGX_OK;
+}
+
+
+/* an object or an array, every value in it checked */
+
+static ngx_int_t
+ngx_http_registry_scan_container(ngx_http_registry_scan_t *s,
+    ngx_http_registry_scan_value_t *v)
+{
+    u_char                          *start;
+    ngx_int_t                        rc;
+    ngx_str_t                        key;
+    ngx_uint_t                       first, object;
+    ngx_http_registry_scan_value_t   inner;
+
+    if (s->depth == NGX_HTTP_REGISTRY_SCAN_DEPTH) {
+        return NGX_DECLINED;
+    }
+
+    start = s->p;
+    object = (*s->p == '{');
+
+    s->p++;
+    s->depth++;
+    first = 1;
+
+    do {
+        rc = object ? ngx_http_registry_scan_member(s, &first, &key, &inner)
+                    : ngx_http_registry_scan_element(s, &first, &inner);
+    } while (rc == NGX_OK);
+
+    s->depth--;
+
+    if (rc != NGX_DONE) {
+        return NGX_DECLINED;
+    }
+
+    v->type = object ? NGX_HTTP_REGISTRY_SCAN_OBJECT
+                     : NGX_HTTP_REGISTRY_SCAN_ARRAY;
+    v->start = start;
+    v->end = s->p;
+
+    return NGX_OK;
+}

@@ -591,6 +591,8 @@ ngx_int_t ngx_http_registry_store_tag_delete(ngx_http_registry_op_t *op,
 
 ngx_int_t ngx_http_registry_manifest_parse(ngx_pool_t *pool,
     ngx_http_registry_manifest_t *m, ngx_str_t *ct, const char **invalid);
+ngx_int_t ngx_http_registry_manifest_scan(ngx_pool_t *pool,
+    ngx_http_registry_manifest_t *m);
 ngx_int_t ngx_http_registry_manifest_referrer(ngx_pool_t *pool,
     ngx_str_t *bytes, ngx_http_registry_digest_t *digest,
     ngx_http_registry_digest_t *subject, ngx_str_t *descriptor);

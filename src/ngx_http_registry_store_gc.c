@@ -936,7 +936,13 @@ ngx_http_registry_gc_parse(ngx_http_registry_gc_t *gc,
     m.bytes = *bytes;
     m.digest = b->digest;
 
-    rc = ngx_http_registry_manifest_parse(op->pool, &m, &none, &invalid);
+    /* the common shape without jansson's tree, anything else with it */
+
+    rc = ngx_http_registry_manifest_scan(op->pool, &m);
+
+    if (rc == NGX_DECLINED) {
+        rc = ngx_http_registry_manifest_parse(op->pool, &m, &none, &invalid);
+    }
 
     if (rc == NGX_DECLINED) {
         ngx_http_registry_gc_problem(gc, invalid, NULL, &b->digest.text);
