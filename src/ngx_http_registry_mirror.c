@@ -87,6 +87,17 @@ typedef struct {
  * and the blob's length, and the other clients (followers) read that file
  * as it grows.  seq tells a follower whether the slot still holds the
  * fetch it follows, or has been given to another one since.
+ *
+ * Across the hosts sharing the store, the slot's leader also takes the
+ * blob's lease file (store_flight.c).  One that finds another host's
+ * lease fetches nothing: it follows that fetch, keeping its slot so that
+ * this host's followers follow it.  It looks at the lease and the blob
+ * every NGX_HTTP_REGISTRY_LEASE_POLL ms (in a thread), reads the other
+ * leader's temporary file once the lease names it, names it in its slot
+ * for this host's followers, and ends as they do: the last byte once the
+ * store's blob is the file it read.  A lease gone without a blob, or
+ * stale: it asks for the blob anew, and fetches it if it has not
+ * answered yet, taking the lease over.
  */
 
 #define NGX_HTTP_REGISTRY_FLIGHTS      256
