@@ -3354,7 +3354,7 @@ ngx_http_registry_keeper_done(ngx_http_registry_detached_t *d)
         return;
     }
 
-    if (d->rc == NGX_DECLINED && !k->lost) {
+    if (d->rc == NGX_BUSY && !k->lost) {
         ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
                       "registry upstream: the lease of the fetch of blob "
                       "%V was taken over by another", &k->digest.text);

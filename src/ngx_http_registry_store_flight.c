@@ -53,7 +53,10 @@ static ngx_uint_t ngx_http_registry_flight_stale(
     ngx_str_t *host);
 static ngx_int_t ngx_http_registry_flight_steal(ngx_http_registry_op_t *op,
     ngx_fd_t dir, char *name, ngx_http_registry_digest_t *digest,
-    ngx_file_info_t *stale);
+    ngx_http_registry_flight_lease_t *stale, ngx_file_info_t *fi);
+static ngx_uint_t ngx_http_registry_flight_same(
+    ngx_http_registry_flight_lease_t *a, ngx_file_info_t *afi,
+    ngx_http_registry_flight_lease_t *b, ngx_file_info_t *bfi);
 static ngx_int_t ngx_http_registry_flight_mine(ngx_http_registry_op_t *op,
     ngx_http_registry_digest_t *digest, ngx_str_t *id, ngx_fd_t *dir,
     char **name);
@@ -114,7 +117,8 @@ ngx_http_registry_store_flight_take(ngx_http_registry_op_t *op,
             break;
         }
 
-        rc = ngx_http_registry_flight_steal(op, dir, name, digest, &fi);
+        rc = ngx_http_registry_flight_steal(op, dir, name, digest, holder,
+                                            &fi);
 
         if (rc == NGX_ERROR) {
             break;
@@ -202,8 +206,10 @@ ngx_http_registry_store_flight_look(ngx_http_registry_op_t *op,
 
 /*
  * While the fetch runs: the lease's mtime is now, and with rewrite its
- * record is ours as it stands (the temporary file named).  NGX_DECLINED:
- * the lease is no longer ours (taken over as stale).
+ * record is ours as it stands (the temporary file named).  NGX_BUSY: the
+ * lease is another fetch's (ours was taken over as stale); NGX_DECLINED:
+ * there is none (maybe only for a moment: a rival that found ours stale
+ * too moves it aside, then back).
  */
 
 ngx_int_t
@@ -570,13 +576,15 @@ ngx_http_registry_flight_stale(ngx_http_registry_flight_lease_t *lease,
 
 static ngx_int_t
 ngx_http_registry_flight_steal(ngx_http_registry_op_t *op, ngx_fd_t dir,
-    char *name, ngx_http_registry_digest_t *digest, ngx_file_info_t *stale)
+    char *name, ngx_http_registry_digest_t *digest,
+    ngx_http_registry_flight_lease_t *stale, ngx_file_info_t *stale_fi)
 {
-    char             *aside;
-    ngx_err_t         err;
-    ngx_str_t         path, suffix;
-    ngx_file_info_t   fi;
-    u_char            hex[16];
+    char                             *aside;
+    ngx_err_t                         err;
+    ngx_str_t                         path, suffix;
+    ngx_file_info_t                   fi;
+    ngx_http_registry_flight_lease_t  moved;
+    u_char                            hex[16];
 
     suffix.data = hex;
     suffix.len = sizeof(hex);
@@ -604,9 +612,8 @@ ngx_http_registry_flight_steal(ngx_http_registry_op_t *op, ngx_fd_t dir,
         return ngx_http_registry_op_syserr(op, err);
     }
 
-    if (fstatat(dir, aside, &fi, AT_SYMLINK_NOFOLLOW) == 0
-        && fi.st_ino == stale->st_ino && fi.st_dev == stale->st_dev
-        && fi.st_mtime == stale->st_mtime)
+    if (ngx_http_registry_flight_read(op, dir, aside, &moved, &fi) == NGX_OK
+        && ngx_http_registry_flight_same(stale, stale_fi, &moved, &fi))
     {
         (void) unlinkat(dir, aside, 0);
         return NGX_OK;
@@ -620,7 +627,32 @@ ngx_http_registry_flight_steal(ngx_http_registry_op_t *op, ngx_fd_t dir,
 }
 
 
-/* NGX_OK: the lease is the fetch "id"'s, *dir is open; NGX_DECLINED: not */
+/*
+ * Whether two reads found the same lease file.  The inode alone is not
+ * enough (a rival's new lease may get the number of the stale one it
+ * removed), nor is an mtime in seconds (a lease found stale because its
+ * pid is dead may be a second old): the mtime to the nanosecond and the
+ * fetch's id too.
+ */
+
+static ngx_uint_t
+ngx_http_registry_flight_same(ngx_http_registry_flight_lease_t *a,
+    ngx_file_info_t *afi, ngx_http_registry_flight_lease_t *b,
+    ngx_file_info_t *bfi)
+{
+    return afi->st_ino == bfi->st_ino && afi->st_dev == bfi->st_dev
+           && afi->st_mtim.tv_sec == bfi->st_mtim.tv_sec
+           && afi->st_mtim.tv_nsec == bfi->st_mtim.tv_nsec
+           && a->id.len == b->id.len
+           && (a->id.len == 0
+               || ngx_strncmp(a->id.data, b->id.data, a->id.len) == 0);
+}
+
+
+/*
+ * NGX_OK: the lease is the fetch "id"'s, *dir is open; NGX_BUSY: another
+ * fetch's; NGX_DECLINED: there is none.
+ */
 
 static ngx_int_t
 ngx_http_registry_flight_mine(ngx_http_registry_op_t *op,
@@ -649,7 +681,7 @@ ngx_http_registry_flight_mine(ngx_http_registry_op_t *op,
         && (lease.id.len != id->len
             || ngx_strncmp(lease.id.data, id->data, id->len) != 0))
     {
-        rc = NGX_DECLINED;
+        rc = NGX_BUSY;
     }
 
     if (rc != NGX_OK) {
