@@ -262,6 +262,7 @@ struct ngx_http_registry_mirror_ctx_s {
     ngx_http_registry_keeper_t  *keeper;
     ngx_http_registry_flight_lease_t  lease;
     ngx_http_registry_flight_lease_t  holder;
+    u_char                     holder_temp[NGX_HTTP_REGISTRY_TEMP_ID_LEN];
     ngx_msec_t                 look_at;     /* the lease's next look */
 
     /* a follower: the fetch it follows, and the leader's file it reads */
@@ -3064,14 +3065,53 @@ ngx_http_registry_lease_poll(ngx_event_t *ev)
 }
 
 
+/*
+ * In a thread, every NGX_HTTP_REGISTRY_LEASE_POLL ms for as long as the
+ * other host's fetch runs: what the look allocates goes with a pool of
+ * its own, and the temporary file's id, which the event loop uses, is
+ * kept in the request's context.
+ */
+
 static ngx_int_t
 ngx_http_registry_lease_look_work(ngx_http_registry_op_t *op, void *data)
 {
     ngx_http_registry_mirror_ctx_t *mctx = data;
 
-    return ngx_http_registry_store_flight_look(op, &mctx->owner->route.digest,
-                                               &mctx->lease.host,
-                                               &mctx->holder);
+    ngx_int_t                          rc;
+    ngx_http_registry_op_t             look;
+    ngx_http_registry_flight_lease_t  *h;
+
+    look = *op;
+
+    look.pool = ngx_create_pool(NGX_DEFAULT_POOL_SIZE, op->log);
+    if (look.pool == NULL) {
+        return ngx_http_registry_op_syserr(op, NGX_ENOMEM);
+    }
+
+    h = &mctx->holder;
+
+    rc = ngx_http_registry_store_flight_look(&look,
+                                             &mctx->owner->route.digest,
+                                             &mctx->lease.host, h);
+
+    op->fault = look.fault;
+
+    if (h->temp.len && h->temp.len <= NGX_HTTP_REGISTRY_TEMP_ID_LEN) {
+        ngx_memcpy(mctx->holder_temp, h->temp.data, h->temp.len);
+
+    } else {
+        h->temp.len = 0;
+    }
+
+    /* nothing may point into the pool that goes */
+
+    h->temp.data = mctx->holder_temp;
+    ngx_str_null(&h->host);
+    ngx_str_null(&h->id);
+
+    ngx_destroy_pool(look.pool);
+
+    return rc;
 }
 
 
