@@ -131,6 +131,15 @@ ngx_http_registry_store_flight_take(ngx_http_registry_op_t *op,
                           "over", &digest->text, &holder->host, holder->pid);
         }
 
+        /* after the last try, never the stale fetch's file to follow */
+
+        holder->temp.len = 0;
+        rc = NGX_BUSY;
+    }
+
+    /* rivals took it and dropped it three times: it is looked at later */
+
+    if (rc == NGX_DECLINED) {
         rc = NGX_BUSY;
     }
 
@@ -158,9 +167,11 @@ ngx_http_registry_store_flight_take(ngx_http_registry_op_t *op,
 
 
 /*
- * What a request on another host than the lease's holder finds: NGX_DONE,
- * the blob is in the store; NGX_BUSY, a live lease (*holder); NGX_DECLINED,
- * neither (the fetch failed, or its host died): it may fetch the blob.
+ * What a request on another host than the lease's holder finds: NGX_BUSY,
+ * a live lease (*holder); NGX_DONE, none, and the blob is in the store;
+ * NGX_DECLINED, neither (the fetch failed, or its host died): it may
+ * fetch the blob.  The lease first: its holder drops it only after the
+ * publish, so once it is gone the blob is there if it ever will be.
  */
 
 ngx_int_t
@@ -174,12 +185,6 @@ ngx_http_registry_store_flight_look(ngx_http_registry_op_t *op,
     ngx_str_t         path;
     ngx_file_info_t   fi;
 
-    rc = ngx_http_registry_store_blob_exists(op, digest);
-
-    if (rc != NGX_DECLINED) {
-        return (rc == NGX_OK) ? NGX_DONE : rc;
-    }
-
     if (ngx_http_registry_path_flight(op, &path, 0, digest, NULL) != NGX_OK) {
         return NGX_ERROR;
     }
@@ -187,20 +192,28 @@ ngx_http_registry_store_flight_look(ngx_http_registry_op_t *op,
     name = ngx_http_registry_flight_base(&path);
 
     dir = ngx_http_registry_flight_dir(op, digest, 0);
-    if (dir == NGX_INVALID_FILE) {
-        return (op->fault.errnum == NGX_ENOENT) ? NGX_DECLINED : NGX_ERROR;
+
+    if (dir != NGX_INVALID_FILE) {
+        rc = ngx_http_registry_flight_read(op, dir, name, holder, &fi);
+
+        (void) close(dir);
+
+        if (rc == NGX_OK && !ngx_http_registry_flight_stale(holder, &fi, host))
+        {
+            return NGX_BUSY;
+        }
+
+        if (rc == NGX_ERROR) {
+            return NGX_ERROR;
+        }
+
+    } else if (op->fault.errnum != NGX_ENOENT) {
+        return NGX_ERROR;
     }
 
-    rc = ngx_http_registry_flight_read(op, dir, name, holder, &fi);
+    rc = ngx_http_registry_store_blob_exists(op, digest);
 
-    (void) close(dir);
-
-    if (rc != NGX_OK) {
-        return rc;
-    }
-
-    return ngx_http_registry_flight_stale(holder, &fi, host) ? NGX_DECLINED
-                                                             : NGX_BUSY;
+    return (rc == NGX_OK) ? NGX_DONE : rc;
 }
 
 
