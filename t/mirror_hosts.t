@@ -20,7 +20,10 @@
 #   clients' hosts;
 # - other bytes than the digest's: the clients of both hosts answered
 #   200, none has a whole body, one upstream GET, nothing published, no
-#   lease left.
+#   lease left;
+# - the leader's worker killed (kill -9) mid-fetch: its lease names a dead
+#   pid of this machine, so the other host's follower ends at once, short
+#   of the last byte like every client; the next pull fetches the blob.
 
 use strict;
 use warnings;
@@ -62,13 +65,14 @@ my $SLOW = 3 * 1024 * 1024;
 my $EVIL = 2 * 1024 * 1024;
 my %bytes = map { $_ => blob_bytes(256 * 1024) } qw(dead killed live vanish);
 $bytes{slow} = blob_bytes($SLOW);
+$bytes{doomed} = blob_bytes(2 * 1024 * 1024);
 my $good = blob_bytes($EVIL);       # what the upstream should send for x/evil
 RegTest::spew("$dir/evil", 'x' x $EVIL);
 
 my $up = RegTest->new(
     http_extra => <<'EOF',
     map $uri $up_rate {
-        ~^/v2/lib/slow/  256k;
+        ~^/v2/lib/(slow|doomed)/  256k;
         default          0;
     }
 EOF
@@ -88,7 +92,8 @@ $digest{live} = RegTest::digest($bytes{live});     # upstream has it not
 my $gd = RegTest::digest($good);
 
 my $url = 'http://127.0.0.1:' . $up->port;
-my %opts = (workers => 2, root => $root);
+my %opts = (workers => 2, root => $root,
+            expect_in_log => qr/exited on signal 9/);
 my @hosts = map { MirrorTest::mirror($url, opts => { %opts }) } 1 .. 2;
 
 sub lease_file {
@@ -336,6 +341,71 @@ sub temp_files { scalar(() = glob("$v2/_ngx_tmp/*")) }
     is(temp_files(), 0, 'no temporary file left');
     like(errors(), qr/followed on another host was not published/,
          'the other host\'s follower said why it ended');
+}
+
+# the leader's worker killed mid-fetch
+
+# the worker of either host that has $file open for writing, and the
+# hosts whose workers read it
+sub file_users {
+    my ($file) = @_;
+    my ($writer, %readers);
+
+    for my $i (0, 1) {
+        for my $pid ($hosts[$i]->pids_of_workers) {
+            opendir(my $dh, "/proc/$pid/fd") or next;
+            for my $fd (grep { /^\d+$/ } readdir $dh) {
+                next unless (readlink("/proc/$pid/fd/$fd") // '') eq $file;
+                my ($flags) = RegTest::slurp("/proc/$pid/fdinfo/$fd")
+                              =~ /^flags:\s+([0-7]+)/m;
+                if ((oct($flags) & 3) == 1) {
+                    $writer = [$i, $pid];
+                } else {
+                    $readers{$i} = 1;
+                }
+            }
+            closedir $dh;
+        }
+    }
+
+    return ($writer, \%readers);
+}
+
+{
+    my $d = $digest{doomed};
+    my ($writer, $readers, $killed);
+
+    my @r = clients('lib/doomed', $d, 6, undef, sub {
+        my $temp;
+        for (1 .. 400) {
+            ($temp) = grep { -s $_ >= 512 * 1024 } glob("$v2/_ngx_tmp/*");
+            last if $temp;
+            sleep 0.025;
+        }
+
+        # the other host's follower opens the file within a look or two
+        sleep 0.5;
+        ($writer, $readers) = file_users($temp // '');
+        kill 'KILL', $writer->[1] if $writer;
+        $killed = time;
+    });
+
+    ok($writer, 'a worker of one host writes the temporary file');
+    ok($readers->{1 - ($writer // [0])->[0]},
+       'the other host\'s follower reads it');
+    is(scalar(grep { $_->{got} == length $bytes{doomed} } @r), 0,
+       'every client ended short of the last byte')
+        or diag(explain(\@r));
+    cmp_ok(time - $killed, '<', 5, 'at once, not after the staleness bound');
+    is(scalar(grep { $_->{status} == 200 } @r), 6, 'after a 200');
+    ok(!-e $hosts[0]->blob_path($d), 'nothing published');
+
+    my $again = $hosts[1]->req('GET', "/v2/up/lib/doomed/blobs/$d");
+    is($again->{status}, 200, 'the next pull: 200');
+    is(sha256_hex($again->{content}), sha256_hex($bytes{doomed}),
+       'the right bytes, fetched again');
+    is(upstream_gets('lib/doomed'), 2, 'the second upstream fetch');
+    ok(!-e lease_file($d), 'no lease left');
 }
 
 $_->stop for @hosts;
