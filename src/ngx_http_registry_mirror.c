@@ -95,7 +95,9 @@ typedef struct {
  * every NGX_HTTP_REGISTRY_LEASE_POLL ms (in a thread), reads the other
  * leader's temporary file once the lease names it, names it in its slot
  * for this host's followers, and ends as they do: the last byte once the
- * store's blob is the file it read.  A lease gone without a blob, or
+ * store's blob is the file it read, and once what it read hashed to the
+ * digest (all followers of another host's file hash it: see
+ * ngx_http_registry_follow_hash()).  A lease gone without a blob, or
  * stale: it asks for the blob anew, and fetches it if it has not
  * answered yet, taking the lease over.
  */
@@ -103,6 +105,7 @@ typedef struct {
 #define NGX_HTTP_REGISTRY_FLIGHTS      256
 #define NGX_HTTP_REGISTRY_FLIGHT_POLL  50       /* ms, for the headers */
 #define NGX_HTTP_REGISTRY_FOLLOW_TICK  5        /* ms, for more bytes */
+#define NGX_HTTP_REGISTRY_FOLLOW_READ  65536    /* bytes hashed at a time */
 
 typedef struct {
     uint64_t                   store;
@@ -111,6 +114,7 @@ typedef struct {
     off_t                      length;      /* the upstream's, or -1 */
     u_char                     len;
     u_char                     temp_len;    /* 0: no temporary file yet */
+    u_char                     remote;      /* another host writes it */
     u_char                     digest[NGX_HTTP_REGISTRY_DIGEST_MAX_LEN];
     u_char                     temp[NGX_HTTP_REGISTRY_TEMP_ID_LEN];
 } ngx_http_registry_flight_t;
@@ -272,8 +276,11 @@ struct ngx_http_registry_mirror_ctx_s {
     ngx_file_t                *follow_file; /* the same, for in_file bufs */
     off_t                      follow_length;
     off_t                      sent;
+    ngx_http_registry_hash_t   follow_hash; /* of what it sent, if verify */
+    u_char                    *scratch;     /* what it read to hash */
     unsigned                   following:1; /* its headers are sent */
     unsigned                   no_follow:1; /* waits for the publish */
+    unsigned                   verify:1;    /* another host's file */
 };
 
 
@@ -381,7 +388,8 @@ static ngx_int_t ngx_http_registry_flight_join(ngx_http_request_t *r,
 static ngx_uint_t ngx_http_registry_flight_alive(
     ngx_http_registry_flight_t *fl);
 static void ngx_http_registry_flight_file(
-    ngx_http_registry_mirror_ctx_t *mctx, ngx_str_t *id, off_t length);
+    ngx_http_registry_mirror_ctx_t *mctx, ngx_str_t *id, off_t length,
+    ngx_uint_t remote);
 static void ngx_http_registry_flight_land(ngx_http_registry_mirror_ctx_t *mctx);
 static ngx_int_t ngx_http_registry_flight_wait(ngx_http_request_t *r,
     ngx_http_registry_mirror_ctx_t *mctx);
@@ -421,6 +429,8 @@ static ngx_int_t ngx_http_registry_follow_start(ngx_http_request_t *r,
     ngx_http_registry_mirror_ctx_t *mctx, ngx_str_t *id);
 static ngx_int_t ngx_http_registry_follow_send(ngx_http_request_t *r,
     ngx_http_registry_mirror_ctx_t *mctx, ngx_uint_t last);
+static ngx_int_t ngx_http_registry_follow_hash(ngx_http_request_t *r,
+    ngx_http_registry_mirror_ctx_t *mctx, off_t end, ngx_uint_t last);
 static ngx_int_t ngx_http_registry_follow_flush(ngx_http_request_t *r,
     ngx_chain_t *in);
 static void ngx_http_registry_follow_write(ngx_http_request_t *r);
@@ -2548,7 +2558,7 @@ ngx_http_registry_blob_start(ngx_http_request_t *r,
     f->streaming = 1;
 
     ngx_http_registry_path_temp_id(&mctx->temp.path, &id);
-    ngx_http_registry_flight_file(mctx, &id, f->length);
+    ngx_http_registry_flight_file(mctx, &id, f->length, 0);
 
     return ngx_http_registry_blob_headers(r, f->length);
 }
@@ -2733,7 +2743,7 @@ ngx_http_registry_flight_alive(ngx_http_registry_flight_t *fl)
 
 static void
 ngx_http_registry_flight_file(ngx_http_registry_mirror_ctx_t *mctx,
-    ngx_str_t *id, off_t length)
+    ngx_str_t *id, off_t length, ngx_uint_t remote)
 {
     ngx_http_registry_flights_t  *flights;
 
@@ -2748,6 +2758,7 @@ ngx_http_registry_flight_file(ngx_http_registry_mirror_ctx_t *mctx,
     ngx_shmtx_lock(&flights->shpool->mutex);
 
     mctx->flight->length = length;
+    mctx->flight->remote = (u_char) remote;
     mctx->flight->temp_len = (u_char) id->len;
     ngx_memcpy(mctx->flight->temp, id->data, id->len);
 
@@ -2890,6 +2901,7 @@ ngx_http_registry_flight_look(ngx_http_registry_mirror_ctx_t *mctx,
             id->len = fl->temp_len;
             ngx_memcpy(id->data, fl->temp, id->len);
             mctx->follow_length = fl->length;
+            mctx->verify = fl->remote;
         }
     }
 
@@ -3177,13 +3189,14 @@ ngx_http_registry_lease_follow(ngx_http_request_t *r,
     h = &mctx->holder;
 
     if (h->temp.len && h->length > 0) {
-        ngx_http_registry_flight_file(mctx, &h->temp, h->length);
+        ngx_http_registry_flight_file(mctx, &h->temp, h->length, 1);
     }
 
     if (!mctx->following && !mctx->no_follow && h->temp.len
         && h->length > 0)
     {
         mctx->follow_length = h->length;
+        mctx->verify = 1;
 
         if (ngx_http_registry_follow_start(r, mctx, &h->temp) != NGX_OK) {
             return NGX_ERROR;
@@ -3451,6 +3464,16 @@ ngx_http_registry_follow_start(ngx_http_request_t *r,
     cln->handler = ngx_http_registry_follow_cleanup;
     cln->data = mctx;
 
+    if (mctx->verify) {
+        mctx->scratch = ngx_pnalloc(r->pool, NGX_HTTP_REGISTRY_FOLLOW_READ);
+        if (mctx->scratch == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_http_registry_hash_init(&mctx->follow_hash,
+                                    mctx->owner->route.digest.alg);
+    }
+
     file->fd = mctx->follow.fd;
     file->name = mctx->follow.path;
     file->log = r->connection->log;
@@ -3506,6 +3529,12 @@ ngx_http_registry_follow_send(ngx_http_request_t *r,
         return NGX_OK;
     }
 
+    if (mctx->verify && ngx_http_registry_follow_hash(r, mctx, end, last)
+                        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
     b = ngx_calloc_buf(r->pool);
     if (b == NULL) {
         return NGX_ERROR;
@@ -3530,6 +3559,57 @@ ngx_http_registry_follow_send(ngx_http_request_t *r,
     }
 
     return ngx_http_registry_follow_flush(r, &out);
+}
+
+
+/*
+ * Another host writes the file: this host may read a part of it before
+ * the bytes are there (a network file system's writes reach the server
+ * out of order, its cache may lag), and a follower sends what it reads,
+ * so it hashes that, and sends the blob's last byte only if the whole
+ * hashed to the digest, as the leader does with what it received.
+ */
+
+static ngx_int_t
+ngx_http_registry_follow_hash(ngx_http_request_t *r,
+    ngx_http_registry_mirror_ctx_t *mctx, off_t end, ngx_uint_t last)
+{
+    off_t                       at;
+    size_t                      len;
+    ngx_http_registry_digest_t  got;
+
+    for (at = mctx->sent; at < end; at += len) {
+        len = (size_t) ngx_min(end - at, NGX_HTTP_REGISTRY_FOLLOW_READ);
+
+        if (ngx_http_registry_store_blob_read(&mctx->owner->op, &mctx->follow,
+                                              mctx->scratch, len, at)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        ngx_http_registry_hash_update(&mctx->follow_hash, mctx->scratch, len);
+    }
+
+    if (!last) {
+        return NGX_OK;
+    }
+
+    if (ngx_http_registry_hash_final(&mctx->follow_hash, r->pool, &got)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (!ngx_http_registry_digest_equal(&got, &mctx->owner->route.digest)) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "registry upstream: blob %V read from another host's "
+                      "temporary file hashes to %V",
+                      &mctx->owner->route.digest.text, &got.text);
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
 }
 
 

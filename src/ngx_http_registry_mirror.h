@@ -62,6 +62,8 @@ ngx_int_t ngx_http_registry_store_blob_grown(ngx_http_registry_op_t *op,
 ngx_int_t ngx_http_registry_store_blob_followed(ngx_http_registry_op_t *op,
     ngx_str_t *name, ngx_http_registry_file_t *file,
     ngx_http_registry_digest_t *digest);
+ngx_int_t ngx_http_registry_store_blob_read(ngx_http_registry_op_t *op,
+    ngx_http_registry_file_t *file, u_char *buf, size_t len, off_t offset);
 void ngx_http_registry_store_blob_unfollow(ngx_http_registry_op_t *op,
     ngx_http_registry_file_t *file);
 
