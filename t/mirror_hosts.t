@@ -21,6 +21,11 @@
 # - other bytes than the digest's: the clients of both hosts answered
 #   200, none has a whole body, one upstream GET, nothing published, no
 #   lease left;
+# - a byte of the leader's temporary file wrong for a moment, as another
+#   host's writes may look on a network file system, when the other
+#   host's follower reads it: its client never gets the last byte (the
+#   follower hashed what it read), the leader's gets the right bytes,
+#   the right blob is published;
 # - the leader's worker killed (kill -9) mid-fetch: its lease names a dead
 #   pid of this machine, so the other host's follower ends at once, short
 #   of the last byte like every client; the next pull fetches the blob.
@@ -66,13 +71,14 @@ my $EVIL = 2 * 1024 * 1024;
 my %bytes = map { $_ => blob_bytes(256 * 1024) } qw(dead killed live vanish);
 $bytes{slow} = blob_bytes($SLOW);
 $bytes{doomed} = blob_bytes(2 * 1024 * 1024);
+$bytes{tampered} = blob_bytes(1024 * 1024);
 my $good = blob_bytes($EVIL);       # what the upstream should send for x/evil
 RegTest::spew("$dir/evil", 'x' x $EVIL);
 
 my $up = RegTest->new(
     http_extra => <<'EOF',
     map $uri $up_rate {
-        ~^/v2/lib/(slow|doomed)/  256k;
+        ~^/v2/lib/(slow|doomed|tampered)/  256k;
         default          0;
     }
 EOF
@@ -341,6 +347,54 @@ sub temp_files { scalar(() = glob("$v2/_ngx_tmp/*")) }
     is(temp_files(), 0, 'no temporary file left');
     like(errors(), qr/followed on another host was not published/,
          'the other host\'s follower said why it ended');
+}
+
+# another host's file read before its bytes are there
+
+# writes $byte at $at of $file
+sub poke {
+    my ($file, $at, $byte) = @_;
+    open(my $fh, '+<', $file) or die "$file: $!";
+    sysseek($fh, $at, 0);
+    syswrite($fh, $byte);
+    close $fh;
+}
+
+{
+    my $d = $digest{tampered};
+    my $path = "/v2/up/lib/tampered/blobs/$d";
+    my $at = 256 * 1024;
+    my $byte = substr($bytes{tampered}, $at, 1);
+
+    my $leader = client($hosts[0], $path, "$dir/tampered-0");
+    my $temp;
+    for (1 .. 400) {
+        my $lease = RegTest::slurp(lease_file($d)) // '';
+        ($temp) = $lease =~ /"temp":"([^"]+)"/;
+        last if $temp && -s "$v2/_ngx_tmp/$temp" >= $at + 65536;
+        sleep 0.025;
+    }
+    ok($temp, 'the first host leads, its lease names the temporary file');
+    $temp = "$v2/_ngx_tmp/" . ($temp // 'none');
+
+    poke($temp, $at, $byte eq 'Z' ? 'Y' : 'Z');
+    my $other = client($hosts[1], $path, "$dir/tampered-1");
+    sleep 0.5;
+    poke($temp, $at, $byte);
+
+    waitpid($_, 0) for $leader, $other;
+    my ($l, $f) = map { JSON::PP->new->decode(RegTest::slurp($_) || '{}') }
+                  "$dir/tampered-0", "$dir/tampered-1";
+
+    is(right($bytes{tampered}, $l), 1, 'the leader\'s client: the right bytes');
+    is($f->{status}, 200, 'the other host\'s client: 200');
+    cmp_ok($f->{got}, '<', length $bytes{tampered}, 'but not the last byte')
+        or diag(explain($f));
+    my $said = qr/blob \Q$d\E read from another host's temporary file/;
+    like(errors(), qr/$said hashes to/, 'its follower said why');
+    is(sha256_hex(RegTest::slurp($hosts[0]->blob_path($d)) // ''),
+       sha256_hex($bytes{tampered}), 'the right blob published');
+    is(upstream_gets('lib/tampered'), 1, 'one upstream fetch');
 }
 
 # the leader's worker killed mid-fetch
