@@ -106,6 +106,7 @@ typedef struct {
 #define NGX_HTTP_REGISTRY_FLIGHT_POLL  50       /* ms, for the headers */
 #define NGX_HTTP_REGISTRY_FOLLOW_TICK  5        /* ms, for more bytes */
 #define NGX_HTTP_REGISTRY_FOLLOW_READ  65536    /* bytes hashed at a time */
+#define NGX_HTTP_REGISTRY_FOLLOW_HASH_MAX  (1024 * 1024)   /* in a tick */
 
 typedef struct {
     uint64_t                   store;
@@ -3523,6 +3524,12 @@ ngx_http_registry_follow_send(ngx_http_request_t *r,
                       "registry upstream: a followed blob has %O bytes "
                       "of %O", end, mctx->follow_length);
         return NGX_ERROR;
+    }
+
+    /* what is hashed at once, in the event loop, is bounded until the end */
+
+    if (mctx->verify && !last) {
+        end = ngx_min(end, mctx->sent + NGX_HTTP_REGISTRY_FOLLOW_HASH_MAX);
     }
 
     if (end <= mctx->sent) {
