@@ -87,11 +87,26 @@ typedef struct {
  * and the blob's length, and the other clients (followers) read that file
  * as it grows.  seq tells a follower whether the slot still holds the
  * fetch it follows, or has been given to another one since.
+ *
+ * Across the hosts sharing the store, the slot's leader also takes the
+ * blob's lease file (store_flight.c).  One that finds another host's
+ * lease fetches nothing: it follows that fetch, keeping its slot so that
+ * this host's followers follow it.  It looks at the lease and the blob
+ * every NGX_HTTP_REGISTRY_LEASE_POLL ms (in a thread), reads the other
+ * leader's temporary file once the lease names it, names it in its slot
+ * for this host's followers, and ends as they do: the last byte once the
+ * store's blob is the file it read, and once what it read hashed to the
+ * digest (all followers of another host's file hash it: see
+ * ngx_http_registry_follow_hash()).  A lease gone without a blob, or
+ * stale: it asks for the blob anew, and fetches it if it has not
+ * answered yet, taking the lease over.
  */
 
 #define NGX_HTTP_REGISTRY_FLIGHTS      256
 #define NGX_HTTP_REGISTRY_FLIGHT_POLL  50       /* ms, for the headers */
 #define NGX_HTTP_REGISTRY_FOLLOW_TICK  5        /* ms, for more bytes */
+#define NGX_HTTP_REGISTRY_FOLLOW_READ  65536    /* bytes hashed at a time */
+#define NGX_HTTP_REGISTRY_FOLLOW_HASH_MAX  (1024 * 1024)   /* in a tick */
 
 typedef struct {
     uint64_t                   store;
@@ -100,6 +115,7 @@ typedef struct {
     off_t                      length;      /* the upstream's, or -1 */
     u_char                     len;
     u_char                     temp_len;    /* 0: no temporary file yet */
+    u_char                     remote;      /* another host writes it */
     u_char                     digest[NGX_HTTP_REGISTRY_DIGEST_MAX_LEN];
     u_char                     temp[NGX_HTTP_REGISTRY_TEMP_ID_LEN];
 } ngx_http_registry_flight_t;
@@ -153,6 +169,33 @@ typedef struct {
 typedef struct {
     ngx_array_t                caches;      /* ngx_http_registry_cache_t */
 } ngx_http_registry_mirror_main_conf_t;
+
+
+/*
+ * The lease file a fetch's leader holds across hosts (store_flight.c):
+ * refreshed by a timer while the fetch runs, rewritten once its
+ * temporary file is known, dropped when it is over.  It has a pool of its
+ * own and outlives the request if a task on it still runs then.
+ */
+
+#define NGX_HTTP_REGISTRY_LEASE_POLL   100      /* ms, another host's */
+
+typedef struct {
+    ngx_http_registry_detached_t  task;
+    ngx_pool_t                *pool;
+    ngx_thread_pool_t         *thread_pool;
+    ngx_http_registry_digest_t digest;
+    ngx_http_registry_flight_lease_t  lease;   /* what the task writes */
+    ngx_event_t                refresh;
+    off_t                      length;      /* the next record's */
+    size_t                     temp_len;
+    u_char                     temp[NGX_HTTP_REGISTRY_TEMP_ID_LEN];
+    unsigned                   busy:1;      /* a task runs */
+    unsigned                   dirty:1;     /* temp and length to write */
+    unsigned                   rewrite:1;   /* the task writes them */
+    unsigned                   lost:1;      /* taken over: not refreshed */
+    unsigned                   released:1;  /* the fetch is over */
+} ngx_http_registry_keeper_t;
 
 
 typedef struct ngx_http_registry_mirror_ctx_s  ngx_http_registry_mirror_ctx_t;
@@ -220,6 +263,13 @@ struct ngx_http_registry_mirror_ctx_s {
     ngx_http_registry_flight_t  *flight;    /* the slot led, or NULL */
     ngx_event_t                wait;        /* a follower's poll */
 
+    /* across hosts: the lease this fetch holds, or the one it follows */
+    ngx_http_registry_keeper_t  *keeper;
+    ngx_http_registry_flight_lease_t  lease;
+    ngx_http_registry_flight_lease_t  holder;
+    u_char                     holder_temp[NGX_HTTP_REGISTRY_TEMP_ID_LEN];
+    ngx_msec_t                 look_at;     /* the lease's next look */
+
     /* a follower: the fetch it follows, and the leader's file it reads */
     ngx_http_registry_flight_t  *followed;
     ngx_uint_t                 followed_seq;
@@ -227,8 +277,11 @@ struct ngx_http_registry_mirror_ctx_s {
     ngx_file_t                *follow_file; /* the same, for in_file bufs */
     off_t                      follow_length;
     off_t                      sent;
+    ngx_http_registry_hash_t   follow_hash; /* of what it sent, if verify */
+    u_char                    *scratch;     /* what it read to hash */
     unsigned                   following:1; /* its headers are sent */
     unsigned                   no_follow:1; /* waits for the publish */
+    unsigned                   verify:1;    /* another host's file */
 };
 
 
@@ -320,6 +373,8 @@ static ngx_int_t ngx_http_registry_blob_publish_work(
     ngx_http_registry_op_t *op, void *data);
 static ngx_int_t ngx_http_registry_blob_published(ngx_http_request_t *r,
     ngx_int_t rc);
+static ngx_int_t ngx_http_registry_blob_fetch(ngx_http_request_t *r,
+    ngx_http_registry_mirror_ctx_t *mctx);
 static ngx_int_t ngx_http_registry_blob_start(ngx_http_request_t *r,
     ngx_http_registry_mirror_ctx_t *mctx, ngx_http_registry_fetch_t *f);
 static ngx_int_t ngx_http_registry_blob_take(ngx_http_request_t *r,
@@ -334,7 +389,8 @@ static ngx_int_t ngx_http_registry_flight_join(ngx_http_request_t *r,
 static ngx_uint_t ngx_http_registry_flight_alive(
     ngx_http_registry_flight_t *fl);
 static void ngx_http_registry_flight_file(
-    ngx_http_registry_mirror_ctx_t *mctx, off_t length);
+    ngx_http_registry_mirror_ctx_t *mctx, ngx_str_t *id, off_t length,
+    ngx_uint_t remote);
 static void ngx_http_registry_flight_land(ngx_http_registry_mirror_ctx_t *mctx);
 static ngx_int_t ngx_http_registry_flight_wait(ngx_http_request_t *r,
     ngx_http_registry_mirror_ctx_t *mctx);
@@ -342,10 +398,40 @@ static void ngx_http_registry_flight_poll(ngx_event_t *ev);
 static ngx_int_t ngx_http_registry_flight_look(
     ngx_http_registry_mirror_ctx_t *mctx, ngx_str_t *id);
 static void ngx_http_registry_flight_cleanup(void *data);
+static ngx_int_t ngx_http_registry_lease_take(ngx_http_request_t *r,
+    ngx_http_registry_mirror_ctx_t *mctx);
+static ngx_int_t ngx_http_registry_lease_take_work(ngx_http_registry_op_t *op,
+    void *data);
+static ngx_int_t ngx_http_registry_lease_taken(ngx_http_request_t *r,
+    ngx_int_t rc);
+static ngx_int_t ngx_http_registry_lease_wait(ngx_http_request_t *r,
+    ngx_http_registry_mirror_ctx_t *mctx);
+static void ngx_http_registry_lease_poll(ngx_event_t *ev);
+static ngx_int_t ngx_http_registry_lease_look_work(ngx_http_registry_op_t *op,
+    void *data);
+static ngx_int_t ngx_http_registry_lease_looked(ngx_http_request_t *r,
+    ngx_int_t rc);
+static ngx_int_t ngx_http_registry_lease_follow(ngx_http_request_t *r,
+    ngx_http_registry_mirror_ctx_t *mctx);
+static ngx_int_t ngx_http_registry_keeper_start(ngx_http_request_t *r,
+    ngx_http_registry_mirror_ctx_t *mctx);
+static void ngx_http_registry_keeper_file(ngx_http_registry_keeper_t *k,
+    ngx_str_t *id, off_t length);
+static void ngx_http_registry_keeper_release(ngx_http_registry_keeper_t *k);
+static void ngx_http_registry_keeper_tick(ngx_event_t *ev);
+static ngx_int_t ngx_http_registry_keeper_post(ngx_http_registry_keeper_t *k,
+    ngx_http_registry_work_pt work);
+static ngx_int_t ngx_http_registry_keeper_refresh_work(
+    ngx_http_registry_op_t *op, void *data);
+static ngx_int_t ngx_http_registry_keeper_drop_work(
+    ngx_http_registry_op_t *op, void *data);
+static void ngx_http_registry_keeper_done(ngx_http_registry_detached_t *d);
 static ngx_int_t ngx_http_registry_follow_start(ngx_http_request_t *r,
     ngx_http_registry_mirror_ctx_t *mctx, ngx_str_t *id);
 static ngx_int_t ngx_http_registry_follow_send(ngx_http_request_t *r,
     ngx_http_registry_mirror_ctx_t *mctx, ngx_uint_t last);
+static ngx_int_t ngx_http_registry_follow_hash(ngx_http_request_t *r,
+    ngx_http_registry_mirror_ctx_t *mctx, off_t end, ngx_uint_t last);
 static ngx_int_t ngx_http_registry_follow_flush(ngx_http_request_t *r,
     ngx_chain_t *in);
 static void ngx_http_registry_follow_write(ngx_http_request_t *r);
@@ -2273,7 +2359,6 @@ ngx_http_registry_blob_adopt_work(ngx_http_registry_op_t *op, void *data)
 static ngx_int_t
 ngx_http_registry_blob_adopted(ngx_http_request_t *r, ngx_int_t rc)
 {
-    ngx_str_t                        path;
     ngx_http_registry_ctx_t         *ctx;
     ngx_http_registry_mirror_ctx_t  *mctx;
 
@@ -2291,11 +2376,30 @@ ngx_http_registry_blob_adopted(ngx_http_request_t *r, ngx_int_t rc)
 
     mctx->cache = NGX_HTTP_REGISTRY_CACHE_MISS;
 
-    if (r->method == NGX_HTTP_GET
-        && ngx_http_registry_flight_join(r, mctx) == NGX_BUSY)
-    {
-        return ngx_http_registry_flight_wait(r, mctx);
+    if (r->method == NGX_HTTP_GET) {
+        if (ngx_http_registry_flight_join(r, mctx) == NGX_BUSY) {
+            return ngx_http_registry_flight_wait(r, mctx);
+        }
+
+        if (mctx->flight) {
+            return ngx_http_registry_lease_take(r, mctx);
+        }
     }
+
+    return ngx_http_registry_blob_fetch(r, mctx);
+}
+
+
+/* the blob from the upstream: a HEAD's length, or a GET's bytes */
+
+static ngx_int_t
+ngx_http_registry_blob_fetch(ngx_http_request_t *r,
+    ngx_http_registry_mirror_ctx_t *mctx)
+{
+    ngx_str_t                 path;
+    ngx_http_registry_ctx_t  *ctx;
+
+    ctx = mctx->owner;
 
     path.len = sizeof("blobs/") - 1 + ctx->route.digest.text.len;
     path.data = ngx_pnalloc(r->pool, path.len);
@@ -2427,6 +2531,7 @@ static ngx_int_t
 ngx_http_registry_blob_start(ngx_http_request_t *r,
     ngx_http_registry_mirror_ctx_t *mctx, ngx_http_registry_fetch_t *f)
 {
+    ngx_str_t                 id;
     ngx_pool_cleanup_t       *cln;
     ngx_http_registry_ctx_t  *ctx;
 
@@ -2453,7 +2558,8 @@ ngx_http_registry_blob_start(ngx_http_request_t *r,
     mctx->received = 0;
     f->streaming = 1;
 
-    ngx_http_registry_flight_file(mctx, f->length);
+    ngx_http_registry_path_temp_id(&mctx->temp.path, &id);
+    ngx_http_registry_flight_file(mctx, &id, f->length, 0);
 
     return ngx_http_registry_blob_headers(r, f->length);
 }
@@ -2629,25 +2735,22 @@ ngx_http_registry_flight_alive(ngx_http_registry_flight_t *fl)
 
 
 /*
- * The leader has its temporary file: named in its slot with the length
- * the upstream gave, the followers may read it.  A blob of no known
- * length (chunked) is not followed: its followers wait for the publish.
+ * The leader has its temporary file (or the one another host's leader
+ * writes, which this one follows): named in its slot with the length the
+ * upstream gave, the followers may read it, and in the lease, another
+ * host's too.  A blob of no known length (chunked) is not followed: its
+ * followers wait for the publish.
  */
 
 static void
 ngx_http_registry_flight_file(ngx_http_registry_mirror_ctx_t *mctx,
-    off_t length)
+    ngx_str_t *id, off_t length, ngx_uint_t remote)
 {
-    ngx_str_t                     id;
     ngx_http_registry_flights_t  *flights;
 
-    if (mctx->flight == NULL || length <= 0) {
-        return;
-    }
-
-    ngx_http_registry_path_temp_id(&mctx->temp.path, &id);
-
-    if (id.len > NGX_HTTP_REGISTRY_TEMP_ID_LEN) {
+    if (mctx->flight == NULL || length <= 0
+        || id->len > NGX_HTTP_REGISTRY_TEMP_ID_LEN)
+    {
         return;
     }
 
@@ -2656,10 +2759,15 @@ ngx_http_registry_flight_file(ngx_http_registry_mirror_ctx_t *mctx,
     ngx_shmtx_lock(&flights->shpool->mutex);
 
     mctx->flight->length = length;
-    mctx->flight->temp_len = (u_char) id.len;
-    ngx_memcpy(mctx->flight->temp, id.data, id.len);
+    mctx->flight->remote = (u_char) remote;
+    mctx->flight->temp_len = (u_char) id->len;
+    ngx_memcpy(mctx->flight->temp, id->data, id->len);
 
     ngx_shmtx_unlock(&flights->shpool->mutex);
+
+    if (mctx->keeper) {
+        ngx_http_registry_keeper_file(mctx->keeper, id, length);
+    }
 }
 
 
@@ -2667,6 +2775,11 @@ static void
 ngx_http_registry_flight_land(ngx_http_registry_mirror_ctx_t *mctx)
 {
     ngx_http_registry_flights_t  *flights;
+
+    if (mctx->keeper) {
+        ngx_http_registry_keeper_release(mctx->keeper);
+        mctx->keeper = NULL;
+    }
 
     if (mctx->flight == NULL) {
         return;
@@ -2789,6 +2902,7 @@ ngx_http_registry_flight_look(ngx_http_registry_mirror_ctx_t *mctx,
             id->len = fl->temp_len;
             ngx_memcpy(id->data, fl->temp, id->len);
             mctx->follow_length = fl->length;
+            mctx->verify = fl->remote;
         }
     }
 
@@ -2808,6 +2922,515 @@ ngx_http_registry_flight_cleanup(void *data)
     }
 
     ngx_http_registry_flight_land(mctx);
+}
+
+
+/* ---- one fetch across hosts: the lease ---- */
+
+/*
+ * The leader of this host's fetch takes the blob's lease in the store
+ * too, in a thread; if another host holds it, this request follows that
+ * fetch instead (and this host's followers follow this request).
+ */
+
+static ngx_int_t
+ngx_http_registry_lease_take(ngx_http_request_t *r,
+    ngx_http_registry_mirror_ctx_t *mctx)
+{
+    u_char  *id;
+
+    id = ngx_pnalloc(r->pool, NGX_HTTP_REGISTRY_FLIGHT_ID_LEN);
+    if (id == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (ngx_http_registry_random_hex(id, NGX_HTTP_REGISTRY_FLIGHT_ID_LEN / 2)
+        != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_memzero(&mctx->lease, sizeof(ngx_http_registry_flight_lease_t));
+
+    mctx->lease.host = ngx_cycle->hostname;
+    mctx->lease.pid = ngx_pid;
+    mctx->lease.id.data = id;
+    mctx->lease.id.len = NGX_HTTP_REGISTRY_FLIGHT_ID_LEN;
+    mctx->lease.length = -1;
+
+    return ngx_http_registry_task_start(r, ngx_http_registry_lease_take_work,
+                                        mctx, ngx_http_registry_lease_taken);
+}
+
+
+static ngx_int_t
+ngx_http_registry_lease_take_work(ngx_http_registry_op_t *op, void *data)
+{
+    ngx_http_registry_mirror_ctx_t *mctx = data;
+
+    return ngx_http_registry_store_flight_take(op, &mctx->owner->route.digest,
+                                               &mctx->lease, &mctx->holder);
+}
+
+
+/*
+ * Taken: fetched, the lease kept while the fetch runs.  Another host's:
+ * followed.  The blob published meanwhile: served.  No lease to be had
+ * (a store that refuses the file): fetched all the same, as a request
+ * that finds no free slot in the table is.
+ */
+
+static ngx_int_t
+ngx_http_registry_lease_taken(ngx_http_request_t *r, ngx_int_t rc)
+{
+    ngx_http_registry_mirror_ctx_t  *mctx;
+
+    mctx = ngx_http_get_module_ctx(r, ngx_http_registry_mirror_module);
+
+    switch (rc) {
+
+    case NGX_OK:
+        if (ngx_http_registry_keeper_start(r, mctx) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        break;
+
+    case NGX_BUSY:
+        mctx->no_follow = (r->headers_in.range != NULL
+                           || r->headers_in.if_none_match != NULL);
+        return ngx_http_registry_lease_follow(r, mctx);
+
+    case NGX_DONE:
+        ngx_http_registry_flight_land(mctx);
+        return ngx_http_registry_mirror_blob(r, mctx);
+
+    default:
+        ngx_log_error(NGX_LOG_ERR, r->connection->log,
+                      mctx->owner->task.op.fault.errnum,
+                      "registry upstream: no lease for the fetch of blob "
+                      "%V, fetched without one",
+                      &mctx->owner->route.digest.text);
+    }
+
+    return ngx_http_registry_blob_fetch(r, mctx);
+}
+
+
+/*
+ * The fetch of another host: its lease and the blob are looked at every
+ * NGX_HTTP_REGISTRY_LEASE_POLL ms, in a thread; in between, a follower
+ * that reads the other host's temporary file sends what it has grown by,
+ * as one of this host's followers does.
+ */
+
+static ngx_int_t
+ngx_http_registry_lease_wait(ngx_http_request_t *r,
+    ngx_http_registry_mirror_ctx_t *mctx)
+{
+    mctx->wait.handler = ngx_http_registry_lease_poll;
+    mctx->wait.data = r;
+    mctx->wait.log = r->connection->log;
+
+    mctx->look_at = ngx_current_msec + NGX_HTTP_REGISTRY_LEASE_POLL;
+
+    ngx_add_timer(&mctx->wait, mctx->following
+                               ? NGX_HTTP_REGISTRY_FOLLOW_TICK
+                               : NGX_HTTP_REGISTRY_LEASE_POLL);
+
+    r->main->count++;
+
+    return NGX_DONE;
+}
+
+
+static void
+ngx_http_registry_lease_poll(ngx_event_t *ev)
+{
+    ngx_int_t                        rc;
+    ngx_connection_t                *c;
+    ngx_http_request_t              *r;
+    ngx_http_registry_mirror_ctx_t  *mctx;
+
+    r = ev->data;
+    c = r->connection;
+    mctx = ngx_http_get_module_ctx(r, ngx_http_registry_mirror_module);
+
+    if (mctx->following
+        && (ngx_msec_int_t) (mctx->look_at - ngx_current_msec) > 0)
+    {
+        if (ngx_http_registry_follow_send(r, mctx, 0) != NGX_ERROR) {
+            ngx_add_timer(&mctx->wait, NGX_HTTP_REGISTRY_FOLLOW_TICK);
+            return;
+        }
+
+        rc = NGX_ERROR;
+
+    } else {
+        rc = ngx_http_registry_task_start(r,
+                                          ngx_http_registry_lease_look_work,
+                                          mctx,
+                                          ngx_http_registry_lease_looked);
+    }
+
+    ngx_http_finalize_request(r, rc);
+    ngx_http_run_posted_requests(c);
+}
+
+
+/*
+ * In a thread, every NGX_HTTP_REGISTRY_LEASE_POLL ms for as long as the
+ * other host's fetch runs: what the look allocates goes with a pool of
+ * its own, and the temporary file's id, which the event loop uses, is
+ * kept in the request's context.
+ */
+
+static ngx_int_t
+ngx_http_registry_lease_look_work(ngx_http_registry_op_t *op, void *data)
+{
+    ngx_http_registry_mirror_ctx_t *mctx = data;
+
+    ngx_int_t                          rc;
+    ngx_http_registry_op_t             look;
+    ngx_http_registry_flight_lease_t  *h;
+
+    look = *op;
+
+    look.pool = ngx_create_pool(NGX_DEFAULT_POOL_SIZE, op->log);
+    if (look.pool == NULL) {
+        return ngx_http_registry_op_syserr(op, NGX_ENOMEM);
+    }
+
+    h = &mctx->holder;
+
+    rc = ngx_http_registry_store_flight_look(&look,
+                                             &mctx->owner->route.digest,
+                                             &mctx->lease.host, h);
+
+    op->fault = look.fault;
+
+    if (h->temp.len && h->temp.len <= NGX_HTTP_REGISTRY_TEMP_ID_LEN) {
+        ngx_memcpy(mctx->holder_temp, h->temp.data, h->temp.len);
+
+    } else {
+        h->temp.len = 0;
+    }
+
+    /* nothing may point into the pool that goes */
+
+    h->temp.data = mctx->holder_temp;
+    ngx_str_null(&h->host);
+    ngx_str_null(&h->id);
+
+    ngx_destroy_pool(look.pool);
+
+    return rc;
+}
+
+
+/*
+ * The other host's fetch goes on: followed.  Over: this host's slot is
+ * given back (its followers look again too).  A follower that has
+ * answered ends as this host's do, with the last byte if the store's
+ * blob is the file it read, else cut short; one that has not asks for
+ * the blob anew: served if it was published, else fetched by this
+ * request, which then takes the lease (over, if it went stale).
+ */
+
+static ngx_int_t
+ngx_http_registry_lease_looked(ngx_http_request_t *r, ngx_int_t rc)
+{
+    ngx_http_registry_ctx_t         *ctx;
+    ngx_http_registry_mirror_ctx_t  *mctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_registry_module);
+    mctx = ngx_http_get_module_ctx(r, ngx_http_registry_mirror_module);
+
+    if (rc == NGX_BUSY) {
+        return ngx_http_registry_lease_follow(r, mctx);
+    }
+
+    ngx_http_registry_flight_land(mctx);
+
+    if (rc == NGX_ERROR) {
+        return mctx->following
+               ? NGX_ERROR
+               : ngx_http_registry_send_fault(r, &ctx->task.op.fault);
+    }
+
+    if (!mctx->following) {
+        return ngx_http_registry_mirror_blob(r, mctx);
+    }
+
+    if (rc == NGX_DONE) {
+        return ngx_http_registry_follow_end(r, mctx);
+    }
+
+    ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                  "registry upstream: the fetch of blob %V this request "
+                  "followed on another host was not published",
+                  &ctx->route.digest.text);
+
+    return NGX_ERROR;
+}
+
+
+/*
+ * Once the other host's lease names its temporary file (in the shared
+ * store), this request reads it, and so do this host's followers (the
+ * slot names it too); then the bytes it has so far go out.
+ */
+
+static ngx_int_t
+ngx_http_registry_lease_follow(ngx_http_request_t *r,
+    ngx_http_registry_mirror_ctx_t *mctx)
+{
+    ngx_http_registry_flight_lease_t  *h;
+
+    h = &mctx->holder;
+
+    if (h->temp.len && h->length > 0) {
+        ngx_http_registry_flight_file(mctx, &h->temp, h->length, 1);
+    }
+
+    if (!mctx->following && !mctx->no_follow && h->temp.len
+        && h->length > 0)
+    {
+        mctx->follow_length = h->length;
+        mctx->verify = 1;
+
+        if (ngx_http_registry_follow_start(r, mctx, &h->temp) != NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
+
+    if (mctx->following) {
+        /* the task's end took the writer over */
+        r->write_event_handler = ngx_http_registry_follow_write;
+
+        if (ngx_http_registry_follow_send(r, mctx, 0) == NGX_ERROR) {
+            return NGX_ERROR;
+        }
+    }
+
+    return ngx_http_registry_lease_wait(r, mctx);
+}
+
+
+/* the leader's lease, kept from now on in a pool of its own */
+
+static ngx_int_t
+ngx_http_registry_keeper_start(ngx_http_request_t *r,
+    ngx_http_registry_mirror_ctx_t *mctx)
+{
+    ngx_pool_t                    *pool;
+    ngx_http_registry_keeper_t    *k;
+    ngx_http_registry_digest_t    *digest;
+    ngx_http_registry_loc_conf_t  *rlcf;
+
+    rlcf = ngx_http_get_module_loc_conf(r, ngx_http_registry_module);
+    digest = &mctx->owner->route.digest;
+
+    pool = ngx_create_pool(NGX_DEFAULT_POOL_SIZE, ngx_cycle->log);
+    if (pool == NULL) {
+        return NGX_ERROR;
+    }
+
+    k = ngx_pcalloc(pool, sizeof(ngx_http_registry_keeper_t));
+
+    if (k == NULL
+        || ngx_http_registry_digest_copy(pool, digest->text.data,
+                                         digest->text.len, &k->digest)
+           != NGX_OK)
+    {
+        ngx_destroy_pool(pool);
+        return NGX_ERROR;
+    }
+
+    k->pool = pool;
+    k->thread_pool = rlcf->thread_pool;
+
+    k->lease = mctx->lease;
+    k->lease.id.data = ngx_pstrdup(pool, &mctx->lease.id);
+    if (k->lease.id.data == NULL) {
+        ngx_destroy_pool(pool);
+        return NGX_ERROR;
+    }
+
+    k->task.op.store = mctx->owner->op.store;
+    k->task.op.log = ngx_cycle->log;
+    k->task.data = k;
+    k->task.done = ngx_http_registry_keeper_done;
+
+    k->refresh.handler = ngx_http_registry_keeper_tick;
+    k->refresh.data = k;
+    k->refresh.log = ngx_cycle->log;
+    k->refresh.cancelable = 1;
+
+    ngx_add_timer(&k->refresh, NGX_HTTP_REGISTRY_FLIGHT_REFRESH * 1000);
+
+    mctx->keeper = k;
+
+    return NGX_OK;
+}
+
+
+/* the leader has its temporary file: the lease names it */
+
+static void
+ngx_http_registry_keeper_file(ngx_http_registry_keeper_t *k, ngx_str_t *id,
+    off_t length)
+{
+    k->temp_len = id->len;
+    ngx_memcpy(k->temp, id->data, id->len);
+    k->length = length;
+    k->dirty = 1;
+
+    if (k->busy) {
+        return;                     /* written once the task is back */
+    }
+
+    if (k->refresh.timer_set) {
+        ngx_del_timer(&k->refresh);
+    }
+
+    ngx_http_registry_keeper_tick(&k->refresh);
+}
+
+
+/* the fetch is over: the lease goes, once a task running on it is back */
+
+static void
+ngx_http_registry_keeper_release(ngx_http_registry_keeper_t *k)
+{
+    k->released = 1;
+
+    if (k->refresh.timer_set) {
+        ngx_del_timer(&k->refresh);
+    }
+
+    if (k->busy) {
+        return;
+    }
+
+    if (ngx_http_registry_keeper_post(k, ngx_http_registry_keeper_drop_work)
+        != NGX_OK)
+    {
+        ngx_destroy_pool(k->pool);
+    }
+}
+
+
+static void
+ngx_http_registry_keeper_tick(ngx_event_t *ev)
+{
+    ngx_http_registry_keeper_t *k = ev->data;
+
+    /* what the task writes is set here, never while it runs */
+
+    k->rewrite = k->dirty;
+
+    if (k->dirty) {
+        k->lease.temp.data = k->temp;
+        k->lease.temp.len = k->temp_len;
+        k->lease.length = k->length;
+        k->dirty = 0;
+    }
+
+    if (ngx_http_registry_keeper_post(k, ngx_http_registry_keeper_refresh_work)
+        != NGX_OK)
+    {
+        k->dirty = k->rewrite;
+        ngx_add_timer(&k->refresh, NGX_HTTP_REGISTRY_FLIGHT_REFRESH * 1000);
+    }
+}
+
+
+/* without a thread pool, the task is done, and k maybe freed, on return */
+
+static ngx_int_t
+ngx_http_registry_keeper_post(ngx_http_registry_keeper_t *k,
+    ngx_http_registry_work_pt work)
+{
+    k->task.op.pool = ngx_create_pool(NGX_DEFAULT_POOL_SIZE, ngx_cycle->log);
+    if (k->task.op.pool == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memzero(&k->task.op.fault, sizeof(ngx_http_registry_fault_t));
+
+    k->task.work = work;
+    k->busy = 1;
+
+    if (ngx_http_registry_task_detach(&k->task, k->thread_pool, k->pool)
+        != NGX_OK)
+    {
+        ngx_destroy_pool(k->task.op.pool);
+        k->busy = 0;
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_registry_keeper_refresh_work(ngx_http_registry_op_t *op, void *data)
+{
+    ngx_http_registry_keeper_t *k = data;
+
+    return ngx_http_registry_store_flight_refresh(op, &k->digest, &k->lease,
+                                                  k->rewrite);
+}
+
+
+static ngx_int_t
+ngx_http_registry_keeper_drop_work(ngx_http_registry_op_t *op, void *data)
+{
+    ngx_http_registry_keeper_t *k = data;
+
+    return ngx_http_registry_store_flight_drop(op, &k->digest, &k->lease.id);
+}
+
+
+/* the lease's task is back: the next one, or the keeper's end */
+
+static void
+ngx_http_registry_keeper_done(ngx_http_registry_detached_t *d)
+{
+    ngx_http_registry_keeper_t *k = d->data;
+
+    ngx_destroy_pool(d->op.pool);
+    k->busy = 0;
+
+    if (d->work == ngx_http_registry_keeper_drop_work) {
+        ngx_destroy_pool(k->pool);
+        return;
+    }
+
+    if (d->rc == NGX_BUSY && !k->lost) {
+        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                      "registry upstream: the lease of the fetch of blob "
+                      "%V was taken over by another", &k->digest.text);
+        k->lost = 1;
+    }
+
+    if (k->released) {
+        k->released = 0;
+        ngx_http_registry_keeper_release(k);
+        return;
+    }
+
+    if (k->lost) {
+        return;
+    }
+
+    if (k->dirty) {
+        ngx_http_registry_keeper_tick(&k->refresh);
+        return;
+    }
+
+    ngx_add_timer(&k->refresh, NGX_HTTP_REGISTRY_FLIGHT_REFRESH * 1000);
 }
 
 
@@ -2841,6 +3464,16 @@ ngx_http_registry_follow_start(ngx_http_request_t *r,
 
     cln->handler = ngx_http_registry_follow_cleanup;
     cln->data = mctx;
+
+    if (mctx->verify) {
+        mctx->scratch = ngx_pnalloc(r->pool, NGX_HTTP_REGISTRY_FOLLOW_READ);
+        if (mctx->scratch == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_http_registry_hash_init(&mctx->follow_hash,
+                                    mctx->owner->route.digest.alg);
+    }
 
     file->fd = mctx->follow.fd;
     file->name = mctx->follow.path;
@@ -2893,8 +3526,20 @@ ngx_http_registry_follow_send(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
+    /* what is hashed at once, in the event loop, is bounded until the end */
+
+    if (mctx->verify && !last) {
+        end = ngx_min(end, mctx->sent + NGX_HTTP_REGISTRY_FOLLOW_HASH_MAX);
+    }
+
     if (end <= mctx->sent) {
         return NGX_OK;
+    }
+
+    if (mctx->verify && ngx_http_registry_follow_hash(r, mctx, end, last)
+                        != NGX_OK)
+    {
+        return NGX_ERROR;
     }
 
     b = ngx_calloc_buf(r->pool);
@@ -2921,6 +3566,57 @@ ngx_http_registry_follow_send(ngx_http_request_t *r,
     }
 
     return ngx_http_registry_follow_flush(r, &out);
+}
+
+
+/*
+ * Another host writes the file: this host may read a part of it before
+ * the bytes are there (a network file system's writes reach the server
+ * out of order, its cache may lag), and a follower sends what it reads,
+ * so it hashes that, and sends the blob's last byte only if the whole
+ * hashed to the digest, as the leader does with what it received.
+ */
+
+static ngx_int_t
+ngx_http_registry_follow_hash(ngx_http_request_t *r,
+    ngx_http_registry_mirror_ctx_t *mctx, off_t end, ngx_uint_t last)
+{
+    off_t                       at;
+    size_t                      len;
+    ngx_http_registry_digest_t  got;
+
+    for (at = mctx->sent; at < end; at += len) {
+        len = (size_t) ngx_min(end - at, NGX_HTTP_REGISTRY_FOLLOW_READ);
+
+        if (ngx_http_registry_store_blob_read(&mctx->owner->op, &mctx->follow,
+                                              mctx->scratch, len, at)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        ngx_http_registry_hash_update(&mctx->follow_hash, mctx->scratch, len);
+    }
+
+    if (!last) {
+        return NGX_OK;
+    }
+
+    if (ngx_http_registry_hash_final(&mctx->follow_hash, r->pool, &got)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (!ngx_http_registry_digest_equal(&got, &mctx->owner->route.digest)) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "registry upstream: blob %V read from another host's "
+                      "temporary file hashes to %V",
+                      &mctx->owner->route.digest.text, &got.text);
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
 }
 
 

@@ -321,6 +321,9 @@ ngx_int_t ngx_http_registry_path_job_report(ngx_http_registry_op_t *op,
     ngx_str_t *out, ngx_str_t *id);
 ngx_int_t ngx_http_registry_path_job_lease(ngx_http_registry_op_t *op,
     ngx_str_t *out, ngx_str_t *suffix);
+ngx_int_t ngx_http_registry_path_flight(ngx_http_registry_op_t *op,
+    ngx_str_t *out, ngx_uint_t alg, ngx_http_registry_digest_t *digest,
+    ngx_str_t *suffix);
 ngx_int_t ngx_http_registry_path_store(ngx_http_registry_op_t *op,
     ngx_str_t *out, ngx_str_t *sub);
 ngx_int_t ngx_http_registry_path_entry(ngx_http_registry_op_t *op,

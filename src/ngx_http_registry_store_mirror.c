@@ -269,6 +269,46 @@ ngx_http_registry_store_blob_grown(ngx_http_registry_op_t *op,
 }
 
 
+/*
+ * len bytes of the followed file at offset, to hash what is sent (the
+ * bytes of another host's file, whose writes this host's page cache may
+ * see late or out of order on a network file system).  A short read is
+ * an error: the size said they were there.
+ */
+
+ngx_int_t
+ngx_http_registry_store_blob_read(ngx_http_registry_op_t *op,
+    ngx_http_registry_file_t *file, u_char *buf, size_t len, off_t offset)
+{
+    ssize_t    n;
+    ngx_err_t  err;
+
+    while (len) {
+        n = pread(file->fd, buf, len, offset);
+
+        if (n > 0) {
+            buf += n;
+            len -= n;
+            offset += n;
+            continue;
+        }
+
+        err = (n == 0) ? 0 : ngx_errno;
+
+        if (err == NGX_EINTR) {
+            continue;
+        }
+
+        ngx_log_error(NGX_LOG_CRIT, op->log, err,
+                      "pread() \"%V\" failed or ended early", &file->path);
+
+        return ngx_http_registry_op_syserr(op, err ? err : EIO);
+    }
+
+    return NGX_OK;
+}
+
+
 /* the follower is done with the file */
 
 void

@@ -20,6 +20,7 @@
 #define NGX_HTTP_REGISTRY_TOMBS_DIR "_ngx_tombstones"
 #define NGX_HTTP_REGISTRY_QUARANTINE_DIR  "_ngx_quarantine"
 #define NGX_HTTP_REGISTRY_LOCKS_DIR "_ngx_locks"
+#define NGX_HTTP_REGISTRY_FLIGHTS_DIR "_ngx_flights"
 
 
 static ngx_int_t ngx_http_registry_path(ngx_http_registry_op_t *op,
@@ -475,6 +476,36 @@ ngx_http_registry_path_job_lease(ngx_http_registry_op_t *op, ngx_str_t *out,
 
     return ngx_http_registry_path(op, out, NGX_HTTP_REGISTRY_JOBS_DIR
                                   "/lease.%V", suffix);
+}
+
+
+/*
+ * The leases of the mirror's blob fetches (store_flight.c), which
+ * distribution never looks at: _ngx_flights/<alg>/<hex>, held by the
+ * nginx fetching that blob (a suffix names one for a moment while it is
+ * taken over); alg's directory when digest is NULL.
+ */
+
+ngx_int_t
+ngx_http_registry_path_flight(ngx_http_registry_op_t *op, ngx_str_t *out,
+    ngx_uint_t alg, ngx_http_registry_digest_t *digest, ngx_str_t *suffix)
+{
+    if (digest == NULL) {
+        return ngx_http_registry_path(op, out, NGX_HTTP_REGISTRY_FLIGHTS_DIR
+                                      "/%V", ngx_http_registry_alg_name(alg));
+    }
+
+    if (suffix == NULL) {
+        return ngx_http_registry_path(op, out, NGX_HTTP_REGISTRY_FLIGHTS_DIR
+                                      "/%V/%V",
+                                      ngx_http_registry_alg_name(digest->alg),
+                                      &digest->hex);
+    }
+
+    return ngx_http_registry_path(op, out, NGX_HTTP_REGISTRY_FLIGHTS_DIR
+                                  "/%V/%V.%V",
+                                  ngx_http_registry_alg_name(digest->alg),
+                                  &digest->hex, suffix);
 }
 
 

@@ -114,7 +114,7 @@ sub problems {
                            (?:data|startedat|ngx_registry_state|hashstates/.+)$}x
                  || $rel =~ m{^repositories/.+/_ngx_referrers/}
                  || $rel =~ m{^_ngx_locks/[0-9a-f]{64}$}
-                 || $rel =~ m{^_ngx_(?:tmp|jobs|tombstones|quarantine)/})
+                 || $rel =~ m{^_ngx_(?:tmp|jobs|tombstones|quarantine|flights)/})
         {
             # an upload session, the referrers index, the module's own
 
