@@ -20,7 +20,7 @@
  */
 
 
-#include "ngx_http_registry_mirror.h"
+#include "ngx_http_registry_store_mirror.h"
 
 
 typedef struct {

@@ -12,7 +12,7 @@
  */
 
 
-#include "ngx_http_registry_mirror.h"
+#include "ngx_http_registry_store_mirror.h"
 
 
 /* the time the tag was last checked upstream; NGX_DECLINED: no such tag */
