@@ -448,9 +448,16 @@ ngx_http_registry_lease_steal(ngx_http_registry_op_t *op, ngx_fd_t dir,
         return ngx_http_registry_op_syserr(op, err);
     }
 
+    /*
+     * The inode alone could be a rival's new lease, which got the number
+     * of the stale one it removed, and in the same second if that one was
+     * stale by its dead pid: the mtime is compared to the nanosecond.
+     */
+
     if (fstatat(dir, aside, &fi, AT_SYMLINK_NOFOLLOW) == 0
         && fi.st_ino == stale->st_ino && fi.st_dev == stale->st_dev
-        && fi.st_mtime == stale->st_mtime)
+        && fi.st_mtim.tv_sec == stale->st_mtim.tv_sec
+        && fi.st_mtim.tv_nsec == stale->st_mtim.tv_nsec)
     {
         (void) unlinkat(dir, aside, 0);
         return NGX_OK;
