@@ -66,6 +66,8 @@ static const char *ngx_http_registry_manifest_ambiguous(json_t *root,
 static const char *ngx_http_registry_descriptor_invalid(json_t *desc);
 static ngx_int_t ngx_http_registry_annotations_invalid(json_t *annotations);
 static ngx_uint_t ngx_http_registry_nondistributable_layer(json_t *desc);
+static ngx_uint_t ngx_http_registry_nondistributable_type(u_char *type,
+    size_t len);
 static ngx_int_t ngx_http_registry_manifest_references(ngx_pool_t *pool,
     json_t *root, ngx_uint_t kind, ngx_http_registry_manifest_t *m);
 static ngx_int_t ngx_http_registry_reference(ngx_pool_t *pool, json_t *desc,
@@ -478,13 +480,28 @@ ngx_http_registry_descriptor_invalid(json_t *desc)
 static ngx_uint_t
 ngx_http_registry_nondistributable_layer(json_t *desc)
 {
-    ngx_uint_t   i;
-    const char  *mt;
+    json_t  *mt;
 
-    mt = json_string_value(json_object_get(desc, "mediaType"));
+    mt = json_object_get(desc, "mediaType");
+
+    return ngx_http_registry_nondistributable_type(
+                                    (u_char *) json_string_value(mt),
+                                    json_string_length(mt));
+}
+
+
+/* type: a layer's media type (no NUL in it: jansson refuses one) */
+
+static ngx_uint_t
+ngx_http_registry_nondistributable_type(u_char *type, size_t len)
+{
+    ngx_uint_t  i;
 
     for (i = 0; ngx_http_registry_nondistributable[i]; i++) {
-        if (ngx_strcmp(mt, ngx_http_registry_nondistributable[i]) == 0) {
+        if (len == ngx_strlen(ngx_http_registry_nondistributable[i])
+            && ngx_strncmp(type, ngx_http_registry_nondistributable[i], len)
+               == 0)
+        {
             return 1;
         }
     }
@@ -893,8 +910,11 @@ typedef struct {
 static ngx_int_t ngx_http_registry_scan_image(ngx_pool_t *pool,
     ngx_http_registry_scan_value_t *config,
     ngx_http_registry_scan_value_t *layers, ngx_array_t *refs);
-static ngx_int_t ngx_http_registry_scan_index(ngx_pool_t *pool,
-    ngx_http_registry_scan_value_t *manifests, ngx_array_t *refs);
+static ngx_int_t ngx_http_registry_scan_list(ngx_pool_t *pool,
+    ngx_http_registry_scan_value_t *list, ngx_uint_t manifests,
+    ngx_array_t *refs);
+static ngx_int_t ngx_http_registry_scan_reference(ngx_pool_t *pool,
+    ngx_http_registry_scan_desc_t *d, ngx_uint_t manifest, ngx_array_t *refs);
 static ngx_uint_t ngx_http_registry_scan_kind(
     ngx_http_registry_scan_value_t *mt, ngx_uint_t has_manifests,
     ngx_uint_t has_config);
@@ -1004,46 +1024,56 @@ ngx_http_registry_manifest_scan(ngx_pool_t *pool,
     }
 
     if (kind == NGX_HTTP_REGISTRY_INDEX && !config.type && !layers.type) {
-        return ngx_http_registry_scan_index(pool, &manifests, m->references);
+        return ngx_http_registry_scan_list(pool, &manifests, 1,
+                                           m->references);
     }
 
     return NGX_DECLINED;
 }
 
 
-/* the config and the layers, less the non-distributable ones */
+/* an image's config, then its layers */
 
 static ngx_int_t
 ngx_http_registry_scan_image(ngx_pool_t *pool,
     ngx_http_registry_scan_value_t *config,
     ngx_http_registry_scan_value_t *layers, ngx_array_t *refs)
 {
+    ngx_int_t                      rc;
+    ngx_http_registry_scan_desc_t  d;
+
+    if (ngx_http_registry_scan_descriptor(config, &d) != NGX_OK) {
+        return NGX_DECLINED;
+    }
+
+    rc = ngx_http_registry_scan_reference(pool, &d, 0, refs);
+
+    return (rc == NGX_OK) ? ngx_http_registry_scan_list(pool, layers, 0, refs)
+                          : rc;
+}
+
+
+/*
+ * An array of descriptors: an index's children (manifests), or an
+ * image's layers, less the non-distributable ones.
+ */
+
+static ngx_int_t
+ngx_http_registry_scan_list(ngx_pool_t *pool,
+    ngx_http_registry_scan_value_t *list, ngx_uint_t manifests,
+    ngx_array_t *refs)
+{
     ngx_int_t                       rc;
-    ngx_uint_t                      first, i, skip;
-    ngx_http_registry_ref_t        *ref;
+    ngx_uint_t                      first;
     ngx_http_registry_scan_t        s;
     ngx_http_registry_scan_desc_t   d;
     ngx_http_registry_scan_value_t  v;
 
-    if (ngx_http_registry_scan_descriptor(config, &d) != NGX_OK
-        || layers->type != NGX_HTTP_REGISTRY_SCAN_ARRAY)
-    {
+    if (list->type != NGX_HTTP_REGISTRY_SCAN_ARRAY) {
         return NGX_DECLINED;
     }
 
-    ref = ngx_array_push(refs);
-    if (ref == NULL
-        || ngx_http_registry_digest_copy(pool, d.digest.start,
-                                         d.digest.end - d.digest.start,
-                                         &ref->digest)
-           != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
-
-    ref->manifest = 0;
-
-    ngx_http_registry_scan_inside(&s, layers, 1);
+    ngx_http_registry_scan_inside(&s, list, 1);
     first = 1;
 
     while ((rc = ngx_http_registry_scan_element(&s, &first, &v)) == NGX_OK) {
@@ -1051,73 +1081,43 @@ ngx_http_registry_scan_image(ngx_pool_t *pool,
             return NGX_DECLINED;
         }
 
-        skip = 0;
-
-        for (i = 0; ngx_http_registry_nondistributable[i]; i++) {
-            skip |= ngx_http_registry_scan_is(&d.media_type,
-                                          ngx_http_registry_nondistributable[i]);
-        }
-
-        if (skip) {
+        if (!manifests
+            && ngx_http_registry_nondistributable_type(d.media_type.start,
+                                   d.media_type.end - d.media_type.start))
+        {
             continue;
         }
 
-        ref = ngx_array_push(refs);
-        if (ref == NULL
-            || ngx_http_registry_digest_copy(pool, d.digest.start,
-                                             d.digest.end - d.digest.start,
-                                             &ref->digest)
-               != NGX_OK)
+        if (ngx_http_registry_scan_reference(pool, &d, manifests, refs)
+            != NGX_OK)
         {
             return NGX_ERROR;
         }
-
-        ref->manifest = 0;
     }
 
     return (rc == NGX_DONE) ? NGX_OK : NGX_DECLINED;
 }
 
 
-/* an index's children */
-
 static ngx_int_t
-ngx_http_registry_scan_index(ngx_pool_t *pool,
-    ngx_http_registry_scan_value_t *manifests, ngx_array_t *refs)
+ngx_http_registry_scan_reference(ngx_pool_t *pool,
+    ngx_http_registry_scan_desc_t *d, ngx_uint_t manifest, ngx_array_t *refs)
 {
-    ngx_int_t                       rc;
-    ngx_uint_t                      first;
-    ngx_http_registry_ref_t        *ref;
-    ngx_http_registry_scan_t        s;
-    ngx_http_registry_scan_desc_t   d;
-    ngx_http_registry_scan_value_t  v;
+    ngx_http_registry_ref_t  *ref;
 
-    if (manifests->type != NGX_HTTP_REGISTRY_SCAN_ARRAY) {
-        return NGX_DECLINED;
+    ref = ngx_array_push(refs);
+    if (ref == NULL
+        || ngx_http_registry_digest_copy(pool, d->digest.start,
+                                         d->digest.end - d->digest.start,
+                                         &ref->digest)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
     }
 
-    ngx_http_registry_scan_inside(&s, manifests, 1);
-    first = 1;
+    ref->manifest = manifest;
 
-    while ((rc = ngx_http_registry_scan_element(&s, &first, &v)) == NGX_OK) {
-        if (ngx_http_registry_scan_descriptor(&v, &d) != NGX_OK) {
-            return NGX_DECLINED;
-        }
-
-        ref = ngx_array_push(refs);
-        if (ref == NULL
-            || ngx_http_registry_digest_copy(pool, d.digest.start,
-                                             d.digest.end - d.digest.start,
-                                             &ref->digest)
-               != NGX_OK)
-        {
-            return NGX_ERROR;
-        }
-
-        ref->manifest = 1;
-    }
-
-    return (rc == NGX_DONE) ? NGX_OK : NGX_DECLINED;
+    return NGX_OK;
 }
 
 
