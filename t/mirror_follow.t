@@ -20,16 +20,13 @@ use warnings;
 use Test::More;
 use File::Temp qw(tempdir);
 use Digest::SHA qw(sha256_hex);
-use IO::Socket::INET;
-use JSON::PP;
-use POSIX ();
 
 use lib 't/lib';
 use RegTest;
 use MirrorTest;
 
 my $SIZE = 4 * 1024 * 1024;
-my $FIRST = 256 * 1024;
+my $FIRST = $MirrorTest::FIRST;
 my $CLIENTS = 20;
 
 my $dir = tempdir('mirror-follow-XXXXXXXX', TMPDIR => 1,
@@ -60,77 +57,9 @@ EOF
 my $sd = $up->push_blob('lib/slow', $slow);
 my $gd = RegTest::digest($good);
 
-# One client, in a child: GET $path (with %headers), read to the end;
-# what it saw goes to $out as JSON: status, Content-Length, the bytes it
-# read and their sha256, and what $probe returned once it had $FIRST
-# bytes of the body.  A $probe of 'slow': a small receive buffer, and
-# nothing read for 4 s after the headers (the follower's output waits).
-sub client {
-    my ($port, $path, $out, $probe, %headers) = @_;
-
-    my $pid = fork();
-    die "fork: $!" unless defined $pid;
-    return $pid if $pid;
-
-    my %res = (status => 0, length => -1, got => 0, probe => undef);
-    my $sha = Digest::SHA->new(256);
-    my $body = '';
-
-    eval {
-        local $SIG{ALRM} = sub { die "timeout\n" };
-        alarm 120;
-
-        my $slow = !ref $probe;
-        my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
-                                      PeerPort => $port, Proto => 'tcp',
-                                      $slow ? (RecvBuf => 16384) : ())
-            or die "connect: $!\n";
-        $probe = sub { 1 } if $slow;
-
-        print $s "GET $path HTTP/1.0\r\nHost: localhost\r\n"
-                 . join('', map { "$_: $headers{$_}\r\n" } keys %headers)
-                 . "\r\n";
-
-        my $buf = '';
-        while ($buf !~ /\r\n\r\n/) {
-            sysread($s, $buf, 65536, length $buf) or die "eof in headers\n";
-        }
-
-        my ($head, $rest) = split /\r\n\r\n/, $buf, 2;
-        ($res{status}) = $head =~ m{^HTTP/1\.\d (\d+)};
-        ($res{length}) = $head =~ /^Content-Length: *(\d+)/mi;
-        $res{length} //= -1;
-
-        my $chunk = $rest;
-        sleep 4 if $slow;
-
-        while (1) {
-            $sha->add($chunk);
-            $res{got} += length $chunk;
-            $body .= $chunk if $res{got} <= 1024;
-
-            $res{probe} = $probe->() if !defined $res{probe}
-                                        && $res{got} >= $FIRST;
-
-            my $n = sysread($s, $chunk, 65536);
-            last unless $n;
-        }
-
-        alarm 0;
-    };
-
-    $res{error} = $@;
-    $res{sha} = $sha->hexdigest;
-    $res{head} = $body;
-
-    RegTest::spew($out, JSON::PP->new->encode(\%res));
-    POSIX::_exit(0);
-}
-
-sub results {
-    my (@files) = @_;
-    return map { JSON::PP->new->decode(RegTest::slurp($_) || '{}') } @files;
-}
+# clients in children, and what they saw (MirrorTest::stream_client())
+sub client { MirrorTest::stream_client(@_) }
+sub results { MirrorTest::stream_results(@_) }
 
 sub wait_all { waitpid($_, 0) for @_ }
 

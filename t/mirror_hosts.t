@@ -38,7 +38,6 @@ use File::Temp qw(tempdir);
 use File::Path qw(make_path);
 use File::Basename qw(dirname);
 use Digest::SHA qw(sha256_hex);
-use IO::Socket::INET;
 use JSON::PP;
 use POSIX ();
 use Sys::Hostname qw(hostname);
@@ -48,7 +47,7 @@ use lib 't/lib';
 use RegTest;
 use MirrorTest;
 
-my $FIRST = 256 * 1024;
+my $FIRST = $MirrorTest::FIRST;
 my $CLIENTS = 12;
 
 my $dir = tempdir('mirror-hosts-XXXXXXXX', TMPDIR => 1,
@@ -115,58 +114,10 @@ sub upstream_gets {
 
 sub errors { join '', map { $_->error_log } @hosts }
 
-# One client, in a child: GET $path of host $h, read to the end; what it
-# saw goes to $out as JSON: status, Content-Length, bytes read and their
-# sha256, and what $probe returned once it had $FIRST bytes of the body.
+# a client of host $h in a child (MirrorTest::stream_client()): its pid
 sub client {
     my ($h, $path, $out, $probe) = @_;
-
-    my $pid = fork();
-    die "fork: $!" unless defined $pid;
-    return $pid if $pid;
-
-    my %res = (status => 0, length => -1, got => 0, probe => undef);
-    my $sha = Digest::SHA->new(256);
-
-    eval {
-        local $SIG{ALRM} = sub { die "timeout\n" };
-        alarm 120;
-
-        my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
-                                      PeerPort => $h->port, Proto => 'tcp')
-            or die "connect: $!\n";
-
-        print $s "GET $path HTTP/1.0\r\nHost: localhost\r\n\r\n";
-
-        my $buf = '';
-        while ($buf !~ /\r\n\r\n/) {
-            sysread($s, $buf, 65536, length $buf) or die "eof in headers\n";
-        }
-
-        my ($head, $chunk) = split /\r\n\r\n/, $buf, 2;
-        ($res{status}) = $head =~ m{^HTTP/1\.\d (\d+)};
-        ($res{length}) = $head =~ /^Content-Length: *(\d+)/mi;
-        $res{length} //= -1;
-
-        while (1) {
-            $sha->add($chunk);
-            $res{got} += length $chunk;
-
-            $res{probe} = $probe->() if $probe && !defined $res{probe}
-                                        && $res{got} >= $FIRST;
-
-            my $n = sysread($s, $chunk, 65536);
-            last unless $n;
-        }
-
-        alarm 0;
-    };
-
-    $res{error} = $@;
-    $res{sha} = $sha->hexdigest;
-
-    RegTest::spew($out, JSON::PP->new->encode(\%res));
-    POSIX::_exit(0);
+    return MirrorTest::stream_client($h->port, $path, $out, $probe);
 }
 
 # $n clients of blob $name, alternately on either host; their results
@@ -180,8 +131,7 @@ sub clients {
     $before_wait->() if $before_wait;
     waitpid($_, 0) for @pids;
 
-    return map { JSON::PP->new->decode(RegTest::slurp("$dir/$tag-$_") || '{}') }
-           0 .. $n - 1;
+    return MirrorTest::stream_results(map { "$dir/$tag-$_" } 0 .. $n - 1);
 }
 
 sub right {

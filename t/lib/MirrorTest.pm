@@ -7,11 +7,21 @@ package MirrorTest;
 #   my $m = MirrorTest::mirror($upstream_url, ttl => '2s',
 #                              location_extra => '...', upstream_extra => '');
 #   MirrorTest::upstream_hits($upstream, qr{...})  lines of its access log
+#   my $pid = MirrorTest::stream_client($port, $path, $out, $probe);
+#   my @r = MirrorTest::stream_results(@outs);       what the clients saw
 
 use strict;
 use warnings;
 
+use Digest::SHA;
+use IO::Socket::INET;
+use JSON::PP;
+use POSIX ();
+
 use RegTest;
+
+# the bytes of a body after which a client's $probe runs
+our $FIRST = 256 * 1024;
 
 sub upstream_location {
     my (%o) = @_;
@@ -54,6 +64,80 @@ sub upstream_hits {
 
     return scalar grep { $_ =~ $re }
                   split /\n/, RegTest::slurp($t->dir . '/access.log');
+}
+
+# One client, in a child: GET $path of 127.0.0.1:$port (with %headers),
+# read to the end; what it saw goes to $out as JSON: status,
+# Content-Length, the bytes it read, their sha256, the first KiB of the
+# body (head), and what $probe (if any) returned once it had $FIRST bytes
+# of the body.  A $probe of 'slow': a small receive buffer, and nothing
+# read for 4 s after the headers (a follower's output waits).  Returns
+# the child's pid.
+sub stream_client {
+    my ($port, $path, $out, $probe, %headers) = @_;
+
+    my $pid = fork();
+    die "fork: $!" unless defined $pid;
+    return $pid if $pid;
+
+    my %res = (status => 0, length => -1, got => 0, probe => undef);
+    my $sha = Digest::SHA->new(256);
+    my $body = '';
+
+    eval {
+        local $SIG{ALRM} = sub { die "timeout\n" };
+        alarm 120;
+
+        my $slow = defined $probe && !ref $probe;
+        my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+                                      PeerPort => $port, Proto => 'tcp',
+                                      $slow ? (RecvBuf => 16384) : ())
+            or die "connect: $!\n";
+        $probe = sub { 1 } if $slow;
+
+        print $s "GET $path HTTP/1.0\r\nHost: localhost\r\n"
+                 . join('', map { "$_: $headers{$_}\r\n" } keys %headers)
+                 . "\r\n";
+
+        my $buf = '';
+        while ($buf !~ /\r\n\r\n/) {
+            sysread($s, $buf, 65536, length $buf) or die "eof in headers\n";
+        }
+
+        my ($head, $chunk) = split /\r\n\r\n/, $buf, 2;
+        ($res{status}) = $head =~ m{^HTTP/1\.\d (\d+)};
+        ($res{length}) = $head =~ /^Content-Length: *(\d+)/mi;
+        $res{length} //= -1;
+
+        sleep 4 if $slow;
+
+        while (1) {
+            $sha->add($chunk);
+            $res{got} += length $chunk;
+            $body .= $chunk if $res{got} <= 1024;
+
+            $res{probe} = $probe->() if $probe && !defined $res{probe}
+                                        && $res{got} >= $FIRST;
+
+            my $n = sysread($s, $chunk, 65536);
+            last unless $n;
+        }
+
+        alarm 0;
+    };
+
+    $res{error} = $@;
+    $res{sha} = $sha->hexdigest;
+    $res{head} = $body;
+
+    RegTest::spew($out, JSON::PP->new->encode(\%res));
+    POSIX::_exit(0);
+}
+
+# what the clients that wrote @files saw, in that order
+sub stream_results {
+    my (@files) = @_;
+    return map { JSON::PP->new->decode(RegTest::slurp($_) || '{}') } @files;
 }
 
 1;
