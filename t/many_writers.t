@@ -353,12 +353,12 @@ like($_, qr/^gc ran [1-9]/, 'gc ran on both instances meanwhile') for @gc;
 diag(join ', ', @gc);
 
 my @images = map { split /\0/ } @out;
-my $lost = 0;
-$lost += $_ for map { /^lost (\d+)$/ ? $1 : () } @images;
+my $pulls_lost = 0;
+$pulls_lost += $_ for map { /^lost (\d+)$/ ? $1 : () } @images;
 @images = grep { /^gc\// } @images;
 is(scalar(@images), 48, '48 images accepted while gc ran')
     or diag(join "\n", grep { !/^gc\// } @out);
-is($lost, 0, 'no pull of an accepted image failed while gc ran');
+is($pulls_lost, 0, 'no pull of an accepted image failed while gc ran');
 
 RegGc::run_gc($a, grace => 0);
 is(join(',', grep { $_ } map { missing($b, $_) } @images), '',
