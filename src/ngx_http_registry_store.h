@@ -425,6 +425,8 @@ ngx_int_t ngx_http_registry_dir_retime(ngx_http_registry_op_t *op,
     ngx_http_registry_dir_t *dir, char *name);
 ngx_int_t ngx_http_registry_dir_unlink(ngx_http_registry_op_t *op,
     ngx_http_registry_dir_t *dir, char *name, ngx_uint_t is_dir);
+ngx_int_t ngx_http_registry_dir_sync(ngx_http_registry_op_t *op,
+    ngx_http_registry_dir_t *dir);
 void ngx_http_registry_dir_close(ngx_http_registry_dir_t *dir);
 ngx_int_t ngx_http_registry_file_touch(ngx_http_registry_op_t *op,
     ngx_str_t *path, struct timespec *mtime);

@@ -1778,6 +1778,25 @@ ngx_http_registry_dir_retime(ngx_http_registry_op_t *op,
 }
 
 
+/* as ngx_http_registry_file_sync_dir(), on the directory held open */
+
+ngx_int_t
+ngx_http_registry_dir_sync(ngx_http_registry_op_t *op,
+    ngx_http_registry_dir_t *dir)
+{
+    ngx_err_t  err;
+
+    if (fsync(dir->fd) == 0) {
+        return NGX_OK;
+    }
+
+    err = ngx_errno;
+    ngx_log_error(NGX_LOG_CRIT, op->log, err,
+                  "fsync() \"%V\" failed", &dir->path);
+    return ngx_http_registry_op_syserr(op, err);
+}
+
+
 /* NGX_DECLINED: absent; a directory is removed only when empty */
 
 ngx_int_t

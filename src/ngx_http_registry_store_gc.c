@@ -288,10 +288,13 @@ static ngx_int_t ngx_http_registry_gc_buried(ngx_http_registry_gc_t *gc,
     ngx_http_registry_op_t *op, ngx_http_registry_dir_t *prefix,
     ngx_str_t *hex, ngx_str_t *rel, ngx_http_registry_digest_t *digest);
 static ngx_int_t ngx_http_registry_gc_unlink_links(ngx_http_registry_gc_t *gc);
-static ngx_int_t ngx_http_registry_gc_dirty(ngx_http_registry_gc_t *gc,
-    ngx_array_t *dirty, ngx_http_registry_gc_link_t *cand);
-static ngx_int_t ngx_http_registry_gc_sync_layers(ngx_http_registry_gc_t *gc,
-    ngx_array_t *dirty);
+static ngx_uint_t ngx_http_registry_gc_link_group(
+    ngx_http_registry_gc_link_t *cand, ngx_uint_t n);
+static ngx_int_t ngx_http_registry_gc_unlink_group(ngx_http_registry_gc_t *gc,
+    ngx_http_registry_gc_link_t *cand, ngx_uint_t n, ngx_uint_t *removed);
+static ngx_int_t ngx_http_registry_gc_unlink_link(ngx_http_registry_gc_t *gc,
+    ngx_http_registry_op_t *op, ngx_http_registry_dir_t *layers,
+    ngx_http_registry_gc_link_t *cand);
 static ngx_int_t ngx_http_registry_gc_delete_part(ngx_http_registry_gc_t *gc,
     ngx_array_t *tombs);
 static ngx_int_t ngx_http_registry_gc_young_in(ngx_http_registry_gc_t *gc,
@@ -1868,88 +1871,24 @@ static ngx_int_t
 ngx_http_registry_gc_unlink_links(ngx_http_registry_gc_t *gc)
 {
     ngx_int_t                     rc;
-    ngx_str_t                     link;
-    ngx_uint_t                    i, removed;
-    ngx_pool_t                   *pool;
-    ngx_array_t                   dirty;
-    ngx_http_registry_op_t        op;
+    ngx_uint_t                    i, n, removed;
     ngx_http_registry_gc_link_t  *cand;
 
     ngx_http_registry_gc_phase(gc, NGX_HTTP_REGISTRY_GC_LINKS,
                                gc->links.nelts);
 
-    if (ngx_array_init(&dirty, gc->op->pool, 16,
-                       sizeof(ngx_http_registry_gc_link_t))
-        != NGX_OK)
-    {
-        return ngx_http_registry_op_syserr(gc->op, NGX_ENOMEM);
-    }
-
     cand = gc->links.elts;
     removed = 0;
     rc = NGX_OK;
 
-    for (i = 0; i < gc->links.nelts && rc == NGX_OK; i++) {
-        if (ngx_http_registry_gc_cancelled(gc)) {
-            rc = NGX_DECLINED;
-            break;
-        }
-
-        gc->progress->done = i + 1;
-
-        if (gc->invalid || (!cand[i].blob->marked && cand[i].blob->kept)) {
-            continue;
-        }
-
-        pool = ngx_create_pool(NGX_DEFAULT_POOL_SIZE, gc->op->log);
-        if (pool == NULL) {
-            return ngx_http_registry_op_syserr(gc->op, NGX_ENOMEM);
-        }
-
-        op = *gc->op;
-        op.pool = pool;
-
-        rc = ngx_http_registry_path_layer_link(&op, &link, &cand[i].name,
-                                               &cand[i].blob->digest);
-
-        if (rc == NGX_OK && !gc->job->dry_run) {
-            rc = ngx_http_registry_gc_young(gc, &op, &link, NULL);
-
-            if (rc == NGX_ABORT) {
-                rc = ngx_http_registry_file_unlink(&op, &link, 1);
-
-            } else if (rc == NGX_OK) {
-                cand[i].blob->kept = 1;
-                rc = NGX_DECLINED;            /* young again: kept */
-            }
-        }
-
-        if (rc == NGX_OK) {
-            removed++;
-            gc->links_removed++;
-            ngx_http_registry_gc_list(gc, gc->links_list, &cand[i].name,
-                                      &cand[i].blob->digest.text);
-
-            if (cand[i].blob->doomed) {
-                rc = ngx_http_registry_gc_dirty(gc, &dirty, &cand[i]);
-            }
-
-        } else if (rc == NGX_DECLINED) {
-            rc = NGX_OK;
-
-        } else {
-            gc->op->fault = op.fault;
-        }
-
-        ngx_destroy_pool(pool);
+    for (i = 0; i < gc->links.nelts && rc == NGX_OK; i += n) {
+        n = ngx_http_registry_gc_link_group(cand + i, gc->links.nelts - i);
+        rc = ngx_http_registry_gc_unlink_group(gc, cand + i, n, &removed);
+        gc->progress->done = i + n;
     }
 
     if (removed && !gc->job->dry_run) {
         ngx_http_registry_links_changed(gc->op);
-    }
-
-    if (rc == NGX_OK) {
-        rc = ngx_http_registry_gc_sync_layers(gc, &dirty);
     }
 
     if (rc != NGX_OK) {
@@ -1962,71 +1901,166 @@ ngx_http_registry_gc_unlink_links(ngx_http_registry_gc_t *gc)
 
 
 /*
- * The repository's _layers/<alg> lost a doomed blob's link: it is synced
- * before the blob's bytes go.  Candidates come by repository and by alg,
- * so a directory is listed once.
+ * How many candidates from the first are in its repository's
+ * _layers/<alg>: a repository's come together (gc_layer(), gc_join()).
  */
 
-static ngx_int_t
-ngx_http_registry_gc_dirty(ngx_http_registry_gc_t *gc, ngx_array_t *dirty,
-    ngx_http_registry_gc_link_t *cand)
+static ngx_uint_t
+ngx_http_registry_gc_link_group(ngx_http_registry_gc_link_t *cand,
+    ngx_uint_t n)
 {
-    ngx_http_registry_gc_link_t  *last;
+    ngx_uint_t  k;
 
-    if (gc->job->dry_run) {
-        return NGX_OK;
-    }
-
-    if (dirty->nelts) {
-        last = (ngx_http_registry_gc_link_t *) dirty->elts + dirty->nelts - 1;
-
-        if (last->blob->digest.alg == cand->blob->digest.alg
-            && last->name.len == cand->name.len
-            && ngx_strncmp(last->name.data, cand->name.data, cand->name.len)
-               == 0)
+    for (k = 1; k < n; k++) {
+        if (cand[k].blob->digest.alg != cand[0].blob->digest.alg
+            || cand[k].name.len != cand[0].name.len
+            || ngx_strncmp(cand[k].name.data, cand[0].name.data,
+                           cand[0].name.len)
+               != 0)
         {
-            return NGX_OK;
+            break;
         }
     }
 
-    last = ngx_array_push(dirty);
-    if (last == NULL) {
-        return ngx_http_registry_op_syserr(gc->op, NGX_ENOMEM);
-    }
-
-    *last = *cand;
-
-    return NGX_OK;
+    return k;
 }
 
 
+/*
+ * The candidates of one _layers/<alg>, held open (opened for the first
+ * one that may go): it is synced once it lost a doomed blob's link.
+ * *removed: counts the links that go.
+ */
+
 static ngx_int_t
-ngx_http_registry_gc_sync_layers(ngx_http_registry_gc_t *gc,
-    ngx_array_t *dirty)
+ngx_http_registry_gc_unlink_group(ngx_http_registry_gc_t *gc,
+    ngx_http_registry_gc_link_t *cand, ngx_uint_t n, ngx_uint_t *removed)
 {
-    ngx_int_t                     rc;
-    ngx_str_t                     path;
-    ngx_uint_t                    i;
-    ngx_http_registry_gc_link_t  *d;
+    ngx_int_t                 rc;
+    ngx_str_t                 path;
+    ngx_uint_t                k, doomed;
+    ngx_pool_t               *pool;
+    ngx_http_registry_op_t    op;
+    ngx_http_registry_dir_t   dir;
 
-    d = dirty->elts;
-
-    for (i = 0; i < dirty->nelts; i++) {
-        if (ngx_http_registry_path_layers(gc->op, &path, &d[i].name,
-                                          d[i].blob->digest.alg)
-            != NGX_OK)
-        {
-            return NGX_ERROR;
-        }
-
-        rc = ngx_http_registry_file_sync_dir(gc->op, &path);
-
-        if (rc == NGX_ERROR) {
-            return NGX_ERROR;
-        }
+    pool = ngx_create_pool(NGX_DEFAULT_POOL_SIZE, gc->op->log);
+    if (pool == NULL) {
+        return ngx_http_registry_op_syserr(gc->op, NGX_ENOMEM);
     }
 
-    return NGX_OK;
+    op = *gc->op;
+    op.pool = pool;
+    dir.fd = -1;
+    doomed = 0;
+    rc = NGX_OK;
+
+    for (k = 0; k < n && rc == NGX_OK; k++) {
+        if (ngx_http_registry_gc_cancelled(gc)) {
+            rc = NGX_DECLINED;
+            break;
+        }
+
+        if (gc->invalid || (!cand[k].blob->marked && cand[k].blob->kept)) {
+            continue;
+        }
+
+        if (!gc->job->dry_run && dir.fd == -1) {
+            rc = ngx_http_registry_path_layers(&op, &path, &cand[k].name,
+                                               cand[k].blob->digest.alg);
+            if (rc == NGX_OK) {
+                rc = ngx_http_registry_dir_open(&op, &path, &dir);
+            }
+
+            if (rc == NGX_DECLINED) {
+                rc = NGX_OK;                  /* gone, and its links */
+                break;
+            }
+
+            if (rc != NGX_OK) {
+                break;
+            }
+        }
+
+        if (!gc->job->dry_run) {
+            rc = ngx_http_registry_gc_unlink_link(gc, &op, &dir, &cand[k]);
+
+            if (rc == NGX_DECLINED) {
+                rc = NGX_OK;
+                continue;
+            }
+
+            if (rc != NGX_OK) {
+                break;
+            }
+        }
+
+        (*removed)++;
+        gc->links_removed++;
+        ngx_http_registry_gc_list(gc, gc->links_list, &cand[k].name,
+                                  &cand[k].blob->digest.text);
+        doomed |= (cand[k].blob->doomed != NULL);
+    }
+
+    if (rc == NGX_OK && doomed && dir.fd != -1) {
+        rc = ngx_http_registry_dir_sync(&op, &dir);
+    }
+
+    if (rc == NGX_ERROR) {
+        gc->op->fault = op.fault;
+    }
+
+    ngx_http_registry_dir_close(&dir);
+    ngx_destroy_pool(pool);
+
+    return rc;
+}
+
+
+/*
+ * One candidate in its _layers/<alg> (layers): its link and the link's
+ * directory go, unless found young again (a push in flight: its blob
+ * stays, doomed or not).  NGX_DECLINED: kept, or gone.
+ */
+
+static ngx_int_t
+ngx_http_registry_gc_unlink_link(ngx_http_registry_gc_t *gc,
+    ngx_http_registry_op_t *op, ngx_http_registry_dir_t *layers,
+    ngx_http_registry_gc_link_t *cand)
+{
+    ngx_int_t                 rc;
+    ngx_str_t                 rel, *hex;
+    ngx_http_registry_dir_t   link_dir;
+
+    hex = &cand->blob->digest.hex;
+
+    if (ngx_http_registry_path_in_links(op, &rel, hex) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    rc = ngx_http_registry_gc_young_in(gc, op, layers, &rel, NULL);
+
+    if (rc == NGX_OK) {
+        cand->blob->kept = 1;
+        return NGX_DECLINED;
+    }
+
+    if (rc != NGX_ABORT) {
+        return rc;
+    }
+
+    rc = ngx_http_registry_dir_open_in(op, layers, hex, &link_dir);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    rc = ngx_http_registry_dir_unlink(op, &link_dir, "link", 0);
+    ngx_http_registry_dir_close(&link_dir);
+
+    if (rc == NGX_OK) {
+        (void) ngx_http_registry_dir_unlink(op, layers, (char *) hex->data, 1);
+    }
+
+    return rc;
 }
 
 
