@@ -31,10 +31,10 @@
 
 
 typedef struct {
-    ngx_str_t                  name;
-    ngx_http_registry_job_pt   work;
-    ngx_uint_t                 options;   /* NGX_HTTP_REGISTRY_OPT_* */
-    const char               **phases;    /* NULL: the job sets its own */
+    ngx_str_t                        name;
+    ngx_http_registry_job_pt         work;
+    ngx_uint_t                       options;   /* NGX_HTTP_REGISTRY_OPT_* */
+    ngx_http_registry_job_phases_pt  phases;
 } ngx_http_registry_job_kind_t;
 
 
@@ -68,7 +68,6 @@ typedef struct {
     ngx_http_registry_detached_t   refresh;
     ngx_event_t                    tick;
     ngx_uint_t                     ticks;
-    const char                   **copied;    /* phases in the slot */
     ngx_http_registry_job_state_e  state;
     u_char                         id[NGX_HTTP_REGISTRY_JOB_ID_LEN];
     unsigned                       leased:1;
@@ -109,21 +108,20 @@ static void ngx_http_registry_job_refreshed(ngx_http_registry_detached_t *d);
 
 /*
  * The kinds of jobs: a row is the name (POST <admin>/<name>), the store
- * operation, the options it accepts, and the names of its phases (NULL:
- * the operation sets job->phases itself).
+ * operation, the options it accepts, and the names of its phases.
  */
 
 static ngx_http_registry_job_kind_t  ngx_http_registry_job_kinds[] = {
 
     { ngx_string("purge-uploads"), ngx_http_registry_store_purge_job,
-      NGX_HTTP_REGISTRY_OPT_OLDER_THAN, ngx_http_registry_purge_phases },
+      NGX_HTTP_REGISTRY_OPT_OLDER_THAN, ngx_http_registry_store_purge_phases },
 
     { ngx_string("gc"), ngx_http_registry_store_gc,
       NGX_HTTP_REGISTRY_OPT_DRY_RUN | NGX_HTTP_REGISTRY_OPT_DELETE_UNTAGGED
-      | NGX_HTTP_REGISTRY_OPT_GRACE, NULL },
+      | NGX_HTTP_REGISTRY_OPT_GRACE, ngx_http_registry_store_gc_phases },
     { ngx_string("fsck"), ngx_http_registry_store_fsck,
       NGX_HTTP_REGISTRY_OPT_REPAIR | NGX_HTTP_REGISTRY_OPT_REHASH
-      | NGX_HTTP_REGISTRY_OPT_RATE, NULL },
+      | NGX_HTTP_REGISTRY_OPT_RATE, ngx_http_registry_store_fsck_phases },
 
     { ngx_null_string, NULL, 0, NULL }
 };
@@ -394,7 +392,6 @@ ngx_http_registry_job_create(ngx_http_registry_job_start_t *s,
     rn->thread_pool = s->thread_pool;
     rn->kind = kind;
     rn->job = s->options;
-    rn->job.phases = kind->phases;
     rn->start = s->started ? s : NULL;
 
     rn->task.op.store = s->store;
@@ -506,7 +503,7 @@ ngx_http_registry_job_claim(ngx_http_registry_runner_t *rn,
     rn->slot = slot;
     rn->job.progress = &slot->progress;
 
-    ngx_http_registry_job_phases(rn, rn->job.phases);
+    ngx_http_registry_job_phases(rn, rn->kind->phases(&rn->job));
 
     ngx_shmtx_unlock(&shpool->mutex);
 
@@ -566,8 +563,6 @@ ngx_http_registry_job_phases(ngx_http_registry_runner_t *rn,
     const char **phases)
 {
     ngx_uint_t  i;
-
-    rn->copied = phases;
 
     ngx_memzero(rn->slot->phases, sizeof(rn->slot->phases));
 
@@ -900,20 +895,8 @@ ngx_http_registry_job_tick(ngx_event_t *ev)
 {
     ngx_http_registry_runner_t *rn = ev->data;
 
-    const char  **phases;
-
     if (ngx_exiting || ngx_quit || ngx_terminate) {
         rn->job.progress->cancel = 1;
-    }
-
-    /* a job that sets its own phases does so in its thread: a pointer */
-
-    phases = rn->job.phases;
-
-    if (phases != rn->copied) {
-        ngx_shmtx_lock(&rn->store->shpool->mutex);
-        ngx_http_registry_job_phases(rn, phases);
-        ngx_shmtx_unlock(&rn->store->shpool->mutex);
     }
 
     if (++rn->ticks % NGX_HTTP_REGISTRY_LEASE_REFRESH == 0

@@ -754,7 +754,6 @@ typedef struct {
 
 typedef struct {
     ngx_http_registry_progress_t  *progress;  /* never NULL */
-    const char               **phases;   /* names of the phases, NULL-ended */
     time_t                     grace;    /* gc: blobs younger are kept */
     off_t                      rehash_rate;   /* fsck: bytes/s, 0: no limit */
     time_t                     older_than;    /* purge-uploads: stale after */
@@ -768,6 +767,10 @@ typedef struct {
 typedef ngx_int_t (*ngx_http_registry_job_pt)(ngx_http_registry_op_t *op,
     ngx_http_registry_job_t *job);
 
+/* the names of a job's phases, NULL-ended, known before it starts */
+typedef const char **(*ngx_http_registry_job_phases_pt)(
+    ngx_http_registry_job_t *job);
+
 ngx_int_t ngx_http_registry_store_gc(ngx_http_registry_op_t *op,
     ngx_http_registry_job_t *job);
 ngx_int_t ngx_http_registry_store_fsck(ngx_http_registry_op_t *op,
@@ -775,7 +778,11 @@ ngx_int_t ngx_http_registry_store_fsck(ngx_http_registry_op_t *op,
 ngx_int_t ngx_http_registry_store_purge_job(ngx_http_registry_op_t *op,
     ngx_http_registry_job_t *job);
 
-extern const char  *ngx_http_registry_purge_phases[];
+const char **ngx_http_registry_store_gc_phases(ngx_http_registry_job_t *job);
+const char **ngx_http_registry_store_fsck_phases(
+    ngx_http_registry_job_t *job);
+const char **ngx_http_registry_store_purge_phases(
+    ngx_http_registry_job_t *job);
 
 
 /* ---- the running jobs (jobs.c), in shared memory ---- */

@@ -230,15 +230,20 @@ static const char  *ngx_http_registry_fsck_phases_norehash[] = {
 };
 
 
+
+const char **
+ngx_http_registry_store_fsck_phases(ngx_http_registry_job_t *job)
+{
+    return job->rehash ? ngx_http_registry_fsck_phases
+                       : ngx_http_registry_fsck_phases_norehash;
+}
+
 ngx_int_t
 ngx_http_registry_store_fsck(ngx_http_registry_op_t *op,
     ngx_http_registry_job_t *job)
 {
     ngx_int_t                  rc;
     ngx_http_registry_fsck_t  *fsck;
-
-    job->phases = job->rehash ? ngx_http_registry_fsck_phases
-                              : ngx_http_registry_fsck_phases_norehash;
 
     fsck = ngx_pcalloc(op->pool, sizeof(ngx_http_registry_fsck_t));
     if (fsck == NULL) {

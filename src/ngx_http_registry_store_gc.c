@@ -351,6 +351,13 @@ static const char  *ngx_http_registry_gc_phases[] = {
 };
 
 
+
+const char **
+ngx_http_registry_store_gc_phases(ngx_http_registry_job_t *job)
+{
+    return ngx_http_registry_gc_phases;
+}
+
 /*
  * The job: job->grace, dry_run (report what would go, change nothing),
  * delete_untagged.  NGX_DECLINED: cancelled, with what was done so far
@@ -373,8 +380,6 @@ ngx_http_registry_store_gc(ngx_http_registry_op_t *op,
     gc.job = job;
     gc.progress = job->progress;
     gc.report = job->report;
-
-    job->phases = ngx_http_registry_gc_phases;
 
     rc = ngx_http_registry_gc_init(&gc);
 

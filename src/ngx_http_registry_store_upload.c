@@ -53,9 +53,16 @@ typedef struct {
 
 /* the phases of purge-uploads, as the jobs' runner names them */
 
-const char  *ngx_http_registry_purge_phases[] = {
+static const char  *ngx_http_registry_purge_phases[] = {
     "repositories", "uploads", "temporary files", NULL
 };
+
+
+const char **
+ngx_http_registry_store_purge_phases(ngx_http_registry_job_t *job)
+{
+    return ngx_http_registry_purge_phases;
+}
 
 
 static ngx_int_t ngx_http_registry_upload_path(ngx_http_registry_op_t *op,

@@ -361,6 +361,24 @@ for (1 .. 100) {
 is(scalar keys %seen, 2, 'done: both workers answer');
 is((values %seen)[0], (values %seen)[1], 'done: with the same report');
 
+# a job's phase is named from its first answer on, not a tick later:
+# a dry gc over the ballast, polled while it runs
+
+$r = post_job('gc?dry_run=1');
+is($r->{status}, 202, 'gc over the ballast: 202');
+my $gc = decode($r)->{id};
+my %gc_phase = map { $_ => 1 } qw(mark tombstones blobs links);
+my ($running, $named) = (0, 1);
+for (1 .. 2000) {
+    $j = decode($t->req('GET', "/_registry/jobs/$gc"));
+    last if ($j->{state} // '') ne 'running';
+    $running++;
+    $named &&= $gc_phase{ $j->{phase} // '' };
+}
+ok($running, 'gc over the ballast: seen running');
+ok($named, 'gc: every answer while it runs names a phase of gc');
+is(wait_job($gc)->{state}, 'done', 'gc over the ballast: done');
+
 # on a terminal (script(1) gives it one), registry-ctl shows the progress
 # on one line
 
