@@ -122,17 +122,24 @@ typedef struct {
 
 
 /*
- * The cached manifests pulled lately, for eviction's least recently
- * pulled first: worker 0 takes them every NGX_HTTP_REGISTRY_EVICT_TICK
- * and retimes their revision links in a thread.  A pull that finds the
- * list full is not recorded (its manifest looks older than it is).
+ * The cached manifests and blobs pulled lately, for eviction's least
+ * recently pulled first: worker 0 takes them every
+ * NGX_HTTP_REGISTRY_EVICT_TICK and retimes their revision and layer links
+ * in a thread.  Blobs have a list of their own, so that a fleet pulling
+ * layers never crowds the manifests out; a pull that finds its list full
+ * is not recorded (what it pulled looks older than it is), nor one that
+ * repeats the list's last.
  */
 
 #define NGX_HTTP_REGISTRY_PULLS        512
 #define NGX_HTTP_REGISTRY_EVICT_TICK   5000     /* ms */
 
+#define NGX_HTTP_REGISTRY_PULL_MANIFEST  0
+#define NGX_HTTP_REGISTRY_PULL_BLOB      1
+
 typedef struct {
     uint64_t                   store;
+    u_char                     kind;        /* NGX_HTTP_REGISTRY_PULL_* */
     u_char                     name_len;
     u_char                     digest_len;
     u_char                     name[NGX_HTTP_REGISTRY_NAME_MAX];
@@ -141,11 +148,16 @@ typedef struct {
 
 
 typedef struct {
+    ngx_uint_t                 n;
+    ngx_http_registry_pull_t   pull[NGX_HTTP_REGISTRY_PULLS];
+} ngx_http_registry_pulls_t;
+
+
+typedef struct {
     ngx_slab_pool_t           *shpool;
     ngx_uint_t                 seq;         /* of the last slot taken */
     ngx_http_registry_flight_t flight[NGX_HTTP_REGISTRY_FLIGHTS];
-    ngx_uint_t                 npulls;
-    ngx_http_registry_pull_t   pulls[NGX_HTTP_REGISTRY_PULLS];
+    ngx_http_registry_pulls_t  pulls[2];    /* by kind */
 } ngx_http_registry_flights_t;
 
 
@@ -294,7 +306,8 @@ static ngx_int_t ngx_http_registry_cache_work(ngx_http_registry_op_t *op,
     void *data);
 static void ngx_http_registry_cache_done(ngx_http_registry_detached_t *d);
 static void ngx_http_registry_mirror_pulled(
-    ngx_http_registry_mirror_ctx_t *mctx, ngx_http_registry_digest_t *digest);
+    ngx_http_registry_mirror_ctx_t *mctx, ngx_http_registry_digest_t *digest,
+    ngx_uint_t kind);
 static void *ngx_http_registry_mirror_create_conf(ngx_conf_t *cf);
 static char *ngx_http_registry_mirror_merge_conf(ngx_conf_t *cf,
     void *parent, void *child);
@@ -844,8 +857,9 @@ ngx_http_registry_mirror_init_process(ngx_cycle_t *cycle)
 static void
 ngx_http_registry_cache_handler(ngx_event_t *ev)
 {
-    ngx_uint_t                    i, kept;
+    ngx_uint_t                    i, kind, kept;
     ngx_http_registry_pull_t     *p;
+    ngx_http_registry_pulls_t    *list;
     ngx_http_registry_cache_t    *cache;
     ngx_http_registry_flights_t  *flights;
 
@@ -870,23 +884,27 @@ ngx_http_registry_cache_handler(ngx_event_t *ev)
     }
 
     flights = cache->flights->data;
-    kept = 0;
 
     ngx_shmtx_lock(&flights->shpool->mutex);
 
-    for (i = 0; i < flights->npulls; i++) {
-        if (flights->pulls[i].store != cache->store->id) {
-            flights->pulls[kept++] = flights->pulls[i];
-            continue;
+    for (kind = 0; kind < 2; kind++) {
+        list = &flights->pulls[kind];
+        kept = 0;
+
+        for (i = 0; i < list->n; i++) {
+            if (list->pull[i].store != cache->store->id) {
+                list->pull[kept++] = list->pull[i];
+                continue;
+            }
+
+            p = ngx_array_push(cache->pulled);
+            if (p) {
+                *p = list->pull[i];
+            }
         }
 
-        p = ngx_array_push(cache->pulled);
-        if (p) {
-            *p = flights->pulls[i];
-        }
+        list->n = kept;
     }
-
-    flights->npulls = kept;
 
     ngx_shmtx_unlock(&flights->shpool->mutex);
 
@@ -908,13 +926,17 @@ again:
 }
 
 
-/* in a thread: each pulled manifest's revision link retimed, then evict */
+/*
+ * In a thread: the link of each manifest (its revision's) and blob (its
+ * layer's) pulled retimed, then evict.
+ */
 
 static ngx_int_t
 ngx_http_registry_cache_work(ngx_http_registry_op_t *op, void *data)
 {
     ngx_http_registry_cache_t *cache = data;
 
+    ngx_int_t                    rc;
     ngx_str_t                    name;
     ngx_uint_t                   i;
     ngx_http_registry_pull_t    *p;
@@ -928,10 +950,16 @@ ngx_http_registry_cache_work(ngx_http_registry_op_t *op, void *data)
 
         if (ngx_http_registry_digest_copy(op->pool, p[i].digest,
                                           p[i].digest_len, &digest)
-            != NGX_OK
-            || ngx_http_registry_store_manifest_pulled(op, &name, &digest)
-               == NGX_ERROR)
+            != NGX_OK)
         {
+            return NGX_ERROR;
+        }
+
+        rc = (p[i].kind == NGX_HTTP_REGISTRY_PULL_BLOB)
+             ? ngx_http_registry_store_blob_pulled(op, &name, &digest)
+             : ngx_http_registry_store_manifest_pulled(op, &name, &digest);
+
+        if (rc == NGX_ERROR) {
             return NGX_ERROR;
         }
     }
@@ -968,13 +996,15 @@ ngx_http_registry_cache_done(ngx_http_registry_detached_t *d)
 }
 
 
-/* a cached manifest was pulled: its time, for eviction */
+/* a cached manifest or blob was pulled: its time, for eviction */
 
 static void
 ngx_http_registry_mirror_pulled(ngx_http_registry_mirror_ctx_t *mctx,
-    ngx_http_registry_digest_t *digest)
+    ngx_http_registry_digest_t *digest, ngx_uint_t kind)
 {
+    ngx_str_t                    *name;
     ngx_http_registry_pull_t     *p;
+    ngx_http_registry_pulls_t    *list;
     ngx_http_registry_flights_t  *flights;
 
     if (mctx->conf->flights == NULL || mctx->conf->flights->data == NULL
@@ -984,14 +1014,27 @@ ngx_http_registry_mirror_pulled(ngx_http_registry_mirror_ctx_t *mctx,
     }
 
     flights = mctx->conf->flights->data;
+    list = &flights->pulls[kind];
+    name = &mctx->owner->route.name;
 
     ngx_shmtx_lock(&flights->shpool->mutex);
 
-    if (flights->npulls < NGX_HTTP_REGISTRY_PULLS) {
-        p = &flights->pulls[flights->npulls++];
+    p = list->n ? &list->pull[list->n - 1] : NULL;
+
+    if (p && p->store == mctx->owner->op.store->id
+        && p->digest_len == digest->text.len
+        && ngx_memcmp(p->digest, digest->text.data, p->digest_len) == 0
+        && p->name_len == name->len
+        && ngx_memcmp(p->name, name->data, p->name_len) == 0)
+    {
+        p = NULL;                       /* the same pull again */
+
+    } else if (list->n < NGX_HTTP_REGISTRY_PULLS) {
+        p = &list->pull[list->n++];
         p->store = mctx->owner->op.store->id;
-        p->name_len = (u_char) mctx->owner->route.name.len;
-        ngx_memcpy(p->name, mctx->owner->route.name.data, p->name_len);
+        p->kind = (u_char) kind;
+        p->name_len = (u_char) name->len;
+        ngx_memcpy(p->name, name->data, p->name_len);
         p->digest_len = (u_char) digest->text.len;
         ngx_memcpy(p->digest, digest->text.data, p->digest_len);
     }
@@ -2019,7 +2062,8 @@ ngx_http_registry_mirror_manifest(ngx_http_request_t *r,
 
     if (rc == NGX_OK) {
         mctx->cache = NGX_HTTP_REGISTRY_CACHE_HIT;
-        ngx_http_registry_mirror_pulled(mctx, &mctx->local);
+        ngx_http_registry_mirror_pulled(mctx, &mctx->local,
+                                        NGX_HTTP_REGISTRY_PULL_MANIFEST);
         return ngx_http_registry_manifest_get(r);
     }
 
@@ -2080,7 +2124,8 @@ ngx_http_registry_manifest_revalidated(ngx_http_request_t *r,
 
     if (ngx_http_registry_digest_equal(&mctx->expected, &mctx->local)) {
         mctx->cache = NGX_HTTP_REGISTRY_CACHE_REVALIDATED;
-        ngx_http_registry_mirror_pulled(mctx, &mctx->local);
+        ngx_http_registry_mirror_pulled(mctx, &mctx->local,
+                                        NGX_HTTP_REGISTRY_PULL_MANIFEST);
         return ngx_http_registry_task_start(r,
                                       ngx_http_registry_manifest_recheck_work,
                                       mctx,
@@ -2262,7 +2307,8 @@ ngx_http_registry_manifest_stale(ngx_http_request_t *r,
     static ngx_str_t  stale = ngx_string("110 - \"Response is Stale\"");
 
     mctx->cache = NGX_HTTP_REGISTRY_CACHE_STALE;
-    ngx_http_registry_mirror_pulled(mctx, &mctx->local);
+    ngx_http_registry_mirror_pulled(mctx, &mctx->local,
+                                    NGX_HTTP_REGISTRY_PULL_MANIFEST);
 
     ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                   "registry upstream: \"%V\" answered %ui, "
@@ -2333,6 +2379,8 @@ ngx_http_registry_mirror_blob(ngx_http_request_t *r,
 
     if (rc == NGX_OK) {
         mctx->cache = NGX_HTTP_REGISTRY_CACHE_HIT;
+        ngx_http_registry_mirror_pulled(mctx, &ctx->route.digest,
+                                        NGX_HTTP_REGISTRY_PULL_BLOB);
         return ngx_http_registry_blob_get(r);
     }
 
@@ -2367,6 +2415,8 @@ ngx_http_registry_blob_adopted(ngx_http_request_t *r, ngx_int_t rc)
 
     if (rc == NGX_OK) {
         mctx->cache = NGX_HTTP_REGISTRY_CACHE_HIT;
+        ngx_http_registry_mirror_pulled(mctx, &ctx->route.digest,
+                                        NGX_HTTP_REGISTRY_PULL_BLOB);
         return ngx_http_registry_blob_get(r);
     }
 

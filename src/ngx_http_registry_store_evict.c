@@ -5,7 +5,11 @@
  *
  * The unit is a cached manifest (a revision of a mirrored repository),
  * whose last pull is its revision link's mtime (the mirror's pulls are
- * flushed there periodically, mirror.c).  While the mirrored bytes are
+ * flushed there periodically, mirror.c), or a blob of a mirrored
+ * repository that no cached manifest references (a client pulled it by
+ * digest alone), whose last pull is its layer link's (the latest of the
+ * repositories linking it), flushed the same way.  While the mirrored
+ * bytes are
  * over the bound, the least recently pulled manifest goes (its revision
  * and the tags naming it, as a DELETE does), then every blob it
  * referenced that nothing kept references: no kept manifest of a mirrored
@@ -29,6 +33,7 @@ typedef struct {
     time_t                     pulled;
     ngx_array_t               *references;   /* ngx_http_registry_ref_t */
     unsigned                   evicted:1;
+    unsigned                   blob:1;       /* a blob alone */
 } ngx_http_registry_evict_unit_t;
 
 
@@ -51,6 +56,11 @@ static ngx_int_t ngx_http_registry_evict_local(ngx_http_registry_evict_t *e,
 static ngx_int_t ngx_http_registry_evict_hexes(ngx_http_registry_op_t *op,
     ngx_str_t *dir, ngx_uint_t alg, ngx_array_t *digests);
 static ngx_int_t ngx_http_registry_evict_unit(ngx_http_registry_evict_t *e,
+    ngx_str_t *name, ngx_http_registry_digest_t *digest);
+static ngx_int_t ngx_http_registry_evict_strays(ngx_http_registry_evict_t *e);
+static ngx_int_t ngx_http_registry_evict_referenced(
+    ngx_http_registry_evict_t *e, ngx_array_t *referenced);
+static ngx_int_t ngx_http_registry_evict_stray(ngx_http_registry_evict_t *e,
     ngx_str_t *name, ngx_http_registry_digest_t *digest);
 static ngx_int_t ngx_http_registry_evict_size(ngx_http_registry_evict_t *e);
 static ngx_uint_t ngx_http_registry_evict_kept(ngx_http_registry_evict_t *e,
@@ -111,7 +121,9 @@ ngx_http_registry_store_evict(ngx_http_registry_op_t *op,
 
     ngx_http_registry_sort_names(&e.local);
 
-    if (ngx_http_registry_evict_size(&e) != NGX_OK) {
+    if (ngx_http_registry_evict_strays(&e) != NGX_OK
+        || ngx_http_registry_evict_size(&e) != NGX_OK)
+    {
         return NGX_ERROR;
     }
 
@@ -126,6 +138,22 @@ ngx_http_registry_store_evict(ngx_http_registry_op_t *op,
     u = e.units.elts;
 
     for (i = 0; i < e.units.nelts && e.total > max; i++) {
+
+        if (u[i].blob) {
+            u[i].evicted = 1;
+
+            ngx_log_error(NGX_LOG_INFO, op->log, 0,
+                          "registry cache: evicted blob %V of %V",
+                          &u[i].digest.text, &u[i].name);
+
+            if (ngx_http_registry_evict_blob(&e, &u[i].digest, freed)
+                != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
+
+            continue;
+        }
 
         if (ngx_http_registry_evict_kept(&e, &u[i].digest)) {
             continue;            /* a kept index's child */
@@ -375,6 +403,161 @@ ngx_http_registry_evict_unit(ngx_http_registry_evict_t *e, ngx_str_t *name,
 }
 
 
+/*
+ * The blobs linked in mirrored repositories that neither a local
+ * repository nor any cached manifest references (nor are one): units of
+ * their own.
+ */
+
+static ngx_int_t
+ngx_http_registry_evict_strays(ngx_http_registry_evict_t *e)
+{
+    ngx_str_t                   *name, dir;
+    ngx_uint_t                   i, j, alg, at;
+    ngx_array_t                  referenced, digests;
+    ngx_http_registry_digest_t  *d;
+
+    if (ngx_http_registry_evict_referenced(e, &referenced) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    name = e->mirrored.elts;
+
+    for (i = 0; i < e->mirrored.nelts; i++) {
+        for (alg = NGX_HTTP_REGISTRY_SHA256;
+             alg <= NGX_HTTP_REGISTRY_SHA512;
+             alg++)
+        {
+            if (ngx_array_init(&digests, e->op->pool, 16,
+                               sizeof(ngx_http_registry_digest_t))
+                != NGX_OK
+                || ngx_http_registry_path_layers(e->op, &dir, &name[i], alg)
+                   != NGX_OK
+                || ngx_http_registry_evict_hexes(e->op, &dir, alg, &digests)
+                   != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
+
+            d = digests.elts;
+
+            for (j = 0; j < digests.nelts; j++) {
+                if (ngx_http_registry_find_name(&e->local, &d[j].text, &at)
+                    == NGX_OK
+                    || ngx_http_registry_find_name(&referenced, &d[j].text,
+                                                   &at)
+                       == NGX_OK)
+                {
+                    continue;
+                }
+
+                if (ngx_http_registry_evict_stray(e, &name[i], &d[j])
+                    != NGX_OK)
+                {
+                    return NGX_ERROR;
+                }
+            }
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/* the manifests' digests and what they reference, sorted */
+
+static ngx_int_t
+ngx_http_registry_evict_referenced(ngx_http_registry_evict_t *e,
+    ngx_array_t *referenced)
+{
+    ngx_str_t                       *s;
+    ngx_uint_t                       i, j;
+    ngx_http_registry_ref_t         *ref;
+    ngx_http_registry_evict_unit_t  *u;
+
+    if (ngx_array_init(referenced, e->op->pool, 256, sizeof(ngx_str_t))
+        != NGX_OK)
+    {
+        return ngx_http_registry_op_syserr(e->op, NGX_ENOMEM);
+    }
+
+    u = e->units.elts;
+
+    for (i = 0; i < e->units.nelts; i++) {
+        s = ngx_array_push(referenced);
+        if (s == NULL) {
+            return ngx_http_registry_op_syserr(e->op, NGX_ENOMEM);
+        }
+
+        *s = u[i].digest.text;
+
+        ref = u[i].references ? u[i].references->elts : NULL;
+
+        for (j = 0; ref && j < u[i].references->nelts; j++) {
+            s = ngx_array_push(referenced);
+            if (s == NULL) {
+                return ngx_http_registry_op_syserr(e->op, NGX_ENOMEM);
+            }
+
+            *s = ref[j].digest.text;
+        }
+    }
+
+    ngx_http_registry_sort_names(referenced);
+
+    return NGX_OK;
+}
+
+
+/* a stray blob linked in the repository: a unit, or a later pull of one */
+
+static ngx_int_t
+ngx_http_registry_evict_stray(ngx_http_registry_evict_t *e, ngx_str_t *name,
+    ngx_http_registry_digest_t *digest)
+{
+    ngx_int_t                        rc;
+    ngx_str_t                        link;
+    ngx_uint_t                       i;
+    ngx_file_info_t                  fi;
+    ngx_http_registry_evict_unit_t  *u;
+
+    if (ngx_http_registry_path_layer_link(e->op, &link, name, digest)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    rc = ngx_http_registry_file_stat(e->op, &link, &fi);
+
+    if (rc != NGX_OK) {
+        return (rc == NGX_DECLINED) ? NGX_OK : NGX_ERROR;
+    }
+
+    u = e->units.elts;
+
+    for (i = 0; i < e->units.nelts; i++) {
+        if (u[i].blob && ngx_http_registry_digest_equal(&u[i].digest, digest))
+        {
+            u[i].pulled = ngx_max(u[i].pulled, ngx_file_mtime(&fi));
+            return NGX_OK;
+        }
+    }
+
+    u = ngx_array_push(&e->units);
+    if (u == NULL) {
+        return ngx_http_registry_op_syserr(e->op, NGX_ENOMEM);
+    }
+
+    ngx_memzero(u, sizeof(ngx_http_registry_evict_unit_t));
+    u->name = *name;
+    u->digest = *digest;
+    u->pulled = ngx_file_mtime(&fi);
+    u->blob = 1;
+
+    return NGX_OK;
+}
+
+
 /* the bytes of the mirrored repositories' blobs no local one holds */
 
 static ngx_int_t
@@ -519,7 +702,7 @@ ngx_http_registry_evict_blob(ngx_http_registry_evict_t *e,
     u = e->units.elts;
 
     for (i = 0; i < e->units.nelts; i++) {
-        if (!u[i].evicted
+        if (!u[i].evicted && !u[i].blob
             && ngx_http_registry_digest_equal(&u[i].digest, digest))
         {
             return NGX_OK;       /* the same manifest, kept elsewhere */

@@ -78,6 +78,28 @@ ngx_http_registry_store_manifest_pulled(ngx_http_registry_op_t *op,
 
 
 /*
+ * A cached blob was pulled: its layer link's mtime, what eviction takes
+ * for the last pull of a blob no cached manifest references, is now.
+ * NGX_DECLINED: evicted meanwhile.
+ */
+
+ngx_int_t
+ngx_http_registry_store_blob_pulled(ngx_http_registry_op_t *op,
+    ngx_str_t *name, ngx_http_registry_digest_t *digest)
+{
+    ngx_str_t  link;
+
+    if (ngx_http_registry_path_layer_link(op, &link, name, digest)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_registry_file_retime(op, &link);
+}
+
+
+/*
  * A blob the store holds already (another repository's, a manifest's) is
  * linked into the repository instead of fetched.  NGX_DECLINED: it is
  * not in the store.

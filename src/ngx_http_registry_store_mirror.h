@@ -32,6 +32,8 @@ ngx_int_t ngx_http_registry_store_tag_recheck(ngx_http_registry_op_t *op,
     ngx_str_t *name, ngx_str_t *tag);
 ngx_int_t ngx_http_registry_store_manifest_pulled(ngx_http_registry_op_t *op,
     ngx_str_t *name, ngx_http_registry_digest_t *digest);
+ngx_int_t ngx_http_registry_store_blob_pulled(ngx_http_registry_op_t *op,
+    ngx_str_t *name, ngx_http_registry_digest_t *digest);
 ngx_int_t ngx_http_registry_store_blob_adopt(ngx_http_registry_op_t *op,
     ngx_str_t *name, ngx_http_registry_digest_t *digest);
 ngx_int_t ngx_http_registry_store_evict(ngx_http_registry_op_t *op,

@@ -6,6 +6,9 @@
 # manifest, its tag, its own layer), and every blob of the kept images
 # stays, the shared base, a blob a local repository holds too, and one
 # referenced again since the eviction began (the collector's protocol).
+# Two blobs pulled by digest alone, which no cached manifest references,
+# are units of their own: the one never pulled again goes first, the one
+# pulled again after the image that goes stays.
 
 use strict;
 use warnings;
@@ -26,7 +29,16 @@ for my $n (qw(a b c)) {
         layers => [$base, substr("$n layer " . rand() . ($n x $K), 0, $K)]);
 }
 
-# 4 x 300 KiB of layers: one image over 1100 KiB
+# two strays of 60 KiB, each the layer of an image whose manifest the
+# mirror never fetches
+my %stray;
+for my $n (qw(d e)) {
+    my $i = $up->push_image("lib/$n", 'v1',
+        layers => [substr("$n stray " . rand() . ($n x $K), 0, 60 * 1024)]);
+    $stray{$n} = $i->{layers}[0];
+}
+
+# 4 x 300 KiB of layers and the strays: c's image puts it over 1100 KiB
 my $m = MirrorTest::mirror('http://127.0.0.1:' . $up->port, ttl => '1h',
     location_extra => "registry_cache_max_size 1100k;\n",
     opts => { workers => 2 });
@@ -55,15 +67,32 @@ sub pulled_at {
                  . "$hex/link")[9] // 0;
 }
 
-# a, then b; a pulled again, and that pull flushed to its revision link
-# (every 5 s), before c puts the cache over its bound
+sub pull_stray {
+    my ($n) = @_;
+    my $b = $m->req('GET', "/v2/up/lib/$n/blobs/$stray{$n}");
+    return $b->{status} == 200 && RegTest::digest($b->{content}) eq $stray{$n};
+}
 
+sub stray_pulled_at {
+    my ($n) = @_;
+    (my $hex = $stray{$n}) =~ s/^sha256://;
+    return (stat "$v2/repositories/up/lib/$n/_layers/sha256/$hex/link")[9]
+           // 0;
+}
+
+# the strays, then a, then b; a and the stray e pulled again, and those
+# pulls flushed to their links (every 5 s), before c puts the cache over
+# its bound
+
+ok(pull_stray($_), "stray $_ pulled by digest") for qw(d e);
+sleep 1;
 ok(pull('a'), 'a pulled');
 sleep 1;
 ok(pull('b'), 'b pulled');
 sleep 1;
 is($m->req('GET', '/v2/up/lib/a/manifests/v1')->{status}, 200,
    'a pulled again');
+ok(pull_stray('e'), 'stray e pulled again, from the cache');
 
 my $flushed = 0;
 for (1 .. 60) {
@@ -72,6 +101,9 @@ for (1 .. 60) {
     select undef, undef, undef, 0.5;
 }
 ok($flushed, 'a\'s pull time flushed: b is the least recently pulled');
+ok(stray_pulled_at('e') > pulled_at('b'),
+   'stray e\'s pull time flushed to its layer link: later than b\'s pull');
+ok(stray_pulled_at('d') < pulled_at('b'), 'stray d: pulled before b');
 
 # b's manifest bytes referenced again after the eviction began, as a push
 # or a local manifest naming them would (the time a refresh gives, here one
@@ -90,6 +122,10 @@ for (1 .. 40) {
 }
 
 ok($gone, 'b\'s own layer evicted');
+ok(!-e $m->blob_path($stray{d}), 'stray d, pulled least recently, evicted');
+ok(!-e "$v2/repositories/up/lib/d/_layers/sha256/"
+       . substr($stray{d}, 7) . '/link', '... and its layer link');
+ok(-e $m->blob_path($stray{e}), 'stray e, pulled again after b, kept');
 ok(!-e "$v2/repositories/up/lib/b/_manifests/tags/v1/current/link",
    'b\'s tag gone');
 ok(-e $b_bytes, 'b\'s manifest bytes kept: referenced since the eviction began');
