@@ -32,8 +32,8 @@ typedef struct {
     ngx_http_registry_digest_t digest;
     time_t                     pulled;
     ngx_array_t               *references;   /* ngx_http_registry_ref_t */
-    unsigned                   evicted:1;
     unsigned                   blob:1;       /* a blob alone */
+    unsigned                   passed:1;     /* kept by a kept index */
 } ngx_http_registry_evict_unit_t;
 
 
@@ -42,6 +42,9 @@ typedef struct {
     ngx_array_t               *prefixes;
     ngx_array_t                local;        /* ngx_str_t digests, sorted */
     ngx_array_t                units;     /* ngx_http_registry_evict_unit_t */
+    ngx_array_t                held;         /* ngx_str_t digests, sorted */
+    ngx_uint_t                *held_refs;    /* kept manifests naming each */
+    ngx_uint_t                *held_units;   /* kept manifests that are it */
     ngx_array_t                mirrored;     /* ngx_str_t repositories */
     off_t                      total;
     size_t                     manifest_max;
@@ -49,6 +52,11 @@ typedef struct {
 } ngx_http_registry_evict_t;
 
 
+static ngx_int_t ngx_http_registry_evict_manifest(
+    ngx_http_registry_evict_t *e, ngx_http_registry_evict_unit_t *u,
+    off_t *freed);
+static ngx_int_t ngx_http_registry_evict_passed(ngx_http_registry_evict_t *e,
+    ngx_uint_t n, off_t max, off_t *freed);
 static ngx_int_t ngx_http_registry_evict_collect(ngx_http_registry_evict_t *e,
     ngx_str_t *name);
 static ngx_int_t ngx_http_registry_evict_local(ngx_http_registry_evict_t *e,
@@ -57,14 +65,21 @@ static ngx_int_t ngx_http_registry_evict_hexes(ngx_http_registry_op_t *op,
     ngx_str_t *dir, ngx_uint_t alg, ngx_array_t *digests);
 static ngx_int_t ngx_http_registry_evict_unit(ngx_http_registry_evict_t *e,
     ngx_str_t *name, ngx_http_registry_digest_t *digest);
+static ngx_int_t ngx_http_registry_evict_hold(ngx_http_registry_evict_t *e);
+static void ngx_http_registry_evict_release(ngx_http_registry_evict_t *e,
+    ngx_http_registry_evict_unit_t *u);
+static ngx_uint_t *ngx_http_registry_evict_count(ngx_http_registry_evict_t *e,
+    ngx_uint_t *counts, ngx_http_registry_digest_t *digest);
 static ngx_int_t ngx_http_registry_evict_strays(ngx_http_registry_evict_t *e);
-static ngx_int_t ngx_http_registry_evict_referenced(
-    ngx_http_registry_evict_t *e, ngx_array_t *referenced);
 static ngx_int_t ngx_http_registry_evict_stray(ngx_http_registry_evict_t *e,
-    ngx_str_t *name, ngx_http_registry_digest_t *digest);
+    ngx_array_t *strays, ngx_str_t *name, ngx_http_registry_digest_t *digest);
 static ngx_int_t ngx_http_registry_evict_size(ngx_http_registry_evict_t *e);
 static ngx_uint_t ngx_http_registry_evict_kept(ngx_http_registry_evict_t *e,
     ngx_http_registry_digest_t *digest);
+static int ngx_libc_cdecl ngx_http_registry_evict_by_digest(const void *a,
+    const void *b);
+static int ngx_libc_cdecl ngx_http_registry_evict_unit_by_digest(
+    const void *a, const void *b);
 static ngx_int_t ngx_http_registry_evict_blob(ngx_http_registry_evict_t *e,
     ngx_http_registry_digest_t *digest, off_t *freed);
 static int ngx_libc_cdecl ngx_http_registry_evict_older(const void *a,
@@ -81,9 +96,8 @@ ngx_http_registry_store_evict(ngx_http_registry_op_t *op,
     ngx_array_t *prefixes, off_t max, size_t manifest_max, off_t *freed)
 {
     ngx_str_t                       *name;
-    ngx_uint_t                       i, j;
+    ngx_uint_t                       i;
     ngx_array_t                      names;
-    ngx_http_registry_ref_t         *ref;
     ngx_http_registry_evict_t        e;
     ngx_http_registry_evict_unit_t  *u;
 
@@ -121,7 +135,8 @@ ngx_http_registry_store_evict(ngx_http_registry_op_t *op,
 
     ngx_http_registry_sort_names(&e.local);
 
-    if (ngx_http_registry_evict_strays(&e) != NGX_OK
+    if (ngx_http_registry_evict_hold(&e) != NGX_OK
+        || ngx_http_registry_evict_strays(&e) != NGX_OK
         || ngx_http_registry_evict_size(&e) != NGX_OK)
     {
         return NGX_ERROR;
@@ -140,8 +155,6 @@ ngx_http_registry_store_evict(ngx_http_registry_op_t *op,
     for (i = 0; i < e.units.nelts && e.total > max; i++) {
 
         if (u[i].blob) {
-            u[i].evicted = 1;
-
             ngx_log_error(NGX_LOG_INFO, op->log, 0,
                           "registry cache: evicted blob %V of %V",
                           &u[i].digest.text, &u[i].name);
@@ -156,36 +169,88 @@ ngx_http_registry_store_evict(ngx_http_registry_op_t *op,
         }
 
         if (ngx_http_registry_evict_kept(&e, &u[i].digest)) {
-            continue;            /* a kept index's child */
+            u[i].passed = 1;     /* a kept index's child */
+            continue;
         }
 
-        if (ngx_http_registry_store_manifest_delete(op, &u[i].name,
-                                                    &u[i].digest,
-                                                    manifest_max)
-            == NGX_ERROR)
+        if (ngx_http_registry_evict_manifest(&e, &u[i], freed) != NGX_OK
+            || ngx_http_registry_evict_passed(&e, i, max, freed) != NGX_OK)
         {
             return NGX_ERROR;
         }
+    }
 
-        u[i].evicted = 1;
+    return NGX_OK;
+}
 
-        ngx_log_error(NGX_LOG_INFO, op->log, 0,
-                      "registry cache: evicted %V@%V", &u[i].name,
-                      &u[i].digest.text);
 
-        if (ngx_http_registry_evict_blob(&e, &u[i].digest, freed) != NGX_OK) {
+/* the manifest, its revision and tags, then what only it referenced */
+
+static ngx_int_t
+ngx_http_registry_evict_manifest(ngx_http_registry_evict_t *e,
+    ngx_http_registry_evict_unit_t *u, off_t *freed)
+{
+    ngx_uint_t                j;
+    ngx_http_registry_ref_t  *ref;
+
+    if (ngx_http_registry_store_manifest_delete(e->op, &u->name, &u->digest,
+                                                e->manifest_max)
+        == NGX_ERROR)
+    {
+        return NGX_ERROR;
+    }
+
+    ngx_http_registry_evict_release(e, u);
+
+    ngx_log_error(NGX_LOG_INFO, e->op->log, 0,
+                  "registry cache: evicted %V@%V", &u->name, &u->digest.text);
+
+    if (ngx_http_registry_evict_blob(e, &u->digest, freed) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    ref = u->references ? u->references->elts : NULL;
+
+    for (j = 0; ref && j < u->references->nelts; j++) {
+        if (ngx_http_registry_evict_blob(e, &ref[j].digest, freed)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * The units before the n-th (pulled less recently) that a kept index
+ * kept, and that no kept index references any more: they go now, while
+ * the bytes are over max.  From the start again after each: an index
+ * among them frees its own children.
+ */
+
+static ngx_int_t
+ngx_http_registry_evict_passed(ngx_http_registry_evict_t *e, ngx_uint_t n,
+    off_t max, off_t *freed)
+{
+    ngx_uint_t                       i;
+    ngx_http_registry_evict_unit_t  *u;
+
+    u = e->units.elts;
+
+    for (i = 0; i < n && e->total > max; i++) {
+        if (!u[i].passed || ngx_http_registry_evict_kept(e, &u[i].digest)) {
+            continue;
+        }
+
+        u[i].passed = 0;
+
+        if (ngx_http_registry_evict_manifest(e, &u[i], freed) != NGX_OK) {
             return NGX_ERROR;
         }
 
-        ref = u[i].references ? u[i].references->elts : NULL;
-
-        for (j = 0; ref && j < u[i].references->nelts; j++) {
-            if (ngx_http_registry_evict_blob(&e, &ref[j].digest, freed)
-                != NGX_OK)
-            {
-                return NGX_ERROR;
-            }
-        }
+        i = (ngx_uint_t) -1;
     }
 
     return NGX_OK;
@@ -404,21 +469,140 @@ ngx_http_registry_evict_unit(ngx_http_registry_evict_t *e, ngx_str_t *name,
 
 
 /*
+ * What the kept manifests hold: every manifest unit's digest and the
+ * digests it references, once each, with how many kept manifests are it
+ * and name it (an eviction releases them: evict_release()).
+ */
+
+static ngx_int_t
+ngx_http_registry_evict_hold(ngx_http_registry_evict_t *e)
+{
+    ngx_str_t                       *s, *held;
+    ngx_uint_t                       i, j, n;
+    ngx_http_registry_ref_t         *ref;
+    ngx_http_registry_evict_unit_t  *u;
+
+    if (ngx_array_init(&e->held, e->op->pool, 256, sizeof(ngx_str_t))
+        != NGX_OK)
+    {
+        return ngx_http_registry_op_syserr(e->op, NGX_ENOMEM);
+    }
+
+    u = e->units.elts;
+
+    for (i = 0; i < e->units.nelts; i++) {
+        ref = u[i].references ? u[i].references->elts : NULL;
+        n = u[i].references ? u[i].references->nelts : 0;
+
+        for (j = 0; j <= n; j++) {
+            s = ngx_array_push(&e->held);
+            if (s == NULL) {
+                return ngx_http_registry_op_syserr(e->op, NGX_ENOMEM);
+            }
+
+            *s = (j == n) ? u[i].digest.text : ref[j].digest.text;
+        }
+    }
+
+    ngx_http_registry_sort_names(&e->held);
+
+    held = e->held.elts;
+    n = 0;
+
+    for (i = 0; i < e->held.nelts; i++) {
+        if (n == 0 || held[i].len != held[n - 1].len
+            || ngx_memcmp(held[i].data, held[n - 1].data, held[i].len) != 0)
+        {
+            held[n++] = held[i];
+        }
+    }
+
+    e->held.nelts = n;
+    e->held_refs = ngx_pcalloc(e->op->pool, (n + 1) * sizeof(ngx_uint_t));
+    e->held_units = ngx_pcalloc(e->op->pool, (n + 1) * sizeof(ngx_uint_t));
+
+    if (e->held_refs == NULL || e->held_units == NULL) {
+        return ngx_http_registry_op_syserr(e->op, NGX_ENOMEM);
+    }
+
+    for (i = 0; i < e->units.nelts; i++) {
+        ref = u[i].references ? u[i].references->elts : NULL;
+
+        for (j = 0; ref && j < u[i].references->nelts; j++) {
+            (*ngx_http_registry_evict_count(e, e->held_refs,
+                                            &ref[j].digest))++;
+        }
+
+        (*ngx_http_registry_evict_count(e, e->held_units, &u[i].digest))++;
+    }
+
+    return NGX_OK;
+}
+
+
+/* an evicted manifest holds nothing any more */
+
+static void
+ngx_http_registry_evict_release(ngx_http_registry_evict_t *e,
+    ngx_http_registry_evict_unit_t *u)
+{
+    ngx_uint_t                *count;
+    ngx_uint_t                 j;
+    ngx_http_registry_ref_t   *ref;
+
+    ref = u->references ? u->references->elts : NULL;
+
+    for (j = 0; ref && j < u->references->nelts; j++) {
+        count = ngx_http_registry_evict_count(e, e->held_refs,
+                                              &ref[j].digest);
+        *count -= (*count > 0);
+    }
+
+    count = ngx_http_registry_evict_count(e, e->held_units, &u->digest);
+    *count -= (*count > 0);
+}
+
+
+/*
+ * The digest's count in counts (held_refs or held_units); one past the
+ * table's, always 0, for a digest nothing holds.
+ */
+
+static ngx_uint_t *
+ngx_http_registry_evict_count(ngx_http_registry_evict_t *e,
+    ngx_uint_t *counts, ngx_http_registry_digest_t *digest)
+{
+    ngx_uint_t  at;
+
+    if (ngx_http_registry_find_name(&e->held, &digest->text, &at) != NGX_OK) {
+        counts[e->held.nelts] = 0;
+        return &counts[e->held.nelts];
+    }
+
+    return &counts[at];
+}
+
+
+/*
  * The blobs linked in mirrored repositories that neither a local
- * repository nor any cached manifest references (nor are one): units of
- * their own.
+ * repository nor any cached manifest holds: units of their own, one a
+ * blob however many repositories link it (its last pull the latest).
  */
 
 static ngx_int_t
 ngx_http_registry_evict_strays(ngx_http_registry_evict_t *e)
 {
-    ngx_str_t                   *name, dir;
-    ngx_uint_t                   i, j, alg, at;
-    ngx_array_t                  referenced, digests;
-    ngx_http_registry_digest_t  *d;
+    ngx_str_t                       *name, dir;
+    ngx_uint_t                       i, j, alg, at;
+    ngx_array_t                      digests, strays;
+    ngx_http_registry_digest_t      *d;
+    ngx_http_registry_evict_unit_t  *s, *u;
 
-    if (ngx_http_registry_evict_referenced(e, &referenced) != NGX_OK) {
-        return NGX_ERROR;
+    if (ngx_array_init(&strays, e->op->pool, 16,
+                       sizeof(ngx_http_registry_evict_unit_t))
+        != NGX_OK)
+    {
+        return ngx_http_registry_op_syserr(e->op, NGX_ENOMEM);
     }
 
     name = e->mirrored.elts;
@@ -444,14 +628,13 @@ ngx_http_registry_evict_strays(ngx_http_registry_evict_t *e)
             for (j = 0; j < digests.nelts; j++) {
                 if (ngx_http_registry_find_name(&e->local, &d[j].text, &at)
                     == NGX_OK
-                    || ngx_http_registry_find_name(&referenced, &d[j].text,
-                                                   &at)
+                    || ngx_http_registry_find_name(&e->held, &d[j].text, &at)
                        == NGX_OK)
                 {
                     continue;
                 }
 
-                if (ngx_http_registry_evict_stray(e, &name[i], &d[j])
+                if (ngx_http_registry_evict_stray(e, &strays, &name[i], &d[j])
                     != NGX_OK)
                 {
                     return NGX_ERROR;
@@ -460,64 +643,39 @@ ngx_http_registry_evict_strays(ngx_http_registry_evict_t *e)
         }
     }
 
-    return NGX_OK;
-}
+    ngx_qsort(strays.elts, strays.nelts,
+              sizeof(ngx_http_registry_evict_unit_t),
+              ngx_http_registry_evict_unit_by_digest);
 
+    s = strays.elts;
+    u = NULL;
 
-/* the manifests' digests and what they reference, sorted */
+    for (i = 0; i < strays.nelts; i++) {
+        if (u && ngx_http_registry_digest_equal(&u->digest, &s[i].digest)) {
+            u->pulled = ngx_max(u->pulled, s[i].pulled);
+            continue;
+        }
 
-static ngx_int_t
-ngx_http_registry_evict_referenced(ngx_http_registry_evict_t *e,
-    ngx_array_t *referenced)
-{
-    ngx_str_t                       *s;
-    ngx_uint_t                       i, j;
-    ngx_http_registry_ref_t         *ref;
-    ngx_http_registry_evict_unit_t  *u;
-
-    if (ngx_array_init(referenced, e->op->pool, 256, sizeof(ngx_str_t))
-        != NGX_OK)
-    {
-        return ngx_http_registry_op_syserr(e->op, NGX_ENOMEM);
-    }
-
-    u = e->units.elts;
-
-    for (i = 0; i < e->units.nelts; i++) {
-        s = ngx_array_push(referenced);
-        if (s == NULL) {
+        u = ngx_array_push(&e->units);
+        if (u == NULL) {
             return ngx_http_registry_op_syserr(e->op, NGX_ENOMEM);
         }
 
-        *s = u[i].digest.text;
-
-        ref = u[i].references ? u[i].references->elts : NULL;
-
-        for (j = 0; ref && j < u[i].references->nelts; j++) {
-            s = ngx_array_push(referenced);
-            if (s == NULL) {
-                return ngx_http_registry_op_syserr(e->op, NGX_ENOMEM);
-            }
-
-            *s = ref[j].digest.text;
-        }
+        *u = s[i];
     }
-
-    ngx_http_registry_sort_names(referenced);
 
     return NGX_OK;
 }
 
 
-/* a stray blob linked in the repository: a unit, or a later pull of one */
+/* a stray blob linked in the repository, last pulled at its link's time */
 
 static ngx_int_t
-ngx_http_registry_evict_stray(ngx_http_registry_evict_t *e, ngx_str_t *name,
-    ngx_http_registry_digest_t *digest)
+ngx_http_registry_evict_stray(ngx_http_registry_evict_t *e,
+    ngx_array_t *strays, ngx_str_t *name, ngx_http_registry_digest_t *digest)
 {
     ngx_int_t                        rc;
     ngx_str_t                        link;
-    ngx_uint_t                       i;
     ngx_file_info_t                  fi;
     ngx_http_registry_evict_unit_t  *u;
 
@@ -533,17 +691,7 @@ ngx_http_registry_evict_stray(ngx_http_registry_evict_t *e, ngx_str_t *name,
         return (rc == NGX_DECLINED) ? NGX_OK : NGX_ERROR;
     }
 
-    u = e->units.elts;
-
-    for (i = 0; i < e->units.nelts; i++) {
-        if (u[i].blob && ngx_http_registry_digest_equal(&u[i].digest, digest))
-        {
-            u[i].pulled = ngx_max(u[i].pulled, ngx_file_mtime(&fi));
-            return NGX_OK;
-        }
-    }
-
-    u = ngx_array_push(&e->units);
+    u = ngx_array_push(strays);
     if (u == NULL) {
         return ngx_http_registry_op_syserr(e->op, NGX_ENOMEM);
     }
@@ -558,23 +706,25 @@ ngx_http_registry_evict_stray(ngx_http_registry_evict_t *e, ngx_str_t *name,
 }
 
 
-/* the bytes of the mirrored repositories' blobs no local one holds */
+/*
+ * The bytes of the mirrored repositories' blobs (their layer links, and
+ * the manifests) no local repository holds, each blob once.
+ */
 
 static ngx_int_t
 ngx_http_registry_evict_size(ngx_http_registry_evict_t *e)
 {
     ngx_int_t                        rc;
     ngx_str_t                       *name, dir, path;
-    ngx_uint_t                       i, j, alg, at;
-    ngx_array_t                      seen, digests;
+    ngx_uint_t                       i, alg, at;
+    ngx_array_t                      digests;
     ngx_file_info_t                  fi;
     ngx_http_registry_digest_t      *d;
     ngx_http_registry_evict_unit_t  *u;
 
-    if (ngx_array_init(&seen, e->op->pool, 256, sizeof(ngx_str_t)) != NGX_OK
-        || ngx_array_init(&digests, e->op->pool, 256,
-                          sizeof(ngx_http_registry_digest_t))
-           != NGX_OK)
+    if (ngx_array_init(&digests, e->op->pool, 256,
+                       sizeof(ngx_http_registry_digest_t))
+        != NGX_OK)
     {
         return ngx_http_registry_op_syserr(e->op, NGX_ENOMEM);
     }
@@ -607,26 +757,19 @@ ngx_http_registry_evict_size(ngx_http_registry_evict_t *e)
         *d = u[i].digest;
     }
 
+    ngx_qsort(digests.elts, digests.nelts,
+              sizeof(ngx_http_registry_digest_t),
+              ngx_http_registry_evict_by_digest);
+
     d = digests.elts;
 
     for (i = 0; i < digests.nelts; i++) {
-        if (ngx_http_registry_find_name(&e->local, &d[i].text, &at) == NGX_OK
-            || ngx_http_registry_find_name(&seen, &d[i].text, &at) == NGX_OK)
+        if ((i > 0 && ngx_http_registry_digest_equal(&d[i - 1], &d[i]))
+            || ngx_http_registry_find_name(&e->local, &d[i].text, &at)
+               == NGX_OK)
         {
             continue;
         }
-
-        name = ngx_array_push(&seen);
-        if (name == NULL) {
-            return ngx_http_registry_op_syserr(e->op, NGX_ENOMEM);
-        }
-
-        /* kept sorted: insert at its place */
-        for (j = seen.nelts - 1; j > at; j--) {
-            ((ngx_str_t *) seen.elts)[j] = ((ngx_str_t *) seen.elts)[j - 1];
-        }
-
-        ((ngx_str_t *) seen.elts)[at] = d[i].text;
 
         if (ngx_http_registry_path_blob(e->op, &path, &d[i]) != NGX_OK) {
             return NGX_ERROR;
@@ -647,33 +790,13 @@ ngx_http_registry_evict_size(ngx_http_registry_evict_t *e)
 }
 
 
-/* a kept manifest references the digest (or is it) */
+/* a kept manifest references the digest */
 
 static ngx_uint_t
 ngx_http_registry_evict_kept(ngx_http_registry_evict_t *e,
     ngx_http_registry_digest_t *digest)
 {
-    ngx_uint_t                       i, j;
-    ngx_http_registry_ref_t         *ref;
-    ngx_http_registry_evict_unit_t  *u;
-
-    u = e->units.elts;
-
-    for (i = 0; i < e->units.nelts; i++) {
-        if (u[i].evicted) {
-            continue;
-        }
-
-        ref = u[i].references ? u[i].references->elts : NULL;
-
-        for (j = 0; ref && j < u[i].references->nelts; j++) {
-            if (ngx_http_registry_digest_equal(&ref[j].digest, digest)) {
-                return 1;
-            }
-        }
-    }
-
-    return 0;
+    return *ngx_http_registry_evict_count(e, e->held_refs, digest) > 0;
 }
 
 
@@ -687,11 +810,10 @@ static ngx_int_t
 ngx_http_registry_evict_blob(ngx_http_registry_evict_t *e,
     ngx_http_registry_digest_t *digest, off_t *freed)
 {
-    off_t                            size;
-    ngx_int_t                        rc;
-    ngx_str_t                       *name;
-    ngx_uint_t                       i, at;
-    ngx_http_registry_evict_unit_t  *u;
+    off_t        size;
+    ngx_int_t    rc;
+    ngx_str_t   *name;
+    ngx_uint_t   i, at;
 
     if (ngx_http_registry_find_name(&e->local, &digest->text, &at) == NGX_OK
         || ngx_http_registry_evict_kept(e, digest))
@@ -699,14 +821,8 @@ ngx_http_registry_evict_blob(ngx_http_registry_evict_t *e,
         return NGX_OK;
     }
 
-    u = e->units.elts;
-
-    for (i = 0; i < e->units.nelts; i++) {
-        if (!u[i].evicted && !u[i].blob
-            && ngx_http_registry_digest_equal(&u[i].digest, digest))
-        {
-            return NGX_OK;       /* the same manifest, kept elsewhere */
-        }
+    if (*ngx_http_registry_evict_count(e, e->held_units, digest)) {
+        return NGX_OK;           /* the same manifest, kept elsewhere */
     }
 
     name = e->mirrored.elts;
@@ -730,6 +846,28 @@ ngx_http_registry_evict_blob(ngx_http_registry_evict_t *e,
     e->total -= size;
 
     return NGX_OK;
+}
+
+
+static int ngx_libc_cdecl
+ngx_http_registry_evict_by_digest(const void *a, const void *b)
+{
+    ngx_int_t                          rc;
+    const ngx_http_registry_digest_t  *da = a, *db = b;
+
+    rc = ngx_memn2cmp(da->text.data, db->text.data, da->text.len,
+                      db->text.len);
+
+    return (rc < 0) ? -1 : (rc > 0);
+}
+
+
+static int ngx_libc_cdecl
+ngx_http_registry_evict_unit_by_digest(const void *a, const void *b)
+{
+    const ngx_http_registry_evict_unit_t  *ua = a, *ub = b;
+
+    return ngx_http_registry_evict_by_digest(&ua->digest, &ub->digest);
 }
 
 
