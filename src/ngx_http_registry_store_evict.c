@@ -37,6 +37,14 @@ typedef struct {
 } ngx_http_registry_evict_unit_t;
 
 
+/* a layer link of a mirrored repository */
+
+typedef struct {
+    ngx_str_t                  name;
+    ngx_http_registry_digest_t digest;
+} ngx_http_registry_evict_link_t;
+
+
 typedef struct {
     ngx_http_registry_op_t    *op;
     ngx_array_t               *prefixes;
@@ -45,7 +53,7 @@ typedef struct {
     ngx_array_t                held;         /* ngx_str_t digests, sorted */
     ngx_uint_t                *held_refs;    /* kept manifests naming each */
     ngx_uint_t                *held_units;   /* kept manifests that are it */
-    ngx_array_t                mirrored;     /* ngx_str_t repositories */
+    ngx_array_t                links;     /* ngx_http_registry_evict_link_t */
     off_t                      total;
     size_t                     manifest_max;
     time_t                     started;      /* before the references read */
@@ -59,8 +67,12 @@ static ngx_int_t ngx_http_registry_evict_passed(ngx_http_registry_evict_t *e,
     ngx_uint_t n, off_t max, off_t *freed);
 static ngx_int_t ngx_http_registry_evict_collect(ngx_http_registry_evict_t *e,
     ngx_str_t *name);
+static ngx_int_t ngx_http_registry_evict_links(ngx_http_registry_evict_t *e,
+    ngx_str_t *name);
 static ngx_int_t ngx_http_registry_evict_local(ngx_http_registry_evict_t *e,
     ngx_str_t *name);
+static ngx_int_t ngx_http_registry_evict_listed(ngx_http_registry_evict_t *e,
+    ngx_str_t *name, ngx_uint_t revisions, ngx_array_t *digests);
 static ngx_int_t ngx_http_registry_evict_hexes(ngx_http_registry_op_t *op,
     ngx_str_t *dir, ngx_uint_t alg, ngx_array_t *digests);
 static ngx_int_t ngx_http_registry_evict_unit(ngx_http_registry_evict_t *e,
@@ -112,7 +124,8 @@ ngx_http_registry_store_evict(ngx_http_registry_op_t *op,
     if (ngx_array_init(&names, op->pool, 64, sizeof(ngx_str_t)) != NGX_OK
         || ngx_array_init(&e.local, op->pool, 256, sizeof(ngx_str_t))
            != NGX_OK
-        || ngx_array_init(&e.mirrored, op->pool, 64, sizeof(ngx_str_t))
+        || ngx_array_init(&e.links, op->pool, 256,
+                          sizeof(ngx_http_registry_evict_link_t))
            != NGX_OK
         || ngx_array_init(&e.units, op->pool, 64,
                           sizeof(ngx_http_registry_evict_unit_t))
@@ -260,10 +273,9 @@ ngx_http_registry_evict_passed(ngx_http_registry_evict_t *e, ngx_uint_t n,
 static ngx_int_t
 ngx_http_registry_evict_collect(ngx_http_registry_evict_t *e, ngx_str_t *name)
 {
-    ngx_str_t                   *prefix, *mirrored;
-    ngx_uint_t                   i, alg;
+    ngx_str_t                   *prefix;
+    ngx_uint_t                   i;
     ngx_array_t                  digests;
-    ngx_str_t                    dir;
     ngx_http_registry_digest_t  *d;
 
     prefix = e->prefixes->elts;
@@ -280,33 +292,48 @@ ngx_http_registry_evict_collect(ngx_http_registry_evict_t *e, ngx_str_t *name)
         return ngx_http_registry_evict_local(e, name);
     }
 
-    mirrored = ngx_array_push(&e->mirrored);
-    if (mirrored == NULL) {
-        return ngx_http_registry_op_syserr(e->op, NGX_ENOMEM);
+    if (ngx_http_registry_evict_links(e, name) != NGX_OK
+        || ngx_http_registry_evict_listed(e, name, 1, &digests) != NGX_OK)
+    {
+        return NGX_ERROR;
     }
 
-    *mirrored = *name;
+    d = digests.elts;
 
-    for (alg = NGX_HTTP_REGISTRY_SHA256; alg <= NGX_HTTP_REGISTRY_SHA512; alg++)
-    {
-        if (ngx_array_init(&digests, e->op->pool, 16,
-                           sizeof(ngx_http_registry_digest_t))
-            != NGX_OK
-            || ngx_http_registry_path_revisions(e->op, &dir, name, alg)
-               != NGX_OK
-            || ngx_http_registry_evict_hexes(e->op, &dir, alg, &digests)
-               != NGX_OK)
-        {
+    for (i = 0; i < digests.nelts; i++) {
+        if (ngx_http_registry_evict_unit(e, name, &d[i]) != NGX_OK) {
             return NGX_ERROR;
         }
+    }
 
-        d = digests.elts;
+    return NGX_OK;
+}
 
-        for (i = 0; i < digests.nelts; i++) {
-            if (ngx_http_registry_evict_unit(e, name, &d[i]) != NGX_OK) {
-                return NGX_ERROR;
-            }
+
+/* the mirrored repository's layer links */
+
+static ngx_int_t
+ngx_http_registry_evict_links(ngx_http_registry_evict_t *e, ngx_str_t *name)
+{
+    ngx_uint_t                       i;
+    ngx_array_t                      digests;
+    ngx_http_registry_digest_t      *d;
+    ngx_http_registry_evict_link_t  *link;
+
+    if (ngx_http_registry_evict_listed(e, name, 0, &digests) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    d = digests.elts;
+
+    for (i = 0; i < digests.nelts; i++) {
+        link = ngx_array_push(&e->links);
+        if (link == NULL) {
+            return ngx_http_registry_op_syserr(e->op, NGX_ENOMEM);
         }
+
+        link->name = *name;
+        link->digest = d[i];
     }
 
     return NGX_OK;
@@ -318,39 +345,62 @@ ngx_http_registry_evict_collect(ngx_http_registry_evict_t *e, ngx_str_t *name)
 static ngx_int_t
 ngx_http_registry_evict_local(ngx_http_registry_evict_t *e, ngx_str_t *name)
 {
-    ngx_str_t                   *s, dir;
-    ngx_uint_t                   i, alg, kind;
+    ngx_str_t                   *s;
+    ngx_uint_t                   i, revisions;
     ngx_array_t                  digests;
     ngx_http_registry_digest_t  *d;
 
-    for (kind = 0; kind < 2; kind++) {
-        for (alg = NGX_HTTP_REGISTRY_SHA256;
-             alg <= NGX_HTTP_REGISTRY_SHA512;
-             alg++)
+    for (revisions = 0; revisions < 2; revisions++) {
+        if (ngx_http_registry_evict_listed(e, name, revisions, &digests)
+            != NGX_OK)
         {
-            if (ngx_array_init(&digests, e->op->pool, 16,
-                               sizeof(ngx_http_registry_digest_t))
-                != NGX_OK
-                || (kind
-                    ? ngx_http_registry_path_revisions(e->op, &dir, name, alg)
-                    : ngx_http_registry_path_layers(e->op, &dir, name, alg))
-                   != NGX_OK
-                || ngx_http_registry_evict_hexes(e->op, &dir, alg, &digests)
-                   != NGX_OK)
-            {
-                return NGX_ERROR;
+            return NGX_ERROR;
+        }
+
+        d = digests.elts;
+
+        for (i = 0; i < digests.nelts; i++) {
+            s = ngx_array_push(&e->local);
+            if (s == NULL) {
+                return ngx_http_registry_op_syserr(e->op, NGX_ENOMEM);
             }
 
-            d = digests.elts;
+            *s = d[i].text;
+        }
+    }
 
-            for (i = 0; i < digests.nelts; i++) {
-                s = ngx_array_push(&e->local);
-                if (s == NULL) {
-                    return ngx_http_registry_op_syserr(e->op, NGX_ENOMEM);
-                }
+    return NGX_OK;
+}
 
-                *s = d[i].text;
-            }
+
+/* the digests of the repository's revisions, or its layer links */
+
+static ngx_int_t
+ngx_http_registry_evict_listed(ngx_http_registry_evict_t *e, ngx_str_t *name,
+    ngx_uint_t revisions, ngx_array_t *digests)
+{
+    ngx_int_t   rc;
+    ngx_str_t   dir;
+    ngx_uint_t  alg;
+
+    if (ngx_array_init(digests, e->op->pool, 16,
+                       sizeof(ngx_http_registry_digest_t))
+        != NGX_OK)
+    {
+        return ngx_http_registry_op_syserr(e->op, NGX_ENOMEM);
+    }
+
+    for (alg = NGX_HTTP_REGISTRY_SHA256; alg <= NGX_HTTP_REGISTRY_SHA512; alg++)
+    {
+        rc = revisions
+             ? ngx_http_registry_path_revisions(e->op, &dir, name, alg)
+             : ngx_http_registry_path_layers(e->op, &dir, name, alg);
+
+        if (rc != NGX_OK
+            || ngx_http_registry_evict_hexes(e->op, &dir, alg, digests)
+               != NGX_OK)
+        {
+            return NGX_ERROR;
         }
     }
 
@@ -592,10 +642,9 @@ ngx_http_registry_evict_count(ngx_http_registry_evict_t *e,
 static ngx_int_t
 ngx_http_registry_evict_strays(ngx_http_registry_evict_t *e)
 {
-    ngx_str_t                       *name, dir;
-    ngx_uint_t                       i, j, alg, at;
-    ngx_array_t                      digests, strays;
-    ngx_http_registry_digest_t      *d;
+    ngx_uint_t                       i, at;
+    ngx_array_t                      strays;
+    ngx_http_registry_evict_link_t  *link;
     ngx_http_registry_evict_unit_t  *s, *u;
 
     if (ngx_array_init(&strays, e->op->pool, 16,
@@ -605,41 +654,23 @@ ngx_http_registry_evict_strays(ngx_http_registry_evict_t *e)
         return ngx_http_registry_op_syserr(e->op, NGX_ENOMEM);
     }
 
-    name = e->mirrored.elts;
+    link = e->links.elts;
 
-    for (i = 0; i < e->mirrored.nelts; i++) {
-        for (alg = NGX_HTTP_REGISTRY_SHA256;
-             alg <= NGX_HTTP_REGISTRY_SHA512;
-             alg++)
+    for (i = 0; i < e->links.nelts; i++) {
+        if (ngx_http_registry_find_name(&e->local, &link[i].digest.text, &at)
+            == NGX_OK
+            || ngx_http_registry_find_name(&e->held, &link[i].digest.text,
+                                           &at)
+               == NGX_OK)
         {
-            if (ngx_array_init(&digests, e->op->pool, 16,
-                               sizeof(ngx_http_registry_digest_t))
-                != NGX_OK
-                || ngx_http_registry_path_layers(e->op, &dir, &name[i], alg)
-                   != NGX_OK
-                || ngx_http_registry_evict_hexes(e->op, &dir, alg, &digests)
-                   != NGX_OK)
-            {
-                return NGX_ERROR;
-            }
+            continue;
+        }
 
-            d = digests.elts;
-
-            for (j = 0; j < digests.nelts; j++) {
-                if (ngx_http_registry_find_name(&e->local, &d[j].text, &at)
-                    == NGX_OK
-                    || ngx_http_registry_find_name(&e->held, &d[j].text, &at)
-                       == NGX_OK)
-                {
-                    continue;
-                }
-
-                if (ngx_http_registry_evict_stray(e, &strays, &name[i], &d[j])
-                    != NGX_OK)
-                {
-                    return NGX_ERROR;
-                }
-            }
+        if (ngx_http_registry_evict_stray(e, &strays, &link[i].name,
+                                          &link[i].digest)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
         }
     }
 
@@ -715,35 +746,31 @@ static ngx_int_t
 ngx_http_registry_evict_size(ngx_http_registry_evict_t *e)
 {
     ngx_int_t                        rc;
-    ngx_str_t                       *name, dir, path;
-    ngx_uint_t                       i, alg, at;
+    ngx_str_t                        path;
+    ngx_uint_t                       i, at;
     ngx_array_t                      digests;
     ngx_file_info_t                  fi;
     ngx_http_registry_digest_t      *d;
+    ngx_http_registry_evict_link_t  *link;
     ngx_http_registry_evict_unit_t  *u;
 
-    if (ngx_array_init(&digests, e->op->pool, 256,
+    if (ngx_array_init(&digests, e->op->pool,
+                       e->links.nelts + e->units.nelts + 1,
                        sizeof(ngx_http_registry_digest_t))
         != NGX_OK)
     {
         return ngx_http_registry_op_syserr(e->op, NGX_ENOMEM);
     }
 
-    name = e->mirrored.elts;
+    link = e->links.elts;
 
-    for (i = 0; i < e->mirrored.nelts; i++) {
-        for (alg = NGX_HTTP_REGISTRY_SHA256;
-             alg <= NGX_HTTP_REGISTRY_SHA512;
-             alg++)
-        {
-            if (ngx_http_registry_path_layers(e->op, &dir, &name[i], alg)
-                != NGX_OK
-                || ngx_http_registry_evict_hexes(e->op, &dir, alg, &digests)
-                   != NGX_OK)
-            {
-                return NGX_ERROR;
-            }
+    for (i = 0; i < e->links.nelts; i++) {
+        d = ngx_array_push(&digests);
+        if (d == NULL) {
+            return ngx_http_registry_op_syserr(e->op, NGX_ENOMEM);
         }
+
+        *d = link[i].digest;
     }
 
     u = e->units.elts;
@@ -810,10 +837,10 @@ static ngx_int_t
 ngx_http_registry_evict_blob(ngx_http_registry_evict_t *e,
     ngx_http_registry_digest_t *digest, off_t *freed)
 {
-    off_t        size;
-    ngx_int_t    rc;
-    ngx_str_t   *name;
-    ngx_uint_t   i, at;
+    off_t                            size;
+    ngx_int_t                        rc;
+    ngx_uint_t                       i, at;
+    ngx_http_registry_evict_link_t  *link;
 
     if (ngx_http_registry_find_name(&e->local, &digest->text, &at) == NGX_OK
         || ngx_http_registry_evict_kept(e, digest))
@@ -825,11 +852,13 @@ ngx_http_registry_evict_blob(ngx_http_registry_evict_t *e,
         return NGX_OK;           /* the same manifest, kept elsewhere */
     }
 
-    name = e->mirrored.elts;
+    link = e->links.elts;
 
-    for (i = 0; i < e->mirrored.nelts; i++) {
-        if (ngx_http_registry_store_blob_unlink(e->op, &name[i], digest)
-            == NGX_ERROR)
+    for (i = 0; i < e->links.nelts; i++) {
+        if (ngx_http_registry_digest_equal(&link[i].digest, digest)
+            && ngx_http_registry_store_blob_unlink(e->op, &link[i].name,
+                                                   digest)
+               == NGX_ERROR)
         {
             return NGX_ERROR;
         }
