@@ -8,17 +8,19 @@
  * flushed there periodically, mirror.c), or a blob of a mirrored
  * repository that no cached manifest references (a client pulled it by
  * digest alone), whose last pull is its layer link's (the latest of the
- * repositories linking it), flushed the same way.  While the mirrored
- * bytes are
- * over the bound, the least recently pulled manifest goes (its revision
- * and the tags naming it, as a DELETE does), then every blob it
- * referenced that nothing kept references: no kept manifest of a mirrored
- * repository (an index's children included) and no local repository (its
- * layer links and revisions are never touched, and protect their blobs).
- * A manifest a kept index references is kept with it.  A blob goes by
- * the garbage collector's protocol (store_blob_evict(), store_gc.c):
- * one that a push, mount or manifest put referenced again since this
- * eviction began (after it read who references what) is kept.  A blob
+ * repositories linking it), flushed the same way.  The mirrored bytes
+ * are summed from the listings and a stat of each blob; only when they
+ * are over the bound are the cached manifests read.  Then the least
+ * recently pulled unit goes: a manifest (its revision and the tags
+ * naming it, as a DELETE does), then every blob it referenced that
+ * nothing kept references: no kept manifest of a mirrored repository
+ * (an index's children included) and no local repository (its layer
+ * links and revisions are never touched, and protect their blobs); or a
+ * blob alone.  A manifest a kept index references is kept with it, and
+ * goes as soon as that index goes, being older.  A blob goes by the
+ * garbage collector's protocol (store_blob_evict(), store_gc.c): one
+ * that a push, mount or manifest put referenced again since this
+ * eviction began (before it read who references what) is kept.  A blob
  * a pull is sending stays readable: the client's descriptor keeps the
  * unlinked file.
  */
@@ -77,6 +79,8 @@ static ngx_int_t ngx_http_registry_evict_hexes(ngx_http_registry_op_t *op,
     ngx_str_t *dir, ngx_uint_t alg, ngx_array_t *digests);
 static ngx_int_t ngx_http_registry_evict_unit(ngx_http_registry_evict_t *e,
     ngx_str_t *name, ngx_http_registry_digest_t *digest);
+static ngx_int_t ngx_http_registry_evict_references(
+    ngx_http_registry_evict_t *e);
 static ngx_int_t ngx_http_registry_evict_hold(ngx_http_registry_evict_t *e);
 static void ngx_http_registry_evict_release(ngx_http_registry_evict_t *e,
     ngx_http_registry_evict_unit_t *u);
@@ -148,15 +152,19 @@ ngx_http_registry_store_evict(ngx_http_registry_op_t *op,
 
     ngx_http_registry_sort_names(&e.local);
 
-    if (ngx_http_registry_evict_hold(&e) != NGX_OK
-        || ngx_http_registry_evict_strays(&e) != NGX_OK
-        || ngx_http_registry_evict_size(&e) != NGX_OK)
-    {
+    if (ngx_http_registry_evict_size(&e) != NGX_OK) {
         return NGX_ERROR;
     }
 
     if (e.total <= max) {
         return NGX_OK;
+    }
+
+    if (ngx_http_registry_evict_references(&e) != NGX_OK
+        || ngx_http_registry_evict_hold(&e) != NGX_OK
+        || ngx_http_registry_evict_strays(&e) != NGX_OK)
+    {
+        return NGX_ERROR;
     }
 
     ngx_qsort(e.units.elts, e.units.nelts,
@@ -457,22 +465,19 @@ ngx_http_registry_evict_hexes(ngx_http_registry_op_t *op, ngx_str_t *dir,
 }
 
 
-/* a cached manifest: when it was last pulled, what it references */
+/* a cached manifest: when it was last pulled */
 
 static ngx_int_t
 ngx_http_registry_evict_unit(ngx_http_registry_evict_t *e, ngx_str_t *name,
     ngx_http_registry_digest_t *digest)
 {
     ngx_int_t                        rc;
-    ngx_str_t                        link, path, none = ngx_null_string;
-    const char                      *invalid;
+    ngx_str_t                        link;
     ngx_file_info_t                  fi;
-    ngx_http_registry_manifest_t     m;
     ngx_http_registry_evict_unit_t  *u;
 
     if (ngx_http_registry_path_revision_link(e->op, &link, name, digest)
-        != NGX_OK
-        || ngx_http_registry_path_blob(e->op, &path, digest) != NGX_OK)
+        != NGX_OK)
     {
         return NGX_ERROR;
     }
@@ -497,22 +502,52 @@ ngx_http_registry_evict_unit(ngx_http_registry_evict_t *e, ngx_str_t *name,
     u->digest = *digest;
     u->pulled = ngx_file_mtime(&fi);
 
-    ngx_memzero(&m, sizeof(ngx_http_registry_manifest_t));
-    m.digest = *digest;
+    return NGX_OK;
+}
 
-    rc = ngx_http_registry_file_read(e->op, &path, e->manifest_max, &m.bytes);
 
-    if (rc == NGX_OK) {
-        rc = ngx_http_registry_manifest_parse(e->op->pool, &m, &none,
-                                              &invalid);
+/*
+ * What each cached manifest references, read once the bytes are known to
+ * be over the bound (and after e->started: see store_blob_evict()).
+ */
+
+static ngx_int_t
+ngx_http_registry_evict_references(ngx_http_registry_evict_t *e)
+{
+    ngx_int_t                        rc;
+    ngx_str_t                        path, none = ngx_null_string;
+    ngx_uint_t                       i;
+    const char                      *invalid;
+    ngx_http_registry_manifest_t     m;
+    ngx_http_registry_evict_unit_t  *u;
+
+    u = e->units.elts;
+
+    for (i = 0; i < e->units.nelts; i++) {
+        if (ngx_http_registry_path_blob(e->op, &path, &u[i].digest)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        ngx_memzero(&m, sizeof(ngx_http_registry_manifest_t));
+        m.digest = u[i].digest;
+
+        rc = ngx_http_registry_file_read(e->op, &path, e->manifest_max,
+                                         &m.bytes);
+
+        if (rc == NGX_OK) {
+            rc = ngx_http_registry_manifest_parse(e->op->pool, &m, &none,
+                                                  &invalid);
+        }
+
+        if (rc == NGX_ERROR) {
+            return NGX_ERROR;
+        }
+
+        /* bytes gone or not a manifest: it keeps nothing alive */
+        u[i].references = (rc == NGX_OK) ? m.references : NULL;
     }
-
-    if (rc == NGX_ERROR) {
-        return NGX_ERROR;
-    }
-
-    /* bytes gone or not a manifest: it keeps nothing alive */
-    u->references = (rc == NGX_OK) ? m.references : NULL;
 
     return NGX_OK;
 }
