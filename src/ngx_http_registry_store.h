@@ -820,6 +820,17 @@ struct ngx_http_registry_job_slot_s {
 #define NGX_HTTP_REGISTRY_RFC3339_LEN    (sizeof("1970-01-01T00:00:00Z") - 1)
 
 
+struct json_t;
+
+ngx_int_t ngx_http_registry_lease_file_read(ngx_http_registry_op_t *op,
+    ngx_fd_t dir, char *name, u_char *buf, size_t size, size_t *n,
+    ngx_file_info_t *fi);
+ngx_uint_t ngx_http_registry_lease_stale(ngx_file_info_t *fi, time_t stale,
+    ngx_str_t *holder, ngx_pid_t pid, ngx_str_t *host);
+ngx_int_t ngx_http_registry_json_string(ngx_http_registry_op_t *op,
+    struct json_t *obj, const char *key, ngx_str_t *s);
+
+
 /* who runs a job on the store, as the lease file says */
 
 typedef struct {

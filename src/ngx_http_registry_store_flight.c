@@ -46,8 +46,6 @@ static ngx_int_t ngx_http_registry_flight_read(ngx_http_registry_op_t *op,
     ngx_file_info_t *fi);
 static ngx_int_t ngx_http_registry_flight_parse(ngx_http_registry_op_t *op,
     u_char *data, size_t len, ngx_http_registry_flight_lease_t *lease);
-static ngx_int_t ngx_http_registry_flight_string(ngx_http_registry_op_t *op,
-    json_t *obj, const char *key, ngx_str_t *s);
 static ngx_uint_t ngx_http_registry_flight_stale(
     ngx_http_registry_flight_lease_t *lease, ngx_file_info_t *fi,
     ngx_str_t *host);
@@ -447,52 +445,21 @@ static ngx_int_t
 ngx_http_registry_flight_read(ngx_http_registry_op_t *op, ngx_fd_t dir,
     char *name, ngx_http_registry_flight_lease_t *lease, ngx_file_info_t *fi)
 {
-    ssize_t    n;
-    ngx_fd_t   fd;
-    ngx_err_t  err;
+    size_t     n;
+    ngx_int_t  rc;
     u_char     buf[NGX_HTTP_REGISTRY_FLIGHT_MAX];
 
     ngx_memzero(lease, sizeof(ngx_http_registry_flight_lease_t));
     lease->length = -1;
 
-    fd = openat(dir, name, O_RDONLY|O_NOFOLLOW|O_CLOEXEC);
+    rc = ngx_http_registry_lease_file_read(op, dir, name, buf, sizeof(buf),
+                                           &n, fi);
 
-    /* ESTALE: replaced or removed by another host meanwhile, as gone */
-
-    if (fd == -1) {
-        err = ngx_errno;
-
-        if (err == NGX_ENOENT || err == ESTALE) {
-            return NGX_DECLINED;
-        }
-
-        ngx_log_error(NGX_LOG_CRIT, op->log, err,
-                      "opening the lease \"%s\" failed", name);
-        return ngx_http_registry_op_syserr(op, err);
+    if (rc == NGX_OK && n > 0) {
+        rc = ngx_http_registry_flight_parse(op, buf, n, lease);
     }
 
-    if (ngx_fd_info(fd, fi) == NGX_FILE_ERROR) {
-        err = ngx_errno;
-        (void) close(fd);
-
-        if (err == ESTALE) {
-            return NGX_DECLINED;
-        }
-
-        ngx_log_error(NGX_LOG_CRIT, op->log, err,
-                      ngx_fd_info_n " of the lease \"%s\" failed", name);
-        return ngx_http_registry_op_syserr(op, err);
-    }
-
-    n = read(fd, buf, sizeof(buf));
-
-    (void) close(fd);
-
-    if (n > 0) {
-        return ngx_http_registry_flight_parse(op, buf, n, lease);
-    }
-
-    return NGX_OK;
+    return rc;
 }
 
 
@@ -520,11 +487,11 @@ ngx_http_registry_flight_parse(ngx_http_registry_op_t *op, u_char *data,
 
     rc = NGX_OK;
 
-    if (ngx_http_registry_flight_string(op, doc, "host", &lease->host)
+    if (ngx_http_registry_json_string(op, doc, "host", &lease->host)
         != NGX_OK
-        || ngx_http_registry_flight_string(op, doc, "id", &lease->id)
+        || ngx_http_registry_json_string(op, doc, "id", &lease->id)
            != NGX_OK
-        || ngx_http_registry_flight_string(op, doc, "temp", &lease->temp)
+        || ngx_http_registry_json_string(op, doc, "temp", &lease->temp)
            != NGX_OK)
     {
         rc = ngx_http_registry_op_syserr(op, NGX_ENOMEM);
@@ -536,48 +503,14 @@ ngx_http_registry_flight_parse(ngx_http_registry_op_t *op, u_char *data,
 }
 
 
-static ngx_int_t
-ngx_http_registry_flight_string(ngx_http_registry_op_t *op, json_t *obj,
-    const char *key, ngx_str_t *s)
-{
-    json_t  *v;
-
-    v = json_object_get(obj, key);
-
-    s->len = 0;
-    s->data = NULL;
-
-    if (!json_is_string(v)) {
-        return NGX_OK;
-    }
-
-    s->len = json_string_length(v);
-    s->data = ngx_pnalloc(op->pool, s->len + 1);
-    if (s->data == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_memcpy(s->data, json_string_value(v), s->len);
-    s->data[s->len] = '\0';
-
-    return NGX_OK;
-}
-
-
 /* the rule (see the top of the file) */
 
 static ngx_uint_t
 ngx_http_registry_flight_stale(ngx_http_registry_flight_lease_t *lease,
     ngx_file_info_t *fi, ngx_str_t *host)
 {
-    if (ngx_time() - ngx_file_mtime(fi) > NGX_HTTP_REGISTRY_FLIGHT_STALE) {
-        return 1;
-    }
-
-    return lease->pid > 0
-           && lease->host.len == host->len
-           && ngx_strncmp(lease->host.data, host->data, host->len) == 0
-           && kill(lease->pid, 0) == -1 && ngx_errno == NGX_ESRCH;
+    return ngx_http_registry_lease_stale(fi, NGX_HTTP_REGISTRY_FLIGHT_STALE,
+                                         &lease->host, lease->pid, host);
 }
 
 

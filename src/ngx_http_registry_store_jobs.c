@@ -47,8 +47,6 @@ static ngx_int_t ngx_http_registry_lease_read(ngx_http_registry_op_t *op,
     ngx_file_info_t *fi);
 static ngx_int_t ngx_http_registry_lease_parse(ngx_http_registry_op_t *op,
     u_char *data, size_t len, ngx_http_registry_lease_t *lease);
-static ngx_uint_t ngx_http_registry_lease_stale(
-    ngx_http_registry_lease_t *lease, ngx_file_info_t *fi, ngx_str_t *host);
 static ngx_int_t ngx_http_registry_lease_steal(ngx_http_registry_op_t *op,
     ngx_fd_t dir, char *name, ngx_file_info_t *stale,
     ngx_http_registry_lease_t *holder);
@@ -63,8 +61,6 @@ static json_t *ngx_http_registry_job_load(ngx_http_registry_op_t *op,
     ngx_str_t *id);
 static ngx_int_t ngx_http_registry_job_dump(ngx_http_registry_op_t *op,
     json_t *doc, ngx_str_t *out);
-static ngx_int_t ngx_http_registry_job_string(ngx_http_registry_op_t *op,
-    json_t *obj, const char *key, ngx_str_t *s);
 
 
 /* ---- ids and times ---- */
@@ -209,7 +205,10 @@ ngx_http_registry_store_lease_take(ngx_http_registry_op_t *op,
             break;
         }
 
-        if (!ngx_http_registry_lease_stale(holder, &fi, &ours->host)) {
+        if (!ngx_http_registry_lease_stale(&fi, NGX_HTTP_REGISTRY_LEASE_STALE,
+                                           &holder->host, holder->pid,
+                                           &ours->host))
+        {
             rc = NGX_BUSY;
             break;
         }
@@ -294,27 +293,24 @@ ngx_http_registry_lease_create(ngx_http_registry_op_t *op, ngx_fd_t dir,
 
 
 /*
- * NGX_DECLINED: no such file.  A lease that cannot be parsed (being
- * written, or damaged) is read with empty fields: only its mtime counts.
+ * A lease file's bytes (the jobs', or a blob fetch's: store_flight.c),
+ * at most size of them into buf, *n how many, *fi its information.
+ * NGX_DECLINED: no such file, or one replaced or removed by another host
+ * meanwhile (ESTALE, see store_files.c), as good as gone: the caller
+ * looks again.
  */
 
-static ngx_int_t
-ngx_http_registry_lease_read(ngx_http_registry_op_t *op, ngx_fd_t dir,
-    char *name, ngx_http_registry_lease_t *lease, ngx_file_info_t *fi)
+ngx_int_t
+ngx_http_registry_lease_file_read(ngx_http_registry_op_t *op, ngx_fd_t dir,
+    char *name, u_char *buf, size_t size, size_t *n, ngx_file_info_t *fi)
 {
-    ssize_t    n;
+    ssize_t    got;
     ngx_fd_t   fd;
     ngx_err_t  err;
-    u_char     buf[NGX_HTTP_REGISTRY_LEASE_MAX];
 
-    ngx_memzero(lease, sizeof(ngx_http_registry_lease_t));
+    *n = 0;
 
     fd = openat(dir, name, O_RDONLY|O_NOFOLLOW|O_CLOEXEC);
-
-    /*
-     * ESTALE: replaced or removed by another host meanwhile (see
-     * store_files.c), as good as gone: the caller looks again
-     */
 
     if (fd == -1) {
         err = ngx_errno;
@@ -324,7 +320,7 @@ ngx_http_registry_lease_read(ngx_http_registry_op_t *op, ngx_fd_t dir,
         }
 
         ngx_log_error(NGX_LOG_CRIT, op->log, err,
-                      "opening the jobs' lease \"%s\" failed", name);
+                      "opening the lease \"%s\" failed", name);
         return ngx_http_registry_op_syserr(op, err);
     }
 
@@ -337,19 +333,64 @@ ngx_http_registry_lease_read(ngx_http_registry_op_t *op, ngx_fd_t dir,
         }
 
         ngx_log_error(NGX_LOG_CRIT, op->log, err,
-                      ngx_fd_info_n " of the jobs' lease failed");
+                      ngx_fd_info_n " of the lease \"%s\" failed", name);
         return ngx_http_registry_op_syserr(op, err);
     }
 
-    n = read(fd, buf, sizeof(buf));
+    got = read(fd, buf, size);
 
     (void) close(fd);
 
-    if (n > 0) {
-        return ngx_http_registry_lease_parse(op, buf, n, lease);
-    }
+    *n = (got > 0) ? (size_t) got : 0;
 
     return NGX_OK;
+}
+
+
+/*
+ * The lease rule (see the top of the file), for the jobs' lease and a
+ * blob fetch's: untouched for stale seconds, or of this host with a pid
+ * no process has.
+ */
+
+ngx_uint_t
+ngx_http_registry_lease_stale(ngx_file_info_t *fi, time_t stale,
+    ngx_str_t *holder, ngx_pid_t pid, ngx_str_t *host)
+{
+    if (ngx_time() - ngx_file_mtime(fi) > stale) {
+        return 1;
+    }
+
+    return pid > 0
+           && holder->len == host->len
+           && ngx_strncmp(holder->data, host->data, host->len) == 0
+           && kill(pid, 0) == -1 && ngx_errno == NGX_ESRCH;
+}
+
+
+/*
+ * NGX_DECLINED: no such file.  A lease that cannot be parsed (being
+ * written, or damaged) is read with empty fields: only its mtime counts.
+ */
+
+static ngx_int_t
+ngx_http_registry_lease_read(ngx_http_registry_op_t *op, ngx_fd_t dir,
+    char *name, ngx_http_registry_lease_t *lease, ngx_file_info_t *fi)
+{
+    size_t     n;
+    ngx_int_t  rc;
+    u_char     buf[NGX_HTTP_REGISTRY_LEASE_MAX];
+
+    ngx_memzero(lease, sizeof(ngx_http_registry_lease_t));
+
+    rc = ngx_http_registry_lease_file_read(op, dir, name, buf, sizeof(buf),
+                                           &n, fi);
+
+    if (rc == NGX_OK && n > 0) {
+        rc = ngx_http_registry_lease_parse(op, buf, n, lease);
+    }
+
+    return rc;
 }
 
 
@@ -377,9 +418,9 @@ ngx_http_registry_lease_parse(ngx_http_registry_op_t *op, u_char *data,
 
     rc = NGX_OK;
 
-    if (ngx_http_registry_job_string(op, doc, "host", &lease->host) != NGX_OK
-        || ngx_http_registry_job_string(op, doc, "id", &lease->id) != NGX_OK
-        || ngx_http_registry_job_string(op, doc, "kind", &lease->kind)
+    if (ngx_http_registry_json_string(op, doc, "host", &lease->host) != NGX_OK
+        || ngx_http_registry_json_string(op, doc, "id", &lease->id) != NGX_OK
+        || ngx_http_registry_json_string(op, doc, "kind", &lease->kind)
            != NGX_OK)
     {
         rc = ngx_http_registry_op_syserr(op, NGX_ENOMEM);
@@ -388,23 +429,6 @@ ngx_http_registry_lease_parse(ngx_http_registry_op_t *op, u_char *data,
     json_decref(doc);
 
     return rc;
-}
-
-
-/* the rule (see the top of the file) */
-
-static ngx_uint_t
-ngx_http_registry_lease_stale(ngx_http_registry_lease_t *lease,
-    ngx_file_info_t *fi, ngx_str_t *host)
-{
-    if (ngx_time() - ngx_file_mtime(fi) > NGX_HTTP_REGISTRY_LEASE_STALE) {
-        return 1;
-    }
-
-    return lease->pid > 0
-           && lease->host.len == host->len
-           && ngx_strncmp(lease->host.data, host->data, host->len) == 0
-           && kill(lease->pid, 0) == -1 && ngx_errno == NGX_ESRCH;
 }
 
 
@@ -583,7 +607,7 @@ ngx_http_registry_job_abandon(ngx_http_registry_op_t *op,
         return;
     }
 
-    if (ngx_http_registry_job_string(op, doc, "state", &state) == NGX_OK
+    if (ngx_http_registry_json_string(op, doc, "state", &state) == NGX_OK
         && state.len == sizeof("running") - 1
         && ngx_strncmp(state.data, "running", state.len) == 0)
     {
@@ -874,8 +898,8 @@ ngx_http_registry_job_dump(ngx_http_registry_op_t *op, json_t *doc,
 
 /* a string member, copied into the op's pool; empty when not a string */
 
-static ngx_int_t
-ngx_http_registry_job_string(ngx_http_registry_op_t *op, json_t *obj,
+ngx_int_t
+ngx_http_registry_json_string(ngx_http_registry_op_t *op, json_t *obj,
     const char *key, ngx_str_t *s)
 {
     json_t  *v;
