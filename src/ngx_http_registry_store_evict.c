@@ -86,6 +86,9 @@ static void ngx_http_registry_evict_release(ngx_http_registry_evict_t *e,
     ngx_http_registry_evict_unit_t *u);
 static ngx_uint_t *ngx_http_registry_evict_count(ngx_http_registry_evict_t *e,
     ngx_uint_t *counts, ngx_http_registry_digest_t *digest);
+static ngx_uint_t ngx_http_registry_evict_holding(
+    ngx_http_registry_evict_t *e, ngx_uint_t *counts,
+    ngx_http_registry_digest_t *digest);
 static ngx_int_t ngx_http_registry_evict_strays(ngx_http_registry_evict_t *e);
 static ngx_int_t ngx_http_registry_evict_stray(ngx_http_registry_evict_t *e,
     ngx_array_t *strays, ngx_str_t *name, ngx_http_registry_digest_t *digest);
@@ -603,12 +606,14 @@ ngx_http_registry_evict_hold(ngx_http_registry_evict_t *e)
     }
 
     e->held.nelts = n;
-    e->held_refs = ngx_pcalloc(e->op->pool, (n + 1) * sizeof(ngx_uint_t));
-    e->held_units = ngx_pcalloc(e->op->pool, (n + 1) * sizeof(ngx_uint_t));
+    e->held_refs = ngx_pcalloc(e->op->pool, n * sizeof(ngx_uint_t));
+    e->held_units = ngx_pcalloc(e->op->pool, n * sizeof(ngx_uint_t));
 
     if (e->held_refs == NULL || e->held_units == NULL) {
         return ngx_http_registry_op_syserr(e->op, NGX_ENOMEM);
     }
+
+    /* every digest counted here is in the table: no count is NULL */
 
     for (i = 0; i < e->units.nelts; i++) {
         ref = u[i].references ? u[i].references->elts : NULL;
@@ -640,18 +645,15 @@ ngx_http_registry_evict_release(ngx_http_registry_evict_t *e,
     for (j = 0; ref && j < u->references->nelts; j++) {
         count = ngx_http_registry_evict_count(e, e->held_refs,
                                               &ref[j].digest);
-        *count -= (*count > 0);
+        (*count)--;
     }
 
     count = ngx_http_registry_evict_count(e, e->held_units, &u->digest);
-    *count -= (*count > 0);
+    (*count)--;
 }
 
 
-/*
- * The digest's count in counts (held_refs or held_units); one past the
- * table's, always 0, for a digest nothing holds.
- */
+/* the digest's count in counts (held_refs or held_units); NULL: not held */
 
 static ngx_uint_t *
 ngx_http_registry_evict_count(ngx_http_registry_evict_t *e,
@@ -660,11 +662,24 @@ ngx_http_registry_evict_count(ngx_http_registry_evict_t *e,
     ngx_uint_t  at;
 
     if (ngx_http_registry_find_name(&e->held, &digest->text, &at) != NGX_OK) {
-        counts[e->held.nelts] = 0;
-        return &counts[e->held.nelts];
+        return NULL;
     }
 
     return &counts[at];
+}
+
+
+/* how many kept manifests the count says hold the digest */
+
+static ngx_uint_t
+ngx_http_registry_evict_holding(ngx_http_registry_evict_t *e,
+    ngx_uint_t *counts, ngx_http_registry_digest_t *digest)
+{
+    ngx_uint_t  *count;
+
+    count = ngx_http_registry_evict_count(e, counts, digest);
+
+    return count ? *count : 0;
 }
 
 
@@ -858,7 +873,7 @@ static ngx_uint_t
 ngx_http_registry_evict_kept(ngx_http_registry_evict_t *e,
     ngx_http_registry_digest_t *digest)
 {
-    return *ngx_http_registry_evict_count(e, e->held_refs, digest) > 0;
+    return ngx_http_registry_evict_holding(e, e->held_refs, digest) > 0;
 }
 
 
@@ -883,7 +898,7 @@ ngx_http_registry_evict_blob(ngx_http_registry_evict_t *e,
         return NGX_OK;
     }
 
-    if (*ngx_http_registry_evict_count(e, e->held_units, digest)) {
+    if (ngx_http_registry_evict_holding(e, e->held_units, digest)) {
         return NGX_OK;           /* the same manifest, kept elsewhere */
     }
 
