@@ -2413,10 +2413,10 @@ ngx_http_registry_blob_adopted(ngx_http_request_t *r, ngx_int_t rc)
     ctx = ngx_http_get_module_ctx(r, ngx_http_registry_module);
     mctx = ngx_http_get_module_ctx(r, ngx_http_registry_mirror_module);
 
+    /* the adoption wrote or retimed the layer link: that is the pull */
+
     if (rc == NGX_OK) {
         mctx->cache = NGX_HTTP_REGISTRY_CACHE_HIT;
-        ngx_http_registry_mirror_pulled(mctx, &ctx->route.digest,
-                                        NGX_HTTP_REGISTRY_PULL_BLOB);
         return ngx_http_registry_blob_get(r);
     }
 
