@@ -29,7 +29,8 @@
  * Blobs.  blobs/<alg>/<xx>/<hex>/data: a marked blob costs nothing, an
  * unmarked one one stat; older than the grace, it is renamed to its
  * tombstone, checked again (a refresh may have come between the stat and
- * the rename: it moves back), and stamped with the time.
+ * the rename: it moves back), and stamped with the time.  Its directory,
+ * empty, goes in the next run.
  *
  * Refresh.  Every store operation that references a blob again refreshes
  * its time and its link's, and brings a tombstoned blob back
@@ -278,6 +279,9 @@ static ngx_int_t ngx_http_registry_gc_blob_sweep(ngx_http_registry_gc_t *gc,
     ngx_http_registry_op_t *op, ngx_http_registry_dir_t *dir, ngx_str_t *hex,
     ngx_http_registry_digest_t *digest);
 static ngx_int_t ngx_http_registry_gc_open_tombs(ngx_http_registry_gc_t *gc);
+static ngx_int_t ngx_http_registry_gc_empty_dir(ngx_http_registry_gc_t *gc,
+    ngx_http_registry_op_t *op, ngx_http_registry_dir_t *prefix,
+    ngx_str_t *hex);
 static ngx_int_t ngx_http_registry_gc_bury(ngx_http_registry_gc_t *gc,
     ngx_http_registry_op_t *op, ngx_http_registry_dir_t *prefix,
     ngx_str_t *hex, ngx_str_t *rel, ngx_http_registry_gc_blob_t *b,
@@ -1663,7 +1667,7 @@ ngx_http_registry_gc_blob_sweep(ngx_http_registry_gc_t *gc,
     rc = ngx_http_registry_gc_young_in(gc, op, dir, &rel, &size);
 
     if (rc == NGX_DECLINED) {
-        return NGX_OK;                        /* an empty directory */
+        return ngx_http_registry_gc_empty_dir(gc, op, dir, hex);
     }
 
     if (rc == NGX_ERROR) {
@@ -1699,15 +1703,38 @@ ngx_http_registry_gc_blob_sweep(ngx_http_registry_gc_t *gc,
 
 
 /*
+ * An unmarked blob directory without its data: the one a blob moved
+ * aside by an earlier run left (gc_bury()), or one a crash or another
+ * tool emptied.  It goes now; a commit or a restore filling it again
+ * meanwhile keeps it (ENOTEMPTY), and both make it again when they find
+ * it gone.
+ */
+
+static ngx_int_t
+ngx_http_registry_gc_empty_dir(ngx_http_registry_gc_t *gc,
+    ngx_http_registry_op_t *op, ngx_http_registry_dir_t *prefix,
+    ngx_str_t *hex)
+{
+    if (!gc->job->dry_run) {
+        (void) ngx_http_registry_dir_unlink(op, prefix, (char *) hex->data,
+                                            1);
+    }
+
+    return NGX_OK;
+}
+
+
+/*
  * Moved aside, then checked: a refresh between the stat and the rename
  * left the time young (it goes back); one after the rename brings it
  * back itself.  Stamped with the time it was moved aside: the second
- * grace counts from there.  The blob's own directory goes if empty (a
- * commit or a restore may have filled it again: it stays then, and both
- * make it again when they find it gone).  prefix: blobs/<alg>/<xx>, hex
- * the blob's directory in it (the listing's: a directory, no symbolic
- * link), rel its data (<hex>/data); b: its record, if any.  Four system
- * calls a blob: the rename, the check, the stamp, the rmdir.
+ * grace counts from there.  The blob's own directory, empty now, stays
+ * until the next run (gc_empty_dir()): a restore finds it there, and
+ * its rmdir would cost a quarter of this run's moves.  prefix:
+ * blobs/<alg>/<xx>, hex the blob's directory in it (the listing's: a
+ * directory, no symbolic link), rel its data (<hex>/data); b: its
+ * record, if any.  Three system calls a blob: the rename, the check,
+ * the stamp.
  */
 
 static ngx_int_t
@@ -1735,8 +1762,6 @@ ngx_http_registry_gc_bury(ngx_http_registry_gc_t *gc,
     if (rc != NGX_OK) {
         return NGX_OK;                        /* gone, or back meanwhile */
     }
-
-    (void) ngx_http_registry_dir_unlink(op, prefix, (char *) hex->data, 1);
 
     gc->blobs_tombstoned++;
     gc->bytes_tombstoned += size;

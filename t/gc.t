@@ -14,6 +14,7 @@ use warnings;
 
 use Test::More;
 use File::Find;
+use File::Basename qw(dirname);
 use File::Temp qw(tempdir);
 use JSON::PP;
 use POSIX ();
@@ -155,6 +156,9 @@ sub age {
     utime($then, $then, @files);
 }
 
+# blobs/<alg>/<xx>/<hex>, the directory of the blob's data
+sub blob_dir { return dirname($t->blob_path($_[0])) }
+
 sub set_of { return { map { $_ => 1 } @_ } }
 sub sorted { return [ sort keys %{ $_[0] } ] }
 
@@ -286,6 +290,8 @@ age();
               'gc: blobs/ holds exactly the live blobs');
     is_deeply(sorted(tombstones()), sorted($gone1),
               'gc: the unreachable ones are tombstones');
+    is_deeply([ grep { !-d blob_dir($_) } sort keys %$gone1 ], [],
+              'gc: their directories stay, empty, until the next run');
     ok(-e $t->layer_link('gc/a', $orphan),
        'gc: the orphan\'s layer link stays while its bytes do');
 
@@ -310,6 +316,8 @@ age();
               'second pass: lists them');
     is($rep->{blobs_tombstoned}, 0, 'second pass: nothing else');
     is_deeply(sorted(tombstones()), [], 'second pass: no tombstone left');
+    is_deeply([ grep { -e blob_dir($_) } sort keys %$gone1 ], [],
+              'second pass: nor their directories');
     is_deeply(sorted(blobs_in_store()), sorted($live1),
               'second pass: blobs/ unchanged');
     is($rep->{links_removed}, 3,
