@@ -274,6 +274,8 @@ ngx_int_t ngx_http_registry_path_revisions(ngx_http_registry_op_t *op,
     ngx_str_t *out, ngx_str_t *name, ngx_uint_t alg);
 ngx_int_t ngx_http_registry_path_tombstone(ngx_http_registry_op_t *op,
     ngx_str_t *out, ngx_uint_t alg, ngx_http_registry_digest_t *digest);
+ngx_int_t ngx_http_registry_path_tomb_record(ngx_http_registry_op_t *op,
+    ngx_str_t *out, ngx_str_t *name);
 ngx_int_t ngx_http_registry_path_tags(ngx_http_registry_op_t *op,
     ngx_str_t *out, ngx_str_t *name);
 ngx_int_t ngx_http_registry_path_tag(ngx_http_registry_op_t *op,

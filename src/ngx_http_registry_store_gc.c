@@ -22,15 +22,16 @@
  * Tombstones.  Blobs moved aside earlier (<v2>/_ngx_tombstones/<alg>/<hex>,
  * see store_paths.c) come back when live, and are doomed when older than
  * the second grace, which is the grace again, counted from when they were
- * moved aside: deleted at the end of the run, after their layer links
- * (see Links).  So a blob goes in two runs: this run's tombstones are
- * only deleted by a later run.
+ * moved aside (the time of the record of the run that moved them, see
+ * gc_records_read()): deleted at the end of the run, after their layer
+ * links (see Links).  So a blob goes in two runs: this run's tombstones
+ * are only deleted by a later run.
  *
  * Blobs.  blobs/<alg>/<xx>/<hex>/data: a marked blob costs nothing, an
  * unmarked one one stat; older than the grace, it is renamed to its
  * tombstone, checked again (a refresh may have come between the stat and
- * the rename: it moves back), and stamped with the time.  Its directory,
- * empty, goes in the next run.
+ * the rename: it moves back), and listed in the run's record.  Its
+ * directory, empty, goes in the next run.
  *
  * Refresh.  Every store operation that references a blob again refreshes
  * its time and its link's, and brings a tombstoned blob back
@@ -78,6 +79,7 @@
 
 #define NGX_HTTP_REGISTRY_GC_LISTED        1000
 #define NGX_HTTP_REGISTRY_GC_MANIFEST_MAX  (16 * 1024 * 1024)
+#define NGX_HTTP_REGISTRY_GC_RECORD_MAX    (256 * 1024 * 1024)
 #define NGX_HTTP_REGISTRY_GC_SET_MIN       1024
 #define NGX_HTTP_REGISTRY_GC_SLACK         1          /* seconds */
 #define NGX_HTTP_REGISTRY_GC_PARTS         4          /* threads, at most */
@@ -161,6 +163,7 @@ struct ngx_http_registry_gc_tomb_s {
     ngx_uint_t                     alg;
     ngx_str_t                      name;
     off_t                          size;
+    time_t                         moved;      /* its record's, 0: none */
     ngx_http_registry_gc_blob_t   *blob;       /* NULL: none met */
     ngx_uint_t                     doomed;
 };
@@ -207,7 +210,9 @@ struct ngx_http_registry_gc_s {
     struct timespec                cutoff;     /* now less the grace */
     ngx_http_registry_gc_set_t     blobs;
     ngx_array_t                    links;      /* of gc_link_t: candidates */
-    ngx_array_t                    tombstones; /* of gc_tomb_t */
+    ngx_array_t                    tombstones; /* of gc_tomb_t, sorted */
+    ngx_array_t                    record;     /* of u_char: its lines */
+    ngx_array_t                    old_records; /* of ngx_str_t: to go */
     ngx_http_registry_dir_t        tombs[2];   /* the sweep's, by alg */
     ngx_uint_t                     invalid;    /* remove nothing */
 
@@ -267,6 +272,19 @@ static ngx_int_t ngx_http_registry_gc_layer(ngx_http_registry_gc_t *gc,
     ngx_http_registry_gc_repo_t *repo, ngx_http_registry_dir_t *dir,
     ngx_uint_t alg, ngx_str_t *hex, ngx_str_t *name);
 static ngx_int_t ngx_http_registry_gc_tombstones(ngx_http_registry_gc_t *gc);
+static int ngx_libc_cdecl ngx_http_registry_gc_tomb_cmp(const void *one,
+    const void *two);
+static ngx_http_registry_gc_tomb_t *ngx_http_registry_gc_tomb_find(
+    ngx_http_registry_gc_t *gc, ngx_http_registry_digest_t *digest);
+static ngx_int_t ngx_http_registry_gc_records_read(ngx_http_registry_gc_t *gc);
+static ngx_int_t ngx_http_registry_gc_record_read(ngx_http_registry_gc_t *gc,
+    ngx_str_t *name);
+static ngx_int_t ngx_http_registry_gc_record_digest(ngx_http_registry_gc_t *gc,
+    ngx_http_registry_digest_t *digest);
+static ngx_int_t ngx_http_registry_gc_record_add(ngx_http_registry_gc_t *gc,
+    u_char *lines, size_t len);
+static void ngx_http_registry_gc_records_end(ngx_http_registry_gc_t *gc,
+    ngx_int_t rc);
 static ngx_int_t ngx_http_registry_gc_tombs_part(ngx_http_registry_gc_t *gc,
     ngx_array_t *tombs);
 static ngx_int_t ngx_http_registry_gc_tombstone_sweep(
@@ -284,10 +302,10 @@ static ngx_int_t ngx_http_registry_gc_empty_dir(ngx_http_registry_gc_t *gc,
     ngx_str_t *hex);
 static ngx_int_t ngx_http_registry_gc_bury(ngx_http_registry_gc_t *gc,
     ngx_http_registry_op_t *op, ngx_http_registry_dir_t *prefix,
-    ngx_str_t *hex, ngx_str_t *rel, ngx_http_registry_gc_blob_t *b,
-    ngx_http_registry_digest_t *digest, off_t size);
+    ngx_str_t *hex, ngx_str_t *rel, ngx_http_registry_digest_t *digest,
+    off_t size);
 static void ngx_http_registry_gc_replaced(ngx_http_registry_gc_t *gc,
-    ngx_http_registry_gc_blob_t *b, ngx_http_registry_digest_t *digest);
+    ngx_http_registry_digest_t *digest);
 static ngx_int_t ngx_http_registry_gc_buried(ngx_http_registry_gc_t *gc,
     ngx_http_registry_op_t *op, ngx_http_registry_dir_t *prefix,
     ngx_str_t *hex, ngx_str_t *rel, ngx_http_registry_digest_t *digest);
@@ -403,6 +421,8 @@ ngx_http_registry_store_gc(ngx_http_registry_op_t *op,
         rc = ngx_http_registry_gc_unlink_links(&gc);
     }
 
+    ngx_http_registry_gc_records_end(&gc, rc);
+
     ngx_http_registry_dir_close(&gc.tombs[0]);
     ngx_http_registry_dir_close(&gc.tombs[1]);
 
@@ -438,6 +458,10 @@ ngx_http_registry_gc_init(ngx_http_registry_gc_t *gc)
         || gc->revisions_list == NULL || gc->problems == NULL
         || ngx_array_init(&gc->links, gc->op->pool, 16,
                           sizeof(ngx_http_registry_gc_link_t))
+           != NGX_OK
+        || ngx_array_init(&gc->record, gc->op->pool, 4096, 1) != NGX_OK
+        || ngx_array_init(&gc->old_records, gc->op->pool, 4,
+                          sizeof(ngx_str_t))
            != NGX_OK
         || ngx_http_registry_gc_set_init(&gc->blobs, gc->op->pool) != NGX_OK)
     {
@@ -1304,11 +1328,287 @@ ngx_http_registry_gc_tombstones(ngx_http_registry_gc_t *gc)
         }
     }
 
+    ngx_qsort(gc->tombstones.elts, gc->tombstones.nelts,
+              sizeof(ngx_http_registry_gc_tomb_t),
+              ngx_http_registry_gc_tomb_cmp);
+
+    if (ngx_http_registry_gc_records_read(gc) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     ngx_http_registry_gc_phase(gc, NGX_HTTP_REGISTRY_GC_TOMBSTONES,
                                gc->tombstones.nelts);
 
     return ngx_http_registry_gc_parallel(gc, ngx_http_registry_gc_tombs_part,
                                          &gc->tombstones, 0);
+}
+
+
+static int ngx_libc_cdecl
+ngx_http_registry_gc_tomb_cmp(const void *one, const void *two)
+{
+    const ngx_http_registry_gc_tomb_t  *a = one, *b = two;
+
+    if (a->alg != b->alg) {
+        return (a->alg < b->alg) ? -1 : 1;
+    }
+
+    if (a->name.len != b->name.len) {
+        return (a->name.len < b->name.len) ? -1 : 1;
+    }
+
+    return ngx_memcmp(a->name.data, b->name.data, a->name.len);
+}
+
+
+/* the tombstone of digest this run listed, or NULL */
+
+static ngx_http_registry_gc_tomb_t *
+ngx_http_registry_gc_tomb_find(ngx_http_registry_gc_t *gc,
+    ngx_http_registry_digest_t *digest)
+{
+    ngx_http_registry_gc_tomb_t  key;
+
+    key.alg = digest->alg;
+    key.name = digest->hex;
+
+    return bsearch(&key, gc->tombstones.elts, gc->tombstones.nelts,
+                   sizeof(ngx_http_registry_gc_tomb_t),
+                   ngx_http_registry_gc_tomb_cmp);
+}
+
+
+/* ---- the records of what earlier runs moved aside ---- */
+
+/*
+ * A record, _ngx_tombstones/moved/<when>, lists the digests a run moved
+ * aside, one a line, and is written once the run is done with them: its
+ * time, later than every move it lists, is when their second grace
+ * starts.  So a move costs no stamp of its own.  A tombstone in no
+ * record (its run was cut short before it wrote one, an eviction was,
+ * or an older version of the module made it) starts its second grace
+ * when a run finds it: it goes in that run's record.  A tombstone in
+ * several (moved aside again after it came back) counts from the
+ * latest.  Records older than the grace go at the end of a run that
+ * completed: every tombstone they list was doomed by it, deleted or
+ * brought back (or kept by a young link or an invalid manifest: then it
+ * is in no record any more, and starts again).
+ */
+
+static ngx_int_t
+ngx_http_registry_gc_records_read(ngx_http_registry_gc_t *gc)
+{
+    ngx_int_t    rc;
+    ngx_str_t    dir, *name, *old;
+    ngx_uint_t   i;
+    ngx_array_t  names;
+
+    if (ngx_array_init(&names, gc->op->pool, 8, sizeof(ngx_str_t)) != NGX_OK
+        || ngx_http_registry_path_tomb_record(gc->op, &dir, NULL) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    rc = ngx_http_registry_file_list(gc->op, &dir, NGX_HTTP_REGISTRY_LIST_FILES,
+                                     &names);
+    if (rc != NGX_OK) {
+        return (rc == NGX_DECLINED) ? NGX_OK : NGX_ERROR;
+    }
+
+    name = names.elts;
+
+    for (i = 0; i < names.nelts; i++) {
+        rc = ngx_http_registry_gc_record_read(gc, &name[i]);
+
+        if (rc == NGX_ERROR) {
+            return NGX_ERROR;
+        }
+
+        if (rc == NGX_DECLINED) {             /* older than the grace */
+            old = ngx_array_push(&gc->old_records);
+            if (old == NULL) {
+                return ngx_http_registry_op_syserr(gc->op, NGX_ENOMEM);
+            }
+
+            *old = name[i];
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * One record: its tombstones get its time.  NGX_DECLINED: it is older
+ * than the grace.  One that cannot be read is a problem, not an error:
+ * its tombstones start their second grace again.
+ */
+
+static ngx_int_t
+ngx_http_registry_gc_record_read(ngx_http_registry_gc_t *gc, ngx_str_t *name)
+{
+    time_t                        moved;
+    u_char                       *p, *last, *eol;
+    ngx_int_t                     rc;
+    ngx_str_t                     path, content, line;
+    ngx_pool_t                   *pool;
+    ngx_file_info_t               fi;
+    ngx_http_registry_op_t        op;
+    ngx_http_registry_digest_t    digest;
+    ngx_http_registry_gc_tomb_t  *t;
+
+    pool = ngx_create_pool(NGX_DEFAULT_POOL_SIZE, gc->op->log);
+    if (pool == NULL) {
+        return ngx_http_registry_op_syserr(gc->op, NGX_ENOMEM);
+    }
+
+    op = *gc->op;
+    op.pool = pool;
+
+    rc = ngx_http_registry_path_tomb_record(&op, &path, name);
+
+    if (rc == NGX_OK) {
+        rc = ngx_http_registry_file_stat(&op, &path, &fi);
+    }
+
+    if (rc == NGX_OK) {
+        rc = ngx_http_registry_file_read(&op, &path,
+                                         NGX_HTTP_REGISTRY_GC_RECORD_MAX,
+                                         &content);
+    }
+
+    if (rc != NGX_OK) {
+        ngx_http_registry_gc_problem(gc, "cannot read a record of "
+                                     "tombstones", NULL, name);
+        ngx_destroy_pool(pool);
+        return NGX_OK;
+    }
+
+    moved = ngx_file_mtime(&fi);
+    p = content.data;
+    last = p + content.len;
+
+    /* a line cut short by a crash parses as no digest */
+
+    for ( /* void */ ; p < last; p = eol + 1) {
+        eol = ngx_strlchr(p, last, '\n');
+        if (eol == NULL) {
+            break;
+        }
+
+        line.data = p;
+        line.len = eol - p;
+
+        if (ngx_http_registry_parse_digest(&line, &digest) != NGX_OK) {
+            continue;
+        }
+
+        t = ngx_http_registry_gc_tomb_find(gc, &digest);
+
+        if (t && t->moved < moved) {
+            t->moved = moved;
+        }
+    }
+
+    ngx_destroy_pool(pool);
+
+    return (moved < gc->cutoff.tv_sec) ? NGX_DECLINED : NGX_OK;
+}
+
+
+/* digest, a line of this run's record */
+
+static ngx_int_t
+ngx_http_registry_gc_record_digest(ngx_http_registry_gc_t *gc,
+    ngx_http_registry_digest_t *digest)
+{
+    u_char  *p;
+
+    p = ngx_array_push_n(&gc->record, digest->text.len + 1);
+    if (p == NULL) {
+        return ngx_http_registry_op_syserr(gc->op, NGX_ENOMEM);
+    }
+
+    p = ngx_cpymem(p, digest->text.data, digest->text.len);
+    *p = '\n';
+
+    return NGX_OK;
+}
+
+
+/* a part's lines into the run's */
+
+static ngx_int_t
+ngx_http_registry_gc_record_add(ngx_http_registry_gc_t *gc, u_char *lines,
+    size_t len)
+{
+    u_char  *p;
+
+    if (len == 0) {
+        return NGX_OK;
+    }
+
+    p = ngx_array_push_n(&gc->record, len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(p, lines, len);
+
+    return NGX_OK;
+}
+
+
+/*
+ * The end of a run: its record written (whatever was moved aside, even
+ * by a run cut short), and, when it completed, the records older than
+ * the grace removed.  A record that cannot be written is a problem: its
+ * tombstones, in none, start their second grace at the next run.
+ */
+
+static void
+ngx_http_registry_gc_records_end(ngx_http_registry_gc_t *gc, ngx_int_t rc)
+{
+    u_char      when[NGX_INT64_LEN * 2 + 2];
+    ngx_str_t   name, path, dir, *old;
+    ngx_uint_t  i;
+
+    if (gc->job->dry_run) {
+        return;
+    }
+
+    if (gc->record.nelts) {
+        name.data = when;
+        name.len = ngx_sprintf(when, "%T.%09l", gc->now.tv_sec,
+                               gc->now.tv_nsec)
+                   - when;
+
+        if (ngx_http_registry_path_tomb_record(gc->op, &dir, NULL) != NGX_OK
+            || ngx_http_registry_path_tomb_record(gc->op, &path, &name)
+               != NGX_OK
+            || ngx_http_registry_file_mkdirs(gc->op, &dir, 0) != NGX_OK
+            || ngx_http_registry_file_write(gc->op, &path, gc->record.elts,
+                                            gc->record.nelts, 0)
+               != NGX_OK)
+        {
+            ngx_http_registry_gc_problem(gc, "cannot record the tombstones "
+                                         "moved aside", NULL, &name);
+        }
+    }
+
+    if (rc != NGX_OK || gc->invalid) {
+        return;
+    }
+
+    old = gc->old_records.elts;
+
+    for (i = 0; i < gc->old_records.nelts; i++) {
+        if (ngx_http_registry_path_tomb_record(gc->op, &path, &old[i])
+            == NGX_OK)
+        {
+            (void) ngx_http_registry_file_unlink(gc->op, &path, 0);
+        }
+    }
 }
 
 
@@ -1408,6 +1708,8 @@ ngx_http_registry_gc_tombstone_sweep(ngx_http_registry_gc_t *gc,
         return NGX_OK;
     }
 
+    /* its time is its record's (gc_records_read()): the stat, its size */
+
     rc = ngx_http_registry_gc_young_in(gc, &op, &gc->tombs[alg], hex, &size);
 
     if (rc == NGX_DECLINED) {
@@ -1420,13 +1722,19 @@ ngx_http_registry_gc_tombstone_sweep(ngx_http_registry_gc_t *gc,
         return NGX_OK;
     }
 
+    if (t->moved == 0 && !gc->job->dry_run
+        && ngx_http_registry_gc_record_digest(gc, &digest) != NGX_OK)
+    {
+        return NGX_ERROR;                     /* in this run's record now */
+    }
+
     /*
      * Bytes that stay keep their layer links (gc_unlink_links()): only a
      * blob with a record can have one.  The set is shared by this
      * phase's threads: it gains no record here.
      */
 
-    if (rc == NGX_OK || gc->invalid) {
+    if (t->moved >= gc->cutoff.tv_sec || t->moved == 0 || gc->invalid) {
         if (b) {
             b->kept = 1;
         }
@@ -1691,14 +1999,14 @@ ngx_http_registry_gc_blob_sweep(ngx_http_registry_gc_t *gc,
     }
 
     if (gc->job->dry_run) {
-        ngx_http_registry_gc_replaced(gc, b, digest);
+        ngx_http_registry_gc_replaced(gc, digest);
         gc->blobs_tombstoned++;
         gc->bytes_tombstoned += size;
         ngx_http_registry_gc_list(gc, gc->tombstoned, NULL, &digest->text);
         return NGX_OK;
     }
 
-    return ngx_http_registry_gc_bury(gc, op, dir, hex, &rel, b, digest, size);
+    return ngx_http_registry_gc_bury(gc, op, dir, hex, &rel, digest, size);
 }
 
 
@@ -1727,21 +2035,20 @@ ngx_http_registry_gc_empty_dir(ngx_http_registry_gc_t *gc,
 /*
  * Moved aside, then checked: a refresh between the stat and the rename
  * left the time young (it goes back); one after the rename brings it
- * back itself.  Stamped with the time it was moved aside: the second
- * grace counts from there.  The blob's own directory, empty now, stays
+ * back itself.  Listed in the run's record, whose time starts the second
+ * grace (gc_records_read()).  The blob's own directory, empty now, stays
  * until the next run (gc_empty_dir()): a restore finds it there, and
  * its rmdir would cost a quarter of this run's moves.  prefix:
  * blobs/<alg>/<xx>, hex the blob's directory in it (the listing's: a
- * directory, no symbolic link), rel its data (<hex>/data); b: its
- * record, if any.  Three system calls a blob: the rename, the check,
- * the stamp.
+ * directory, no symbolic link), rel its data (<hex>/data).  Two system
+ * calls a blob: the rename and the check.
  */
 
 static ngx_int_t
 ngx_http_registry_gc_bury(ngx_http_registry_gc_t *gc,
     ngx_http_registry_op_t *op, ngx_http_registry_dir_t *prefix,
-    ngx_str_t *hex, ngx_str_t *rel, ngx_http_registry_gc_blob_t *b,
-    ngx_http_registry_digest_t *digest, off_t size)
+    ngx_str_t *hex, ngx_str_t *rel, ngx_http_registry_digest_t *digest,
+    off_t size)
 {
     ngx_int_t  rc;
 
@@ -1750,7 +2057,7 @@ ngx_http_registry_gc_bury(ngx_http_registry_gc_t *gc,
                                       (char *) hex->data);
 
     if (rc == NGX_OK) {
-        ngx_http_registry_gc_replaced(gc, b, digest);
+        ngx_http_registry_gc_replaced(gc, digest);
         rc = ngx_http_registry_gc_buried(gc, op, prefix, hex, rel, digest);
     }
 
@@ -1761,6 +2068,10 @@ ngx_http_registry_gc_bury(ngx_http_registry_gc_t *gc,
 
     if (rc != NGX_OK) {
         return NGX_OK;                        /* gone, or back meanwhile */
+    }
+
+    if (ngx_http_registry_gc_record_digest(gc, digest) != NGX_OK) {
+        return NGX_ERROR;
     }
 
     gc->blobs_tombstoned++;
@@ -1774,20 +2085,25 @@ ngx_http_registry_gc_bury(ngx_http_registry_gc_t *gc,
 /*
  * A doomed tombstone the move replaced: the bytes of an upload made
  * since took its place (the upload published them anew), and it is gone.
+ * The new one is not doomed: its second grace starts with this run.
  */
 
 static void
 ngx_http_registry_gc_replaced(ngx_http_registry_gc_t *gc,
-    ngx_http_registry_gc_blob_t *b, ngx_http_registry_digest_t *digest)
+    ngx_http_registry_digest_t *digest)
 {
-    if (b == NULL || b->doomed == NULL || !b->doomed->doomed) {
+    ngx_http_registry_gc_tomb_t  *t;
+
+    t = ngx_http_registry_gc_tomb_find(gc, digest);
+
+    if (t == NULL || !t->doomed) {
         return;
     }
 
-    b->doomed->doomed = 0;
+    t->doomed = 0;
 
     gc->blobs_removed++;
-    gc->bytes_freed += b->doomed->size;
+    gc->bytes_freed += t->size;
     ngx_http_registry_gc_list(gc, gc->removed, NULL, &digest->text);
 }
 
@@ -1820,11 +2136,7 @@ ngx_http_registry_gc_buried(ngx_http_registry_gc_t *gc,
         return NGX_DECLINED;
     }
 
-    if (rc == NGX_ABORT) {
-        rc = ngx_http_registry_dir_retime(op, tombs, name);
-    }
-
-    return (rc == NGX_ERROR) ? NGX_DECLINED : rc;
+    return (rc == NGX_ABORT) ? NGX_OK : NGX_DECLINED;
 }
 
 
@@ -2104,7 +2416,6 @@ static ngx_int_t
 ngx_http_registry_gc_delete_part(ngx_http_registry_gc_t *gc,
     ngx_array_t *tombs)
 {
-    ngx_int_t                     rc;
     ngx_uint_t                    i;
     ngx_http_registry_digest_t    digest;
     ngx_http_registry_gc_tomb_t  *t;
@@ -2120,10 +2431,16 @@ ngx_http_registry_gc_delete_part(ngx_http_registry_gc_t *gc,
             continue;
         }
 
-        rc = ngx_http_registry_gc_young_in(gc, gc->op, &gc->tombs[t[i].alg],
-                                           &t[i].name, NULL);
+        /*
+         * Its own time is its bytes' last reference: a young one is bytes
+         * moved onto it since, by an eviction checking a blob that is
+         * referenced again (store_blob_evict()), which moves them back.
+         */
 
-        if (rc != NGX_ABORT) {
+        if (ngx_http_registry_gc_young_in(gc, gc->op, &gc->tombs[t[i].alg],
+                                          &t[i].name, NULL)
+            != NGX_ABORT)
+        {
             continue;                         /* young, gone, or no stat */
         }
 
@@ -2325,6 +2642,7 @@ ngx_http_registry_gc_fork(ngx_http_registry_gc_t *gc, ngx_uint_t own_sets)
     part->blobs = gc->blobs;
     part->tombs[0] = gc->tombs[0];
     part->tombs[1] = gc->tombs[1];
+    part->tombstones = gc->tombstones;
 
     part->removed = json_array();
     part->tombstoned = json_array();
@@ -2338,6 +2656,7 @@ ngx_http_registry_gc_fork(ngx_http_registry_gc_t *gc, ngx_uint_t own_sets)
         || ngx_array_init(&part->links, pool, 16,
                           sizeof(ngx_http_registry_gc_link_t))
            != NGX_OK
+        || ngx_array_init(&part->record, pool, 4096, 1) != NGX_OK
         || (own_sets
             && ngx_http_registry_gc_set_init(&part->blobs, pool) != NGX_OK))
     {
@@ -2376,8 +2695,11 @@ ngx_http_registry_gc_join(ngx_http_registry_gc_t *gc,
     if (rc == NGX_ERROR) {
         gc->op->fault = part->op->fault;
 
-    } else if (part->blobs.slots != gc->blobs.slots
-               && ngx_http_registry_gc_join_marks(gc, part) != NGX_OK)
+    } else if ((part->blobs.slots != gc->blobs.slots
+                && ngx_http_registry_gc_join_marks(gc, part) != NGX_OK)
+               || ngx_http_registry_gc_record_add(gc, part->record.elts,
+                                                  part->record.nelts)
+                  != NGX_OK)
     {
         rc = ngx_http_registry_op_syserr(gc->op, NGX_ENOMEM);
     }

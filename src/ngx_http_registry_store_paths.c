@@ -393,6 +393,26 @@ ngx_http_registry_path_tombstone(ngx_http_registry_op_t *op, ngx_str_t *out,
 
 
 /*
+ * What a garbage collection run moved aside, one digest a line: the
+ * file's time is when their second grace starts (store_gc.c).  The
+ * directory when name is NULL.
+ */
+
+ngx_int_t
+ngx_http_registry_path_tomb_record(ngx_http_registry_op_t *op, ngx_str_t *out,
+    ngx_str_t *name)
+{
+    if (name == NULL) {
+        return ngx_http_registry_path(op, out,
+                                      NGX_HTTP_REGISTRY_TOMBS_DIR "/moved");
+    }
+
+    return ngx_http_registry_path(op, out, NGX_HTTP_REGISTRY_TOMBS_DIR
+                                  "/moved/%V", name);
+}
+
+
+/*
  * The module's temporary files, on the store's file system so that
  * publishing is a rename(2); distribution never looks at _ngx_tmp.  An
  * empty id names the directory.

@@ -129,6 +129,17 @@ sub tombstones {
     return \%s;
 }
 
+# the digests the runs' records of tombstones list (store_gc.c)
+sub recorded {
+    my %s;
+    for my $f (glob("$V2/_ngx_tombstones/moved/*")) {
+        $s{$_} = 1 for split /\n/, RegTest::slurp($f);
+    }
+    return \%s;
+}
+
+sub tombstone_of { return "$V2/_ngx_tombstones/sha256/" . substr($_[0], 7) }
+
 # every file under the store, with size and mtime: what a dry run must
 # leave as it is (the jobs' own reports and lease aside)
 sub snapshot {
@@ -292,6 +303,8 @@ age();
               'gc: the unreachable ones are tombstones');
     is_deeply([ grep { !-d blob_dir($_) } sort keys %$gone1 ], [],
               'gc: their directories stay, empty, until the next run');
+    is_deeply(sorted(recorded()), sorted($gone1),
+              'gc: the run\'s record lists them');
     ok(-e $t->layer_link('gc/a', $orphan),
        'gc: the orphan\'s layer link stays while its bytes do');
 
@@ -306,6 +319,12 @@ age();
     my $bytes = 0;
     $bytes += blob_size($_) for keys %$gone1;
 
+    # their second grace counts from their record, not their own times
+    age(map { tombstone_of($_) } keys %$gone1);
+    $rep = run_gc($t, grace => 600);
+    is($rep->{blobs_removed}, 0, 'old tombstones of a young record stay');
+    is_deeply(sorted(tombstones()), sorted($gone1), '... all of them');
+
     age();
     $rep = run_gc($t, grace => 0);
 
@@ -318,6 +337,7 @@ age();
     is_deeply(sorted(tombstones()), [], 'second pass: no tombstone left');
     is_deeply([ grep { -e blob_dir($_) } sort keys %$gone1 ], [],
               'second pass: nor their directories');
+    is_deeply(sorted(recorded()), [], 'second pass: nor their record');
     is_deeply(sorted(blobs_in_store()), sorted($live1),
               'second pass: blobs/ unchanged');
     is($rep->{links_removed}, 3,
@@ -377,6 +397,27 @@ age();
         my $f = $t->blob_path($d);
         is(-f $f ? sha256_file($f) : '', $d, "intact: $d");
     }
+}
+
+###############################################################################
+# a tombstone in no record (its run was cut short before writing one, or
+# an older module made it) starts its second grace when a run finds it
+
+{
+    my $lost = RegTest::digest('a tombstone without a record ' . rand());
+    RegTest::spew(tombstone_of($lost), 'its bytes');
+    age(tombstone_of($lost));
+
+    my $rep = run_gc($t, grace => 0);
+    is($rep->{blobs_removed}, 0, 'unrecorded: kept by the run finding it');
+    ok(-e tombstone_of($lost), 'unrecorded: still there');
+    ok(recorded()->{$lost}, 'unrecorded: in that run\'s record now');
+
+    age();
+    $rep = run_gc($t, grace => 0);
+    is_deeply($rep->{removed}, [$lost], 'unrecorded: the next run deletes it');
+    ok(!-e tombstone_of($lost), 'unrecorded: gone');
+    is_deeply(sorted(recorded()), [], 'unrecorded: no record left');
 }
 
 ###############################################################################
