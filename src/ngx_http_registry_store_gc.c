@@ -79,7 +79,7 @@
 
 #define NGX_HTTP_REGISTRY_GC_LISTED        1000
 #define NGX_HTTP_REGISTRY_GC_MANIFEST_MAX  (16 * 1024 * 1024)
-#define NGX_HTTP_REGISTRY_GC_RECORD_MAX    (256 * 1024 * 1024)
+#define NGX_HTTP_REGISTRY_GC_RECORD_BUF    (64 * 1024)
 #define NGX_HTTP_REGISTRY_GC_SET_MIN       1024
 #define NGX_HTTP_REGISTRY_GC_SLACK         1          /* seconds */
 #define NGX_HTTP_REGISTRY_GC_PARTS         4          /* threads, at most */
@@ -279,6 +279,8 @@ static ngx_http_registry_gc_tomb_t *ngx_http_registry_gc_tomb_find(
 static ngx_int_t ngx_http_registry_gc_records_read(ngx_http_registry_gc_t *gc);
 static ngx_int_t ngx_http_registry_gc_record_read(ngx_http_registry_gc_t *gc,
     ngx_str_t *name);
+static ngx_int_t ngx_http_registry_gc_record_lines(ngx_http_registry_gc_t *gc,
+    ngx_fd_t fd, time_t moved);
 static ngx_int_t ngx_http_registry_gc_record_digest(ngx_http_registry_gc_t *gc,
     ngx_http_registry_digest_t *digest);
 static ngx_int_t ngx_http_registry_gc_record_add(ngx_http_registry_gc_t *gc,
@@ -1447,72 +1449,89 @@ ngx_http_registry_gc_records_read(ngx_http_registry_gc_t *gc)
 static ngx_int_t
 ngx_http_registry_gc_record_read(ngx_http_registry_gc_t *gc, ngx_str_t *name)
 {
-    time_t                        moved;
-    u_char                       *p, *last, *eol;
-    ngx_int_t                     rc;
-    ngx_str_t                     path, content, line;
-    ngx_pool_t                   *pool;
-    ngx_file_info_t               fi;
-    ngx_http_registry_op_t        op;
-    ngx_http_registry_digest_t    digest;
-    ngx_http_registry_gc_tomb_t  *t;
+    ngx_int_t        rc;
+    ngx_str_t        path;
+    ngx_file_info_t  fi;
+    ngx_fd_t         fd;
 
-    pool = ngx_create_pool(NGX_DEFAULT_POOL_SIZE, gc->op->log);
-    if (pool == NULL) {
-        return ngx_http_registry_op_syserr(gc->op, NGX_ENOMEM);
+    if (ngx_http_registry_path_tomb_record(gc->op, &path, name) != NGX_OK) {
+        return NGX_ERROR;
     }
 
-    op = *gc->op;
-    op.pool = pool;
+    fd = ngx_http_registry_file_open(gc->op, &path, O_RDONLY|O_NOFOLLOW, 0);
 
-    rc = ngx_http_registry_path_tomb_record(&op, &path, name);
+    rc = (fd == NGX_INVALID_FILE || ngx_fd_info(fd, &fi) == NGX_FILE_ERROR)
+         ? NGX_ERROR
+         : ngx_http_registry_gc_record_lines(gc, fd, ngx_file_mtime(&fi));
 
-    if (rc == NGX_OK) {
-        rc = ngx_http_registry_file_stat(&op, &path, &fi);
-    }
-
-    if (rc == NGX_OK) {
-        rc = ngx_http_registry_file_read(&op, &path,
-                                         NGX_HTTP_REGISTRY_GC_RECORD_MAX,
-                                         &content);
+    if (fd != NGX_INVALID_FILE) {
+        (void) ngx_close_file(fd);
     }
 
     if (rc != NGX_OK) {
         ngx_http_registry_gc_problem(gc, "cannot read a record of "
                                      "tombstones", NULL, name);
-        ngx_destroy_pool(pool);
         return NGX_OK;
     }
 
-    moved = ngx_file_mtime(&fi);
-    p = content.data;
-    last = p + content.len;
+    return (ngx_file_mtime(&fi) < gc->cutoff.tv_sec) ? NGX_DECLINED : NGX_OK;
+}
 
-    /* a line cut short by a crash parses as no digest */
 
-    for ( /* void */ ; p < last; p = eol + 1) {
-        eol = ngx_strlchr(p, last, '\n');
-        if (eol == NULL) {
-            break;
+/* its lines, a buffer at a time; one cut short by a crash is no digest */
+
+static ngx_int_t
+ngx_http_registry_gc_record_lines(ngx_http_registry_gc_t *gc, ngx_fd_t fd,
+    time_t moved)
+{
+    u_char                        buf[NGX_HTTP_REGISTRY_GC_RECORD_BUF];
+    u_char                       *p, *last, *eol;
+    size_t                        kept;
+    ssize_t                       n;
+    ngx_str_t                     line;
+    ngx_http_registry_digest_t    digest;
+    ngx_http_registry_gc_tomb_t  *t;
+
+    kept = 0;
+
+    for ( ;; ) {
+        n = read(fd, buf + kept, sizeof(buf) - kept);
+
+        if (n == -1) {
+            if (ngx_errno == NGX_EINTR) {
+                continue;
+            }
+
+            return NGX_ERROR;
         }
 
-        line.data = p;
-        line.len = eol - p;
-
-        if (ngx_http_registry_parse_digest(&line, &digest) != NGX_OK) {
-            continue;
+        if (n == 0) {
+            return NGX_OK;
         }
 
-        t = ngx_http_registry_gc_tomb_find(gc, &digest);
+        p = buf;
+        last = buf + kept + n;
 
-        if (t && t->moved < moved) {
-            t->moved = moved;
+        for ( /* void */ ; (eol = ngx_strlchr(p, last, '\n')); p = eol + 1) {
+            line.data = p;
+            line.len = eol - p;
+
+            if (ngx_http_registry_parse_digest(&line, &digest) != NGX_OK) {
+                continue;
+            }
+
+            t = ngx_http_registry_gc_tomb_find(gc, &digest);
+
+            if (t && t->moved < moved) {
+                t->moved = moved;
+            }
         }
+
+        /* a line longer than the buffer is no digest: dropped */
+
+        kept = (p == buf && last == buf + sizeof(buf)) ? 0 : last - p;
+        ngx_memmove(buf, p, kept);
     }
-
-    ngx_destroy_pool(pool);
-
-    return (moved < gc->cutoff.tv_sec) ? NGX_DECLINED : NGX_OK;
 }
 
 
