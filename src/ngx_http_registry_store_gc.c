@@ -1727,7 +1727,7 @@ ngx_http_registry_gc_tombstone_sweep(ngx_http_registry_gc_t *gc,
         return NGX_OK;
     }
 
-    /* its time is its record's (gc_records_read()): the stat, its size */
+    /* its time is its record's (gc_records_read()); the stat gives its size */
 
     rc = ngx_http_registry_gc_young_in(gc, &op, &gc->tombs[alg], hex, &size);
 
@@ -2057,7 +2057,7 @@ ngx_http_registry_gc_empty_dir(ngx_http_registry_gc_t *gc,
  * back itself.  Listed in the run's record, whose time starts the second
  * grace (gc_records_read()).  The blob's own directory, empty now, stays
  * until the next run (gc_empty_dir()): a restore finds it there, and
- * its rmdir would cost a quarter of this run's moves.  prefix:
+ * its rmdir would be a third system call on each move.  prefix:
  * blobs/<alg>/<xx>, hex the blob's directory in it (the listing's: a
  * directory, no symbolic link), rel its data (<hex>/data).  Two system
  * calls a blob: the rename and the check.
