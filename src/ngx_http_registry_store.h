@@ -715,6 +715,9 @@ ngx_int_t ngx_http_registry_store_referrers_add(ngx_http_registry_op_t *op,
     ngx_http_registry_digest_t *referrer, ngx_str_t *descriptor);
 ngx_int_t ngx_http_registry_store_referrers_remove(ngx_http_registry_op_t *op,
     ngx_str_t *name, ngx_http_registry_digest_t *referrer, size_t max);
+ngx_int_t ngx_http_registry_store_referrers_unlink(ngx_http_registry_op_t *op,
+    ngx_str_t *name, ngx_http_registry_digest_t *subject,
+    ngx_http_registry_digest_t *referrer);
 ngx_uint_t ngx_http_registry_store_referrers_tracked(
     ngx_http_registry_op_t *op, ngx_str_t *name);
 void ngx_http_registry_store_referrers_restamp(ngx_http_registry_op_t *op,

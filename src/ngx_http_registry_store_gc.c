@@ -1133,10 +1133,13 @@ ngx_http_registry_gc_unrevision(ngx_http_registry_gc_t *gc,
             return NGX_DECLINED;              /* deleted meanwhile */
         }
 
-        if (ngx_http_registry_store_referrers_remove(op, &repo->name,
-                                           &b->digest,
-                                           NGX_HTTP_REGISTRY_GC_MANIFEST_MAX)
-            != NGX_OK
+        /* the mark parsed its bytes: an entry only if it has a subject */
+
+        if ((b->subject
+             && ngx_http_registry_store_referrers_unlink(op, &repo->name,
+                                                         &b->subject->digest,
+                                                         &b->digest)
+                != NGX_OK)
             || ngx_http_registry_file_unlink(op, &link, 1) == NGX_ERROR)
         {
             return NGX_ERROR;

@@ -103,7 +103,21 @@ ngx_http_registry_store_referrers_remove(ngx_http_registry_op_t *op,
         return NGX_OK;
     }
 
-    if (ngx_http_registry_path_referrer(op, &path, name, &subject, referrer)
+    return ngx_http_registry_store_referrers_unlink(op, name, &subject,
+                                                    referrer);
+}
+
+
+/* the same, for a caller that knows the subject (gc's mark parsed it) */
+
+ngx_int_t
+ngx_http_registry_store_referrers_unlink(ngx_http_registry_op_t *op,
+    ngx_str_t *name, ngx_http_registry_digest_t *subject,
+    ngx_http_registry_digest_t *referrer)
+{
+    ngx_str_t  path;
+
+    if (ngx_http_registry_path_referrer(op, &path, name, subject, referrer)
         != NGX_OK)
     {
         return NGX_ERROR;

@@ -234,6 +234,18 @@ is($t->req('DELETE', "/v2/gc/a/manifests/$a2->{digest}")->{status}, 202,
 
 is_deeply(referrers('gc/a', $a1), [$s1->{digest}], 'a:v1 has its signature');
 
+# the referrers index entry of a referrer (store_referrers.c)
+sub referrer_entry {
+    my ($name, $subject, $referrer) = @_;
+    my ($alg, $hex) = split /:/, $subject->{digest};
+    (my $file = $referrer->{digest}) =~ s/:/-/;
+    return $t->root . "/docker/registry/v2/repositories/$name/_ngx_referrers/"
+           . "$alg/$hex/$file";
+}
+
+ok(-f referrer_entry('gc/a', $a2, $s2),
+   'the deleted image\'s sbom has its index entry');
+
 my @images = ($a1, $a2, $b1, $b2, $m1, $m2, $ix, $s1, $s2, $s3);
 my $all = set_of($orphan, map { @{ $_->{blobs} } } @images);
 
@@ -378,6 +390,10 @@ age();
               'delete_untagged: the index\'s signature stays');
     is_deeply(referrers('gc/a', $a2), [],
               'delete_untagged: the deleted image\'s sbom is gone');
+    ok(!-e referrer_entry('gc/a', $a2, $s2),
+       'delete_untagged: and its index entry');
+    ok(-f referrer_entry('gc/a', $a1, $s1),
+       'delete_untagged: the live signature\'s entry stays');
 
     age();
     $rep = run_gc($t, grace => 0, delete_untagged => 1);
