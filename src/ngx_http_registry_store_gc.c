@@ -149,6 +149,14 @@ typedef struct {
 } ngx_http_registry_gc_link_t;
 
 
+/* the candidates of one repository's _layers/<alg>, for the links phase */
+
+typedef struct {
+    ngx_http_registry_gc_link_t   *cand;
+    ngx_uint_t                     n;
+} ngx_http_registry_gc_group_t;
+
+
 /* blobs/<alg>/<name>: a directory of blobs, for the sweep */
 
 typedef struct {
@@ -192,9 +200,9 @@ typedef ngx_int_t (*ngx_http_registry_gc_part_pt)(ngx_http_registry_gc_t *gc,
     ngx_array_t *items);
 
 /*
- * A run, or a part of one: the mark and the blob sweep are shared out
- * among threads, each with a part of its own (see gc_parallel()), which
- * the run takes back in when it is done.
+ * A run, or a part of one: the mark, the sweeps and the links phase are
+ * shared out among threads, each with a part of its own (see
+ * gc_parallel()), which the run takes back in when it is done.
  */
 
 struct ngx_http_registry_gc_s {
@@ -314,8 +322,10 @@ static ngx_int_t ngx_http_registry_gc_buried(ngx_http_registry_gc_t *gc,
 static ngx_int_t ngx_http_registry_gc_unlink_links(ngx_http_registry_gc_t *gc);
 static ngx_uint_t ngx_http_registry_gc_link_group(
     ngx_http_registry_gc_link_t *cand, ngx_uint_t n);
+static ngx_int_t ngx_http_registry_gc_unlink_part(ngx_http_registry_gc_t *gc,
+    ngx_array_t *groups);
 static ngx_int_t ngx_http_registry_gc_unlink_group(ngx_http_registry_gc_t *gc,
-    ngx_http_registry_gc_link_t *cand, ngx_uint_t n, ngx_uint_t *removed);
+    ngx_http_registry_gc_link_t *cand, ngx_uint_t n);
 static ngx_int_t ngx_http_registry_gc_unlink_link(ngx_http_registry_gc_t *gc,
     ngx_http_registry_op_t *op, ngx_http_registry_dir_t *layers,
     ngx_http_registry_gc_link_t *cand);
@@ -2234,24 +2244,40 @@ ngx_http_registry_store_blob_evict(ngx_http_registry_op_t *op,
 static ngx_int_t
 ngx_http_registry_gc_unlink_links(ngx_http_registry_gc_t *gc)
 {
-    ngx_int_t                     rc;
-    ngx_uint_t                    i, n, removed;
-    ngx_http_registry_gc_link_t  *cand;
+    ngx_int_t                      rc;
+    ngx_uint_t                     i, n;
+    ngx_array_t                    groups;
+    ngx_http_registry_gc_link_t   *cand;
+    ngx_http_registry_gc_group_t  *group;
 
     ngx_http_registry_gc_phase(gc, NGX_HTTP_REGISTRY_GC_LINKS,
                                gc->links.nelts);
 
-    cand = gc->links.elts;
-    removed = 0;
-    rc = NGX_OK;
-
-    for (i = 0; i < gc->links.nelts && rc == NGX_OK; i += n) {
-        n = ngx_http_registry_gc_link_group(cand + i, gc->links.nelts - i);
-        rc = ngx_http_registry_gc_unlink_group(gc, cand + i, n, &removed);
-        gc->progress->done = i + n;
+    if (ngx_array_init(&groups, gc->op->pool, 64,
+                       sizeof(ngx_http_registry_gc_group_t))
+        != NGX_OK)
+    {
+        return ngx_http_registry_op_syserr(gc->op, NGX_ENOMEM);
     }
 
-    if (removed && !gc->job->dry_run) {
+    cand = gc->links.elts;
+
+    for (i = 0; i < gc->links.nelts; i += n) {
+        n = ngx_http_registry_gc_link_group(cand + i, gc->links.nelts - i);
+
+        group = ngx_array_push(&groups);
+        if (group == NULL) {
+            return ngx_http_registry_op_syserr(gc->op, NGX_ENOMEM);
+        }
+
+        group->cand = cand + i;
+        group->n = n;
+    }
+
+    rc = ngx_http_registry_gc_parallel(gc, ngx_http_registry_gc_unlink_part,
+                                       &groups, 0);
+
+    if (gc->links_removed && !gc->job->dry_run) {
         ngx_http_registry_links_changed(gc->op);
     }
 
@@ -2291,14 +2317,43 @@ ngx_http_registry_gc_link_group(ngx_http_registry_gc_link_t *cand,
 
 
 /*
+ * The groups of candidates this part takes.  Two parts may judge links
+ * to the same blob (in two repositories): either may set its kept, and
+ * nothing else of the blob changes in this phase.
+ */
+
+static ngx_int_t
+ngx_http_registry_gc_unlink_part(ngx_http_registry_gc_t *gc,
+    ngx_array_t *groups)
+{
+    ngx_int_t                      rc;
+    ngx_uint_t                     i;
+    ngx_http_registry_gc_group_t  *group;
+
+    group = groups->elts;
+
+    while (ngx_http_registry_gc_take(gc, groups, &i)) {
+        rc = ngx_http_registry_gc_unlink_group(gc, group[i].cand, group[i].n);
+
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+        (void) ngx_atomic_fetch_add(&gc->progress->done, group[i].n);
+    }
+
+    return NGX_OK;
+}
+
+
+/*
  * The candidates of one _layers/<alg>, held open (opened for the first
  * one that may go): it is synced once it lost a doomed blob's link.
- * *removed: counts the links that go.
  */
 
 static ngx_int_t
 ngx_http_registry_gc_unlink_group(ngx_http_registry_gc_t *gc,
-    ngx_http_registry_gc_link_t *cand, ngx_uint_t n, ngx_uint_t *removed)
+    ngx_http_registry_gc_link_t *cand, ngx_uint_t n)
 {
     ngx_int_t                 rc;
     ngx_str_t                 path;
@@ -2358,7 +2413,6 @@ ngx_http_registry_gc_unlink_group(ngx_http_registry_gc_t *gc,
             }
         }
 
-        (*removed)++;
         gc->links_removed++;
         ngx_http_registry_gc_list(gc, gc->links_list, &cand[k].name,
                                   &cand[k].blob->digest.text);
@@ -2669,11 +2723,12 @@ ngx_http_registry_gc_fork(ngx_http_registry_gc_t *gc, ngx_uint_t own_sets)
     part->removed = json_array();
     part->tombstoned = json_array();
     part->restored = json_array();
+    part->links_list = json_array();
     part->revisions_list = json_array();
     part->problems = json_array();
 
     if (part->removed == NULL || part->tombstoned == NULL
-        || part->restored == NULL
+        || part->restored == NULL || part->links_list == NULL
         || part->revisions_list == NULL || part->problems == NULL
         || ngx_array_init(&part->links, pool, 16,
                           sizeof(ngx_http_registry_gc_link_t))
@@ -2735,12 +2790,14 @@ ngx_http_registry_gc_join(ngx_http_registry_gc_t *gc,
     gc->blobs_restored += part->blobs_restored;
     gc->blobs_removed += part->blobs_removed;
     gc->bytes_freed += part->bytes_freed;
+    gc->links_removed += part->links_removed;
     gc->revisions_removed += part->revisions_removed;
     gc->problems_found += part->problems_found;
 
     ngx_http_registry_gc_join_list(gc->removed, part->removed);
     ngx_http_registry_gc_join_list(gc->tombstoned, part->tombstoned);
     ngx_http_registry_gc_join_list(gc->restored, part->restored);
+    ngx_http_registry_gc_join_list(gc->links_list, part->links_list);
     ngx_http_registry_gc_join_list(gc->revisions_list, part->revisions_list);
     ngx_http_registry_gc_join_list(gc->problems, part->problems);
 
@@ -2826,6 +2883,7 @@ ngx_http_registry_gc_drop(ngx_http_registry_gc_t *part)
     json_decref(part->removed);
     json_decref(part->tombstoned);
     json_decref(part->restored);
+    json_decref(part->links_list);
     json_decref(part->revisions_list);
     json_decref(part->problems);
 }
