@@ -1821,7 +1821,7 @@ sub gc_mode_rows {
         $one, gc_speedup_row("$mode->{name}, one run: C's time / A's", $res,
                              'secs'),
         $freed, gc_speedup_row("$mode->{name}, bytes freed: C's time / A's",
-                               $res, 'freed_secs'),
+                               $res, 'freed_secs', 'no target'),
         make_row("$mode->{name}: blobs left (expected " . commify($keep)
                  . ')', 'blobs', $res, 'left'),
     );
@@ -1831,8 +1831,11 @@ sub gc_mode_rows {
 # the other, so that a ratio compares runs the machine gave the same
 # conditions (distribution's own time moved from 5.2 to 8.8 s between two
 # quiet hours of one morning)
+# $untargeted: the bytes-freed ratio, for information: the issue's protocol
+# deletes a tombstone only in a run a grace after the one that made it, so
+# a GC set against distribution's one run is the one-run line
 sub gc_speedup_row {
-    my ($name, $res, $key) = @_;
+    my ($name, $res, $key, $untargeted) = @_;
 
     my %speed;
     my @c = @{ $res->{C} || [] };
@@ -1844,10 +1847,10 @@ sub gc_speedup_row {
     }
 
     my $row = make_row($name, 'x', \%speed, 'ratio', fmt => '%.1f',
-                       target => {
+                       $untargeted ? () : (target => {
         text => 'A ≥ 10 (10× faster)',
         check => sub { defined $_[0]{A} ? ($_[0]{A} >= 10 ? 1 : 0) : undef },
-    });
+    }));
     @$row{qw(ratio_B ratio_C)} = ('n/a', '—');
 
     return $row;
