@@ -76,7 +76,17 @@ static ngx_int_t ngx_http_registry_follow_start(ngx_http_request_t *r,
     ngx_http_registry_mirror_ctx_t *mctx, ngx_str_t *id);
 static ngx_int_t ngx_http_registry_follow_send(ngx_http_request_t *r,
     ngx_http_registry_mirror_ctx_t *mctx, ngx_uint_t last);
-static ngx_int_t ngx_http_registry_follow_hash(ngx_http_request_t *r,
+static ngx_int_t ngx_http_registry_follow_hash_start(ngx_http_request_t *r,
+    ngx_http_registry_mirror_ctx_t *mctx, off_t end);
+static ngx_int_t ngx_http_registry_follow_hash_work(ngx_http_registry_op_t *op,
+    void *data);
+static ngx_int_t ngx_http_registry_follow_hashed(ngx_http_request_t *r,
+    ngx_int_t rc);
+static ngx_int_t ngx_http_registry_follow_hash(ngx_http_registry_op_t *op,
+    ngx_http_registry_mirror_ctx_t *mctx, off_t end);
+static ngx_int_t ngx_http_registry_follow_hash_rest(ngx_http_registry_op_t *op,
+    ngx_http_registry_mirror_ctx_t *mctx);
+static ngx_int_t ngx_http_registry_follow_out(ngx_http_request_t *r,
     ngx_http_registry_mirror_ctx_t *mctx, off_t end, ngx_uint_t last);
 static ngx_int_t ngx_http_registry_follow_flush(ngx_http_request_t *r,
     ngx_chain_t *in);
@@ -623,6 +633,13 @@ ngx_http_registry_flight_poll(ngx_event_t *ev)
     c = r->connection;
     mctx = ngx_http_get_module_ctx(r, ngx_http_registry_mirror_module);
 
+    /* the task that hashes what the follower sends holds the request */
+
+    if (mctx->hashing) {
+        ngx_add_timer(&mctx->wait, NGX_HTTP_REGISTRY_FOLLOW_TICK);
+        return;
+    }
+
     id.data = temp;
 
     if (ngx_http_registry_flight_look(mctx, &id) == NGX_DONE) {
@@ -838,6 +855,11 @@ ngx_http_registry_lease_poll(ngx_event_t *ev)
     r = ev->data;
     c = r->connection;
     mctx = ngx_http_get_module_ctx(r, ngx_http_registry_mirror_module);
+
+    if (mctx->hashing) {
+        ngx_add_timer(&mctx->wait, NGX_HTTP_REGISTRY_FOLLOW_TICK);
+        return;
+    }
 
     if (mctx->following
         && (ngx_msec_int_t) (mctx->look_at - ngx_current_msec) > 0)
@@ -1265,6 +1287,7 @@ ngx_http_registry_follow_start(ngx_http_request_t *r,
     mctx->follow_file = file;
     mctx->following = 1;
     mctx->sent = 0;
+    mctx->hashed = 0;
 
     r->write_event_handler = ngx_http_registry_follow_write;
 
@@ -1278,16 +1301,17 @@ ngx_http_registry_follow_start(ngx_http_request_t *r,
  * What the leader wrote since the last call, as a file buffer (sendfile,
  * or nginx's output chain reading it), once the client has taken the
  * last one; all but the blob's last byte, until last: the blob is
- * published, and it all goes.
+ * published, and it all goes.  A follower of another host's file sends
+ * only what it hashed (see follow_hash()), in a thread, at most
+ * NGX_HTTP_REGISTRY_FOLLOW_HASH_MAX bytes a task; the last ones are
+ * hashed by the task that checks the publish (follow_check_work()).
  */
 
 static ngx_int_t
 ngx_http_registry_follow_send(ngx_http_request_t *r,
     ngx_http_registry_mirror_ctx_t *mctx, ngx_uint_t last)
 {
-    off_t         end, size;
-    ngx_buf_t    *b;
-    ngx_chain_t   out;
+    off_t  end, size;
 
     if (!last && (r->buffered || r->connection->buffered)) {
         return NGX_OK;
@@ -1309,20 +1333,161 @@ ngx_http_registry_follow_send(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
-    /* what is hashed at once, in the event loop, is bounded until the end */
-
     if (mctx->verify && !last) {
         end = ngx_min(end, mctx->sent + NGX_HTTP_REGISTRY_FOLLOW_HASH_MAX);
+
+        if (end > mctx->hashed) {
+            if (ngx_http_registry_task_threaded(r)) {
+                return ngx_http_registry_follow_hash_start(r, mctx, end);
+            }
+
+            if (ngx_http_registry_follow_hash(&mctx->owner->op, mctx, end)
+                != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
+        }
     }
+
+    return ngx_http_registry_follow_out(r, mctx, end, last);
+}
+
+
+/*
+ * The polls that call follow_send() only look again (see
+ * ngx_http_registry_flight_poll()) while the task hashes.
+ */
+
+static ngx_int_t
+ngx_http_registry_follow_hash_start(ngx_http_request_t *r,
+    ngx_http_registry_mirror_ctx_t *mctx, off_t end)
+{
+    mctx->hash_end = end;
+
+    if (ngx_http_registry_task_run(r, ngx_http_registry_follow_hash_work,
+                                   mctx, ngx_http_registry_follow_hashed)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    mctx->hashing = 1;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_registry_follow_hash_work(ngx_http_registry_op_t *op, void *data)
+{
+    ngx_http_registry_mirror_ctx_t *mctx = data;
+
+    return ngx_http_registry_follow_hash(op, mctx, mctx->hash_end);
+}
+
+
+/* what was hashed goes; the poll's next look hashes what followed */
+
+static ngx_int_t
+ngx_http_registry_follow_hashed(ngx_http_request_t *r, ngx_int_t rc)
+{
+    ngx_http_registry_mirror_ctx_t  *mctx;
+
+    mctx = ngx_http_get_module_ctx(r, ngx_http_registry_mirror_module);
+
+    mctx->hashing = 0;
+
+    if (rc != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    /* the task's end took the writer over */
+    r->write_event_handler = ngx_http_registry_follow_write;
+
+    if (r->buffered || r->connection->buffered) {
+        return NGX_DONE;
+    }
+
+    rc = ngx_http_registry_follow_out(r, mctx, mctx->hashed, 0);
+
+    return (rc == NGX_ERROR) ? NGX_ERROR : NGX_DONE;
+}
+
+
+/*
+ * Another host writes the file: this host may read a part of it before
+ * the bytes are there (a network file system's writes reach the server
+ * out of order, its cache may lag), and a follower sends what it reads,
+ * so it hashes that, and sends the blob's last byte only if the whole
+ * hashed to the digest, as the leader does with what it received.  In a
+ * thread (op, the task's), or in the event loop without a thread pool.
+ */
+
+static ngx_int_t
+ngx_http_registry_follow_hash(ngx_http_registry_op_t *op,
+    ngx_http_registry_mirror_ctx_t *mctx, off_t end)
+{
+    off_t   at;
+    size_t  len;
+
+    for (at = mctx->hashed; at < end; at += len) {
+        len = (size_t) ngx_min(end - at, NGX_HTTP_REGISTRY_FOLLOW_READ);
+
+        if (ngx_http_registry_store_blob_read(op, &mctx->follow,
+                                              mctx->scratch, len, at)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        ngx_http_registry_hash_update(&mctx->follow_hash, mctx->scratch, len);
+    }
+
+    mctx->hashed = end;
+
+    return NGX_OK;
+}
+
+
+/* the followed fetch is over: the rest, and the whole against the digest */
+
+static ngx_int_t
+ngx_http_registry_follow_hash_rest(ngx_http_registry_op_t *op,
+    ngx_http_registry_mirror_ctx_t *mctx)
+{
+    ngx_http_registry_digest_t  got;
+
+    if (ngx_http_registry_follow_hash(op, mctx, mctx->follow_length)
+        != NGX_OK
+        || ngx_http_registry_hash_final(&mctx->follow_hash, op->pool, &got)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (!ngx_http_registry_digest_equal(&got, &mctx->owner->route.digest)) {
+        ngx_log_error(NGX_LOG_ERR, op->log, 0,
+                      "registry upstream: blob %V read from another host's "
+                      "temporary file hashes to %V",
+                      &mctx->owner->route.digest.text, &got.text);
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/* the bytes from mctx->sent to end, as a file buffer */
+
+static ngx_int_t
+ngx_http_registry_follow_out(ngx_http_request_t *r,
+    ngx_http_registry_mirror_ctx_t *mctx, off_t end, ngx_uint_t last)
+{
+    ngx_buf_t    *b;
+    ngx_chain_t   out;
 
     if (end <= mctx->sent) {
         return NGX_OK;
-    }
-
-    if (mctx->verify && ngx_http_registry_follow_hash(r, mctx, end, last)
-                        != NGX_OK)
-    {
-        return NGX_ERROR;
     }
 
     b = ngx_calloc_buf(r->pool);
@@ -1349,57 +1514,6 @@ ngx_http_registry_follow_send(ngx_http_request_t *r,
     }
 
     return ngx_http_registry_follow_flush(r, &out);
-}
-
-
-/*
- * Another host writes the file: this host may read a part of it before
- * the bytes are there (a network file system's writes reach the server
- * out of order, its cache may lag), and a follower sends what it reads,
- * so it hashes that, and sends the blob's last byte only if the whole
- * hashed to the digest, as the leader does with what it received.
- */
-
-static ngx_int_t
-ngx_http_registry_follow_hash(ngx_http_request_t *r,
-    ngx_http_registry_mirror_ctx_t *mctx, off_t end, ngx_uint_t last)
-{
-    off_t                       at;
-    size_t                      len;
-    ngx_http_registry_digest_t  got;
-
-    for (at = mctx->sent; at < end; at += len) {
-        len = (size_t) ngx_min(end - at, NGX_HTTP_REGISTRY_FOLLOW_READ);
-
-        if (ngx_http_registry_store_blob_read(&mctx->owner->op, &mctx->follow,
-                                              mctx->scratch, len, at)
-            != NGX_OK)
-        {
-            return NGX_ERROR;
-        }
-
-        ngx_http_registry_hash_update(&mctx->follow_hash, mctx->scratch, len);
-    }
-
-    if (!last) {
-        return NGX_OK;
-    }
-
-    if (ngx_http_registry_hash_final(&mctx->follow_hash, r->pool, &got)
-        != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
-
-    if (!ngx_http_registry_digest_equal(&got, &mctx->owner->route.digest)) {
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "registry upstream: blob %V read from another host's "
-                      "temporary file hashes to %V",
-                      &mctx->owner->route.digest.text, &got.text);
-        return NGX_ERROR;
-    }
-
-    return NGX_OK;
 }
 
 
@@ -1488,9 +1602,19 @@ ngx_http_registry_follow_check_work(ngx_http_registry_op_t *op, void *data)
 {
     ngx_http_registry_mirror_ctx_t *mctx = data;
 
-    return ngx_http_registry_store_blob_followed(op, &mctx->owner->route.name,
-                                                 &mctx->follow,
-                                                 &mctx->owner->route.digest);
+    ngx_int_t  rc;
+
+    rc = ngx_http_registry_store_blob_followed(op, &mctx->owner->route.name,
+                                               &mctx->follow,
+                                               &mctx->owner->route.digest);
+
+    /* published: the file has all its bytes, which must hash right */
+
+    if (rc == NGX_OK && mctx->verify) {
+        rc = ngx_http_registry_follow_hash_rest(op, mctx);
+    }
+
+    return rc;
 }
 
 
@@ -1501,12 +1625,16 @@ ngx_http_registry_followed(ngx_http_request_t *r, ngx_int_t rc)
 
     mctx = ngx_http_get_module_ctx(r, ngx_http_registry_mirror_module);
 
-    if (rc != NGX_OK) {
+    if (rc == NGX_DECLINED) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "registry upstream: the fetch of blob %V this "
                       "request followed was not published",
                       &mctx->owner->route.digest.text);
         return NGX_ERROR;
+    }
+
+    if (rc != NGX_OK) {
+        return NGX_ERROR;                     /* logged where it failed */
     }
 
     return ngx_http_registry_follow_send(r, mctx, 1);

@@ -86,7 +86,7 @@ typedef struct {
 #define NGX_HTTP_REGISTRY_FLIGHT_POLL  50       /* ms, for the headers */
 #define NGX_HTTP_REGISTRY_FOLLOW_TICK  5        /* ms, for more bytes */
 #define NGX_HTTP_REGISTRY_FOLLOW_READ  65536    /* bytes hashed at a time */
-#define NGX_HTTP_REGISTRY_FOLLOW_HASH_MAX  (1024 * 1024)   /* in a tick */
+#define NGX_HTTP_REGISTRY_FOLLOW_HASH_MAX  (1024 * 1024)   /* a task */
 
 typedef struct {
     uint64_t                   store;
@@ -248,10 +248,13 @@ struct ngx_http_registry_mirror_ctx_s {
     off_t                      follow_length;
     off_t                      sent;
     ngx_http_registry_hash_t   follow_hash; /* of what it sent, if verify */
+    off_t                      hashed;      /* the bytes in follow_hash */
+    off_t                      hash_end;    /* what the task hashes to */
     u_char                    *scratch;     /* what it read to hash */
     unsigned                   following:1; /* its headers are sent */
     unsigned                   no_follow:1; /* waits for the publish */
     unsigned                   verify:1;    /* another host's file */
+    unsigned                   hashing:1;   /* a task hashes it */
 };
 
 

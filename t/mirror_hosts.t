@@ -10,6 +10,9 @@
 #   right bytes, and each its first 256 KiB before the upstream was done
 #   (the other host's clients read the leader's growing temporary file);
 #   no lease or temporary file left;
+# - under strace, the other host (sendfile on, so that its own output
+#   reads nothing) reads the leader's temporary file to hash it in the
+#   pool's threads only, never in a worker's event loop;
 # - a lease of a dead host (a foreign host, an mtime a minute old), and
 #   one of this host whose pid is gone (mtime fresh): taken over at once
 #   (well within the bound), one upstream GET, the right bytes;
@@ -68,6 +71,7 @@ sub blob_bytes {
 my $SLOW = 3 * 1024 * 1024;
 my $EVIL = 2 * 1024 * 1024;
 my %bytes = map { $_ => blob_bytes(256 * 1024) } qw(dead killed live vanish);
+$bytes{traced} = blob_bytes(1024 * 1024);
 $bytes{slow} = blob_bytes($SLOW);
 $bytes{doomed} = blob_bytes(2 * 1024 * 1024);
 $bytes{tampered} = blob_bytes(1024 * 1024);
@@ -77,7 +81,7 @@ RegTest::spew("$dir/evil", 'x' x $EVIL);
 my $up = RegTest->new(
     http_extra => <<'EOF',
     map $uri $up_rate {
-        ~^/v2/lib/(slow|doomed|tampered)/  256k;
+        ~^/v2/lib/(slow|doomed|tampered|traced)/  256k;
         default          0;
     }
 EOF
@@ -99,7 +103,8 @@ my $gd = RegTest::digest($good);
 my $url = 'http://127.0.0.1:' . $up->port;
 my %opts = (workers => 2, root => $root,
             expect_in_log => qr/exited on signal 9/);
-my @hosts = map { MirrorTest::mirror($url, opts => { %opts }) } 1 .. 2;
+my @hosts = map { MirrorTest::mirror($url, opts => { %opts, %$_ }) }
+            {}, { http_extra => 'sendfile on;' };
 
 sub lease_file {
     my ($digest) = @_;
@@ -189,6 +194,68 @@ sub temp_files { scalar(() = glob("$v2/_ngx_tmp/*")) }
     ok(!-e lease_file($d), 'the lease is gone');
     is(temp_files(), 0, 'no temporary file left');
     unlike(errors(), qr/taken over/, 'the lease was never taken over');
+}
+
+# the other host's followers hash what they read in threads
+
+{
+    my $d = $digest{traced};
+    my @workers = $hosts[1]->pids_of_workers;
+    my $trace = "$dir/strace.out";
+    my $strace = fork() // die "fork: $!";
+
+    if ($strace == 0) {
+        open STDERR, '>', '/dev/null';      # "Process N detached" lines
+        exec '/usr/bin/strace', '-f', '-y', '-e', 'trace=pread64',
+             '-o', $trace, map { ('-p', $_) } @workers;
+        exit 127;
+    }
+
+    sleep 1;    # strace attaches
+
+    # host 1 leads: its client's lease is there before host 2 is asked
+    my $path = "/v2/up/lib/traced/blobs/$d";
+    my @pids = (client($hosts[0], $path, "$dir/traced-0"));
+    my $t0 = time;
+    sleep 0.05 until -e lease_file($d) || time - $t0 > 5;
+    push @pids, map { client($hosts[1], $path, "$dir/traced-$_") } 1 .. 3;
+    waitpid($_, 0) for @pids;
+
+    kill 'INT', $strace;
+    waitpid($strace, 0);
+
+    my @r = MirrorTest::stream_results(map { "$dir/traced-$_" } 0 .. 3);
+    is(right($bytes{traced}, @r), 4, 'traced: the right bytes on both hosts')
+        or diag(explain(\@r));
+    is(upstream_gets('lib/traced'), 1, 'traced: one upstream fetch');
+
+    # the bytes read from the leader's file: a temporary file, then the
+    # blob it was published as (strace -y names a descriptor's file as
+    # it is now); a read two threads interleave comes in two lines
+    my ($hex) = $d =~ /:(\w+)$/;
+    my $file = qr{</[^>]*/(?:_ngx_tmp/\w+|\Q$hex\E/data)>};
+    my %main = map { $_ => 1 } @workers;
+    my (%by, %pending) = (loop => 0, threads => 0);
+    for (split /\n/, RegTest::slurp($trace)) {
+        my ($tid, $fd, $n);
+        if (($tid, $fd) = /^(\d+)\s+pread64\(\d+(<[^>]*>).*<unfinished/) {
+            $pending{$tid} = $fd =~ $file;
+            next;
+        }
+        if (($tid, $n) = /^(\d+)\s+<\.\.\. pread64 resumed>.*=\s+(\d+)\s*$/) {
+            next unless delete $pending{$tid};
+        } else {
+            ($tid, $fd, $n) = /^(\d+)\s+pread64\(\d+(<[^>]*>).*=\s+(\d+)\s*$/
+                or next;
+            next unless $fd =~ $file;
+        }
+        $by{ $main{$tid} ? 'loop' : 'threads' } += $n;
+    }
+    cmp_ok($by{threads}, '>=', 3 * length $bytes{traced},
+           'the other host\'s three followers hashed all they sent, '
+           . 'in threads');
+    is($by{loop}, 0, 'no read of the leader\'s file in an event loop')
+        or diag "event loops $by{loop} bytes, threads $by{threads} bytes";
 }
 
 # a dead host's lease, and a dead worker's of this host
