@@ -102,11 +102,15 @@ run: deps $(MODULE)
 # REGTEST_THREADS in t/lib/RegTest.pm.
 THREADED_TESTS := t/upload_monolithic.t t/upload_chunked.t t/upload_resume.t \
                   t/body_length.t t/crash.t t/disk_full.t t/workers.t t/sha512.t
+# and the mirror's streamed blobs, whose leader writes and hashes in the
+# event loop without a pool
+UNTHREADED_TESTS := $(THREADED_TESTS) t/mirror_blob.t t/mirror_follow.t \
+                    t/mirror_hosts.t
 
 test: deps-test $(MODULE)
 	prove -r t/
 	REGTEST_THREADS=1 prove $(THREADED_TESTS)
-	REGTEST_THREADS=off prove $(THREADED_TESTS)
+	REGTEST_THREADS=off prove $(UNTHREADED_TESTS)
 
 # The whole of `make test` against the sanitized module.  Debian's nginx is
 # not instrumented, so the ASan runtime has to be preloaded into it: the
@@ -118,7 +122,7 @@ test-asan: export REGTEST_MODULE := $(ASAN_MODULE)
 test-asan: deps-test $(ASAN_MODULE)
 	prove -r t/
 	REGTEST_THREADS=1 prove $(THREADED_TESTS)
-	REGTEST_THREADS=off prove $(THREADED_TESTS)
+	REGTEST_THREADS=off prove $(UNTHREADED_TESTS)
 
 # A, B and C side by side on one store (bench/README.md); not part of
 # `make test`.  Options: make bench BENCH_ARGS='--rounds 1 --keep'

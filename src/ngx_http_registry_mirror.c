@@ -123,8 +123,6 @@ static ngx_int_t ngx_http_registry_manifest_cached(ngx_http_request_t *r,
     ngx_int_t rc);
 static ngx_int_t ngx_http_registry_manifest_stale(ngx_http_request_t *r,
     ngx_http_registry_mirror_ctx_t *mctx);
-static ngx_int_t ngx_http_registry_blob_hold(ngx_http_request_t *r,
-    ngx_http_registry_mirror_ctx_t *mctx, ngx_buf_t *b);
 static ngx_int_t ngx_http_registry_mirror_header_filter(
     ngx_http_request_t *r);
 static ngx_int_t ngx_http_registry_mirror_body_filter(ngx_http_request_t *r,
@@ -2063,7 +2061,7 @@ static ngx_int_t
 ngx_http_registry_mirror_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
 {
     ngx_int_t                        rc;
-    ngx_chain_t                     *cl, *out, **ll;
+    ngx_chain_t                     *out, *cl;
     ngx_http_registry_fetch_t       *f;
     ngx_http_registry_mirror_ctx_t  *mctx;
 
@@ -2083,59 +2081,9 @@ ngx_http_registry_mirror_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
 
     mctx = ngx_http_get_module_ctx(r->main, ngx_http_registry_mirror_module);
 
-    out = NULL;
-    ll = &out;
-
-    for (cl = in; cl; cl = cl->next) {
-
-        if (f->verified) {
-            cl->buf->pos = cl->buf->last;    /* nothing follows a blob */
-            continue;
-        }
-
-        if (cl->buf->in_file) {
-            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                          "registry upstream: a blob buffered to a file: "
-                          "the upstream location needs "
-                          "\"proxy_buffering off\"");
-            return NGX_ERROR;
-        }
-
-        rc = ngx_http_registry_blob_take(r->main, mctx, cl->buf);
-
-        if (rc == NGX_DECLINED) {
-            /* the last bytes are held back: the client sees a cut blob */
-            for ( /* void */ ; cl; cl = cl->next) {
-                cl->buf->pos = cl->buf->last;
-            }
-
-            return NGX_ERROR;
-        }
-
-        if (rc != NGX_OK) {
-            return NGX_ERROR;
-        }
-
-        if (f->verified) {
-            if (ngx_http_registry_blob_hold(r->main, mctx, cl->buf)
-                != NGX_OK)
-            {
-                return NGX_ERROR;
-            }
-
-            continue;
-        }
-
-        *ll = ngx_alloc_chain_link(r->pool);
-        if (*ll == NULL) {
-            return NGX_ERROR;
-        }
-
-        (*ll)->buf = cl->buf;
-        ll = &(*ll)->next;
+    if (ngx_http_registry_blob_body(r, mctx, in, &out) != NGX_OK) {
+        return NGX_ERROR;
     }
-
-    *ll = NULL;
 
     /* a call without buffers flushes what the client did not take yet */
 
@@ -2143,33 +2091,16 @@ ngx_http_registry_mirror_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
         return NGX_OK;
     }
 
-    return ngx_http_next_body_filter(r, out);
-}
+    rc = ngx_http_next_body_filter(r, out);
 
-
-/*
- * The buffer that completed a verified blob is copied and kept back: the
- * client gets its last bytes once the blob is published, so that a
- * client that has the blob finds it in the store.
- */
-
-static ngx_int_t
-ngx_http_registry_blob_hold(ngx_http_request_t *r,
-    ngx_http_registry_mirror_ctx_t *mctx, ngx_buf_t *b)
-{
-    size_t  len;
-
-    len = b->last - b->pos;
-
-    mctx->held = ngx_create_temp_buf(r->pool, ngx_max(len, 1));
-    if (mctx->held == NULL) {
-        return NGX_ERROR;
+    /* the filters below keep links of their own */
+    while (out) {
+        cl = out->next;
+        ngx_free_chain(r->pool, out);
+        out = cl;
     }
 
-    mctx->held->last = ngx_cpymem(mctx->held->last, b->pos, len);
-    b->pos = b->last;
-
-    return NGX_OK;
+    return rc;
 }
 
 

@@ -3,9 +3,9 @@
  * routes the pull and makes the requests to the upstream).
  *
  * A blob that comes with 200 is hashed into a temporary file of the store
- * as it arrives and passed on to the client (mirror.c's body filter calls
- * blob_take()); the buffer that completes it goes only once it hashed to
- * its digest and was published.  However many clients ask at the same
+ * as it arrives, in a thread, and passed on to the client (mirror.c's
+ * body filter calls blob_body()); the buffer that completes it goes only
+ * once it hashed to its digest and was published.  However many clients ask at the same
  * moment, one request fetches it: the others follow, reading the growing
  * file, on this host through the slots of a shared-memory table, across
  * hosts through the leader's lease file (store_flight.c).
@@ -27,6 +27,28 @@ static ngx_int_t ngx_http_registry_blob_published(ngx_http_request_t *r,
     ngx_int_t rc);
 static ngx_int_t ngx_http_registry_blob_fetch(ngx_http_request_t *r,
     ngx_http_registry_mirror_ctx_t *mctx);
+static ngx_int_t ngx_http_registry_blob_inline(ngx_http_request_t *sr,
+    ngx_http_registry_mirror_ctx_t *mctx, ngx_chain_t *in, ngx_chain_t **out);
+static ngx_int_t ngx_http_registry_blob_take(ngx_http_request_t *r,
+    ngx_http_registry_mirror_ctx_t *mctx, ngx_buf_t *b);
+static ngx_int_t ngx_http_registry_blob_check(ngx_http_request_t *r,
+    ngx_http_registry_mirror_ctx_t *mctx);
+static ngx_int_t ngx_http_registry_blob_hold(ngx_http_request_t *r,
+    ngx_http_registry_mirror_ctx_t *mctx, ngx_buf_t *b);
+static ngx_int_t ngx_http_registry_blob_spool(ngx_http_request_t *sr,
+    ngx_http_registry_mirror_ctx_t *mctx, ngx_chain_t *in, ngx_chain_t **out);
+static ngx_int_t ngx_http_registry_blob_copy(ngx_http_request_t *sr,
+    ngx_http_registry_mirror_ctx_t *mctx, ngx_chain_t **out);
+static ngx_buf_t *ngx_http_registry_blob_room(ngx_http_request_t *sr,
+    ngx_http_registry_mirror_ctx_t *mctx);
+static void ngx_http_registry_blob_drop(ngx_http_request_t *sr,
+    ngx_http_registry_mirror_ctx_t *mctx);
+static ngx_int_t ngx_http_registry_blob_write(ngx_http_request_t *sr,
+    ngx_http_registry_mirror_ctx_t *mctx);
+static ngx_int_t ngx_http_registry_blob_write_work(ngx_http_registry_op_t *op,
+    void *data);
+static void ngx_http_registry_blob_guard(ngx_event_t *ev);
+static void ngx_http_registry_blob_written(ngx_http_registry_detached_t *d);
 static void ngx_http_registry_blob_cleanup(void *data);
 static ngx_int_t ngx_http_registry_blob_headers(ngx_http_request_t *r,
     off_t length);
@@ -324,9 +346,10 @@ ngx_int_t
 ngx_http_registry_blob_start(ngx_http_request_t *r,
     ngx_http_registry_mirror_ctx_t *mctx, ngx_http_registry_fetch_t *f)
 {
-    ngx_str_t                 id;
-    ngx_pool_cleanup_t       *cln;
-    ngx_http_registry_ctx_t  *ctx;
+    ngx_str_t                      id;
+    ngx_pool_cleanup_t            *cln;
+    ngx_http_registry_ctx_t       *ctx;
+    ngx_http_registry_loc_conf_t  *rlcf;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_registry_module);
 
@@ -351,6 +374,11 @@ ngx_http_registry_blob_start(ngx_http_request_t *r,
     mctx->received = 0;
     f->streaming = 1;
 
+    rlcf = ngx_http_get_module_loc_conf(r, ngx_http_registry_module);
+
+    mctx->thread_pool = rlcf->thread_pool;
+    mctx->spooled = (rlcf->thread_pool != NULL && f->length > 0);
+
     ngx_http_registry_path_temp_id(&mctx->temp.path, &id);
     ngx_http_registry_flight_file(mctx, &id, f->length, 0);
 
@@ -359,23 +387,113 @@ ngx_http_registry_blob_start(ngx_http_request_t *r,
 
 
 /*
- * One buffer of a streamed blob: hashed, appended to the blob's temporary
- * file in the store (to the page cache, as nginx's proxy writes its temp
- * files), counted.
- * The buffer that completes the blob is let through only once the hash
- * matched: NGX_DECLINED when it did not.
+ * The streamed blob's buffers, from the subrequest's body filter: in
+ * *out what goes on to the client.  With a thread pool they are copied
+ * and a thread writes and hashes the copies; without one, the event loop
+ * does.  A blob whose length the upstream did not say (chunked) is done
+ * in the event loop too: its end is known only as the subrequest ends,
+ * too late to wait for a task.
  */
 
 ngx_int_t
+ngx_http_registry_blob_body(ngx_http_request_t *sr,
+    ngx_http_registry_mirror_ctx_t *mctx, ngx_chain_t *in, ngx_chain_t **out)
+{
+    ngx_chain_t  *cl;
+
+    *out = NULL;
+
+    for (cl = in; cl; cl = cl->next) {
+        if (cl->buf->in_file) {
+            ngx_log_error(NGX_LOG_ERR, sr->connection->log, 0,
+                          "registry upstream: a blob buffered to a file: "
+                          "the upstream location needs "
+                          "\"proxy_buffering off\"");
+            return NGX_ERROR;
+        }
+    }
+
+    if (mctx->spooled) {
+        return ngx_http_registry_blob_spool(sr, mctx, in, out);
+    }
+
+    return ngx_http_registry_blob_inline(sr, mctx, in, out);
+}
+
+
+static ngx_int_t
+ngx_http_registry_blob_inline(ngx_http_request_t *sr,
+    ngx_http_registry_mirror_ctx_t *mctx, ngx_chain_t *in, ngx_chain_t **out)
+{
+    ngx_int_t                   rc;
+    ngx_chain_t                *cl, **ll;
+    ngx_http_registry_fetch_t  *f;
+
+    f = &mctx->fetch;
+    ll = out;
+
+    for (cl = in; cl; cl = cl->next) {
+
+        if (f->verified) {
+            cl->buf->pos = cl->buf->last;    /* nothing follows a blob */
+            continue;
+        }
+
+        rc = ngx_http_registry_blob_take(sr->main, mctx, cl->buf);
+
+        if (rc == NGX_DECLINED) {
+            /* the last bytes are held back: the client sees a cut blob */
+            for ( /* void */ ; cl; cl = cl->next) {
+                cl->buf->pos = cl->buf->last;
+            }
+
+            return NGX_ERROR;
+        }
+
+        if (rc != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        if (f->verified) {
+            if (ngx_http_registry_blob_hold(sr->main, mctx, cl->buf)
+                != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
+
+            continue;
+        }
+
+        *ll = ngx_alloc_chain_link(sr->pool);
+        if (*ll == NULL) {
+            return NGX_ERROR;
+        }
+
+        (*ll)->buf = cl->buf;
+        ll = &(*ll)->next;
+    }
+
+    *ll = NULL;
+
+    return NGX_OK;
+}
+
+
+/*
+ * One buffer of a streamed blob, in the event loop: hashed, appended to
+ * the blob's temporary file in the store (to the page cache, as nginx's
+ * proxy writes its temp files), counted.  The buffer that completes the
+ * blob is let through only once the hash matched: NGX_DECLINED when it
+ * did not.
+ */
+
+static ngx_int_t
 ngx_http_registry_blob_take(ngx_http_request_t *r,
     ngx_http_registry_mirror_ctx_t *mctx, ngx_buf_t *b)
 {
     size_t                      len;
-    ngx_http_registry_ctx_t    *ctx;
     ngx_http_registry_fetch_t  *f;
-    ngx_http_registry_digest_t  got;
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_registry_module);
     f = &mctx->fetch;
 
     len = b->last - b->pos;
@@ -394,26 +512,403 @@ ngx_http_registry_blob_take(ngx_http_request_t *r,
     }
 
     if ((f->length >= 0 && mctx->received < f->length)
-        || (f->length < 0 && !b->last_in_chain && !b->last_buf)
-        || f->verified)
+        || (f->length < 0 && !b->last_in_chain && !b->last_buf))
     {
         return NGX_OK;
     }
+
+    return ngx_http_registry_blob_check(r, mctx);
+}
+
+
+/* all of it arrived: NGX_OK, verified; NGX_DECLINED: it hashed wrong */
+
+static ngx_int_t
+ngx_http_registry_blob_check(ngx_http_request_t *r,
+    ngx_http_registry_mirror_ctx_t *mctx)
+{
+    ngx_http_registry_digest_t  got;
 
     if (ngx_http_registry_hash_final(&mctx->hash, r->pool, &got) != NGX_OK) {
         return NGX_ERROR;
     }
 
-    if (!ngx_http_registry_digest_equal(&got, &ctx->route.digest)) {
+    if (!ngx_http_registry_digest_equal(&got, &mctx->owner->route.digest)) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "registry upstream: blob %V hashes to %V",
-                      &ctx->route.digest.text, &got.text);
+                      &mctx->owner->route.digest.text, &got.text);
         return NGX_DECLINED;
     }
 
-    f->verified = 1;
+    mctx->fetch.verified = 1;
 
     return NGX_OK;
+}
+
+
+/*
+ * The buffer that completed a verified blob is copied and kept back: the
+ * client gets its last bytes once the blob is published, so that a
+ * client that has the blob finds it in the store.
+ */
+
+static ngx_int_t
+ngx_http_registry_blob_hold(ngx_http_request_t *r,
+    ngx_http_registry_mirror_ctx_t *mctx, ngx_buf_t *b)
+{
+    size_t  len;
+
+    len = b->last - b->pos;
+
+    mctx->held = ngx_create_temp_buf(r->pool, ngx_max(len, 1));
+    if (mctx->held == NULL) {
+        return NGX_ERROR;
+    }
+
+    mctx->held->last = ngx_cpymem(mctx->held->last, b->pos, len);
+    b->pos = b->last;
+
+    return NGX_OK;
+}
+
+
+/* ---- the leader's writes, in a thread ---- */
+
+/*
+ * Each buffer of the upstream is copied into one of at most
+ * NGX_HTTP_REGISTRY_SPOOL_BUFS buffers of our own, then goes on to the
+ * client, and the upstream reuses it; a task writes and hashes the
+ * copies, one task at a time, each taking all that was copied while the
+ * last one ran.  With all copies taken, the upstream's buffers are held
+ * (pending): nginx's upstream reads no more into a buffer not sent yet,
+ * and the task's end calls the subrequest's writer, which passes them
+ * here again.  The buffer holding the blob's last bytes is held until
+ * the task that wrote them found the hash right (blob_check()): the
+ * subrequest ends only after, with a verified blob.
+ */
+
+static ngx_int_t
+ngx_http_registry_blob_spool(ngx_http_request_t *sr,
+    ngx_http_registry_mirror_ctx_t *mctx, ngx_chain_t *in, ngx_chain_t **out)
+{
+    ngx_chain_t  *cl, **ll;
+
+    for (ll = &mctx->pending; *ll; ll = &(*ll)->next) { /* void */ }
+
+    for (cl = in; cl; cl = cl->next) {
+        *ll = ngx_alloc_chain_link(sr->pool);
+        if (*ll == NULL) {
+            return NGX_ERROR;
+        }
+
+        (*ll)->buf = cl->buf;
+        ll = &(*ll)->next;
+    }
+
+    *ll = NULL;
+
+    if (mctx->broken) {
+        /* the last bytes are held back: the client sees a cut blob */
+        ngx_http_registry_blob_drop(sr, mctx);
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_registry_blob_copy(sr, mctx, out) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (mctx->spool && !mctx->writer_busy) {
+        return ngx_http_registry_blob_write(sr, mctx);
+    }
+
+    return NGX_OK;
+}
+
+
+/* the pending buffers copied, while there is room, into *out */
+
+static ngx_int_t
+ngx_http_registry_blob_copy(ngx_http_request_t *sr,
+    ngx_http_registry_mirror_ctx_t *mctx, ngx_chain_t **out)
+{
+    size_t       len, n;
+    ngx_buf_t   *b, *s;
+    ngx_chain_t *cl, **ll;
+
+    ll = out;
+
+    while (mctx->pending) {
+        cl = mctx->pending;
+        b = cl->buf;
+
+        if (mctx->fetch.verified) {
+            if (mctx->held == NULL
+                && ngx_http_registry_blob_hold(sr->main, mctx, b) != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
+
+            ngx_http_registry_blob_drop(sr, mctx);
+            break;
+        }
+
+        len = b->last - b->pos;
+
+        while (mctx->pending_off < len) {
+            s = ngx_http_registry_blob_room(sr, mctx);
+            if (s == NULL) {
+                *ll = NULL;
+                return mctx->broken ? NGX_ERROR : NGX_OK;
+            }
+
+            n = ngx_min((size_t) (s->end - s->last), len - mctx->pending_off);
+            s->last = ngx_cpymem(s->last, b->pos + mctx->pending_off, n);
+            mctx->pending_off += n;
+            mctx->copied += n;
+        }
+
+        if (mctx->copied >= mctx->fetch.length && len) {
+            break;              /* the last bytes: held until verified */
+        }
+
+        mctx->pending = cl->next;
+        mctx->pending_off = 0;
+
+        *ll = cl;
+        ll = &cl->next;
+    }
+
+    *ll = NULL;
+
+    return NGX_OK;
+}
+
+
+/* the copy with room left, or a new one; NULL: all are taken */
+
+static ngx_buf_t *
+ngx_http_registry_blob_room(ngx_http_request_t *sr,
+    ngx_http_registry_mirror_ctx_t *mctx)
+{
+    ngx_chain_t  *cl;
+
+    cl = mctx->spool_tail;
+
+    if (cl && cl->buf->last < cl->buf->end) {
+        return cl->buf;
+    }
+
+    if (mctx->spool_free) {
+        cl = mctx->spool_free;
+        mctx->spool_free = cl->next;
+
+    } else if (mctx->spool_bufs < NGX_HTTP_REGISTRY_SPOOL_BUFS) {
+        cl = ngx_alloc_chain_link(sr->pool);
+        if (cl == NULL) {
+            mctx->broken = 1;
+            return NULL;
+        }
+
+        cl->buf = ngx_create_temp_buf(sr->pool, NGX_HTTP_REGISTRY_SPOOL_SIZE);
+        if (cl->buf == NULL) {
+            mctx->broken = 1;
+            return NULL;
+        }
+
+        mctx->spool_bufs++;
+
+    } else {
+        return NULL;
+    }
+
+    cl->next = NULL;
+
+    if (mctx->spool_tail) {
+        mctx->spool_tail->next = cl;
+
+    } else {
+        mctx->spool = cl;
+    }
+
+    mctx->spool_tail = cl;
+
+    return cl->buf;
+}
+
+
+/* the pending buffers, consumed: nothing more of them goes */
+
+static void
+ngx_http_registry_blob_drop(ngx_http_request_t *sr,
+    ngx_http_registry_mirror_ctx_t *mctx)
+{
+    ngx_chain_t  *cl;
+
+    while (mctx->pending) {
+        cl = mctx->pending;
+        mctx->pending = cl->next;
+
+        cl->buf->pos = cl->buf->last;
+        ngx_free_chain(sr->pool, cl);
+    }
+
+    mctx->pending_off = 0;
+}
+
+
+/*
+ * The copies go to a task.  The subrequest waits for it as for nginx's
+ * own thread reads (ngx_http_copy_filter_module.c): blocked, so that a
+ * request ended meanwhile lives on until the task is back.
+ */
+
+static ngx_int_t
+ngx_http_registry_blob_write(ngx_http_request_t *sr,
+    ngx_http_registry_mirror_ctx_t *mctx)
+{
+    ngx_http_registry_detached_t  *d;
+
+    mctx->writing = mctx->spool;
+    mctx->spool = NULL;
+    mctx->spool_tail = NULL;
+
+    d = &mctx->writer;
+
+    d->op = mctx->op;
+    d->op.log = &mctx->writer_log;
+    d->work = ngx_http_registry_blob_write_work;
+    d->data = mctx;
+    d->done = ngx_http_registry_blob_written;
+
+    mctx->writer_log = *sr->connection->log;
+    mctx->writer_log.handler = NULL;
+    mctx->writer_log.data = NULL;
+
+    if (ngx_http_registry_task_detach(d, mctx->thread_pool, sr->pool)
+        != NGX_OK)
+    {
+        ngx_log_error(NGX_LOG_ERR, sr->connection->log, 0,
+                      "registry upstream: no thread to write a blob");
+        return NGX_ERROR;
+    }
+
+    mctx->fetcher = sr;
+    mctx->writer_busy = 1;
+    sr->main->blocked++;
+
+    mctx->writer_guard.handler = ngx_http_registry_blob_guard;
+    mctx->writer_guard.data = mctx;
+    mctx->writer_guard.log = sr->connection->log;
+    ngx_add_timer(&mctx->writer_guard, NGX_HTTP_REGISTRY_WRITER_GUARD);
+
+    return NGX_OK;
+}
+
+
+/*
+ * A worker told to quit gracefully exits once no timer but cancelable
+ * ones is left, and a fetch whose upstream sent all may have none while
+ * its task runs: this one keeps the worker until the task is back (as
+ * the tasks of ngx_http_registry_task.c do).
+ */
+
+static void
+ngx_http_registry_blob_guard(ngx_event_t *ev)
+{
+    ngx_add_timer(ev, NGX_HTTP_REGISTRY_WRITER_GUARD);
+}
+
+
+/* in a thread: the copies, hashed and appended to the temporary file */
+
+static ngx_int_t
+ngx_http_registry_blob_write_work(ngx_http_registry_op_t *op, void *data)
+{
+    ngx_http_registry_mirror_ctx_t *mctx = data;
+
+    size_t        len;
+    ngx_chain_t  *cl;
+
+    for (cl = mctx->writing; cl; cl = cl->next) {
+        len = cl->buf->last - cl->buf->pos;
+
+        ngx_http_registry_hash_update(&mctx->hash, cl->buf->pos, len);
+
+        if (ngx_http_registry_store_blob_append(op, &mctx->temp,
+                                                cl->buf->pos, len,
+                                                mctx->received)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        mctx->received += len;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * Back in the event loop: the copies are free again, the hash checked
+ * once all is written, the next copies go, and the subrequest's writer
+ * passes the buffers held (ngx_http_copy_thread_event_handler() comes
+ * back the same way).
+ */
+
+static void
+ngx_http_registry_blob_written(ngx_http_registry_detached_t *d)
+{
+    ngx_http_registry_mirror_ctx_t *mctx = d->data;
+
+    ngx_chain_t         *cl;
+    ngx_connection_t    *c;
+    ngx_http_request_t  *sr;
+
+    sr = mctx->fetcher;
+    c = sr->connection;
+
+    ngx_http_set_log_request(c->log, sr);
+
+    sr->main->blocked--;
+    mctx->writer_busy = 0;
+
+    if (mctx->writer_guard.timer_set) {
+        ngx_del_timer(&mctx->writer_guard);
+    }
+
+    while (mctx->writing) {
+        cl = mctx->writing;
+        mctx->writing = cl->next;
+
+        cl->buf->pos = cl->buf->start;
+        cl->buf->last = cl->buf->start;
+        cl->next = mctx->spool_free;
+        mctx->spool_free = cl;
+    }
+
+    if (d->rc != NGX_OK) {
+        mctx->broken = 1;
+
+    } else if (mctx->received == mctx->fetch.length) {
+        mctx->broken = (ngx_http_registry_blob_check(sr->main, mctx)
+                        != NGX_OK);
+    }
+
+    if (sr->done) {
+        c->write->handler(c->write);
+        return;
+    }
+
+    if (mctx->spool && !mctx->broken
+        && ngx_http_registry_blob_write(sr, mctx) != NGX_OK)
+    {
+        mctx->broken = 1;
+    }
+
+    sr->write_event_handler(sr);
+
+    ngx_http_run_posted_requests(c);
 }
 
 

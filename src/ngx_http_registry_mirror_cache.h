@@ -87,6 +87,9 @@ typedef struct {
 #define NGX_HTTP_REGISTRY_FOLLOW_TICK  5        /* ms, for more bytes */
 #define NGX_HTTP_REGISTRY_FOLLOW_READ  65536    /* bytes hashed at a time */
 #define NGX_HTTP_REGISTRY_FOLLOW_HASH_MAX  (1024 * 1024)   /* a task */
+#define NGX_HTTP_REGISTRY_SPOOL_SIZE   (256 * 1024)    /* a leader's copy */
+#define NGX_HTTP_REGISTRY_SPOOL_BUFS   4               /* copies at most */
+#define NGX_HTTP_REGISTRY_WRITER_GUARD 60000           /* ms */
 
 typedef struct {
     uint64_t                   store;
@@ -227,9 +230,30 @@ struct ngx_http_registry_mirror_ctx_s {
     /* blobs */
     ngx_http_registry_file_t   temp;
     ngx_http_registry_hash_t   hash;
-    off_t                      received;
+    off_t                      received;    /* hashed and written */
     ngx_buf_t                 *held;        /* its last bytes */
     ngx_http_registry_op_t     op;          /* the temp file's cleanup */
+
+    /*
+     * The leader with a thread pool: the upstream's buffers are copied,
+     * and a thread writes and hashes the copies (see blob_spool()).
+     */
+    ngx_http_request_t        *fetcher;     /* the subrequest */
+    ngx_chain_t               *pending;     /* the upstream's, not passed */
+    size_t                     pending_off; /* bytes of the first copied */
+    ngx_chain_t               *spool;       /* copies for the next task */
+    ngx_chain_t               *spool_tail;
+    ngx_chain_t               *spool_free;
+    ngx_chain_t               *writing;     /* copies the task writes */
+    ngx_uint_t                 spool_bufs;  /* copies allocated */
+    off_t                      copied;
+    ngx_http_registry_detached_t  writer;
+    ngx_log_t                  writer_log;
+    ngx_event_t                writer_guard;
+    ngx_thread_pool_t         *thread_pool;
+    unsigned                   spooled:1;
+    unsigned                   writer_busy:1;
+    unsigned                   broken:1;    /* not written, or hashed wrong */
     ngx_http_registry_flight_t  *flight;    /* the slot led, or NULL */
     ngx_event_t                wait;        /* a follower's poll */
 
@@ -276,8 +300,9 @@ ngx_int_t ngx_http_registry_mirror_blob(ngx_http_request_t *r,
     ngx_http_registry_mirror_ctx_t *mctx);
 ngx_int_t ngx_http_registry_blob_start(ngx_http_request_t *r,
     ngx_http_registry_mirror_ctx_t *mctx, ngx_http_registry_fetch_t *f);
-ngx_int_t ngx_http_registry_blob_take(ngx_http_request_t *r,
-    ngx_http_registry_mirror_ctx_t *mctx, ngx_buf_t *b);
+ngx_int_t ngx_http_registry_blob_body(ngx_http_request_t *sr,
+    ngx_http_registry_mirror_ctx_t *mctx, ngx_chain_t *in,
+    ngx_chain_t **out);
 
 
 extern ngx_module_t  ngx_http_registry_mirror_module;

@@ -10,9 +10,10 @@
 #   right bytes, and each its first 256 KiB before the upstream was done
 #   (the other host's clients read the leader's growing temporary file);
 #   no lease or temporary file left;
-# - under strace, the other host (sendfile on, so that its own output
-#   reads nothing) reads the leader's temporary file to hash it in the
-#   pool's threads only, never in a worker's event loop;
+# - under strace, the leader writes the blob to its temporary file in
+#   the pool's threads only, and the other host (sendfile on, so that its
+#   own output reads nothing) reads that file to hash it in the pool's
+#   threads only, never in a worker's event loop;
 # - a lease of a dead host (a foreign host, an mtime a minute old), and
 #   one of this host whose pid is gone (mtime fresh): taken over at once
 #   (well within the bound), one upstream GET, the right bytes;
@@ -196,18 +197,44 @@ sub temp_files { scalar(() = glob("$v2/_ngx_tmp/*")) }
     unlike(errors(), qr/taken over/, 'the lease was never taken over');
 }
 
-# the other host's followers hash what they read in threads
+# the leader writes and hashes in threads, the other host's followers
+# read to hash in threads
+
+# bytes of $call on $file in strace -f -y output $trace, by the event
+# loops (%$main: the workers' own tids) and the pool's threads; a call two
+# threads interleave comes in two lines
+sub traced_bytes {
+    my ($trace, $call, $file, $main) = @_;
+    my (%by, %pending) = (loop => 0, threads => 0);
+    for (split /\n/, RegTest::slurp($trace)) {
+        my ($tid, $fd, $n);
+        if (($tid, $fd) = /^(\d+)\s+$call\(\d+(<[^>]*>).*<unfinished/) {
+            $pending{$tid} = $fd =~ $file;
+            next;
+        }
+        if (($tid, $n) = /^(\d+)\s+<\.\.\. $call resumed>.*=\s+(\d+)\s*$/) {
+            next unless delete $pending{$tid};
+        } else {
+            ($tid, $fd, $n) = /^(\d+)\s+$call\(\d+(<[^>]*>).*=\s+(\d+)\s*$/
+                or next;
+            next unless $fd =~ $file;
+        }
+        $by{ $main->{$tid} ? 'loop' : 'threads' } += $n;
+    }
+    return \%by;
+}
 
 {
     my $d = $digest{traced};
-    my @workers = $hosts[1]->pids_of_workers;
+    my @leaders = $hosts[0]->pids_of_workers;
+    my @followers = $hosts[1]->pids_of_workers;
     my $trace = "$dir/strace.out";
     my $strace = fork() // die "fork: $!";
 
     if ($strace == 0) {
         open STDERR, '>', '/dev/null';      # "Process N detached" lines
-        exec '/usr/bin/strace', '-f', '-y', '-e', 'trace=pread64',
-             '-o', $trace, map { ('-p', $_) } @workers;
+        exec '/usr/bin/strace', '-f', '-y', '-e', 'trace=pread64,pwrite64',
+             '-o', $trace, map { ('-p', $_) } @leaders, @followers;
         exit 127;
     }
 
@@ -229,33 +256,33 @@ sub temp_files { scalar(() = glob("$v2/_ngx_tmp/*")) }
         or diag(explain(\@r));
     is(upstream_gets('lib/traced'), 1, 'traced: one upstream fetch');
 
-    # the bytes read from the leader's file: a temporary file, then the
-    # blob it was published as (strace -y names a descriptor's file as
-    # it is now); a read two threads interleave comes in two lines
-    my ($hex) = $d =~ /:(\w+)$/;
-    my $file = qr{</[^>]*/(?:_ngx_tmp/\w+|\Q$hex\E/data)>};
-    my %main = map { $_ => 1 } @workers;
-    my (%by, %pending) = (loop => 0, threads => 0);
-    for (split /\n/, RegTest::slurp($trace)) {
-        my ($tid, $fd, $n);
-        if (($tid, $fd) = /^(\d+)\s+pread64\(\d+(<[^>]*>).*<unfinished/) {
-            $pending{$tid} = $fd =~ $file;
-            next;
-        }
-        if (($tid, $n) = /^(\d+)\s+<\.\.\. pread64 resumed>.*=\s+(\d+)\s*$/) {
-            next unless delete $pending{$tid};
-        } else {
-            ($tid, $fd, $n) = /^(\d+)\s+pread64\(\d+(<[^>]*>).*=\s+(\d+)\s*$/
-                or next;
-            next unless $fd =~ $file;
-        }
-        $by{ $main{$tid} ? 'loop' : 'threads' } += $n;
+  SKIP: {
+        skip 'registry_thread_pool off: the event loops do it all', 4
+            if ($ENV{REGTEST_THREADS} // '') eq 'off';
+
+        # the leader's file: a temporary file, then the blob it was
+        # published as (strace -y names a descriptor's file as it is now)
+        my ($hex) = $d =~ /:(\w+)$/;
+        my $file = qr{</[^>]*/(?:_ngx_tmp/\w+|\Q$hex\E/data)>};
+        my %leader = map { $_ => 1 } @leaders;
+        my %follower = map { $_ => 1 } @followers;
+        my $read = traced_bytes($trace, 'pread64', $file, \%follower);
+        my $written = traced_bytes($trace, 'pwrite64', $file, \%leader);
+
+        # (the store's own temporary files, its links', are written in
+        # threads too)
+        cmp_ok($written->{threads}, '>=', length $bytes{traced},
+               'the leader wrote the blob in threads');
+        is($written->{loop}, 0, 'the leader wrote nothing in an event loop')
+            or diag "event loops $written->{loop} bytes, "
+                    . "threads $written->{threads} bytes";
+        cmp_ok($read->{threads}, '>=', 3 * length $bytes{traced},
+               'the other host\'s three followers hashed all they sent, '
+               . 'in threads');
+        is($read->{loop}, 0, 'no read of the leader\'s file in an event loop')
+            or diag "event loops $read->{loop} bytes, "
+                    . "threads $read->{threads} bytes";
     }
-    cmp_ok($by{threads}, '>=', 3 * length $bytes{traced},
-           'the other host\'s three followers hashed all they sent, '
-           . 'in threads');
-    is($by{loop}, 0, 'no read of the leader\'s file in an event loop')
-        or diag "event loops $by{loop} bytes, threads $by{threads} bytes";
 }
 
 # a dead host's lease, and a dead worker's of this host
