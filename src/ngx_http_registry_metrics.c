@@ -255,6 +255,8 @@ ngx_http_registry_metrics_log(ngx_http_request_t *r)
 
     (void) ngx_atomic_fetch_add(&m->cache[ngx_http_registry_mirror_result(r)],
                                 1);
+    (void) ngx_atomic_fetch_add(&m->upstream,
+                                ngx_http_registry_mirror_upstream_requests(r));
 
     if (op == NGX_HTTP_REGISTRY_OPERATION_BLOB_PUSH
         || op == NGX_HTTP_REGISTRY_OPERATION_MOUNT)
@@ -415,21 +417,6 @@ ngx_http_registry_metrics_number(json_t *report, const char *field)
     n = json_integer_value(v);
 
     return n > 0 ? (ngx_atomic_uint_t) n : 0;
-}
-
-
-/* a request the mirror sends upstream (mirror.c) */
-
-void
-ngx_http_registry_metrics_upstream(ngx_http_request_t *r)
-{
-    ngx_http_registry_metrics_t  *m;
-
-    m = ngx_http_registry_metrics_get(r);
-
-    if (m) {
-        (void) ngx_atomic_fetch_add(&m->upstream, 1);
-    }
 }
 
 

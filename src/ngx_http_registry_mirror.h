@@ -29,7 +29,7 @@ ngx_int_t ngx_http_registry_mirror_serve(ngx_http_request_t *r,
 
 ngx_uint_t ngx_http_registry_mirror_result(ngx_http_request_t *r);
 ngx_str_t *ngx_http_registry_mirror_result_name(ngx_uint_t result);
-void ngx_http_registry_metrics_upstream(ngx_http_request_t *r);
+ngx_uint_t ngx_http_registry_mirror_upstream_requests(ngx_http_request_t *r);
 
 
 /* ---- parsers (mirror_parse.c) ---- */

@@ -3,12 +3,14 @@
  * routes the pull and makes the requests to the upstream).
  *
  * A blob that comes with 200 is hashed into a temporary file of the store
- * as it arrives, in a thread, and passed on to the client (mirror.c's
+ * as it arrives, in a thread, and passed on to the client (mirror_fetch.c's
  * body filter calls blob_body()); the buffer that completes it goes only
  * once it hashed to its digest and was published.  However many clients ask at the same
  * moment, one request fetches it: the others follow, reading the growing
  * file, on this host through the slots of a shared-memory table, across
- * hosts through the leader's lease file (store_flight.c).
+ * hosts through the leader's lease file (store_flight.c).  The pulls of
+ * cached blobs and manifests are noted in the same shared memory, for
+ * eviction (mirror_pulled()).
  */
 
 
@@ -27,6 +29,10 @@ static ngx_int_t ngx_http_registry_blob_published(ngx_http_request_t *r,
     ngx_int_t rc);
 static ngx_int_t ngx_http_registry_blob_fetch(ngx_http_request_t *r,
     ngx_http_registry_mirror_ctx_t *mctx);
+static ngx_int_t ngx_http_registry_blob_start(ngx_http_request_t *r,
+    ngx_http_registry_mirror_ctx_t *mctx, ngx_http_registry_fetch_t *f);
+static ngx_int_t ngx_http_registry_blob_body(ngx_http_request_t *sr,
+    ngx_http_registry_mirror_ctx_t *mctx, ngx_chain_t *in, ngx_chain_t **out);
 static ngx_int_t ngx_http_registry_blob_inline(ngx_http_request_t *sr,
     ngx_http_registry_mirror_ctx_t *mctx, ngx_chain_t *in, ngx_chain_t **out);
 static ngx_int_t ngx_http_registry_blob_take(ngx_http_request_t *r,
@@ -225,6 +231,9 @@ ngx_http_registry_blob_fetch(ngx_http_request_t *r,
     ngx_memcpy(ngx_cpymem(path.data, "blobs/", sizeof("blobs/") - 1),
                ctx->route.digest.text.data, ctx->route.digest.text.len);
 
+    mctx->stream_start = ngx_http_registry_blob_start;
+    mctx->stream_body = ngx_http_registry_blob_body;
+
     return ngx_http_registry_fetch(r, mctx, r->method == NGX_HTTP_HEAD,
                                    r->method != NGX_HTTP_HEAD, &path,
                                    ngx_http_registry_blob_fetched);
@@ -342,7 +351,7 @@ ngx_http_registry_blob_published(ngx_http_request_t *r, ngx_int_t rc)
  * that the bytes follow as they come.
  */
 
-ngx_int_t
+static ngx_int_t
 ngx_http_registry_blob_start(ngx_http_request_t *r,
     ngx_http_registry_mirror_ctx_t *mctx, ngx_http_registry_fetch_t *f)
 {
@@ -395,7 +404,7 @@ ngx_http_registry_blob_start(ngx_http_request_t *r,
  * too late to wait for a task.
  */
 
-ngx_int_t
+static ngx_int_t
 ngx_http_registry_blob_body(ngx_http_request_t *sr,
     ngx_http_registry_mirror_ctx_t *mctx, ngx_chain_t *in, ngx_chain_t **out)
 {
@@ -920,6 +929,53 @@ ngx_http_registry_blob_cleanup(void *data)
     ngx_http_registry_mirror_ctx_t *mctx = data;
 
     ngx_http_registry_store_blob_discard(&mctx->op, &mctx->temp);
+}
+
+
+/* a cached manifest or blob was pulled: its time, for eviction */
+
+void
+ngx_http_registry_mirror_pulled(ngx_http_registry_mirror_ctx_t *mctx,
+    ngx_http_registry_digest_t *digest, ngx_uint_t kind)
+{
+    ngx_str_t                    *name;
+    ngx_http_registry_pull_t     *p;
+    ngx_http_registry_pulls_t    *list;
+    ngx_http_registry_flights_t  *flights;
+
+    if (mctx->conf->flights == NULL || mctx->conf->flights->data == NULL
+        || mctx->owner->route.name.len > NGX_HTTP_REGISTRY_NAME_MAX)
+    {
+        return;
+    }
+
+    flights = mctx->conf->flights->data;
+    list = &flights->pulls[kind];
+    name = &mctx->owner->route.name;
+
+    ngx_shmtx_lock(&flights->shpool->mutex);
+
+    p = list->n ? &list->pull[list->n - 1] : NULL;
+
+    if (p && p->store == mctx->owner->op.store->id
+        && p->digest_len == digest->text.len
+        && ngx_memcmp(p->digest, digest->text.data, p->digest_len) == 0
+        && p->name_len == name->len
+        && ngx_memcmp(p->name, name->data, p->name_len) == 0)
+    {
+        p = NULL;                       /* the same pull again */
+
+    } else if (list->n < NGX_HTTP_REGISTRY_PULLS) {
+        p = &list->pull[list->n++];
+        p->store = mctx->owner->op.store->id;
+        p->kind = (u_char) kind;
+        p->name_len = (u_char) name->len;
+        ngx_memcpy(p->name, name->data, p->name_len);
+        p->digest_len = (u_char) digest->text.len;
+        ngx_memcpy(p->digest, digest->text.data, p->digest_len);
+    }
+
+    ngx_shmtx_unlock(&flights->shpool->mutex);
 }
 
 

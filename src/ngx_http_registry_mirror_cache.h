@@ -1,8 +1,8 @@
 /*
  * ngx_http_registry_module: the pull-through cache's own types, shared by
- * mirror.c (directives, routing, requests to the upstream, manifests, the
- * filters, variables) and mirror_blob.c (streamed blobs, one fetch per
- * blob, and its lease across hosts).
+ * mirror.c (directives, routing, manifests, variables), mirror_fetch.c
+ * (requests to the upstream, the filters) and mirror_blob.c (streamed
+ * blobs, one fetch per blob, and its lease across hosts).
  */
 
 
@@ -177,9 +177,20 @@ typedef ngx_int_t (*ngx_http_registry_step_pt)(ngx_http_request_t *r,
     ngx_http_registry_mirror_ctx_t *mctx);
 
 
+/* a streamed fetch's 200 (r: the main request), and its body's buffers */
+
+typedef struct ngx_http_registry_fetch_s  ngx_http_registry_fetch_t;
+
+typedef ngx_int_t (*ngx_http_registry_stream_start_pt)(ngx_http_request_t *r,
+    ngx_http_registry_mirror_ctx_t *mctx, ngx_http_registry_fetch_t *f);
+typedef ngx_int_t (*ngx_http_registry_stream_body_pt)(ngx_http_request_t *sr,
+    ngx_http_registry_mirror_ctx_t *mctx, ngx_chain_t *in,
+    ngx_chain_t **out);
+
+
 /* one request to the upstream: a subrequest's context */
 
-typedef struct {
+struct ngx_http_registry_fetch_s {
     ngx_str_t                  url;
     ngx_str_t                  authorization;
     ngx_str_t                  accept;
@@ -200,17 +211,20 @@ typedef struct {
     unsigned                   too_big:1;
     unsigned                   streaming:1;
     unsigned                   verified:1;
-} ngx_http_registry_fetch_t;
+};
 
 
 struct ngx_http_registry_mirror_ctx_s {
     ngx_http_registry_upstream_t  *upstream;
     ngx_str_t                  remote;      /* the name upstream */
     ngx_http_registry_cache_e  cache;
+    ngx_uint_t                 upstream_requests;
 
     ngx_http_registry_fetch_t  fetch;
     ngx_http_registry_step_pt  step;        /* for the fetch's answer */
     ngx_http_registry_step_pt  step_saved;  /* while a token is fetched */
+    ngx_http_registry_stream_start_pt  stream_start;   /* for stream */
+    ngx_http_registry_stream_body_pt   stream_body;
     ngx_http_registry_ctx_t   *owner;       /* the registry's context */
     ngx_http_registry_mirror_conf_t  *conf;
     ngx_str_t                  path;        /* "manifests/<ref>" ... */
@@ -282,11 +296,9 @@ struct ngx_http_registry_mirror_ctx_s {
 };
 
 
-/* mirror.c */
+/* mirror_fetch.c */
 
-void ngx_http_registry_mirror_pulled(
-    ngx_http_registry_mirror_ctx_t *mctx, ngx_http_registry_digest_t *digest,
-    ngx_uint_t kind);
+ngx_int_t ngx_http_registry_fetch_filters(ngx_conf_t *cf);
 ngx_int_t ngx_http_registry_fetch(ngx_http_request_t *r,
     ngx_http_registry_mirror_ctx_t *mctx, ngx_uint_t head,
     ngx_uint_t stream, ngx_str_t *path, ngx_http_registry_step_pt step);
@@ -298,11 +310,9 @@ ngx_int_t ngx_http_registry_upstream_failed(ngx_http_request_t *r,
 
 ngx_int_t ngx_http_registry_mirror_blob(ngx_http_request_t *r,
     ngx_http_registry_mirror_ctx_t *mctx);
-ngx_int_t ngx_http_registry_blob_start(ngx_http_request_t *r,
-    ngx_http_registry_mirror_ctx_t *mctx, ngx_http_registry_fetch_t *f);
-ngx_int_t ngx_http_registry_blob_body(ngx_http_request_t *sr,
-    ngx_http_registry_mirror_ctx_t *mctx, ngx_chain_t *in,
-    ngx_chain_t **out);
+void ngx_http_registry_mirror_pulled(
+    ngx_http_registry_mirror_ctx_t *mctx, ngx_http_registry_digest_t *digest,
+    ngx_uint_t kind);
 
 
 extern ngx_module_t  ngx_http_registry_mirror_module;
