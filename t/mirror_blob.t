@@ -11,6 +11,8 @@
 # - clients that hang up mid-fetch (the fetch's leader, 5 times): no
 #   temporary file stays, nothing is published, and the next pull gets
 #   the blob;
+# - over HTTP/2, two clients of a cold blob (the leader and a follower):
+#   both get the right bytes;
 # - a blob sent chunked, without a Content-Length (hashed as it comes, in
 #   the event loop: its end is known only as the fetch ends): the right
 #   bytes, published;
@@ -199,6 +201,28 @@ $r = $m->req('GET', "/v2/up/x/chunked/blobs/$cd");
 is($r->{status}, 200, 'chunked blob');
 is(RegTest::digest($r->{content}), $cd, 'its bytes');
 ok(-f $m->blob_path($cd), 'published');
+
+# over HTTP/2, a leader and a follower
+
+{
+    my $h2 = MirrorTest::mirror('http://127.0.0.1:' . $up->port,
+                                opts => { listen_extra => 'http2' });
+    my $url = $h2->url("/v2/up/x/slow/blobs/$sd");
+    my @pids = map {
+        my $out = "$dir/h2-$_";
+        my $pid = fork() // die "fork: $!";
+        if ($pid == 0) {
+            exec 'curl', '-s', '--http2-prior-knowledge', '-o', $out, $url;
+            POSIX::_exit(127);
+        }
+        $pid;
+    } 1 .. 2;
+    waitpid($_, 0) for @pids;
+    is(scalar(grep { RegTest::digest(RegTest::slurp("$dir/h2-$_")) eq $sd }
+              1 .. 2), 2, 'HTTP/2: both clients got the right bytes');
+    ok(-f $h2->blob_path($sd), 'HTTP/2: published');
+    $h2->stop;
+}
 
 $m->stop;
 $up->stop;
