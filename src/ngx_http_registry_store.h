@@ -827,11 +827,21 @@ struct ngx_http_registry_job_slot_s {
 
 struct json_t;
 
+/* store_lease.c */
+ngx_int_t ngx_http_registry_lease_file_create(ngx_http_registry_op_t *op,
+    ngx_fd_t dir, char *name, struct json_t *doc);
+ngx_int_t ngx_http_registry_lease_file_write(ngx_http_registry_op_t *op,
+    ngx_fd_t fd, struct json_t *doc);
+ngx_int_t ngx_http_registry_lease_file_steal(ngx_http_registry_op_t *op,
+    ngx_fd_t dir, char *name, char *aside, ngx_file_info_t *stale,
+    ngx_str_t *stale_id);
 ngx_int_t ngx_http_registry_lease_file_read(ngx_http_registry_op_t *op,
     ngx_fd_t dir, char *name, u_char *buf, size_t size, size_t *n,
     ngx_file_info_t *fi);
 ngx_uint_t ngx_http_registry_lease_stale(ngx_file_info_t *fi, time_t stale,
     ngx_str_t *holder, ngx_pid_t pid, ngx_str_t *host);
+
+/* store_jobs.c */
 ngx_int_t ngx_http_registry_json_string(ngx_http_registry_op_t *op,
     struct json_t *obj, const char *key, ngx_str_t *s);
 

@@ -39,6 +39,8 @@ static ngx_fd_t ngx_http_registry_flight_dir(ngx_http_registry_op_t *op,
 static char *ngx_http_registry_flight_base(ngx_str_t *path);
 static ngx_int_t ngx_http_registry_flight_create(ngx_http_registry_op_t *op,
     ngx_fd_t dir, char *name, ngx_http_registry_flight_lease_t *lease);
+static json_t *ngx_http_registry_flight_record(
+    ngx_http_registry_flight_lease_t *lease);
 static ngx_int_t ngx_http_registry_flight_write(ngx_http_registry_op_t *op,
     ngx_fd_t fd, ngx_http_registry_flight_lease_t *lease);
 static ngx_int_t ngx_http_registry_flight_read(ngx_http_registry_op_t *op,
@@ -52,9 +54,6 @@ static ngx_uint_t ngx_http_registry_flight_stale(
 static ngx_int_t ngx_http_registry_flight_steal(ngx_http_registry_op_t *op,
     ngx_fd_t dir, char *name, ngx_http_registry_digest_t *digest,
     ngx_http_registry_flight_lease_t *stale, ngx_file_info_t *fi);
-static ngx_uint_t ngx_http_registry_flight_same(
-    ngx_http_registry_flight_lease_t *a, ngx_file_info_t *afi,
-    ngx_http_registry_flight_lease_t *b, ngx_file_info_t *bfi);
 static ngx_int_t ngx_http_registry_flight_mine(ngx_http_registry_op_t *op,
     ngx_http_registry_digest_t *digest, ngx_str_t *id, ngx_fd_t *dir,
     char **name);
@@ -354,32 +353,14 @@ static ngx_int_t
 ngx_http_registry_flight_create(ngx_http_registry_op_t *op, ngx_fd_t dir,
     char *name, ngx_http_registry_flight_lease_t *lease)
 {
-    ngx_fd_t   fd;
-    ngx_err_t  err;
-    ngx_int_t  rc;
+    json_t     *doc;
+    ngx_int_t   rc;
 
-    fd = openat(dir, name, O_WRONLY|O_CREAT|O_EXCL|O_NOFOLLOW|O_CLOEXEC,
-                NGX_FILE_DEFAULT_ACCESS);
+    doc = ngx_http_registry_flight_record(lease);
 
-    if (fd == -1) {
-        err = ngx_errno;
+    rc = ngx_http_registry_lease_file_create(op, dir, name, doc);
 
-        if (err == NGX_EEXIST) {
-            return NGX_DECLINED;
-        }
-
-        ngx_log_error(NGX_LOG_CRIT, op->log, err,
-                      "creating the lease \"%s\" failed", name);
-        return ngx_http_registry_op_syserr(op, err);
-    }
-
-    rc = ngx_http_registry_flight_write(op, fd, lease);
-
-    (void) close(fd);
-
-    if (rc != NGX_OK) {
-        (void) unlinkat(dir, name, 0);
-    }
+    json_decref(doc);
 
     return rc;
 }
@@ -391,48 +372,33 @@ static ngx_int_t
 ngx_http_registry_flight_write(ngx_http_registry_op_t *op, ngx_fd_t fd,
     ngx_http_registry_flight_lease_t *lease)
 {
-    char      *text;
-    size_t     len;
-    ssize_t    n;
-    json_t    *doc;
-    ngx_err_t  err;
+    json_t     *doc;
+    ngx_int_t   rc;
 
-    /* jansson refuses a NULL string, even of length 0 */
+    doc = ngx_http_registry_flight_record(lease);
 
-    doc = json_pack("{s:s%,s:I,s:s%,s:s%,s:I}",
-                    "host", lease->host.data, lease->host.len,
-                    "pid", (json_int_t) lease->pid,
-                    "id", lease->id.data, lease->id.len,
-                    "temp", lease->temp.len ? (char *) lease->temp.data : "",
-                    lease->temp.len,
-                    "length", (json_int_t) lease->length);
-
-    text = (doc == NULL) ? NULL : json_dumps(doc, JSON_COMPACT);
+    rc = ngx_http_registry_lease_file_write(op, fd, doc);
 
     json_decref(doc);
 
-    if (text == NULL) {
-        return ngx_http_registry_op_syserr(op, NGX_ENOMEM);
-    }
+    return rc;
+}
 
-    len = ngx_strlen(text);
 
-    n = pwrite(fd, text, len, 0);
-    err = (n == -1) ? ngx_errno : NGX_ENOSPC;
+/* NULL: no memory (lease_file_write() says so) */
 
-    free(text);
+static json_t *
+ngx_http_registry_flight_record(ngx_http_registry_flight_lease_t *lease)
+{
+    /* jansson refuses a NULL string, even of length 0 */
 
-    if (n == (ssize_t) len) {
-        if (ftruncate(fd, len) == 0) {
-            return NGX_OK;
-        }
-
-        err = ngx_errno;
-    }
-
-    ngx_log_error(NGX_LOG_CRIT, op->log, err, "writing a blob's lease failed");
-
-    return ngx_http_registry_op_syserr(op, err);
+    return json_pack("{s:s%,s:I,s:s%,s:s%,s:I}",
+                     "host", lease->host.data, lease->host.len,
+                     "pid", (json_int_t) lease->pid,
+                     "id", lease->id.data, lease->id.len,
+                     "temp", lease->temp.len ? (char *) lease->temp.data : "",
+                     lease->temp.len,
+                     "length", (json_int_t) lease->length);
 }
 
 
@@ -515,9 +481,8 @@ ngx_http_registry_flight_stale(ngx_http_registry_flight_lease_t *lease,
 
 
 /*
- * Moves the stale lease aside; NGX_OK: it was that one, and it is gone.
- * NGX_BUSY: a rival's fresh lease was moved, and is put back (unless yet
- * another one is in place: then that one stays).
+ * Moves the stale lease aside (lease_file_steal()); NGX_OK: it was that
+ * one, and it is gone.  NGX_BUSY: a rival's fresh lease holds it.
  */
 
 static ngx_int_t
@@ -525,12 +490,8 @@ ngx_http_registry_flight_steal(ngx_http_registry_op_t *op, ngx_fd_t dir,
     char *name, ngx_http_registry_digest_t *digest,
     ngx_http_registry_flight_lease_t *stale, ngx_file_info_t *stale_fi)
 {
-    char                             *aside;
-    ngx_err_t                         err;
-    ngx_str_t                         path, suffix;
-    ngx_file_info_t                   fi;
-    ngx_http_registry_flight_lease_t  moved;
-    u_char                            hex[16];
+    ngx_str_t  path, suffix;
+    u_char     hex[16];
 
     suffix.data = hex;
     suffix.len = sizeof(hex);
@@ -543,55 +504,9 @@ ngx_http_registry_flight_steal(ngx_http_registry_op_t *op, ngx_fd_t dir,
                                          "no name for the stale lease");
     }
 
-    aside = ngx_http_registry_flight_base(&path);
-
-    if (renameat(dir, name, dir, aside) == -1) {
-        err = ngx_errno;
-
-        if (err == NGX_ENOENT) {
-            return NGX_OK;                  /* taken over by a rival */
-        }
-
-        ngx_log_error(NGX_LOG_CRIT, op->log, err,
-                      "renaming the stale lease of blob %V failed",
-                      &digest->text);
-        return ngx_http_registry_op_syserr(op, err);
-    }
-
-    if (ngx_http_registry_flight_read(op, dir, aside, &moved, &fi) == NGX_OK
-        && ngx_http_registry_flight_same(stale, stale_fi, &moved, &fi))
-    {
-        (void) unlinkat(dir, aside, 0);
-        return NGX_OK;
-    }
-
-    if (renameat2(dir, aside, dir, name, RENAME_NOREPLACE) == -1) {
-        (void) unlinkat(dir, aside, 0);
-    }
-
-    return NGX_BUSY;
-}
-
-
-/*
- * Whether two reads found the same lease file.  The inode alone is not
- * enough (a rival's new lease may get the number of the stale one it
- * removed), nor is an mtime in seconds (a lease found stale because its
- * pid is dead may be a second old): the mtime to the nanosecond and the
- * fetch's id too.
- */
-
-static ngx_uint_t
-ngx_http_registry_flight_same(ngx_http_registry_flight_lease_t *a,
-    ngx_file_info_t *afi, ngx_http_registry_flight_lease_t *b,
-    ngx_file_info_t *bfi)
-{
-    return afi->st_ino == bfi->st_ino && afi->st_dev == bfi->st_dev
-           && afi->st_mtim.tv_sec == bfi->st_mtim.tv_sec
-           && afi->st_mtim.tv_nsec == bfi->st_mtim.tv_nsec
-           && a->id.len == b->id.len
-           && (a->id.len == 0
-               || ngx_strncmp(a->id.data, b->id.data, a->id.len) == 0);
+    return ngx_http_registry_lease_file_steal(op, dir, name,
+                                          ngx_http_registry_flight_base(&path),
+                                          stale_fi, &stale->id);
 }
 
 

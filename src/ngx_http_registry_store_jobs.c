@@ -15,11 +15,12 @@
  * job runs, and removes it at the end.  The rule for a lease left behind:
  * one untouched for NGX_HTTP_REGISTRY_LEASE_STALE seconds (several
  * refresh periods) is stale, and so is one of this host whose pid no
- * process has (a worker killed).  A stale lease is taken over: renamed
- * aside, and removed only if it is still the stale file that was read (a
- * rival may have taken it over and made a fresh one meanwhile, which is
- * then put back, never replacing another), then created anew; the stale
- * job's report, if it still says "running", becomes "failed".  Hosts
+ * process has (a worker killed).  A stale lease is taken over
+ * (store_lease.c): renamed aside, and removed only if it is still the
+ * stale file that was read (a rival may have taken it over and made a
+ * fresh one meanwhile, which is then put back, never replacing another),
+ * then created anew; the stale job's report, if it still says "running",
+ * becomes "failed".  Hosts
  * sharing a store need clocks within a few seconds of each other.
  *
  * Every function here runs in a thread pool task.
@@ -241,11 +242,8 @@ static ngx_int_t
 ngx_http_registry_lease_create(ngx_http_registry_op_t *op, ngx_fd_t dir,
     char *name, ngx_http_registry_lease_t *lease)
 {
-    ssize_t    n;
-    ngx_fd_t   fd;
-    ngx_err_t  err;
-    ngx_str_t  text;
-    json_t    *doc;
+    json_t     *doc;
+    ngx_int_t   rc;
 
     doc = json_pack("{s:s%,s:I,s:s%,s:s%,s:I}",
                     "host", lease->host.data, lease->host.len,
@@ -254,117 +252,11 @@ ngx_http_registry_lease_create(ngx_http_registry_op_t *op, ngx_fd_t dir,
                     "kind", lease->kind.data, lease->kind.len,
                     "started", (json_int_t) lease->started);
 
-    if (doc == NULL || ngx_http_registry_job_dump(op, doc, &text) != NGX_OK) {
-        json_decref(doc);
-        return ngx_http_registry_op_syserr(op, NGX_ENOMEM);
-    }
+    rc = ngx_http_registry_lease_file_create(op, dir, name, doc);
 
     json_decref(doc);
 
-    fd = openat(dir, name, O_WRONLY|O_CREAT|O_EXCL|O_NOFOLLOW|O_CLOEXEC,
-                NGX_FILE_DEFAULT_ACCESS);
-
-    if (fd == -1) {
-        err = ngx_errno;
-
-        if (err == NGX_EEXIST) {
-            return NGX_DECLINED;
-        }
-
-        ngx_log_error(NGX_LOG_CRIT, op->log, err,
-                      "creating the jobs' lease \"%s\" failed", name);
-        return ngx_http_registry_op_syserr(op, err);
-    }
-
-    n = write(fd, text.data, text.len);
-    err = ngx_errno;
-
-    (void) close(fd);
-
-    if (n != (ssize_t) text.len) {
-        (void) unlinkat(dir, name, 0);
-        ngx_log_error(NGX_LOG_CRIT, op->log, n == -1 ? err : 0,
-                      "writing the jobs' lease \"%s\" failed", name);
-        return ngx_http_registry_op_syserr(op, n == -1 ? err : NGX_ENOSPC);
-    }
-
-    return NGX_OK;
-}
-
-
-/*
- * A lease file's bytes (the jobs', or a blob fetch's: store_flight.c),
- * at most size of them into buf, *n how many, *fi its information.
- * NGX_DECLINED: no such file, or one replaced or removed by another host
- * meanwhile (ESTALE, see store_files.c), as good as gone: the caller
- * looks again.
- */
-
-ngx_int_t
-ngx_http_registry_lease_file_read(ngx_http_registry_op_t *op, ngx_fd_t dir,
-    char *name, u_char *buf, size_t size, size_t *n, ngx_file_info_t *fi)
-{
-    ssize_t    got;
-    ngx_fd_t   fd;
-    ngx_err_t  err;
-
-    *n = 0;
-
-    fd = openat(dir, name, O_RDONLY|O_NOFOLLOW|O_CLOEXEC);
-
-    if (fd == -1) {
-        err = ngx_errno;
-
-        if (err == NGX_ENOENT || err == ESTALE) {
-            return NGX_DECLINED;
-        }
-
-        ngx_log_error(NGX_LOG_CRIT, op->log, err,
-                      "opening the lease \"%s\" failed", name);
-        return ngx_http_registry_op_syserr(op, err);
-    }
-
-    if (ngx_fd_info(fd, fi) == NGX_FILE_ERROR) {
-        err = ngx_errno;
-        (void) close(fd);
-
-        if (err == ESTALE) {
-            return NGX_DECLINED;
-        }
-
-        ngx_log_error(NGX_LOG_CRIT, op->log, err,
-                      ngx_fd_info_n " of the lease \"%s\" failed", name);
-        return ngx_http_registry_op_syserr(op, err);
-    }
-
-    got = read(fd, buf, size);
-
-    (void) close(fd);
-
-    *n = (got > 0) ? (size_t) got : 0;
-
-    return NGX_OK;
-}
-
-
-/*
- * The lease rule (see the top of the file), for the jobs' lease and a
- * blob fetch's: untouched for stale seconds, or of this host with a pid
- * no process has.
- */
-
-ngx_uint_t
-ngx_http_registry_lease_stale(ngx_file_info_t *fi, time_t stale,
-    ngx_str_t *holder, ngx_pid_t pid, ngx_str_t *host)
-{
-    if (ngx_time() - ngx_file_mtime(fi) > stale) {
-        return 1;
-    }
-
-    return pid > 0
-           && holder->len == host->len
-           && ngx_strncmp(holder->data, host->data, host->len) == 0
-           && kill(pid, 0) == -1 && ngx_errno == NGX_ESRCH;
+    return rc;
 }
 
 
@@ -433,20 +325,19 @@ ngx_http_registry_lease_parse(ngx_http_registry_op_t *op, u_char *data,
 
 
 /*
- * Moves the stale lease aside; NGX_OK: it was that one, and it is gone.
- * NGX_BUSY: a rival's fresh lease was moved, and is put back (unless yet
- * another one is in place: then that one stays), *holder says whose.
+ * Moves the stale lease aside (lease_file_steal()); NGX_OK: it was that
+ * one, and it is gone.  NGX_BUSY: a rival's fresh lease holds it,
+ * *holder says whose.
  */
 
 static ngx_int_t
 ngx_http_registry_lease_steal(ngx_http_registry_op_t *op, ngx_fd_t dir,
     char *name, ngx_file_info_t *stale, ngx_http_registry_lease_t *holder)
 {
-    char             *aside;
-    ngx_err_t         err;
-    ngx_str_t         path, suffix;
-    ngx_file_info_t   fi;
-    u_char            hex[16];
+    ngx_int_t        rc;
+    ngx_str_t        path, suffix;
+    ngx_file_info_t  fi;
+    u_char           hex[16];
 
     suffix.data = hex;
     suffix.len = sizeof(hex);
@@ -458,42 +349,15 @@ ngx_http_registry_lease_steal(ngx_http_registry_op_t *op, ngx_fd_t dir,
                                          "no name for the stale lease");
     }
 
-    aside = ngx_http_registry_jobs_base(&path);
+    rc = ngx_http_registry_lease_file_steal(op, dir, name,
+                                            ngx_http_registry_jobs_base(&path),
+                                            stale, &holder->id);
 
-    if (renameat(dir, name, dir, aside) == -1) {
-        err = ngx_errno;
-
-        if (err == NGX_ENOENT) {
-            return NGX_OK;                  /* taken over by a rival */
-        }
-
-        ngx_log_error(NGX_LOG_CRIT, op->log, err,
-                      "renaming the stale lease failed");
-        return ngx_http_registry_op_syserr(op, err);
+    if (rc == NGX_BUSY) {
+        (void) ngx_http_registry_lease_read(op, dir, name, holder, &fi);
     }
 
-    /*
-     * The inode alone could be a rival's new lease, which got the number
-     * of the stale one it removed, and in the same second if that one was
-     * stale by its dead pid: the mtime is compared to the nanosecond.
-     */
-
-    if (fstatat(dir, aside, &fi, AT_SYMLINK_NOFOLLOW) == 0
-        && fi.st_ino == stale->st_ino && fi.st_dev == stale->st_dev
-        && fi.st_mtim.tv_sec == stale->st_mtim.tv_sec
-        && fi.st_mtim.tv_nsec == stale->st_mtim.tv_nsec)
-    {
-        (void) unlinkat(dir, aside, 0);
-        return NGX_OK;
-    }
-
-    (void) ngx_http_registry_lease_read(op, dir, aside, holder, &fi);
-
-    if (renameat2(dir, aside, dir, name, RENAME_NOREPLACE) == -1) {
-        (void) unlinkat(dir, aside, 0);
-    }
-
-    return NGX_BUSY;
+    return rc;
 }
 
 
