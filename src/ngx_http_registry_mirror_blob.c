@@ -1,16 +1,16 @@
 /*
  * ngx_http_registry_module: the pull-through cache's blobs (mirror.c
- * routes the pull and makes the requests to the upstream).
+ * routes the pull, mirror_fetch.c makes the requests to the upstream).
  *
  * A blob that comes with 200 is hashed into a temporary file of the store
  * as it arrives, in a thread, and passed on to the client (mirror_fetch.c's
  * body filter calls blob_body()); the buffer that completes it goes only
- * once it hashed to its digest and was published.  However many clients ask at the same
- * moment, one request fetches it: the others follow, reading the growing
- * file, on this host through the slots of a shared-memory table, across
- * hosts through the leader's lease file (store_flight.c).  The pulls of
- * cached blobs and manifests are noted in the same shared memory, for
- * eviction (mirror_pulled()).
+ * once it hashed to its digest and was published.  However many clients
+ * ask at the same moment, one request fetches it: the others follow,
+ * reading the growing file, on this host through the slots of a
+ * shared-memory table, across hosts through the leader's lease file
+ * (store_flight.c).  The pulls of cached blobs and manifests are noted in
+ * the same shared memory, for eviction (mirror_pulled()).
  */
 
 
