@@ -353,6 +353,8 @@ void ngx_http_registry_task_wake(ngx_queue_t *queue);
 ngx_int_t ngx_http_registry_task_detach(ngx_http_registry_detached_t *d,
     ngx_thread_pool_t *tp, ngx_pool_t *pool);
 ngx_uint_t ngx_http_registry_task_threaded(ngx_http_request_t *r);
+void ngx_http_registry_guard_start(ngx_event_t *guard, ngx_log_t *log);
+void ngx_http_registry_guard_stop(ngx_event_t *guard);
 
 
 /* ---- maintenance jobs (jobs.c): one at a time per store ---- */

@@ -53,7 +53,6 @@ static ngx_int_t ngx_http_registry_blob_write(ngx_http_request_t *sr,
     ngx_http_registry_mirror_ctx_t *mctx);
 static ngx_int_t ngx_http_registry_blob_write_work(ngx_http_registry_op_t *op,
     void *data);
-static void ngx_http_registry_blob_guard(ngx_event_t *ev);
 static void ngx_http_registry_blob_written(ngx_http_registry_detached_t *d);
 static void ngx_http_registry_blob_cleanup(void *data);
 static ngx_int_t ngx_http_registry_blob_headers(ngx_http_request_t *r,
@@ -385,7 +384,6 @@ ngx_http_registry_blob_start(ngx_http_request_t *r,
 
     rlcf = ngx_http_get_module_loc_conf(r, ngx_http_registry_module);
 
-    mctx->thread_pool = rlcf->thread_pool;
     mctx->spooled = (rlcf->thread_pool != NULL && f->length > 0);
 
     ngx_http_registry_path_temp_id(&mctx->temp.path, &id);
@@ -626,7 +624,7 @@ ngx_http_registry_blob_spool(ngx_http_request_t *sr,
         return NGX_ERROR;
     }
 
-    if (mctx->spool && !mctx->writer_busy) {
+    if (mctx->spool && mctx->writing == NULL) {
         return ngx_http_registry_blob_write(sr, mctx);
     }
 
@@ -776,6 +774,9 @@ ngx_http_registry_blob_write(ngx_http_request_t *sr,
     ngx_http_registry_mirror_ctx_t *mctx)
 {
     ngx_http_registry_detached_t  *d;
+    ngx_http_registry_loc_conf_t  *rlcf;
+
+    rlcf = ngx_http_get_module_loc_conf(sr->main, ngx_http_registry_module);
 
     mctx->writing = mctx->spool;
     mctx->spool = NULL;
@@ -793,38 +794,21 @@ ngx_http_registry_blob_write(ngx_http_request_t *sr,
     mctx->writer_log.handler = NULL;
     mctx->writer_log.data = NULL;
 
-    if (ngx_http_registry_task_detach(d, mctx->thread_pool, sr->pool)
+    if (ngx_http_registry_task_detach(d, rlcf->thread_pool, sr->pool)
         != NGX_OK)
     {
+        mctx->writing = NULL;
         ngx_log_error(NGX_LOG_ERR, sr->connection->log, 0,
                       "registry upstream: no thread to write a blob");
         return NGX_ERROR;
     }
 
     mctx->fetcher = sr;
-    mctx->writer_busy = 1;
     sr->main->blocked++;
 
-    mctx->writer_guard.handler = ngx_http_registry_blob_guard;
-    mctx->writer_guard.data = mctx;
-    mctx->writer_guard.log = sr->connection->log;
-    ngx_add_timer(&mctx->writer_guard, NGX_HTTP_REGISTRY_WRITER_GUARD);
+    ngx_http_registry_guard_start(&mctx->writer_guard, sr->connection->log);
 
     return NGX_OK;
-}
-
-
-/*
- * A worker told to quit gracefully exits once no timer but cancelable
- * ones is left, and a fetch whose upstream sent all may have none while
- * its task runs: this one keeps the worker until the task is back (as
- * the tasks of ngx_http_registry_task.c do).
- */
-
-static void
-ngx_http_registry_blob_guard(ngx_event_t *ev)
-{
-    ngx_add_timer(ev, NGX_HTTP_REGISTRY_WRITER_GUARD);
 }
 
 
@@ -880,11 +864,8 @@ ngx_http_registry_blob_written(ngx_http_registry_detached_t *d)
     ngx_http_set_log_request(c->log, sr);
 
     sr->main->blocked--;
-    mctx->writer_busy = 0;
 
-    if (mctx->writer_guard.timer_set) {
-        ngx_del_timer(&mctx->writer_guard);
-    }
+    ngx_http_registry_guard_stop(&mctx->writer_guard);
 
     while (mctx->writing) {
         cl = mctx->writing;

@@ -89,7 +89,6 @@ typedef struct {
 #define NGX_HTTP_REGISTRY_FOLLOW_HASH_MAX  (1024 * 1024)   /* a task */
 #define NGX_HTTP_REGISTRY_SPOOL_SIZE   (256 * 1024)    /* a leader's copy */
 #define NGX_HTTP_REGISTRY_SPOOL_BUFS   4               /* copies at most */
-#define NGX_HTTP_REGISTRY_WRITER_GUARD 60000           /* ms */
 
 typedef struct {
     uint64_t                   store;
@@ -258,15 +257,13 @@ struct ngx_http_registry_mirror_ctx_s {
     ngx_chain_t               *spool;       /* copies for the next task */
     ngx_chain_t               *spool_tail;
     ngx_chain_t               *spool_free;
-    ngx_chain_t               *writing;     /* copies the task writes */
+    ngx_chain_t               *writing;     /* copies a task writes now */
     ngx_uint_t                 spool_bufs;  /* copies allocated */
     off_t                      copied;
     ngx_http_registry_detached_t  writer;
     ngx_log_t                  writer_log;
     ngx_event_t                writer_guard;
-    ngx_thread_pool_t         *thread_pool;
     unsigned                   spooled:1;
-    unsigned                   writer_busy:1;
     unsigned                   broken:1;    /* not written, or hashed wrong */
     ngx_http_registry_flight_t  *flight;    /* the slot led, or NULL */
     ngx_event_t                wait;        /* a follower's poll */

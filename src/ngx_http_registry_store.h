@@ -822,6 +822,7 @@ struct ngx_http_registry_job_slot_s {
 
 #define NGX_HTTP_REGISTRY_LEASE_REFRESH  5      /* seconds */
 #define NGX_HTTP_REGISTRY_LEASE_STALE    30     /* seconds */
+#define NGX_HTTP_REGISTRY_LEASE_MAX      4096   /* bytes read of a lease */
 #define NGX_HTTP_REGISTRY_RFC3339_LEN    (sizeof("1970-01-01T00:00:00Z") - 1)
 
 

@@ -31,9 +31,6 @@
 #include <jansson.h>
 
 
-#define NGX_HTTP_REGISTRY_FLIGHT_MAX   4096
-
-
 static ngx_fd_t ngx_http_registry_flight_dir(ngx_http_registry_op_t *op,
     ngx_http_registry_digest_t *digest, ngx_uint_t create);
 static char *ngx_http_registry_flight_base(ngx_str_t *path);
@@ -413,7 +410,7 @@ ngx_http_registry_flight_read(ngx_http_registry_op_t *op, ngx_fd_t dir,
 {
     size_t     n;
     ngx_int_t  rc;
-    u_char     buf[NGX_HTTP_REGISTRY_FLIGHT_MAX];
+    u_char     buf[NGX_HTTP_REGISTRY_LEASE_MAX];
 
     ngx_memzero(lease, sizeof(ngx_http_registry_flight_lease_t));
     lease->length = -1;

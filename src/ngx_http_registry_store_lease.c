@@ -21,9 +21,6 @@
 #include <jansson.h>
 
 
-#define NGX_HTTP_REGISTRY_LEASE_FILE_MAX  4096
-
-
 static ngx_uint_t ngx_http_registry_lease_file_same(ngx_http_registry_op_t *op,
     ngx_fd_t dir, char *name, ngx_file_info_t *stale, ngx_str_t *stale_id);
 
@@ -232,7 +229,7 @@ ngx_http_registry_lease_file_same(ngx_http_registry_op_t *op, ngx_fd_t dir,
     json_t          *doc, *id;
     ngx_uint_t       same;
     ngx_file_info_t  fi;
-    u_char           buf[NGX_HTTP_REGISTRY_LEASE_FILE_MAX];
+    u_char           buf[NGX_HTTP_REGISTRY_LEASE_MAX];
 
     if (ngx_http_registry_lease_file_read(op, dir, name, buf, sizeof(buf),
                                           &n, &fi)

@@ -225,20 +225,36 @@ ngx_http_registry_task_hold(ngx_http_request_t *r)
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_registry_module);
 
-    ctx->task.guard.handler = ngx_http_registry_task_guard;
-    ctx->task.guard.data = r;
-    ctx->task.guard.log = r->connection->log;
-
-    ngx_add_timer(&ctx->task.guard, NGX_HTTP_REGISTRY_GUARD_TIME);
+    ngx_http_registry_guard_start(&ctx->task.guard, r->connection->log);
 }
 
 
 /*
  * A worker told to quit gracefully exits as soon as no timer but
  * cancelable ones is left, and a request whose task runs may have none
- * (its body timer is off while the body waits for the task): this one
- * keeps the worker, and the connection, until the task is back.
+ * (its body timer is off while the body waits for the task, a blob's
+ * upstream may have sent all): a guard keeps the worker, and the
+ * connection, until the task is back and stops it.
  */
+
+void
+ngx_http_registry_guard_start(ngx_event_t *guard, ngx_log_t *log)
+{
+    guard->handler = ngx_http_registry_task_guard;
+    guard->log = log;
+
+    ngx_add_timer(guard, NGX_HTTP_REGISTRY_GUARD_TIME);
+}
+
+
+void
+ngx_http_registry_guard_stop(ngx_event_t *guard)
+{
+    if (guard->timer_set) {
+        ngx_del_timer(guard);
+    }
+}
+
 
 static void
 ngx_http_registry_task_guard(ngx_event_t *ev)
@@ -322,9 +338,7 @@ ngx_http_registry_task_back(ngx_http_request_t *r)
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_registry_module);
 
-    if (ctx->task.guard.timer_set) {
-        ngx_del_timer(&ctx->task.guard);
-    }
+    ngx_http_registry_guard_stop(&ctx->task.guard);
 
     r->main->blocked--;
     r->aio = 0;
