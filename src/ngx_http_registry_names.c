@@ -273,3 +273,25 @@ ngx_http_registry_find_name(ngx_array_t *names, ngx_str_t *name,
 
     return NGX_DECLINED;
 }
+
+
+/* the name lies beneath one of prefixes (ngx_str_t, "docker.io/") */
+
+ngx_uint_t
+ngx_http_registry_name_under(ngx_array_t *prefixes, ngx_str_t *name)
+{
+    ngx_str_t   *prefix;
+    ngx_uint_t   i;
+
+    prefix = prefixes->elts;
+
+    for (i = 0; i < prefixes->nelts; i++) {
+        if (name->len > prefix[i].len
+            && ngx_strncmp(name->data, prefix[i].data, prefix[i].len) == 0)
+        {
+            return 1;
+        }
+    }
+
+    return 0;
+}

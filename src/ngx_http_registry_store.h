@@ -99,6 +99,8 @@ ngx_int_t ngx_http_registry_random_hex(u_char *buf, size_t bytes);
 void ngx_http_registry_sort_names(ngx_array_t *names);
 ngx_int_t ngx_http_registry_find_name(ngx_array_t *names, ngx_str_t *name,
     ngx_uint_t *at);
+ngx_uint_t ngx_http_registry_name_under(ngx_array_t *prefixes,
+    ngx_str_t *name);
 
 
 /* ---- why an operation failed: the spec's error codes ---- */
@@ -482,6 +484,31 @@ ngx_int_t ngx_http_registry_store_blob_refresh(ngx_http_registry_op_t *op,
     ngx_http_registry_digest_t *digest);
 ngx_int_t ngx_http_registry_store_blob_evict(ngx_http_registry_op_t *op,
     ngx_http_registry_digest_t *digest, time_t since, off_t *size);
+
+
+/*
+ * The collector's mark for the pull-through cache's eviction
+ * (store_gc_pulls(), store_evict.c): a blob the mirrored repositories
+ * link, as a revision or a layer, that no local repository holds.
+ */
+
+typedef struct {
+    ngx_str_t                  name;         /* a mirrored repository */
+    ngx_uint_t                 revision;     /* else a layer link */
+} ngx_http_registry_cached_link_t;
+
+typedef struct {
+    ngx_http_registry_digest_t digest;
+    uint64_t                   pulled;       /* ns: its links' last mtime */
+    ngx_array_t                links;     /* ngx_http_registry_cached_link_t */
+    ngx_uint_t                *refs;         /* the answer's it references */
+    ngx_uint_t                 nrefs;
+    unsigned                   manifest:1;   /* a revision: its links' time
+                                                is its revisions' */
+} ngx_http_registry_cached_t;
+
+ngx_int_t ngx_http_registry_store_gc_pulls(ngx_http_registry_op_t *op,
+    ngx_array_t *prefixes, ngx_array_t *cached);
 
 
 /* ---- uploads (store_upload.c) ---- */

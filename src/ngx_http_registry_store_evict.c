@@ -3,26 +3,28 @@
  * ngx_http_registry_module: eviction of the pull-through cache under
  * registry_cache_max_size, in a thread.
  *
- * The unit is a cached manifest (a revision of a mirrored repository),
- * whose last pull is its revision link's mtime (the mirror's pulls are
- * flushed there periodically, mirror.c), or a blob of a mirrored
- * repository that no cached manifest references (a client pulled it by
- * digest alone), whose last pull is its layer link's (the latest of the
- * repositories linking it), flushed the same way.  The mirrored bytes
- * are summed from the listings and a stat of each blob; only when they
- * are over the bound are the cached manifests read.  Then the least
- * recently pulled unit goes: a manifest (its revision and the tags
- * naming it, as a DELETE does), then every blob it referenced that
- * nothing kept references: no kept manifest of a mirrored repository
- * (an index's children included) and no local repository (its layer
- * links and revisions are never touched, and protect their blobs); or a
- * blob alone.  A manifest a kept index references is kept with it, and
- * goes as soon as that index goes, being older.  A blob goes by the
- * garbage collector's protocol (store_blob_evict(), store_gc.c): one
- * that a push, mount or manifest put referenced again since this
- * eviction began (before it read who references what) is kept.  A blob
- * a pull is sending stays readable: the client's descriptor keeps the
- * unlinked file.
+ * The measure first, cheap: the bytes of the blobs the mirrored
+ * repositories link (their layer links and revisions), each once, less
+ * those a local repository links too, from the listings and a stat of
+ * each blob.  Only when they are over the bound is the store marked, by
+ * the garbage collector's mark (store_gc_pulls(), store_gc.c): what the
+ * local repositories hold, through their tags, revisions, manifests
+ * and layer links, is never evicted; every other blob the mirrored
+ * repositories link comes back with its last pull (the mtime of its
+ * links, where the cache flushes its pulls, mirror.c) and, a manifest,
+ * the blobs it references.
+ *
+ * Then the least recently pulled first, while the bytes are over the
+ * bound: a cached manifest that no kept manifest references (its
+ * revisions and the tags naming them go, as a DELETE does, then its
+ * bytes), with the blobs that only it held; or a blob that no cached
+ * manifest references (a client pulled it by digest alone), by its own
+ * last pull.  A manifest an index references waits for that index, and
+ * is queued by its own last pull when the index goes.  Bytes go by the
+ * collector's protocol (store_blob_evict()): a blob a push, mount or
+ * manifest put referenced again since this eviction began (before the
+ * mark read who references what) is kept.  A blob a pull is sending
+ * stays readable: the client's descriptor keeps the unlinked file.
  */
 
 
@@ -30,78 +32,45 @@
 
 
 typedef struct {
-    ngx_str_t                  name;
-    ngx_http_registry_digest_t digest;
-    time_t                     pulled;
-    ngx_array_t               *references;   /* ngx_http_registry_ref_t */
-    unsigned                   blob:1;       /* a blob alone */
-    unsigned                   passed:1;     /* kept by a kept index */
-} ngx_http_registry_evict_unit_t;
-
-
-/* a layer link of a mirrored repository */
-
-typedef struct {
-    ngx_str_t                  name;
-    ngx_http_registry_digest_t digest;
-} ngx_http_registry_evict_link_t;
+    ngx_rbtree_node_t             node;      /* first: the queue's */
+    ngx_http_registry_cached_t   *cached;
+    off_t                         size;
+    ngx_uint_t                    holders;   /* kept manifests naming it */
+} ngx_http_registry_evict_item_t;
 
 
 typedef struct {
-    ngx_http_registry_op_t    *op;
-    ngx_array_t               *prefixes;
-    ngx_array_t                local;        /* ngx_str_t digests, sorted */
-    ngx_array_t                units;     /* ngx_http_registry_evict_unit_t */
-    ngx_array_t                held;         /* ngx_str_t digests, sorted */
-    ngx_uint_t                *held_refs;    /* kept manifests naming each */
-    ngx_uint_t                *held_units;   /* kept manifests that are it */
-    ngx_array_t                links;     /* ngx_http_registry_evict_link_t */
-    off_t                      total;
-    size_t                     manifest_max;
-    time_t                     started;      /* before the references read */
+    ngx_http_registry_op_t       *op;
+    ngx_array_t                  *prefixes;
+    ngx_array_t                   local;     /* ngx_str_t digests, sorted */
+    ngx_array_t                   cached;    /* the mark's answer */
+    ngx_http_registry_evict_item_t  *items;  /* one a cached blob */
+    ngx_rbtree_t                  queue;     /* what nothing kept holds */
+    ngx_rbtree_node_t             sentinel;
+    off_t                         total;
+    off_t                        *freed;
+    size_t                        manifest_max;
+    time_t                        started;   /* before the mark */
 } ngx_http_registry_evict_t;
 
 
-static ngx_int_t ngx_http_registry_evict_manifest(
-    ngx_http_registry_evict_t *e, ngx_http_registry_evict_unit_t *u,
-    off_t *freed);
-static ngx_int_t ngx_http_registry_evict_passed(ngx_http_registry_evict_t *e,
-    ngx_uint_t n, off_t max, off_t *freed);
-static ngx_int_t ngx_http_registry_evict_collect(ngx_http_registry_evict_t *e,
-    ngx_str_t *name);
-static ngx_int_t ngx_http_registry_evict_links(ngx_http_registry_evict_t *e,
-    ngx_str_t *name);
-static ngx_int_t ngx_http_registry_evict_local(ngx_http_registry_evict_t *e,
-    ngx_str_t *name);
+static ngx_int_t ngx_http_registry_evict_measure(ngx_http_registry_evict_t *e);
 static ngx_int_t ngx_http_registry_evict_listed(ngx_http_registry_evict_t *e,
-    ngx_str_t *name, ngx_uint_t revisions, ngx_array_t *digests);
+    ngx_str_t *name, ngx_array_t *digests);
 static ngx_int_t ngx_http_registry_evict_hexes(ngx_http_registry_op_t *op,
     ngx_str_t *dir, ngx_uint_t alg, ngx_array_t *digests);
-static ngx_int_t ngx_http_registry_evict_unit(ngx_http_registry_evict_t *e,
-    ngx_str_t *name, ngx_http_registry_digest_t *digest);
-static ngx_int_t ngx_http_registry_evict_references(
-    ngx_http_registry_evict_t *e);
-static ngx_int_t ngx_http_registry_evict_hold(ngx_http_registry_evict_t *e);
-static void ngx_http_registry_evict_release(ngx_http_registry_evict_t *e,
-    ngx_http_registry_evict_unit_t *u);
-static ngx_uint_t *ngx_http_registry_evict_count(ngx_http_registry_evict_t *e,
-    ngx_uint_t *counts, ngx_http_registry_digest_t *digest);
-static ngx_uint_t ngx_http_registry_evict_holding(
-    ngx_http_registry_evict_t *e, ngx_uint_t *counts,
-    ngx_http_registry_digest_t *digest);
-static ngx_int_t ngx_http_registry_evict_strays(ngx_http_registry_evict_t *e);
-static ngx_int_t ngx_http_registry_evict_stray(ngx_http_registry_evict_t *e,
-    ngx_array_t *strays, ngx_str_t *name, ngx_http_registry_digest_t *digest);
-static ngx_int_t ngx_http_registry_evict_size(ngx_http_registry_evict_t *e);
-static ngx_uint_t ngx_http_registry_evict_kept(ngx_http_registry_evict_t *e,
-    ngx_http_registry_digest_t *digest);
+static ngx_int_t ngx_http_registry_evict_size(ngx_http_registry_evict_t *e,
+    ngx_http_registry_digest_t *digest, off_t *size);
+static ngx_int_t ngx_http_registry_evict_queue(ngx_http_registry_evict_t *e);
+static ngx_int_t ngx_http_registry_evict_item(ngx_http_registry_evict_t *e,
+    ngx_http_registry_evict_item_t *item);
+static ngx_int_t ngx_http_registry_evict_links(ngx_http_registry_evict_t *e,
+    ngx_http_registry_cached_t *c);
+static ngx_int_t ngx_http_registry_evict_release(ngx_http_registry_evict_t *e,
+    ngx_http_registry_cached_t *c);
+static void ngx_http_registry_evict_insert(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
 static int ngx_libc_cdecl ngx_http_registry_evict_by_digest(const void *a,
-    const void *b);
-static int ngx_libc_cdecl ngx_http_registry_evict_unit_by_digest(
-    const void *a, const void *b);
-static ngx_int_t ngx_http_registry_evict_blob(ngx_http_registry_evict_t *e,
-    ngx_http_registry_digest_t *digest, off_t *freed);
-static int ngx_libc_cdecl ngx_http_registry_evict_older(const void *a,
     const void *b);
 
 
@@ -114,48 +83,20 @@ ngx_int_t
 ngx_http_registry_store_evict(ngx_http_registry_op_t *op,
     ngx_array_t *prefixes, off_t max, size_t manifest_max, off_t *freed)
 {
-    ngx_str_t                       *name;
-    ngx_uint_t                       i;
-    ngx_array_t                      names;
-    ngx_http_registry_evict_t        e;
-    ngx_http_registry_evict_unit_t  *u;
+    ngx_int_t                   rc;
+    ngx_rbtree_node_t          *node;
+    ngx_http_registry_evict_t   e;
 
     *freed = 0;
 
     ngx_memzero(&e, sizeof(ngx_http_registry_evict_t));
     e.op = op;
     e.prefixes = prefixes;
+    e.freed = freed;
     e.manifest_max = manifest_max;
     e.started = time(NULL);
 
-    if (ngx_array_init(&names, op->pool, 64, sizeof(ngx_str_t)) != NGX_OK
-        || ngx_array_init(&e.local, op->pool, 256, sizeof(ngx_str_t))
-           != NGX_OK
-        || ngx_array_init(&e.links, op->pool, 256,
-                          sizeof(ngx_http_registry_evict_link_t))
-           != NGX_OK
-        || ngx_array_init(&e.units, op->pool, 64,
-                          sizeof(ngx_http_registry_evict_unit_t))
-           != NGX_OK)
-    {
-        return ngx_http_registry_op_syserr(op, NGX_ENOMEM);
-    }
-
-    if (ngx_http_registry_store_list_repositories(op, &names) == NGX_ERROR) {
-        return NGX_ERROR;
-    }
-
-    name = names.elts;
-
-    for (i = 0; i < names.nelts; i++) {
-        if (ngx_http_registry_evict_collect(&e, &name[i]) != NGX_OK) {
-            return NGX_ERROR;
-        }
-    }
-
-    ngx_http_registry_sort_names(&e.local);
-
-    if (ngx_http_registry_evict_size(&e) != NGX_OK) {
+    if (ngx_http_registry_evict_measure(&e) != NGX_OK) {
         return NGX_ERROR;
     }
 
@@ -163,80 +104,25 @@ ngx_http_registry_store_evict(ngx_http_registry_op_t *op,
         return NGX_OK;
     }
 
-    if (ngx_http_registry_evict_references(&e) != NGX_OK
-        || ngx_http_registry_evict_hold(&e) != NGX_OK
-        || ngx_http_registry_evict_strays(&e) != NGX_OK)
-    {
+    rc = ngx_http_registry_store_gc_pulls(op, prefixes, &e.cached);
+
+    if (rc == NGX_DECLINED) {
+        ngx_log_error(NGX_LOG_WARN, op->log, 0,
+                      "registry cache: a local manifest does not parse "
+                      "(see fsck), nothing evicted");
+        return NGX_OK;
+    }
+
+    if (rc != NGX_OK || ngx_http_registry_evict_queue(&e) != NGX_OK) {
         return NGX_ERROR;
     }
 
-    ngx_qsort(e.units.elts, e.units.nelts,
-              sizeof(ngx_http_registry_evict_unit_t),
-              ngx_http_registry_evict_older);
+    while (e.total > max && e.queue.root != e.queue.sentinel) {
+        node = ngx_rbtree_min(e.queue.root, e.queue.sentinel);
+        ngx_rbtree_delete(&e.queue, node);
 
-    u = e.units.elts;
-
-    for (i = 0; i < e.units.nelts && e.total > max; i++) {
-
-        if (u[i].blob) {
-            ngx_log_error(NGX_LOG_INFO, op->log, 0,
-                          "registry cache: evicted blob %V of %V",
-                          &u[i].digest.text, &u[i].name);
-
-            if (ngx_http_registry_evict_blob(&e, &u[i].digest, freed)
-                != NGX_OK)
-            {
-                return NGX_ERROR;
-            }
-
-            continue;
-        }
-
-        if (ngx_http_registry_evict_kept(&e, &u[i].digest)) {
-            u[i].passed = 1;     /* a kept index's child */
-            continue;
-        }
-
-        if (ngx_http_registry_evict_manifest(&e, &u[i], freed) != NGX_OK
-            || ngx_http_registry_evict_passed(&e, i, max, freed) != NGX_OK)
-        {
-            return NGX_ERROR;
-        }
-    }
-
-    return NGX_OK;
-}
-
-
-/* the manifest, its revision and tags, then what only it referenced */
-
-static ngx_int_t
-ngx_http_registry_evict_manifest(ngx_http_registry_evict_t *e,
-    ngx_http_registry_evict_unit_t *u, off_t *freed)
-{
-    ngx_uint_t                j;
-    ngx_http_registry_ref_t  *ref;
-
-    if (ngx_http_registry_store_manifest_delete(e->op, &u->name, &u->digest,
-                                                e->manifest_max)
-        == NGX_ERROR)
-    {
-        return NGX_ERROR;
-    }
-
-    ngx_http_registry_evict_release(e, u);
-
-    ngx_log_error(NGX_LOG_INFO, e->op->log, 0,
-                  "registry cache: evicted %V@%V", &u->name, &u->digest.text);
-
-    if (ngx_http_registry_evict_blob(e, &u->digest, freed) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    ref = u->references ? u->references->elts : NULL;
-
-    for (j = 0; ref && j < u->references->nelts; j++) {
-        if (ngx_http_registry_evict_blob(e, &ref[j].digest, freed)
+        if (ngx_http_registry_evict_item(&e,
+                                      (ngx_http_registry_evict_item_t *) node)
             != NGX_OK)
         {
             return NGX_ERROR;
@@ -248,170 +134,110 @@ ngx_http_registry_evict_manifest(ngx_http_registry_evict_t *e,
 
 
 /*
- * The units before the n-th (pulled less recently) that a kept index
- * kept, and that no kept index references any more: they go now, while
- * the bytes are over max.  From the start again after each: an index
- * among them frees its own children.
+ * e->total: the bytes of the blobs the mirrored repositories link, each
+ * once, that no local repository links.
  */
 
 static ngx_int_t
-ngx_http_registry_evict_passed(ngx_http_registry_evict_t *e, ngx_uint_t n,
-    off_t max, off_t *freed)
+ngx_http_registry_evict_measure(ngx_http_registry_evict_t *e)
 {
-    ngx_uint_t                       i;
-    ngx_http_registry_evict_unit_t  *u;
-
-    u = e->units.elts;
-
-    for (i = 0; i < n && e->total > max; i++) {
-        if (!u[i].passed || ngx_http_registry_evict_kept(e, &u[i].digest)) {
-            continue;
-        }
-
-        u[i].passed = 0;
-
-        if (ngx_http_registry_evict_manifest(e, &u[i], freed) != NGX_OK) {
-            return NGX_ERROR;
-        }
-
-        i = (ngx_uint_t) -1;
-    }
-
-    return NGX_OK;
-}
-
-
-static ngx_int_t
-ngx_http_registry_evict_collect(ngx_http_registry_evict_t *e, ngx_str_t *name)
-{
-    ngx_str_t                   *prefix;
-    ngx_uint_t                   i;
-    ngx_array_t                  digests;
+    off_t                        size;
+    ngx_str_t                   *name, *s;
+    ngx_uint_t                   i, at;
+    ngx_array_t                  names, local, mirrored;
     ngx_http_registry_digest_t  *d;
 
-    prefix = e->prefixes->elts;
-
-    for (i = 0; i < e->prefixes->nelts; i++) {
-        if (name->len > prefix[i].len
-            && ngx_strncmp(name->data, prefix[i].data, prefix[i].len) == 0)
-        {
-            break;
-        }
-    }
-
-    if (i == e->prefixes->nelts) {
-        return ngx_http_registry_evict_local(e, name);
-    }
-
-    if (ngx_http_registry_evict_links(e, name) != NGX_OK
-        || ngx_http_registry_evict_listed(e, name, 1, &digests) != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
-
-    d = digests.elts;
-
-    for (i = 0; i < digests.nelts; i++) {
-        if (ngx_http_registry_evict_unit(e, name, &d[i]) != NGX_OK) {
-            return NGX_ERROR;
-        }
-    }
-
-    return NGX_OK;
-}
-
-
-/* the mirrored repository's layer links */
-
-static ngx_int_t
-ngx_http_registry_evict_links(ngx_http_registry_evict_t *e, ngx_str_t *name)
-{
-    ngx_uint_t                       i;
-    ngx_array_t                      digests;
-    ngx_http_registry_digest_t      *d;
-    ngx_http_registry_evict_link_t  *link;
-
-    if (ngx_http_registry_evict_listed(e, name, 0, &digests) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    d = digests.elts;
-
-    for (i = 0; i < digests.nelts; i++) {
-        link = ngx_array_push(&e->links);
-        if (link == NULL) {
-            return ngx_http_registry_op_syserr(e->op, NGX_ENOMEM);
-        }
-
-        link->name = *name;
-        link->digest = d[i];
-    }
-
-    return NGX_OK;
-}
-
-
-/* a local repository's blobs and manifests are never evicted */
-
-static ngx_int_t
-ngx_http_registry_evict_local(ngx_http_registry_evict_t *e, ngx_str_t *name)
-{
-    ngx_str_t                   *s;
-    ngx_uint_t                   i, revisions;
-    ngx_array_t                  digests;
-    ngx_http_registry_digest_t  *d;
-
-    for (revisions = 0; revisions < 2; revisions++) {
-        if (ngx_http_registry_evict_listed(e, name, revisions, &digests)
-            != NGX_OK)
-        {
-            return NGX_ERROR;
-        }
-
-        d = digests.elts;
-
-        for (i = 0; i < digests.nelts; i++) {
-            s = ngx_array_push(&e->local);
-            if (s == NULL) {
-                return ngx_http_registry_op_syserr(e->op, NGX_ENOMEM);
-            }
-
-            *s = d[i].text;
-        }
-    }
-
-    return NGX_OK;
-}
-
-
-/* the digests of the repository's revisions, or its layer links */
-
-static ngx_int_t
-ngx_http_registry_evict_listed(ngx_http_registry_evict_t *e, ngx_str_t *name,
-    ngx_uint_t revisions, ngx_array_t *digests)
-{
-    ngx_int_t   rc;
-    ngx_str_t   dir;
-    ngx_uint_t  alg;
-
-    if (ngx_array_init(digests, e->op->pool, 16,
-                       sizeof(ngx_http_registry_digest_t))
-        != NGX_OK)
+    if (ngx_array_init(&names, e->op->pool, 64, sizeof(ngx_str_t)) != NGX_OK
+        || ngx_array_init(&local, e->op->pool, 256,
+                          sizeof(ngx_http_registry_digest_t))
+           != NGX_OK
+        || ngx_array_init(&mirrored, e->op->pool, 256,
+                          sizeof(ngx_http_registry_digest_t))
+           != NGX_OK
+        || ngx_array_init(&e->local, e->op->pool, 256, sizeof(ngx_str_t))
+           != NGX_OK)
     {
         return ngx_http_registry_op_syserr(e->op, NGX_ENOMEM);
     }
 
-    for (alg = NGX_HTTP_REGISTRY_SHA256; alg <= NGX_HTTP_REGISTRY_SHA512; alg++)
+    if (ngx_http_registry_store_list_repositories(e->op, &names) == NGX_ERROR)
     {
-        rc = revisions
-             ? ngx_http_registry_path_revisions(e->op, &dir, name, alg)
-             : ngx_http_registry_path_layers(e->op, &dir, name, alg);
+        return NGX_ERROR;
+    }
 
-        if (rc != NGX_OK
-            || ngx_http_registry_evict_hexes(e->op, &dir, alg, digests)
-               != NGX_OK)
+    name = names.elts;
+
+    for (i = 0; i < names.nelts; i++) {
+        if (ngx_http_registry_evict_listed(e, &name[i],
+                          ngx_http_registry_name_under(e->prefixes, &name[i])
+                          ? &mirrored : &local)
+            != NGX_OK)
         {
             return NGX_ERROR;
+        }
+    }
+
+    d = local.elts;
+
+    for (i = 0; i < local.nelts; i++) {
+        s = ngx_array_push(&e->local);
+        if (s == NULL) {
+            return ngx_http_registry_op_syserr(e->op, NGX_ENOMEM);
+        }
+
+        *s = d[i].text;
+    }
+
+    ngx_http_registry_sort_names(&e->local);
+
+    ngx_qsort(mirrored.elts, mirrored.nelts,
+              sizeof(ngx_http_registry_digest_t),
+              ngx_http_registry_evict_by_digest);
+
+    d = mirrored.elts;
+
+    for (i = 0; i < mirrored.nelts; i++) {
+        if ((i && ngx_http_registry_digest_equal(&d[i - 1], &d[i]))
+            || ngx_http_registry_find_name(&e->local, &d[i].text, &at)
+               == NGX_OK)
+        {
+            continue;
+        }
+
+        if (ngx_http_registry_evict_size(e, &d[i], &size) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        e->total += size;
+    }
+
+    return NGX_OK;
+}
+
+
+/* the digests of the repository's revisions and layer links, appended */
+
+static ngx_int_t
+ngx_http_registry_evict_listed(ngx_http_registry_evict_t *e, ngx_str_t *name,
+    ngx_array_t *digests)
+{
+    ngx_str_t   dir;
+    ngx_uint_t  alg, layers;
+
+    for (layers = 0; layers < 2; layers++) {
+        for (alg = NGX_HTTP_REGISTRY_SHA256;
+             alg <= NGX_HTTP_REGISTRY_SHA512;
+             alg++)
+        {
+            if ((layers
+                 ? ngx_http_registry_path_layers(e->op, &dir, name, alg)
+                 : ngx_http_registry_path_revisions(e->op, &dir, name, alg))
+                != NGX_OK
+                || ngx_http_registry_evict_hexes(e->op, &dir, alg, digests)
+                   != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
         }
     }
 
@@ -468,88 +294,76 @@ ngx_http_registry_evict_hexes(ngx_http_registry_op_t *op, ngx_str_t *dir,
 }
 
 
-/* a cached manifest: when it was last pulled */
+/* the blob's bytes in the store; 0: not there */
 
 static ngx_int_t
-ngx_http_registry_evict_unit(ngx_http_registry_evict_t *e, ngx_str_t *name,
-    ngx_http_registry_digest_t *digest)
+ngx_http_registry_evict_size(ngx_http_registry_evict_t *e,
+    ngx_http_registry_digest_t *digest, off_t *size)
 {
-    ngx_int_t                        rc;
-    ngx_str_t                        link;
-    ngx_file_info_t                  fi;
-    ngx_http_registry_evict_unit_t  *u;
+    ngx_int_t        rc;
+    ngx_str_t        path;
+    ngx_file_info_t  fi;
 
-    if (ngx_http_registry_path_revision_link(e->op, &link, name, digest)
-        != NGX_OK)
-    {
+    *size = 0;
+
+    if (ngx_http_registry_path_blob(e->op, &path, digest) != NGX_OK) {
         return NGX_ERROR;
     }
 
-    rc = ngx_http_registry_file_stat(e->op, &link, &fi);
+    rc = ngx_http_registry_file_stat(e->op, &path, &fi);
 
-    if (rc == NGX_DECLINED) {
-        return NGX_OK;
+    if (rc == NGX_OK) {
+        *size = ngx_file_size(&fi);
     }
 
-    if (rc != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    u = ngx_array_push(&e->units);
-    if (u == NULL) {
-        return ngx_http_registry_op_syserr(e->op, NGX_ENOMEM);
-    }
-
-    ngx_memzero(u, sizeof(ngx_http_registry_evict_unit_t));
-    u->name = *name;
-    u->digest = *digest;
-    u->pulled = ngx_file_mtime(&fi);
-
-    return NGX_OK;
+    return (rc == NGX_ERROR) ? NGX_ERROR : NGX_OK;
 }
 
 
 /*
- * What each cached manifest references, read once the bytes are known to
- * be over the bound (and after e->started: see store_blob_evict()).
+ * An item a cached blob, its holders counted, e->total their bytes now;
+ * queued: those no cached manifest references.
  */
 
 static ngx_int_t
-ngx_http_registry_evict_references(ngx_http_registry_evict_t *e)
+ngx_http_registry_evict_queue(ngx_http_registry_evict_t *e)
 {
-    ngx_int_t                        rc;
-    ngx_str_t                        path, none = ngx_null_string;
-    ngx_uint_t                       i;
-    const char                      *invalid;
-    ngx_http_registry_manifest_t     m;
-    ngx_http_registry_evict_unit_t  *u;
+    ngx_uint_t                       i, j;
+    ngx_http_registry_cached_t      *c;
+    ngx_http_registry_evict_item_t  *item;
 
-    u = e->units.elts;
+    c = e->cached.elts;
+    e->total = 0;
 
-    for (i = 0; i < e->units.nelts; i++) {
-        if (ngx_http_registry_path_blob(e->op, &path, &u[i].digest)
+    e->items = ngx_pcalloc(e->op->pool, e->cached.nelts
+                                  * sizeof(ngx_http_registry_evict_item_t));
+    if (e->items == NULL && e->cached.nelts) {
+        return ngx_http_registry_op_syserr(e->op, NGX_ENOMEM);
+    }
+
+    for (i = 0; i < e->cached.nelts; i++) {
+        item = &e->items[i];
+        item->cached = &c[i];
+
+        if (ngx_http_registry_evict_size(e, &c[i].digest, &item->size)
             != NGX_OK)
         {
             return NGX_ERROR;
         }
 
-        ngx_memzero(&m, sizeof(ngx_http_registry_manifest_t));
-        m.digest = u[i].digest;
+        e->total += item->size;
 
-        rc = ngx_http_registry_file_read(e->op, &path, e->manifest_max,
-                                         &m.bytes);
-
-        if (rc == NGX_OK) {
-            rc = ngx_http_registry_manifest_parse(e->op->pool, &m, &none,
-                                                  &invalid);
+        for (j = 0; j < c[i].nrefs; j++) {
+            e->items[c[i].refs[j]].holders++;
         }
+    }
 
-        if (rc == NGX_ERROR) {
-            return NGX_ERROR;
+    ngx_rbtree_init(&e->queue, &e->sentinel, ngx_http_registry_evict_insert);
+
+    for (i = 0; i < e->cached.nelts; i++) {
+        if (e->items[i].holders == 0) {
+            ngx_rbtree_insert(&e->queue, &e->items[i].node);
         }
-
-        /* bytes gone or not a manifest: it keeps nothing alive */
-        u[i].references = (rc == NGX_OK) ? m.references : NULL;
     }
 
     return NGX_OK;
@@ -557,374 +371,132 @@ ngx_http_registry_evict_references(ngx_http_registry_evict_t *e)
 
 
 /*
- * What the kept manifests hold: every manifest unit's digest and the
- * digests it references, once each, with how many kept manifests are it
- * and name it (an eviction releases them: evict_release()).
+ * The item's links, then its bytes, then (a manifest) what it held:
+ * blobs no other kept manifest references go with it, manifests are
+ * queued.
  */
 
 static ngx_int_t
-ngx_http_registry_evict_hold(ngx_http_registry_evict_t *e)
+ngx_http_registry_evict_item(ngx_http_registry_evict_t *e,
+    ngx_http_registry_evict_item_t *item)
 {
-    ngx_str_t                       *s, *held;
-    ngx_uint_t                       i, j, n;
-    ngx_http_registry_ref_t         *ref;
-    ngx_http_registry_evict_unit_t  *u;
+    off_t                        size;
+    ngx_http_registry_cached_t  *c;
 
-    if (ngx_array_init(&e->held, e->op->pool, 256, sizeof(ngx_str_t))
-        != NGX_OK)
+    c = item->cached;
+
+    if (ngx_http_registry_evict_links(e, c) != NGX_OK
+        || ngx_http_registry_store_blob_evict(e->op, &c->digest, e->started,
+                                              &size)
+           == NGX_ERROR)
     {
-        return ngx_http_registry_op_syserr(e->op, NGX_ENOMEM);
+        return NGX_ERROR;
     }
 
-    u = e->units.elts;
+    *e->freed += size;
+    e->total -= item->size;
 
-    for (i = 0; i < e->units.nelts; i++) {
-        ref = u[i].references ? u[i].references->elts : NULL;
-        n = u[i].references ? u[i].references->nelts : 0;
+    return ngx_http_registry_evict_release(e, c);
+}
 
-        for (j = 0; j <= n; j++) {
-            s = ngx_array_push(&e->held);
-            if (s == NULL) {
-                return ngx_http_registry_op_syserr(e->op, NGX_ENOMEM);
-            }
 
-            *s = (j == n) ? u[i].digest.text : ref[j].digest.text;
+/* a manifest's revisions (and tags), or a blob's layer links */
+
+static ngx_int_t
+ngx_http_registry_evict_links(ngx_http_registry_evict_t *e,
+    ngx_http_registry_cached_t *c)
+{
+    ngx_int_t                         rc;
+    ngx_uint_t                        i;
+    ngx_http_registry_cached_link_t  *link;
+
+    link = c->links.elts;
+
+    for (i = 0; i < c->links.nelts; i++) {
+        if (link[i].revision) {
+            rc = ngx_http_registry_store_manifest_delete(e->op, &link[i].name,
+                                                         &c->digest,
+                                                         e->manifest_max);
+            ngx_log_error(NGX_LOG_INFO, e->op->log, 0,
+                          "registry cache: evicted %V@%V", &link[i].name,
+                          &c->digest.text);
+
+        } else {
+            rc = ngx_http_registry_store_blob_unlink(e->op, &link[i].name,
+                                                     &c->digest);
+        }
+
+        if (rc == NGX_ERROR) {
+            return NGX_ERROR;
         }
     }
 
-    ngx_http_registry_sort_names(&e->held);
-
-    held = e->held.elts;
-    n = 0;
-
-    for (i = 0; i < e->held.nelts; i++) {
-        if (n == 0 || held[i].len != held[n - 1].len
-            || ngx_memcmp(held[i].data, held[n - 1].data, held[i].len) != 0)
-        {
-            held[n++] = held[i];
-        }
-    }
-
-    e->held.nelts = n;
-    e->held_refs = ngx_pcalloc(e->op->pool, n * sizeof(ngx_uint_t));
-    e->held_units = ngx_pcalloc(e->op->pool, n * sizeof(ngx_uint_t));
-
-    if (e->held_refs == NULL || e->held_units == NULL) {
-        return ngx_http_registry_op_syserr(e->op, NGX_ENOMEM);
-    }
-
-    /* every digest counted here is in the table: no count is NULL */
-
-    for (i = 0; i < e->units.nelts; i++) {
-        ref = u[i].references ? u[i].references->elts : NULL;
-
-        for (j = 0; ref && j < u[i].references->nelts; j++) {
-            (*ngx_http_registry_evict_count(e, e->held_refs,
-                                            &ref[j].digest))++;
-        }
-
-        (*ngx_http_registry_evict_count(e, e->held_units, &u[i].digest))++;
+    if (!c->manifest) {
+        ngx_log_error(NGX_LOG_INFO, e->op->log, 0,
+                      "registry cache: evicted blob %V", &c->digest.text);
     }
 
     return NGX_OK;
 }
 
 
-/* an evicted manifest holds nothing any more */
+/* what an evicted manifest was the last kept one to reference */
+
+static ngx_int_t
+ngx_http_registry_evict_release(ngx_http_registry_evict_t *e,
+    ngx_http_registry_cached_t *c)
+{
+    ngx_uint_t                       i;
+    ngx_http_registry_evict_item_t  *held;
+
+    for (i = 0; i < c->nrefs; i++) {
+        held = &e->items[c->refs[i]];
+
+        if (--held->holders) {
+            continue;
+        }
+
+        if (held->cached->manifest) {
+            ngx_rbtree_insert(&e->queue, &held->node);
+            continue;
+        }
+
+        if (ngx_http_registry_evict_item(e, held) != NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/* the queue: the least recently pulled first, equals in their order */
 
 static void
-ngx_http_registry_evict_release(ngx_http_registry_evict_t *e,
-    ngx_http_registry_evict_unit_t *u)
+ngx_http_registry_evict_insert(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel)
 {
-    ngx_uint_t                *count;
-    ngx_uint_t                 j;
-    ngx_http_registry_ref_t   *ref;
+    uint64_t             pulled;
+    ngx_rbtree_node_t  **p;
 
-    ref = u->references ? u->references->elts : NULL;
+    pulled = ((ngx_http_registry_evict_item_t *) node)->cached->pulled;
 
-    for (j = 0; ref && j < u->references->nelts; j++) {
-        count = ngx_http_registry_evict_count(e, e->held_refs,
-                                              &ref[j].digest);
-        (*count)--;
-    }
+    for ( ;; ) {
+        p = (pulled < ((ngx_http_registry_evict_item_t *) temp)->cached->pulled)
+            ? &temp->left : &temp->right;
 
-    count = ngx_http_registry_evict_count(e, e->held_units, &u->digest);
-    (*count)--;
-}
-
-
-/* the digest's count in counts (held_refs or held_units); NULL: not held */
-
-static ngx_uint_t *
-ngx_http_registry_evict_count(ngx_http_registry_evict_t *e,
-    ngx_uint_t *counts, ngx_http_registry_digest_t *digest)
-{
-    ngx_uint_t  at;
-
-    if (ngx_http_registry_find_name(&e->held, &digest->text, &at) != NGX_OK) {
-        return NULL;
-    }
-
-    return &counts[at];
-}
-
-
-/* how many kept manifests the count says hold the digest */
-
-static ngx_uint_t
-ngx_http_registry_evict_holding(ngx_http_registry_evict_t *e,
-    ngx_uint_t *counts, ngx_http_registry_digest_t *digest)
-{
-    ngx_uint_t  *count;
-
-    count = ngx_http_registry_evict_count(e, counts, digest);
-
-    return count ? *count : 0;
-}
-
-
-/*
- * The blobs linked in mirrored repositories that neither a local
- * repository nor any cached manifest holds: units of their own, one a
- * blob however many repositories link it (its last pull the latest).
- */
-
-static ngx_int_t
-ngx_http_registry_evict_strays(ngx_http_registry_evict_t *e)
-{
-    ngx_uint_t                       i, at;
-    ngx_array_t                      strays;
-    ngx_http_registry_evict_link_t  *link;
-    ngx_http_registry_evict_unit_t  *s, *u;
-
-    if (ngx_array_init(&strays, e->op->pool, 16,
-                       sizeof(ngx_http_registry_evict_unit_t))
-        != NGX_OK)
-    {
-        return ngx_http_registry_op_syserr(e->op, NGX_ENOMEM);
-    }
-
-    link = e->links.elts;
-
-    for (i = 0; i < e->links.nelts; i++) {
-        if (ngx_http_registry_find_name(&e->local, &link[i].digest.text, &at)
-            == NGX_OK
-            || ngx_http_registry_find_name(&e->held, &link[i].digest.text,
-                                           &at)
-               == NGX_OK)
-        {
-            continue;
+        if (*p == sentinel) {
+            break;
         }
 
-        if (ngx_http_registry_evict_stray(e, &strays, &link[i].name,
-                                          &link[i].digest)
-            != NGX_OK)
-        {
-            return NGX_ERROR;
-        }
+        temp = *p;
     }
 
-    ngx_qsort(strays.elts, strays.nelts,
-              sizeof(ngx_http_registry_evict_unit_t),
-              ngx_http_registry_evict_unit_by_digest);
-
-    s = strays.elts;
-    u = NULL;
-
-    for (i = 0; i < strays.nelts; i++) {
-        if (u && ngx_http_registry_digest_equal(&u->digest, &s[i].digest)) {
-            u->pulled = ngx_max(u->pulled, s[i].pulled);
-            continue;
-        }
-
-        u = ngx_array_push(&e->units);
-        if (u == NULL) {
-            return ngx_http_registry_op_syserr(e->op, NGX_ENOMEM);
-        }
-
-        *u = s[i];
-    }
-
-    return NGX_OK;
-}
-
-
-/* a stray blob linked in the repository, last pulled at its link's time */
-
-static ngx_int_t
-ngx_http_registry_evict_stray(ngx_http_registry_evict_t *e,
-    ngx_array_t *strays, ngx_str_t *name, ngx_http_registry_digest_t *digest)
-{
-    ngx_int_t                        rc;
-    ngx_str_t                        link;
-    ngx_file_info_t                  fi;
-    ngx_http_registry_evict_unit_t  *u;
-
-    if (ngx_http_registry_path_layer_link(e->op, &link, name, digest)
-        != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
-
-    rc = ngx_http_registry_file_stat(e->op, &link, &fi);
-
-    if (rc != NGX_OK) {
-        return (rc == NGX_DECLINED) ? NGX_OK : NGX_ERROR;
-    }
-
-    u = ngx_array_push(strays);
-    if (u == NULL) {
-        return ngx_http_registry_op_syserr(e->op, NGX_ENOMEM);
-    }
-
-    ngx_memzero(u, sizeof(ngx_http_registry_evict_unit_t));
-    u->name = *name;
-    u->digest = *digest;
-    u->pulled = ngx_file_mtime(&fi);
-    u->blob = 1;
-
-    return NGX_OK;
-}
-
-
-/*
- * The bytes of the mirrored repositories' blobs (their layer links, and
- * the manifests) no local repository holds, each blob once.
- */
-
-static ngx_int_t
-ngx_http_registry_evict_size(ngx_http_registry_evict_t *e)
-{
-    ngx_int_t                        rc;
-    ngx_str_t                        path;
-    ngx_uint_t                       i, at;
-    ngx_array_t                      digests;
-    ngx_file_info_t                  fi;
-    ngx_http_registry_digest_t      *d;
-    ngx_http_registry_evict_link_t  *link;
-    ngx_http_registry_evict_unit_t  *u;
-
-    if (ngx_array_init(&digests, e->op->pool,
-                       e->links.nelts + e->units.nelts + 1,
-                       sizeof(ngx_http_registry_digest_t))
-        != NGX_OK)
-    {
-        return ngx_http_registry_op_syserr(e->op, NGX_ENOMEM);
-    }
-
-    link = e->links.elts;
-
-    for (i = 0; i < e->links.nelts; i++) {
-        d = ngx_array_push(&digests);
-        if (d == NULL) {
-            return ngx_http_registry_op_syserr(e->op, NGX_ENOMEM);
-        }
-
-        *d = link[i].digest;
-    }
-
-    u = e->units.elts;
-
-    for (i = 0; i < e->units.nelts; i++) {
-        d = ngx_array_push(&digests);
-        if (d == NULL) {
-            return ngx_http_registry_op_syserr(e->op, NGX_ENOMEM);
-        }
-
-        *d = u[i].digest;
-    }
-
-    ngx_qsort(digests.elts, digests.nelts,
-              sizeof(ngx_http_registry_digest_t),
-              ngx_http_registry_evict_by_digest);
-
-    d = digests.elts;
-
-    for (i = 0; i < digests.nelts; i++) {
-        if ((i > 0 && ngx_http_registry_digest_equal(&d[i - 1], &d[i]))
-            || ngx_http_registry_find_name(&e->local, &d[i].text, &at)
-               == NGX_OK)
-        {
-            continue;
-        }
-
-        if (ngx_http_registry_path_blob(e->op, &path, &d[i]) != NGX_OK) {
-            return NGX_ERROR;
-        }
-
-        rc = ngx_http_registry_file_stat(e->op, &path, &fi);
-
-        if (rc == NGX_ERROR) {
-            return NGX_ERROR;
-        }
-
-        if (rc == NGX_OK) {
-            e->total += ngx_file_size(&fi);
-        }
-    }
-
-    return NGX_OK;
-}
-
-
-/* a kept manifest references the digest */
-
-static ngx_uint_t
-ngx_http_registry_evict_kept(ngx_http_registry_evict_t *e,
-    ngx_http_registry_digest_t *digest)
-{
-    return ngx_http_registry_evict_holding(e, e->held_refs, digest) > 0;
-}
-
-
-/*
- * A blob of an evicted manifest: unless a kept manifest or a local
- * repository holds it, its layer links in the mirrored repositories and
- * its bytes go.
- */
-
-static ngx_int_t
-ngx_http_registry_evict_blob(ngx_http_registry_evict_t *e,
-    ngx_http_registry_digest_t *digest, off_t *freed)
-{
-    off_t                            size;
-    ngx_int_t                        rc;
-    ngx_uint_t                       i, at;
-    ngx_http_registry_evict_link_t  *link;
-
-    if (ngx_http_registry_find_name(&e->local, &digest->text, &at) == NGX_OK
-        || ngx_http_registry_evict_kept(e, digest))
-    {
-        return NGX_OK;
-    }
-
-    if (ngx_http_registry_evict_holding(e, e->held_units, digest)) {
-        return NGX_OK;           /* the same manifest, kept elsewhere */
-    }
-
-    link = e->links.elts;
-
-    for (i = 0; i < e->links.nelts; i++) {
-        if (ngx_http_registry_digest_equal(&link[i].digest, digest)
-            && ngx_http_registry_store_blob_unlink(e->op, &link[i].name,
-                                                   digest)
-               == NGX_ERROR)
-        {
-            return NGX_ERROR;
-        }
-    }
-
-    rc = ngx_http_registry_store_blob_evict(e->op, digest, e->started,
-                                            &size);
-
-    if (rc == NGX_ERROR) {
-        return NGX_ERROR;
-    }
-
-    *freed += size;
-    e->total -= size;
-
-    return NGX_OK;
+    *p = node;
+    node->parent = temp;
+    node->left = sentinel;
+    node->right = sentinel;
+    ngx_rbt_red(node);
 }
 
 
@@ -938,22 +510,4 @@ ngx_http_registry_evict_by_digest(const void *a, const void *b)
                       db->text.len);
 
     return (rc < 0) ? -1 : (rc > 0);
-}
-
-
-static int ngx_libc_cdecl
-ngx_http_registry_evict_unit_by_digest(const void *a, const void *b)
-{
-    const ngx_http_registry_evict_unit_t  *ua = a, *ub = b;
-
-    return ngx_http_registry_evict_by_digest(&ua->digest, &ub->digest);
-}
-
-
-static int ngx_libc_cdecl
-ngx_http_registry_evict_older(const void *a, const void *b)
-{
-    const ngx_http_registry_evict_unit_t  *ua = a, *ub = b;
-
-    return (ua->pulled > ub->pulled) - (ua->pulled < ub->pulled);
 }

@@ -19,6 +19,13 @@
  * With delete_untagged, a revision neither live nor young goes (its link
  * and its referrers index entry) right after its repository is marked.
  *
+ * Pulls.  The pull-through cache's eviction marks the store with this
+ * mark too (store_gc_pulls(), store_evict.c): the local repositories as
+ * above, their layer links holding their blobs whatever their age; the
+ * mirrored repositories' revisions and layer links are no roots, but
+ * answered, with their times and what their manifests reference, for
+ * the eviction to choose from.  Nothing is swept.
+ *
  * Tombstones.  Blobs moved aside earlier (<v2>/_ngx_tombstones/<alg>/<hex>,
  * see store_paths.c) come back when live, and are doomed when older than
  * the second grace, which is the grace again, counted from when they were
@@ -110,6 +117,8 @@ struct ngx_http_registry_gc_blob_s {
     ngx_http_registry_gc_tomb_t   *doomed;     /* its old tombstone, to go */
     ngx_uint_t                     live_in;    /* repositories' stamps, */
     ngx_uint_t                     used_in;    /* for gc_repo_t's sets */
+    ngx_uint_t                     cached;     /* pulls: 1 + its index in
+                                                  the answer, 0: none */
     unsigned                       marked:1;   /* live */
     unsigned                       kept:1;     /* unmarked, bytes stay */
     unsigned                       read:1;
@@ -143,9 +152,13 @@ typedef struct {
 } ngx_http_registry_gc_revision_t;
 
 
+/* a layer link that may go; for the pulls, a mirrored repository's link */
+
 typedef struct {
     ngx_str_t                      name;
     ngx_http_registry_gc_blob_t   *blob;
+    uint64_t                       pulled;     /* pulls: its mtime, ns */
+    ngx_uint_t                     revision;   /* pulls: not a layer's */
 } ngx_http_registry_gc_link_t;
 
 
@@ -186,6 +199,7 @@ struct ngx_http_registry_gc_tomb_s {
 
 typedef struct {
     ngx_str_t                      name;
+    ngx_str_t                      kept_name;  /* in gc's pool, once made */
     ngx_uint_t                     stamp;
     ngx_http_registry_op_t         op;         /* in the repository's pool */
     ngx_array_t                    stack;      /* of gc_blob_t *, to mark */
@@ -198,6 +212,11 @@ typedef struct ngx_http_registry_gc_s  ngx_http_registry_gc_t;
 
 typedef ngx_int_t (*ngx_http_registry_gc_part_pt)(ngx_http_registry_gc_t *gc,
     ngx_array_t *items);
+
+/* one <hex> entry of a repository's revisions/<alg> or _layers/<alg> */
+typedef ngx_int_t (*ngx_http_registry_gc_entry_pt)(ngx_http_registry_gc_t *gc,
+    ngx_http_registry_gc_repo_t *repo, ngx_http_registry_dir_t *dir,
+    ngx_uint_t alg, ngx_str_t *hex);
 
 /*
  * A run, or a part of one: the mark, the sweeps and the links phase are
@@ -218,6 +237,8 @@ struct ngx_http_registry_gc_s {
     struct timespec                cutoff;     /* now less the grace */
     ngx_http_registry_gc_set_t     blobs;
     ngx_array_t                    links;      /* of gc_link_t: candidates */
+    ngx_array_t                   *prefixes;   /* pulls: mirrored names' */
+    ngx_array_t                    pulls;      /* of gc_link_t: their links */
     ngx_array_t                    tombstones; /* of gc_tomb_t, sorted */
     ngx_array_t                    record;     /* of u_char: its lines */
     ngx_array_t                    old_records; /* of ngx_str_t: to go */
@@ -256,8 +277,9 @@ static ngx_int_t ngx_http_registry_gc_repository(ngx_http_registry_gc_t *gc,
 
 static ngx_int_t ngx_http_registry_gc_tags(ngx_http_registry_gc_t *gc,
     ngx_http_registry_gc_repo_t *repo);
-static ngx_int_t ngx_http_registry_gc_revisions(ngx_http_registry_gc_t *gc,
-    ngx_http_registry_gc_repo_t *repo);
+static ngx_int_t ngx_http_registry_gc_entries(ngx_http_registry_gc_t *gc,
+    ngx_http_registry_gc_repo_t *repo, ngx_uint_t layers,
+    ngx_http_registry_gc_entry_pt each);
 static ngx_int_t ngx_http_registry_gc_revision(ngx_http_registry_gc_t *gc,
     ngx_http_registry_gc_repo_t *repo, ngx_http_registry_dir_t *dir,
     ngx_uint_t alg, ngx_str_t *hex);
@@ -274,11 +296,24 @@ static ngx_int_t ngx_http_registry_gc_untagged(ngx_http_registry_gc_t *gc,
     ngx_http_registry_gc_repo_t *repo);
 static ngx_int_t ngx_http_registry_gc_unrevision(ngx_http_registry_gc_t *gc,
     ngx_http_registry_gc_repo_t *repo, ngx_http_registry_gc_blob_t *b);
-static ngx_int_t ngx_http_registry_gc_layers(ngx_http_registry_gc_t *gc,
-    ngx_http_registry_gc_repo_t *repo);
 static ngx_int_t ngx_http_registry_gc_layer(ngx_http_registry_gc_t *gc,
     ngx_http_registry_gc_repo_t *repo, ngx_http_registry_dir_t *dir,
-    ngx_uint_t alg, ngx_str_t *hex, ngx_str_t *name);
+    ngx_uint_t alg, ngx_str_t *hex);
+static ngx_int_t ngx_http_registry_gc_kept_name(ngx_http_registry_gc_t *gc,
+    ngx_http_registry_gc_repo_t *repo);
+static ngx_int_t ngx_http_registry_gc_pulled_revision(
+    ngx_http_registry_gc_t *gc, ngx_http_registry_gc_repo_t *repo,
+    ngx_http_registry_dir_t *dir, ngx_uint_t alg, ngx_str_t *hex);
+static ngx_int_t ngx_http_registry_gc_pulled_layer(ngx_http_registry_gc_t *gc,
+    ngx_http_registry_gc_repo_t *repo, ngx_http_registry_dir_t *dir,
+    ngx_uint_t alg, ngx_str_t *hex);
+static ngx_int_t ngx_http_registry_gc_pulled(ngx_http_registry_gc_t *gc,
+    ngx_http_registry_gc_repo_t *repo, ngx_http_registry_dir_t *dir,
+    ngx_uint_t alg, ngx_str_t *hex, ngx_uint_t revision);
+static ngx_int_t ngx_http_registry_gc_answer(ngx_http_registry_gc_t *gc,
+    ngx_array_t *cached);
+static ngx_int_t ngx_http_registry_gc_answer_refs(ngx_http_registry_gc_t *gc,
+    ngx_http_registry_cached_t *c);
 static ngx_int_t ngx_http_registry_gc_tombstones(ngx_http_registry_gc_t *gc);
 static int ngx_libc_cdecl ngx_http_registry_gc_tomb_cmp(const void *one,
     const void *two);
@@ -354,6 +389,10 @@ static ngx_int_t ngx_http_registry_gc_join(ngx_http_registry_gc_t *gc,
     ngx_http_registry_gc_t *part);
 static ngx_int_t ngx_http_registry_gc_join_marks(ngx_http_registry_gc_t *gc,
     ngx_http_registry_gc_t *part);
+static ngx_int_t ngx_http_registry_gc_join_refs(ngx_http_registry_gc_t *gc,
+    ngx_http_registry_gc_blob_t *ours, ngx_http_registry_gc_blob_t *theirs);
+static ngx_int_t ngx_http_registry_gc_join_links(ngx_http_registry_gc_t *gc,
+    ngx_array_t *ours, ngx_array_t *theirs);
 static void ngx_http_registry_gc_join_list(json_t *ours, json_t *theirs);
 static void ngx_http_registry_gc_drop(ngx_http_registry_gc_t *part);
 static ngx_uint_t ngx_http_registry_gc_count_marked(
@@ -471,6 +510,9 @@ ngx_http_registry_gc_init(ngx_http_registry_gc_t *gc)
         || ngx_array_init(&gc->links, gc->op->pool, 16,
                           sizeof(ngx_http_registry_gc_link_t))
            != NGX_OK
+        || ngx_array_init(&gc->pulls, gc->op->pool, 16,
+                          sizeof(ngx_http_registry_gc_link_t))
+           != NGX_OK
         || ngx_array_init(&gc->record, gc->op->pool, 4096, 1) != NGX_OK
         || ngx_array_init(&gc->old_records, gc->op->pool, 4,
                           sizeof(ngx_str_t))
@@ -578,10 +620,23 @@ ngx_http_registry_gc_repository(ngx_http_registry_gc_t *gc, ngx_str_t *name)
         return ngx_http_registry_op_syserr(gc->op, NGX_ENOMEM);
     }
 
+    if (gc->prefixes && ngx_http_registry_name_under(gc->prefixes, name)) {
+        rc = ngx_http_registry_gc_entries(gc, &repo, 0,
+                                          ngx_http_registry_gc_pulled_revision);
+
+        if (rc == NGX_OK) {
+            rc = ngx_http_registry_gc_entries(gc, &repo, 1,
+                                            ngx_http_registry_gc_pulled_layer);
+        }
+
+        goto done;
+    }
+
     rc = ngx_http_registry_gc_tags(gc, &repo);
 
     if (rc == NGX_OK) {
-        rc = ngx_http_registry_gc_revisions(gc, &repo);
+        rc = ngx_http_registry_gc_entries(gc, &repo, 0,
+                                          ngx_http_registry_gc_revision);
     }
 
     if (rc == NGX_OK) {
@@ -593,8 +648,11 @@ ngx_http_registry_gc_repository(ngx_http_registry_gc_t *gc, ngx_str_t *name)
     }
 
     if (rc == NGX_OK) {
-        rc = ngx_http_registry_gc_layers(gc, &repo);
+        rc = ngx_http_registry_gc_entries(gc, &repo, 1,
+                                          ngx_http_registry_gc_layer);
     }
+
+done:
 
     if (rc != NGX_OK) {
         gc->op->fault = repo.op.fault;
@@ -679,13 +737,14 @@ ngx_http_registry_gc_tags(ngx_http_registry_gc_t *gc,
 
 
 /*
- * Every revision, read: roots too unless delete_untagged, and then still
- * those younger than the grace.
+ * each() for every entry of the repository's revisions/<alg>, or its
+ * _layers/<alg> (layers), of both algorithms
  */
 
 static ngx_int_t
-ngx_http_registry_gc_revisions(ngx_http_registry_gc_t *gc,
-    ngx_http_registry_gc_repo_t *repo)
+ngx_http_registry_gc_entries(ngx_http_registry_gc_t *gc,
+    ngx_http_registry_gc_repo_t *repo, ngx_uint_t layers,
+    ngx_http_registry_gc_entry_pt each)
 {
     ngx_int_t                 rc;
     ngx_str_t                 path, *hex;
@@ -703,9 +762,11 @@ ngx_http_registry_gc_revisions(ngx_http_registry_gc_t *gc,
             return ngx_http_registry_op_syserr(op, NGX_ENOMEM);
         }
 
-        if (ngx_http_registry_path_revisions(op, &path, &repo->name, alg)
-            != NGX_OK)
-        {
+        rc = layers
+             ? ngx_http_registry_path_layers(op, &path, &repo->name, alg)
+             : ngx_http_registry_path_revisions(op, &path, &repo->name, alg);
+
+        if (rc != NGX_OK) {
             return NGX_ERROR;
         }
 
@@ -723,7 +784,7 @@ ngx_http_registry_gc_revisions(ngx_http_registry_gc_t *gc,
         hex = hexes.elts;
 
         for (i = 0; rc == NGX_OK && i < hexes.nelts; i++) {
-            rc = ngx_http_registry_gc_revision(gc, repo, &dir, alg, &hex[i]);
+            rc = each(gc, repo, &dir, alg, &hex[i]);
         }
 
         ngx_http_registry_dir_close(&dir);
@@ -737,7 +798,11 @@ ngx_http_registry_gc_revisions(ngx_http_registry_gc_t *gc,
 }
 
 
-/* one revision, <hex> in the listing of revisions/<alg> (dir) */
+/*
+ * One revision, <hex> in the listing of revisions/<alg> (dir), read: a
+ * root too unless delete_untagged, and then still when younger than the
+ * grace.
+ */
 
 static ngx_int_t
 ngx_http_registry_gc_revision(ngx_http_registry_gc_t *gc,
@@ -864,6 +929,7 @@ ngx_http_registry_gc_drain(ngx_http_registry_gc_t *gc,
             return ngx_http_registry_op_syserr(&repo->op, NGX_ENOMEM);
         }
 
+        gc->invalid |= b->invalid;     /* read first for the pulls */
         b->marked = 1;
 
         ref = b->refs;
@@ -1165,74 +1231,19 @@ ngx_http_registry_gc_unrevision(ngx_http_registry_gc_t *gc,
 
 
 /*
- * The layer links no live manifest of the repository references: younger
- * than the grace, they keep their blob (a push in flight links its blobs
- * before it puts its manifest; so does distribution's, which refreshes
- * no blob's time); older, they are candidates, judged once the sweeps
- * know whether their blob stays (gc_unlink_links()).
- */
-
-static ngx_int_t
-ngx_http_registry_gc_layers(ngx_http_registry_gc_t *gc,
-    ngx_http_registry_gc_repo_t *repo)
-{
-    ngx_int_t                 rc;
-    ngx_str_t                 path, *hex, name;
-    ngx_uint_t                alg, i;
-    ngx_array_t               hexes;
-    ngx_http_registry_op_t   *op;
-    ngx_http_registry_dir_t   dir;
-
-    op = &repo->op;
-    ngx_str_null(&name);
-
-    for (alg = NGX_HTTP_REGISTRY_SHA256; alg <= NGX_HTTP_REGISTRY_SHA512; alg++)
-    {
-        if (ngx_array_init(&hexes, op->pool, 64, sizeof(ngx_str_t)) != NGX_OK
-            || ngx_http_registry_path_layers(op, &path, &repo->name, alg)
-               != NGX_OK)
-        {
-            return NGX_ERROR;
-        }
-
-        rc = ngx_http_registry_dir_open(op, &path, &dir);
-        if (rc == NGX_DECLINED) {
-            continue;
-        }
-
-        if (rc != NGX_OK) {
-            return NGX_ERROR;
-        }
-
-        rc = ngx_http_registry_dir_list(op, &dir, NGX_HTTP_REGISTRY_LIST_DIRS,
-                                        &hexes);
-        hex = hexes.elts;
-
-        for (i = 0; rc == NGX_OK && i < hexes.nelts; i++) {
-            rc = ngx_http_registry_gc_layer(gc, repo, &dir, alg, &hex[i],
-                                            &name);
-        }
-
-        ngx_http_registry_dir_close(&dir);
-
-        if (rc != NGX_OK) {
-            return NGX_ERROR;
-        }
-    }
-
-    return NGX_OK;
-}
-
-
-/*
- * One layer link, <hex> in the listing of _layers/<alg> (dir); *name:
- * the repository's name in gc's pool, made for the first candidate.
+ * One layer link, <hex> in the listing of _layers/<alg> (dir), that no
+ * live manifest of the repository references: younger than the grace,
+ * it keeps its blob (a push in flight links its blobs before it puts its
+ * manifest; so does distribution's, which refreshes no blob's time);
+ * older, it is a candidate, judged once the sweeps know whether its blob
+ * stays (gc_unlink_links()).  For the pulls, a local repository's link
+ * holds its blob, whatever its age.
  */
 
 static ngx_int_t
 ngx_http_registry_gc_layer(ngx_http_registry_gc_t *gc,
     ngx_http_registry_gc_repo_t *repo, ngx_http_registry_dir_t *dir,
-    ngx_uint_t alg, ngx_str_t *hex, ngx_str_t *name)
+    ngx_uint_t alg, ngx_str_t *hex)
 {
     ngx_int_t                     rc;
     ngx_str_t                     rel;
@@ -1255,7 +1266,7 @@ ngx_http_registry_gc_layer(ngx_http_registry_gc_t *gc,
         return ngx_http_registry_op_syserr(op, NGX_ENOMEM);
     }
 
-    if (ngx_http_registry_gc_is_used(repo, b)) {
+    if (gc->prefixes == NULL && ngx_http_registry_gc_is_used(repo, b)) {
         return NGX_OK;
     }
 
@@ -1269,6 +1280,11 @@ ngx_http_registry_gc_layer(ngx_http_registry_gc_t *gc,
         return NGX_ERROR;
     }
 
+    if (gc->prefixes) {
+        b->marked |= (rc != NGX_DECLINED);
+        return NGX_OK;
+    }
+
     if (rc == NGX_OK) {
         b->marked = 1;                        /* a push in flight */
     }
@@ -1277,19 +1293,282 @@ ngx_http_registry_gc_layer(ngx_http_registry_gc_t *gc,
         return NGX_OK;
     }
 
-    if (name->data == NULL) {
-        name->len = repo->name.len;
-        name->data = ngx_pstrdup(gc->op->pool, &repo->name);
-    }
-
     cand = ngx_array_push(&gc->links);
 
-    if (name->data == NULL || cand == NULL) {
+    if (cand == NULL || ngx_http_registry_gc_kept_name(gc, repo) != NGX_OK) {
         return ngx_http_registry_op_syserr(op, NGX_ENOMEM);
     }
 
-    cand->name = *name;
+    ngx_memzero(cand, sizeof(ngx_http_registry_gc_link_t));
+    cand->name = repo->kept_name;
     cand->blob = b;
+
+    return NGX_OK;
+}
+
+
+/* the repository's name in gc's pool, which outlives the repository's */
+
+static ngx_int_t
+ngx_http_registry_gc_kept_name(ngx_http_registry_gc_t *gc,
+    ngx_http_registry_gc_repo_t *repo)
+{
+    if (repo->kept_name.data == NULL) {
+        repo->kept_name.data = ngx_pstrdup(gc->op->pool, &repo->name);
+        repo->kept_name.len = repo->name.len;
+    }
+
+    return (repo->kept_name.data == NULL) ? NGX_ERROR : NGX_OK;
+}
+
+
+/* ---- the pulls: the mark for the pull-through cache's eviction ---- */
+
+static ngx_int_t
+ngx_http_registry_gc_pulled_revision(ngx_http_registry_gc_t *gc,
+    ngx_http_registry_gc_repo_t *repo, ngx_http_registry_dir_t *dir,
+    ngx_uint_t alg, ngx_str_t *hex)
+{
+    return ngx_http_registry_gc_pulled(gc, repo, dir, alg, hex, 1);
+}
+
+
+static ngx_int_t
+ngx_http_registry_gc_pulled_layer(ngx_http_registry_gc_t *gc,
+    ngx_http_registry_gc_repo_t *repo, ngx_http_registry_dir_t *dir,
+    ngx_uint_t alg, ngx_str_t *hex)
+{
+    return ngx_http_registry_gc_pulled(gc, repo, dir, alg, hex, 0);
+}
+
+
+/*
+ * A mirrored repository's revision or layer link, with its time (the
+ * cache flushes its pulls there), a revision's manifest read.  It marks
+ * nothing: what the mirrored repositories hold is the eviction's to
+ * judge.  Bytes that do not parse keep nothing but themselves, and stop
+ * nothing: what eviction takes wrongly, the mirror fetches again.
+ */
+
+static ngx_int_t
+ngx_http_registry_gc_pulled(ngx_http_registry_gc_t *gc,
+    ngx_http_registry_gc_repo_t *repo, ngx_http_registry_dir_t *dir,
+    ngx_uint_t alg, ngx_str_t *hex, ngx_uint_t revision)
+{
+    ngx_int_t                     rc;
+    ngx_str_t                     rel;
+    ngx_uint_t                    invalid;
+    ngx_file_info_t               fi;
+    ngx_http_registry_op_t       *op;
+    ngx_http_registry_digest_t    digest;
+    ngx_http_registry_gc_blob_t  *b;
+    ngx_http_registry_gc_link_t  *link;
+
+    op = &repo->op;
+
+    rc = ngx_http_registry_digest_of(op->pool, alg, hex, &digest);
+
+    if (rc != NGX_OK) {
+        return (rc == NGX_ERROR) ? ngx_http_registry_op_syserr(op, NGX_ENOMEM)
+                                 : NGX_OK;
+    }
+
+    if (ngx_http_registry_path_in_links(op, &rel, hex) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    rc = ngx_http_registry_dir_stat(op, dir, &rel, &fi);
+
+    if (rc != NGX_OK) {
+        return (rc == NGX_DECLINED) ? NGX_OK : NGX_ERROR;
+    }
+
+    b = ngx_http_registry_gc_blob(gc, &digest, 1);
+    link = ngx_array_push(&gc->pulls);
+
+    if (b == NULL || link == NULL
+        || ngx_http_registry_gc_kept_name(gc, repo) != NGX_OK)
+    {
+        return ngx_http_registry_op_syserr(op, NGX_ENOMEM);
+    }
+
+    link->name = repo->kept_name;
+    link->blob = b;
+    link->pulled = (uint64_t) fi.st_mtim.tv_sec * 1000000000
+                   + fi.st_mtim.tv_nsec;
+    link->revision = revision;
+
+    if (!revision) {
+        return NGX_OK;
+    }
+
+    invalid = gc->invalid;
+    rc = ngx_http_registry_gc_read(gc, b);
+    gc->invalid = invalid;
+
+    return rc;
+}
+
+
+/*
+ * The mark of the whole store for the pull-through cache's eviction
+ * (store_evict.c): the local repositories' tags, revisions and layer
+ * links hold what they hold, as a collection's mark finds it; the
+ * mirrored repositories' (prefixes, ngx_str_t) revisions and layer links
+ * are answered in cached (ngx_http_registry_cached_t), one a blob no
+ * local repository holds, with their times and what their manifests
+ * reference.  NGX_DECLINED: a local manifest does not parse, what the
+ * local repositories hold is unknown, and nothing may go.
+ */
+
+ngx_int_t
+ngx_http_registry_store_gc_pulls(ngx_http_registry_op_t *op,
+    ngx_array_t *prefixes, ngx_array_t *cached)
+{
+    ngx_int_t                     rc;
+    ngx_http_registry_gc_t        gc;
+    ngx_http_registry_job_t       job;
+    ngx_http_registry_progress_t  progress;
+
+    ngx_memzero(&gc, sizeof(ngx_http_registry_gc_t));
+    ngx_memzero(&job, sizeof(ngx_http_registry_job_t));
+    ngx_memzero(&progress, sizeof(ngx_http_registry_progress_t));
+
+    job.progress = &progress;
+
+    gc.tombs[0].fd = -1;
+    gc.tombs[1].fd = -1;
+
+    gc.op = op;
+    gc.job = &job;
+    gc.progress = &progress;
+    gc.prefixes = prefixes;
+    gc.report = json_object();
+
+    rc = ngx_http_registry_gc_init(&gc);
+
+    if (rc == NGX_OK) {
+        rc = ngx_http_registry_gc_mark(&gc);
+    }
+
+    if (rc == NGX_OK) {
+        rc = gc.invalid ? NGX_DECLINED
+                        : ngx_http_registry_gc_answer(&gc, cached);
+    }
+
+    ngx_http_registry_gc_drop(&gc);
+    json_decref(gc.report);
+
+    return rc;
+}
+
+
+/* the mirrored repositories' links, a blob at a time, the local ones' out */
+
+static ngx_int_t
+ngx_http_registry_gc_answer(ngx_http_registry_gc_t *gc, ngx_array_t *cached)
+{
+    ngx_uint_t                        i;
+    ngx_http_registry_gc_link_t      *link;
+    ngx_http_registry_cached_t       *c;
+    ngx_http_registry_cached_link_t  *cl;
+
+    if (ngx_array_init(cached, gc->op->pool, 64,
+                       sizeof(ngx_http_registry_cached_t))
+        != NGX_OK)
+    {
+        return ngx_http_registry_op_syserr(gc->op, NGX_ENOMEM);
+    }
+
+    link = gc->pulls.elts;
+
+    for (i = 0; i < gc->pulls.nelts; i++) {
+        if (link[i].blob->marked) {
+            continue;                   /* a local repository holds it */
+        }
+
+        if (link[i].blob->cached == 0) {
+            c = ngx_array_push(cached);
+
+            if (c == NULL
+                || ngx_array_init(&c->links, gc->op->pool, 2,
+                                  sizeof(ngx_http_registry_cached_link_t))
+                   != NGX_OK)
+            {
+                return ngx_http_registry_op_syserr(gc->op, NGX_ENOMEM);
+            }
+
+            c->digest = link[i].blob->digest;
+            c->pulled = 0;
+            c->refs = NULL;
+            c->nrefs = 0;
+            c->manifest = 0;
+
+            link[i].blob->cached = cached->nelts;
+        }
+
+        c = (ngx_http_registry_cached_t *) cached->elts
+            + link[i].blob->cached - 1;
+
+        cl = ngx_array_push(&c->links);
+        if (cl == NULL) {
+            return ngx_http_registry_op_syserr(gc->op, NGX_ENOMEM);
+        }
+
+        cl->name = link[i].name;
+        cl->revision = link[i].revision;
+
+        /* a manifest's last pull is its revisions', a blob's its links' */
+
+        if (link[i].revision && !c->manifest) {
+            c->manifest = 1;
+            c->pulled = 0;
+        }
+
+        if (link[i].revision == c->manifest) {
+            c->pulled = ngx_max(c->pulled, link[i].pulled);
+        }
+    }
+
+    c = cached->elts;
+
+    for (i = 0; i < cached->nelts; i++) {
+        if (c[i].manifest
+            && ngx_http_registry_gc_answer_refs(gc, &c[i]) != NGX_OK)
+        {
+            return ngx_http_registry_op_syserr(gc->op, NGX_ENOMEM);
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/* the others of the answer a cached manifest references, by index */
+
+static ngx_int_t
+ngx_http_registry_gc_answer_refs(ngx_http_registry_gc_t *gc,
+    ngx_http_registry_cached_t *c)
+{
+    ngx_uint_t                    i;
+    ngx_http_registry_gc_blob_t  *b;
+
+    b = ngx_http_registry_gc_blob(gc, &c->digest, 0);
+
+    if (b == NULL || b->nrefs == 0) {
+        return NGX_OK;
+    }
+
+    c->refs = ngx_palloc(gc->op->pool, b->nrefs * sizeof(ngx_uint_t));
+    if (c->refs == NULL) {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < b->nrefs; i++) {
+        if (b->refs[i].blob->cached) {
+            c->refs[c->nrefs++] = b->refs[i].blob->cached - 1;
+        }
+    }
 
     return NGX_OK;
 }
@@ -2711,6 +2990,7 @@ ngx_http_registry_gc_fork(ngx_http_registry_gc_t *gc, ngx_uint_t own_sets)
 
     part->op = &part->part_op;
     part->job = gc->job;
+    part->prefixes = gc->prefixes;
     part->progress = gc->progress;
     part->now = gc->now;
     part->cutoff = gc->cutoff;
@@ -2731,6 +3011,9 @@ ngx_http_registry_gc_fork(ngx_http_registry_gc_t *gc, ngx_uint_t own_sets)
         || part->restored == NULL || part->links_list == NULL
         || part->revisions_list == NULL || part->problems == NULL
         || ngx_array_init(&part->links, pool, 16,
+                          sizeof(ngx_http_registry_gc_link_t))
+           != NGX_OK
+        || ngx_array_init(&part->pulls, pool, 16,
                           sizeof(ngx_http_registry_gc_link_t))
            != NGX_OK
         || ngx_array_init(&part->record, pool, 4096, 1) != NGX_OK
@@ -2808,14 +3091,17 @@ ngx_http_registry_gc_join(ngx_http_registry_gc_t *gc,
 }
 
 
+/*
+ * The part's records into the run's, with their marks (and, for the
+ * pulls, what its manifests reference), then its links.
+ */
+
 static ngx_int_t
 ngx_http_registry_gc_join_marks(ngx_http_registry_gc_t *gc,
     ngx_http_registry_gc_t *part)
 {
-    ngx_str_t                      name;
     ngx_uint_t                     i;
     ngx_http_registry_gc_blob_t   *b, *ours;
-    ngx_http_registry_gc_link_t   *cand, *link;
 
     for (i = 0; i <= part->blobs.mask; i++) {
         b = part->blobs.slots[i].blob;
@@ -2830,30 +3116,89 @@ ngx_http_registry_gc_join_marks(ngx_http_registry_gc_t *gc,
         }
 
         ours->marked |= b->marked;
+
+        if (gc->prefixes && b->read && !ours->read
+            && ngx_http_registry_gc_join_refs(gc, ours, b) != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
     }
 
-    cand = part->links.elts;
+    if (ngx_http_registry_gc_join_links(gc, &gc->links, &part->links)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_registry_gc_join_links(gc, &gc->pulls, &part->pulls);
+}
+
+
+/* what the part read of a manifest, in the run's records */
+
+static ngx_int_t
+ngx_http_registry_gc_join_refs(ngx_http_registry_gc_t *gc,
+    ngx_http_registry_gc_blob_t *ours, ngx_http_registry_gc_blob_t *theirs)
+{
+    ngx_uint_t  i;
+
+    ours->read = 1;
+    ours->invalid = theirs->invalid;
+    ours->nrefs = theirs->nrefs;
+    ours->refs = ngx_palloc(gc->op->pool,
+                            ours->nrefs * sizeof(ngx_http_registry_gc_ref_t));
+
+    if (ours->refs == NULL) {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < ours->nrefs; i++) {
+        ours->refs[i].manifest = theirs->refs[i].manifest;
+        ours->refs[i].blob = ngx_http_registry_gc_blob(gc,
+                                            &theirs->refs[i].blob->digest, 1);
+
+        if (ours->refs[i].blob == NULL) {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/* the part's links onto ours: names and records of the run's own */
+
+static ngx_int_t
+ngx_http_registry_gc_join_links(ngx_http_registry_gc_t *gc, ngx_array_t *ours,
+    ngx_array_t *theirs)
+{
+    ngx_str_t                     name;
+    ngx_uint_t                    i;
+    ngx_http_registry_gc_link_t  *their, *link;
+
+    their = theirs->elts;
     ngx_str_null(&name);
 
-    for (i = 0; i < part->links.nelts; i++) {
+    for (i = 0; i < theirs->nelts; i++) {
 
-        /* a repository's candidates are together, with the same name */
+        /* a repository's links are together, with the same name */
 
-        if (name.data == NULL || name.len != cand[i].name.len
-            || ngx_strncmp(name.data, cand[i].name.data, name.len) != 0)
+        if (name.data == NULL || name.len != their[i].name.len
+            || ngx_strncmp(name.data, their[i].name.data, name.len) != 0)
         {
-            name.len = cand[i].name.len;
-            name.data = ngx_pstrdup(gc->op->pool, &cand[i].name);
+            name.len = their[i].name.len;
+            name.data = ngx_pstrdup(gc->op->pool, &their[i].name);
         }
 
-        link = ngx_array_push(&gc->links);
+        link = ngx_array_push(ours);
 
         if (name.data == NULL || link == NULL) {
             return NGX_ERROR;
         }
 
+        *link = their[i];
         link->name = name;
-        link->blob = ngx_http_registry_gc_blob(gc, &cand[i].blob->digest, 0);
+        link->blob = ngx_http_registry_gc_blob(gc, &their[i].blob->digest, 0);
     }
 
     return NGX_OK;

@@ -43,20 +43,11 @@ my $m = MirrorTest::mirror('http://127.0.0.1:' . $up->port, ttl => '1h',
     location_extra => "registry_cache_max_size 1100k;\n",
     opts => { workers => 2 });
 
+sub pull { MirrorTest::pull_image($m, "up/lib/$_[0]", 'v1', $img{$_[0]}) }
+
 # a local repository holding b's config blob
 my $cfg = $up->req('GET', "/v2/lib/b/blobs/$img{b}{config}")->{content};
 $m->push_blob('mine/app', $cfg);
-
-sub pull {
-    my ($n) = @_;
-    my $r = $m->req('GET', "/v2/up/lib/$n/manifests/v1");
-    my $ok = $r->{status} == 200;
-    for my $d ($img{$n}{config}, @{ $img{$n}{layers} }) {
-        my $b = $m->req('GET', "/v2/up/lib/$n/blobs/$d");
-        $ok &&= RegTest::digest($b->{content}) eq $d;
-    }
-    return $ok;
-}
 
 my $v2 = $m->root . '/docker/registry/v2';
 

@@ -49,27 +49,7 @@ my $m = MirrorTest::mirror('http://127.0.0.1:' . $up->port, ttl => '1h',
     location_extra => "registry_cache_max_size 1000k;\n",
     opts => { workers => 2 });
 
-sub pull {
-    my ($repo, $ref, $img) = @_;
-    my $r = $m->req('GET', "/v2/up/$repo/manifests/$ref",
-                    headers => { Accept => "$INDEX, "
-                                 . 'application/vnd.oci.image.manifest.v1+json' });
-    my $ok = $r->{status} == 200;
-    for my $d ($img ? ($img->{config}, @{ $img->{layers} }) : ()) {
-        my $b = $m->req('GET', "/v2/up/$repo/blobs/$d");
-        $ok &&= RegTest::digest($b->{content}) eq $d;
-    }
-    return $ok;
-}
-
-sub gone_within {
-    my ($path) = @_;
-    for (1 .. 40) {
-        return 1 unless -e $path;
-        select undef, undef, undef, 0.5;
-    }
-    return 0;
-}
+sub pull { MirrorTest::pull_image($m, "up/$_[0]", $_[1], $_[2]) }
 
 for my $c (qw(x1 x2)) {
     ok(pull('lib/multi', $img{$c}{digest}, $img{$c}),
@@ -82,7 +62,7 @@ ok(pull('lib/multi', 'v1'), 'the index pulled by tag');
 sleep 1;
 ok(pull('lib/w', 'v1', $img{w}), 'w pulled: over the bound');
 
-ok(gone_within($m->blob_path($img{z}{layers}[0])),
+ok(MirrorTest::gone_within($m->blob_path($img{z}{layers}[0])),
    'z, pulled after the children, evicted');
 ok(-e $m->blob_path($img{$_}{layers}[0]),
    "child $_ kept: the index that references it is kept") for qw(x1 x2);
@@ -92,9 +72,9 @@ ok(-e $m->blob_path(RegTest::digest($index)), 'the index kept');
 sleep 1;
 ok(pull('lib/v', 'v1', $img{v}), 'v pulled: over the bound again');
 
-ok(gone_within($m->blob_path(RegTest::digest($index))),
+ok(MirrorTest::gone_within($m->blob_path(RegTest::digest($index))),
    'the index, least recently pulled, evicted');
-ok(gone_within($m->blob_path($img{x1}{layers}[0])),
+ok(MirrorTest::gone_within($m->blob_path($img{x1}{layers}[0])),
    'child x1, the older, no longer referenced: evicted next');
 ok(!-e $m->blob_path($img{x1}{digest}), '... its manifest too');
 ok(-e $m->blob_path($img{$_}{layers}[0]),

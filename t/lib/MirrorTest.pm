@@ -7,6 +7,8 @@ package MirrorTest;
 #   my $m = MirrorTest::mirror($upstream_url, ttl => '2s',
 #                              location_extra => '...', upstream_extra => '');
 #   MirrorTest::upstream_hits($upstream, qr{...})  lines of its access log
+#   MirrorTest::pull_image($m, $repo, $ref, $img)   its manifest and blobs
+#   MirrorTest::gone_within($path)                  within 20 s (eviction)
 #   my $pid = MirrorTest::stream_client($port, $path, $out, $probe);
 #   my @r = MirrorTest::stream_results(@outs);       what the clients saw
 
@@ -56,6 +58,37 @@ sub mirror {
                           . "registry_upstream_tag_ttl $ttl;\n"
                           . ($o{location_extra} // ''),
     );
+}
+
+# GET $repo's manifest $ref (an index or an image), then, with $img (a
+# RegTest::push_image answer), its config and layers; true when all came
+# with the right bytes
+sub pull_image {
+    my ($m, $repo, $ref, $img) = @_;
+
+    my $r = $m->req('GET', "/v2/$repo/manifests/$ref", headers => {
+        Accept => 'application/vnd.oci.image.index.v1+json, '
+                  . 'application/vnd.oci.image.manifest.v1+json' });
+    my $ok = $r->{status} == 200;
+
+    for my $d ($img ? ($img->{config}, @{ $img->{layers} }) : ()) {
+        my $b = $m->req('GET', "/v2/$repo/blobs/$d");
+        $ok &&= RegTest::digest($b->{content}) eq $d;
+    }
+
+    return $ok;
+}
+
+# the file is gone, or goes within 20 s (an eviction looks every 5 s)
+sub gone_within {
+    my ($path) = @_;
+
+    for (1 .. 40) {
+        return 1 unless -e $path;
+        select undef, undef, undef, 0.5;
+    }
+
+    return 0;
 }
 
 # the upstream's access log lines matching $re
