@@ -108,8 +108,8 @@ ngx_http_registry_store_evict(ngx_http_registry_op_t *op,
 
     if (rc == NGX_DECLINED) {
         ngx_log_error(NGX_LOG_WARN, op->log, 0,
-                      "registry cache: a local manifest does not parse "
-                      "(see fsck), nothing evicted");
+                      "registry cache: a local manifest or tag is "
+                      "unreadable (see fsck), nothing evicted");
         return NGX_OK;
     }
 
@@ -392,6 +392,8 @@ ngx_http_registry_evict_item(ngx_http_registry_evict_t *e,
     {
         return NGX_ERROR;
     }
+
+    /* its links gone, its bytes are no longer the cache's, even if kept */
 
     *e->freed += size;
     e->total -= item->size;

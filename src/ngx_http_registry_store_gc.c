@@ -1417,8 +1417,8 @@ ngx_http_registry_gc_pulled(ngx_http_registry_gc_t *gc,
  * mirrored repositories' (prefixes, ngx_str_t) revisions and layer links
  * are answered in cached (ngx_http_registry_cached_t), one a blob no
  * local repository holds, with their times and what their manifests
- * reference.  NGX_DECLINED: a local manifest does not parse, what the
- * local repositories hold is unknown, and nothing may go.
+ * reference.  NGX_DECLINED: a local manifest or tag is unreadable, what
+ * the local repositories hold is unknown, and nothing may go.
  */
 
 ngx_int_t

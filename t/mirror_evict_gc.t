@@ -6,7 +6,8 @@
 # its layer with a mirrored image, and its own layer link to it is gone
 # (as in a store another tool wrote): when the mirrored image is evicted,
 # the layer stays, and the bytes the local image holds do not count
-# against the bound.
+# against the bound.  A local manifest that does not parse stops the
+# eviction.
 
 use strict;
 use warnings;
@@ -75,6 +76,22 @@ my $fetched = MirrorTest::upstream_hits($up, qr{GET /v2/lib/p/blobs/\Q$shared_di
 ok(pull('p'), 'p pulled again');
 is(MirrorTest::upstream_hits($up, qr{GET /v2/lib/p/blobs/\Q$shared_digest\E}),
    $fetched, '... its layer from the store, not fetched again');
+
+# a local manifest that does not parse: what the local repositories hold
+# is unknown, and the eviction removes nothing (as a collection would)
+RegTest::spew($m->blob_path($local->{digest}), 'not a manifest');
+sleep 2;
+ok(pull('q'), 'q pulled again: over the bound');
+
+my $refused = 0;
+for (1 .. 40) {
+    $refused = $m->error_log =~ /local manifest or tag is unreadable/;
+    last if $refused;
+    select undef, undef, undef, 0.5;
+}
+ok($refused, 'the eviction refused, and said why');
+ok(-e $m->blob_path($_), "blob $_ kept")
+    for $img{q}{layers}[0], $img{r}{layers}[0], $shared_digest;
 
 $m->stop;
 $up->stop;
