@@ -213,10 +213,13 @@ typedef struct ngx_http_registry_gc_s  ngx_http_registry_gc_t;
 typedef ngx_int_t (*ngx_http_registry_gc_part_pt)(ngx_http_registry_gc_t *gc,
     ngx_array_t *items);
 
-/* one <hex> entry of a repository's revisions/<alg> or _layers/<alg> */
+/*
+ * one entry of a repository's revisions/<alg> or _layers/<alg> (dir): its
+ * digest, and its link's path beneath dir
+ */
 typedef ngx_int_t (*ngx_http_registry_gc_entry_pt)(ngx_http_registry_gc_t *gc,
     ngx_http_registry_gc_repo_t *repo, ngx_http_registry_dir_t *dir,
-    ngx_uint_t alg, ngx_str_t *hex);
+    ngx_http_registry_digest_t *digest, ngx_str_t *rel);
 
 /*
  * A run, or a part of one: the mark, the sweeps and the links phase are
@@ -280,9 +283,12 @@ static ngx_int_t ngx_http_registry_gc_tags(ngx_http_registry_gc_t *gc,
 static ngx_int_t ngx_http_registry_gc_entries(ngx_http_registry_gc_t *gc,
     ngx_http_registry_gc_repo_t *repo, ngx_uint_t layers,
     ngx_http_registry_gc_entry_pt each);
+static ngx_int_t ngx_http_registry_gc_entry(ngx_http_registry_gc_t *gc,
+    ngx_http_registry_gc_repo_t *repo, ngx_http_registry_dir_t *dir,
+    ngx_uint_t alg, ngx_str_t *hex, ngx_http_registry_gc_entry_pt each);
 static ngx_int_t ngx_http_registry_gc_revision(ngx_http_registry_gc_t *gc,
     ngx_http_registry_gc_repo_t *repo, ngx_http_registry_dir_t *dir,
-    ngx_uint_t alg, ngx_str_t *hex);
+    ngx_http_registry_digest_t *digest, ngx_str_t *rel);
 static ngx_int_t ngx_http_registry_gc_live(ngx_http_registry_gc_t *gc,
     ngx_http_registry_gc_repo_t *repo);
 static ngx_int_t ngx_http_registry_gc_drain(ngx_http_registry_gc_t *gc,
@@ -298,18 +304,19 @@ static ngx_int_t ngx_http_registry_gc_unrevision(ngx_http_registry_gc_t *gc,
     ngx_http_registry_gc_repo_t *repo, ngx_http_registry_gc_blob_t *b);
 static ngx_int_t ngx_http_registry_gc_layer(ngx_http_registry_gc_t *gc,
     ngx_http_registry_gc_repo_t *repo, ngx_http_registry_dir_t *dir,
-    ngx_uint_t alg, ngx_str_t *hex);
+    ngx_http_registry_digest_t *digest, ngx_str_t *rel);
 static ngx_int_t ngx_http_registry_gc_kept_name(ngx_http_registry_gc_t *gc,
     ngx_http_registry_gc_repo_t *repo);
 static ngx_int_t ngx_http_registry_gc_pulled_revision(
     ngx_http_registry_gc_t *gc, ngx_http_registry_gc_repo_t *repo,
-    ngx_http_registry_dir_t *dir, ngx_uint_t alg, ngx_str_t *hex);
+    ngx_http_registry_dir_t *dir, ngx_http_registry_digest_t *digest,
+    ngx_str_t *rel);
 static ngx_int_t ngx_http_registry_gc_pulled_layer(ngx_http_registry_gc_t *gc,
     ngx_http_registry_gc_repo_t *repo, ngx_http_registry_dir_t *dir,
-    ngx_uint_t alg, ngx_str_t *hex);
+    ngx_http_registry_digest_t *digest, ngx_str_t *rel);
 static ngx_int_t ngx_http_registry_gc_pulled(ngx_http_registry_gc_t *gc,
     ngx_http_registry_gc_repo_t *repo, ngx_http_registry_dir_t *dir,
-    ngx_uint_t alg, ngx_str_t *hex, ngx_uint_t revision);
+    ngx_http_registry_digest_t *digest, ngx_str_t *rel, ngx_uint_t revision);
 static ngx_int_t ngx_http_registry_gc_answer(ngx_http_registry_gc_t *gc,
     ngx_array_t *cached);
 static ngx_int_t ngx_http_registry_gc_answer_refs(ngx_http_registry_gc_t *gc,
@@ -784,7 +791,8 @@ ngx_http_registry_gc_entries(ngx_http_registry_gc_t *gc,
         hex = hexes.elts;
 
         for (i = 0; rc == NGX_OK && i < hexes.nelts; i++) {
-            rc = each(gc, repo, &dir, alg, &hex[i]);
+            rc = ngx_http_registry_gc_entry(gc, repo, &dir, alg, &hex[i],
+                                            each);
         }
 
         ngx_http_registry_dir_close(&dir);
@@ -798,38 +806,51 @@ ngx_http_registry_gc_entries(ngx_http_registry_gc_t *gc,
 }
 
 
+/* <hex> in the listing of dir, as each() takes it; not a digest: none */
+
+static ngx_int_t
+ngx_http_registry_gc_entry(ngx_http_registry_gc_t *gc,
+    ngx_http_registry_gc_repo_t *repo, ngx_http_registry_dir_t *dir,
+    ngx_uint_t alg, ngx_str_t *hex, ngx_http_registry_gc_entry_pt each)
+{
+    ngx_int_t                   rc;
+    ngx_str_t                   rel;
+    ngx_http_registry_digest_t  digest;
+
+    rc = ngx_http_registry_digest_of(repo->op.pool, alg, hex, &digest);
+
+    if (rc != NGX_OK) {
+        return (rc == NGX_ERROR)
+               ? ngx_http_registry_op_syserr(&repo->op, NGX_ENOMEM) : NGX_OK;
+    }
+
+    if (ngx_http_registry_path_in_links(&repo->op, &rel, hex) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return each(gc, repo, dir, &digest, &rel);
+}
+
+
 /*
- * One revision, <hex> in the listing of revisions/<alg> (dir), read: a
- * root too unless delete_untagged, and then still when younger than the
- * grace.
+ * One revision, read: a root too unless delete_untagged, and then still
+ * when younger than the grace.  Bytes that do not parse keep the run
+ * from removing anything.
  */
 
 static ngx_int_t
 ngx_http_registry_gc_revision(ngx_http_registry_gc_t *gc,
     ngx_http_registry_gc_repo_t *repo, ngx_http_registry_dir_t *dir,
-    ngx_uint_t alg, ngx_str_t *hex)
+    ngx_http_registry_digest_t *digest, ngx_str_t *rel)
 {
     ngx_int_t                         rc;
-    ngx_str_t                         rel;
     ngx_http_registry_op_t           *op;
-    ngx_http_registry_digest_t        digest;
     ngx_http_registry_gc_blob_t      *b, **root;
     ngx_http_registry_gc_revision_t  *rev;
 
     op = &repo->op;
 
-    rc = ngx_http_registry_digest_of(op->pool, alg, hex, &digest);
-
-    if (rc != NGX_OK) {
-        return (rc == NGX_ERROR) ? ngx_http_registry_op_syserr(op, NGX_ENOMEM)
-                                 : NGX_OK;
-    }
-
-    if (ngx_http_registry_path_in_links(op, &rel, hex) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    rc = ngx_http_registry_gc_young_in(gc, op, dir, &rel, NULL);
+    rc = ngx_http_registry_gc_young_in(gc, op, dir, rel, NULL);
 
     if (rc == NGX_DECLINED) {
         return NGX_OK;                        /* no link: no revision */
@@ -839,7 +860,7 @@ ngx_http_registry_gc_revision(ngx_http_registry_gc_t *gc,
         return NGX_ERROR;
     }
 
-    b = ngx_http_registry_gc_blob(gc, &digest, 1);
+    b = ngx_http_registry_gc_blob(gc, digest, 1);
     rev = ngx_array_push(&repo->revisions);
 
     if (b == NULL || rev == NULL) {
@@ -855,6 +876,7 @@ ngx_http_registry_gc_revision(ngx_http_registry_gc_t *gc,
 
     if (b->invalid) {
         repo->invalid = 1;
+        gc->invalid = 1;
     }
 
     if (!rev->removable) {
@@ -929,7 +951,7 @@ ngx_http_registry_gc_drain(ngx_http_registry_gc_t *gc,
             return ngx_http_registry_op_syserr(&repo->op, NGX_ENOMEM);
         }
 
-        gc->invalid |= b->invalid;     /* read first for the pulls */
+        gc->invalid |= b->invalid;
         b->marked = 1;
 
         ref = b->refs;
@@ -960,7 +982,9 @@ ngx_http_registry_gc_drain(ngx_http_registry_gc_t *gc,
  * A manifest's references, read once a run: its bytes, or its tombstone's
  * (a live manifest moved aside comes back in the tombstones phase).
  * Bytes missing are a problem that keeps nothing alive; bytes that do not
- * parse keep the run from removing anything.
+ * parse are b->invalid, and keep the run from removing anything once a
+ * root of a local repository reaches them (gc_revision(), gc_drain()):
+ * the pulls read the mirrored repositories' manifests too.
  */
 
 static ngx_int_t
@@ -1023,7 +1047,6 @@ ngx_http_registry_gc_read(ngx_http_registry_gc_t *gc,
         ngx_http_registry_gc_problem(gc, "unreadable manifest", NULL,
                                      &b->digest.text);
         b->invalid = 1;
-        gc->invalid = 1;
         rc = NGX_OK;
     }
 
@@ -1061,7 +1084,6 @@ ngx_http_registry_gc_parse(ngx_http_registry_gc_t *gc,
     if (rc == NGX_DECLINED) {
         ngx_http_registry_gc_problem(gc, invalid, NULL, &b->digest.text);
         b->invalid = 1;
-        gc->invalid = 1;
         return NGX_OK;
     }
 
@@ -1231,8 +1253,7 @@ ngx_http_registry_gc_unrevision(ngx_http_registry_gc_t *gc,
 
 
 /*
- * One layer link, <hex> in the listing of _layers/<alg> (dir), that no
- * live manifest of the repository references: younger than the grace,
+ * One layer link, that no live manifest of the repository references: younger than the grace,
  * it keeps its blob (a push in flight links its blobs before it puts its
  * manifest; so does distribution's, which refreshes no blob's time);
  * older, it is a candidate, judged once the sweeps know whether its blob
@@ -1243,25 +1264,16 @@ ngx_http_registry_gc_unrevision(ngx_http_registry_gc_t *gc,
 static ngx_int_t
 ngx_http_registry_gc_layer(ngx_http_registry_gc_t *gc,
     ngx_http_registry_gc_repo_t *repo, ngx_http_registry_dir_t *dir,
-    ngx_uint_t alg, ngx_str_t *hex)
+    ngx_http_registry_digest_t *digest, ngx_str_t *rel)
 {
     ngx_int_t                     rc;
-    ngx_str_t                     rel;
     ngx_http_registry_op_t       *op;
-    ngx_http_registry_digest_t    digest;
     ngx_http_registry_gc_blob_t  *b;
     ngx_http_registry_gc_link_t  *cand;
 
     op = &repo->op;
 
-    rc = ngx_http_registry_digest_of(op->pool, alg, hex, &digest);
-
-    if (rc != NGX_OK) {
-        return (rc == NGX_ERROR) ? ngx_http_registry_op_syserr(op, NGX_ENOMEM)
-                                 : NGX_OK;
-    }
-
-    b = ngx_http_registry_gc_blob(gc, &digest, 1);
+    b = ngx_http_registry_gc_blob(gc, digest, 1);
     if (b == NULL) {
         return ngx_http_registry_op_syserr(op, NGX_ENOMEM);
     }
@@ -1270,11 +1282,7 @@ ngx_http_registry_gc_layer(ngx_http_registry_gc_t *gc,
         return NGX_OK;
     }
 
-    if (ngx_http_registry_path_in_links(op, &rel, hex) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    rc = ngx_http_registry_gc_young_in(gc, op, dir, &rel, NULL);
+    rc = ngx_http_registry_gc_young_in(gc, op, dir, rel, NULL);
 
     if (rc == NGX_ERROR) {
         return NGX_ERROR;
@@ -1327,18 +1335,18 @@ ngx_http_registry_gc_kept_name(ngx_http_registry_gc_t *gc,
 static ngx_int_t
 ngx_http_registry_gc_pulled_revision(ngx_http_registry_gc_t *gc,
     ngx_http_registry_gc_repo_t *repo, ngx_http_registry_dir_t *dir,
-    ngx_uint_t alg, ngx_str_t *hex)
+    ngx_http_registry_digest_t *digest, ngx_str_t *rel)
 {
-    return ngx_http_registry_gc_pulled(gc, repo, dir, alg, hex, 1);
+    return ngx_http_registry_gc_pulled(gc, repo, dir, digest, rel, 1);
 }
 
 
 static ngx_int_t
 ngx_http_registry_gc_pulled_layer(ngx_http_registry_gc_t *gc,
     ngx_http_registry_gc_repo_t *repo, ngx_http_registry_dir_t *dir,
-    ngx_uint_t alg, ngx_str_t *hex)
+    ngx_http_registry_digest_t *digest, ngx_str_t *rel)
 {
-    return ngx_http_registry_gc_pulled(gc, repo, dir, alg, hex, 0);
+    return ngx_http_registry_gc_pulled(gc, repo, dir, digest, rel, 0);
 }
 
 
@@ -1353,37 +1361,23 @@ ngx_http_registry_gc_pulled_layer(ngx_http_registry_gc_t *gc,
 static ngx_int_t
 ngx_http_registry_gc_pulled(ngx_http_registry_gc_t *gc,
     ngx_http_registry_gc_repo_t *repo, ngx_http_registry_dir_t *dir,
-    ngx_uint_t alg, ngx_str_t *hex, ngx_uint_t revision)
+    ngx_http_registry_digest_t *digest, ngx_str_t *rel, ngx_uint_t revision)
 {
     ngx_int_t                     rc;
-    ngx_str_t                     rel;
-    ngx_uint_t                    invalid;
     ngx_file_info_t               fi;
     ngx_http_registry_op_t       *op;
-    ngx_http_registry_digest_t    digest;
     ngx_http_registry_gc_blob_t  *b;
     ngx_http_registry_gc_link_t  *link;
 
     op = &repo->op;
 
-    rc = ngx_http_registry_digest_of(op->pool, alg, hex, &digest);
-
-    if (rc != NGX_OK) {
-        return (rc == NGX_ERROR) ? ngx_http_registry_op_syserr(op, NGX_ENOMEM)
-                                 : NGX_OK;
-    }
-
-    if (ngx_http_registry_path_in_links(op, &rel, hex) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    rc = ngx_http_registry_dir_stat(op, dir, &rel, &fi);
+    rc = ngx_http_registry_dir_stat(op, dir, rel, &fi);
 
     if (rc != NGX_OK) {
         return (rc == NGX_DECLINED) ? NGX_OK : NGX_ERROR;
     }
 
-    b = ngx_http_registry_gc_blob(gc, &digest, 1);
+    b = ngx_http_registry_gc_blob(gc, digest, 1);
     link = ngx_array_push(&gc->pulls);
 
     if (b == NULL || link == NULL
@@ -1398,15 +1392,7 @@ ngx_http_registry_gc_pulled(ngx_http_registry_gc_t *gc,
                    + fi.st_mtim.tv_nsec;
     link->revision = revision;
 
-    if (!revision) {
-        return NGX_OK;
-    }
-
-    invalid = gc->invalid;
-    rc = ngx_http_registry_gc_read(gc, b);
-    gc->invalid = invalid;
-
-    return rc;
+    return revision ? ngx_http_registry_gc_read(gc, b) : NGX_OK;
 }
 
 
