@@ -83,13 +83,9 @@ RegTest::spew($m->blob_path($local->{digest}), 'not a manifest');
 sleep 2;
 ok(pull('q'), 'q pulled again: over the bound');
 
-my $refused = 0;
-for (1 .. 40) {
-    $refused = $m->error_log =~ /local manifest or tag is unreadable/;
-    last if $refused;
-    select undef, undef, undef, 0.5;
-}
-ok($refused, 'the eviction refused, and said why');
+ok(MirrorTest::within(20, sub {
+       $m->error_log =~ /local manifest or tag is unreadable/ }),
+   'the eviction refused, and said why');
 ok(-e $m->blob_path($_), "blob $_ kept")
     for $img{q}{layers}[0], $img{r}{layers}[0], $shared_digest;
 

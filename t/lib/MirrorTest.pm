@@ -8,6 +8,7 @@ package MirrorTest;
 #                              location_extra => '...', upstream_extra => '');
 #   MirrorTest::upstream_hits($upstream, qr{...})  lines of its access log
 #   MirrorTest::pull_image($m, $repo, $ref, $img)   its manifest and blobs
+#   MirrorTest::within($seconds, sub { ... })       true by then, polled
 #   MirrorTest::gone_within($path)                  within 20 s (eviction)
 #   my $pid = MirrorTest::stream_client($port, $path, $out, $probe);
 #   my @r = MirrorTest::stream_results(@outs);       what the clients saw
@@ -79,16 +80,23 @@ sub pull_image {
     return $ok;
 }
 
-# the file is gone, or goes within 20 s (an eviction looks every 5 s)
-sub gone_within {
-    my ($path) = @_;
+# $cond->() is true, or comes true within $seconds (asked every 0.5 s)
+sub within {
+    my ($seconds, $cond) = @_;
 
-    for (1 .. 40) {
-        return 1 unless -e $path;
+    for (1 .. 2 * $seconds) {
+        return 1 if $cond->();
         select undef, undef, undef, 0.5;
     }
 
     return 0;
+}
+
+# the file is gone, or goes within 20 s (an eviction looks every 5 s)
+sub gone_within {
+    my ($path) = @_;
+
+    return within(20, sub { !-e $path });
 }
 
 # the upstream's access log lines matching $re
